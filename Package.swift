@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+// Flexiffusion: training-free acceleration of diffusion samplers on OpenCL devices.
+import PackageDescription
+
+let package = Package(
+    name: "Flexiffusion",
+    products: [
+        .executable(name: "flexiffusion", targets: ["flexiffusion"]),
+        .library(name: "GPUKernels", targets: ["GPUKernels"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Search", targets: ["Search"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System modules: OpenCL + CLBlast, and host BLAS (OpenBLAS) for the CPU-device GEMM path.
+        .systemLibrary(name: "COpenCL", path: "Sources/COpenCL"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // The OpenCL C sources under kernels/, embedded into the binary with C23 #embed.
+        .target(name: "CKernelSources", path: "Sources/CKernelSources",
+                cSettings: [.unsafeFlags(["-std=c23"])]),
+        .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources"]),
+        .target(name: "Engine", dependencies: ["GPUKernels"]),
+        .target(name: "Search"),
+        .executableTarget(name: "flexiffusion", dependencies: [
+            "GPUKernels", "Engine", "Search",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

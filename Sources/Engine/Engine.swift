@@ -1,0 +1,2 @@
+// The model graph, weights, schedulers and step plans: filled in by the UNet issue.
+import GPUKernels

@@ -1,0 +1,40 @@
+// Launchers for kernels/elementwise.cl: SiLU, residual add with scale, scale, per-channel bias.
+extension Stream {
+    /// y = x · sigmoid(x) over `count` elements; y may be x.
+    public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
+        precondition(x.count >= count && y.count >= count, "silu buffers too small")
+        try launch("elementwise", "silu", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
+    }
+
+    /// y = (a + b) · scale (diffusers' `(input + hidden) / output_scale_factor`); y may be a or b.
+    public func addScale(_ a: DeviceBuffer<Float>, _ b: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
+                         count: Int, scale: Float = 1) throws {
+        precondition(a.count >= count && b.count >= count && y.count >= count, "add buffers too small")
+        try launch("elementwise", "add_scale", global: [count],
+                   [.buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(count), .float(scale)])
+    }
+
+    /// y = x · s; y may be x.
+    public func scale(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, by s: Float) throws {
+        precondition(x.count >= count && y.count >= count, "scale buffers too small")
+        try launch("elementwise", "scale", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count), .float(s)])
+    }
+
+    /// y[offset + (n, c, p)] = bias[c] for y [N, C, P] starting at element `offset`.
+    public func fillChannelBias(_ y: DeviceBuffer<Float>, offset: Int = 0, bias: DeviceBuffer<Float>,
+                                batch: Int, channels: Int, spatial: Int) throws {
+        precondition(y.count >= offset + batch * channels * spatial && bias.count >= channels, "bias fill buffers too small")
+        try launch("elementwise", "fill_channel_bias", global: [spatial, channels, batch],
+                   [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels), .int(spatial)])
+    }
+
+    /// y[n, c, p] += bias[n · batchStride + c] for y [N, C, P]: batchStride 0 broadcasts one vector,
+    /// batchStride C adds one vector per sample (a projected time embedding).
+    public func addChannelBias(_ y: DeviceBuffer<Float>, bias: DeviceBuffer<Float>, batch: Int, channels: Int,
+                               spatial: Int, biasBatchStride: Int) throws {
+        precondition(y.count >= batch * channels * spatial, "bias add output too small")
+        precondition(bias.count >= (batch - 1) * biasBatchStride + channels, "bias add vector too small")
+        try launch("elementwise", "add_channel_bias", global: [spatial, channels, batch],
+                   [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(spatial), .int(biasBatchStride)])
+    }
+}

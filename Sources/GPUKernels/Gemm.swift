@@ -1,0 +1,188 @@
+// The GEMM paths (row-major, strided-batched SGEMM on device buffers):
+// - clblast:       CLBlast with its database parameters — the path for GPUs.
+// - clblast-tuned: CLBlast with Xgemm parameters overridden for this device (a cached tuning result
+//                  when `flexiffusion bench gemm --tune` wrote one, else a hand-picked set).
+// - host-blas:     CPU devices only — the buffers are mapped (zero-copy on PoCL) and OpenBLAS
+//                  multiplies them on the host; the fastest path on a CPU by far (README, bench).
+import CBLAS
+import COpenCL
+import Foundation
+
+public enum GemmPath: String, CaseIterable, Sendable, CustomStringConvertible {
+    case clblast
+    case clblastTuned = "clblast-tuned"
+    case hostBLAS = "host-blas"
+
+    public var description: String { rawValue }
+
+    /// Overrides the default choice: one of `clblast`, `clblast-tuned`, `host-blas`.
+    public static let variable = "FLEXIFFUSION_GEMM"
+
+    /// host-blas on CPU devices (measured fastest there), CLBlast elsewhere; $FLEXIFFUSION_GEMM wins.
+    public static func `default`(for device: DeviceInfo,
+                                 environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GemmPath {
+        if let raw = environment[variable], !raw.isEmpty {
+            guard let p = GemmPath(rawValue: raw) else {
+                throw OpenCLError(call: "GEMM path selection",
+                                  detail: "$\(variable)=\(raw) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return p
+        }
+        return device.kind == .cpu ? .hostBLAS : .clblast
+    }
+}
+
+/// One matrix operand of a strided-batched GEMM: `buffer[offset + b * stride ...]`, leading dimension `ld`.
+public struct GemmOperand {
+    public var buffer: DeviceBuffer<Float>
+    public var offset: Int
+    public var ld: Int
+    public var stride: Int
+    public init(_ buffer: DeviceBuffer<Float>, offset: Int = 0, ld: Int, stride: Int = 0) {
+        self.buffer = buffer; self.offset = offset; self.ld = ld; self.stride = stride
+    }
+}
+
+/// Runs SGEMMs through one `GemmPath`.
+public final class GemmEngine: @unchecked Sendable {
+    public let path: GemmPath
+    public let device: DeviceInfo
+
+    /// CLBlast's first concurrent call of a routine can crash in its database set-up, and OpenBLAS
+    /// calls are serialised too: one lock for every GEMM in the process (shared/OPENCL-NOTES.md).
+    static let lock = NSLock()
+
+    public init(path: GemmPath, device: DeviceInfo) throws {
+        if path == .hostBLAS && device.kind != .cpu {
+            throw OpenCLError(call: "GEMM path selection",
+                              detail: "host-blas needs a CPU device (its buffers are mapped on the host); \(device.name) is a \(device.kind)")
+        }
+        self.path = path
+        self.device = device
+        if path == .clblastTuned { try CLBlastTuning.apply(for: device) }
+    }
+
+    /// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b in 0..<batch, row-major, where op
+    /// transposes when asked; A is m×k after op, B is k×n, C is m×n.
+    public func sgemm(queue: CLCommandQueue, transA: Bool = false, transB: Bool = false,
+                      m: Int, n: Int, k: Int, alpha: Float = 1, a: GemmOperand, b: GemmOperand,
+                      beta: Float = 0, c: GemmOperand, batch: Int = 1) throws {
+        precondition(m > 0 && n > 0 && k > 0 && batch > 0, "GEMM dimensions must be positive")
+        precondition(a.ld >= (transA ? m : k) && b.ld >= (transB ? k : n) && c.ld >= n, "GEMM leading dimension too small")
+        func last(_ o: GemmOperand, rows: Int, cols: Int) -> Int { o.offset + (batch - 1) * o.stride + (rows - 1) * o.ld + cols }
+        precondition(last(a, rows: transA ? k : m, cols: transA ? m : k) <= a.buffer.count, "GEMM overruns A")
+        precondition(last(b, rows: transB ? n : k, cols: transB ? k : n) <= b.buffer.count, "GEMM overruns B")
+        precondition(last(c, rows: m, cols: n) <= c.buffer.count, "GEMM overruns C")
+        switch path {
+        case .clblast, .clblastTuned:
+            try clblast(queue: queue, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        a: a, b: b, beta: beta, c: c, batch: batch)
+        case .hostBLAS:
+            try hostBLAS(queue: queue, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                         a: a, b: b, beta: beta, c: c, batch: batch)
+        }
+    }
+
+    private func clblast(queue: CLCommandQueue, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                         alpha: Float, a: GemmOperand, b: GemmOperand, beta: Float, c: GemmOperand, batch: Int) throws {
+        let ta = transA ? CLBlastTransposeYes : CLBlastTransposeNo
+        let tb = transB ? CLBlastTransposeYes : CLBlastTransposeNo
+        var q: cl_command_queue? = queue.handle
+        GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
+        let status: CLBlastStatusCode
+        if batch == 1 {
+            status = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
+                                  a.buffer.handle, a.offset, a.ld, b.buffer.handle, b.offset, b.ld,
+                                  beta, c.buffer.handle, c.offset, c.ld, &q, nil)
+        } else {
+            status = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha,
+                                                a.buffer.handle, a.offset, a.ld, a.stride,
+                                                b.buffer.handle, b.offset, b.ld, b.stride,
+                                                beta, c.buffer.handle, c.offset, c.ld, c.stride, batch, &q, nil)
+        }
+        if status != CLBlastSuccess {
+            throw OpenCLError(call: batch == 1 ? "CLBlastSgemm" : "CLBlastSgemmStridedBatched", status: status.rawValue,
+                              detail: "m \(m) n \(n) k \(k) batch \(batch)")
+        }
+    }
+
+    private func hostBLAS(queue: CLCommandQueue, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                          alpha: Float, a: GemmOperand, b: GemmOperand, beta: Float, c: GemmOperand, batch: Int) throws {
+        // Map each distinct buffer once (a blocking map waits for the commands before it).
+        var mapped: [ObjectIdentifier: UnsafeMutablePointer<Float>] = [:]
+        var order: [(DeviceBuffer<Float>, UnsafeMutablePointer<Float>)] = []
+        defer {
+            for (buf, ptr) in order { clEnqueueUnmapMemObject(queue.handle, buf.handle, UnsafeMutableRawPointer(ptr), 0, nil, nil) }
+        }
+        for buf in [a.buffer, b.buffer, c.buffer] where mapped[ObjectIdentifier(buf)] == nil {
+            var status: cl_int = 0
+            let flags = cl_map_flags(CL_MAP_READ) | cl_map_flags(CL_MAP_WRITE)
+            guard let raw = clEnqueueMapBuffer(queue.handle, buf.handle, cl_bool(CL_TRUE), flags, 0, buf.byteCount,
+                                               0, nil, nil, &status), status == CL_SUCCESS else {
+                throw OpenCLError(call: "clEnqueueMapBuffer", status: status, detail: "host-blas GEMM operand")
+            }
+            let p = raw.bindMemory(to: Float.self, capacity: buf.count)
+            mapped[ObjectIdentifier(buf)] = p
+            order.append((buf, p))
+        }
+        let pa = mapped[ObjectIdentifier(a.buffer)]!, pb = mapped[ObjectIdentifier(b.buffer)]!, pc = mapped[ObjectIdentifier(c.buffer)]!
+        GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
+        for i in 0..<batch {
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        blasint(m), blasint(n), blasint(k), alpha,
+                        pa + a.offset + i * a.stride, blasint(a.ld),
+                        pb + b.offset + i * b.stride, blasint(b.ld), beta,
+                        pc + c.offset + i * c.stride, blasint(c.ld))
+        }
+    }
+}
+
+/// CLBlast Xgemm parameters chosen per device: a cached tuning result, else a hand-picked set that
+/// reached 60–66 GFLOP/s on PoCL where CLBlast's defaults reach 10–20 (shared/OPENCL-NOTES.md).
+public enum CLBlastTuning {
+    public static let parameterNames = ["GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                        "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"]
+    public static let handPicked: [String: Int] = [
+        "GEMMK": 0, "KREG": 1, "KWG": 32, "KWI": 2, "MDIMA": 8, "MDIMC": 8, "MWG": 64, "NDIMB": 8,
+        "NDIMC": 8, "NWG": 64, "SA": 1, "SB": 1, "STRM": 0, "STRN": 0, "VWM": 8, "VWN": 8,
+    ]
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var applied: Set<String> = []
+
+    /// Where the tuned parameters of `device` are cached.
+    public static func cacheFile(for device: DeviceInfo) -> URL {
+        let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        let safe = "\(device.name)-\(device.driverVersion)".map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        return base.appendingPathComponent("flexiffusion/clblast-xgemm-\(String(safe)).json")
+    }
+
+    /// The parameters to use on `device`: the cached tuning result if present and well-formed.
+    public static func parameters(for device: DeviceInfo) -> [String: Int] {
+        if let data = try? Data(contentsOf: cacheFile(for: device)),
+           let p = try? JSONDecoder().decode([String: Int].self, from: data),
+           Set(p.keys) == Set(parameterNames) {
+            return p
+        }
+        return handPicked
+    }
+
+    /// Overrides CLBlast's Xgemm parameters for `device` (process-wide, once unless `force`).
+    public static func apply(for device: DeviceInfo, parameters: [String: Int]? = nil, force: Bool = false) throws {
+        let key = "\(device.index)"
+        lock.lock(); defer { lock.unlock() }
+        if applied.contains(key) && !force { return }
+        let p = parameters ?? self.parameters(for: device)
+        let names = parameterNames.map { strdup($0) }
+        defer { names.forEach { free($0) } }
+        var cnames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+        var values: [Int] = parameterNames.map { p[$0] ?? 0 }
+        GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
+        let st = CLBlastOverrideParameters(device.id, "Xgemm", CLBlastPrecisionSingle, parameterNames.count, &cnames, &values)
+        if st != CLBlastSuccess {
+            throw OpenCLError(call: "CLBlastOverrideParameters(Xgemm)", status: st.rawValue, detail: "\(p)")
+        }
+        applied.insert(key)
+    }
+}

@@ -1,0 +1,16 @@
+// Launcher for kernels/group_norm.cl: torch.nn.GroupNorm with an optional fused SiLU.
+extension Stream {
+    /// y = GroupNorm(x) · gamma + beta over x [N, C, P] in `groups` groups (then SiLU if asked); y may be x.
+    public func groupNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>,
+                          beta: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int,
+                          eps: Float, silu: Bool = false) throws {
+        precondition(groups > 0 && channels % groups == 0, "GroupNorm: \(channels) channels do not split into \(groups) groups")
+        precondition(x.count >= batch * channels * spatial && y.count >= batch * channels * spatial, "GroupNorm buffers too small")
+        precondition(gamma.count >= channels && beta.count >= channels, "GroupNorm affine parameters too small")
+        let ls = shared.reductionWorkGroupSize()
+        try launch("group_norm", "group_norm", global: [ls * batch * groups], local: [ls], [
+            .buffer(x.mem), .buffer(y.mem), .buffer(gamma.mem), .buffer(beta.mem), .int(channels), .int(spatial),
+            .int(groups), .float(eps), .int(silu ? 1 : 0), .local(bytes: ls * MemoryLayout<Float>.size),
+        ])
+    }
+}

@@ -1,0 +1,89 @@
+// A stream of work on one device: a command queue, its own kernel objects, the GEMM path and an
+// optional profiler. One stream per thread; streams on one device share its context and programs.
+import COpenCL
+import Foundation
+
+/// Device time of one launched command, recorded when profiling is on.
+public struct KernelTiming: Sendable {
+    public let name: String
+    public let nanoseconds: UInt64
+}
+
+public final class Stream {
+    public let device: DeviceInfo
+    public let shared: DeviceContext
+    public let queue: CLCommandQueue
+    public let gemm: GemmEngine
+    private var kernels: [String: CLKernel] = [:]
+    private var pendingEvents: [(String, CLEvent)] = []
+
+    /// Whether launches record their events for `takeTimings()`.
+    public var recordsTimings: Bool { queue.profiling }
+
+    /// A stream on `device` (default: `OpenCLRuntime.select()`), with the GEMM path `gemm`
+    /// (default: `GemmPath.default(for:)`, which $FLEXIFFUSION_GEMM overrides).
+    public init(device: DeviceInfo? = nil, gemm: GemmPath? = nil, profiling: Bool = false) throws {
+        let d = try device ?? OpenCLRuntime.select()
+        self.device = d
+        shared = try DeviceContext.shared(for: d)
+        queue = try CLCommandQueue(context: shared.context, profiling: profiling)
+        self.gemm = try GemmEngine(path: gemm ?? GemmPath.default(for: d), device: d)
+    }
+
+    public var context: CLContext { shared.context }
+
+    /// A buffer of `count` floats (uninitialised).
+    public func buffer(_ count: Int) throws -> DeviceBuffer<Float> { try DeviceBuffer(context: shared.context, count: count) }
+
+    /// A buffer holding `values`.
+    public func upload(_ values: [Float]) throws -> DeviceBuffer<Float> {
+        let b = try buffer(values.count)
+        try b.write(values, queue: queue)
+        return b
+    }
+
+    public func download(_ buffer: DeviceBuffer<Float>, count: Int? = nil) throws -> [Float] {
+        try buffer.read(count: count, queue: queue)
+    }
+
+    public func finish() throws { try queue.finish() }
+
+    /// This stream's kernel object for `name` in `family`.cl (created on first use).
+    func kernel(_ family: String, _ name: String) throws -> CLKernel {
+        let key = "\(family).\(name)"
+        if let k = kernels[key] { return k }
+        let k = try CLKernel(program: try shared.program(family), name: name)
+        kernels[key] = k
+        return k
+    }
+
+    /// Enqueues `family.name` over `global` work-items (with `local`, or the driver's choice).
+    func launch(_ family: String, _ name: String, global: [Int], local: [Int]? = nil,
+                _ args: [KernelArgument]) throws {
+        precondition(!global.isEmpty && global.count <= 3 && global.allSatisfy { $0 > 0 }, "bad global size \(global)")
+        let k = try kernel(family, name)
+        try k.setArguments(args)
+        var g = global
+        var event: cl_event? = nil
+        let st: cl_int = withUnsafeMutablePointer(to: &event) { ev in
+            let evp = recordsTimings ? ev : nil
+            if var l = local {
+                precondition(l.count == g.count, "local size rank differs from global")
+                return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, &g, &l, 0, nil, evp)
+            }
+            return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, &g, nil, 0, nil, evp)
+        }
+        if st != CL_SUCCESS {
+            throw OpenCLError(call: "clEnqueueNDRangeKernel(\(name))", status: st, detail: "global \(global), local \(local.map { "\($0)" } ?? "auto")")
+        }
+        if let event { pendingEvents.append((name, CLEvent(event))) }
+    }
+
+    /// Waits for the queue and returns the device time of every kernel launched since the last call.
+    public func takeTimings() throws -> [KernelTiming] {
+        try finish()
+        let out = try pendingEvents.map { KernelTiming(name: $0.0, nanoseconds: try $0.1.durationNanoseconds()) }
+        pendingEvents.removeAll()
+        return out
+    }
+}

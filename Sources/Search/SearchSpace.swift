@@ -1,0 +1,1 @@
+// The segment-wise search space (Flexiffusion): filled in by the search issue.

@@ -1,0 +1,55 @@
+// Convolution and linear layers against the CPU reference, on every GEMM path.
+import GPUKernels
+import Testing
+
+@Suite struct Conv2dTests {
+    static let shapes: [Conv2dShape] = [
+        Conv2dShape(batch: 2, inChannels: 5, height: 9, width: 7, outChannels: 6, kernelSize: 3, stride: 1, padding: 1),
+        Conv2dShape(batch: 3, inChannels: 4, height: 8, width: 8, outChannels: 7, kernelSize: 3, stride: 2, padding: 1),
+        Conv2dShape(batch: 2, inChannels: 3, height: 10, width: 9, outChannels: 4, kernelSize: 3, stride: 1, padding: 0),
+        // diffusers' Downsample2D with padding 0 pads (0, 1, 0, 1) before a stride-2 3×3 convolution.
+        Conv2dShape(batch: 2, inChannels: 4, height: 8, width: 8, outChannels: 4, kernelSize: 3, stride: 2,
+                    padTop: 0, padLeft: 0, padBottom: 1, padRight: 1),
+        Conv2dShape(batch: 3, inChannels: 6, height: 5, width: 7, outChannels: 9, kernelSize: 1),
+        Conv2dShape(batch: 2, inChannels: 32, height: 16, width: 16, outChannels: 16, kernelSize: 3, stride: 1, padding: 1),
+    ]
+
+    @Test(arguments: gemmPaths(), shapes)
+    func conv2dMatchesReference(path: GemmPath, shape sh: Conv2dShape) throws {
+        let s = try Stream(device: testDevice(), gemm: path)
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let x = randomArray(sh.inputCount, &rng)
+        let w = randomArray(sh.weightCount, &rng, in: -0.5...0.5)
+        let bias = randomArray(sh.outChannels, &rng)
+        let dx = try s.upload(x), dw = try s.upload(w), db = try s.upload(bias)
+        let scratch = sh.scratchCount > 0 ? try s.buffer(sh.scratchCount) : nil
+        let pad = (sh.padTop, sh.padLeft, sh.padBottom, sh.padRight)
+        for withBias in [true, false] {
+            // Pre-fill the output with garbage: every element must be written.
+            let dy = try s.upload(randomArray(sh.outputCount, &rng, in: 100...200))
+            try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch)
+            let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w,
+                                       bias: withBias ? bias : nil, outChannels: sh.outChannels, k: sh.kernelSize,
+                                       stride: sh.stride, pad: pad)
+            expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
+                        "conv2d \(sh) bias \(withBias) via \(path)", seed: seed)
+        }
+    }
+
+    @Test(arguments: gemmPaths())
+    func linearMatchesReference(path: GemmPath) throws {
+        let s = try Stream(device: testDevice(), gemm: path)
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let (n, inF, outF) = (5, 37, 23)
+        let x = randomArray(n * inF, &rng), w = randomArray(inF * outF, &rng), b = randomArray(outF, &rng)
+        let dx = try s.upload(x), dw = try s.upload(w), db = try s.upload(b)
+        for withBias in [true, false] {
+            let dy = try s.upload(randomArray(n * outF, &rng, in: 100...200))
+            try s.linear(dx, weight: dw, bias: withBias ? db : nil, output: dy, batch: n, inFeatures: inF, outFeatures: outF)
+            expectClose(try s.download(dy), Reference.linear(x, batch: n, inF: inF, outF: outF, weight: w, bias: withBias ? b : nil),
+                        atol: 1e-4, rtol: 1e-4, "linear bias \(withBias) via \(path)", seed: seed)
+        }
+    }
+}

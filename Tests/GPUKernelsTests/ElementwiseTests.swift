@@ -1,0 +1,87 @@
+// Element-wise, layout, group-norm and timestep-embedding kernels against the CPU reference.
+import GPUKernels
+import Testing
+
+@Suite struct ElementwiseTests {
+    @Test func siluAddScaleAndChannelBias() throws {
+        let s = try Stream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let (N, C, P) = (3, 5, 37)
+        let n = N * C * P
+        let a = randomArray(n, &rng, in: -6...6), b = randomArray(n, &rng)
+        let da = try s.upload(a), db = try s.upload(b), dy = try s.buffer(n)
+        try s.silu(da, output: dy, count: n)
+        expectClose(try s.download(dy), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu", seed: seed)
+        try s.addScale(da, db, output: dy, count: n, scale: 1 / 1.4142135)
+        expectClose(try s.download(dy), zip(a, b).map { ($0 + $1) * (1 / 1.4142135) }, atol: 1e-6, rtol: 1e-6, "add_scale", seed: seed)
+        try s.scale(da, output: dy, count: n, by: -0.75)
+        expectClose(try s.download(dy), a.map { $0 * -0.75 }, atol: 0, rtol: 1e-7, "scale", seed: seed)
+        // In place.
+        let dz = try s.upload(a)
+        try s.silu(dz, output: dz, count: n)
+        expectClose(try s.download(dz), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu in place", seed: seed)
+
+        let perSample = randomArray(N * C, &rng)
+        let dBias = try s.upload(perSample)
+        for stride in [0, C] {
+            let dx = try s.upload(a)
+            try s.addChannelBias(dx, bias: dBias, batch: N, channels: C, spatial: P, biasBatchStride: stride)
+            var ref = a
+            for i in 0..<n { let c = (i / P) % C, nn = i / (C * P); ref[i] += perSample[nn * stride + c] }
+            expectClose(try s.download(dx), ref, atol: 1e-6, rtol: 1e-6, "add_channel_bias stride \(stride)", seed: seed)
+        }
+        let dFill = try s.upload(randomArray(n + 4, &rng))
+        let before = try s.download(dFill)
+        try s.fillChannelBias(dFill, offset: 4, bias: dBias, batch: N, channels: C, spatial: P)
+        var ref = before
+        for i in 0..<n { ref[4 + i] = perSample[(i / P) % C] }
+        expectClose(try s.download(dFill), ref, atol: 0, rtol: 0, "fill_channel_bias at offset", seed: seed)
+    }
+
+    @Test func upsampleAndConcat() throws {
+        let s = try Stream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let (N, C, H, W) = (2, 3, 5, 7)
+        let x = randomArray(N * C * H * W, &rng)
+        let dx = try s.upload(x), dy = try s.buffer(4 * x.count)
+        try s.upsampleNearest2x(dx, output: dy, batch: N, channels: C, height: H, width: W)
+        expectClose(try s.download(dy), Reference.upsampleNearest2x(x, nc: N * C, h: H, w: W), atol: 0, rtol: 0, "upsample", seed: seed)
+
+        let (CA, CB, P) = (4, 6, 13)
+        let a = randomArray(N * CA * P, &rng), b = randomArray(N * CB * P, &rng)
+        let dc = try s.buffer(N * (CA + CB) * P)
+        try s.concatChannels(try s.upload(a), try s.upload(b), output: dc, batch: N, channelsA: CA, channelsB: CB, spatial: P)
+        expectClose(try s.download(dc), Reference.concat(a, b, n: N, ca: CA, cb: CB, p: P), atol: 0, rtol: 0, "concat", seed: seed)
+    }
+
+    @Test(arguments: [(2, 32, 64, 8, false), (3, 12, 49, 4, true), (1, 64, 1024, 32, true), (2, 6, 5, 6, false)])
+    func groupNormMatchesReference(n: Int, c: Int, p: Int, groups: Int, silu: Bool) throws {
+        let s = try Stream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        // An offset mean and a wide range: a one-pass variance would lose precision here.
+        let x = randomArray(n * c * p, &rng, in: 2...6)
+        let gamma = randomArray(c, &rng, in: 0.5...1.5), beta = randomArray(c, &rng)
+        let ref = Reference.groupNorm(x, n: n, c: c, p: p, groups: groups, eps: 1e-6, gamma: gamma, beta: beta, silu: silu)
+        let dx = try s.upload(x), dg = try s.upload(gamma), db = try s.upload(beta), dy = try s.buffer(x.count)
+        try s.groupNorm(dx, output: dy, gamma: dg, beta: db, batch: n, channels: c, spatial: p, groups: groups, eps: 1e-6, silu: silu)
+        expectClose(try s.download(dy), ref, atol: 1e-5, rtol: 1e-4, "group_norm \(n)×\(c)×\(p) g\(groups) silu \(silu)", seed: seed)
+        try s.groupNorm(dx, output: dx, gamma: dg, beta: db, batch: n, channels: c, spatial: p, groups: groups, eps: 1e-6, silu: silu)
+        expectClose(try s.download(dx), ref, atol: 1e-5, rtol: 1e-4, "group_norm in place", seed: seed)
+    }
+
+    @Test(arguments: [(128, false, 1.0), (128, true, 0.0), (33, true, 1.0), (64, false, 0.0)])
+    func timestepEmbeddingMatchesDiffusers(dim: Int, flip: Bool, shift: Double) throws {
+        let s = try Stream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let t = (0..<6).map { _ in Float(Int.random(in: 0..<1000, using: &rng)) } + [0, 999]
+        let dt = try s.upload(t), dy = try s.buffer(t.count * dim)
+        try s.timestepEmbedding(dt, output: dy, batch: t.count, dim: dim, flipSinToCos: flip, downscaleFreqShift: Float(shift))
+        // Arguments reach ~1000 rad, where one float32 ulp of the argument is ~6e-5.
+        expectClose(try s.download(dy), Reference.timestepEmbedding(t, dim: dim, flip: flip, shift: shift),
+                    atol: 3e-4, rtol: 0, "timestep embedding dim \(dim) flip \(flip) shift \(shift)", seed: seed)
+    }
+}

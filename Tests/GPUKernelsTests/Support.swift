@@ -1,0 +1,60 @@
+// Test support: the device under test, seeded random inputs, and the atol + rtol·|ref| comparison.
+import Foundation
+import GPUKernels
+import Testing
+
+/// The device the tests run on: $FLEXIFFUSION_DEVICE, else the default (PoCL's CPU device in CI).
+func testDevice() throws -> DeviceInfo { try OpenCLRuntime.select() }
+
+/// The GEMM paths the test device supports (host-blas only on CPU devices).
+func gemmPaths() -> [GemmPath] {
+    guard let d = try? testDevice() else { return [] }
+    return GemmPath.allCases.filter { $0 != .hostBLAS || d.kind == .cpu }
+}
+
+/// SplitMix64: a small seeded generator, so that a failure can be replayed from its printed seed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A fresh seed per call (printed with every failure).
+func freshSeed() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
+
+func randomArray(_ n: Int, _ rng: inout SeededGenerator, in range: ClosedRange<Float> = -1...1) -> [Float] {
+    (0..<n).map { _ in Float.random(in: range, using: &rng) }
+}
+
+/// Records an issue unless |actual − expected| ≤ atol + rtol·|expected| everywhere; the message
+/// names the worst element and the first few mismatches.
+func expectClose(_ actual: [Float], _ expected: [Float], atol: Float, rtol: Float, _ what: String,
+                 seed: UInt64? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard actual.count == expected.count else {
+        Issue.record("\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+        return
+    }
+    var worst = -1, worstExcess: Float = -.infinity
+    var mismatches: [Int] = []
+    for i in expected.indices {
+        let tol = atol + rtol * abs(expected[i])
+        let diff = abs(actual[i] - expected[i])
+        let excess = diff.isNaN ? .infinity : diff - tol
+        if excess > worstExcess { worstExcess = excess; worst = i }
+        if !(diff <= tol) { mismatches.append(i) }
+    }
+    if !mismatches.isEmpty {
+        let first = mismatches.prefix(5).map { "[\($0)] got \(actual[$0]) want \(expected[$0])" }.joined(separator: ", ")
+        Issue.record("""
+            \(what): \(mismatches.count)/\(expected.count) elements outside atol \(atol) + rtol \(rtol)·|ref|; \
+            worst [\(worst)] got \(actual[worst]) want \(expected[worst]) (|diff| \(abs(actual[worst] - expected[worst]))); \
+            first: \(first)\(seed.map { "; seed \($0)" } ?? "")
+            """, sourceLocation: sourceLocation)
+    }
+}

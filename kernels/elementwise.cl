@@ -1,0 +1,53 @@
+// Element-wise operations on float32 tensors: SiLU, residual add with scale, scale, per-channel bias.
+//
+// Tensors are contiguous NCHW; "P" is H*W. All kernels are guarded, so any global size that covers
+// the work and any local size work. No #defines.
+
+// y = x * sigmoid(x); y may alias x. global size (n).
+__kernel void silu(__global const float* x, __global float* y, const int n)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    const float v = x[i];
+    y[i] = v / (1.0f + exp(-v));
+}
+
+// y = (a + b) * scale; y may alias a or b. global size (n).
+__kernel void add_scale(__global const float* a, __global const float* b, __global float* y,
+                        const int n, const float scale)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    y[i] = (a[i] + b[i]) * scale;
+}
+
+// y = x * s; y may alias x. global size (n).
+__kernel void scale(__global const float* x, __global float* y, const int n, const float s)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    y[i] = x[i] * s;
+}
+
+// y[offset + (n, c, p)] = bias[c]: the start value for a GEMM with beta = 1. global size (P, C, N).
+__kernel void fill_channel_bias(__global float* y, const int offset, __global const float* bias,
+                                const int C, const int P)
+{
+    const int p = get_global_id(0);
+    const int c = get_global_id(1);
+    const int n = get_global_id(2);
+    if (p >= P || c >= C) return;
+    y[offset + ((size_t)n * C + c) * P + p] = bias[c];
+}
+
+// y[n, c, p] += bias[n * bias_batch_stride + c]; stride 0 broadcasts one bias over the batch,
+// stride C adds a per-sample vector (a time embedding). global size (P, C, N).
+__kernel void add_channel_bias(__global float* y, __global const float* bias,
+                               const int C, const int P, const int bias_batch_stride)
+{
+    const int p = get_global_id(0);
+    const int c = get_global_id(1);
+    const int n = get_global_id(2);
+    if (p >= P || c >= C) return;
+    y[((size_t)n * C + c) * P + p] += bias[n * bias_batch_stride + c];
+}
