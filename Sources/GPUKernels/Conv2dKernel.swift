@@ -29,8 +29,8 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
 
     public var outHeight: Int { (height + padTop + padBottom - kernelSize) / stride + 1 }
     public var outWidth: Int { (width + padLeft + padRight - kernelSize) / stride + 1 }
-    var outSpatial: Int { outHeight * outWidth }
-    var patch: Int { inChannels * kernelSize * kernelSize }
+    public var outSpatial: Int { outHeight * outWidth }
+    public var patch: Int { inChannels * kernelSize * kernelSize }
 
     public var inputCount: Int { batch * inChannels * height * width }
     public var outputCount: Int { batch * outChannels * outSpatial }
@@ -40,8 +40,23 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
     public var needsIm2col: Bool {
         !(kernelSize == 1 && stride == 1 && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0)
     }
-    /// Floats of scratch space `conv2d` needs (0 when no im2col is needed).
-    public var scratchCount: Int { needsIm2col ? batch * patch * outSpatial : 0 }
+
+    /// The lowering `conv2d` uses when none is asked for: `wide` (one GEMM over the whole batch)
+    /// up to 32×32 outputs, where it measured as fast or faster (`flexiffusion bench kernels
+    /// --algorithms`, README); `batched` for larger images, where its scratch is smaller.
+    public var preferredAlgorithm: Conv2dAlgorithm {
+        needsIm2col && outSpatial <= Conv2dAlgorithm.wideUpToSpatial ? .wide : .batched
+    }
+
+    /// Floats of scratch space `conv2d` needs with `algorithm` (default: the preferred one).
+    public func scratchCount(_ algorithm: Conv2dAlgorithm? = nil) -> Int {
+        guard needsIm2col else { return 0 }
+        switch algorithm ?? preferredAlgorithm {
+        case .batched: return batch * patch * outSpatial
+        case .wide: return batch * (patch + outChannels) * outSpatial
+        }
+    }
+    public var scratchCount: Int { scratchCount() }
     /// Multiply-accumulates of one call.
     public var macs: Int { batch * outChannels * outSpatial * patch }
 
@@ -50,10 +65,22 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// How a convolution is lowered to GEMM.
+public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
+    /// im2col per image into [N, C·k·k, P], then one strided-batched GEMM (weights shared, stride 0)
+    /// writing [N, Co, P] directly.
+    case batched
+    /// im2col into [C·k·k, N·P], one GEMM into [Co, N·P], then a reorder (with the bias) to [N, Co, P].
+    case wide
+
+    /// The largest output size (OH·OW) for which `wide` is preferred.
+    public static let wideUpToSpatial = 1024
+}
+
 extension Stream {
     /// im2col: input [N, C, H, W] → col [N, C·k·k, OH·OW].
     public func im2col(_ input: DeviceBuffer<Float>, _ col: DeviceBuffer<Float>, shape s: Conv2dShape) throws {
-        precondition(input.count >= s.inputCount && col.count >= s.scratchCount, "im2col buffers too small for \(s)")
+        precondition(input.count >= s.inputCount && col.count >= s.scratchCount(.batched), "im2col buffers too small for \(s)")
         try launch("conv2d", "im2col", global: [s.outSpatial, s.patch, s.batch], [
             .buffer(input.mem), .buffer(col.mem), .int(s.inChannels), .int(s.height), .int(s.width),
             .int(s.kernelSize), .int(s.kernelSize), .int(s.stride), .int(s.padTop), .int(s.padLeft),
@@ -61,21 +88,53 @@ extension Stream {
         ])
     }
 
+    /// im2col in the batched or wide layout: per output element on GPUs (coalesced writes), per
+    /// output row on CPU devices (where PoCL spends its time on per-element index arithmetic).
+    func lower(_ input: DeviceBuffer<Float>, into col: DeviceBuffer<Float>, shape s: Conv2dShape, wide: Bool) throws {
+        let common: [KernelArgument] = [.int(s.inChannels), .int(s.height), .int(s.width), .int(s.kernelSize), .int(s.kernelSize),
+                                        .int(s.stride), .int(s.padTop), .int(s.padLeft), .int(s.outHeight), .int(s.outWidth)]
+        if rowwiseIm2col {
+            try launch("conv2d", "im2col_rows", global: [s.outHeight, s.patch, s.batch],
+                       [.buffer(input.mem), .buffer(col.mem), .int(s.batch)] + common + [.int(wide ? 1 : 0)])
+        } else if wide {
+            try launch("conv2d", "im2col_wide", global: [s.outSpatial, s.patch, s.batch],
+                       [.buffer(input.mem), .buffer(col.mem), .int(s.batch)] + common)
+        } else {
+            try im2col(input, col, shape: s)
+        }
+    }
+
     /// y = conv2d(x, weight [Co, Ci, k, k]) + bias [Co]; output [N, Co, OH, OW].
     /// `scratch` holds at least `shape.scratchCount` floats when the shape needs im2col.
     public func conv2d(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
-                       output: DeviceBuffer<Float>, shape s: Conv2dShape, scratch: DeviceBuffer<Float>? = nil) throws {
+                       output: DeviceBuffer<Float>, shape s: Conv2dShape, scratch: DeviceBuffer<Float>? = nil,
+                       algorithm: Conv2dAlgorithm? = nil) throws {
         precondition(input.count >= s.inputCount, "conv2d input too small for \(s)")
         precondition(weight.count >= s.weightCount, "conv2d weight too small for \(s)")
         precondition(output.count >= s.outputCount, "conv2d output too small for \(s)")
         precondition(output !== input, "conv2d cannot run in place")
         let P = s.outSpatial
-        let b: GemmOperand
+        let algorithm = s.needsIm2col ? (algorithm ?? s.preferredAlgorithm) : .batched
         if s.needsIm2col {
-            guard let scratch, scratch.count >= s.scratchCount else {
-                preconditionFailure("conv2d \(s) needs \(s.scratchCount) floats of scratch")
+            guard let scratch, scratch.count >= s.scratchCount(algorithm) else {
+                preconditionFailure("conv2d \(s) needs \(s.scratchCount(algorithm)) floats of scratch")
             }
-            try im2col(input, scratch, shape: s)
+        }
+        if algorithm == .wide, let scratch {
+            let NP = s.batch * P, tmp = s.patch * NP
+            try lower(input, into: scratch, shape: s, wide: true)
+            try gemm.sgemm(queue: queue, m: s.outChannels, n: NP, k: s.patch, a: GemmOperand(weight, ld: s.patch),
+                           b: GemmOperand(scratch, ld: NP), c: GemmOperand(scratch, offset: tmp, ld: NP))
+            let biasBuffer = bias ?? weight  // unread when has_bias is 0
+            try launch("conv2d", "unfold_batch", global: [P, s.outChannels, s.batch], [
+                .buffer(scratch.mem), .int(tmp), .buffer(biasBuffer.mem), .buffer(output.mem), .int(s.batch),
+                .int(s.outChannels), .int(P), .int(bias == nil ? 0 : 1),
+            ])
+            return
+        }
+        let b: GemmOperand
+        if s.needsIm2col, let scratch {
+            try lower(input, into: scratch, shape: s, wide: false)
             b = GemmOperand(scratch, ld: P, stride: s.patch * P)
         } else {
             b = GemmOperand(input, ld: P, stride: s.inChannels * P)

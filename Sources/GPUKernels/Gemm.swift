@@ -4,7 +4,6 @@
 //                  when `flexiffusion bench gemm --tune` wrote one, else a hand-picked set).
 // - host-blas:     CPU devices only — the buffers are mapped (zero-copy on PoCL) and OpenBLAS
 //                  multiplies them on the host; the fastest path on a CPU by far (README, bench).
-import CBLAS
 import COpenCL
 import Foundation
 
@@ -57,6 +56,7 @@ public final class GemmEngine: @unchecked Sendable {
             throw OpenCLError(call: "GEMM path selection",
                               detail: "host-blas needs a CPU device (its buffers are mapped on the host); \(device.name) is a \(device.kind)")
         }
+        if path == .hostBLAS { _ = try HostBLAS.library.get() }
         self.path = path
         self.device = device
         if path == .clblastTuned { try CLBlastTuning.apply(for: device) }
@@ -128,11 +128,9 @@ public final class GemmEngine: @unchecked Sendable {
         let pa = mapped[ObjectIdentifier(a.buffer)]!, pb = mapped[ObjectIdentifier(b.buffer)]!, pc = mapped[ObjectIdentifier(c.buffer)]!
         GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
         for i in 0..<batch {
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                        blasint(m), blasint(n), blasint(k), alpha,
-                        pa + a.offset + i * a.stride, blasint(a.ld),
-                        pb + b.offset + i * b.stride, blasint(b.ld), beta,
-                        pc + c.offset + i * c.stride, blasint(c.ld))
+            try HostBLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                               a: pa + a.offset + i * a.stride, lda: a.ld, b: pb + b.offset + i * b.stride, ldb: b.ld,
+                               beta: beta, c: pc + c.offset + i * c.stride, ldc: c.ld)
         }
     }
 }

@@ -17,6 +17,9 @@ public final class Stream {
     private var kernels: [String: CLKernel] = [:]
     private var pendingEvents: [(String, CLEvent)] = []
 
+    /// im2col one output row per work-item (the default on CPU devices) rather than one element.
+    public var rowwiseIm2col: Bool
+
     /// Whether launches record their events for `takeTimings()`.
     public var recordsTimings: Bool { queue.profiling }
 
@@ -28,6 +31,7 @@ public final class Stream {
         shared = try DeviceContext.shared(for: d)
         queue = try CLCommandQueue(context: shared.context, profiling: profiling)
         self.gemm = try GemmEngine(path: gemm ?? GemmPath.default(for: d), device: d)
+        rowwiseIm2col = d.kind == .cpu
     }
 
     public var context: CLContext { shared.context }

@@ -16,24 +16,34 @@ import Testing
 
     @Test(arguments: gemmPaths(), shapes)
     func conv2dMatchesReference(path: GemmPath, shape sh: Conv2dShape) throws {
+        // Every lowering, with both im2col kernels (per element and per row), whatever the device.
+        for algorithm in Conv2dAlgorithm.allCases {
+            for rowwise in [false, true] {
+                try checkConv2d(path: path, shape: sh, algorithm: algorithm, rowwise: rowwise)
+            }
+        }
+    }
+
+    func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool) throws {
         let s = try Stream(device: testDevice(), gemm: path)
+        s.rowwiseIm2col = rowwise
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let x = randomArray(sh.inputCount, &rng)
         let w = randomArray(sh.weightCount, &rng, in: -0.5...0.5)
         let bias = randomArray(sh.outChannels, &rng)
         let dx = try s.upload(x), dw = try s.upload(w), db = try s.upload(bias)
-        let scratch = sh.scratchCount > 0 ? try s.buffer(sh.scratchCount) : nil
+        let scratch = sh.scratchCount(algorithm) > 0 ? try s.buffer(sh.scratchCount(algorithm)) : nil
         let pad = (sh.padTop, sh.padLeft, sh.padBottom, sh.padRight)
         for withBias in [true, false] {
             // Pre-fill the output with garbage: every element must be written.
             let dy = try s.upload(randomArray(sh.outputCount, &rng, in: 100...200))
-            try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch)
+            try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch, algorithm: algorithm)
             let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w,
                                        bias: withBias ? bias : nil, outChannels: sh.outChannels, k: sh.kernelSize,
                                        stride: sh.stride, pad: pad)
             expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
-                        "conv2d \(sh) bias \(withBias) via \(path)", seed: seed)
+                        "conv2d \(sh) bias \(withBias) \(algorithm) rowwise \(rowwise) via \(path)", seed: seed)
         }
     }
 

@@ -1,0 +1,65 @@
+// `flexiffusion devices`: every OpenCL platform and device, and which one is selected.
+import ArgumentParser
+import Foundation
+import GPUKernels
+
+struct DevicesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "devices",
+        abstract: "List every OpenCL platform and device (the selected one is marked with *).",
+        discussion: "With --device or $FLEXIFFUSION_DEVICE, the device it selects is marked; without, the default.")
+
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    @Flag(name: .long, help: "Print a JSON array instead of a table.")
+    var json = false
+
+    func run() throws {
+        let all = try OpenCLRuntime.devices()
+        let def = try OpenCLRuntime.select(deviceOptions.device)
+        if json {
+            let rows: [[String: Any]] = all.map { d in [
+                "index": d.index, "platform": d.platformName, "name": d.name, "type": d.kind.rawValue,
+                "compute_units": d.computeUnits, "global_memory_bytes": d.globalMemoryBytes,
+                "fp64": d.supportsFP64, "version": d.version, "driver": d.driverVersion,
+                "gemm_path": (try? GemmPath.default(for: d).rawValue) ?? "?",
+                "selected": d.index == def.index,
+            ] }
+            let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if all.isEmpty {
+            throw ValidationError("no OpenCL device found: install an ICD (Debian: pocl-opencl-icd for the CPU, or your GPU vendor's)")
+        }
+        var table: [[String]] = [["", "#", "platform", "device", "type", "CUs", "memory", "fp64", "OpenCL", "GEMM path"]]
+        for d in all {
+            table.append([d.index == def.index ? "*" : "", "\(d.index)", d.platformName, d.name, d.kind.rawValue,
+                          "\(d.computeUnits)", formatBytes(d.globalMemoryBytes), d.supportsFP64 ? "yes" : "no",
+                          d.version, (try? GemmPath.default(for: d).rawValue) ?? "?"])
+        }
+        print(renderTable(table))
+        let why = deviceOptions.device.map { "--device \($0)" }
+            ?? ProcessInfo.processInfo.environment[OpenCLRuntime.deviceVariable].map { "$\(OpenCLRuntime.deviceVariable)=\($0)" }
+            ?? "default: the first GPU, else the first CPU"
+        print("\n* selected device [\(def.index)] (\(why))")
+    }
+}
+
+func formatBytes(_ b: UInt64) -> String {
+    let gib = Double(b) / 1_073_741_824
+    return gib >= 1 ? String(format: "%.1f GiB", gib) : String(format: "%.0f MiB", Double(b) / 1_048_576)
+}
+
+/// Left-aligned columns separated by two spaces; the first row is the header.
+func renderTable(_ rows: [[String]], rightAlign: Set<Int> = []) -> String {
+    let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+    return rows.enumerated().map { (ri, row) in
+        let line = row.enumerated().map { (c, cell) in
+            let pad = String(repeating: " ", count: widths[c] - cell.count)
+            return rightAlign.contains(c) ? pad + cell : cell + pad
+        }.joined(separator: "  ")
+        let trimmed = String(line.reversed().drop(while: { $0 == " " }).reversed())
+        return ri == 0 ? trimmed + "\n" + String(repeating: "-", count: trimmed.count) : trimmed
+    }.joined(separator: "\n")
+}
