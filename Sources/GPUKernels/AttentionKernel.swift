@@ -35,7 +35,7 @@ public struct AttentionWeights {
     }
 }
 
-extension Stream {
+extension ComputeStream {
     /// y = to_out(softmax(Q Kᵀ / √d) V) per head, with Q, K, V = to_q/k/v(x), for x, y [N, C, P]
     /// (positions are tokens, channels are features). `scratch` holds `shape.scratchCount` floats.
     public func attention(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, weights w: AttentionWeights,

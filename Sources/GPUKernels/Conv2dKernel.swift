@@ -77,7 +77,7 @@ public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
     public static let wideUpToSpatial = 1024
 }
 
-extension Stream {
+extension ComputeStream {
     /// im2col: input [N, C, H, W] → col [N, C·k·k, OH·OW].
     public func im2col(_ input: DeviceBuffer<Float>, _ col: DeviceBuffer<Float>, shape s: Conv2dShape) throws {
         precondition(input.count >= s.inputCount && col.count >= s.scratchCount(.batched), "im2col buffers too small for \(s)")

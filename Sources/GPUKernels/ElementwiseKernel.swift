@@ -1,5 +1,5 @@
 // Launchers for kernels/elementwise.cl: SiLU, residual add with scale, scale, per-channel bias.
-extension Stream {
+extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
     public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
         precondition(x.count >= count && y.count >= count, "silu buffers too small")

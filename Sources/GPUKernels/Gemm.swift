@@ -1,7 +1,7 @@
 // The GEMM paths (row-major, strided-batched SGEMM on device buffers):
 // - clblast:       CLBlast with its database parameters — the path for GPUs.
 // - clblast-tuned: CLBlast with Xgemm parameters overridden for this device (a cached tuning result
-//                  when `flexiffusion bench gemm --tune` wrote one, else a hand-picked set).
+//                  when `flexiffusion tune-gemm` wrote one, else a hand-picked set).
 // - host-blas:     CPU devices only — the buffers are mapped (zero-copy on PoCL) and OpenBLAS
 //                  multiplies them on the host; the fastest path on a CPU by far (README, bench).
 import COpenCL

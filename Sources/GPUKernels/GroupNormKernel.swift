@@ -1,5 +1,5 @@
 // Launcher for kernels/group_norm.cl: torch.nn.GroupNorm with an optional fused SiLU.
-extension Stream {
+extension ComputeStream {
     /// y = GroupNorm(x) · gamma + beta over x [N, C, P] in `groups` groups (then SiLU if asked); y may be x.
     public func groupNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>,
                           beta: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int,

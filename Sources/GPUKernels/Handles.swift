@@ -90,7 +90,7 @@ public enum KernelArgument {
 }
 
 /// A kernel object. Not thread-safe: a `cl_kernel` must not be shared between threads
-/// (shared/OPENCL-NOTES.md), so each `Stream` creates its own.
+/// (shared/OPENCL-NOTES.md), so each `ComputeStream` creates its own.
 public final class CLKernel {
     let handle: cl_kernel
     public let name: String

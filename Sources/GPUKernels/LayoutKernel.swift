@@ -1,5 +1,5 @@
 // Launchers for kernels/layout.cl: nearest-neighbour 2× upsampling and channel concatenation.
-extension Stream {
+extension ComputeStream {
     /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")).
     public func upsampleNearest2x(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
                                   batch: Int, channels: Int, height: Int, width: Int) throws {

@@ -1,7 +1,7 @@
 // Launcher for kernels/timestep_embedding.cl: diffusers' get_timestep_embedding.
 import Foundation
 
-extension Stream {
+extension ComputeStream {
     /// Sinusoidal embedding of `timesteps` [N] into [N, dim], as
     /// `get_timestep_embedding(t, dim, flip_sin_to_cos, downscale_freq_shift, scale, max_period)`.
     public func timestepEmbedding(_ timesteps: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, batch: Int, dim: Int,

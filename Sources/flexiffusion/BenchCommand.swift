@@ -92,7 +92,7 @@ struct BenchKernels: ParsableCommand {
         var deviceGemm: [Double?] = Array(repeating: nil, count: shapes.count)
         for (path, lowering) in variants {
             if !json { FileHandle.standardError.write("timing \(path) \(lowering.map(\.rawValue) ?? "")…\n".data(using: .utf8)!) }
-            let stream = try Stream(device: device, gemm: path)
+            let stream = try ComputeStream(device: device, gemm: path)
             for (i, (_, s)) in shapes.enumerated() {
                 let x = try stream.upload(inputs[i].0), w = try stream.upload(inputs[i].1), b = try stream.upload(inputs[i].2)
                 let y = try stream.buffer(s.outputCount)

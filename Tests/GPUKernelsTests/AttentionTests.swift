@@ -7,7 +7,7 @@ import Testing
     @Test(arguments: gemmPaths(), [(2, 16, 36, 1), (2, 32, 64, 4), (1, 24, 49, 3)])
     func attentionMatchesReference(path: GemmPath, dims: (Int, Int, Int, Int)) throws {
         let (N, C, P, H) = dims
-        let s = try Stream(device: testDevice(), gemm: path)
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let x = randomArray(N * C * P, &rng, in: -2...2)
@@ -26,7 +26,7 @@ import Testing
     }
 
     @Test func softmaxRowsMatchesReference() throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (rows, cols) = (7, 300)

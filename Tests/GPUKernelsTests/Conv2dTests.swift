@@ -25,7 +25,7 @@ import Testing
     }
 
     func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool) throws {
-        let s = try Stream(device: testDevice(), gemm: path)
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         s.rowwiseIm2col = rowwise
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
@@ -49,7 +49,7 @@ import Testing
 
     @Test(arguments: gemmPaths())
     func linearMatchesReference(path: GemmPath) throws {
-        let s = try Stream(device: testDevice(), gemm: path)
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (n, inF, outF) = (5, 37, 23)

@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct ElementwiseTests {
     @Test func siluAddScaleAndChannelBias() throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (N, C, P) = (3, 5, 37)
@@ -40,7 +40,7 @@ import Testing
     }
 
     @Test func upsampleAndConcat() throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (N, C, H, W) = (2, 3, 5, 7)
@@ -58,7 +58,7 @@ import Testing
 
     @Test(arguments: [(2, 32, 64, 8, false), (3, 12, 49, 4, true), (1, 64, 1024, 32, true), (2, 6, 5, 6, false)])
     func groupNormMatchesReference(n: Int, c: Int, p: Int, groups: Int, silu: Bool) throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         // An offset mean and a wide range: a one-pass variance would lose precision here.
@@ -74,7 +74,7 @@ import Testing
 
     @Test(arguments: [(128, false, 1.0), (128, true, 0.0), (33, true, 1.0), (64, false, 0.0)])
     func timestepEmbeddingMatchesDiffusers(dim: Int, flip: Bool, shift: Double) throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let t = (0..<6).map { _ in Float(Int.random(in: 0..<1000, using: &rng)) } + [0, 999]

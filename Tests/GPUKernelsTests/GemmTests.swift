@@ -18,7 +18,7 @@ import Testing
 
     @Test(arguments: gemmPaths(), cases)
     func matchesReference(path: GemmPath, c: Case) throws {
-        let s = try Stream(device: testDevice(), gemm: path)
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (ar, ac) = c.transA ? (c.k, c.m) : (c.m, c.k)

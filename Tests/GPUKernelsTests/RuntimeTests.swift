@@ -93,7 +93,7 @@ import Testing
     }
 
     @Test func buffersRoundTripWithOffsets() throws {
-        let s = try Stream(device: testDevice())
+        let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let values = randomArray(1000, &rng)
@@ -107,7 +107,7 @@ import Testing
     }
 
     @Test func profilingRecordsEveryLaunch() throws {
-        let s = try Stream(device: testDevice(), profiling: true)
+        let s = try ComputeStream(device: testDevice(), profiling: true)
         var rng = SeededGenerator(seed: freshSeed())
         let x = try s.upload(randomArray(4096, &rng))
         try s.silu(x, output: x, count: 4096)

@@ -9,7 +9,7 @@ public struct KernelTiming: Sendable {
     public let nanoseconds: UInt64
 }
 
-public final class Stream {
+public final class ComputeStream {
     public let device: DeviceInfo
     public let shared: DeviceContext
     public let queue: CLCommandQueue
