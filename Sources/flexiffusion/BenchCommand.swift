@@ -22,6 +22,11 @@ func medianMilliseconds(repeats: Int, _ body: () throws -> Void) rethrows -> Dou
     return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
 }
 
+/// Milliseconds with three significant digits or more (GPU kernels take fractions of a millisecond).
+func formatMilliseconds(_ ms: Double) -> String {
+    String(format: ms < 1 ? "%.3f" : ms < 10 ? "%.2f" : "%.1f", ms)
+}
+
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
@@ -158,11 +163,11 @@ struct BenchKernels: ParsableCommand {
         var ratios: [Double] = []
         for (i, (name, s)) in shapes.enumerated() {
             var row = [name, s.description, String(format: "%.2f", gflop[i])]
-            for j in names.indices { row += [String(format: "%.1f", results[i][j]), String(format: "%.1f", rate(i, results[i][j]))] }
+            for j in names.indices { row += [formatMilliseconds(results[i][j]), String(format: "%.1f", rate(i, results[i][j]))] }
             let blas = results[i].last!
             let best = results[i].dropLast().min()!
             ratios.append(blas / best)
-            row += [String(format: "%.1f", blas), String(format: "%.1f", rate(i, blas)), String(format: "%.0f%%", 100 * blas / best)]
+            row += [formatMilliseconds(blas), String(format: "%.1f", rate(i, blas)), String(format: "%.0f%%", 100 * blas / best)]
             if let g = deviceGemm[i] {
                 row += [String(format: "%.1f", rate(i, g)), String(format: "%.1f", rate(i, blasGemm[i])),
                         String(format: "%.0f%%", 100 * blasGemm[i] / g)]
