@@ -1,24 +1,22 @@
 // 2-D convolution support: im2col lowering (the GEMM itself runs through the GEMM path).
 //
-// im2col: x [N, C, H, W] -> col [N, C*KH*KW, OH*OW], zero outside the padded input.
-//   global size (OH*OW, C*KH*KW, N); any local size. pad_top/pad_left give the asymmetric
-//   padding diffusers' Downsample2D uses with padding 0 (F.pad (0,1,0,1)); the bottom/right
-//   padding is implied by OH/OW.
-// im2col_wide: the same patches laid out as col [C*KH*KW, N*OH*OW], so that one GEMM covers the
-//   whole batch (better for small images); global size (OH*OW, C*KH*KW, N), arguments
-//   as im2col's with N first.
+// im2col: x [N, C, H, W] -> col [N, C*KH*KW, OH*OW] ("batched"), or with wide = 1 the same
+//   patches as col [C*KH*KW, N*OH*OW], so that one GEMM covers the whole batch; zero outside the
+//   padded input. global size (OH*OW, C*KH*KW, N); any local size. pad_top/pad_left give the
+//   asymmetric padding diffusers' Downsample2D uses with padding 0 (F.pad (0,1,0,1)); the
+//   bottom/right padding is implied by OH/OW.
 // unfold_batch: tmp[tmp_offset ...] as [Co, N*P] (+ bias[Co]) -> y [N, Co, P], undoing the wide layout after the GEMM.
 //   global size (P, Co, N).
-// im2col_rows: the batched layout again, one work-item per output row (a loop over OW inside) —
-//   far faster on CPU devices (PoCL), where per-element index arithmetic dominates; global size
-//   (OH, C*KH*KW, N). `wide` (0/1) selects the wide layout.
+// im2col_rows: im2col with one work-item per output row (a loop over OW inside) — far faster on
+//   CPU devices (PoCL), where per-element index arithmetic dominates; global size (OH, C*KH*KW, N),
+//   the same arguments.
 // No #defines.
 
 __kernel void im2col(__global const float* x, __global float* col,
-                     const int C, const int H, const int W,
+                     const int N, const int C, const int H, const int W,
                      const int KH, const int KW, const int stride,
                      const int pad_top, const int pad_left,
-                     const int OH, const int OW)
+                     const int OH, const int OW, const int wide)
 {
     const int p = get_global_id(0);
     const int r = get_global_id(1);
@@ -36,32 +34,7 @@ __kernel void im2col(__global const float* x, __global float* col,
     float v = 0.0f;
     if (iy >= 0 && iy < H && ix >= 0 && ix < W)
         v = x[((size_t)(n * C + c) * H + iy) * W + ix];
-    col[((size_t)n * (C * KH * KW) + r) * P + p] = v;
-}
-
-__kernel void im2col_wide(__global const float* x, __global float* col,
-                          const int N, const int C, const int H, const int W,
-                          const int KH, const int KW, const int stride,
-                          const int pad_top, const int pad_left,
-                          const int OH, const int OW)
-{
-    const int p = get_global_id(0);
-    const int r = get_global_id(1);
-    const int n = get_global_id(2);
-    const int P = OH * OW;
-    if (p >= P || r >= C * KH * KW) return;
-    const int c = r / (KH * KW);
-    const int k = r - c * (KH * KW);
-    const int ky = k / KW;
-    const int kx = k - ky * KW;
-    const int oy = p / OW;
-    const int ox = p - oy * OW;
-    const int iy = oy * stride - pad_top + ky;
-    const int ix = ox * stride - pad_left + kx;
-    float v = 0.0f;
-    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-        v = x[((size_t)(n * C + c) * H + iy) * W + ix];
-    col[((size_t)r * N + n) * P + p] = v;
+    col[(wide ? ((size_t)r * N + n) * P : ((size_t)n * (C * KH * KW) + r) * P) + p] = v;
 }
 
 __kernel void unfold_batch(__global const float* tmp, const int tmp_offset,

@@ -78,30 +78,18 @@ public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
 }
 
 extension ComputeStream {
-    /// im2col: input [N, C, H, W] → col [N, C·k·k, OH·OW].
-    public func im2col(_ input: DeviceBuffer<Float>, _ col: DeviceBuffer<Float>, shape s: Conv2dShape) throws {
-        precondition(input.count >= s.inputCount && col.count >= s.scratchCount(.batched), "im2col buffers too small for \(s)")
-        try launch("conv2d", "im2col", global: [s.outSpatial, s.patch, s.batch], [
-            .buffer(input.mem), .buffer(col.mem), .int(s.inChannels), .int(s.height), .int(s.width),
+    /// im2col of x [N, C, H, W] into col [N, C·k·k, OH·OW] (batched) or [C·k·k, N·OH·OW] (wide), one
+    /// output element per work-item (coalesced writes on GPUs) or, with `rowwiseIm2col` (the default
+    /// on CPU devices, where PoCL spends its time on per-element index arithmetic), one output row.
+    public func im2col(_ input: DeviceBuffer<Float>, into col: DeviceBuffer<Float>, shape s: Conv2dShape, wide: Bool) throws {
+        precondition(input.count >= s.inputCount && col.count >= s.batch * s.patch * s.outSpatial,
+                     "im2col buffers too small for \(s)")
+        try launch("conv2d", rowwiseIm2col ? "im2col_rows" : "im2col",
+                   global: [rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, s.batch], [
+            .buffer(input.mem), .buffer(col.mem), .int(s.batch), .int(s.inChannels), .int(s.height), .int(s.width),
             .int(s.kernelSize), .int(s.kernelSize), .int(s.stride), .int(s.padTop), .int(s.padLeft),
-            .int(s.outHeight), .int(s.outWidth),
+            .int(s.outHeight), .int(s.outWidth), .int(wide ? 1 : 0),
         ])
-    }
-
-    /// im2col in the batched or wide layout: per output element on GPUs (coalesced writes), per
-    /// output row on CPU devices (where PoCL spends its time on per-element index arithmetic).
-    func lower(_ input: DeviceBuffer<Float>, into col: DeviceBuffer<Float>, shape s: Conv2dShape, wide: Bool) throws {
-        let common: [KernelArgument] = [.int(s.inChannels), .int(s.height), .int(s.width), .int(s.kernelSize), .int(s.kernelSize),
-                                        .int(s.stride), .int(s.padTop), .int(s.padLeft), .int(s.outHeight), .int(s.outWidth)]
-        if rowwiseIm2col {
-            try launch("conv2d", "im2col_rows", global: [s.outHeight, s.patch, s.batch],
-                       [.buffer(input.mem), .buffer(col.mem), .int(s.batch)] + common + [.int(wide ? 1 : 0)])
-        } else if wide {
-            try launch("conv2d", "im2col_wide", global: [s.outSpatial, s.patch, s.batch],
-                       [.buffer(input.mem), .buffer(col.mem), .int(s.batch)] + common)
-        } else {
-            try im2col(input, col, shape: s)
-        }
     }
 
     /// y = conv2d(x, weight [Co, Ci, k, k]) + bias [Co]; output [N, Co, OH, OW].
@@ -122,7 +110,7 @@ extension ComputeStream {
         }
         if algorithm == .wide, let scratch {
             let NP = s.batch * P, tmp = s.patch * NP
-            try lower(input, into: scratch, shape: s, wide: true)
+            try im2col(input, into: scratch, shape: s, wide: true)
             try gemm.sgemm(queue: queue, m: s.outChannels, n: NP, k: s.patch, a: GemmOperand(weight, ld: s.patch),
                            b: GemmOperand(scratch, ld: NP), c: GemmOperand(scratch, offset: tmp, ld: NP))
             let biasBuffer = bias ?? weight  // unread when has_bias is 0
@@ -134,7 +122,7 @@ extension ComputeStream {
         }
         let b: GemmOperand
         if s.needsIm2col, let scratch {
-            try lower(input, into: scratch, shape: s, wide: false)
+            try im2col(input, into: scratch, shape: s, wide: false)
             b = GemmOperand(scratch, ld: P, stride: s.patch * P)
         } else {
             b = GemmOperand(input, ld: P, stride: s.inChannels * P)
