@@ -28,6 +28,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels"], exclude: ["Goldens"]),
     ],
     swiftLanguageModes: [.v5]
 )

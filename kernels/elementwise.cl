@@ -1,4 +1,5 @@
-// Element-wise operations on float32 tensors: SiLU, residual add with scale, scale, per-channel bias.
+// Element-wise operations on float32 tensors: SiLU, residual add with scale,
+// scale and shift, per-channel bias.
 //
 // Tensors are contiguous NCHW; "P" is H*W. All kernels are guarded, so any global size that covers
 // the work and any local size work. No #defines.
@@ -21,12 +22,12 @@ __kernel void add_scale(__global const float* a, __global const float* b, __glob
     y[i] = (a[i] + b[i]) * scale;
 }
 
-// y = x * s; y may alias x. global size (n).
-__kernel void scale(__global const float* x, __global float* y, const int n, const float s)
+// y = x * s + b; y may alias x. global size (n).
+__kernel void scale_shift(__global const float* x, __global float* y, const int n, const float s, const float b)
 {
     const int i = get_global_id(0);
     if (i >= n) return;
-    y[i] = x[i] * s;
+    y[i] = x[i] * s + b;
 }
 
 // y[offset + (n, c, p)] = bias[c]: the start value for a GEMM with beta = 1. global size (P, C, N).

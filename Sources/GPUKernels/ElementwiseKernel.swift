@@ -1,4 +1,5 @@
-// Launchers for kernels/elementwise.cl: SiLU, residual add with scale, scale, per-channel bias.
+// Launchers for kernels/elementwise.cl: SiLU, residual add with scale, scale and
+// shift, per-channel bias.
 extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
     public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
@@ -14,10 +15,10 @@ extension ComputeStream {
                    [.buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(count), .float(scale)])
     }
 
-    /// y = x · s; y may be x.
-    public func scale(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, by s: Float) throws {
+    /// y = x · s + b; y may be x.
+    public func scale(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, by s: Float, plus b: Float = 0) throws {
         precondition(x.count >= count && y.count >= count, "scale buffers too small")
-        try launch("elementwise", "scale", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count), .float(s)])
+        try launch("elementwise", "scale_shift", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count), .float(s), .float(b)])
     }
 
     /// y[offset + (n, c, p)] = bias[c] for y [N, C, P] starting at element `offset`.

@@ -15,8 +15,8 @@ import Testing
         expectClose(try s.download(dy), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu", seed: seed)
         try s.addScale(da, db, output: dy, count: n, scale: 1 / 1.4142135)
         expectClose(try s.download(dy), zip(a, b).map { ($0 + $1) * (1 / 1.4142135) }, atol: 1e-6, rtol: 1e-6, "add_scale", seed: seed)
-        try s.scale(da, output: dy, count: n, by: -0.75)
-        expectClose(try s.download(dy), a.map { $0 * -0.75 }, atol: 0, rtol: 1e-7, "scale", seed: seed)
+        try s.scale(da, output: dy, count: n, by: -0.75, plus: 0.5)
+        expectClose(try s.download(dy), a.map { $0 * -0.75 + 0.5 }, atol: 1e-7, rtol: 1e-7, "scale_shift", seed: seed)
         // In place.
         let dz = try s.upload(a)
         try s.silu(dz, output: dz, count: n)

@@ -113,7 +113,7 @@ import Testing
         try s.silu(x, output: x, count: 4096)
         try s.scale(x, output: x, count: 4096, by: 2)
         let t = try s.takeTimings()
-        #expect(t.map(\.name) == ["silu", "scale"])
+        #expect(t.map(\.name) == ["silu", "scale_shift"])
         #expect(try s.takeTimings().isEmpty)
     }
 

@@ -1,0 +1,85 @@
+// Finding a UNet in a diffusers folder: a pipeline (model_index.json, unet/, scheduler/) or a bare
+// UNet folder (config.json + weights, optional scheduler_config.json).
+import Foundation
+
+public struct ModelFolder: Sendable {
+    public let root: URL
+    public let configURL: URL
+    public let weightsURL: URL
+    /// The scheduler's config, when the folder has one.
+    public let schedulerConfigURL: URL?
+
+    public init(path: String) throws {
+        let root = URL(fileURLWithPath: path).standardizedFileURL
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDir) else {
+            throw ModelError("model folder \(path) does not exist")
+        }
+        guard isDir.boolValue else { throw ModelError("\(path) is a file; --model takes a diffusers folder") }
+        self.root = root
+        let fm = FileManager.default
+        let unetDir: URL
+        if fm.fileExists(atPath: root.appendingPathComponent("model_index.json").path) {
+            unetDir = root.appendingPathComponent("unet")
+            let s = root.appendingPathComponent("scheduler/scheduler_config.json")
+            schedulerConfigURL = fm.fileExists(atPath: s.path) ? s : nil
+        } else {
+            unetDir = root
+            let s = root.appendingPathComponent("scheduler_config.json")
+            schedulerConfigURL = fm.fileExists(atPath: s.path) ? s : nil
+        }
+        configURL = unetDir.appendingPathComponent("config.json")
+        guard fm.fileExists(atPath: configURL.path) else {
+            throw ModelError("\(path): no \(configURL.path) (expected a diffusers pipeline folder with unet/config.json, or a UNet folder with config.json)")
+        }
+        let candidates = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.safetensors"]
+        guard let w = candidates.map({ unetDir.appendingPathComponent($0) }).first(where: { fm.fileExists(atPath: $0.path) }) else {
+            let hasBin = fm.fileExists(atPath: unetDir.appendingPathComponent("diffusion_pytorch_model.bin").path)
+            throw ModelError("\(unetDir.path): no \(candidates[0])" + (hasBin
+                ? " (only a PyTorch .bin, which is not read: re-save with save_pretrained(..., safe_serialization=True))" : ""))
+        }
+        weightsURL = w
+    }
+}
+
+/// The weights of a model, handed out by diffusers name and checked against the shapes the
+/// configuration implies: a missing, extra or mis-shaped tensor is an error naming it.
+public final class WeightStore {
+    public let file: SafeTensorsFile
+    private var byName: [String: String] = [:]   // diffusers name → name in the file
+    private var used: Set<String> = []
+
+    /// Renames from older diffusers checkpoints (the legacy attention block) to current names.
+    static let renameRules: [(old: String, new: String)] = [
+        (".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0."),
+    ]
+
+    public init(file: SafeTensorsFile) {
+        self.file = file
+        for name in file.tensors.keys {
+            var n = name
+            for rule in Self.renameRules { n = n.replacingOccurrences(of: rule.old, with: rule.new) }
+            byName[n] = name
+        }
+    }
+
+    /// The values of `name`, which must have `shape`.
+    public func take(_ name: String, shape: [Int]) throws -> [Float] {
+        guard let stored = byName[name], let info = file.tensors[stored] else {
+            throw ModelError("\(file.path): missing tensor \(name) (shape \(shape)) that the configuration needs")
+        }
+        guard info.shape == shape else {
+            throw ModelError("\(file.path): tensor \(name) has shape \(info.shape), the configuration needs \(shape)")
+        }
+        used.insert(name)
+        return try file.floats(stored)
+    }
+
+    /// Throws if the file holds tensors the configuration did not use.
+    public func checkAllUsed() throws {
+        let extra = byName.keys.filter { !used.contains($0) }.sorted()
+        if !extra.isEmpty {
+            throw ModelError("\(file.path): unexpected tensor\(extra.count > 1 ? "s" : "") \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? " and \(extra.count - 5) more" : "") not used by the configuration")
+        }
+    }
+}

@@ -1,0 +1,326 @@
+// diffusers' UNet2DModel on the engine: construction from a configuration and weights, a workspace
+// sized once for a batch and image size (the forward pass allocates nothing), and the forward pass
+// in diffusers' phases (time, pre-process, down, mid, up, post-process).
+// Port of diffusers.models.unets.unet_2d.UNet2DModel (and its Down/Up/Mid blocks), diffusers 0.42.
+import Foundation
+import GPUKernels
+
+/// Sizes (in floats) of the shared buffers, gathered while the blocks are built.
+struct SizePlan {
+    var activation = 0, convScratch = 0, attentionScratch = 0, timeProjection = 0
+}
+
+/// Hands weights to the blocks as device buffers, checking names and shapes, and gathers the plan.
+final class WeightLoader {
+    let store: WeightStore
+    let stream: ComputeStream
+    let config: UNetConfiguration
+    let batch: Int
+    var plan = SizePlan()
+    init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int) {
+        self.store = store; self.stream = stream; self.config = config; self.batch = batch
+    }
+    func tensor(_ name: String, _ shape: [Int]) throws -> DeviceBuffer<Float> {
+        try stream.upload(try store.take(name, shape: shape))
+    }
+}
+
+/// Every buffer the forward pass touches, allocated once.
+public final class UNetWorkspace {
+    public let input: DeviceBuffer<Float>, output: DeviceBuffer<Float>
+    let timesteps: DeviceBuffer<Float>, timeSinusoid: DeviceBuffer<Float>, timeHidden: DeviceBuffer<Float>
+    let timeEmbedding: DeviceBuffer<Float>, timeSiLU: DeviceBuffer<Float>, timeProjection: DeviceBuffer<Float>
+    let tA: DeviceBuffer<Float>, tB: DeviceBuffer<Float>, tC: DeviceBuffer<Float>
+    let main: [DeviceBuffer<Float>], concat: DeviceBuffer<Float>
+    let convScratch: DeviceBuffer<Float>, attentionScratch: DeviceBuffer<Float>
+    /// The skip stack: conv_in's output, then every down-block layer's and downsampler's output.
+    public let skips: [DeviceBuffer<Float>]
+    /// Bytes of device memory held.
+    public let bytes: Int
+
+    init(stream s: ComputeStream, config c: UNetConfiguration, batch: Int, height: Int, width: Int,
+         plan: SizePlan, skipCounts: [Int]) throws {
+        func buf(_ n: Int) throws -> DeviceBuffer<Float> { try s.buffer(max(1, n)) }
+        input = try buf(batch * c.inChannels * height * width)
+        output = try buf(batch * c.outChannels * height * width)
+        timesteps = try buf(batch)
+        timeSinusoid = try buf(batch * c.timeProjectionDim)
+        timeHidden = try buf(batch * c.timeEmbedDim)
+        timeEmbedding = try buf(batch * c.timeEmbedDim)
+        timeSiLU = try buf(batch * c.timeEmbedDim)
+        timeProjection = try buf(plan.timeProjection)
+        tA = try buf(plan.activation); tB = try buf(plan.activation); tC = try buf(plan.activation)
+        main = [try buf(plan.activation), try buf(plan.activation)]
+        concat = try buf(plan.activation)
+        convScratch = try buf(plan.convScratch)
+        attentionScratch = try buf(plan.attentionScratch)
+        skips = try skipCounts.map(buf)
+        bytes = 4 * ([input, output, timesteps, timeSinusoid, timeHidden, timeEmbedding, timeSiLU, timeProjection,
+                      tA, tB, tC, concat, convScratch, attentionScratch] + main + skips).map(\.count).reduce(0, +)
+    }
+}
+
+/// One resolution level of the down path: `layers` resnets (each followed by attention in an
+/// AttnDownBlock2D), then a downsampler except at the deepest level.
+public final class DownBlock {
+    public let resnets: [ResnetBlock]
+    public let attentions: [AttentionBlock]
+    public let downsample: Downsample?
+    /// Indices into the skip stack of each layer's output, then the downsampler's.
+    public let skipIndices: [Int]
+    init(resnets: [ResnetBlock], attentions: [AttentionBlock], downsample: Downsample?, skipIndices: [Int]) {
+        self.resnets = resnets; self.attentions = attentions; self.downsample = downsample; self.skipIndices = skipIndices
+    }
+}
+
+/// UNetMidBlock2D: resnet, attention (if add_attention), resnet.
+public final class MidBlock {
+    public let first: ResnetBlock, attention: AttentionBlock?, second: ResnetBlock
+    init(first: ResnetBlock, attention: AttentionBlock?, second: ResnetBlock) {
+        self.first = first; self.attention = attention; self.second = second
+    }
+}
+
+/// One resolution level of the up path: `layers + 1` resnets, each fed concat(main, skip) and
+/// followed by attention in an AttnUpBlock2D, then an upsampler except at the last level.
+public final class UpBlock {
+    public let resnets: [ResnetBlock]
+    public let attentions: [AttentionBlock]
+    public let upsample: Upsample?
+    /// The skip-stack index each resnet concatenates, and that skip's channel count.
+    public let skipIndices: [Int], skipChannels: [Int]
+    init(resnets: [ResnetBlock], attentions: [AttentionBlock], upsample: Upsample?, skipIndices: [Int], skipChannels: [Int]) {
+        self.resnets = resnets; self.attentions = attentions; self.upsample = upsample
+        self.skipIndices = skipIndices; self.skipChannels = skipChannels
+    }
+}
+
+public final class UNet {
+    public let config: UNetConfiguration
+    public let batch: Int, height: Int, width: Int
+    public let stream: ComputeStream
+    public let workspace: UNetWorkspace
+    public let downBlocks: [DownBlock]
+    public let mid: MidBlock
+    public let upBlocks: [UpBlock]
+    let timeLinear1: (DeviceBuffer<Float>, DeviceBuffer<Float>), timeLinear2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+    let convIn: ConvLayer, normOut: GroupNormLayer, convOut: ConvLayer
+    public let parameterCount: Int
+    /// Multiply-accumulates of one forward pass over the batch (convolutions, linears, attention).
+    public let macs: Int
+
+    /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width.
+    public convenience init(folder: ModelFolder, stream: ComputeStream, batch: Int, height: Int, width: Int) throws {
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let file = try SafeTensorsFile(path: folder.weightsURL.path)
+        try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch, height: height, width: width)
+    }
+
+    public init(config c: UNetConfiguration, weights: WeightStore, stream: ComputeStream,
+                batch: Int, height: Int, width: Int) throws {
+        try c.validate()
+        guard batch > 0 else { throw ModelError("batch size must be positive, not \(batch)") }
+        guard height > 0, width > 0, height % c.spatialMultiple == 0, width % c.spatialMultiple == 0 else {
+            throw ModelError("input size \(height)×\(width) is not supported: with \(c.levels) levels both sides must be positive multiples of \(c.spatialMultiple)")
+        }
+        config = c; self.batch = batch; self.height = height; self.width = width; self.stream = stream
+        let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch)
+        let T = c.timeEmbedDim, C0 = c.blockOutChannels[0]
+
+        // 1. time
+        timeLinear1 = (try L.tensor("time_embedding.linear_1.weight", [T, c.timeProjectionDim]),
+                       try L.tensor("time_embedding.linear_1.bias", [T]))
+        timeLinear2 = (try L.tensor("time_embedding.linear_2.weight", [T, T]), try L.tensor("time_embedding.linear_2.bias", [T]))
+        // 2. pre-process
+        convIn = try ConvLayer(L, "conv_in", shape: Conv2dShape(batch: batch, inChannels: c.inChannels, height: height,
+                                                                 width: width, outChannels: C0, kernelSize: 3, padding: 1))
+        // The skip stack as (channels, height, width), to size its buffers and wire the up path.
+        var skips: [(c: Int, h: Int, w: Int)] = [(C0, height, width)]
+        // 3. down
+        var downs: [DownBlock] = []
+        var (h, w, channels) = (height, width, C0)
+        for (i, type) in c.downBlockTypes.enumerated() {
+            let out = c.blockOutChannels[i]
+            var resnets: [ResnetBlock] = [], attentions: [AttentionBlock] = [], indices: [Int] = []
+            for j in 0..<c.layersPerBlock {
+                resnets.append(try ResnetBlock(L, "down_blocks.\(i).resnets.\(j)", inChannels: j == 0 ? channels : out,
+                                               outChannels: out, height: h, width: w))
+                if type == "AttnDownBlock2D" {
+                    attentions.append(try AttentionBlock(L, "down_blocks.\(i).attentions.\(j)", channels: out, height: h, width: w,
+                                                         headDim: c.attentionHeadDim ?? out, groups: c.normNumGroups))
+                }
+                indices.append(skips.count); skips.append((out, h, w))
+            }
+            channels = out
+            var down: Downsample? = nil
+            if i < c.levels - 1 {
+                let d = try Downsample(L, "down_blocks.\(i).downsamplers.0", channels: out, height: h, width: w, padding: c.downsamplePadding)
+                (h, w) = (d.outHeight, d.outWidth)
+                indices.append(skips.count); skips.append((out, h, w))
+                down = d
+            }
+            downs.append(DownBlock(resnets: resnets, attentions: attentions, downsample: down, skipIndices: indices))
+        }
+        downBlocks = downs
+        // 4. mid
+        let midHeadDim = c.attentionHeadDim ?? channels
+        mid = MidBlock(
+            first: try ResnetBlock(L, "mid_block.resnets.0", inChannels: channels, outChannels: channels, height: h, width: w,
+                                   outputScaleFactor: c.midBlockScaleFactor),
+            attention: c.addAttention ? try AttentionBlock(L, "mid_block.attentions.0", channels: channels, height: h, width: w,
+                                                           headDim: midHeadDim, groups: c.attnNormNumGroups ?? c.normNumGroups,
+                                                           rescaleOutputFactor: c.midBlockScaleFactor) : nil,
+            second: try ResnetBlock(L, "mid_block.resnets.1", inChannels: channels, outChannels: channels, height: h, width: w,
+                                    outputScaleFactor: c.midBlockScaleFactor))
+        // 5. up
+        var ups: [UpBlock] = []
+        var next = skips.count - 1
+        for (i, type) in c.upBlockTypes.enumerated() {
+            let out = c.blockOutChannels[c.levels - 1 - i]
+            var resnets: [ResnetBlock] = [], attentions: [AttentionBlock] = [], indices: [Int] = [], skipChannels: [Int] = []
+            for j in 0...c.layersPerBlock {
+                let skip = skips[next]
+                precondition(skip.h == h && skip.w == w, "skip \(next) is \(skip.h)×\(skip.w), the up path is at \(h)×\(w)")
+                L.plan.activation = max(L.plan.activation, batch * (channels + skip.c) * h * w)
+                resnets.append(try ResnetBlock(L, "up_blocks.\(i).resnets.\(j)", inChannels: channels + skip.c,
+                                               outChannels: out, height: h, width: w))
+                if type == "AttnUpBlock2D" {
+                    attentions.append(try AttentionBlock(L, "up_blocks.\(i).attentions.\(j)", channels: out, height: h, width: w,
+                                                         headDim: c.attentionHeadDim ?? out, groups: c.normNumGroups))
+                }
+                indices.append(next); skipChannels.append(skip.c); next -= 1
+                channels = out
+            }
+            var up: Upsample? = nil
+            if i < c.levels - 1 {
+                up = try Upsample(L, "up_blocks.\(i).upsamplers.0", channels: out, height: h, width: w)
+                (h, w) = (2 * h, 2 * w)
+            }
+            ups.append(UpBlock(resnets: resnets, attentions: attentions, upsample: up, skipIndices: indices, skipChannels: skipChannels))
+        }
+        upBlocks = ups
+        // 6. post-process
+        normOut = try GroupNormLayer(L, "conv_norm_out", channels: C0, groups: c.normNumGroups, eps: c.normEps)
+        convOut = try ConvLayer(L, "conv_out", shape: Conv2dShape(batch: batch, inChannels: C0, height: height, width: width,
+                                                                   outChannels: c.outChannels, kernelSize: 3, padding: 1))
+        try weights.checkAllUsed()
+        parameterCount = weights.file.tensors.values.map(\.count).reduce(0, +)
+        workspace = try UNetWorkspace(stream: stream, config: c, batch: batch, height: height, width: width,
+                                      plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w })
+        macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
+    }
+
+    static func countMACs(downBlocks: [DownBlock], mid: MidBlock, upBlocks: [UpBlock], convs: [ConvLayer],
+                          batch: Int, config c: UNetConfiguration) -> Int {
+        func resnet(_ r: ResnetBlock) -> Int {
+            r.conv1.shape.macs + r.conv2.shape.macs + (r.shortcut?.shape.macs ?? 0) + batch * c.timeEmbedDim * r.outChannels
+        }
+        var total = convs.map(\.shape.macs).reduce(0, +)
+        total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim)
+        for d in downBlocks {
+            total += d.resnets.map(resnet).reduce(0, +) + d.attentions.map(\.shape.macs).reduce(0, +)
+            total += d.downsample?.conv.shape.macs ?? 0
+        }
+        total += resnet(mid.first) + resnet(mid.second) + (mid.attention?.shape.macs ?? 0)
+        for u in upBlocks {
+            total += u.resnets.map(resnet).reduce(0, +) + u.attentions.map(\.shape.macs).reduce(0, +)
+            total += u.upsample?.conv.shape.macs ?? 0
+        }
+        return total
+    }
+
+    // MARK: The forward pass
+
+    /// Runs the UNet on `sample` [batch, in_channels, H, W] at `timesteps` (one per sample) and
+    /// returns the output [batch, out_channels, H, W].
+    public func callAsFunction(_ sample: [Float], timesteps: [Float]) throws -> [Float] {
+        let inCount = batch * config.inChannels * height * width
+        guard sample.count == inCount else { throw ModelError("sample has \(sample.count) values, the UNet takes \(inCount)") }
+        guard timesteps.count == batch else { throw ModelError("\(timesteps.count) timesteps for a batch of \(batch)") }
+        try workspace.input.write(sample, queue: stream.queue)
+        try workspace.timesteps.write(timesteps, queue: stream.queue)
+        try forward()
+        return try stream.download(workspace.output, count: batch * config.outChannels * height * width)
+    }
+
+    /// The forward pass on the workspace: `workspace.input` and `workspace.timesteps` → `workspace.output`.
+    public func forward() throws {
+        try embedTime()
+        try preProcess()
+        for level in downBlocks.indices { try down(level) }
+        var current = try middle()
+        for level in upBlocks.indices { current = try up(level, from: current) }
+        try postProcess(current)
+    }
+
+    /// 1. time: sinusoidal projection, linear_1, SiLU, linear_2, and the SiLU every resnet applies.
+    public func embedTime() throws {
+        let s = stream, ws = workspace, c = config, T = c.timeEmbedDim
+        try s.timestepEmbedding(ws.timesteps, output: ws.timeSinusoid, batch: batch, dim: c.timeProjectionDim,
+                                flipSinToCos: c.flipSinToCos, downscaleFreqShift: Float(c.freqShift))
+        try s.linear(ws.timeSinusoid, weight: timeLinear1.0, bias: timeLinear1.1, output: ws.timeHidden,
+                     batch: batch, inFeatures: c.timeProjectionDim, outFeatures: T)
+        try s.silu(ws.timeHidden, output: ws.timeHidden, count: batch * T)
+        try s.linear(ws.timeHidden, weight: timeLinear2.0, bias: timeLinear2.1, output: ws.timeEmbedding,
+                     batch: batch, inFeatures: T, outFeatures: T)
+        try s.silu(ws.timeEmbedding, output: ws.timeSiLU, count: batch * T)
+    }
+
+    /// 0 and 2. pre-process: center the input if configured, then conv_in into skip 0.
+    public func preProcess() throws {
+        if config.centerInputSample {
+            try stream.scale(workspace.input, output: workspace.input, count: convIn.shape.inputCount, by: 2, plus: -1)
+        }
+        try convIn(stream, workspace, workspace.input, workspace.skips[0])
+    }
+
+    /// 3. one down level; its input is the skip before its first index.
+    public func down(_ level: Int) throws {
+        let block = downBlocks[level], ws = workspace
+        var current = ws.skips[block.skipIndices[0] - 1]
+        for (j, resnet) in block.resnets.enumerated() {
+            let out = ws.skips[block.skipIndices[j]]
+            try resnet.forward(stream, ws, current, out)
+            if !block.attentions.isEmpty { try block.attentions[j].forward(stream, ws, out) }
+            current = out
+        }
+        if let d = block.downsample { try d.forward(stream, ws, current, ws.skips[block.skipIndices.last!]) }
+    }
+
+    /// 4. mid block, from the last skip; returns the buffer holding its output.
+    public func middle() throws -> DeviceBuffer<Float> {
+        let ws = workspace
+        try mid.first.forward(stream, ws, ws.skips[ws.skips.count - 1], ws.main[0])
+        if let a = mid.attention { try a.forward(stream, ws, ws.main[0]) }
+        try mid.second.forward(stream, ws, ws.main[0], ws.main[1])
+        return ws.main[1]
+    }
+
+    /// 5. one up level from `input`; returns the buffer holding its output.
+    public func up(_ level: Int, from input: DeviceBuffer<Float>) throws -> DeviceBuffer<Float> {
+        let block = upBlocks[level], ws = workspace
+        var current = input
+        for (j, resnet) in block.resnets.enumerated() {
+            let skipChannels = block.skipChannels[j]
+            try stream.concatChannels(current, ws.skips[block.skipIndices[j]], output: ws.concat, batch: batch,
+                                      channelsA: resnet.inChannels - skipChannels, channelsB: skipChannels,
+                                      spatial: resnet.height * resnet.width)
+            let out = current === ws.main[0] ? ws.main[1] : ws.main[0]
+            try resnet.forward(stream, ws, ws.concat, out)
+            if !block.attentions.isEmpty { try block.attentions[j].forward(stream, ws, out) }
+            current = out
+        }
+        if let u = block.upsample {
+            let out = current === ws.main[0] ? ws.main[1] : ws.main[0]
+            try u.forward(stream, ws, current, out)
+            current = out
+        }
+        return current
+    }
+
+    /// 6. post-process: GroupNorm, SiLU, conv_out into `workspace.output`.
+    public func postProcess(_ input: DeviceBuffer<Float>) throws {
+        try normOut(stream, input, workspace.tA, batch: batch, spatial: height * width, silu: true)
+        try convOut(stream, workspace, workspace.tA, workspace.output)
+    }
+}

@@ -1,0 +1,184 @@
+// The configuration of a diffusers UNet2DModel (`config.json`), with diffusers' keys and defaults,
+// and the check that refuses anything this engine does not compute exactly.
+// Port of diffusers.models.unets.unet_2d.UNet2DModel.__init__'s arguments (diffusers 0.42).
+import Foundation
+
+public struct UNetConfiguration: Codable, Equatable, Sendable {
+    public var sampleSize: Int?
+    public var inChannels: Int = 3
+    public var outChannels: Int = 3
+    public var centerInputSample: Bool = false
+    public var timeEmbeddingType: String = "positional"
+    public var timeEmbeddingDim: Int?
+    public var freqShift: Double = 0
+    public var flipSinToCos: Bool = true
+    public var downBlockTypes: [String] = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+    public var midBlockType: String? = "UNetMidBlock2D"
+    public var upBlockTypes: [String] = ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+    public var blockOutChannels: [Int] = [224, 448, 672, 896]
+    public var layersPerBlock: Int = 2
+    public var midBlockScaleFactor: Double = 1
+    public var downsamplePadding: Int = 1
+    public var downsampleType: String = "conv"
+    public var upsampleType: String = "conv"
+    public var dropout: Double = 0
+    public var actFn: String = "silu"
+    public var attentionHeadDim: Int? = 8
+    public var normNumGroups: Int = 32
+    public var attnNormNumGroups: Int?
+    public var normEps: Double = 1e-5
+    public var resnetTimeScaleShift: String = "default"
+    public var addAttention: Bool = true
+    public var classEmbedType: String?
+    public var numClassEmbeds: Int?
+    public var numTrainTimesteps: Int?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case sampleSize = "sample_size", inChannels = "in_channels", outChannels = "out_channels"
+        case centerInputSample = "center_input_sample", timeEmbeddingType = "time_embedding_type"
+        case timeEmbeddingDim = "time_embedding_dim", freqShift = "freq_shift", flipSinToCos = "flip_sin_to_cos"
+        case downBlockTypes = "down_block_types", midBlockType = "mid_block_type", upBlockTypes = "up_block_types"
+        case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
+        case midBlockScaleFactor = "mid_block_scale_factor", downsamplePadding = "downsample_padding"
+        case downsampleType = "downsample_type", upsampleType = "upsample_type", dropout, actFn = "act_fn"
+        case attentionHeadDim = "attention_head_dim", normNumGroups = "norm_num_groups"
+        case attnNormNumGroups = "attn_norm_num_groups", normEps = "norm_eps"
+        case resnetTimeScaleShift = "resnet_time_scale_shift", addAttention = "add_attention"
+        case classEmbedType = "class_embed_type", numClassEmbeds = "num_class_embeds"
+        case numTrainTimesteps = "num_train_timesteps"
+    }
+
+    /// Missing keys take diffusers' defaults; an explicit `null` is kept as nil (e.g. attention_head_dim).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        func optional<T: Decodable>(_ key: CodingKeys, _ fallback: T?) throws -> T? {
+            c.contains(key) ? try c.decodeIfPresent(T.self, forKey: key) : fallback
+        }
+        let d = UNetConfiguration()
+        // sample_size may be an int or [h, w]; only its first value is kept (it does not affect the graph).
+        if let s = try? c.decodeIfPresent(Int.self, forKey: .sampleSize) { sampleSize = s }
+        else if let s = try? c.decodeIfPresent([Int].self, forKey: .sampleSize) { sampleSize = s.first }
+        inChannels = try value(.inChannels, d.inChannels)
+        outChannels = try value(.outChannels, d.outChannels)
+        centerInputSample = try value(.centerInputSample, d.centerInputSample)
+        timeEmbeddingType = try value(.timeEmbeddingType, d.timeEmbeddingType)
+        timeEmbeddingDim = try optional(.timeEmbeddingDim, d.timeEmbeddingDim)
+        freqShift = try value(.freqShift, d.freqShift)
+        flipSinToCos = try value(.flipSinToCos, d.flipSinToCos)
+        downBlockTypes = try value(.downBlockTypes, d.downBlockTypes)
+        midBlockType = try optional(.midBlockType, d.midBlockType)
+        upBlockTypes = try value(.upBlockTypes, d.upBlockTypes)
+        blockOutChannels = try value(.blockOutChannels, d.blockOutChannels)
+        layersPerBlock = try value(.layersPerBlock, d.layersPerBlock)
+        midBlockScaleFactor = try value(.midBlockScaleFactor, d.midBlockScaleFactor)
+        downsamplePadding = try value(.downsamplePadding, d.downsamplePadding)
+        downsampleType = try value(.downsampleType, d.downsampleType)
+        upsampleType = try value(.upsampleType, d.upsampleType)
+        dropout = try value(.dropout, d.dropout)
+        actFn = try value(.actFn, d.actFn)
+        attentionHeadDim = try optional(.attentionHeadDim, d.attentionHeadDim)
+        normNumGroups = try value(.normNumGroups, d.normNumGroups)
+        attnNormNumGroups = try optional(.attnNormNumGroups, d.attnNormNumGroups)
+        normEps = try value(.normEps, d.normEps)
+        resnetTimeScaleShift = try value(.resnetTimeScaleShift, d.resnetTimeScaleShift)
+        addAttention = try value(.addAttention, d.addAttention)
+        classEmbedType = try optional(.classEmbedType, d.classEmbedType)
+        numClassEmbeds = try optional(.numClassEmbeds, d.numClassEmbeds)
+        numTrainTimesteps = try optional(.numTrainTimesteps, d.numTrainTimesteps)
+    }
+
+    /// Reads and checks `config.json`: an unknown key or an unsupported value is an error naming it.
+    public static func load(from url: URL) throws -> UNetConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError("\(url.path) is not a JSON object")
+        }
+        if let cls = raw["_class_name"] as? String, cls != "UNet2DModel" {
+            throw ModelError("\(url.path): _class_name \(cls) is not supported (only UNet2DModel)")
+        }
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        for key in raw.keys.sorted() where !key.hasPrefix("_") && !known.contains(key) {
+            throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null") (UNet2DModel has no such argument this engine knows)")
+        }
+        let config: UNetConfiguration
+        do { config = try JSONDecoder().decode(UNetConfiguration.self, from: data) } catch {
+            throw ModelError("\(url.path): \(describe(error))")
+        }
+        try config.validate(source: url.path)
+        return config
+    }
+
+    /// Throws for any setting whose computation this engine does not implement.
+    public func validate(source: String = "config") throws {
+        func refuse(_ key: CodingKeys, _ value: Any, _ why: String) throws -> Never {
+            throw ModelError("\(source): unsupported \(key.rawValue) = \(value) (\(why))")
+        }
+        if timeEmbeddingType != "positional" { try refuse(.timeEmbeddingType, timeEmbeddingType, "only positional") }
+        if actFn != "silu" { try refuse(.actFn, actFn, "only silu") }
+        if resnetTimeScaleShift != "default" { try refuse(.resnetTimeScaleShift, resnetTimeScaleShift, "only default") }
+        if downsampleType != "conv" { try refuse(.downsampleType, downsampleType, "only conv") }
+        if upsampleType != "conv" { try refuse(.upsampleType, upsampleType, "only conv") }
+        if let c = classEmbedType { try refuse(.classEmbedType, c, "class conditioning is not supported") }
+        if let n = numClassEmbeds { try refuse(.numClassEmbeds, n, "class conditioning is not supported") }
+        if midBlockType != "UNetMidBlock2D" { try refuse(.midBlockType, midBlockType ?? "null", "only UNetMidBlock2D") }
+        if ![0, 1].contains(downsamplePadding) { try refuse(.downsamplePadding, downsamplePadding, "only 0 or 1") }
+        for t in downBlockTypes where !["DownBlock2D", "AttnDownBlock2D"].contains(t) {
+            try refuse(.downBlockTypes, t, "only DownBlock2D and AttnDownBlock2D")
+        }
+        for t in upBlockTypes where !["UpBlock2D", "AttnUpBlock2D"].contains(t) {
+            try refuse(.upBlockTypes, t, "only UpBlock2D and AttnUpBlock2D")
+        }
+        let levels = blockOutChannels.count
+        if levels == 0 { try refuse(.blockOutChannels, blockOutChannels, "at least one level") }
+        if downBlockTypes.count != levels { try refuse(.downBlockTypes, downBlockTypes, "needs one per block_out_channels entry (\(levels))") }
+        if upBlockTypes.count != levels { try refuse(.upBlockTypes, upBlockTypes, "needs one per block_out_channels entry (\(levels))") }
+        if layersPerBlock < 1 { try refuse(.layersPerBlock, layersPerBlock, "at least 1") }
+        if inChannels < 1 { try refuse(.inChannels, inChannels, "at least 1") }
+        if outChannels < 1 { try refuse(.outChannels, outChannels, "at least 1") }
+        for c in blockOutChannels where c < 1 || c % normNumGroups != 0 {
+            try refuse(.blockOutChannels, blockOutChannels, "each must be a positive multiple of norm_num_groups \(normNumGroups)")
+        }
+        if let g = attnNormNumGroups, g < 1 || blockOutChannels.last! % g != 0 {
+            try refuse(.attnNormNumGroups, g, "must divide the mid block's \(blockOutChannels.last!) channels")
+        }
+        if let d = attentionHeadDim {
+            for (i, t) in downBlockTypes.enumerated() where t.hasPrefix("Attn") && blockOutChannels[i] % d != 0 {
+                try refuse(.attentionHeadDim, d, "must divide the \(blockOutChannels[i]) channels of down block \(i)")
+            }
+            if addAttention && blockOutChannels.last! % d != 0 {
+                try refuse(.attentionHeadDim, d, "must divide the mid block's \(blockOutChannels.last!) channels")
+            }
+        }
+        if let t = timeEmbeddingDim, t < 1 { try refuse(.timeEmbeddingDim, t, "must be positive") }
+        if normEps <= 0 { try refuse(.normEps, normEps, "must be positive") }
+    }
+
+    // MARK: Derived sizes, as UNet2DModel computes them
+
+    public var levels: Int { blockOutChannels.count }
+    /// Width of the sinusoidal projection (Timesteps(block_out_channels[0], ...)).
+    public var timeProjectionDim: Int { blockOutChannels[0] }
+    /// Width of the time embedding fed to every resnet.
+    public var timeEmbedDim: Int { timeEmbeddingDim ?? blockOutChannels[0] * 4 }
+    /// Inputs must be divisible by this (one halving per level but the last).
+    public var spatialMultiple: Int { 1 << (levels - 1) }
+}
+
+func describe(_ error: Error) -> String {
+    switch error {
+    case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx),
+         DecodingError.keyNotFound(_, let ctx), DecodingError.dataCorrupted(let ctx):
+        let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+        return "\(path.isEmpty ? "" : "\(path): ")\(ctx.debugDescription)"
+    default:
+        return "\(error)"
+    }
+}

@@ -1,0 +1,37 @@
+// Whole-model parity with diffusers: UNet2DModel outputs from PyTorch (Goldens/, written by
+// scripts/make_unet_goldens.py) against ours, relative L2 ≤ 1e-4, worst element printed.
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+
+let goldens = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Goldens")
+
+/// Relative L2 error ‖a − b‖ / ‖b‖ and the worst element.
+func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
+    var num = 0.0, den = 0.0, worst = 0, worstDiff = -1.0
+    for i in b.indices {
+        let d = Double(a[i]) - Double(b[i])
+        num += d * d; den += Double(b[i]) * Double(b[i])
+        if abs(d) > worstDiff { worstDiff = abs(d); worst = i }
+    }
+    return ((num / max(den, 1e-30)).squareRoot(), worst)
+}
+
+@Suite struct UNetParityTests {
+    @Test(arguments: ["cifar-layout", "multihead-mid"])
+    func matchesDiffusers(model name: String) throws {
+        let dir = goldens.appendingPathComponent(name)
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("golden.safetensors").path)
+        let shape = golden.tensors["sample"]!.shape
+        let stream = try ComputeStream()
+        let unet = try UNet(folder: try ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3])
+        let sample = try golden.floats("sample")
+        for t in [1, 500, 999] {
+            let expected = try golden.floats("output_t\(t)")
+            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: shape[0]))
+            let (err, worst) = relativeL2(got, expected)
+            #expect(err <= 1e-4, "\(name) t=\(t): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
+        }
+    }
+}
