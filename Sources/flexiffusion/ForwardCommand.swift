@@ -1,0 +1,53 @@
+// `flexiffusion forward`: one UNet evaluation on a tensor file — the command that checks parity
+// with diffusers (`UNet2DModel(sample, t).sample`).
+import ArgumentParser
+import Engine
+import Foundation
+import GPUKernels
+
+struct ForwardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Run the UNet once: read tensor `sample` [N,C,H,W], write the UNet's output as tensor `sample`.",
+        discussion: """
+            Equivalent to diffusers' `UNet2DModel.from_pretrained(DIR)(sample, T).sample`. --model takes a \
+            diffusers pipeline folder (model_index.json, unet/) or a UNet folder (config.json and \
+            diffusion_pytorch_model.safetensors). The output is written to a temporary file first, so an \
+            error never leaves a partial file.
+            """)
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @Option(help: "Diffusers pipeline or UNet folder.") var model: String
+    @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16).") var input: String
+    @Option(help: "The timestep t (the same for every sample).") var timestep: Double
+    @Option(help: "safetensors file to write (tensor `sample`, F32).") var output: String
+
+    func run() throws {
+        guard timestep.isFinite else { throw ValidationError("--timestep must be a finite number") }
+        let outDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
+        guard FileManager.default.isWritableFile(atPath: outDir) else {
+            throw ValidationError("cannot write \(output): folder \(outDir) does not exist or is not writable")
+        }
+        let file = try SafeTensorsFile(path: input)
+        guard let info = file.tensors["sample"] else {
+            throw ModelError("\(input): no tensor `sample` (has: \(file.names.joined(separator: ", ")))")
+        }
+        guard info.shape.count == 4, info.shape.allSatisfy({ $0 > 0 }) else {
+            throw ModelError("\(input): tensor `sample` has shape \(info.shape); expected [N, C, H, W]")
+        }
+        let folder = try ModelFolder(path: model)
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let (n, c, h, w) = (info.shape[0], info.shape[1], info.shape[2], info.shape[3])
+        guard c == config.inChannels else {
+            throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
+        }
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
+                            stream: stream, batch: n, height: h, width: w)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n))
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        try SafeTensorsWriter.write([("sample", [n, config.outChannels, h, w], out)], to: output)
+        FileHandle.standardError.write("wrote \(output): sample [\(n), \(config.outChannels), \(h), \(w)] in \(formatMilliseconds(ms)) ms on \(stream.device.name)\n".data(using: .utf8)!)
+    }
+}

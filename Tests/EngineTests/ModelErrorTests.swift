@@ -1,0 +1,169 @@
+// Bad model and tensor files are refused with errors that name the problem.
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+
+/// A scratch copy of a golden model folder, removed when the test ends.
+final class ScratchModel {
+    let dir: URL
+    init(copying name: String) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-\(name)-\(UUID())")
+        try FileManager.default.copyItem(at: goldens.appendingPathComponent(name), to: dir)
+    }
+    deinit { try? FileManager.default.removeItem(at: dir) }
+    var config: URL { dir.appendingPathComponent("config.json") }
+    var weights: URL { dir.appendingPathComponent("diffusion_pytorch_model.safetensors") }
+
+    func editConfig(_ edit: (inout [String: Any]) -> Void) throws {
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: config)
+    }
+
+    /// Rewrites the weights as F32 after `edit` on (name, shape, values) triples.
+    func editWeights(_ edit: (inout [(name: String, shape: [Int], values: [Float])]) -> Void) throws {
+        let file = try SafeTensorsFile(path: weights.path)
+        var tensors = try file.names.map { (name: $0, shape: file.tensors[$0]!.shape, values: try file.floats($0)) }
+        edit(&tensors)
+        try SafeTensorsWriter.write(tensors, to: weights.path)
+    }
+
+    func load() throws -> UNet {
+        try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16)
+    }
+}
+
+/// Runs `body`, which must throw an error whose description contains every one of `needles`.
+func expectError(containing needles: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("no error; expected one mentioning \(needles)", sourceLocation: sourceLocation)
+    } catch {
+        let text = "\(error)"
+        for n in needles where !text.contains(n) {
+            Issue.record("error «\(text)» does not mention «\(n)»", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+@Suite struct ModelErrorTests {
+    @Test func wrongShapeNamesTheTensor() throws {
+        let m = try ScratchModel(copying: "cifar-layout")
+        try m.editWeights { t in
+            let i = t.firstIndex { $0.name == "down_blocks.1.resnets.0.conv1.weight" }!
+            t[i].shape = [t[i].shape[0], t[i].shape[1] * 9, 1, 1]
+        }
+        expectError(containing: ["down_blocks.1.resnets.0.conv1.weight", "shape"]) { _ = try m.load() }
+    }
+
+    @Test func missingAndExtraTensorsAreNamed() throws {
+        let m = try ScratchModel(copying: "cifar-layout")
+        try m.editWeights { t in t.removeAll { $0.name == "mid_block.attentions.0.to_k.bias" } }
+        expectError(containing: ["missing tensor mid_block.attentions.0.to_k.bias"]) { _ = try m.load() }
+        let e = try ScratchModel(copying: "cifar-layout")
+        try e.editWeights { t in t.append((name: "up_blocks.9.resnets.0.extra.weight", shape: [2], values: [1, 2])) }
+        expectError(containing: ["unexpected tensor", "up_blocks.9.resnets.0.extra.weight"]) { _ = try e.load() }
+    }
+
+    @Test func truncatedWeightsAreRefused() throws {
+        let m = try ScratchModel(copying: "cifar-layout")
+        let data = try Data(contentsOf: m.weights)
+        try data.prefix(data.count - 1000).write(to: m.weights)
+        expectError(containing: ["truncated"]) { _ = try m.load() }
+        try data.prefix(5).write(to: m.weights)
+        expectError(containing: ["not a safetensors file"]) { _ = try m.load() }
+    }
+
+    @Test func unknownBlockTypeKeyAndValueAreNamed() throws {
+        let m = try ScratchModel(copying: "cifar-layout")
+        try m.editConfig { $0["down_block_types"] = ["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D"] }
+        expectError(containing: ["down_block_types", "CrossAttnDownBlock2D"]) { _ = try m.load() }
+
+        let k = try ScratchModel(copying: "cifar-layout")
+        try k.editConfig { $0["cross_attention_dim"] = 768 }
+        expectError(containing: ["unsupported key cross_attention_dim", "768"]) { _ = try k.load() }
+
+        for (key, value) in [("act_fn", "gelu" as Any), ("resnet_time_scale_shift", "scale_shift"), ("time_embedding_type", "fourier"),
+                             ("class_embed_type", "timestep"), ("upsample_type", "resnet"), ("downsample_padding", 2)] {
+            let v = try ScratchModel(copying: "cifar-layout")
+            try v.editConfig { $0[key] = value }
+            expectError(containing: [key, "\(value)"]) { _ = try v.load() }
+        }
+    }
+
+    @Test func missingFilesAndBadInputsAreClear() throws {
+        expectError(containing: ["does not exist"]) { _ = try ModelFolder(path: "/nonexistent/model") }
+        let m = try ScratchModel(copying: "cifar-layout")
+        try FileManager.default.removeItem(at: m.weights)
+        expectError(containing: ["diffusion_pytorch_model.safetensors"]) { _ = try ModelFolder(path: m.dir.path) }
+        let s = try ScratchModel(copying: "cifar-layout")
+        expectError(containing: ["multiples of 8"]) {
+            _ = try UNet(folder: ModelFolder(path: s.dir.path), stream: ComputeStream(), batch: 1, height: 12, width: 16)
+        }
+        try Data("{\"block_out_channels\": [16, 32".utf8).write(to: s.config)
+        expectError(containing: ["config.json", "not a JSON object"]) { _ = try s.load() }
+    }
+}
+
+@Suite struct SafeTensorsTests {
+    func temporaryFile(_ bytes: Data) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID()).safetensors").path
+        try bytes.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// A file with one tensor of `dtype` holding `payload`, written by hand (not by our writer).
+    func handMade(dtype: String, shape: [Int], payload: [UInt8], offsets: [Int]? = nil) throws -> String {
+        let header = "{\"t\":{\"dtype\":\"\(dtype)\",\"shape\":\(shape),\"data_offsets\":\(offsets ?? [0, payload.count])}}"
+        var d = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { d.append(contentsOf: $0) }
+        d.append(contentsOf: Array(header.utf8)); d.append(contentsOf: payload)
+        return try temporaryFile(d)
+    }
+
+    @Test func readsF32F16AndBF16() throws {
+        var rng = SystemRandomNumberGenerator()
+        let values = (0..<37).map { _ in Float.random(in: -100...100, using: &rng) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID()).safetensors").path
+        try SafeTensorsWriter.write([("a", [37], values), ("b", [1, 2], [1.5, -2])], to: path, metadata: ["format": "pt"])
+        let f = try SafeTensorsFile(path: path)
+        #expect(try f.floats("a") == values)
+        #expect(try f.floats("b") == [1.5, -2])
+        #expect(f.metadata["format"] == "pt")
+
+        let halves = values.map { Float16($0) }
+        let f16 = try SafeTensorsFile(path: handMade(dtype: "F16", shape: [37], payload: halves.flatMap {
+            withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }))
+        #expect(try f16.floats("t") == halves.map(Float.init))
+        let bf = values.map { UInt16($0.bitPattern >> 16) }
+        let bf16 = try SafeTensorsFile(path: handMade(dtype: "BF16", shape: [37], payload: bf.flatMap {
+            withUnsafeBytes(of: $0.littleEndian, Array.init) }))
+        #expect(try bf16.floats("t") == bf.map { Float(bitPattern: UInt32($0) << 16) })
+        let ints = try SafeTensorsFile(path: handMade(dtype: "I32", shape: [2], payload: Array(repeating: 1, count: 8)))
+        expectError(containing: ["I32"]) { _ = try ints.floats("t") }
+    }
+
+    @Test func malformedHeadersAreRefused() throws {
+        expectError(containing: ["has 8 bytes", "needs 12"]) { _ = try SafeTensorsFile(path: handMade(dtype: "F32", shape: [3], payload: Array(repeating: 0, count: 8))) }
+        expectError(containing: ["truncated"]) {
+            _ = try SafeTensorsFile(path: handMade(dtype: "F32", shape: [4], payload: Array(repeating: 0, count: 8), offsets: [0, 16]))
+        }
+        expectError(containing: ["unknown dtype"]) { _ = try SafeTensorsFile(path: handMade(dtype: "F8", shape: [1], payload: [0])) }
+        var d = Data()
+        withUnsafeBytes(of: UInt64(1 << 40).littleEndian) { d.append(contentsOf: $0) }
+        d.append(contentsOf: [0, 1, 2])
+        expectError(containing: ["runs past the end"]) { _ = try SafeTensorsFile(path: temporaryFile(d)) }
+        var j = Data()
+        withUnsafeBytes(of: UInt64(4).littleEndian) { j.append(contentsOf: $0) }
+        j.append(contentsOf: Array("nope".utf8))
+        expectError(containing: ["not a JSON object"]) { _ = try SafeTensorsFile(path: temporaryFile(j)) }
+        expectError(containing: ["cannot open"]) { _ = try SafeTensorsFile(path: "/nonexistent.safetensors") }
+    }
+
+    @Test func writerLeavesNothingBehindOnFailure() throws {
+        expectError(containing: ["does not exist"]) {
+            try SafeTensorsWriter.write([("a", [1], [1])], to: "/nonexistent-dir/x.safetensors")
+        }
+    }
+}
