@@ -7,7 +7,7 @@ import GPUKernels
 
 /// Sizes (in floats) of the shared buffers, gathered while the blocks are built.
 struct SizePlan {
-    var activation = 0, convScratch = 0, attentionScratch = 0, timeProjection = 0
+    var activation = 0, convScratch = 0, attentionScratch = 0, timeProjection = 0, groupNormAffine = 0
 }
 
 /// Hands weights to the blocks as device buffers, checking names and shapes, and gathers the plan.
@@ -28,7 +28,8 @@ final class WeightLoader {
 /// Every buffer the forward pass touches, allocated once.
 public final class UNetWorkspace {
     public let input: DeviceBuffer<Float>, output: DeviceBuffer<Float>
-    let timesteps: DeviceBuffer<Float>, timeSinusoid: DeviceBuffer<Float>, timeHidden: DeviceBuffer<Float>
+    public let timesteps: DeviceBuffer<Float>
+    let timeSinusoid: DeviceBuffer<Float>, timeHidden: DeviceBuffer<Float>
     let timeEmbedding: DeviceBuffer<Float>, timeSiLU: DeviceBuffer<Float>, timeProjection: DeviceBuffer<Float>
     let tA: DeviceBuffer<Float>, tB: DeviceBuffer<Float>, tC: DeviceBuffer<Float>
     let main: [DeviceBuffer<Float>], concat: DeviceBuffer<Float>
@@ -55,6 +56,7 @@ public final class UNetWorkspace {
         convScratch = try buf(plan.convScratch)
         attentionScratch = try buf(plan.attentionScratch)
         skips = try skipCounts.map(buf)
+        try s.reserve(.groupNormAffine, count: plan.groupNormAffine)
         bytes = 4 * ([input, output, timesteps, timeSinusoid, timeHidden, timeEmbedding, timeSiLU, timeProjection,
                       tA, tB, tC, concat, convScratch, attentionScratch] + main + skips).map(\.count).reduce(0, +)
     }

@@ -31,6 +31,7 @@ struct GroupNormLayer {
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, groups: Int, eps: Double) throws {
         gamma = try loader.tensor("\(prefix).weight", [channels])
         beta = try loader.tensor("\(prefix).bias", [channels])
+        loader.plan.groupNormAffine = max(loader.plan.groupNormAffine, 2 * loader.batch * channels)
         self.channels = channels; self.groups = groups; self.eps = Float(eps)
     }
 

@@ -15,6 +15,10 @@ public final class ComputeStream {
     public let queue: CLCommandQueue
     public let gemm: GemmEngine
     private var kernels: [String: CLKernel] = [:]
+    private var scratchBuffers: [ScratchKind: DeviceBuffer<Float>] = [:]
+
+    /// Small per-stream buffers that operations keep between calls.
+    public enum ScratchKind: Hashable { case groupNormAffine }
     private var pendingEvents: [(String, CLEvent)] = []
 
     /// im2col one output row per work-item (the default on CPU devices) rather than one element.
@@ -52,6 +56,18 @@ public final class ComputeStream {
 
     public func finish() throws { try queue.finish() }
 
+    /// The stream's scratch buffer of `kind`, grown to at least `count` floats. Call `reserve` before a
+    /// loop so that the loop itself never allocates.
+    func scratch(_ kind: ScratchKind, count: Int) throws -> DeviceBuffer<Float> {
+        if let b = scratchBuffers[kind], b.count >= count { return b }
+        let b = try buffer(count)
+        scratchBuffers[kind] = b
+        return b
+    }
+
+    /// Allocates the stream's scratch of `kind` for `count` floats now.
+    public func reserve(_ kind: ScratchKind, count: Int) throws { _ = try scratch(kind, count: count) }
+
     /// This stream's kernel object for `name` in `family`.cl (created on first use).
     func kernel(_ family: String, _ name: String) throws -> CLKernel {
         let key = "\(family).\(name)"
@@ -83,11 +99,13 @@ public final class ComputeStream {
         if let event { pendingEvents.append((name, CLEvent(event))) }
     }
 
-    /// Waits for the queue and returns the device time of every kernel launched since the last call.
+    /// Waits for the queue and returns the device time of every kernel launched since the last call,
+    /// then the wall-clock time of every GEMM (named "sgemm …").
     public func takeTimings() throws -> [KernelTiming] {
         try finish()
-        let out = try pendingEvents.map { KernelTiming(name: $0.0, nanoseconds: try $0.1.durationNanoseconds()) }
+        let out = try pendingEvents.map { KernelTiming(name: $0.0, nanoseconds: try $0.1.durationNanoseconds()) } + gemm.recorded
         pendingEvents.removeAll()
+        gemm.recorded.removeAll()
         return out
     }
 }

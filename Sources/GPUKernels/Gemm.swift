@@ -46,6 +46,8 @@ public struct GemmOperand {
 public final class GemmEngine: @unchecked Sendable {
     public let path: GemmPath
     public let device: DeviceInfo
+    /// Wall-clock times of GEMMs run on a profiling queue, until `ComputeStream.takeTimings()`.
+    var recorded: [KernelTiming] = []
 
     /// CLBlast's first concurrent call of a routine can crash in its database set-up, and OpenBLAS
     /// calls are serialised too: one lock for every GEMM in the process (shared/OPENCL-NOTES.md).
@@ -73,6 +75,19 @@ public final class GemmEngine: @unchecked Sendable {
         precondition(last(a, rows: transA ? k : m, cols: transA ? m : k) <= a.buffer.count, "GEMM overruns A")
         precondition(last(b, rows: transB ? n : k, cols: transB ? k : n) <= b.buffer.count, "GEMM overruns B")
         precondition(last(c, rows: m, cols: n) <= c.buffer.count, "GEMM overruns C")
+        // On a profiling queue, time the GEMM by wall clock between two drains of the queue: CLBlast's
+        // event covers only its last kernel, and the host path has none.
+        var start: UInt64 = 0
+        if queue.profiling {
+            try queue.finish()
+            start = DispatchTime.now().uptimeNanoseconds
+        }
+        defer {
+            if queue.profiling, (try? queue.finish()) != nil {
+                let name = "sgemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
+                recorded.append(KernelTiming(name: name, nanoseconds: DispatchTime.now().uptimeNanoseconds - start))
+            }
+        }
         switch path {
         case .clblast, .clblastTuned:
             try clblast(queue: queue, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,

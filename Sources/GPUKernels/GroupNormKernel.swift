@@ -7,10 +7,15 @@ extension ComputeStream {
         precondition(groups > 0 && channels % groups == 0, "GroupNorm: \(channels) channels do not split into \(groups) groups")
         precondition(x.count >= batch * channels * spatial && y.count >= batch * channels * spatial, "GroupNorm buffers too small")
         precondition(gamma.count >= channels && beta.count >= channels, "GroupNorm affine parameters too small")
+        let affine = try scratch(.groupNormAffine, count: 2 * batch * channels)
         let ls = shared.reductionWorkGroupSize()
-        try launch("group_norm", "group_norm", global: [ls * batch * groups], local: [ls], [
-            .buffer(x.mem), .buffer(y.mem), .buffer(gamma.mem), .buffer(beta.mem), .int(channels), .int(spatial),
-            .int(groups), .float(eps), .int(silu ? 1 : 0), .local(bytes: ls * MemoryLayout<Float>.size),
+        try launch("group_norm", "group_norm_stats", global: [ls * batch * groups], local: [ls], [
+            .buffer(x.mem), .buffer(affine.mem), .buffer(gamma.mem), .buffer(beta.mem),
+            .int(channels), .int(spatial), .int(groups), .float(eps),
+            .local(bytes: ls * MemoryLayout<Float>.size),
+        ])
+        try launch("group_norm", "group_norm_apply", global: [spatial, channels, batch], [
+            .buffer(x.mem), .buffer(y.mem), .buffer(affine.mem), .int(channels), .int(spatial), .int(silu ? 1 : 0),
         ])
     }
 }

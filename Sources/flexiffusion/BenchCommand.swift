@@ -1,12 +1,13 @@
 // `flexiffusion bench kernels`: convolution speed of every GEMM path against host OpenBLAS, same run.
 import ArgumentParser
+import Engine
 import Foundation
 import GPUKernels
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (they print figures; tests assert correctness).",
-        subcommands: [BenchKernels.self])
+        subcommands: [BenchKernels.self, BenchUNet.self])
 }
 
 /// Median of wall-clock milliseconds over `repeats` runs of `body`, after one warm-up run.
@@ -184,5 +185,64 @@ struct BenchKernels: ParsableCommand {
               .joined(separator: ", ") + ", OpenBLAS \(String(format: "%.1f", total / (totals.last! / 1000))) GFLOP/s"
               + " (its GEMM alone \(String(format: "%.1f", total / (gemmTotal / 1000))))")
         print("best device path vs OpenBLAS (GFLOP/s ratio): min \(String(format: "%.0f%%", 100 * ratios.min()!)), median \(String(format: "%.0f%%", 100 * ratios.sorted()[ratios.count / 2]))")
+    }
+}
+
+struct BenchUNet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unet",
+        abstract: "Median milliseconds and GFLOP/s of one UNet forward pass over a batch.",
+        discussion: """
+            Loads the model, runs one warm-up forward pass (which compiles the kernels), then times \
+            --repeats passes on random inputs at random timesteps. GFLOP/s counts 2 FLOPs per \
+            multiply-accumulate of the convolutions, linear layers and attention products. \
+            scripts/bench_unet_torch.py times diffusers' UNet2DModel on the same model and batch and \
+            prints the ratio.
+            """)
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @Option(help: "Diffusers pipeline or UNet folder.") var model: String
+    @Option(help: "Batch size.") var batch = 16
+    @Option(help: "Image size (default: the config's sample_size).") var size: Int?
+    @Option(help: "Timed forward passes (the median is reported).") var repeats = 5
+    @Flag(help: "Print {\"median_ms\": …, \"gflops\": …} as JSON.") var json = false
+    @Flag(help: "After timing, run one profiled pass and list the kernels and GEMMs by time.") var profile = false
+
+    func run() throws {
+        let folder = try ModelFolder(path: model)
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        guard let side = size ?? config.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
+        guard batch > 0, repeats > 0 else { throw ValidationError("--batch and --repeats must be positive") }
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device), profiling: profile)
+        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
+                            stream: stream, batch: batch, height: side, width: side)
+        var rng = SystemRandomNumberGenerator()
+        let sample = (0..<(batch * config.inChannels * side * side)).map { _ in Float.random(in: -1...1, using: &rng) }
+        try unet.workspace.input.write(sample, queue: stream.queue)
+        try unet.workspace.timesteps.write((0..<batch).map { _ in Float(Int.random(in: 0..<1000, using: &rng)) }, queue: stream.queue)
+        let ms = try medianMilliseconds(repeats: repeats) {
+            try unet.forward()
+            try stream.finish()
+            if profile { _ = try stream.takeTimings() }
+        }
+        if profile {
+            try unet.forward()
+            var byName: [String: (count: Int, ns: UInt64)] = [:]
+            for t in try stream.takeTimings() { byName[t.name, default: (0, 0)].count += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
+            let total = byName.values.map(\.ns).reduce(0, +)
+            var rows = [["kernel / GEMM", "calls", "ms", "share"]]
+            for (name, v) in byName.sorted(by: { $0.value.ns > $1.value.ns }).prefix(25) {
+                rows.append([name, "\(v.count)", formatMilliseconds(Double(v.ns) / 1e6), String(format: "%.1f%%", 100 * Double(v.ns) / Double(total))])
+            }
+            print(renderTable(rows, rightAlign: [1, 2, 3]))
+            print("profiled pass: \(formatMilliseconds(Double(total) / 1e6)) ms in kernels and GEMMs (timed passes above ran without per-call drains)\n")
+        }
+        let gflops = 2 * Double(unet.macs) / 1e9 / (ms / 1000)
+        if json {
+            print(String(format: "{\"median_ms\": %.3f, \"gflops\": %.2f}", ms, gflops))
+        } else {
+            print("\(stream.device.name), GEMM \(stream.gemm.path): \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("batch \(batch) at \(side)×\(side): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
+        }
     }
 }

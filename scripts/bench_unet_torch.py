@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Times diffusers' UNet2DModel (PyTorch CPU) and `flexiffusion bench unet` on the same model and
+batch, in one command, and prints the ratio.
+
+By default the model is the full google/ddpm-cifar10-32 configuration (35.7 M parameters) with
+random weights, written to a temporary folder (never committed). PyTorch uses as many threads as
+the machine has cores, as PoCL does.
+
+    .venv-ref/bin/python scripts/bench_unet_torch.py --batch 16 [--model DIR] [--device D]
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import torch
+from diffusers import UNet2DModel
+
+CIFAR10 = dict(
+    sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    attention_head_dim=None, norm_num_groups=32, norm_eps=1e-6, downsample_padding=0,
+    flip_sin_to_cos=False, freq_shift=1, time_embedding_type="positional", act_fn="silu",
+)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="diffusers folder (default: random-weight ddpm-cifar10-32 layout)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", help="flexiffusion --device")
+    ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "flexiffusion"))
+    args = ap.parse_args()
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    tmp = None
+    if args.model:
+        model = UNet2DModel.from_pretrained(args.model)
+        path = args.model
+    else:
+        torch.manual_seed(0)
+        model = UNet2DModel(**CIFAR10)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(torch.randn(p.shape) / math.sqrt(max(1, p[0].numel())) if p.dim() > 1 else torch.randn(p.shape) * 0.1)
+        tmp = tempfile.TemporaryDirectory()
+        path = tmp.name
+        model.save_pretrained(path)
+    model.eval()
+    size = model.config.sample_size
+    x = torch.randn(args.batch, model.config.in_channels, size, size)
+    t = torch.randint(0, 1000, (args.batch,))
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        model(x, t)
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model(x, t)
+            times.append((time.perf_counter() - start) * 1000)
+    torch_ms = statistics.median(times)
+
+    cmd = [args.binary, "bench", "unet", "--model", path, "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
+    if args.device:
+        cmd += ["--device", args.device]
+    ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    print(f"model: {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}, median of {args.repeats}")
+    print(f"PyTorch {torch.__version__} CPU ({threads} threads): {torch_ms:.1f} ms per forward")
+    print(f"flexiffusion: {ours['median_ms']:.1f} ms per forward ({ours['gflops']:.1f} GFLOP/s)")
+    print(f"ratio flexiffusion / PyTorch: {ours['median_ms'] / torch_ms:.2f}x (below 1 is faster)")
+
+
+if __name__ == "__main__":
+    main()
