@@ -20,7 +20,9 @@ let package = Package(
         // The OpenCL C sources under kernels/, embedded into the binary with C23 #embed.
         .target(name: "CKernelSources", path: "Sources/CKernelSources",
                 cSettings: [.unsafeFlags(["-std=c23"])]),
-        .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources"]),
+        // oneDNN convolutions on the host, for CPU devices (libdnnl opened at run time).
+        .target(name: "CHostDNN", path: "Sources/CHostDNN", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources", "CHostDNN"]),
         .target(name: "Engine", dependencies: ["GPUKernels"]),
         .target(name: "Search"),
         .executableTarget(name: "flexiffusion", dependencies: [

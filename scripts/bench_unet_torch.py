@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--model", help="diffusers folder (default: random-weight ddpm-cifar10-32 layout)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of PyTorch and flexiffusion (the machine is noisy)")
     ap.add_argument("--device", help="flexiffusion --device")
     ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "flexiffusion"))
     args = ap.parse_args()
@@ -58,23 +59,30 @@ def main():
     x = torch.randn(args.batch, model.config.in_channels, size, size)
     t = torch.randint(0, 1000, (args.batch,))
     params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        model(x, t)
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            model(x, t)
-            times.append((time.perf_counter() - start) * 1000)
-    torch_ms = statistics.median(times)
-
     cmd = [args.binary, "bench", "unet", "--model", path, "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
     if args.device:
         cmd += ["--device", args.device]
-    ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    print(f"model: {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}, median of {args.repeats}")
+    torch_rounds, our_rounds = [], []
+    with torch.no_grad():
+        model(x, t)
+        for r in range(args.rounds):
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                model(x, t)
+                times.append((time.perf_counter() - start) * 1000)
+            torch_rounds.append(statistics.median(times))
+            ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            our_rounds.append(ours["median_ms"])
+            print(f"round {r + 1}: PyTorch {torch_rounds[-1]:.1f} ms, flexiffusion {our_rounds[-1]:.1f} ms, "
+                  f"ratio {our_rounds[-1] / torch_rounds[-1]:.2f}x", flush=True)
+    torch_ms, our_ms = statistics.median(torch_rounds), statistics.median(our_rounds)
+    gflops = ours["gflops"] * ours["median_ms"] / our_ms
+    print(f"model: {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}; "
+          f"medians of {args.repeats} passes per round, median over {args.rounds} alternating rounds")
     print(f"PyTorch {torch.__version__} CPU ({threads} threads): {torch_ms:.1f} ms per forward")
-    print(f"flexiffusion: {ours['median_ms']:.1f} ms per forward ({ours['gflops']:.1f} GFLOP/s)")
-    print(f"ratio flexiffusion / PyTorch: {ours['median_ms'] / torch_ms:.2f}x (below 1 is faster)")
+    print(f"flexiffusion: {our_ms:.1f} ms per forward ({gflops:.1f} GFLOP/s)")
+    print(f"ratio flexiffusion / PyTorch: {our_ms / torch_ms:.2f}x (below 1 is faster)")
 
 
 if __name__ == "__main__":

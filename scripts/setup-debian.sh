@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Flexiffusion builds and runs with: the OpenCL loader and headers,
-# CLBlast, PoCL (the CPU device, always present as the fallback) and OpenBLAS (the CPU GEMM path).
+# CLBlast, PoCL (the CPU device, always present as the fallback), OpenBLAS (the CPU GEMM path) and
+# oneDNN (the CPU convolution path).
 # Swift 6 itself is expected on PATH (https://swift.org/install).
 set -euo pipefail
-packages=(ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd libopenblas-dev clinfo)
+packages=(ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd libopenblas-dev libdnnl-dev clinfo)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

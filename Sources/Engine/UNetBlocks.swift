@@ -14,7 +14,10 @@ public struct ConvLayer {
         self.shape = shape
         weight = try loader.tensor("\(prefix).weight", [shape.outChannels, shape.inChannels, shape.kernelSize, shape.kernelSize])
         bias = try loader.tensor("\(prefix).bias", [shape.outChannels])
-        loader.plan.convScratch = max(loader.plan.convScratch, shape.scratchCount)
+        if loader.stream.convolutionPath == .im2colGemm {
+            loader.plan.convScratch = max(loader.plan.convScratch, shape.scratchCount)
+        }
+        try loader.stream.prepareConvolution(shape, hasBias: true)
         loader.plan.activation = max(loader.plan.activation, shape.inputCount, shape.outputCount)
     }
 

@@ -16,10 +16,23 @@ public final class ComputeStream {
     public let gemm: GemmEngine
     private var kernels: [String: CLKernel] = [:]
     private var scratchBuffers: [ScratchKind: DeviceBuffer<Float>] = [:]
+    var hostConvolutions: [HostConvolutionKey: HostConvolution] = [:]
+
+    /// How convolutions run: oneDNN on the host (CPU devices, the default there when libdnnl is
+    /// installed) or im2col + GEMM on the device.
+    public var convolutionPath: ConvolutionPath {
+        didSet { precondition((try? convolutionPath.check(for: device)) != nil, "\(convolutionPath) cannot run on \(device.name)") }
+    }
 
     /// Small per-stream buffers that operations keep between calls.
     public enum ScratchKind: Hashable { case groupNormAffine }
     private var pendingEvents: [(String, CLEvent)] = []
+    private var hostTimings: [KernelTiming] = []
+
+    /// Records the wall-clock time of work done on the host (profiling queues only).
+    func recordHostTiming(_ name: String, _ nanoseconds: UInt64) {
+        hostTimings.append(KernelTiming(name: name, nanoseconds: nanoseconds))
+    }
 
     /// im2col one output row per work-item (the default on CPU devices) rather than one element.
     public var rowwiseIm2col: Bool
@@ -28,14 +41,18 @@ public final class ComputeStream {
     public var recordsTimings: Bool { queue.profiling }
 
     /// A stream on `device` (default: `OpenCLRuntime.select()`), with the GEMM path `gemm`
-    /// (default: `GemmPath.default(for:)`, which $FLEXIFFUSION_GEMM overrides).
-    public init(device: DeviceInfo? = nil, gemm: GemmPath? = nil, profiling: Bool = false) throws {
+    /// (default: `GemmPath.default(for:)`, which $FLEXIFFUSION_GEMM overrides) and the convolution
+    /// path `convolution` (default: `ConvolutionPath.default(for:)`, which $FLEXIFFUSION_CONV overrides).
+    public init(device: DeviceInfo? = nil, gemm: GemmPath? = nil, convolution: ConvolutionPath? = nil,
+                profiling: Bool = false) throws {
         let d = try device ?? OpenCLRuntime.select()
         self.device = d
         shared = try DeviceContext.shared(for: d)
         queue = try CLCommandQueue(context: shared.context, profiling: profiling)
         self.gemm = try GemmEngine(path: gemm ?? GemmPath.default(for: d), device: d)
         rowwiseIm2col = d.kind == .cpu
+        if let convolution { try convolution.check(for: d) }
+        convolutionPath = try convolution ?? ConvolutionPath.default(for: d)
     }
 
     public var context: CLContext { shared.context }
@@ -100,12 +117,14 @@ public final class ComputeStream {
     }
 
     /// Waits for the queue and returns the device time of every kernel launched since the last call,
-    /// then the wall-clock time of every GEMM (named "sgemm …").
+    /// then the wall-clock time of every GEMM (named "sgemm …") and host convolution ("conv …").
     public func takeTimings() throws -> [KernelTiming] {
         try finish()
-        let out = try pendingEvents.map { KernelTiming(name: $0.0, nanoseconds: try $0.1.durationNanoseconds()) } + gemm.recorded
+        let out = try pendingEvents.map { KernelTiming(name: $0.0, nanoseconds: try $0.1.durationNanoseconds()) }
+            + gemm.recorded + hostTimings
         pendingEvents.removeAll()
         gemm.recorded.removeAll()
+        hostTimings.removeAll()
         return out
     }
 }

@@ -92,8 +92,9 @@ extension ComputeStream {
         ])
     }
 
-    /// y = conv2d(x, weight [Co, Ci, k, k]) + bias [Co]; output [N, Co, OH, OW].
-    /// `scratch` holds at least `shape.scratchCount` floats when the shape needs im2col.
+    /// y = conv2d(x, weight [Co, Ci, k, k]) + bias [Co]; output [N, Co, OH, OW], through the stream's
+    /// convolution path. `scratch` holds at least `shape.scratchCount` floats when the shape needs
+    /// im2col on the im2col-gemm path (`algorithm` picks the lowering there).
     public func conv2d(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
                        output: DeviceBuffer<Float>, shape s: Conv2dShape, scratch: DeviceBuffer<Float>? = nil,
                        algorithm: Conv2dAlgorithm? = nil) throws {
@@ -101,6 +102,9 @@ extension ComputeStream {
         precondition(weight.count >= s.weightCount, "conv2d weight too small for \(s)")
         precondition(output.count >= s.outputCount, "conv2d output too small for \(s)")
         precondition(output !== input, "conv2d cannot run in place")
+        if convolutionPath == .oneDNN {
+            return try conv2dOnHost(input, weight: weight, bias: bias, output: output, shape: s)
+        }
         let P = s.outSpatial
         let algorithm = s.needsIm2col ? (algorithm ?? s.preferredAlgorithm) : .batched
         if s.needsIm2col {

@@ -123,29 +123,13 @@ public final class GemmEngine: @unchecked Sendable {
 
     private func hostBLAS(queue: CLCommandQueue, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                           alpha: Float, a: GemmOperand, b: GemmOperand, beta: Float, c: GemmOperand, batch: Int) throws {
-        // Map each distinct buffer once (a blocking map waits for the commands before it).
-        var mapped: [ObjectIdentifier: UnsafeMutablePointer<Float>] = [:]
-        var order: [(DeviceBuffer<Float>, UnsafeMutablePointer<Float>)] = []
-        defer {
-            for (buf, ptr) in order { clEnqueueUnmapMemObject(queue.handle, buf.handle, UnsafeMutableRawPointer(ptr), 0, nil, nil) }
-        }
-        for buf in [a.buffer, b.buffer, c.buffer] where mapped[ObjectIdentifier(buf)] == nil {
-            var status: cl_int = 0
-            let flags = cl_map_flags(CL_MAP_READ) | cl_map_flags(CL_MAP_WRITE)
-            guard let raw = clEnqueueMapBuffer(queue.handle, buf.handle, cl_bool(CL_TRUE), flags, 0, buf.byteCount,
-                                               0, nil, nil, &status), status == CL_SUCCESS else {
-                throw OpenCLError(call: "clEnqueueMapBuffer", status: status, detail: "host-blas GEMM operand")
+        try queue.withMapped([a.buffer, b.buffer, c.buffer]) { p in
+            GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
+            for i in 0..<batch {
+                try HostBLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                                   a: p[0] + a.offset + i * a.stride, lda: a.ld, b: p[1] + b.offset + i * b.stride, ldb: b.ld,
+                                   beta: beta, c: p[2] + c.offset + i * c.stride, ldc: c.ld)
             }
-            let p = raw.bindMemory(to: Float.self, capacity: buf.count)
-            mapped[ObjectIdentifier(buf)] = p
-            order.append((buf, p))
-        }
-        let pa = mapped[ObjectIdentifier(a.buffer)]!, pb = mapped[ObjectIdentifier(b.buffer)]!, pc = mapped[ObjectIdentifier(c.buffer)]!
-        GemmEngine.lock.lock(); defer { GemmEngine.lock.unlock() }
-        for i in 0..<batch {
-            try HostBLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                               a: pa + a.offset + i * a.stride, lda: a.ld, b: pb + b.offset + i * b.stride, ldb: b.ld,
-                               beta: beta, c: pc + c.offset + i * c.stride, ldc: c.ld)
         }
     }
 }

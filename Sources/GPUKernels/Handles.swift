@@ -40,6 +40,29 @@ public final class CLCommandQueue: @unchecked Sendable {
     }
     deinit { clReleaseCommandQueue(handle) }
 
+    /// Maps each distinct buffer for reading and writing (blocking: earlier commands finish first),
+    /// runs `body` with host pointers in the order given, then unmaps. On CPU devices this is
+    /// zero-copy; it is how the host paths (OpenBLAS, oneDNN) work on device buffers.
+    public func withMapped<T>(_ buffers: [DeviceBuffer<Float>], _ body: ([UnsafeMutablePointer<Float>]) throws -> T) throws -> T {
+        var mapped: [ObjectIdentifier: UnsafeMutablePointer<Float>] = [:]
+        var order: [(DeviceBuffer<Float>, UnsafeMutablePointer<Float>)] = []
+        defer {
+            for (buf, ptr) in order { clEnqueueUnmapMemObject(handle, buf.handle, UnsafeMutableRawPointer(ptr), 0, nil, nil) }
+        }
+        for buf in buffers where mapped[ObjectIdentifier(buf)] == nil {
+            var status: cl_int = 0
+            let flags = cl_map_flags(CL_MAP_READ) | cl_map_flags(CL_MAP_WRITE)
+            guard let raw = clEnqueueMapBuffer(handle, buf.handle, cl_bool(CL_TRUE), flags, 0, buf.byteCount,
+                                               0, nil, nil, &status), status == CL_SUCCESS else {
+                throw OpenCLError(call: "clEnqueueMapBuffer", status: status, detail: "\(buf.byteCount) bytes")
+            }
+            let p = raw.bindMemory(to: Float.self, capacity: buf.count)
+            mapped[ObjectIdentifier(buf)] = p
+            order.append((buf, p))
+        }
+        return try body(buffers.map { mapped[ObjectIdentifier($0)]! })
+    }
+
     /// Blocks until every enqueued command has finished.
     public func finish() throws { try check(clFinish(handle), "clFinish") }
     public func flush() throws { try check(clFlush(handle), "clFlush") }

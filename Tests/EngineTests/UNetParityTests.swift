@@ -19,19 +19,25 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
 }
 
 @Suite struct UNetParityTests {
-    @Test(arguments: ["cifar-layout", "multihead-mid"])
-    func matchesDiffusers(model name: String) throws {
+    /// Every convolution path the test device runs (oneDNN only on CPU devices with libdnnl).
+    static var convolutionPaths: [ConvolutionPath] {
+        guard let d = try? OpenCLRuntime.select() else { return [] }
+        return ConvolutionPath.allCases.filter { (try? $0.check(for: d)) != nil }
+    }
+
+    @Test(arguments: ["cifar-layout", "multihead-mid"], convolutionPaths)
+    func matchesDiffusers(model name: String, convolution: ConvolutionPath) throws {
         let dir = goldens.appendingPathComponent(name)
         let golden = try SafeTensorsFile(path: dir.appendingPathComponent("golden.safetensors").path)
         let shape = golden.tensors["sample"]!.shape
-        let stream = try ComputeStream()
+        let stream = try ComputeStream(convolution: convolution)
         let unet = try UNet(folder: try ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3])
         let sample = try golden.floats("sample")
         for t in [1, 500, 999] {
             let expected = try golden.floats("output_t\(t)")
             let got = try unet(sample, timesteps: Array(repeating: Float(t), count: shape[0]))
             let (err, worst) = relativeL2(got, expected)
-            #expect(err <= 1e-4, "\(name) t=\(t): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
+            #expect(err <= 1e-4, "\(name) t=\(t) \(convolution): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
         }
     }
 }

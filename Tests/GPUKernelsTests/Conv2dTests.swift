@@ -24,8 +24,18 @@ import Testing
         }
     }
 
-    func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool) throws {
-        let s = try ComputeStream(device: testDevice(), gemm: path)
+    /// oneDNN on the host, where the device is a CPU and libdnnl is installed.
+    @Test(arguments: shapes)
+    func conv2dThroughOneDNNMatchesReference(shape sh: Conv2dShape) throws {
+        guard try testDevice().kind == .cpu else { return }
+        #expect(ConvolutionPath.oneDNNAvailable, "libdnnl.so.2 is missing: CI installs libdnnl-dev")
+        guard ConvolutionPath.oneDNNAvailable else { return }
+        try checkConv2d(path: .hostBLAS, shape: sh, algorithm: .batched, rowwise: false, convolution: .oneDNN)
+    }
+
+    func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool,
+                     convolution: ConvolutionPath = .im2colGemm) throws {
+        let s = try ComputeStream(device: testDevice(), gemm: path, convolution: convolution)
         s.rowwiseIm2col = rowwise
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
@@ -43,7 +53,7 @@ import Testing
                                        bias: withBias ? bias : nil, outChannels: sh.outChannels, k: sh.kernelSize,
                                        stride: sh.stride, pad: pad)
             expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
-                        "conv2d \(sh) bias \(withBias) \(algorithm) rowwise \(rowwise) via \(path)", seed: seed)
+                        "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn" : "\(algorithm) rowwise \(rowwise) \(path)")", seed: seed)
         }
     }
 

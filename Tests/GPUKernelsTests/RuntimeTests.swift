@@ -117,10 +117,13 @@ import Testing
         #expect(try s.takeTimings().isEmpty)
     }
 
-    @Test func unknownGemmPathIsAClearError() throws {
+    @Test func unknownGemmOrConvolutionPathIsAClearError() throws {
         let d = try testDevice()
         #expect(throws: OpenCLError.self) { try GemmPath.default(for: d, environment: [GemmPath.variable: "fastest"]) }
         #expect(try GemmPath.default(for: d, environment: [GemmPath.variable: "clblast"]) == .clblast)
         if d.kind != .cpu { #expect(throws: OpenCLError.self) { try GemmEngine(path: .hostBLAS, device: d) } }
+        #expect(throws: OpenCLError.self) { try ConvolutionPath.default(for: d, environment: [ConvolutionPath.variable: "winograd"]) }
+        #expect(try ConvolutionPath.default(for: d, environment: [ConvolutionPath.variable: "im2col-gemm"]) == .im2colGemm)
+        if d.kind != .cpu { #expect(throws: OpenCLError.self) { try ConvolutionPath.oneDNN.check(for: d) } }
     }
 }

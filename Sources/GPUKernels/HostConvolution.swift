@@ -1,0 +1,109 @@
+// The convolution paths: im2col + GEMM on the device (any device), or oneDNN on the host for CPU
+// devices (their buffers are host memory, mapped zero-copy). oneDNN's convolutions ran 1.5–2× faster
+// than im2col on PoCL + OpenBLAS on our CPUs (README), so they are the default there.
+import CHostDNN
+import Foundation
+
+public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvertible {
+    case im2colGemm = "im2col-gemm"
+    case oneDNN = "onednn"
+
+    public var description: String { rawValue }
+
+    /// Overrides the default choice: `im2col-gemm` or `onednn`.
+    public static let variable = "FLEXIFFUSION_CONV"
+
+    /// Whether oneDNN (libdnnl.so.2) could be opened.
+    public static var oneDNNAvailable: Bool { flex_dnnl_available() != 0 }
+
+    /// onednn on CPU devices when libdnnl is installed, im2col-gemm elsewhere; $FLEXIFFUSION_CONV wins.
+    public static func `default`(for device: DeviceInfo,
+                                 environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
+        if let raw = environment[variable], !raw.isEmpty {
+            guard let p = ConvolutionPath(rawValue: raw) else {
+                throw OpenCLError(call: "convolution path selection",
+                                  detail: "$\(variable)=\(raw) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            try p.check(for: device)
+            return p
+        }
+        return device.kind == .cpu && oneDNNAvailable ? .oneDNN : .im2colGemm
+    }
+
+    /// Throws unless the path can run on `device`.
+    public func check(for device: DeviceInfo) throws {
+        guard self == .oneDNN else { return }
+        if device.kind != .cpu {
+            throw OpenCLError(call: "convolution path selection",
+                              detail: "onednn needs a CPU device (its buffers are mapped on the host); \(device.name) is a \(device.kind)")
+        }
+        if !Self.oneDNNAvailable {
+            throw OpenCLError(call: "convolution path selection", detail: String(cString: flex_dnnl_error()))
+        }
+    }
+}
+
+/// One oneDNN convolution primitive, built for a fixed shape.
+final class HostConvolution {
+    let handle: OpaquePointer
+    /// oneDNN's name for the implementation it chose (e.g. "x64:gemm:jit").
+    let implementation: String
+
+    init(shape s: Conv2dShape, hasBias: Bool) throws {
+        var impl = [CChar](repeating: 0, count: 128)
+        guard let h = flex_conv_create(Int32(s.batch), Int32(s.inChannels), Int32(s.height), Int32(s.width),
+                                       Int32(s.outChannels), Int32(s.kernelSize), Int32(s.stride),
+                                       Int32(s.padTop), Int32(s.padLeft), Int32(s.padBottom), Int32(s.padRight),
+                                       hasBias ? 1 : 0, &impl, Int32(impl.count)) else {
+            throw OpenCLError(call: "oneDNN convolution for \(s)", detail: String(cString: flex_dnnl_error()))
+        }
+        handle = h
+        implementation = String(cString: impl)
+    }
+    deinit { flex_conv_destroy(handle) }
+
+    func callAsFunction(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+                        _ y: UnsafeMutablePointer<Float>) throws {
+        if flex_conv_execute(handle, x, w, b, y) != 0 {
+            throw OpenCLError(call: "oneDNN convolution", detail: String(cString: flex_dnnl_error()))
+        }
+    }
+}
+
+extension ComputeStream {
+    /// Builds the oneDNN primitive for `shape` now (when that is the path), so that the first
+    /// convolution of that shape does not.
+    public func prepareConvolution(_ shape: Conv2dShape, hasBias: Bool) throws {
+        if convolutionPath == .oneDNN { _ = try hostConvolution(shape, hasBias: hasBias) }
+    }
+
+    func hostConvolution(_ shape: Conv2dShape, hasBias: Bool) throws -> HostConvolution {
+        let key = HostConvolutionKey(shape: shape, hasBias: hasBias)
+        if let c = hostConvolutions[key] { return c }
+        let c = try HostConvolution(shape: shape, hasBias: hasBias)
+        hostConvolutions[key] = c
+        return c
+    }
+
+    /// conv2d through oneDNN on the mapped buffers.
+    func conv2dOnHost(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
+                      output: DeviceBuffer<Float>, shape: Conv2dShape) throws {
+        let conv = try hostConvolution(shape, hasBias: bias != nil)
+        if queue.profiling { try queue.finish() }  // time the mapping alone, not the kernels before it
+        let start = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        try queue.withMapped([input, weight, output] + (bias.map { [$0] } ?? [])) { p in
+            if queue.profiling { recordHostTiming("map", DispatchTime.now().uptimeNanoseconds - start) }
+            let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            try conv(p[0], p[1], bias == nil ? nil : p[3], p[2])
+            if queue.profiling {
+                recordHostTiming("conv \(shape.kernelSize)×\(shape.kernelSize) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
+                                 DispatchTime.now().uptimeNanoseconds - t0)
+            }
+        }
+    }
+}
+
+struct HostConvolutionKey: Hashable {
+    let shape: Conv2dShape
+    let hasBias: Bool
+}
