@@ -35,8 +35,9 @@ struct BenchKernels: ParsableCommand {
         discussion: """
             Each convolution runs as im2col + GEMM on the device through every GEMM path the device \
             supports (clblast: CLBlast's own parameters; clblast-tuned: CLBlast with per-device Xgemm \
-            parameters; host-blas: CPU devices only, OpenBLAS on mapped buffers), and on the host through \
-            OpenBLAS (host im2col + one SGEMM) in the same process. Figures are medians of wall-clock time \
+            parameters; host-blas: CPU devices only, OpenBLAS on mapped buffers), through oneDNN on the \
+            mapped buffers (CPU devices with libdnnl), and on the host through OpenBLAS (host im2col + \
+            one SGEMM) in the same process. Figures are medians of wall-clock time \
             after a warm-up run (the first run of a path compiles its kernels).
             """)
 
@@ -92,13 +93,17 @@ struct BenchKernels: ParsableCommand {
         }
         // Columns: each (path, lowering) variant, then OpenBLAS's convolution and its GEMM alone.
         let lowerings: [Conv2dAlgorithm?] = algorithms ? Conv2dAlgorithm.allCases : [nil]
-        let variants = chosen.flatMap { p in lowerings.map { (p, $0) } }
-        let names = variants.map { "\($0.0)\($0.1.map { "/\($0)" } ?? "")" }
+        // im2col + GEMM through each GEMM path; oneDNN's convolution as its own column on CPU devices.
+        var variants: [(GemmPath, Conv2dAlgorithm?, ConvolutionPath)] = chosen.flatMap { p in lowerings.map { (p, $0, .im2colGemm) } }
+        if device.kind == .cpu && ConvolutionPath.oneDNNAvailable && paths == nil {
+            variants.append((.hostBLAS, nil, .oneDNN))
+        }
+        let names = variants.map { $0.2 == .oneDNN ? "onednn" : "\($0.0)\($0.1.map { "/\($0)" } ?? "")" }
         var results: [[Double]] = Array(repeating: [], count: shapes.count)
         var deviceGemm: [Double?] = Array(repeating: nil, count: shapes.count)
-        for (path, lowering) in variants {
-            if !json { FileHandle.standardError.write("timing \(path) \(lowering.map(\.rawValue) ?? "")…\n".data(using: .utf8)!) }
-            let stream = try ComputeStream(device: device, gemm: path)
+        for (v, (path, lowering, convolution)) in variants.enumerated() {
+            if !json { FileHandle.standardError.write("timing \(names[v])…\n".data(using: .utf8)!) }
+            let stream = try ComputeStream(device: device, gemm: path, convolution: convolution)
             for (i, (_, s)) in shapes.enumerated() {
                 let x = try stream.upload(inputs[i].0), w = try stream.upload(inputs[i].1), b = try stream.upload(inputs[i].2)
                 let y = try stream.buffer(s.outputCount)
@@ -108,7 +113,7 @@ struct BenchKernels: ParsableCommand {
                     try stream.finish()
                 }
                 results[i].append(ms)
-                if lowering == nil || lowering == .wide, path == chosen.last!, s.needsIm2col, let scratch {
+                if lowering == nil || lowering == .wide, path == chosen.last!, convolution == .im2colGemm, s.needsIm2col, let scratch {
                     // The GEMM alone, on the wide lowering's operands: what the GEMM path itself reaches.
                     let np = s.batch * s.outHeight * s.outWidth
                     let gemmScratch = lowering == .wide ? scratch : try stream.buffer(s.scratchCount(.wide))
