@@ -45,9 +45,20 @@ public struct ModelFolder: Sendable {
 /// The weights of a model, handed out by diffusers name and checked against the shapes the
 /// configuration implies: a missing, extra or mis-shaped tensor is an error naming it.
 public final class WeightStore {
-    public let file: SafeTensorsFile
+    /// The weights file; nil for random weights.
+    public let file: SafeTensorsFile?
     private var byName: [String: String] = [:]   // diffusers name → name in the file
     private var used: Set<String> = []
+    private var generator: SplitMix64?
+    /// Parameters handed out so far.
+    public private(set) var parameterCount = 0
+
+    /// Random weights of whatever shapes the configuration asks for (for benchmarks): N(0, 1/fan_in)
+    /// approximately, from a fixed seed.
+    public init(randomSeed: UInt64) {
+        file = nil
+        generator = SplitMix64(seed: randomSeed)
+    }
 
     /// Renames from older diffusers checkpoints (the legacy attention block) to current names.
     static let renameRules: [(old: String, new: String)] = [
@@ -65,6 +76,13 @@ public final class WeightStore {
 
     /// The values of `name`, which must have `shape`.
     public func take(_ name: String, shape: [Int]) throws -> [Float] {
+        let count = shape.reduce(1, *)
+        parameterCount += count
+        if generator != nil {
+            let bound = Float(3 / Double(max(1, shape.dropFirst().reduce(1, *)))).squareRoot()
+            return (0..<count).map { _ in Float.random(in: -bound...bound, using: &generator!) }
+        }
+        guard let file else { preconditionFailure("a weight store has a file or a generator") }
         guard let stored = byName[name], let info = file.tensors[stored] else {
             throw ModelError("\(file.path): missing tensor \(name) (shape \(shape)) that the configuration needs")
         }
@@ -77,9 +95,23 @@ public final class WeightStore {
 
     /// Throws if the file holds tensors the configuration did not use.
     public func checkAllUsed() throws {
+        guard let file else { return }
         let extra = byName.keys.filter { !used.contains($0) }.sorted()
         if !extra.isEmpty {
             throw ModelError("\(file.path): unexpected tensor\(extra.count > 1 ? "s" : "") \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? " and \(extra.count - 5) more" : "") not used by the configuration")
         }
+    }
+}
+
+/// SplitMix64, a small seeded generator (random benchmark weights; reproducible noise).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

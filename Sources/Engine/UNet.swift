@@ -206,7 +206,7 @@ public final class UNet {
         convOut = try ConvLayer(L, "conv_out", shape: Conv2dShape(batch: batch, inChannels: C0, height: height, width: width,
                                                                    outChannels: c.outChannels, kernelSize: 3, padding: 1))
         try weights.checkAllUsed()
-        parameterCount = weights.file.tensors.values.map(\.count).reduce(0, +)
+        parameterCount = weights.parameterCount
         workspace = try UNetWorkspace(stream: stream, config: c, batch: batch, height: height, width: width,
                                       plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w })
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)

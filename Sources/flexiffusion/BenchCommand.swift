@@ -206,7 +206,8 @@ struct BenchUNet: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder.") var model: String
+    @Option(help: "Diffusers pipeline or UNet folder.") var model: String?
+    @Option(help: "A UNet config.json to benchmark with random weights instead of --model.") var config: String?
     @Option(help: "Batch size.") var batch = 16
     @Option(help: "Image size (default: the config's sample_size).") var size: Int?
     @Option(help: "Timed forward passes (the median is reported).") var repeats = 5
@@ -214,13 +215,15 @@ struct BenchUNet: ParsableCommand {
     @Flag(help: "After timing, run one profiled pass and list the kernels and GEMMs by time.") var profile = false
 
     func run() throws {
-        let folder = try ModelFolder(path: model)
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        guard let side = size ?? config.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
+        guard (model == nil) != (config == nil) else { throw ValidationError("give either --model DIR or --config config.json") }
+        let folder = try model.map { try ModelFolder(path: $0) }
+        let configuration = try UNetConfiguration.load(from: folder?.configURL ?? URL(fileURLWithPath: config!))
+        guard let side = size ?? configuration.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
         guard batch > 0, repeats > 0 else { throw ValidationError("--batch and --repeats must be positive") }
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device), profiling: profile)
-        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: batch, height: side, width: side)
+        let weights = try folder.map { WeightStore(file: try SafeTensorsFile(path: $0.weightsURL.path)) } ?? WeightStore(randomSeed: 0)
+        let unet = try UNet(config: configuration, weights: weights, stream: stream, batch: batch, height: side, width: side)
+        let config = configuration
         var rng = SystemRandomNumberGenerator()
         let sample = (0..<(batch * config.inChannels * side * side)).map { _ in Float.random(in: -1...1, using: &rng) }
         try unet.workspace.input.write(sample, queue: stream.queue)
@@ -246,7 +249,7 @@ struct BenchUNet: ParsableCommand {
         if json {
             print(String(format: "{\"median_ms\": %.3f, \"gflops\": %.2f}", ms, gflops))
         } else {
-            print("\(stream.device.name), GEMM \(stream.gemm.path): \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath): \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
             print("batch \(batch) at \(side)×\(side): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
         }
     }
