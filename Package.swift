@@ -29,8 +29,9 @@ let package = Package(
             "GPUKernels", "Engine", "Search",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels"], exclude: ["Goldens"]),
+        .target(name: "TestSupport", dependencies: ["GPUKernels"], path: "Tests/TestSupport"),
+        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels", "TestSupport"], exclude: ["Goldens"]),
     ],
     swiftLanguageModes: [.v5]
 )

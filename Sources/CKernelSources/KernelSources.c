@@ -17,6 +17,9 @@ static const char group_norm_cl[] = {
 static const char layout_cl[] = {
 #embed "../../kernels/layout.cl"
 , 0};
+static const char scheduler_cl[] = {
+#embed "../../kernels/scheduler.cl"
+, 0};
 static const char timestep_embedding_cl[] = {
 #embed "../../kernels/timestep_embedding.cl"
 , 0};
@@ -27,6 +30,7 @@ static const FlexKernelSource sources[] = {
     {"elementwise", elementwise_cl},
     {"group_norm", group_norm_cl},
     {"layout", layout_cl},
+    {"scheduler", scheduler_cl},
     {"timestep_embedding", timestep_embedding_cl},
 };
 

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import GPUKernels
 import Testing
+import TestSupport
 
 /// A scratch copy of a golden model folder, removed when the test ends.
 final class ScratchModel {

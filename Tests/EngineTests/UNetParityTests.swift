@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import GPUKernels
 import Testing
+import TestSupport
 
 let goldens = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Goldens")
 

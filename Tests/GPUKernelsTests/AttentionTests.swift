@@ -2,6 +2,7 @@
 import GPUKernels
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct AttentionTests {
     @Test(arguments: gemmPaths(), [(2, 16, 36, 1), (2, 32, 64, 4), (1, 24, 49, 3)])

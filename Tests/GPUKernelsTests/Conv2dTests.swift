@@ -1,6 +1,7 @@
 // Convolution and linear layers against the CPU reference, on every GEMM path.
 import GPUKernels
 import Testing
+import TestSupport
 
 @Suite struct Conv2dTests {
     static let shapes: [Conv2dShape] = [

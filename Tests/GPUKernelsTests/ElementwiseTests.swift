@@ -1,6 +1,7 @@
 // Element-wise, layout, group-norm and timestep-embedding kernels against the CPU reference.
 import GPUKernels
 import Testing
+import TestSupport
 
 @Suite struct ElementwiseTests {
     @Test func siluAddScaleAndChannelBias() throws {

@@ -1,6 +1,7 @@
 // Every GEMM path against the CPU reference: transposes, offsets, strides, batches, alpha/beta.
 import GPUKernels
 import Testing
+import TestSupport
 
 @Suite struct GemmTests {
     struct Case: Sendable, CustomStringConvertible {

@@ -2,6 +2,7 @@
 import Foundation
 @testable import GPUKernels
 import Testing
+import TestSupport
 
 @Suite struct RuntimeTests {
     @Test func discoveryFindsADeviceAndTheDefaultFollowsTheRule() throws {

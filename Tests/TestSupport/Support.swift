@@ -1,22 +1,23 @@
-// Test support: the device under test, seeded random inputs, and the atol + rtol·|ref| comparison.
+// Test support shared by the test targets: the device under test, seeded random inputs, and the
+// atol + rtol·|ref| comparison.
 import Foundation
 import GPUKernels
 import Testing
 
 /// The device the tests run on: $FLEXIFFUSION_DEVICE, else the default (PoCL's CPU device in CI).
-func testDevice() throws -> DeviceInfo { try OpenCLRuntime.select() }
+public func testDevice() throws -> DeviceInfo { try OpenCLRuntime.select() }
 
 /// The GEMM paths the test device supports (host-blas only on CPU devices).
-func gemmPaths() -> [GemmPath] {
+public func gemmPaths() -> [GemmPath] {
     guard let d = try? testDevice() else { return [] }
     return GemmPath.allCases.filter { $0 != .hostBLAS || d.kind == .cpu }
 }
 
 /// SplitMix64: a small seeded generator, so that a failure can be replayed from its printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+public struct SeededGenerator: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -26,15 +27,15 @@ struct SeededGenerator: RandomNumberGenerator {
 }
 
 /// A fresh seed per call (printed with every failure).
-func freshSeed() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
+public func freshSeed() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
 
-func randomArray(_ n: Int, _ rng: inout SeededGenerator, in range: ClosedRange<Float> = -1...1) -> [Float] {
+public func randomArray(_ n: Int, _ rng: inout SeededGenerator, in range: ClosedRange<Float> = -1...1) -> [Float] {
     (0..<n).map { _ in Float.random(in: range, using: &rng) }
 }
 
 /// Records an issue unless |actual − expected| ≤ atol + rtol·|expected| everywhere; the message
 /// names the worst element and the first few mismatches.
-func expectClose(_ actual: [Float], _ expected: [Float], atol: Float, rtol: Float, _ what: String,
+public func expectClose(_ actual: [Float], _ expected: [Float], atol: Float, rtol: Float, _ what: String,
                  seed: UInt64? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
     guard actual.count == expected.count else {
         Issue.record("\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)

@@ -1,0 +1,243 @@
+// Samplers as host math, separate from the model: the noise schedule, the timesteps of an inference
+// run, and each step's coefficients for the device update (kernels/scheduler.cl).
+// Port of diffusers' DDIMScheduler and DDPMScheduler (diffusers 0.42), float32 as diffusers computes.
+//
+// Code name → paper symbol: alphasCumprod[t] = ᾱ_t; alphaProduct = ᾱ_t; alphaProductPrevious = ᾱ_{t−Δ};
+// betaProduct = 1 − ᾱ_t; eta = η (DDIM); sigma = σ_t; originalSample = x̂₀; epsilon = ε̂.
+import Foundation
+import GPUKernels
+
+/// `scheduler_config.json` of DDIMScheduler or DDPMScheduler, with diffusers' keys and defaults.
+public struct SchedulerConfiguration: Codable, Equatable, Sendable {
+    public var className: String?
+    public var numTrainTimesteps = 1000
+    public var betaStart = 0.0001
+    public var betaEnd = 0.02
+    public var betaSchedule = "linear"
+    public var clipSample = true
+    public var clipSampleRange = 1.0
+    public var setAlphaToOne = true
+    public var stepsOffset = 0
+    public var predictionType = "epsilon"
+    public var timestepSpacing = "leading"
+    public var varianceType = "fixed_small"
+    public var thresholding = false
+    public var rescaleBetasZeroSnr = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case className = "_class_name", numTrainTimesteps = "num_train_timesteps", betaStart = "beta_start"
+        case betaEnd = "beta_end", betaSchedule = "beta_schedule", clipSample = "clip_sample"
+        case clipSampleRange = "clip_sample_range", setAlphaToOne = "set_alpha_to_one", stepsOffset = "steps_offset"
+        case predictionType = "prediction_type", timestepSpacing = "timestep_spacing", varianceType = "variance_type"
+        case thresholding, rescaleBetasZeroSnr = "rescale_betas_zero_snr"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = SchedulerConfiguration()
+        func v<T: Decodable>(_ k: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: k) ?? fallback }
+        className = try c.decodeIfPresent(String.self, forKey: .className)
+        numTrainTimesteps = try v(.numTrainTimesteps, d.numTrainTimesteps)
+        betaStart = try v(.betaStart, d.betaStart); betaEnd = try v(.betaEnd, d.betaEnd)
+        betaSchedule = try v(.betaSchedule, d.betaSchedule)
+        clipSample = try v(.clipSample, d.clipSample); clipSampleRange = try v(.clipSampleRange, d.clipSampleRange)
+        setAlphaToOne = try v(.setAlphaToOne, d.setAlphaToOne); stepsOffset = try v(.stepsOffset, d.stepsOffset)
+        predictionType = try v(.predictionType, d.predictionType); timestepSpacing = try v(.timestepSpacing, d.timestepSpacing)
+        varianceType = try v(.varianceType, d.varianceType); thresholding = try v(.thresholding, d.thresholding)
+        rescaleBetasZeroSnr = try v(.rescaleBetasZeroSnr, d.rescaleBetasZeroSnr)
+    }
+
+    /// Keys of either scheduler that do not change the computation when at their defaults.
+    static let inertKeys: Set<String> = ["dynamic_thresholding_ratio", "sample_max_value", "trained_betas"]
+
+    /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
+    public static func load(from url: URL) throws -> SchedulerConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(url.path): \(error.localizedDescription)") }
+        guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError("\(url.path) is not a JSON object")
+        }
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        for key in raw.keys.sorted() where !key.hasPrefix("_") && !known.contains(key) && !inertKeys.contains(key) {
+            throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
+        }
+        if let betas = raw["trained_betas"], !(betas is NSNull) {
+            throw ModelError("\(url.path): unsupported trained_betas (only beta schedules are supported)")
+        }
+        let config: SchedulerConfiguration
+        do { config = try JSONDecoder().decode(SchedulerConfiguration.self, from: data) } catch {
+            throw ModelError("\(url.path): \(describe(error))")
+        }
+        try config.validate(source: url.path)
+        return config
+    }
+
+    public func validate(source: String = "scheduler config") throws {
+        func refuse(_ key: String, _ value: Any, _ why: String) throws -> Never {
+            throw ModelError("\(source): unsupported \(key) = \(value) (\(why))")
+        }
+        if !["linear", "scaled_linear", "squaredcos_cap_v2"].contains(betaSchedule) {
+            try refuse("beta_schedule", betaSchedule, "linear, scaled_linear or squaredcos_cap_v2")
+        }
+        if !["epsilon", "sample", "v_prediction"].contains(predictionType) {
+            try refuse("prediction_type", predictionType, "epsilon, sample or v_prediction")
+        }
+        if !["leading", "trailing", "linspace"].contains(timestepSpacing) {
+            try refuse("timestep_spacing", timestepSpacing, "leading, trailing or linspace")
+        }
+        if !["fixed_small", "fixed_small_log", "fixed_large"].contains(varianceType) {
+            try refuse("variance_type", varianceType, "fixed_small, fixed_small_log or fixed_large")
+        }
+        if thresholding { try refuse("thresholding", true, "dynamic thresholding is not supported") }
+        if rescaleBetasZeroSnr { try refuse("rescale_betas_zero_snr", true, "not supported") }
+        if numTrainTimesteps < 2 { try refuse("num_train_timesteps", numTrainTimesteps, "at least 2") }
+        if clipSampleRange <= 0 { try refuse("clip_sample_range", clipSampleRange, "must be positive") }
+    }
+
+    var prediction: SchedulerStepCoefficients.Prediction {
+        switch predictionType {
+        case "sample": return .sample
+        case "v_prediction": return .vPrediction
+        default: return .epsilon
+        }
+    }
+}
+
+/// The training noise schedule: β_t and ᾱ_t in float32 as torch computes them.
+public struct NoiseSchedule: Sendable {
+    public let betas: [Float]
+    public let alphasCumprod: [Float]
+
+    public init(_ c: SchedulerConfiguration) {
+        let T = c.numTrainTimesteps
+        switch c.betaSchedule {
+        case "scaled_linear":
+            betas = NoiseSchedule.linspace(Float(c.betaStart.squareRoot()), Float(c.betaEnd.squareRoot()), T).map { $0 * $0 }
+        case "squaredcos_cap_v2":
+            // betas_for_alpha_bar(T, "cosine"), in float64, then float32.
+            func alphaBar(_ t: Double) -> Double { pow(cos((t + 0.008) / 1.008 * Double.pi / 2), 2) }
+            betas = (0..<T).map { i in Float(min(1 - alphaBar(Double(i + 1) / Double(T)) / alphaBar(Double(i) / Double(T)), 0.999)) }
+        default:
+            betas = NoiseSchedule.linspace(Float(c.betaStart), Float(c.betaEnd), T)
+        }
+        // torch.cumprod over float32 accumulates in double on the CPU.
+        var product = 1.0
+        alphasCumprod = betas.map { b in product *= Double(1 - b); return Float(product) }
+    }
+
+    /// torch.linspace(start, end, steps, dtype=float32): from both ends towards the middle.
+    static func linspace(_ start: Float, _ end: Float, _ steps: Int) -> [Float] {
+        let step = (end - start) / Float(steps - 1)
+        return (0..<steps).map { i in i < steps / 2 ? start + step * Float(i) : end - step * Float(steps - i - 1) }
+    }
+}
+
+/// What a sampler needs: the timesteps of a run and each step's device coefficients.
+public protocol Scheduler: Sendable {
+    var configuration: SchedulerConfiguration { get }
+    /// The timesteps of an `steps`-step run, first to last.
+    var timesteps: [Int] { get }
+    /// The coefficients of step `index` (0-based into `timesteps`).
+    func coefficients(step index: Int) -> SchedulerStepCoefficients
+}
+
+/// DDIMScheduler.set_timesteps / step (with eta; variance noise supplied by the caller).
+public struct DDIMScheduler: Scheduler {
+    public let configuration: SchedulerConfiguration
+    public let schedule: NoiseSchedule
+    public let timesteps: [Int]
+    public let eta: Float
+    let stepRatio: Int
+
+    public init(configuration c: SchedulerConfiguration, steps: Int, eta: Float = 0) throws {
+        try c.validate()
+        guard steps >= 1, steps <= c.numTrainTimesteps else {
+            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
+        }
+        guard eta >= 0, eta.isFinite else { throw ModelError("--eta \(eta) must be ≥ 0") }
+        configuration = c
+        schedule = NoiseSchedule(c)
+        self.eta = eta
+        stepRatio = c.numTrainTimesteps / steps
+        timesteps = DDIMScheduler.spacedTimesteps(c, steps: steps)
+    }
+
+    /// set_timesteps for the three spacings (shared with DDPM).
+    static func spacedTimesteps(_ c: SchedulerConfiguration, steps: Int) -> [Int] {
+        let T = c.numTrainTimesteps
+        switch c.timestepSpacing {
+        case "linspace":
+            // np.linspace(0, T - 1, steps).round()[::-1]: i·step, the last set to T − 1 exactly.
+            let step = steps == 1 ? 0 : Double(T - 1) / Double(steps - 1)
+            return (0..<steps).map { i -> Int in
+                i == steps - 1 && steps > 1 ? T - 1 : Int((Double(i) * step).rounded(.toNearestOrEven))
+            }.reversed()
+        case "trailing":
+            // np.round(np.arange(T, 0, -T / steps)) - 1
+            let ratio = Double(T) / Double(steps)
+            var out: [Int] = []
+            var v = Double(T)
+            var i = 0
+            while v > 0 { out.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
+            return out
+        default:
+            let ratio = T / steps
+            return (0..<steps).map { $0 * ratio + c.stepsOffset }.reversed()
+        }
+    }
+
+    public func coefficients(step index: Int) -> SchedulerStepCoefficients {
+        let c = configuration, t = timesteps[index]
+        let prev = t - stepRatio
+        let a = schedule.alphasCumprod[t]
+        let aPrev = prev >= 0 ? schedule.alphasCumprod[prev] : (c.setAlphaToOne ? 1 : schedule.alphasCumprod[0])
+        let b = 1 - a, bPrev = 1 - aPrev
+        let variance = (bPrev / b) * (1 - a / aPrev)
+        let std = eta * variance.squareRoot()
+        return SchedulerStepCoefficients(
+            prediction: c.prediction, sqrtAlphaProduct: a.squareRoot(), sqrtBetaProduct: b.squareRoot(),
+            clipRange: c.clipSample ? Float(c.clipSampleRange) : nil,
+            originalSample: aPrev.squareRoot(), epsilon: (1 - aPrev - std * std).squareRoot(), sample: 0, noise: std)
+    }
+}
+
+/// DDPMScheduler.set_timesteps / step: ancestral sampling (variance noise supplied by the caller).
+public struct DDPMScheduler: Scheduler {
+    public let configuration: SchedulerConfiguration
+    public let schedule: NoiseSchedule
+    public let timesteps: [Int]
+
+    public init(configuration c: SchedulerConfiguration, steps: Int) throws {
+        try c.validate()
+        guard steps >= 1, steps <= c.numTrainTimesteps else {
+            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
+        }
+        configuration = c
+        schedule = NoiseSchedule(c)
+        timesteps = DDIMScheduler.spacedTimesteps(c, steps: steps)
+    }
+
+    public func coefficients(step index: Int) -> SchedulerStepCoefficients {
+        let c = configuration, t = timesteps[index]
+        let prev = index + 1 < timesteps.count ? timesteps[index + 1] : -1
+        let a = schedule.alphasCumprod[t]
+        let aPrev: Float = prev >= 0 ? schedule.alphasCumprod[prev] : 1
+        let b = 1 - a, bPrev = 1 - aPrev
+        let currentAlpha = a / aPrev, currentBeta = 1 - currentAlpha
+        var sigma: Float = 0
+        if t > 0 {
+            switch c.varianceType {
+            case "fixed_large": sigma = currentBeta.squareRoot()
+            case "fixed_small_log": sigma = exp(0.5 * log(max((1 - aPrev) / (1 - a) * currentBeta, 1e-20)))
+            default: sigma = max((1 - aPrev) / (1 - a) * currentBeta, 1e-20).squareRoot()
+            }
+        }
+        return SchedulerStepCoefficients(
+            prediction: c.prediction, sqrtAlphaProduct: a.squareRoot(), sqrtBetaProduct: b.squareRoot(),
+            clipRange: c.clipSample ? Float(c.clipSampleRange) : nil,
+            originalSample: (aPrev.squareRoot() * currentBeta) / b, epsilon: 0,
+            sample: currentAlpha.squareRoot() * bPrev / b, noise: sigma)
+    }
+}
