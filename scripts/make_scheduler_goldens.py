@@ -56,3 +56,24 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def ddim_loop():
+    """A whole DDIM run (10 steps, eta 0) of the cifar-layout golden UNet from fixed noise, as
+    DDIMPipeline runs it: Goldens/cifar-layout/ddim10.safetensors (noise, final sample)."""
+    from diffusers import UNet2DModel
+    from safetensors.torch import save_file
+    folder = os.path.join(os.path.dirname(OUT), "cifar-layout")
+    unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    sched = DDIMScheduler()
+    sched.set_timesteps(10)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    x = noise
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(unet(x, t).sample, t, x, eta=0.0).prev_sample
+    save_file({"noise": noise.contiguous(), "sample": x.contiguous()}, os.path.join(folder, "ddim10.safetensors"))
+    print("wrote ddim10.safetensors")
+
+
+ddim_loop()

@@ -1,0 +1,82 @@
+// A minimal PNG encoder (8-bit grey or RGB, stored deflate blocks: no compression library needed)
+// and the conversion from model space [-1, 1] to pixels that diffusers' pipelines use.
+import Foundation
+
+public enum PNG {
+    /// Encodes `pixels` (row-major, `channels` bytes per pixel: 1 grey, 3 RGB).
+    public static func encode(width: Int, height: Int, channels: Int, pixels: [UInt8]) -> Data {
+        precondition(channels == 1 || channels == 3, "PNG: 1 or 3 channels")
+        precondition(pixels.count == width * height * channels, "PNG: pixel count")
+        var raw = [UInt8]()
+        raw.reserveCapacity(height * (1 + width * channels))
+        for y in 0..<height {
+            raw.append(0)  // filter: none
+            raw += pixels[(y * width * channels)..<((y + 1) * width * channels)]
+        }
+        var zlib: [UInt8] = [0x78, 0x01]
+        var offset = 0
+        repeat {
+            let n = min(65535, raw.count - offset)
+            let last: UInt8 = offset + n == raw.count ? 1 : 0
+            zlib += [last, UInt8(n & 0xff), UInt8(n >> 8), UInt8(~n & 0xff), UInt8((~n >> 8) & 0xff)]
+            zlib += raw[offset..<(offset + n)]
+            offset += n
+        } while offset < raw.count
+        zlib += bigEndian(adler32(raw))
+        var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        png += chunk("IHDR", bigEndian(UInt32(width)) + bigEndian(UInt32(height)) + [8, channels == 1 ? 0 : 2, 0, 0, 0])
+        png += chunk("IDAT", zlib)
+        png += chunk("IEND", [])
+        return Data(png)
+    }
+
+    /// Images [N, C, H, W] in model space → pixels, as diffusers does: ((x / 2 + 0.5).clamp(0, 1) · 255).round().
+    public static func pixels(_ x: Float) -> UInt8 {
+        UInt8((min(max(x / 2 + 0.5, 0), 1) * 255).rounded())
+    }
+
+    /// A grid of the images of `batch` [N, C, H, W] (C 1 or 3), `columns` wide, with a 2-pixel border.
+    public static func grid(_ images: [Float], count n: Int, channels c: Int, height h: Int, width w: Int,
+                            columns: Int? = nil) -> (width: Int, height: Int, pixels: [UInt8]) {
+        let cols = columns ?? Int(Double(n).squareRoot().rounded(.up))
+        let rows = (n + cols - 1) / cols
+        let pad = 2
+        let W = cols * (w + pad) + pad, H = rows * (h + pad) + pad
+        var out = [UInt8](repeating: 0, count: W * H * c)
+        for i in 0..<n {
+            let ox = pad + (i % cols) * (w + pad), oy = pad + (i / cols) * (h + pad)
+            for y in 0..<h { for x in 0..<w { for ch in 0..<c {
+                out[((oy + y) * W + ox + x) * c + ch] = pixels(images[((i * c + ch) * h + y) * w + x])
+            } } }
+        }
+        return (W, H, out)
+    }
+
+    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+        let body = Array(type.utf8) + data
+        return bigEndian(UInt32(data.count)) + body + bigEndian(crc32(body))
+    }
+
+    static func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+
+    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = crcTable[Int((c ^ UInt32(b)) & 0xff)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    static func adler32(_ bytes: [UInt8]) -> UInt32 {
+        var a: UInt32 = 1, b: UInt32 = 0
+        for chunk in stride(from: 0, to: bytes.count, by: 5552) {
+            for v in bytes[chunk..<min(chunk + 5552, bytes.count)] { a += UInt32(v); b += a }
+            a %= 65521; b %= 65521
+        }
+        return (b << 16) | a
+    }
+}
