@@ -23,13 +23,15 @@ let package = Package(
         // oneDNN convolutions on the host, for CPU devices (libdnnl opened at run time).
         .target(name: "CHostDNN", path: "Sources/CHostDNN", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources", "CHostDNN"]),
-        .target(name: "Engine", dependencies: ["GPUKernels"]),
+        // The default model (models/fashion-mnist), embedded with #embed.
+        .target(name: "CDefaultModel", path: "Sources/CDefaultModel", cSettings: [.unsafeFlags(["-std=c23"])]),
+        .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel"]),
         .target(name: "Search"),
         .executableTarget(name: "flexiffusion", dependencies: [
             "GPUKernels", "Engine", "Search",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .target(name: "TestSupport", dependencies: ["GPUKernels"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Engine", "GPUKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels", "TestSupport"], exclude: ["Goldens"]),
     ],

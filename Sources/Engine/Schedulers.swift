@@ -54,21 +54,11 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable {
 
     /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
     public static func load(from url: URL) throws -> SchedulerConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(url.path): \(error.localizedDescription)") }
-        guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw ModelError("\(url.path) is not a JSON object")
-        }
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        for key in raw.keys.sorted() where !key.hasPrefix("_") && !known.contains(key) && !inertKeys.contains(key) {
-            throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
-        }
-        if let betas = raw["trained_betas"], !(betas is NSNull) {
-            throw ModelError("\(url.path): unsupported trained_betas (only beta schedules are supported)")
-        }
-        let config: SchedulerConfiguration
-        do { config = try JSONDecoder().decode(SchedulerConfiguration.self, from: data) } catch {
-            throw ModelError("\(url.path): \(describe(error))")
+        let known = Set(CodingKeys.allCases.map(\.rawValue)).union(inertKeys)
+        let config: SchedulerConfiguration = try loadConfigJSON(url, knownKeys: known) { raw in
+            if let betas = raw["trained_betas"], !(betas is NSNull) {
+                throw ModelError("\(url.path): unsupported trained_betas (only beta schedules are supported)")
+            }
         }
         try config.validate(source: url.path)
         return config

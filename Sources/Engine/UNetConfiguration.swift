@@ -94,23 +94,10 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
 
     /// Reads and checks `config.json`: an unknown key or an unsupported value is an error naming it.
     public static func load(from url: URL) throws -> UNetConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
-        }
-        guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw ModelError("\(url.path) is not a JSON object")
-        }
-        if let cls = raw["_class_name"] as? String, cls != "UNet2DModel" {
-            throw ModelError("\(url.path): _class_name \(cls) is not supported (only UNet2DModel)")
-        }
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        for key in raw.keys.sorted() where !key.hasPrefix("_") && !known.contains(key) {
-            throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null") (UNet2DModel has no such argument this engine knows)")
-        }
-        let config: UNetConfiguration
-        do { config = try JSONDecoder().decode(UNetConfiguration.self, from: data) } catch {
-            throw ModelError("\(url.path): \(describe(error))")
+        let config: UNetConfiguration = try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.map(\.rawValue))) { raw in
+            if let cls = raw["_class_name"] as? String, cls != "UNet2DModel" {
+                throw ModelError("\(url.path): _class_name \(cls) is not supported (only UNet2DModel)")
+            }
         }
         try config.validate(source: url.path)
         return config
@@ -170,6 +157,25 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
     public var timeEmbedDim: Int { timeEmbeddingDim ?? blockOutChannels[0] * 4 }
     /// Inputs must be divisible by this (one halving per level but the last).
     public var spatialMultiple: Int { 1 << (levels - 1) }
+}
+
+/// Reads a diffusers config file: a JSON object whose keys (other than `_…` metadata) must all be in
+/// `knownKeys`, then `check` on the raw object, then the Codable decoding.
+func loadConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
+    }
+    guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw ModelError("\(url.path) is not a JSON object")
+    }
+    for key in raw.keys.sorted() where !key.hasPrefix("_") && !knownKeys.contains(key) {
+        throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
+    }
+    try check(raw)
+    do { return try JSONDecoder().decode(T.self, from: data) } catch {
+        throw ModelError("\(url.path): \(describe(error))")
+    }
 }
 
 func describe(_ error: Error) -> String {

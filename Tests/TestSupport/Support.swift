@@ -1,6 +1,7 @@
 // Test support shared by the test targets: the device under test, seeded random inputs, and the
 // atol + rtol·|ref| comparison.
 import Foundation
+import Engine
 import GPUKernels
 import Testing
 
@@ -13,18 +14,8 @@ public func gemmPaths() -> [GemmPath] {
     return GemmPath.allCases.filter { $0 != .hostBLAS || d.kind == .cpu }
 }
 
-/// SplitMix64: a small seeded generator, so that a failure can be replayed from its printed seed.
-public struct SeededGenerator: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A seeded generator (SplitMix64), so that a failure can be replayed from its printed seed.
+public typealias SeededGenerator = SplitMix64
 
 /// A fresh seed per call (printed with every failure).
 public func freshSeed() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
