@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--out", default="models/fashion-mnist")
     ap.add_argument("--grid", default="docs/fashion-mnist-samples.png")
     ap.add_argument("--bench", type=int, default=0, help="only time this many steps and exit")
+    ap.add_argument("--export-only", action="store_true", help="write --out and --grid from the checkpoint without training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -110,7 +111,7 @@ def main():
 
     gen = torch.Generator().manual_seed(step)
     start, last_log, last_ckpt = time.time(), time.time(), time.time()
-    budget = args.minutes * 60
+    budget = 0 if args.export_only else args.minutes * 60
     model.train()
     while True:
         elapsed = time.time() - start
@@ -147,9 +148,10 @@ def main():
             os.replace(ckpt + ".tmp", ckpt)
             last_ckpt = time.time()
     seconds += time.time() - start
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+    if not args.export_only:
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                 "seconds": seconds}, ckpt + ".tmp")
-    os.replace(ckpt + ".tmp", ckpt)
+        os.replace(ckpt + ".tmp", ckpt)
     print(f"trained {step} steps in {seconds / 60:.1f} min in total", flush=True)
     ema.eval()
     save_pipeline(ema, args.out)

@@ -20,7 +20,7 @@ struct GenerateCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder.") var model: String
+    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "ddim or ddpm.") var scheduler: SchedulerKind = .ddim
     @Option(help: "Sampling steps (default: 50 for DDIM, 1000 for DDPM).") var steps: Int?
     @Option(help: "DDIM's eta (0: deterministic).") var eta: Float = 0
@@ -33,6 +33,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("out-dir"), help: "Write one PNG per image into this folder.") var outDir: String?
 
     func run() throws {
+        let model = try self.model ?? DefaultModel.folder()
         let folder = try ModelFolder(path: model)
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard config.outChannels == config.inChannels else {
@@ -94,7 +95,7 @@ struct GenerateCommand: ParsableCommand {
         while start < n {
             let take = min(per, n - start)
             var chunk = Array(initial[(start * image)..<((start + take) * image)])
-            // A last, smaller batch is padded with repeats of its first image and the extra outputs dropped.
+            // A last, smaller batch is padded with zeros (the UNet's batch is fixed) and the extra outputs dropped.
             if take < per { chunk += Array(repeating: 0, count: (per - take) * image) }
             let x = try sampler.run(noise: chunk, noiseSource: &variance) { _, _ in progress.advance() }
             result += x.prefix(take * image)

@@ -1,0 +1,36 @@
+// The default model, embedded in the binary: written out once to a cache folder (keyed by its
+// contents) and used from there like any diffusers folder.
+import CDefaultModel
+import Foundation
+
+public enum DefaultModel {
+    /// A short description for help texts.
+    public static let summary = "the embedded Fashion-MNIST UNet (28×28, 1 channel; models/fashion-mnist)"
+
+    /// The folder holding the embedded model, written on first use.
+    public static func folder() throws -> String {
+        var count: Int32 = 0
+        guard let table = flex_default_model_files(&count) else { throw ModelError("no embedded model") }
+        let files = (0..<Int(count)).map { table[$0] }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for f in files {
+            for i in 0..<Int(f.length) { hash = (hash ^ UInt64(f.bytes[i])) &* 0x100_0000_01b3 }
+            hash = (hash ^ UInt64(f.length)) &* 0x100_0000_01b3
+        }
+        let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        let dir = base.appendingPathComponent("flexiffusion/default-model-\(String(hash, radix: 16))")
+        for f in files {
+            let url = dir.appendingPathComponent(String(cString: f.path))
+            let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
+            if size == Int(f.length) { continue }
+            do {
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            } catch {
+                throw ModelError("cannot create \(url.deletingLastPathComponent().path) for the default model: \(error.localizedDescription)")
+            }
+            try writeAtomically(Data(bytes: f.bytes, count: Int(f.length)), to: url.path)
+        }
+        return dir.path
+    }
+}
