@@ -20,15 +20,20 @@ public enum GemmPath: String, CaseIterable, Sendable, CustomStringConvertible {
     /// host-blas on CPU devices (measured fastest there), CLBlast elsewhere; $FLEXIFFUSION_GEMM wins.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GemmPath {
-        if let raw = environment[variable], !raw.isEmpty {
-            guard let p = GemmPath(rawValue: raw) else {
-                throw OpenCLError(call: "GEMM path selection",
-                                  detail: "$\(variable)=\(raw) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return p
-        }
+        if let p = try environmentChoice(GemmPath.self, variable, environment, call: "GEMM path selection") { return p }
         return device.kind == .cpu ? .hostBLAS : .clblast
     }
+}
+
+/// The case of `T` that $`variable` names, nil when it is unset or empty; any other value is an error
+/// that lists the choices.
+func environmentChoice<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ variable: String, _ environment: [String: String],
+                                                           call: String) throws -> T? where T.RawValue == String {
+    guard let raw = environment[variable], !raw.isEmpty else { return nil }
+    guard let value = T(rawValue: raw) else {
+        throw OpenCLError(call: call, detail: "$\(variable)=\(raw) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return value
 }
 
 /// One matrix operand of a strided-batched GEMM: `buffer[offset + b * stride ...]`, leading dimension `ld`.

@@ -19,11 +19,7 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
     /// onednn on CPU devices when libdnnl is installed, im2col-gemm elsewhere; $FLEXIFFUSION_CONV wins.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
-        if let raw = environment[variable], !raw.isEmpty {
-            guard let p = ConvolutionPath(rawValue: raw) else {
-                throw OpenCLError(call: "convolution path selection",
-                                  detail: "$\(variable)=\(raw) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-            }
+        if let p = try environmentChoice(ConvolutionPath.self, variable, environment, call: "convolution path selection") {
             try p.check(for: device)
             return p
         }
