@@ -1,13 +1,18 @@
-// The sampling loop: a UNet and a scheduler on one device, the sample kept on the device between
-// steps; only the timesteps (and any variance noise) are written from the host each step.
+// The sampling loop: a UNet and a scheduler on one device, following a step plan (every step full
+// by default). The sample, the timesteps and the feature cache stay on the device; the host writes
+// only variance noise (eta > 0, DDPM) and waits only where a caller asks for progress.
 import Foundation
 import GPUKernels
 
 public final class Sampler {
     public let unet: UNet
     public let scheduler: any Scheduler
+    /// "ddim" or "ddpm", as plans name samplers.
+    public let schedulerName: String
     let sample: DeviceBuffer<Float>
     let variance: DeviceBuffer<Float>
+    /// Every step's timestep repeated over the batch, uploaded once: step i's are at i·batch.
+    let timesteps: DeviceBuffer<Float>
     var count: Int { unet.batch * unet.config.inChannels * unet.height * unet.width }
 
     public init(unet: UNet, scheduler: any Scheduler) throws {
@@ -16,28 +21,79 @@ public final class Sampler {
         }
         self.unet = unet
         self.scheduler = scheduler
+        schedulerName = scheduler is DDPMScheduler ? "ddpm" : "ddim"
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
         variance = try unet.stream.buffer(n)
+        let steps = scheduler.timesteps
+        timesteps = try unet.stream.upload(steps.flatMap { Array(repeating: Float($0), count: unet.batch) })
     }
 
-    /// Runs every step from `noise` [batch, C, H, W]; variance noise (eta > 0, DDPM) is drawn from
-    /// `noiseSource`. `progress` is called after each step with (step, total). Returns x₀ [batch, C, H, W].
-    public func run(noise: [Float], noiseSource: inout GaussianNoise, progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
+    /// The plan with every step full for this sampler.
+    public var teacherPlan: StepPlan {
+        StepPlan.teacher(PlanSampler(scheduler: schedulerName, steps: scheduler.timesteps.count, eta: (scheduler as? DDIMScheduler)?.eta ?? 0))
+    }
+
+    /// Checks `plan` against this sampler and model, and allocates the feature cache it needs.
+    public func prepare(_ plan: StepPlan) throws {
+        try plan.validate(branchCount: unet.branchCount)
+        try plan.validate(scheduler: schedulerName, steps: scheduler.timesteps.count)
+        try unet.prepareFeatureCache(branches: plan.branches)
+    }
+
+    /// Runs every step from `noise` [batch, C, H, W] as `plan` says (default: every step full);
+    /// variance noise (eta > 0, DDPM) is drawn from `noiseSource`. `progress` is called after each
+    /// step with (step, total). Returns x₀ [batch, C, H, W].
+    public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout GaussianNoise,
+                    progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
         guard noise.count == count else { throw ModelError("noise has \(noise.count) values, the sampler needs \(count)") }
-        let s = unet.stream, ws = unet.workspace
+        let plan = plan ?? teacherPlan
+        try prepare(plan)
+        let s = unet.stream
         try sample.write(noise, queue: s.queue)
-        let steps = scheduler.timesteps
-        for (i, t) in steps.enumerated() {
-            try ws.input.copy(from: sample, count: count, queue: s.queue)
-            try ws.timesteps.write(Array(repeating: Float(t), count: unet.batch), queue: s.queue)
-            try unet.forward()
-            let c = scheduler.coefficients(step: i)
-            if c.noise != 0 { try variance.write(noiseSource.fill(count), queue: s.queue) }
-            try s.schedulerStep(sample: sample, modelOutput: ws.output, noise: c.noise != 0 ? variance : nil,
-                                output: sample, count: count, c)
-            if let progress { try s.finish(); progress(i + 1, steps.count) }
+        let captures = plan.captures
+        for (i, action) in plan.actions.enumerated() {
+            try step(i, action, capturing: captures[i], noiseSource: &noiseSource)
+            if let progress { try s.finish(); progress(i + 1, plan.actions.count) }
         }
         return try s.download(sample, count: count)
+    }
+
+    /// Sets the current sample (for callers driving `step` themselves).
+    public func setSample(_ values: [Float]) throws {
+        guard values.count == count else { throw ModelError("sample has \(values.count) values, the sampler needs \(count)") }
+        try sample.write(values, queue: unet.stream.queue)
+    }
+
+    /// The current sample, read back from the device.
+    public func currentSample() throws -> [Float] { try unet.stream.download(sample, count: count) }
+
+    /// Step `i` as `action`: the network (full or partial; a full step caching the features of
+    /// `capturing`), then the scheduler update, which for a null step reuses the last model output.
+    public func step(_ i: Int, _ action: StepAction, capturing: Set<Int> = [], noiseSource: inout GaussianNoise) throws {
+        try evaluate(i, action, capturing: capturing)
+        try update(i, noiseSource: &noiseSource)
+    }
+
+    /// The network part of step `i` (nothing for a null step).
+    public func evaluate(_ i: Int, _ action: StepAction, capturing: Set<Int> = []) throws {
+        let s = unet.stream, ws = unet.workspace
+        guard action != .null else { return }
+        try ws.input.copy(from: sample, count: count, queue: s.queue)
+        try ws.timesteps.copy(from: timesteps, count: unet.batch, sourceOffset: i * unet.batch, queue: s.queue)
+        switch action {
+        case .full: try unet.forward(capturing: capturing)
+        case .partial(let m): try unet.forwardPartial(branch: m)
+        case .null: break
+        }
+    }
+
+    /// The scheduler update of step `i` from the last model output.
+    public func update(_ i: Int, noiseSource: inout GaussianNoise) throws {
+        let s = unet.stream
+        let c = scheduler.coefficients(step: i)
+        if c.noise != 0 { try variance.write(noiseSource.fill(count), queue: s.queue) }
+        try s.schedulerStep(sample: sample, modelOutput: unet.workspace.output, noise: c.noise != 0 ? variance : nil,
+                            output: sample, count: count, c)
     }
 }

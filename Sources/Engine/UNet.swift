@@ -212,21 +212,41 @@ public final class UNet {
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
     }
 
+    /// Multiply-accumulates of one step of `action` over the batch (a null step: 0).
+    public func macs(for action: StepAction) -> Int {
+        switch action {
+        case .full: return macs
+        case .null: return 0
+        case .partial(let m):
+            return UNet.countMACs(downBlocks: downBlocks, mid: mid, upBlocks: upBlocks, convs: [convIn, convOut],
+                                  batch: batch, config: config, branch: m)
+        }
+    }
+
+    /// MACs of the full pass, or with `branch` of the partial pass at that branch.
     static func countMACs(downBlocks: [DownBlock], mid: MidBlock, upBlocks: [UpBlock], convs: [ConvLayer],
-                          batch: Int, config c: UNetConfiguration) -> Int {
+                          batch: Int, config c: UNetConfiguration, branch: Int? = nil) -> Int {
         func resnet(_ r: ResnetBlock) -> Int {
             r.conv1.shape.macs + r.conv2.shape.macs + (r.shortcut?.shape.macs ?? 0) + batch * c.timeEmbedDim * r.outChannels
         }
+        let last = branch ?? .max
         var total = convs.map(\.shape.macs).reduce(0, +)
         total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim)
         for d in downBlocks {
-            total += d.resnets.map(resnet).reduce(0, +) + d.attentions.map(\.shape.macs).reduce(0, +)
-            total += d.downsample?.conv.shape.macs ?? 0
+            for (j, r) in d.resnets.enumerated() where d.skipIndices[j] <= last {
+                total += resnet(r) + (d.attentions.isEmpty ? 0 : d.attentions[j].shape.macs)
+            }
+            if let ds = d.downsample, d.skipIndices.last! <= last { total += ds.conv.shape.macs }
         }
-        total += resnet(mid.first) + resnet(mid.second) + (mid.attention?.shape.macs ?? 0)
+        if branch == nil { total += resnet(mid.first) + resnet(mid.second) + (mid.attention?.shape.macs ?? 0) }
+        // The up path runs from the resnet concatenating skip `branch` (skips are consumed deepest first).
         for u in upBlocks {
-            total += u.resnets.map(resnet).reduce(0, +) + u.attentions.map(\.shape.macs).reduce(0, +)
-            total += u.upsample?.conv.shape.macs ?? 0
+            var ran = false
+            for (j, r) in u.resnets.enumerated() where u.skipIndices[j] <= last {
+                total += resnet(r) + (u.attentions.isEmpty ? 0 : u.attentions[j].shape.macs)
+                ran = true
+            }
+            if ran { total += u.upsample?.conv.shape.macs ?? 0 }
         }
         return total
     }
@@ -246,12 +266,64 @@ public final class UNet {
     }
 
     /// The forward pass on the workspace: `workspace.input` and `workspace.timesteps` → `workspace.output`.
-    public func forward() throws {
+    /// The features entering the up path at each branch in `capturing` are copied into the feature
+    /// cache (see `prepareFeatureCache`) for later partial steps.
+    public func forward(capturing: Set<Int> = []) throws {
         try embedTime()
         try preProcess()
         for level in downBlocks.indices { try down(level) }
         var current = try middle()
-        for level in upBlocks.indices { current = try up(level, from: current) }
+        for level in upBlocks.indices { current = try up(level, from: current, capturing: capturing) }
+        try postProcess(current)
+    }
+
+    // MARK: Skip branches and the feature cache (see StepPlan.swift for the numbering)
+
+    /// Number of skip branches: the size of the skip stack (conv_in, every down layer and downsampler).
+    public var branchCount: Int { workspace.skips.count }
+
+    /// The up-path position (level, resnet) that concatenates skip `branch`.
+    public func upPosition(branch m: Int) -> (level: Int, layer: Int) {
+        precondition((0..<branchCount).contains(m), "branch \(m) outside 0..<\(branchCount)")
+        for (i, u) in upBlocks.enumerated() { if let j = u.skipIndices.firstIndex(of: m) { return (i, j) } }
+        preconditionFailure("skip \(m) is not consumed by the up path")
+    }
+
+    /// Floats of the feature cached for `branch`: the main-path input of the up resnet at that branch.
+    public func cachedFeatureCount(branch m: Int) -> Int {
+        let (i, j) = upPosition(branch: m)
+        let r = upBlocks[i].resnets[j]
+        return batch * (r.inChannels - upBlocks[i].skipChannels[j]) * r.height * r.width
+    }
+
+    /// Device buffers of the cached deep features, by branch.
+    public private(set) var featureCache: [Int: DeviceBuffer<Float>] = [:]
+
+    /// Allocates cache buffers for `branches` (once, before a sampling loop; existing ones are kept).
+    public func prepareFeatureCache(branches: Set<Int>) throws {
+        for m in branches.sorted() where featureCache[m] == nil {
+            guard (0..<branchCount).contains(m) else {
+                throw ModelError("branch \(m) does not exist; the model has branches 0…\(branchCount - 1)")
+            }
+            featureCache[m] = try stream.buffer(cachedFeatureCount(branch: m))
+        }
+    }
+
+    /// A partial step: conv_in and the down layers through skip `branch`, then the up path from the
+    /// resnet that concatenates that skip, fed with the feature cached at the last full step.
+    public func forwardPartial(branch m: Int) throws {
+        guard let cached = featureCache[m] else {
+            throw ModelError("no cached feature for branch \(m): a full step capturing it must come first")
+        }
+        try embedTime()
+        try preProcess()
+        for level in downBlocks.indices {
+            guard let first = downBlocks[level].skipIndices.first, first <= m else { break }
+            try down(level, through: m)
+        }
+        let (start, layer) = upPosition(branch: m)
+        var current = try up(start, from: cached, startingAt: layer)
+        for level in upBlocks.indices where level > start { current = try up(level, from: current) }
         try postProcess(current)
     }
 
@@ -276,17 +348,21 @@ public final class UNet {
         try convIn(stream, workspace, workspace.input, workspace.skips[0])
     }
 
-    /// 3. one down level; its input is the skip before its first index.
-    public func down(_ level: Int) throws {
+    /// 3. one down level, through skip index `last` (all of it by default); its input is the skip
+    /// before its first index.
+    public func down(_ level: Int, through last: Int = .max) throws {
         let block = downBlocks[level], ws = workspace
         var current = ws.skips[block.skipIndices[0] - 1]
         for (j, resnet) in block.resnets.enumerated() {
+            guard block.skipIndices[j] <= last else { return }
             let out = ws.skips[block.skipIndices[j]]
             try resnet.forward(stream, ws, current, out)
             if !block.attentions.isEmpty { try block.attentions[j].forward(stream, ws, out) }
             current = out
         }
-        if let d = block.downsample { try d.forward(stream, ws, current, ws.skips[block.skipIndices.last!]) }
+        if let d = block.downsample, block.skipIndices.last! <= last {
+            try d.forward(stream, ws, current, ws.skips[block.skipIndices.last!])
+        }
     }
 
     /// 4. mid block, from the last skip; returns the buffer holding its output.
@@ -298,12 +374,20 @@ public final class UNet {
         return ws.main[1]
     }
 
-    /// 5. one up level from `input`; returns the buffer holding its output.
-    public func up(_ level: Int, from input: DeviceBuffer<Float>) throws -> DeviceBuffer<Float> {
+    /// 5. one up level from `input`, starting at resnet `first`; returns the buffer holding its output.
+    /// The main-path input of each resnet whose skip is in `capturing` is copied into the feature cache.
+    public func up(_ level: Int, from input: DeviceBuffer<Float>, startingAt first: Int = 0,
+                   capturing: Set<Int> = []) throws -> DeviceBuffer<Float> {
         let block = upBlocks[level], ws = workspace
         var current = input
-        for (j, resnet) in block.resnets.enumerated() {
+        for (j, resnet) in block.resnets.enumerated() where j >= first {
             let skipChannels = block.skipChannels[j]
+            if capturing.contains(block.skipIndices[j]) {
+                guard let cache = featureCache[block.skipIndices[j]] else {
+                    throw ModelError("branch \(block.skipIndices[j]) has no cache buffer: call prepareFeatureCache first")
+                }
+                try cache.copy(from: current, count: cache.count, queue: stream.queue)
+            }
             try stream.concatChannels(current, ws.skips[block.skipIndices[j]], output: ws.concat, batch: batch,
                                       channelsA: resnet.inChannels - skipChannels, channelsB: skipChannels,
                                       spatial: resnet.height * resnet.width)

@@ -1,0 +1,300 @@
+// A step plan: for every step of a sampler, whether it runs the whole UNet (full), only the shallow
+// path above a skip branch with the cached deep feature (partial, DeepCache's shallow path), or no
+// network at all (null: the scheduler update reuses the last model output). Plans are data, read by
+// `Sampler.run(plan:)`; the builders below make the segment-wise plans of Flexiffusion, DeepCache's
+// uniform and non-uniform caching, and plain DDIM with fewer steps.
+//
+// Branch numbering (one convention everywhere): branch m is index m of the UNet's skip stack, counted
+// from the shallowest: 0 = conv_in's output, then each down-block layer's output and each downsampler's
+// output, in the order the down path produces them (`UNet.branchCount` = the stack's size). A partial
+// step at branch m runs conv_in, the down layers up to the one producing skip m, then the up path from
+// the resnet that concatenates skip m, fed with the feature that entered that resnet at the last full
+// step. Branch 0 is the cheapest partial step, the last branch skips only the mid block.
+// With L = layers_per_block, DeepCache's numberings map as:
+//   - DeepCache's DDPM code (`--branch b`, ddpm/models/deepcache_diffusion.py): m = b + 1;
+//   - DeepCache's diffusers pipelines (`cache_layer_id` = down-block index i, `cache_block_id` = layer j
+//     within it, j = L meaning its downsampler): m = i·(L + 1) + j + 1.
+import Foundation
+
+/// What one sampler step computes.
+public enum StepAction: Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// The whole UNet.
+    case full
+    /// The shallow path above skip branch `branch`, joined with the feature cached at the last full step.
+    case partial(branch: Int)
+    /// No network evaluation: the scheduler update reuses the last model output.
+    case null
+
+    /// "full", "partial:M" or "null" — the form used in plan files.
+    public var description: String {
+        switch self {
+        case .full: return "full"
+        case .partial(let m): return "partial:\(m)"
+        case .null: return "null"
+        }
+    }
+
+    public init(parsing text: String) throws {
+        switch text {
+        case "full": self = .full
+        case "null": self = .null
+        default:
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == "partial", let m = Int(parts[1]), m >= 0 else {
+                throw ModelError("unknown step action \"\(text)\" (expected \"full\", \"partial:BRANCH\" or \"null\")")
+            }
+            self = .partial(branch: m)
+        }
+    }
+
+    /// The branch of a partial step.
+    public var branch: Int? { if case .partial(let m) = self { return m } else { return nil } }
+}
+
+/// The sampler a plan is made for.
+public struct PlanSampler: Codable, Equatable, Sendable {
+    /// "ddim" or "ddpm".
+    public var scheduler: String
+    /// Number of sampler steps (the plan has one action per step).
+    public var steps: Int
+    /// DDIM's eta.
+    public var eta: Float
+
+    public init(scheduler: String = "ddim", steps: Int, eta: Float = 0) {
+        self.scheduler = scheduler; self.steps = steps; self.eta = eta
+    }
+}
+
+/// A sampler, its step count, and one action per step. On disk: JSON with `format`, `version`,
+/// `sampler`, `description` and `actions` (strings, see `StepAction.description`).
+public struct StepPlan: Codable, Equatable, Sendable {
+    public static let format = "flexiffusion-step-plan"
+    public static let version = 1
+
+    public var sampler: PlanSampler
+    public var actions: [StepAction]
+    /// How the plan was made (free text, e.g. the builder and its arguments).
+    public var description: String
+
+    public init(sampler: PlanSampler, actions: [StepAction], description: String = "") {
+        self.sampler = sampler; self.actions = actions; self.description = description
+    }
+
+    enum CodingKeys: String, CodingKey { case format, version, sampler, description, actions }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let format = try c.decodeIfPresent(String.self, forKey: .format)
+        guard format == StepPlan.format else {
+            throw ModelError("not a step plan: \"format\" is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(StepPlan.format)\"")
+        }
+        let version = try c.decode(Int.self, forKey: .version)
+        guard version == StepPlan.version else {
+            throw ModelError("step plan version \(version) is not supported (this build reads version \(StepPlan.version))")
+        }
+        sampler = try c.decode(PlanSampler.self, forKey: .sampler)
+        description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
+        let raw = try c.decode([String].self, forKey: .actions)
+        actions = try raw.enumerated().map { i, text in
+            do { return try StepAction(parsing: text) } catch let e as ModelError { throw ModelError("step \(i): \(e.message)") }
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(StepPlan.format, forKey: .format)
+        try c.encode(StepPlan.version, forKey: .version)
+        try c.encode(sampler, forKey: .sampler)
+        try c.encode(description, forKey: .description)
+        try c.encode(actions.map(\.description), forKey: .actions)
+    }
+
+    // MARK: Reading, writing, checking
+
+    /// Reads and checks a plan file (structure only; `validate(branchCount:)` checks it against a model).
+    public static func load(from url: URL) throws -> StepPlan {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ModelError("cannot read step plan \(url.path): \(error.localizedDescription)")
+        }
+        let plan: StepPlan
+        do { plan = try JSONDecoder().decode(StepPlan.self, from: data) } catch let e as ModelError {
+            throw ModelError("\(url.path): \(e.message)")
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw ModelError("\(url.path): missing \"\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))\"")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ModelError("\(url.path): wrong type at \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\": \(ctx.debugDescription)")
+        } catch {
+            throw ModelError("\(url.path): not a valid step plan (\(error))")
+        }
+        do { try plan.validate() } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") }
+        return plan
+    }
+
+    /// The plan as pretty-printed JSON.
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+
+    /// Writes the plan (to a temporary file, then renamed).
+    public func write(to path: String) throws { try writeAtomically(jsonData(), to: path) }
+
+    /// Checks what a plan must satisfy on its own and, given `branchCount`, against a model.
+    public func validate(branchCount: Int? = nil) throws {
+        guard ["ddim", "ddpm"].contains(sampler.scheduler) else {
+            throw ModelError("sampler \"\(sampler.scheduler)\" is not supported (ddim or ddpm)")
+        }
+        guard sampler.steps > 0 else { throw ModelError("sampler steps must be positive, not \(sampler.steps)") }
+        guard sampler.eta >= 0, sampler.eta.isFinite else { throw ModelError("eta must be ≥ 0, not \(sampler.eta)") }
+        guard actions.count == sampler.steps else {
+            throw ModelError("the plan has \(actions.count) actions for a \(sampler.steps)-step sampler")
+        }
+        guard actions.first == .full else { throw ModelError("step 0 is \(actions.first!), but the first step must be full") }
+        if let branchCount {
+            for (i, a) in actions.enumerated() {
+                if let m = a.branch, m >= branchCount {
+                    throw ModelError("step \(i): branch \(m) does not exist; the model has branches 0…\(branchCount - 1)")
+                }
+            }
+        }
+    }
+
+    /// Checks that the plan fits a sampler of `scheduler` with `steps` steps.
+    public func validate(scheduler: String, steps: Int) throws {
+        guard sampler.scheduler == scheduler, sampler.steps == steps else {
+            throw ModelError("the plan is for \(sampler.scheduler) with \(sampler.steps) steps, the sampler is \(scheduler) with \(steps) steps")
+        }
+    }
+
+    // MARK: Summaries
+
+    public var fullSteps: Int { actions.filter { $0 == .full }.count }
+    public var nullSteps: Int { actions.filter { $0 == .null }.count }
+    public var partialSteps: Int { actions.count - fullSteps - nullSteps }
+    /// Every branch a partial step uses.
+    public var branches: Set<Int> { Set(actions.compactMap(\.branch)) }
+
+    /// For each step, the branches a full step there must cache: those of the partial steps before the next full step.
+    public var captures: [Set<Int>] {
+        var out = Array(repeating: Set<Int>(), count: actions.count)
+        var pending = Set<Int>()
+        for i in actions.indices.reversed() {
+            switch actions[i] {
+            case .partial(let m): pending.insert(m)
+            case .full: out[i] = pending; pending = []
+            case .null: break
+            }
+        }
+        return out
+    }
+
+    /// "F" full, "N" null, the branch digit (or "[12]") for partial steps: a one-line picture of the plan.
+    public var compact: String {
+        actions.map { a in
+            switch a {
+            case .full: return "F"
+            case .null: return "."
+            case .partial(let m): return m < 10 ? "\(m)" : "[\(m)]"
+            }
+        }.joined()
+    }
+
+    // MARK: Builders
+
+    /// Every step full: the teacher.
+    public static func teacher(_ sampler: PlanSampler) -> StepPlan {
+        StepPlan(sampler: sampler, actions: Array(repeating: .full, count: sampler.steps), description: "teacher: every step full")
+    }
+
+    /// Plain DDIM with `steps` steps, all full (the same as `teacher` for that sampler).
+    public static func ddim(steps: Int, eta: Float = 0) throws -> StepPlan {
+        guard steps > 0 else { throw ModelError("steps must be positive, not \(steps)") }
+        var p = teacher(PlanSampler(scheduler: "ddim", steps: steps, eta: eta))
+        p.description = "ddim: \(steps) steps, all full"
+        return p
+    }
+
+    /// The lengths of `count` equal segments of `steps` steps (the first `steps % count` one longer).
+    public static func segmentLengths(steps: Int, count: Int) -> [Int] {
+        (0..<count).map { steps / count + ($0 < steps % count ? 1 : 0) }
+    }
+
+    /// Flexiffusion's segment-wise plan: the sampler's steps cut into `intervals.count` equal
+    /// segments; segment i is one full step, `intervals[i] − 1` partial steps at `branches[i]`, then
+    /// null steps to its end. `intervals[i]` (the active steps) is 1…the segment's length.
+    public static func segments(_ sampler: PlanSampler, intervals: [Int], branches: [Int]) throws -> StepPlan {
+        let n = intervals.count
+        guard n > 0, n <= sampler.steps else { throw ModelError("need 1…\(sampler.steps) segments, not \(n)") }
+        guard branches.count == n else { throw ModelError("\(branches.count) branches for \(n) segments") }
+        var actions: [StepAction] = []
+        for (i, length) in segmentLengths(steps: sampler.steps, count: n).enumerated() {
+            let active = intervals[i]
+            guard (1...length).contains(active) else {
+                throw ModelError("segment \(i) has \(length) steps; its interval (active steps) must be 1…\(length), not \(active)")
+            }
+            guard branches[i] >= 0 else { throw ModelError("segment \(i): branch must be ≥ 0, not \(branches[i])") }
+            actions.append(.full)
+            actions += Array(repeating: .partial(branch: branches[i]), count: active - 1)
+            actions += Array(repeating: .null, count: length - active)
+        }
+        return StepPlan(sampler: sampler, actions: actions,
+                        description: "segments: \(n), intervals \(intervals.map(String.init).joined(separator: ",")), branches \(branches.map(String.init).joined(separator: ","))")
+    }
+
+    /// DeepCache's uniform 1:N caching: a full step every `interval` steps, partial steps at `branch` between.
+    public static func deepCacheUniform(_ sampler: PlanSampler, interval: Int, branch: Int) throws -> StepPlan {
+        guard interval >= 1 else { throw ModelError("interval must be ≥ 1, not \(interval)") }
+        guard branch >= 0 else { throw ModelError("branch must be ≥ 0, not \(branch)") }
+        let actions: [StepAction] = (0..<sampler.steps).map { $0 % interval == 0 ? .full : .partial(branch: branch) }
+        return StepPlan(sampler: sampler, actions: actions, description: "deepcache uniform: interval \(interval), branch \(branch)")
+    }
+
+    /// DeepCache's non-uniform caching: ⌈T/N⌉ full steps packed around step `center`, at
+    /// `[0] + unique(int(real((linspace((−c)^(1/p), (T−c)^(1/p), k+1))^p)))[1:−1] + c`, lowering p by
+    /// 0.02 until that gives k steps — DeepCache's `sample_from_quad_center`, complex powers of the
+    /// negative start included (Python's `(-c) ** (1/p)` is complex, NumPy keeps the real part).
+    public static func deepCacheNonUniform(_ sampler: PlanSampler, interval: Int, branch: Int,
+                                           center: Int, power: Double) throws -> StepPlan {
+        guard interval >= 1 else { throw ModelError("interval must be ≥ 1, not \(interval)") }
+        guard branch >= 0 else { throw ModelError("branch must be ≥ 0, not \(branch)") }
+        let T = sampler.steps
+        guard (0..<T).contains(center) else { throw ModelError("center must be a step, 0…\(T - 1), not \(center)") }
+        let k = (T + interval - 1) / interval
+        let (full, used) = try quadCenterSteps(total: T, count: k, center: center, power: power)
+        let fullSet = Set(full)
+        let actions: [StepAction] = (0..<T).map { fullSet.contains($0) ? .full : .partial(branch: branch) }
+        return StepPlan(sampler: sampler, actions: actions,
+                        description: "deepcache non-uniform: interval \(interval), branch \(branch), center \(center), power \(String(format: "%.2f", used))")
+    }
+
+    /// DeepCache's `sample_from_quad_center(total, count, center, pow)`: the full steps and the power used.
+    public static func quadCenterSteps(total: Int, count: Int, center: Int, power: Double) throws -> ([Int], Double) {
+        guard count >= 1, count <= total else { throw ModelError("cannot place \(count) full steps in \(total) steps") }
+        var p = power
+        while p > 1 {
+            // (−c)^(1/p) as a complex number (principal branch), the end point real.
+            let c = Double(center)
+            let startMagnitude = pow(c, 1 / p), startAngle = c > 0 ? Double.pi / p : 0
+            let start = (re: startMagnitude * cos(startAngle), im: startMagnitude * sin(startAngle))
+            let end = pow(Double(total - center), 1 / p)
+            var values: [Int32] = []
+            for i in 0...count {
+                // NumPy's linspace: start + i·step, the last point exactly the end.
+                let step = (re: (end - start.re) / Double(count), im: -start.im / Double(count))
+                var x = (re: start.re + Double(i) * step.re, im: start.im + Double(i) * step.im)
+                if i == count { x = (end, 0) }
+                let r = (x.re * x.re + x.im * x.im).squareRoot()
+                let real = r == 0 ? 0 : pow(r, p) * cos(p * atan2(x.im, x.re))
+                values.append(Int32(real.rounded(.towardZero)))
+            }
+            let unique = Array(Set(values)).sorted()
+            let inner = unique.count > 2 ? unique[1..<(unique.count - 1)].map { Int($0) + center } : []
+            let steps = [0] + inner
+            if steps.count == count { return (steps, p) }
+            p -= 0.02
+        }
+        throw ModelError("no power in (1, \(power)] places \(count) full steps around step \(center) of \(total); lower the center or the interval")
+    }
+}

@@ -1,0 +1,183 @@
+// Step plans: the file format and its checks, the builders (DeepCache's non-uniform schedule against
+// NumPy goldens), partial steps against the full pass and against a Python reference of DeepCache's
+// shallow path on diffusers (Goldens/cifar-layout/deepcache.safetensors, scripts/make_deepcache_goldens.py),
+// and null steps against the DDIM jump they stand for.
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+import TestSupport
+
+@Suite struct StepPlanTests {
+    // MARK: Format and validation
+
+    @Test func roundTripsThroughJSON() throws {
+        let plan = try StepPlan.segments(PlanSampler(steps: 20), intervals: [3, 5, 1, 2], branches: [0, 2, 1, 5])
+        let back = try JSONDecoder().decode(StepPlan.self, from: plan.jsonData())
+        #expect(back == plan)
+        #expect(plan.compact == "F00..F2222F....F5...")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(freshSeed()).json").path
+        try plan.write(to: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try StepPlan.load(from: URL(fileURLWithPath: path)) == plan)
+    }
+
+    /// Corrupt or mismatched plan files are refused with a message naming the problem.
+    @Test(arguments: [
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"partial:1\"", "not a valid step plan"),
+        ("{\"format\": \"something-else\", \"version\": 1}", "format"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 7, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 1, \"eta\": 0}, \"actions\": [\"full\"]}", "version 7"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"half\", \"null\"]}", "step 1: unknown step action \"half\""),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"partial:-2\", \"null\"]}", "step 1"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 4, \"eta\": 0}, \"actions\": [\"full\", \"null\", \"null\"]}", "3 actions for a 4-step sampler"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 2, \"eta\": 0}, \"actions\": [\"partial:0\", \"full\"]}", "first step must be full"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"euler\", \"steps\": 1, \"eta\": 0}, \"actions\": [\"full\"]}", "sampler \"euler\""),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"actions\": [\"full\"]}", "missing \"sampler\""),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": \"ten\", \"eta\": 0}, \"actions\": [\"full\"]}", "sampler.steps"),
+    ])
+    func refusesBadFiles(text: String, expected: String) throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bad-plan-\(freshSeed()).json")
+        try Data(text.utf8).write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let error = #expect(throws: ModelError.self) { try StepPlan.load(from: path) }
+        #expect(error?.message.contains(expected) == true, "message: \(error?.message ?? "none")")
+        #expect(error?.message.contains(path.path) == true)
+    }
+
+    @Test func refusesMismatchWithModelAndSampler() throws {
+        let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 3, branch: 6)
+        #expect(throws: ModelError.self) { try plan.validate(branchCount: 6) }
+        try plan.validate(branchCount: 7)
+        let e = #expect(throws: ModelError.self) { try plan.validate(scheduler: "ddim", steps: 50) }
+        #expect(e?.message.contains("10 steps") == true)
+    }
+
+    // MARK: Builders
+
+    @Test func segmentsAndUniformBuilders() throws {
+        var rng = SeededGenerator(seed: freshSeed())
+        for _ in 0..<20 {
+            let steps = Int.random(in: 5...120, using: &rng), n = Int.random(in: 1...min(steps, 8), using: &rng)
+            let lengths = StepPlan.segmentLengths(steps: steps, count: n)
+            #expect(lengths.reduce(0, +) == steps && lengths.max()! - lengths.min()! <= 1)
+            let intervals = lengths.map { Int.random(in: 1...$0, using: &rng) }
+            let branches = (0..<n).map { _ in Int.random(in: 0...5, using: &rng) }
+            let plan = try StepPlan.segments(PlanSampler(steps: steps), intervals: intervals, branches: branches)
+            #expect(plan.actions.count == steps && plan.fullSteps == n)
+            #expect(plan.partialSteps == intervals.reduce(0, +) - n)
+            #expect(plan.nullSteps == steps - intervals.reduce(0, +))
+            try plan.validate(branchCount: 6)
+        }
+        let dc = try StepPlan.deepCacheUniform(PlanSampler(steps: 100), interval: 3, branch: 1)
+        #expect(dc.fullSteps == 34 && dc.actions[3] == .full && dc.actions[4] == .partial(branch: 1))
+        #expect(dc.captures[0] == [1] && dc.captures[99] == [] && dc.captures[1] == [])
+        #expect(throws: ModelError.self) { try StepPlan.segments(PlanSampler(steps: 10), intervals: [6, 1], branches: [0, 0]) }
+        #expect(throws: ModelError.self) { try StepPlan.segments(PlanSampler(steps: 10), intervals: [0, 1], branches: [0, 0]) }
+    }
+
+    /// DeepCache's non-uniform full steps equal NumPy's (complex powers included).
+    @Test func nonUniformMatchesNumPy() throws {
+        let data = try Data(contentsOf: goldens.appendingPathComponent("deepcache_nonuniform.json"))
+        let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let cases = root["cases"] as! [[String: Any]]
+        #expect(cases.count >= 6)
+        for c in cases {
+            let steps = c["steps"] as! Int, interval = c["interval"] as! Int, center = c["center"] as! Int
+            let power = c["power"] as! Double
+            let want = c["full_steps"] as! [Int]
+            let (got, used) = try StepPlan.quadCenterSteps(total: steps, count: (steps + interval - 1) / interval, center: center, power: power)
+            #expect(got == want, "T=\(steps) N=\(interval) c=\(center) p=\(power)")
+            #expect(abs(used - (c["power_used"] as! Double)) < 1e-9)
+            let plan = try StepPlan.deepCacheNonUniform(PlanSampler(steps: steps), interval: interval, branch: 2, center: center, power: power)
+            #expect(plan.actions.enumerated().filter { $0.element == .full }.map(\.offset) == want)
+        }
+    }
+
+    // MARK: Partial and null steps on the UNet
+
+    /// A partial step whose cache was filled at the same input and timestep reproduces the full step.
+    @Test(arguments: ["cifar-layout", "default"])
+    func partialAtSameInputReproducesFull(model name: String) throws {
+        let folder = name == "default" ? try ModelFolder(path: DefaultModel.folder()) : try ModelFolder(path: goldens.appendingPathComponent(name).path)
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let side = config.sampleSize!
+        let unet = try UNet(folder: folder, stream: ComputeStream(), batch: 2, height: side, width: side)
+        var rng = SeededGenerator(seed: freshSeed())
+        let x = randomArray(2 * config.inChannels * side * side, &rng, in: -2...2)
+        let t = Float(Int.random(in: 0..<1000, using: &rng))
+        let all = Set(0..<unet.branchCount)
+        try unet.prepareFeatureCache(branches: all)
+        try unet.workspace.input.write(x, queue: unet.stream.queue)
+        try unet.workspace.timesteps.write([t, t], queue: unet.stream.queue)
+        try unet.forward(capturing: all)
+        let full = try unet.stream.download(unet.workspace.output)
+        var previous = 0
+        for m in 0..<unet.branchCount {
+            try unet.workspace.input.write(x, queue: unet.stream.queue)
+            try unet.forwardPartial(branch: m)
+            let partial = try unet.stream.download(unet.workspace.output)
+            let (err, worst) = relativeL2(partial, full)
+            #expect(err <= 1e-5, "\(name) branch \(m) t=\(t): relative L2 \(err); worst [\(worst)] \(partial[worst]) vs \(full[worst])")
+            let macs = unet.macs(for: .partial(branch: m))
+            #expect(macs > previous && macs < unet.macs, "branch \(m): \(macs) MACs")
+            previous = macs
+        }
+        #expect(unet.macs(for: .null) == 0 && unet.macs(for: .full) == unet.macs)
+    }
+
+    /// Partial steps match DeepCache's shallow path on diffusers at every branch (≤ 1e-4 relative L2).
+    @Test func partialMatchesDeepCacheReference() throws {
+        let dir = goldens.appendingPathComponent("cifar-layout")
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("deepcache.safetensors").path)
+        let shape = golden.tensors["sample_full"]!.shape
+        let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
+        let branches = golden.tensors.keys.filter { $0.hasPrefix("partial_m") }.count
+        #expect(branches == unet.branchCount && branches == 12)
+        let all = Set(0..<unet.branchCount)
+        try unet.prepareFeatureCache(branches: all)
+        let ws = unet.workspace, q = unet.stream.queue
+        try ws.input.write(try golden.floats("sample_full"), queue: q)
+        try ws.timesteps.write(Array(repeating: try golden.floats("t_full")[0], count: shape[0]), queue: q)
+        try unet.forward(capturing: all)
+        let partialInput = try golden.floats("sample_partial"), tPartial = try golden.floats("t_partial")[0]
+        for m in 0..<branches {
+            try ws.input.write(partialInput, queue: q)
+            try ws.timesteps.write(Array(repeating: tPartial, count: shape[0]), queue: q)
+            try unet.forwardPartial(branch: m)
+            let got = try unet.stream.download(ws.output), want = try golden.floats("partial_m\(m)")
+            let (err, worst) = relativeL2(got, want)
+            #expect(err <= 1e-4, "branch \(m): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
+        }
+    }
+
+    /// Under DDIM with eta 0 a null step reuses the last ε, which is DDIM's jump over the timestep:
+    /// x_{t₂} = √ᾱ_{t₂}·clip(x̂₀) + √(1−ᾱ_{t₂})·ε̂ with x̂₀, ε̂ from step 0.
+    @Test func nullStepIsTheDDIMJump() throws {
+        let dir = goldens.appendingPathComponent("cifar-layout")
+        let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: 2, height: 16, width: 16)
+        let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration(), steps: 10)
+        let sampler = try Sampler(unet: unet, scheduler: scheduler)
+        var rng = SeededGenerator(seed: freshSeed())
+        let x = randomArray(2 * 3 * 16 * 16, &rng, in: -2.5...2.5)
+        var noise = GaussianNoise(seed: 1)
+        try sampler.setSample(x)
+        try sampler.step(0, .full, noiseSource: &noise)
+        let epsilon = try unet.stream.download(unet.workspace.output)
+        try sampler.step(1, .null, noiseSource: &noise)
+        let got = try sampler.currentSample()
+        let a = scheduler.schedule.alphasCumprod
+        let (t0, t2) = (scheduler.timesteps[0], scheduler.timesteps[2])
+        let want = x.indices.map { i -> Float in
+            let x0 = min(1, max(-1, (x[i] - (1 - a[t0]).squareRoot() * epsilon[i]) / a[t0].squareRoot()))
+            return a[t2].squareRoot() * x0 + (1 - a[t2]).squareRoot() * epsilon[i]
+        }
+        expectClose(got, want, atol: 2e-5, rtol: 1e-4, "null step vs DDIM jump")
+        // A plan's null step does the same inside `run`.
+        var unused = GaussianNoise(seed: 1)
+        let plan = StepPlan(sampler: PlanSampler(steps: 10), actions: [.full, .null] + Array(repeating: .full, count: 8))
+        let viaPlan = try sampler.run(noise: x, plan: plan, noiseSource: &unused)
+        try sampler.setSample(got)
+        for i in 2..<10 { try sampler.step(i, .full, noiseSource: &unused) }
+        #expect(try sampler.currentSample() == viaPlan)
+    }
+}
