@@ -12,14 +12,12 @@ public enum DefaultModel {
         var count: Int32 = 0
         guard let table = flex_default_model_files(&count) else { throw ModelError("no embedded model") }
         let files = (0..<Int(count)).map { table[$0] }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var hash = FNV1a()
         for f in files {
-            for i in 0..<Int(f.length) { hash = (hash ^ UInt64(f.bytes[i])) &* 0x100_0000_01b3 }
-            hash = (hash ^ UInt64(f.length)) &* 0x100_0000_01b3
+            hash.add(UnsafeBufferPointer(start: f.bytes, count: Int(f.length)))
+            hash.add(withUnsafeBytes(of: UInt64(f.length).littleEndian) { Array($0) })
         }
-        let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        let dir = base.appendingPathComponent("flexiffusion/default-model-\(String(hash, radix: 16))")
+        let dir = flexiffusionCacheDirectory().appendingPathComponent("default-model-\(hash.hex)")
         for f in files {
             let url = dir.appendingPathComponent(String(cString: f.path))
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil

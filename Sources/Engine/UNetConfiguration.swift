@@ -157,6 +157,29 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
     public var timeEmbedDim: Int { timeEmbeddingDim ?? blockOutChannels[0] * 4 }
     /// Inputs must be divisible by this (one halving per level but the last).
     public var spatialMultiple: Int { 1 << (levels - 1) }
+
+    // MARK: Skip branches (numbering in StepPlan.swift)
+
+    /// Number of skip branches: conv_in, every down-block layer, every downsampler.
+    public var branchCount: Int { 1 + levels * layersPerBlock + (levels - 1) }
+
+    /// The module whose output is skip `branch`, with DeepCache's names for the same branch
+    /// (its DDPM code's `branch`, its diffusers pipelines' `cache_layer_id`/`cache_block_id`).
+    public func branchName(_ m: Int) -> String {
+        precondition((0..<branchCount).contains(m), "branch \(m) outside 0..<\(branchCount)")
+        guard m > 0 else { return "conv_in" }
+        let (i, j) = ((m - 1) / (layersPerBlock + 1), (m - 1) % (layersPerBlock + 1))
+        let module = j < layersPerBlock ? "down_blocks.\(i).resnets.\(j)" : "down_blocks.\(i).downsamplers.0"
+        return "\(module) (DeepCache DDPM branch \(m - 1); cache_layer_id \(i), cache_block_id \(j))"
+    }
+
+    /// Our branch for DeepCache's pipelines' `cache_layer_id` i and `cache_block_id` j.
+    public func branch(cacheLayerID i: Int, cacheBlockID j: Int) throws -> Int {
+        guard (0..<levels).contains(i), (0...layersPerBlock).contains(j), !(i == levels - 1 && j == layersPerBlock) else {
+            throw ModelError("cache_layer_id \(i), cache_block_id \(j) is not a skip branch of this model (\(levels) down blocks of \(layersPerBlock) layers)")
+        }
+        return i * (layersPerBlock + 1) + j + 1
+    }
 }
 
 /// Reads a diffusers config file: a JSON object whose keys (other than `_…` metadata) must all be in

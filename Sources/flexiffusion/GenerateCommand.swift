@@ -21,9 +21,10 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "ddim or ddpm.") var scheduler: SchedulerKind = .ddim
-    @Option(help: "Sampling steps (default: 50 for DDIM, 1000 for DDPM).") var steps: Int?
-    @Option(help: "DDIM's eta (0: deterministic).") var eta: Float = 0
+    @Option(help: "ddim or ddpm (default: ddim, or the plan's).") var scheduler: SchedulerKind?
+    @Option(help: "Sampling steps (default: 50 for DDIM, 1000 for DDPM, or the plan's).") var steps: Int?
+    @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
+    @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
     @Option(help: "Images per forward pass.") var batch = 64
     @Option(help: "Seed of the initial noise.") var seed: UInt64 = 0
@@ -41,7 +42,18 @@ struct GenerateCommand: ParsableCommand {
         }
         var schedulerConfig = SchedulerConfiguration()
         if let url = folder.schedulerConfigURL { schedulerConfig = try SchedulerConfiguration.load(from: url) }
-        let steps = self.steps ?? (scheduler == .ddim ? 50 : schedulerConfig.numTrainTimesteps)
+        var stepPlan: StepPlan? = nil
+        if let plan {
+            let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
+            try p.validate(branchCount: config.branchCount)
+            if let scheduler, scheduler.rawValue != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
+            if let steps, steps != p.sampler.steps { throw ValidationError("--steps \(steps) differs from the plan's \(p.sampler.steps)") }
+            if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }
+            stepPlan = p
+        }
+        let scheduler = stepPlan.map { SchedulerKind(rawValue: $0.sampler.scheduler)! } ?? self.scheduler ?? .ddim
+        let eta = stepPlan?.sampler.eta ?? self.eta ?? 0
+        let steps = stepPlan?.sampler.steps ?? self.steps ?? (scheduler == .ddim ? 50 : schedulerConfig.numTrainTimesteps)
         let sched: any Scheduler = scheduler == .ddim
             ? try DDIMScheduler(configuration: schedulerConfig, steps: steps, eta: eta)
             : try DDPMScheduler(configuration: schedulerConfig, steps: steps)
@@ -86,8 +98,10 @@ struct GenerateCommand: ParsableCommand {
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
                             stream: stream, batch: per, height: h, width: w)
         let sampler = try Sampler(unet: unet, scheduler: sched)
+        if let stepPlan { try sampler.prepare(stepPlan) }
         var variance = GaussianNoise(seed: seed &+ 0x5DEECE66D)
-        let progress = ProgressBar(total: sched.timesteps.count * ((n + per - 1) / per), label: "\(scheduler) \(steps) steps")
+        let label = "\(scheduler) \(steps) steps" + (stepPlan.map { " (\($0.fullSteps) full, \($0.partialSteps) partial, \($0.nullSteps) null)" } ?? "")
+        let progress = ProgressBar(total: sched.timesteps.count * ((n + per - 1) / per), label: label)
         let image = c * h * w
         var result: [Float] = []
         result.reserveCapacity(n * image)
@@ -97,7 +111,7 @@ struct GenerateCommand: ParsableCommand {
             var chunk = Array(initial[(start * image)..<((start + take) * image)])
             // A last, smaller batch is padded with zeros (the UNet's batch is fixed) and the extra outputs dropped.
             if take < per { chunk += Array(repeating: 0, count: (per - take) * image) }
-            let x = try sampler.run(noise: chunk, noiseSource: &variance) { _, _ in progress.advance() }
+            let x = try sampler.run(noise: chunk, plan: stepPlan, noiseSource: &variance) { _, _ in progress.advance() }
             result += x.prefix(take * image)
             start += take
         }
@@ -116,7 +130,7 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         let wrote = [gridPath, outDir.map { "\($0)/ (\(n) PNGs)" }, outputTensor].compactMap { $0 }.joined(separator: ", ")
-        FileHandle.standardError.write("\(n) images, \(scheduler) \(steps) steps, \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(wrote)\n".data(using: .utf8)!)
+        FileHandle.standardError.write("\(n) images, \(label), \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(wrote)\n".data(using: .utf8)!)
     }
 }
 

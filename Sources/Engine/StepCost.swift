@@ -1,0 +1,230 @@
+// What steps cost: measured latencies of each step type (full, partial at every branch, null, and the
+// scheduler update alone) for one model, batch and device; a table of them on disk keyed by device
+// name; and the predicted latency and MACs of a whole plan from that table.
+import Foundation
+import GPUKernels
+
+/// FNV-1a, 64-bit: cheap content keys for caches and model fingerprints.
+public struct FNV1a {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    public init() {}
+    public mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        for b in bytes { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 }
+    }
+    public var hex: String { String(value, radix: 16) }
+}
+
+/// ~/.cache/flexiffusion (or $XDG_CACHE_HOME/flexiffusion).
+public func flexiffusionCacheDirectory() -> URL {
+    let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+    return base.appendingPathComponent("flexiffusion")
+}
+
+extension UNetConfiguration {
+    /// A fingerprint of the architecture (the configuration's JSON, keys sorted): latencies depend on it, not on the weights.
+    public var fingerprint: String {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        var h = FNV1a()
+        h.add((try? e.encode(self)) ?? Data())
+        return h.hex
+    }
+}
+
+/// Median latencies of each step type for one model (architecture), batch, image size and device.
+public struct StepLatencies: Codable, Equatable, Sendable {
+    public var model: String
+    public var modelFingerprint: String
+    public var batch: Int, height: Int, width: Int
+    public var gemm: String, convolution: String
+    /// Milliseconds of a whole sampler step (network and scheduler update) of each type.
+    public var fullMs: Double
+    /// Keyed by branch (as a string, for JSON).
+    public var partialMs: [String: Double]
+    public var nullMs: Double
+    /// The scheduler update alone.
+    public var schedulerMs: Double
+    /// Multiply-accumulates of the network per step over the batch: full and partial by branch.
+    public var fullMACs: Int
+    public var partialMACs: [String: Int]
+    public var repeats: Int
+    public var measured: String
+
+    enum CodingKeys: String, CodingKey {
+        case model, modelFingerprint = "model_fingerprint", batch, height, width, gemm, convolution
+        case fullMs = "full_ms", partialMs = "partial_ms", nullMs = "null_ms", schedulerMs = "scheduler_ms"
+        case fullMACs = "full_macs", partialMACs = "partial_macs", repeats, measured
+    }
+
+    /// Milliseconds of one step of `action`.
+    public func milliseconds(_ action: StepAction) throws -> Double {
+        switch action {
+        case .full: return fullMs
+        case .null: return nullMs
+        case .partial(let m):
+            guard let ms = partialMs[String(m)] else { throw ModelError("the latency table has no partial step at branch \(m)") }
+            return ms
+        }
+    }
+
+    /// Network MACs of one step of `action`.
+    public func macs(_ action: StepAction) throws -> Int {
+        switch action {
+        case .full: return fullMACs
+        case .null: return 0
+        case .partial(let m):
+            guard let n = partialMACs[String(m)] else { throw ModelError("the latency table has no partial step at branch \(m)") }
+            return n
+        }
+    }
+
+    /// Predicted latency and MACs of a whole plan: the sum over its steps.
+    public func cost(of plan: StepPlan) throws -> PlanCost {
+        var ms = 0.0, macs = 0
+        for a in plan.actions { ms += try milliseconds(a); macs += try self.macs(a) }
+        let teacher = Double(plan.actions.count) * fullMs
+        return PlanCost(milliseconds: ms, macs: macs, speedup: teacher / ms,
+                        macsSpeedup: Double(plan.actions.count * fullMACs) / Double(max(macs, 1)))
+    }
+}
+
+/// A plan's predicted cost for one batch.
+public struct PlanCost: Codable, Equatable, Sendable {
+    public var milliseconds: Double
+    public var macs: Int
+    /// Against every step of the same sampler full.
+    public var speedup: Double
+    public var macsSpeedup: Double
+}
+
+/// Latency tables on disk: `{"format": "flexiffusion-latency", "version": 1, "devices": {NAME: [entries]}}`,
+/// one entry per (model fingerprint, batch, size); a new measurement replaces the old one.
+public struct LatencyTable: Codable, Equatable, Sendable {
+    public static let format = "flexiffusion-latency"
+    public var format = LatencyTable.format
+    public var version = 1
+    public var devices: [String: [StepLatencies]] = [:]
+
+    public init() {}
+
+    /// The default file: latency.json in the cache folder.
+    public static var defaultURL: URL { flexiffusionCacheDirectory().appendingPathComponent("latency.json") }
+
+    /// Reads a table; a missing file is an empty table when `missingOK`.
+    public static func load(from url: URL, missingOK: Bool = false) throws -> LatencyTable {
+        guard FileManager.default.fileExists(atPath: url.path) || !missingOK else { return LatencyTable() }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read latency table \(url.path): \(error.localizedDescription)") }
+        let table: LatencyTable
+        do { table = try JSONDecoder().decode(LatencyTable.self, from: data) } catch {
+            throw ModelError("\(url.path) is not a latency table (\(error))")
+        }
+        guard table.format == LatencyTable.format, table.version == 1 else {
+            throw ModelError("\(url.path): format \(table.format) version \(table.version) is not a latency table this build reads")
+        }
+        return table
+    }
+
+    public mutating func insert(_ entry: StepLatencies, device: String) {
+        var list = devices[device, default: []]
+        list.removeAll { $0.modelFingerprint == entry.modelFingerprint && $0.batch == entry.batch && $0.height == entry.height && $0.width == entry.width }
+        list.append(entry)
+        devices[device] = list
+    }
+
+    /// The entry for a device, model and batch (any batch, nearest first, when `batch` is nil).
+    public func lookup(device: String, fingerprint: String, batch: Int?) -> StepLatencies? {
+        let list = (devices[device] ?? []).filter { $0.modelFingerprint == fingerprint }
+        guard let batch else { return list.first }
+        return list.first { $0.batch == batch }
+    }
+
+    public func write(to url: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeAtomically(e.encode(self), to: url.path)
+    }
+}
+
+/// Times sampler steps of every type on a sampler's own UNet and stream.
+public final class StepProfiler {
+    public let sampler: Sampler
+    /// The step index whose timestep and coefficients the measured steps use (mid-run).
+    public let stepIndex: Int
+    var noise: GaussianNoise
+    let start: [Float]
+    public let branches: [Int]
+
+    public init(sampler: Sampler, seed: UInt64 = 0) throws {
+        self.sampler = sampler
+        stepIndex = sampler.scheduler.timesteps.count / 2
+        noise = GaussianNoise(seed: seed)
+        var g = GaussianNoise(seed: seed &+ 1)
+        start = g.fill(sampler.count)
+        branches = Array(0..<sampler.unet.branchCount)
+        try sampler.unet.prepareFeatureCache(branches: Set(branches))
+    }
+
+    /// The step types measured, in order: full, partial at each branch, null, the scheduler update.
+    public enum Kind: Hashable, Sendable { case step(StepAction), scheduler }
+    public var kinds: [Kind] { [.step(.full)] + branches.map { .step(.partial(branch: $0)) } + [.step(.null), .scheduler] }
+
+    /// Fills the feature cache of every branch with an untimed full step at this step's input.
+    public func fillCache() throws {
+        try sampler.setSample(start)
+        try sampler.evaluate(stepIndex, .full, capturing: Set(branches))
+    }
+
+    /// Milliseconds of one run of `kind`, the queue drained before and after. Partial steps read the
+    /// cache that `fillCache()` filled (they do not change it).
+    public func time(_ kind: Kind) throws -> Double {
+        let s = sampler.unet.stream
+        try sampler.setSample(start)
+        try s.finish()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        switch kind {
+        case .step(let a): try sampler.step(stepIndex, a, noiseSource: &noise)
+        case .scheduler: try sampler.update(stepIndex, noiseSource: &noise)
+        }
+        try s.finish()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+    }
+
+    /// One round: every kind once, in order. The first round also compiles kernels: discard it.
+    public func round() throws -> [Kind: Double] {
+        try fillCache()
+        var out: [Kind: Double] = [:]
+        for k in kinds { out[k] = try time(k) }
+        return out
+    }
+
+    /// Medians over `rounds` (each a dictionary from `round()`) as a table entry.
+    public func latencies(rounds: [[Kind: Double]], model: String) -> StepLatencies {
+        func median(_ k: Kind) -> Double {
+            let v = rounds.compactMap { $0[k] }.sorted()
+            return v.isEmpty ? .nan : v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+        }
+        let u = sampler.unet
+        var partial: [String: Double] = [:], partialMACs: [String: Int] = [:]
+        for m in branches {
+            partial[String(m)] = median(.step(.partial(branch: m)))
+            partialMACs[String(m)] = u.macs(for: .partial(branch: m))
+        }
+        let f = ISO8601DateFormatter()
+        return StepLatencies(model: model, modelFingerprint: u.config.fingerprint, batch: u.batch, height: u.height, width: u.width,
+                             gemm: "\(u.stream.gemm.path)", convolution: "\(u.stream.convolutionPath)",
+                             fullMs: median(.step(.full)), partialMs: partial, nullMs: median(.step(.null)),
+                             schedulerMs: median(.scheduler), fullMACs: u.macs, partialMACs: partialMACs,
+                             repeats: rounds.count, measured: f.string(from: Date()))
+    }
+
+    /// Measures `repeats` rounds after one warm-up round; `progress` gets (done, total) rounds.
+    public func measure(repeats: Int, model: String, progress: ((Int, Int) -> Void)? = nil) throws -> StepLatencies {
+        _ = try round()
+        var rounds: [[Kind: Double]] = []
+        for r in 0..<repeats { rounds.append(try round()); progress?(r + 1, repeats) }
+        return latencies(rounds: rounds, model: model)
+    }
+}

@@ -1,0 +1,169 @@
+// `flexiffusion plan`: write step plans (segment-wise, DeepCache uniform / non-uniform, plain DDIM,
+// the teacher) as JSON, and show what a plan file holds and costs.
+import ArgumentParser
+import Engine
+import Foundation
+import GPUKernels
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Write or inspect a step plan (which sampler steps are full, partial or null).",
+        discussion: """
+            A plan file is JSON: {"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler", \
+            "steps", "eta"}, "description", "actions": ["full", "partial:1", "null", …]}, one action per \
+            sampler step; `flexiffusion generate --plan FILE` samples with it. Branches number the UNet's skip \
+            stack from the shallowest (0 = conv_in's output; `plan show --model` lists them with DeepCache's \
+            names). Plans are checked against the model (default: the embedded one) before they are written.
+            """,
+        subcommands: [PlanDeepCache.self, PlanSegments.self, PlanDDIM.self, PlanTeacher.self, PlanShow.self])
+}
+
+/// Options every plan builder shares.
+struct PlanOutputOptions: ParsableArguments {
+    @Option(help: "Sampler steps (the teacher's step count).") var steps = 100
+    @Option(help: "ddim or ddpm.") var scheduler: SchedulerKind = .ddim
+    @Option(help: "DDIM's eta.") var eta: Float = 0
+    @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
+    @Option(help: "Write the plan here (default: print it).") var out: String?
+
+    var sampler: PlanSampler { PlanSampler(scheduler: scheduler.rawValue, steps: steps, eta: eta) }
+
+    func modelConfig() throws -> UNetConfiguration {
+        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
+        return try UNetConfiguration.load(from: folder.configURL)
+    }
+
+    func emit(_ plan: StepPlan) throws {
+        guard steps > 0 else { throw ValidationError("--steps must be positive") }
+        if scheduler == .ddpm && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
+        try plan.validate(branchCount: try modelConfig().branchCount)
+        if let out {
+            try plan.write(to: out)
+            FileHandle.standardError.write("wrote \(out): \(plan.description); \(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null steps\n".data(using: .utf8)!)
+        } else {
+            print(String(decoding: try plan.jsonData(), as: UTF8.self))
+        }
+    }
+}
+
+/// `--branch`, or DeepCache's `--cache-layer-id`/`--cache-block-id` for the same thing.
+struct BranchOptions: ParsableArguments {
+    @Option(help: "Skip branch of the partial steps (0 = shallowest; see `plan show --model`).") var branch: Int?
+    @Option(name: .customLong("cache-layer-id"), help: "DeepCache's cache_layer_id (down-block index), with --cache-block-id, instead of --branch.") var cacheLayerID: Int?
+    @Option(name: .customLong("cache-block-id"), help: "DeepCache's cache_block_id (layer within that down block).") var cacheBlockID: Int?
+
+    func resolve(_ config: () throws -> UNetConfiguration) throws -> Int {
+        switch (branch, cacheLayerID, cacheBlockID) {
+        case (let m?, nil, nil): return m
+        case (nil, let i?, let j?): return try config().branch(cacheLayerID: i, cacheBlockID: j)
+        case (nil, nil, nil): return 1
+        default: throw ValidationError("give --branch, or both --cache-layer-id and --cache-block-id")
+        }
+    }
+}
+
+struct PlanDeepCache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deepcache",
+        abstract: "DeepCache: a full step every --interval steps, partial steps at one branch between.",
+        discussion: """
+            Uniform (default): full at steps 0, N, 2N, …. With --non-uniform, ⌈steps/N⌉ full steps packed \
+            around --center as DeepCache's sample_from_quad_center places them. The default branch is 1, \
+            the output of the first down-block layer (DeepCache's cache_layer_id 0, cache_block_id 0).
+            """)
+    @OptionGroup var output: PlanOutputOptions
+    @OptionGroup var branchOptions: BranchOptions
+    @Option(help: "N: one full step per N steps.") var interval: Int
+    @Flag(name: .customLong("non-uniform"), help: "Pack the full steps around --center.") var nonUniform = false
+    @Option(help: "Centre step of the non-uniform schedule (default: 15% of the steps, rounded).") var center: Int?
+    @Option(help: "Power of the non-uniform schedule (lowered by 0.02 until the step count fits).") var power = 1.4
+
+    func run() throws {
+        let branch = try branchOptions.resolve(output.modelConfig)
+        let plan = nonUniform
+            ? try StepPlan.deepCacheNonUniform(output.sampler, interval: interval, branch: branch,
+                                               center: center ?? Int((Double(output.steps) * 0.15).rounded()), power: power)
+            : try StepPlan.deepCacheUniform(output.sampler, interval: interval, branch: branch)
+        try output.emit(plan)
+    }
+}
+
+struct PlanSegments: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "segments",
+        abstract: "Flexiffusion's segment-wise plan: N equal segments of [full, partial × (interval − 1), null × rest].",
+        discussion: """
+            --interval and --branch take one value for every segment or a comma-separated list with one \
+            value per segment. Example: `plan segments --steps 100 --segments 4 --interval 10,8,6,4 --branch 1,1,2,3`.
+            """)
+    @OptionGroup var output: PlanOutputOptions
+    @Option(help: "Number of segments.") var segments: Int
+    @Option(help: "Active steps (full + partial) per segment.") var interval: String
+    @Option(help: "Branch of each segment's partial steps.") var branch = "1"
+
+    func run() throws {
+        func list(_ text: String, _ name: String) throws -> [Int] {
+            let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw ValidationError("--\(name) \"\(text)\" is not a list of integers") }
+            if values.count == 1 { return Array(repeating: values[0]!, count: segments) }
+            guard values.count == segments else { throw ValidationError("--\(name) has \(values.count) values for \(segments) segments") }
+            return values.map { $0! }
+        }
+        guard segments > 0 else { throw ValidationError("--segments must be positive") }
+        try output.emit(try StepPlan.segments(output.sampler, intervals: try list(interval, "interval"), branches: try list(branch, "branch")))
+    }
+}
+
+struct PlanDDIM: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ddim", abstract: "Plain DDIM with --steps steps, all full.")
+    @OptionGroup var output: PlanOutputOptions
+    func run() throws {
+        guard output.scheduler == .ddim else { throw ValidationError("plan ddim makes DDIM plans; use `plan teacher` for DDPM") }
+        try output.emit(try StepPlan.ddim(steps: output.steps, eta: output.eta))
+    }
+}
+
+struct PlanTeacher: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "teacher", abstract: "Every step full: the plan others are compared with.")
+    @OptionGroup var output: PlanOutputOptions
+    func run() throws { try output.emit(StepPlan.teacher(output.sampler)) }
+}
+
+struct PlanShow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Check a plan file and print its steps, MACs and (from a latency table) predicted latency.",
+        discussion: "Without a plan file, lists the model's branches.")
+    @Argument(help: "Plan file.") var plan: String?
+    @Option(help: "Model (default: the embedded model).") var model: String?
+    @Option(help: "Latency table from `flexiffusion profile` (default: \(LatencyTable.defaultURL.path)).") var latency: String?
+    @Option(help: "Device name in the latency table (default: the only one, or the one `--device` would select).") var device: String?
+    @Option(help: "Batch size in the latency table (default: any).") var batch: Int?
+
+    func run() throws {
+        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        guard let plan else {
+            print("\(config.branchCount) branches (partial steps run conv_in, the down path through the branch, and the up path from it):")
+            for m in 0..<config.branchCount { print("  \(m): \(config.branchName(m))") }
+            return
+        }
+        let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
+        try p.validate(branchCount: config.branchCount)
+        print("\(plan): \(p.sampler.scheduler) \(p.sampler.steps) steps, eta \(p.sampler.eta)\(p.description.isEmpty ? "" : "; \(p.description)")")
+        print("  \(p.fullSteps) full, \(p.partialSteps) partial (branches \(p.branches.sorted().map(String.init).joined(separator: ", "))), \(p.nullSteps) null")
+        print("  \(p.compact)   (F full, digit: partial at that branch, . null)")
+        let url = latency.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
+        let table = try LatencyTable.load(from: url, missingOK: latency == nil)
+        let names = table.devices.keys.sorted()
+        let name = device ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
+        if let name, let entry = table.lookup(device: name, fingerprint: config.fingerprint, batch: batch) {
+            let cost = try entry.cost(of: p)
+            print(String(format: "  predicted on %@ at batch %d: %.0f ms (%.2f× the teacher), %.2f GMACs per image (%.2f× fewer)",
+                         name, entry.batch, cost.milliseconds, cost.speedup, Double(cost.macs) / Double(entry.batch) / 1e9, cost.macsSpeedup))
+        } else {
+            print("  no latency for this model\(name.map { " on \($0)" } ?? "") in \(url.path): run `flexiffusion profile` for predicted latency")
+        }
+    }
+}

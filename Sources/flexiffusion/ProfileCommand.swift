@@ -1,0 +1,114 @@
+// `flexiffusion profile`: median latency of each sampler step type (full, partial at every branch,
+// null, the scheduler update) for a model, device and batch, with MACs and the top kernels; the
+// latencies go into a JSON table keyed by device name for plan cost prediction and the search.
+import ArgumentParser
+import Engine
+import Foundation
+import GPUKernels
+
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Measure per-step latency of full, partial (every branch) and null steps, and list the top kernels.",
+        discussion: """
+            Each round times one step of every type, the queue drained before and after (a step = the \
+            network part and the scheduler update); one warm-up round compiles the kernels, then --repeats \
+            rounds give medians. A partial step's cache is filled by an untimed full step first. MACs are \
+            counted analytically (convolutions, linear layers, attention products). The top kernels come \
+            from one profiled full step on a second stream: OpenCL kernels by their profiling events, \
+            GEMMs and host convolutions by wall clock (CLBlast's event covers only its last kernel). \
+            The latencies are merged into --out (keyed by device name, then model and batch), which \
+            `plan show` and the search read.
+            """)
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @Option(help: "Images per step.") var batch = 64
+    @Option(help: "Timed rounds (medians are reported).") var repeats = 5
+    @Option(help: "Top kernels to list (0: skip the profiled pass).") var top = 15
+    @Option(help: "Latency table to update.") var out: String = LatencyTable.defaultURL.path
+    @Flag(name: .customLong("no-write"), help: "Do not write the latency table.") var noWrite = false
+    @Flag(help: "Print the results as JSON.") var json = false
+
+    func run() throws {
+        guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
+        let path = try model ?? DefaultModel.folder()
+        let folder = try ModelFolder(path: path)
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
+        var schedulerConfig = SchedulerConfiguration()
+        if let url = folder.schedulerConfigURL { schedulerConfig = try SchedulerConfiguration.load(from: url) }
+        let device = try OpenCLRuntime.select(deviceOptions.device)
+        let stream = try ComputeStream(device: device)
+        let weights = try SafeTensorsFile(path: folder.weightsURL.path)
+        let unet = try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: side, width: side)
+        let sampler = try Sampler(unet: unet, scheduler: DDIMScheduler(configuration: schedulerConfig, steps: 100))
+        let profiler = try StepProfiler(sampler: sampler)
+        let interactive = isatty(2) != 0
+        if interactive { FileHandle.standardError.write("warming up (compiling kernels)…".data(using: .utf8)!) }
+        let name = model == nil ? "default (embedded fashion-mnist)" : path
+        let entry = try profiler.measure(repeats: repeats, model: name) { done, total in
+            if interactive { FileHandle.standardError.write("\rround \(done)/\(total)                     ".data(using: .utf8)!) }
+        }
+        if interactive { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
+
+        // The top kernels of one full step, on a profiling stream of its own.
+        var kernels: [(name: String, calls: Int, ms: Double)] = []
+        if top > 0 {
+            let pstream = try ComputeStream(device: device, profiling: true)
+            let punet = try UNet(config: config, weights: WeightStore(file: weights), stream: pstream, batch: batch, height: side, width: side)
+            let psampler = try Sampler(unet: punet, scheduler: sampler.scheduler)
+            let pprofiler = try StepProfiler(sampler: psampler)
+            _ = try pprofiler.time(.step(.full))
+            _ = try pstream.takeTimings()
+            _ = try pprofiler.time(.step(.full))
+            var byName: [String: (calls: Int, ns: UInt64)] = [:]
+            for t in try pstream.takeTimings() { byName[t.name, default: (0, 0)].calls += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
+            kernels = byName.map { ($0.key, $0.value.calls, Double($0.value.ns) / 1e6) }.sorted { $0.ms > $1.ms }
+        }
+
+        if !noWrite {
+            let url = URL(fileURLWithPath: out)
+            var table = try LatencyTable.load(from: url, missingOK: true)
+            table.insert(entry, device: device.name)
+            try table.write(to: url)
+        }
+
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let latency = try JSONSerialization.jsonObject(with: try e.encode(entry))
+            let total = kernels.map(\.ms).reduce(0, +)
+            let out: [String: Any] = [
+                "device": device.name, "latency": latency,
+                "branches": (0..<config.branchCount).map { config.branchName($0) },
+                "top_kernels": kernels.prefix(top).map { ["name": $0.name, "calls": $0.calls, "ms": $0.ms, "share": $0.ms / max(total, 1e-9)] },
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            return
+        }
+        print("\(device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
+        var rows = [["step", "skips to", "ms", "× full", "GMACs/img", "× full MACs"]]
+        let perImage = { (macs: Int) in String(format: "%.3f", Double(macs) / Double(batch) / 1e9) }
+        rows.append(["full", "", formatMilliseconds(entry.fullMs), "1.00", perImage(entry.fullMACs), "1.00"])
+        for m in 0..<config.branchCount {
+            let ms = entry.partialMs[String(m)]!, macs = entry.partialMACs[String(m)]!
+            let module = m == 0 ? "conv_in" : config.branchName(m).components(separatedBy: " (").first!
+            rows.append(["partial \(m)", module, formatMilliseconds(ms), String(format: "%.2f", ms / entry.fullMs),
+                         perImage(macs), String(format: "%.2f", Double(macs) / Double(entry.fullMACs))])
+        }
+        rows.append(["null", "", formatMilliseconds(entry.nullMs), String(format: "%.3f", entry.nullMs / entry.fullMs), "0", "0"])
+        rows.append(["scheduler update", "", formatMilliseconds(entry.schedulerMs), String(format: "%.3f", entry.schedulerMs / entry.fullMs), "0", "0"])
+        print(renderTable(rows, rightAlign: [2, 3, 4, 5]))
+        if !kernels.isEmpty {
+            let total = kernels.map(\.ms).reduce(0, +)
+            print("\ntop kernels of one full step (profiled; \(formatMilliseconds(total)) ms in kernels, GEMMs and host convolutions):")
+            var krows = [["kernel / GEMM / host conv", "calls", "ms", "share"]]
+            for k in kernels.prefix(top) {
+                krows.append([k.name, "\(k.calls)", formatMilliseconds(k.ms), String(format: "%.1f%%", 100 * k.ms / max(total, 1e-9))])
+            }
+            print(renderTable(krows, rightAlign: [1, 2, 3]))
+        }
+        if !noWrite { print("\nwrote the latencies for \(device.name) to \(out)") }
+    }
+}
