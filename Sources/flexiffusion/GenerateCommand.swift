@@ -45,7 +45,7 @@ struct GenerateCommand: ParsableCommand {
         var stepPlan: StepPlan? = nil
         if let plan {
             let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
-            try p.validate(branchCount: config.branchCount)
+            do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
             if let scheduler, scheduler.rawValue != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
             if let steps, steps != p.sampler.steps { throw ValidationError("--steps \(steps) differs from the plan's \(p.sampler.steps)") }
             if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }

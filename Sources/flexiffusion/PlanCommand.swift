@@ -150,7 +150,7 @@ struct PlanShow: ParsableCommand {
             return
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
-        try p.validate(branchCount: config.branchCount)
+        do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
         print("\(plan): \(p.sampler.scheduler) \(p.sampler.steps) steps, eta \(p.sampler.eta)\(p.description.isEmpty ? "" : "; \(p.description)")")
         print("  \(p.fullSteps) full, \(p.partialSteps) partial (branches \(p.branches.sorted().map(String.init).joined(separator: ", "))), \(p.nullSteps) null")
         print("  \(p.compact)   (F full, digit: partial at that branch, . null)")
@@ -160,7 +160,7 @@ struct PlanShow: ParsableCommand {
         let name = device ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
         if let name, let entry = table.lookup(device: name, fingerprint: config.fingerprint, batch: batch) {
             let cost = try entry.cost(of: p)
-            print(String(format: "  predicted on %@ at batch %d: %.0f ms (%.2f× the teacher), %.2f GMACs per image (%.2f× fewer)",
+            print(String(format: "  predicted on %@ at batch %d: %.0f ms (%.2f× the teacher), %.2f GMACs per image over the plan (%.2f× fewer)",
                          name, entry.batch, cost.milliseconds, cost.speedup, Double(cost.macs) / Double(entry.batch) / 1e9, cost.macsSpeedup))
         } else {
             print("  no latency for this model\(name.map { " on \($0)" } ?? "") in \(url.path): run `flexiffusion profile` for predicted latency")
