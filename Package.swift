@@ -17,6 +17,8 @@ let package = Package(
         // System modules: OpenCL + CLBlast, and host BLAS (OpenBLAS) for the CPU-device GEMM path.
         .systemLibrary(name: "COpenCL", path: "Sources/COpenCL"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // zlib, for NumPy .npz archives (pytorch-fid statistics).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // The OpenCL C sources under kernels/, embedded into the binary with C23 #embed.
         .target(name: "CKernelSources", path: "Sources/CKernelSources",
                 cSettings: [.unsafeFlags(["-std=c23"])]),
@@ -25,7 +27,7 @@ let package = Package(
         .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources", "CHostDNN"]),
         // The default model (models/fashion-mnist), embedded with #embed.
         .target(name: "CDefaultModel", path: "Sources/CDefaultModel", cSettings: [.unsafeFlags(["-std=c23"])]),
-        .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel"]),
+        .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel", "CZlib"]),
         .target(name: "Search"),
         .executableTarget(name: "flexiffusion", dependencies: [
             "GPUKernels", "Engine", "Search",

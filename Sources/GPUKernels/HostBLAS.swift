@@ -15,7 +15,17 @@ public enum HostBLAS {
         let sgemm: SgemmFunction
         let threads: IntFunction?
         let coreName: StringFunction?
+        let dgemm: DgemmFunction?
+        let dsyevd: DsyevdFunction?
     }
+    typealias DgemmFunction = @convention(c) (CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                                              Double, UnsafePointer<Double>?, blasint, UnsafePointer<Double>?, blasint,
+                                              Double, UnsafeMutablePointer<Double>?, blasint) -> Void
+    /// LAPACK's dsyevd_ (Fortran calling convention: every argument by pointer, hidden string lengths).
+    typealias DsyevdFunction = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafePointer<Int32>,
+                                               UnsafeMutablePointer<Double>, UnsafePointer<Int32>, UnsafeMutablePointer<Double>,
+                                               UnsafeMutablePointer<Double>, UnsafePointer<Int32>, UnsafeMutablePointer<Int32>,
+                                               UnsafePointer<Int32>, UnsafeMutablePointer<Int32>, Int, Int) -> Void
 
     /// Debian's OpenBLAS 0.3.21 does not recognise recent Xeons (a virtualised Sapphire Rapids reports
     /// a generic model) and falls back to its SSE3 "Prescott" kernels: 32 instead of ~200 GFLOP/s on
@@ -40,7 +50,9 @@ public enum HostBLAS {
             return .success(Library(
                 path: name, sgemm: unsafeBitCast(f, to: SgemmFunction.self),
                 threads: dlsym(h, "openblas_get_num_threads").map { unsafeBitCast($0, to: IntFunction.self) },
-                coreName: dlsym(h, "openblas_get_corename").map { unsafeBitCast($0, to: StringFunction.self) }))
+                coreName: dlsym(h, "openblas_get_corename").map { unsafeBitCast($0, to: StringFunction.self) },
+                dgemm: dlsym(h, "cblas_dgemm").map { unsafeBitCast($0, to: DgemmFunction.self) },
+                dsyevd: dlsym(h, "dsyevd_").map { unsafeBitCast($0, to: DsyevdFunction.self) }))
         }
         return .failure(OpenCLError(call: "loading host BLAS",
                                     detail: "none of \(candidates.joined(separator: ", ")) provides cblas_sgemm (Debian: apt-get install libopenblas0)"))
@@ -64,6 +76,40 @@ public enum HostBLAS {
         let lib = try library.get()
         lib.sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                   blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// Row-major DGEMM on host memory: C = alpha · op(A) · op(B) + beta · C.
+    public static func dgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+                             a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                             beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) throws {
+        let lib = try library.get()
+        guard let dgemm = lib.dgemm else { throw OpenCLError(call: "cblas_dgemm", detail: "\(lib.path) has no cblas_dgemm") }
+        dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+              blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// Eigen-decomposition of a symmetric n×n matrix (LAPACK dsyevd, divide and conquer): returns the
+    /// eigenvalues in ascending order and overwrites `matrix` with the eigenvectors (as columns in
+    /// column-major order, i.e. as rows in row-major order) when `vectors`.
+    public static func symmetricEigen(_ matrix: inout [Double], n: Int, vectors: Bool) throws -> [Double] {
+        precondition(matrix.count == n * n, "symmetricEigen: \(matrix.count) values for \(n)×\(n)")
+        let lib = try library.get()
+        guard let dsyevd = lib.dsyevd else {
+            throw OpenCLError(call: "dsyevd_", detail: "\(lib.path) has no LAPACK dsyevd_ (Debian: libopenblas0 provides it)")
+        }
+        var w = [Double](repeating: 0, count: n)
+        var N = Int32(n), info: Int32 = 0
+        let jobz: [CChar] = [CChar(UInt8(ascii: vectors ? "V" : "N")), 0], uplo: [CChar] = [CChar(UInt8(ascii: "U")), 0]
+        // Workspace query, then the call.
+        var workSize = 0.0, iworkSize: Int32 = 0, query: Int32 = -1
+        dsyevd(jobz, uplo, &N, &matrix, &N, &w, &workSize, &query, &iworkSize, &query, &info, 1, 1)
+        guard info == 0 else { throw OpenCLError(call: "dsyevd_", detail: "workspace query failed (info \(info))") }
+        var work = [Double](repeating: 0, count: max(1, Int(workSize)))
+        var iwork = [Int32](repeating: 0, count: max(1, Int(iworkSize)))
+        var lwork = Int32(work.count), liwork = Int32(iwork.count)
+        dsyevd(jobz, uplo, &N, &matrix, &N, &w, &work, &lwork, &iwork, &liwork, &info, 1, 1)
+        guard info == 0 else { throw OpenCLError(call: "dsyevd_", detail: "did not converge (info \(info))") }
+        return w
     }
 
     /// y [Co, N·OH·OW] = W [Co, C·k·k] · im2col(x) [C·k·k, N·OH·OW], the layout that gives OpenBLAS

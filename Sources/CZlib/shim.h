@@ -1,0 +1,2 @@
+// zlib, for reading and writing NumPy .npz archives (pytorch-fid's statistics files).
+#include <zlib.h>
