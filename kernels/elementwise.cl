@@ -1,4 +1,4 @@
-// Element-wise operations on float32 tensors: SiLU, residual add with scale,
+// Element-wise operations on float32 tensors: SiLU, ReLU, clamp, residual add with scale,
 // scale and shift, per-channel bias.
 //
 // Tensors are contiguous NCHW; "P" is H*W. All kernels are guarded, so any global size that covers
@@ -11,6 +11,22 @@ __kernel void silu(__global const float* x, __global float* y, const int n)
     if (i >= n) return;
     const float v = x[i];
     y[i] = v / (1.0f + exp(-v));
+}
+
+// y = max(x, 0); y may alias x. global size (n).
+__kernel void relu(__global const float* x, __global float* y, const int n)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    y[i] = fmax(x[i], 0.0f);
+}
+
+// y = min(max(x, lo), hi); y may alias x. global size (n).
+__kernel void clamp_values(__global const float* x, __global float* y, const int n, const float lo, const float hi)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    y[i] = fmin(fmax(x[i], lo), hi);
 }
 
 // y = (a + b) * scale; y may alias a or b. global size (n).

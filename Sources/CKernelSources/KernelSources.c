@@ -17,8 +17,14 @@ static const char group_norm_cl[] = {
 static const char layout_cl[] = {
 #embed "../../kernels/layout.cl"
 , 0};
+static const char pooling_cl[] = {
+#embed "../../kernels/pooling.cl"
+, 0};
 static const char scheduler_cl[] = {
 #embed "../../kernels/scheduler.cl"
+, 0};
+static const char statistics_cl[] = {
+#embed "../../kernels/statistics.cl"
 , 0};
 static const char timestep_embedding_cl[] = {
 #embed "../../kernels/timestep_embedding.cl"
@@ -30,7 +36,9 @@ static const FlexKernelSource sources[] = {
     {"elementwise", elementwise_cl},
     {"group_norm", group_norm_cl},
     {"layout", layout_cl},
+    {"pooling", pooling_cl},
     {"scheduler", scheduler_cl},
+    {"statistics", statistics_cl},
     {"timestep_embedding", timestep_embedding_cl},
 };
 

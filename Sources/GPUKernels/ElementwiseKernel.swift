@@ -1,10 +1,23 @@
-// Launchers for kernels/elementwise.cl: SiLU, residual add with scale, scale and
+// Launchers for kernels/elementwise.cl: SiLU, ReLU, clamp, residual add with scale, scale and
 // shift, per-channel bias.
 extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
     public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
         precondition(x.count >= count && y.count >= count, "silu buffers too small")
         try launch("elementwise", "silu", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
+    }
+
+    /// y = max(x, 0) over `count` elements; y may be x.
+    public func relu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
+        precondition(x.count >= count && y.count >= count, "relu buffers too small")
+        try launch("elementwise", "relu", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
+    }
+
+    /// y = min(max(x, lo), hi) over `count` elements; y may be x.
+    public func clamp(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, to range: ClosedRange<Float>) throws {
+        precondition(x.count >= count && y.count >= count, "clamp buffers too small")
+        try launch("elementwise", "clamp_values", global: [count],
+                   [.buffer(x.mem), .buffer(y.mem), .int(count), .float(range.lowerBound), .float(range.upperBound)])
     }
 
     /// y = (a + b) · scale (diffusers' `(input + hidden) / output_scale_factor`); y may be a or b.
