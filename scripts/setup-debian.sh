@@ -4,7 +4,7 @@
 # oneDNN (the CPU convolution path).
 # Swift 6 itself is expected on PATH (https://swift.org/install).
 set -euo pipefail
-packages=(ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd libopenblas-dev libdnnl-dev zlib1g-dev clinfo)
+packages=(ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist clinfo)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

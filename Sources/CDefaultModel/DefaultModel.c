@@ -1,4 +1,5 @@
-// Embeds models/fashion-mnist (written by scripts/train_default_model.py) into the binary.
+// Embeds models/fashion-mnist (written by scripts/train_default_model.py) and its domain feature
+// network models/fashion-mnist-features (scripts/train_feature_net.py) into the binary.
 #include "DefaultModel.h"
 
 static const unsigned char model_index[] = {
@@ -24,4 +25,21 @@ static const FlexModelFile files[] = {
 const FlexModelFile *flex_default_model_files(int *count) {
     *count = (int)(sizeof files / sizeof files[0]);
     return files;
+}
+
+static const unsigned char feature_config[] = {
+#embed "../../models/fashion-mnist-features/config.json"
+};
+static const unsigned char feature_weights[] = {
+#embed "../../models/fashion-mnist-features/model.safetensors"
+};
+
+static const FlexModelFile feature_files[] = {
+    {"config.json", feature_config, sizeof feature_config},
+    {"model.safetensors", feature_weights, sizeof feature_weights},
+};
+
+const FlexModelFile *flex_feature_net_files(int *count) {
+    *count = (int)(sizeof feature_files / sizeof feature_files[0]);
+    return feature_files;
 }

@@ -9,15 +9,24 @@ public enum DefaultModel {
 
     /// The folder holding the embedded model, written on first use.
     public static func folder() throws -> String {
+        try extract(flex_default_model_files, prefix: "default-model", what: "the default model")
+    }
+
+    /// The folder holding the embedded Fashion-MNIST feature network (FID features for the default model).
+    public static func featureNetFolder() throws -> String {
+        try extract(flex_feature_net_files, prefix: "feature-net-fashion", what: "the feature network")
+    }
+
+    static func extract(_ table: (UnsafeMutablePointer<Int32>?) -> UnsafePointer<FlexModelFile>?, prefix: String, what: String) throws -> String {
         var count: Int32 = 0
-        guard let table = flex_default_model_files(&count) else { throw ModelError("no embedded model") }
+        guard let table = table(&count) else { throw ModelError("no embedded \(what)") }
         let files = (0..<Int(count)).map { table[$0] }
         var hash = FNV1a()
         for f in files {
             hash.add(UnsafeBufferPointer(start: f.bytes, count: Int(f.length)))
             hash.add(withUnsafeBytes(of: UInt64(f.length).littleEndian) { Array($0) })
         }
-        let dir = flexiffusionCacheDirectory().appendingPathComponent("default-model-\(hash.hex)")
+        let dir = flexiffusionCacheDirectory().appendingPathComponent("\(prefix)-\(hash.hex)")
         for f in files {
             let url = dir.appendingPathComponent(String(cString: f.path))
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
@@ -25,7 +34,7 @@ public enum DefaultModel {
             do {
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             } catch {
-                throw ModelError("cannot create \(url.deletingLastPathComponent().path) for the default model: \(error.localizedDescription)")
+                throw ModelError("cannot create \(url.deletingLastPathComponent().path) for \(what): \(error.localizedDescription)")
             }
             try writeAtomically(Data(bytes: f.bytes, count: Int(f.length)), to: url.path)
         }

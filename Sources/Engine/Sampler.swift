@@ -46,6 +46,14 @@ public final class Sampler {
     /// step with (step, total). Returns x₀ [batch, C, H, W].
     public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout GaussianNoise,
                     progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
+        let x = try runOnDevice(noise: noise, plan: plan, noiseSource: &noiseSource, progress: progress)
+        return try unet.stream.download(x, count: count)
+    }
+
+    /// As `run`, but leaves x₀ on the device: the returned buffer (the sampler's own, valid until
+    /// the next run) is [batch, C, H, W], for feature extraction without a host round trip.
+    public func runOnDevice(noise: [Float], plan: StepPlan? = nil, noiseSource: inout GaussianNoise,
+                            progress: ((Int, Int) -> Void)? = nil) throws -> DeviceBuffer<Float> {
         guard noise.count == count else { throw ModelError("noise has \(noise.count) values, the sampler needs \(count)") }
         let plan = plan ?? teacherPlan
         try prepare(plan)
@@ -56,7 +64,7 @@ public final class Sampler {
             try step(i, action, capturing: captures[i], noiseSource: &noiseSource)
             if let progress { try s.finish(); progress(i + 1, plan.actions.count) }
         }
-        return try s.download(sample, count: count)
+        return sample
     }
 
     /// Sets the current sample (for callers driving `step` themselves).

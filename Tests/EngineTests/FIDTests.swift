@@ -61,3 +61,57 @@ import TestSupport
         #expect(throws: ModelError.self) { try frechetDistance(a, b) }
     }
 }
+
+@Suite struct FeatureNetTests {
+    /// The engine's feature network reproduces PyTorch's features and logits (scripts/train_feature_net.py).
+    @Test func matchesPyTorch() throws {
+        let golden = try SafeTensorsFile(path: goldens.appendingPathComponent("feature-net.safetensors").path)
+        let n = golden.tensors["images"]!.shape[0]
+        let net = try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: ComputeStream(), batch: n)
+        let images = try net.stream.upload(try golden.floats("images"))
+        let features = try net.stream.buffer((n + 3) * net.dims)
+        try net.extract(images, into: features, row: 3)
+        let got = try net.stream.download(features).suffix(n * net.dims)
+        expectClose(Array(got), try golden.floats("features"), atol: 1e-4, rtol: 1e-4, "features")
+        expectClose(try net.logits(images), try golden.floats("logits"), atol: 1e-4, rtol: 1e-4, "logits")
+    }
+
+    /// ≥ 90 % accuracy on the Fashion-MNIST test set, classified on the engine (needs Debian's dataset-fashion-mnist).
+    @Test func classifiesTheTestSet() throws {
+        let path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+        let images = try ImageSet.load(path)
+        #expect(images.count == 10_000 && images.height == 28)
+        let batch = 500
+        let net = try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: ComputeStream(), batch: batch)
+        let buffer = try net.stream.buffer(batch * images.imageSize)
+        var predictions: [Int] = []
+        for start in stride(from: 0, to: images.count, by: batch) {
+            try buffer.write(Array(images.values[(start * images.imageSize)..<((start + batch) * images.imageSize)]), queue: net.stream.queue)
+            let logits = try net.logits(buffer)
+            for i in 0..<batch { predictions.append((0..<10).max { logits[i * 10 + $0] < logits[i * 10 + $1] }!) }
+        }
+        let labels = try ImageSet.loadIDXLabels("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+        let accuracy = Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        #expect(accuracy >= 0.90, "test accuracy \(accuracy)")
+        let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: DefaultModel.featureNetFolder()).appendingPathComponent("config.json"))) as! [String: Any]
+        #expect(abs(accuracy - (recorded["test_accuracy"] as! Double)) < 0.002, "engine \(accuracy), recorded \(recorded["test_accuracy"]!)")
+    }
+
+    /// FID through the image loaders: two halves of the test set are close; the test set against noise is far.
+    @Test func fidOfImageSets() throws {
+        let images = try ImageSet.load("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", limit: 2000)
+        let fid = try FIDStatistics(extractor: FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: ComputeStream(), batch: 64))
+        let half = images.count / 2
+        let a = ImageSet(count: half, channels: 1, height: 28, width: 28, values: Array(images.values.prefix(half * 784)))
+        let b = ImageSet(count: half, channels: 1, height: 28, width: 28, values: Array(images.values.suffix(half * 784)))
+        var rng = SeededGenerator(seed: freshSeed())
+        let noise = ImageSet(count: 300, channels: 1, height: 28, width: 28, values: randomArray(300 * 784, &rng))
+        let sa = try fid.statistics(of: a), sb = try fid.statistics(of: b), sn = try fid.statistics(of: noise)
+        // Device statistics against float64 host statistics of the same features are checked in
+        // PoolingTests; here: the ordering FID must give.
+        let same = try frechetDistance(sa, sb), far = try frechetDistance(sa, sn)
+        #expect(same >= 0 && same < 0.1 * far, "halves \(same), noise \(far)")
+        #expect(throws: ModelError.self) { try fid.statistics(of: ImageSet(count: 2, channels: 3, height: 28, width: 28, values: randomArray(2 * 3 * 784, &rng))) }
+    }
+}
+

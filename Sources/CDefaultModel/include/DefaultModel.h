@@ -10,5 +10,6 @@ typedef struct {
 } FlexModelFile;
 
 const FlexModelFile *flex_default_model_files(int *count);
+const FlexModelFile *flex_feature_net_files(int *count);
 
 #endif
