@@ -115,3 +115,50 @@ import TestSupport
     }
 }
 
+
+@Suite struct RFIDTests {
+    /// rFID on the device: the teacher against itself is 0, a cached teacher is reused only under its
+    /// own key, and the device statistics equal float64 statistics of the same samples' features.
+    @Test func rfidPipeline() throws {
+        let folder = try ModelFolder(path: DefaultModel.folder())
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let stream = try ComputeStream()
+        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
+                            stream: stream, batch: 4, height: 28, width: 28)
+        let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration.load(from: folder.schedulerConfigURL!), steps: 10)
+        let sampler = try Sampler(unet: unet, scheduler: scheduler)
+        let net = try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: 4)
+        let seed = freshSeed()
+        let evaluator = try RFIDEvaluator(sampler: sampler, extractor: net, count: 10, seed: seed, modelKey: RFIDEvaluator.modelKey(folder: folder))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-\(seed)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (teacher, cached) = try evaluator.teacherStatistics(directory: dir)
+        #expect(!cached && teacher.count == 10 && teacher.dims == 128)
+        let again = try evaluator.teacherStatistics(directory: dir)
+        #expect(again.cached)
+        let other = try RFIDEvaluator(sampler: sampler, extractor: net, count: 10, seed: seed &+ 1, modelKey: evaluator.modelKey)
+        #expect(other.teacherKey(sampler.teacherPlan) != evaluator.teacherKey(sampler.teacherPlan))
+
+        #expect(try evaluator.rfid(plan: sampler.teacherPlan, teacher: teacher) < 1e-3)
+        let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 5, branch: 0)
+        let score = try evaluator.rfid(plan: plan, teacher: teacher)
+        #expect(score > 1e-2, "a cheap plan should differ from the teacher: rFID \(score)")
+
+        // The same images through the host: generate as `generate` does, features, float64 statistics.
+        var initial = GaussianNoise(seed: seed), variance = GaussianNoise(seed: seed &+ 0x5DEECE66D)
+        var features: [Float] = []
+        let rows = try stream.buffer(4 * 128)
+        for start in stride(from: 0, to: 10, by: 4) {
+            let take = min(4, 10 - start)
+            let noise = initial.fill(take * 784) + Array(repeating: 0, count: (4 - take) * 784)
+            let x = try sampler.run(noise: noise, plan: plan, noiseSource: &variance)
+            try net.extract(try stream.upload(x), into: rows, row: 0)
+            features += try stream.download(rows).prefix(take * 128)
+        }
+        let host = try FeatureStatistics(features: features, count: 10, dims: 128)
+        let device = try evaluator.statistics(plan: plan)
+        #expect(zip(host.mu, device.mu).allSatisfy { abs($0 - $1) <= 1e-4 + 1e-4 * abs($0) })
+        #expect(zip(host.sigma, device.sigma).allSatisfy { abs($0 - $1) <= 1e-4 + 1e-3 * abs($0) })
+        #expect(abs(try frechetDistance(host, teacher) - score) <= 1e-3 * score + 1e-4)
+    }
+}

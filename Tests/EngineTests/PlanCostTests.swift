@@ -1,6 +1,6 @@
 // Plan cost prediction from measured step latencies: within 15 % of the measured latency of whole
 // plans on the default model. Profiling rounds and plan runs alternate so that load from the rest of
-// the machine (other tests run in parallel) falls on both; medians over the rounds.
+// the machine (other tests run in parallel) falls on both; medians of 7 rounds.
 import Engine
 import Foundation
 import GPUKernels
@@ -36,7 +36,7 @@ import TestSupport
         for p in plans { _ = try timeRun(p) }
         var rounds: [[StepProfiler.Kind: Double]] = []
         var measured = Array(repeating: [Double](), count: plans.count)
-        for _ in 0..<5 {
+        for _ in 0..<7 {
             rounds.append(try profiler.round())
             for (i, p) in plans.enumerated() { measured[i].append(try timeRun(p)) }
         }
