@@ -67,6 +67,12 @@ public struct FeatureStatistics: Equatable, Sendable {
     }
 }
 
+/// Replaces an n×n matrix by (M + Mᵀ)/2: products that are symmetric in exact arithmetic differ in
+/// the last bits, and the eigen-decomposition wants a symmetric matrix.
+func symmetrize(_ m: inout [Double], n: Int) {
+    for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { let v = (m[i * n + j] + m[j * n + i]) / 2; m[i * n + j] = v; m[j * n + i] = v } }
+}
+
 /// FID between two feature distributions (see the top of this file).
 public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) throws -> Double {
     guard a.dims == b.dims else { throw ModelError("feature dimensions differ: \(a.dims) and \(b.dims)") }
@@ -103,7 +109,7 @@ public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) thro
             }
         }
     }
-    for i in 0..<d { for j in (i + 1)..<max(i + 1, d) { let v = (m[i * d + j] + m[j * d + i]) / 2; m[i * d + j] = v; m[j * d + i] = v } }
+    symmetrize(&m, n: d)
     let mu = try HostBLAS.symmetricEigen(&m, n: d, vectors: false)
     let traceRoot = mu.reduce(0) { $0 + max($1, 0).squareRoot() }
     var meanTerm = 0.0, traces = 0.0

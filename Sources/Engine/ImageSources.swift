@@ -2,7 +2,6 @@
 // diffusers converts): folders of PNG files, tensor files (tensor `sample` [N, C, H, W], as
 // `generate --output-tensor` writes), and MNIST-style IDX files (optionally gzipped, as Debian's
 // dataset-fashion-mnist ships them).
-import CZlib
 import Foundation
 
 /// Images in model space.
@@ -95,25 +94,7 @@ public struct ImageSet: Sendable {
     }
 
     static func gunzip(_ data: [UInt8], name: String) throws -> [UInt8] {
-        var stream = z_stream()
-        guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw ModelError("\(name): zlib initialisation failed")
-        }
-        defer { inflateEnd(&stream) }
-        var input = data, out: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 20)
-        var status: Int32 = Z_OK
-        input.withUnsafeMutableBufferPointer { inp in
-            stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
-            repeat {
-                chunk.withUnsafeMutableBufferPointer { c in
-                    stream.next_out = c.baseAddress; stream.avail_out = uInt(c.count)
-                    status = inflate(&stream, Z_NO_FLUSH)
-                    out.append(contentsOf: c.prefix(c.count - Int(stream.avail_out)))
-                }
-            } while status == Z_OK
-        }
-        guard status == Z_STREAM_END else { throw ModelError("\(name): corrupt gzip data (zlib status \(status))") }
-        return out
+        try Zlib.inflate(data, format: .gzip, name: name)
     }
 }
 
@@ -147,20 +128,9 @@ public enum PNGDecoder {
         guard width > 0, height > 0, !idat.isEmpty else { throw ModelError("\(name): PNG has no image data") }
         let samples = [0: 1, 2: 3, 4: 2, 6: 4][colorType]!
         let stride = width * samples
-        var raw = [UInt8](repeating: 0, count: height * (stride + 1))
-        var stream = z_stream()
-        guard inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { throw ModelError("\(name): zlib failed") }
-        defer { inflateEnd(&stream) }
-        let status: Int32 = idat.withUnsafeMutableBufferPointer { inp in
-            raw.withUnsafeMutableBufferPointer { outp in
-                stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
-                stream.next_out = outp.baseAddress; stream.avail_out = uInt(outp.count)
-                return inflate(&stream, Z_FINISH)
-            }
-        }
-        guard status == Z_STREAM_END || (status == Z_BUF_ERROR && stream.avail_out == 0), Int(stream.total_out) == raw.count else {
-            throw ModelError("\(name): corrupt PNG image data")
-        }
+        let expected = height * (stride + 1)
+        let raw = try Zlib.inflate(idat, format: .zlib, limit: expected, name: name)
+        guard raw.count == expected else { throw ModelError("\(name): corrupt PNG image data") }
         // Undo the per-row filters.
         var pixels = [UInt8](repeating: 0, count: height * stride)
         for y in 0..<height {

@@ -9,6 +9,11 @@ public struct ModelFolder: Sendable {
     /// The scheduler's config, when the folder has one.
     public let schedulerConfigURL: URL?
 
+    /// The scheduler config when the folder has one, else diffusers' defaults (as `XScheduler.from_config`).
+    public func schedulerConfiguration() throws -> SchedulerConfiguration {
+        try schedulerConfigURL.map { try SchedulerConfiguration.load(from: $0) } ?? SchedulerConfiguration()
+    }
+
     public init(path: String) throws {
         let root = URL(fileURLWithPath: path).standardizedFileURL
         var isDir: ObjCBool = false

@@ -5,6 +5,37 @@
 import CZlib
 import Foundation
 
+/// zlib's inflate over a whole input, for .npz entries (raw deflate), PNG image data (zlib) and gzip files.
+enum Zlib {
+    enum Format { case raw, zlib, gzip
+        var windowBits: Int32 { switch self { case .raw: return -MAX_WBITS; case .zlib: return MAX_WBITS; case .gzip: return 16 + MAX_WBITS } }
+    }
+
+    /// The decompressed bytes; with `limit`, stops once that many are out (the stream need not end there).
+    static func inflate(_ input: [UInt8], format: Format, limit: Int? = nil, name: String) throws -> [UInt8] {
+        var stream = z_stream()
+        guard inflateInit2_(&stream, format.windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw ModelError("\(name): zlib initialisation failed")
+        }
+        defer { inflateEnd(&stream) }
+        var input = input, out: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var status: Int32 = Z_OK
+        input.withUnsafeMutableBufferPointer { inp in
+            stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
+            repeat {
+                chunk.withUnsafeMutableBufferPointer { c in
+                    stream.next_out = c.baseAddress; stream.avail_out = uInt(c.count)
+                    status = CZlib.inflate(&stream, Z_NO_FLUSH)
+                    out.append(contentsOf: c.prefix(c.count - Int(stream.avail_out)))
+                }
+            } while status == Z_OK && out.count < (limit ?? .max)
+        }
+        if let limit, out.count >= limit { return Array(out.prefix(limit)) }
+        guard status == Z_STREAM_END else { throw ModelError("\(name): corrupt compressed data (zlib status \(status))") }
+        return out
+    }
+}
+
 /// A float array from a .npy file, as float64, with its shape.
 public struct NumPyArray: Equatable, Sendable {
     public var shape: [Int]
@@ -122,34 +153,16 @@ public enum NumPy {
             let content: Data
             switch method {
             case 0: content = raw
-            case 8: content = try inflate(raw, expected: size, name: "\(path): \(name)")
+            case 8:
+                let out = try Zlib.inflate([UInt8](raw), format: .raw, name: "\(path): \(name)")
+                guard out.count == size else { throw ModelError("\(path): \(name): corrupt deflate data (\(out.count) bytes, \(size) expected)") }
+                content = Data(out)
             default: throw ModelError("\(path): entry \(name) uses zip compression method \(method) (stored or deflate only)")
             }
             guard name.hasSuffix(".npy") else { continue }
             out[String(name.dropLast(4))] = try parseNPY(content, name: "\(path): \(name)")
         }
         return out
-    }
-
-    static func inflate(_ data: Data, expected: Int, name: String) throws -> Data {
-        var out = [UInt8](repeating: 0, count: max(expected, 1))
-        var stream = z_stream()
-        guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw ModelError("\(name): zlib initialisation failed")
-        }
-        defer { inflateEnd(&stream) }
-        var input = [UInt8](data)
-        let status: Int32 = input.withUnsafeMutableBufferPointer { inp in
-            out.withUnsafeMutableBufferPointer { outp in
-                stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
-                stream.next_out = outp.baseAddress; stream.avail_out = uInt(outp.count)
-                return CZlib.inflate(&stream, Z_FINISH)
-            }
-        }
-        guard status == Z_STREAM_END, Int(stream.total_out) == expected else {
-            throw ModelError("\(name): corrupt deflate data (zlib status \(status))")
-        }
-        return Data(out.prefix(expected))
     }
 
     /// Writes arrays as a .npz archive (entries stored, as np.savez writes them), atomically.

@@ -24,10 +24,7 @@ final class DeviceStatistics {
         try stream.featureStatistics(features, rows: n, dims: dims, mean: mean, covariance: covariance, centred: centred)
         let mu = try stream.download(mean, count: dims).map(Double.init)
         var sigma = try stream.download(covariance, count: dims * dims).map(Double.init)
-        // The GEMM's two halves can differ in the last bit; FID wants a symmetric matrix.
-        for i in 0..<dims { for j in (i + 1)..<max(i + 1, dims) {
-            let v = (sigma[i * dims + j] + sigma[j * dims + i]) / 2; sigma[i * dims + j] = v; sigma[j * dims + i] = v
-        } }
+        symmetrize(&sigma, n: dims)
         return FeatureStatistics(mu: mu, sigma: sigma, count: n)
     }
 }

@@ -200,12 +200,10 @@ public final class StepProfiler {
         return out
     }
 
-    /// Medians (or, with `minimum`, the fastest runs — robust to other load on the machine) over
-    /// `rounds` (each a dictionary from `round()`) as a table entry.
-    public func latencies(rounds: [[Kind: Double]], model: String, minimum: Bool = false) -> StepLatencies {
+    /// Medians over `rounds` (each a dictionary from `round()`) as a table entry.
+    public func latencies(rounds: [[Kind: Double]], model: String) -> StepLatencies {
         func median(_ k: Kind) -> Double {
             let v = rounds.compactMap { $0[k] }.sorted()
-            if minimum { return v.first ?? .nan }
             return v.isEmpty ? .nan : v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
         }
         let u = sampler.unet

@@ -63,6 +63,12 @@ public struct PlanSampler: Codable, Equatable, Sendable {
     public init(scheduler: String = "ddim", steps: Int, eta: Float = 0) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
     }
+
+    /// This sampler's scheduler (DDPM ignores eta).
+    public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
+        scheduler == "ddpm" ? try DDPMScheduler(configuration: configuration, steps: steps)
+            : try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
+    }
 }
 
 /// A sampler, its step count, and one action per step. On disk: JSON with `format`, `version`,

@@ -24,6 +24,23 @@ func medianMilliseconds(repeats: Int, _ body: () throws -> Void) rethrows -> Dou
 }
 
 /// Milliseconds with three significant digits or more (GPU kernels take fractions of a millisecond).
+/// Timings summed by name, most expensive first.
+func timingsByName(_ timings: [KernelTiming]) -> [(name: String, calls: Int, ms: Double)] {
+    var byName: [String: (calls: Int, ns: UInt64)] = [:]
+    for t in timings { byName[t.name, default: (0, 0)].calls += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
+    return byName.map { ($0.key, $0.value.calls, Double($0.value.ns) / 1e6) }.sorted { $0.ms > $1.ms }
+}
+
+/// The first `limit` rows of `timingsByName` as a table with each one's share of the total.
+func timingTable(_ rows: [(name: String, calls: Int, ms: Double)], header: String, limit: Int) -> String {
+    let total = rows.map(\.ms).reduce(0, +)
+    var table = [[header, "calls", "ms", "share"]]
+    for r in rows.prefix(limit) {
+        table.append([r.name, "\(r.calls)", formatMilliseconds(r.ms), String(format: "%.1f%%", 100 * r.ms / max(total, 1e-9))])
+    }
+    return renderTable(table, rightAlign: [1, 2, 3])
+}
+
 func formatMilliseconds(_ ms: Double) -> String {
     String(format: ms < 1 ? "%.3f" : ms < 10 ? "%.2f" : "%.1f", ms)
 }
@@ -235,15 +252,9 @@ struct BenchUNet: ParsableCommand {
         }
         if profile {
             try unet.forward()
-            var byName: [String: (count: Int, ns: UInt64)] = [:]
-            for t in try stream.takeTimings() { byName[t.name, default: (0, 0)].count += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
-            let total = byName.values.map(\.ns).reduce(0, +)
-            var rows = [["kernel / GEMM", "calls", "ms", "share"]]
-            for (name, v) in byName.sorted(by: { $0.value.ns > $1.value.ns }).prefix(25) {
-                rows.append([name, "\(v.count)", formatMilliseconds(Double(v.ns) / 1e6), String(format: "%.1f%%", 100 * Double(v.ns) / Double(total))])
-            }
-            print(renderTable(rows, rightAlign: [1, 2, 3]))
-            print("profiled pass: \(formatMilliseconds(Double(total) / 1e6)) ms in kernels and GEMMs (timed passes above ran without per-call drains)\n")
+            let kernels = timingsByName(try stream.takeTimings())
+            print(timingTable(kernels, header: "kernel / GEMM", limit: 25))
+            print("profiled pass: \(formatMilliseconds(kernels.map(\.ms).reduce(0, +))) ms in kernels and GEMMs (timed passes above ran without per-call drains)\n")
         }
         let gflops = 2 * Double(unet.macs) / 1e9 / (ms / 1000)
         if json {

@@ -116,11 +116,8 @@ struct RFIDCommand: ParsableCommand {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard let side = config.sampleSize else { throw ModelError("the model's config has no sample_size") }
-        var schedulerConfig = SchedulerConfiguration()
-        if let url = folder.schedulerConfigURL { schedulerConfig = try SchedulerConfiguration.load(from: url) }
-        let scheduler: any Scheduler = sampling.scheduler == "ddpm"
-            ? try DDPMScheduler(configuration: schedulerConfig, steps: sampling.steps)
-            : try DDIMScheduler(configuration: schedulerConfig, steps: sampling.steps, eta: sampling.eta)
+        let schedulerConfig = try folder.schedulerConfiguration()
+        let scheduler = try sampling.scheduler(configuration: schedulerConfig)
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let per = min(batch, count)
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),

@@ -40,8 +40,7 @@ struct GenerateCommand: ParsableCommand {
         guard config.outChannels == config.inChannels else {
             throw ModelError("\(model): out_channels \(config.outChannels) differs from in_channels \(config.inChannels); sampling needs a model that predicts the sample's shape")
         }
-        var schedulerConfig = SchedulerConfiguration()
-        if let url = folder.schedulerConfigURL { schedulerConfig = try SchedulerConfiguration.load(from: url) }
+        let schedulerConfig = try folder.schedulerConfiguration()
         var stepPlan: StepPlan? = nil
         if let plan {
             let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
@@ -54,9 +53,7 @@ struct GenerateCommand: ParsableCommand {
         let scheduler = stepPlan.map { SchedulerKind(rawValue: $0.sampler.scheduler)! } ?? self.scheduler ?? .ddim
         let eta = stepPlan?.sampler.eta ?? self.eta ?? 0
         let steps = stepPlan?.sampler.steps ?? self.steps ?? (scheduler == .ddim ? 50 : schedulerConfig.numTrainTimesteps)
-        let sched: any Scheduler = scheduler == .ddim
-            ? try DDIMScheduler(configuration: schedulerConfig, steps: steps, eta: eta)
-            : try DDPMScheduler(configuration: schedulerConfig, steps: steps)
+        let sched = try PlanSampler(scheduler: scheduler.rawValue, steps: steps, eta: eta).scheduler(configuration: schedulerConfig)
         if scheduler == .ddpm && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
 

@@ -36,8 +36,7 @@ struct ProfileCommand: ParsableCommand {
         let folder = try ModelFolder(path: path)
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
-        var schedulerConfig = SchedulerConfiguration()
-        if let url = folder.schedulerConfigURL { schedulerConfig = try SchedulerConfiguration.load(from: url) }
+        let schedulerConfig = try folder.schedulerConfiguration()
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
         let weights = try SafeTensorsFile(path: folder.weightsURL.path)
@@ -62,9 +61,7 @@ struct ProfileCommand: ParsableCommand {
             _ = try pprofiler.time(.step(.full))
             _ = try pstream.takeTimings()
             _ = try pprofiler.time(.step(.full))
-            var byName: [String: (calls: Int, ns: UInt64)] = [:]
-            for t in try pstream.takeTimings() { byName[t.name, default: (0, 0)].calls += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
-            kernels = byName.map { ($0.key, $0.value.calls, Double($0.value.ns) / 1e6) }.sorted { $0.ms > $1.ms }
+            kernels = timingsByName(try pstream.takeTimings())
         }
 
         if !noWrite {
@@ -103,11 +100,7 @@ struct ProfileCommand: ParsableCommand {
         if !kernels.isEmpty {
             let total = kernels.map(\.ms).reduce(0, +)
             print("\ntop kernels of one full step (profiled; \(formatMilliseconds(total)) ms in kernels, GEMMs and host convolutions):")
-            var krows = [["kernel / GEMM / host conv", "calls", "ms", "share"]]
-            for k in kernels.prefix(top) {
-                krows.append([k.name, "\(k.calls)", formatMilliseconds(k.ms), String(format: "%.1f%%", 100 * k.ms / max(total, 1e-9))])
-            }
-            print(renderTable(krows, rightAlign: [1, 2, 3]))
+            print(timingTable(kernels, header: "kernel / GEMM / host conv", limit: top))
         }
         if !noWrite { print("\nwrote the latencies for \(device.name) to \(out)") }
     }

@@ -162,3 +162,19 @@ import TestSupport
         #expect(abs(try frechetDistance(host, teacher) - score) <= 1e-3 * score + 1e-4)
     }
 }
+
+@Suite struct ImageSourceTests {
+    /// Our PNG writer's output decodes to the same pixels (grey and RGB), in model space.
+    @Test(arguments: [1, 3]) func pngRoundTrip(channels: Int) throws {
+        var rng = SeededGenerator(seed: freshSeed())
+        let (w, h) = (13, 7)
+        let pixels = (0..<(w * h * channels)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let png = [UInt8](PNG.encode(width: w, height: h, channels: channels, pixels: pixels))
+        let (c, gh, gw, values) = try PNGDecoder.decode(png, name: "test.png")
+        #expect(c == channels && gh == h && gw == w)
+        for p in 0..<(w * h) { for ch in 0..<channels {
+            #expect(values[ch * w * h + p] == Float(pixels[p * channels + ch]) / 127.5 - 1)
+        } }
+        #expect(throws: ModelError.self) { try PNGDecoder.decode(Array(png.prefix(png.count / 2)), name: "half.png") }
+    }
+}
