@@ -1,4 +1,5 @@
-// Layout operations: nearest-neighbour 2x upsampling and channel concatenation (NCHW, float32).
+// Layout operations: nearest-neighbour 2x upsampling, channel concatenation and copies into a
+// channel range, bilinear resizing (NCHW, float32).
 // Guarded kernels; any global size that covers the work and any local size work. No #defines.
 
 // x [N, C, H, W] -> y [N, C, 2H, 2W], y[.., oy, ox] = x[.., oy/2, ox/2] (PyTorch 'nearest').
@@ -29,4 +30,46 @@ __kernel void concat_channels(__global const float* a, __global const float* b, 
     const int c = t % C;
     const int n = t / C;
     y[i] = (c < CA) ? a[((size_t)n * CA + c) * P + p] : b[((size_t)n * CB + (c - CA)) * P + p];
+}
+
+// Copies x [N, CS, P] into channels [offset, offset + CS) of y [N, CD, P] (one operand of
+// torch.cat(dim=1)). global size (N*CS*P).
+__kernel void copy_channels(__global const float* x, __global float* y,
+                            const int N, const int CS, const int CD, const int offset, const int P)
+{
+    const int i = get_global_id(0);
+    if (i >= N * CS * P) return;
+    const int p = i % P;
+    const int t = i / P;
+    const int c = t % CS;
+    const int n = t / CS;
+    y[((size_t)n * CD + offset + c) * P + p] = x[i];
+}
+
+// F.interpolate(x, size=(OH, OW), mode="bilinear", align_corners=False) of x [N, CI, H, W] (read
+// from element x_offset on) clamped to [lo, hi] first, into y [N, CO, OH, OW]; output channel c reads
+// input channel c % CI (a grey image becomes RGB). Source index as PyTorch computes it:
+// (dst + 0.5) * (in / out) - 0.5, clamped at 0. global size (N*CO*OH*OW).
+__kernel void resize_bilinear(__global const float* x, const int x_offset, __global float* y,
+                              const int N, const int CI, const int H, const int W,
+                              const int CO, const int OH, const int OW, const float lo, const float hi)
+{
+    const int i = get_global_id(0);
+    if (i >= N * CO * OH * OW) return;
+    const int ox = i % OW;
+    int t = i / OW;
+    const int oy = t % OH;
+    t /= OH;
+    const int c = t % CO;
+    const int n = t / CO;
+    const float sy = (float)H / (float)OH, sx = (float)W / (float)OW;
+    const float ry = fmax(sy * ((float)oy + 0.5f) - 0.5f, 0.0f);
+    const float rx = fmax(sx * ((float)ox + 0.5f) - 0.5f, 0.0f);
+    const int y0 = (int)ry, x0 = (int)rx;
+    const int dy = (y0 < H - 1) ? W : 0, dx = (x0 < W - 1) ? 1 : 0;
+    const float ly = ry - (float)y0, lx = rx - (float)x0;
+    __global const float* p = x + x_offset + ((size_t)n * CI + (c % CI)) * H * W + (size_t)y0 * W + x0;
+    const float a = clamp(p[0], lo, hi), b = clamp(p[dx], lo, hi);
+    const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
+    y[i] = (1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e);
 }

@@ -48,14 +48,14 @@ struct FlexConv {
     int has_bias;
 };
 
-FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int k, int stride,
+FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
                            int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
                            char *impl, int impl_capacity) {
     if (!flex_dnnl_available()) return NULL;
     FlexConv *conv = calloc(1, sizeof *conv);
     if (!conv) return NULL;
-    int oh = (h + pad_top + pad_bottom - k) / stride + 1, ow = (w + pad_left + pad_right - k) / stride + 1;
-    dnnl_dims_t src = {n, c, h, w}, wei = {o, c, k, k}, bia = {o}, dst = {n, o, oh, ow};
+    int oh = (h + pad_top + pad_bottom - kh) / stride + 1, ow = (w + pad_left + pad_right - kw) / stride + 1;
+    dnnl_dims_t src = {n, c, h, w}, wei = {o, c, kh, kw}, bia = {o}, dst = {n, o, oh, ow};
     dnnl_dims_t strides = {stride, stride}, pl = {pad_top, pad_left}, pr = {pad_bottom, pad_right};
     dnnl_convolution_desc_t desc;
     dnnl_primitive_desc_t pd = NULL;
@@ -69,7 +69,7 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int k, int stride,
                                              strides, pl, pr) != dnnl_success ||
         p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) != dnnl_success ||
         p_dnnl_primitive_create(&conv->primitive, pd) != dnnl_success) {
-        snprintf(error, sizeof error, "oneDNN has no convolution for %dx%dx%dx%d -> %d, k%d s%d", n, c, h, w, o, k, stride);
+        snprintf(error, sizeof error, "oneDNN has no convolution for %dx%dx%dx%d -> %d, k%dx%d s%d", n, c, h, w, o, kh, kw, stride);
         if (pd) p_dnnl_primitive_desc_destroy(pd);
         free(conv);
         return NULL;

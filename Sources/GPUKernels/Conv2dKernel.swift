@@ -8,7 +8,8 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
     public var height: Int
     public var width: Int
     public var outChannels: Int
-    public var kernelSize: Int
+    /// Kernel rows and columns (Inception's 1×7, 7×1, 1×3, 3×1 are not square).
+    public var kernelHeight: Int, kernelWidth: Int
     public var stride: Int
     public var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
 
@@ -20,17 +21,32 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
                   padBottom: padding, padRight: padding)
     }
 
+    /// A kernelHeight × kernelWidth kernel with torch.nn.Conv2d's `padding=(padHeight, padWidth)`.
+    public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
+                kernelHeight: Int, kernelWidth: Int, stride: Int = 1, padHeight: Int = 0, padWidth: Int = 0) {
+        self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
+        self.outChannels = outChannels; self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+        self.stride = stride
+        self.padTop = padHeight; self.padLeft = padWidth; self.padBottom = padHeight; self.padRight = padWidth
+    }
+
     public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernelSize: Int,
                 stride: Int, padTop: Int, padLeft: Int, padBottom: Int, padRight: Int) {
         self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
-        self.outChannels = outChannels; self.kernelSize = kernelSize; self.stride = stride
+        self.outChannels = outChannels; self.kernelHeight = kernelSize; self.kernelWidth = kernelSize
+        self.stride = stride
         self.padTop = padTop; self.padLeft = padLeft; self.padBottom = padBottom; self.padRight = padRight
     }
 
-    public var outHeight: Int { (height + padTop + padBottom - kernelSize) / stride + 1 }
-    public var outWidth: Int { (width + padLeft + padRight - kernelSize) / stride + 1 }
+    /// The side of a square kernel (precondition: square).
+    public var kernelSize: Int {
+        precondition(kernelHeight == kernelWidth, "kernelSize of a \(kernelHeight)×\(kernelWidth) kernel")
+        return kernelHeight
+    }
+    public var outHeight: Int { (height + padTop + padBottom - kernelHeight) / stride + 1 }
+    public var outWidth: Int { (width + padLeft + padRight - kernelWidth) / stride + 1 }
     public var outSpatial: Int { outHeight * outWidth }
-    public var patch: Int { inChannels * kernelSize * kernelSize }
+    public var patch: Int { inChannels * kernelHeight * kernelWidth }
 
     public var inputCount: Int { batch * inChannels * height * width }
     public var outputCount: Int { batch * outChannels * outSpatial }
@@ -38,7 +54,7 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
 
     /// A 1×1, stride-1, unpadded convolution multiplies the input directly; others need im2col.
     public var needsIm2col: Bool {
-        !(kernelSize == 1 && stride == 1 && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0)
+        !(kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0)
     }
 
     /// The lowering `conv2d` uses when none is asked for: `wide` (one GEMM over the whole batch)
@@ -61,7 +77,7 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
     public var macs: Int { batch * outChannels * outSpatial * patch }
 
     public var description: String {
-        "\(inChannels)→\(outChannels) k\(kernelSize) s\(stride) \(height)×\(width) batch \(batch)"
+        "\(inChannels)→\(outChannels) k\(kernelHeight == kernelWidth ? "\(kernelHeight)" : "\(kernelHeight)×\(kernelWidth)") s\(stride) \(height)×\(width) batch \(batch)"
     }
 }
 
@@ -87,7 +103,7 @@ extension ComputeStream {
         try launch("conv2d", rowwiseIm2col ? "im2col_rows" : "im2col",
                    global: [rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, s.batch], [
             .buffer(input.mem), .buffer(col.mem), .int(s.batch), .int(s.inChannels), .int(s.height), .int(s.width),
-            .int(s.kernelSize), .int(s.kernelSize), .int(s.stride), .int(s.padTop), .int(s.padLeft),
+            .int(s.kernelHeight), .int(s.kernelWidth), .int(s.stride), .int(s.padTop), .int(s.padLeft),
             .int(s.outHeight), .int(s.outWidth), .int(wide ? 1 : 0),
         ])
     }

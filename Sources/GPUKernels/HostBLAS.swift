@@ -116,12 +116,12 @@ public enum HostBLAS {
     /// one large product. `col` and `y` are caller-owned scratch of the sizes the shape implies.
     public static func conv2d(_ x: [Float], weight: [Float], shape s: Conv2dShape,
                               col: inout [Float], output y: inout [Float]) throws {
-        let P = s.outHeight * s.outWidth, NP = s.batch * P, K = s.kernelSize
+        let P = s.outHeight * s.outWidth, NP = s.batch * P, KH = s.kernelHeight, KW = s.kernelWidth
         precondition(col.count >= s.patch * NP && y.count >= s.outChannels * NP, "host conv buffers too small")
         x.withUnsafeBufferPointer { xp in
             col.withUnsafeMutableBufferPointer { cp in
-                for c in 0..<s.inChannels { for ky in 0..<K { for kx in 0..<K {
-                    let r = (c * K + ky) * K + kx
+                for c in 0..<s.inChannels { for ky in 0..<KH { for kx in 0..<KW {
+                    let r = (c * KH + ky) * KW + kx
                     for n in 0..<s.batch {
                         let xbase = (n * s.inChannels + c) * s.height * s.width
                         var dst = r * NP + n * P

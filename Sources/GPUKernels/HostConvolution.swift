@@ -48,7 +48,7 @@ final class HostConvolution {
     init(shape s: Conv2dShape, hasBias: Bool) throws {
         var impl = [CChar](repeating: 0, count: 128)
         guard let h = flex_conv_create(Int32(s.batch), Int32(s.inChannels), Int32(s.height), Int32(s.width),
-                                       Int32(s.outChannels), Int32(s.kernelSize), Int32(s.stride),
+                                       Int32(s.outChannels), Int32(s.kernelHeight), Int32(s.kernelWidth), Int32(s.stride),
                                        Int32(s.padTop), Int32(s.padLeft), Int32(s.padBottom), Int32(s.padRight),
                                        hasBias ? 1 : 0, &impl, Int32(impl.count)) else {
             throw OpenCLError(call: "oneDNN convolution for \(s)", detail: String(cString: flex_dnnl_error()))
@@ -92,7 +92,7 @@ extension ComputeStream {
             let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
             try conv(p[0], p[1], bias == nil ? nil : p[3], p[2])
             if queue.profiling {
-                recordHostTiming("conv \(shape.kernelSize)×\(shape.kernelSize) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
+                recordHostTiming("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
                                  DispatchTime.now().uptimeNanoseconds - t0)
             }
         }

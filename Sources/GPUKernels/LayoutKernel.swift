@@ -1,4 +1,5 @@
-// Launchers for kernels/layout.cl: nearest-neighbour 2× upsampling and channel concatenation.
+// Launchers for kernels/layout.cl: nearest-neighbour 2× upsampling, channel concatenation, copies
+// into a channel range and bilinear resizing.
 extension ComputeStream {
     /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")).
     public func upsampleNearest2x(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
@@ -19,6 +20,35 @@ extension ComputeStream {
         precondition(y !== a && y !== b, "concat cannot run in place")
         try launch("layout", "concat_channels", global: [total], [
             .buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(batch), .int(channelsA), .int(channelsB), .int(spatial),
+        ])
+    }
+
+    /// x [N, CS, P] into channels offset..<offset+CS of y [N, CD, P]: one operand of torch.cat(dim=1).
+    public func copyChannels(_ x: DeviceBuffer<Float>, into y: DeviceBuffer<Float>, batch: Int, channels: Int,
+                             outputChannels: Int, offset: Int, spatial: Int) throws {
+        precondition(offset >= 0 && offset + channels <= outputChannels, "channel range outside the output")
+        precondition(x.count >= batch * channels * spatial && y.count >= batch * outputChannels * spatial,
+                     "copyChannels buffers too small")
+        precondition(x !== y, "copyChannels cannot run in place")
+        try launch("layout", "copy_channels", global: [batch * channels * spatial], [
+            .buffer(x.mem), .buffer(y.mem), .int(batch), .int(channels), .int(outputChannels), .int(offset), .int(spatial),
+        ])
+    }
+
+    /// F.interpolate(clamp(x, range), size: (outHeight, outWidth), mode: "bilinear", align_corners: False)
+    /// for x [N, C, H, W] read from element `inputOffset` on, into y [N, outChannels, OH, OW]; output
+    /// channel c reads input channel c % C, so a grey image (C = 1) becomes RGB (outChannels = 3).
+    public func resizeBilinear(_ x: DeviceBuffer<Float>, inputOffset: Int = 0, output y: DeviceBuffer<Float>,
+                               batch: Int, channels: Int, height: Int, width: Int,
+                               outChannels: Int, outHeight: Int, outWidth: Int,
+                               clampTo range: ClosedRange<Float> = -Float.greatestFiniteMagnitude...Float.greatestFiniteMagnitude) throws {
+        precondition(outChannels % channels == 0, "output channels must repeat the input channels")
+        precondition(x.count >= inputOffset + batch * channels * height * width
+                     && y.count >= batch * outChannels * outHeight * outWidth, "resize buffers too small")
+        precondition(x !== y, "resize cannot run in place")
+        try launch("layout", "resize_bilinear", global: [batch * outChannels * outHeight * outWidth], [
+            .buffer(x.mem), .int(inputOffset), .buffer(y.mem), .int(batch), .int(channels), .int(height), .int(width),
+            .int(outChannels), .int(outHeight), .int(outWidth), .float(range.lowerBound), .float(range.upperBound),
         ])
     }
 }

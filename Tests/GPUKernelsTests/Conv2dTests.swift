@@ -13,6 +13,11 @@ import TestSupport
                     padTop: 0, padLeft: 0, padBottom: 1, padRight: 1),
         Conv2dShape(batch: 3, inChannels: 6, height: 5, width: 7, outChannels: 9, kernelSize: 1),
         Conv2dShape(batch: 2, inChannels: 32, height: 16, width: 16, outChannels: 16, kernelSize: 3, stride: 1, padding: 1),
+        // Inception-v3's factorised kernels: 1×7 / 7×1 with padding (0, 3) / (3, 0), 1×3 / 3×1.
+        Conv2dShape(batch: 2, inChannels: 5, height: 9, width: 8, outChannels: 6, kernelHeight: 1, kernelWidth: 7, padHeight: 0, padWidth: 3),
+        Conv2dShape(batch: 2, inChannels: 5, height: 9, width: 8, outChannels: 6, kernelHeight: 7, kernelWidth: 1, padHeight: 3, padWidth: 0),
+        Conv2dShape(batch: 3, inChannels: 4, height: 6, width: 7, outChannels: 5, kernelHeight: 3, kernelWidth: 1, padHeight: 1, padWidth: 0),
+        Conv2dShape(batch: 1, inChannels: 3, height: 11, width: 11, outChannels: 4, kernelHeight: 1, kernelWidth: 3, stride: 2, padHeight: 0, padWidth: 1),
     ]
 
     @Test(arguments: gemmPaths(), shapes)
@@ -51,7 +56,7 @@ import TestSupport
             let dy = try s.upload(randomArray(sh.outputCount, &rng, in: 100...200))
             try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch, algorithm: algorithm)
             let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w,
-                                       bias: withBias ? bias : nil, outChannels: sh.outChannels, k: sh.kernelSize,
+                                       bias: withBias ? bias : nil, outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth,
                                        stride: sh.stride, pad: pad)
             expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
                         "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn" : "\(algorithm) rowwise \(rowwise) \(path)")", seed: seed)

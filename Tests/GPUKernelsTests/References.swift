@@ -26,15 +26,15 @@ enum Reference {
 
     /// torch.nn.functional.conv2d with explicit padding (top, left, bottom, right).
     static func conv2d(_ x: [Float], n N: Int, c C: Int, h H: Int, w W: Int, weight: [Float], bias: [Float]?,
-                       outChannels O: Int, k K: Int, stride S: Int, pad: (Int, Int, Int, Int)) -> [Float] {
-        let OH = (H + pad.0 + pad.2 - K) / S + 1, OW = (W + pad.1 + pad.3 - K) / S + 1
+                       outChannels O: Int, kh KH: Int, kw KW: Int, stride S: Int, pad: (Int, Int, Int, Int)) -> [Float] {
+        let OH = (H + pad.0 + pad.2 - KH) / S + 1, OW = (W + pad.1 + pad.3 - KW) / S + 1
         var y = [Float](repeating: 0, count: N * O * OH * OW)
         for n in 0..<N { for o in 0..<O { for oy in 0..<OH { for ox in 0..<OW {
             var acc = Double(bias?[o] ?? 0)
-            for c in 0..<C { for ky in 0..<K { for kx in 0..<K {
+            for c in 0..<C { for ky in 0..<KH { for kx in 0..<KW {
                 let iy = oy * S - pad.0 + ky, ix = ox * S - pad.1 + kx
                 guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
-                acc += Double(x[((n * C + c) * H + iy) * W + ix]) * Double(weight[((o * C + c) * K + ky) * K + kx])
+                acc += Double(x[((n * C + c) * H + iy) * W + ix]) * Double(weight[((o * C + c) * KH + ky) * KW + kx])
             } } }
             y[((n * O + o) * OH + oy) * OW + ox] = Float(acc)
         } } } }

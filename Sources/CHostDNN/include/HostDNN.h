@@ -11,7 +11,7 @@ const char *flex_dnnl_error(void);
 
 /// A forward-inference convolution of NCHW f32 tensors with OIHW weights and explicit padding.
 /// Returns NULL on failure (see flex_dnnl_error()). `impl` receives oneDNN's implementation name.
-FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int k, int stride,
+FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
                            int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
                            char *impl, int impl_capacity);
 
