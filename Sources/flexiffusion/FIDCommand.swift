@@ -7,18 +7,27 @@ import GPUKernels
 
 /// `--features`: which network turns images into FID features.
 struct FeatureOptions: ParsableArguments {
-    @Option(help: "Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images) or a folder holding one (config.json, model.safetensors).")
+    @Option(help: ArgumentHelp("Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images), inception (FID's Inception-v3, 2048-d, from the folder scripts/convert_inception.py writes: $FLEXIFFUSION_INCEPTION or ~/.cache/flexiffusion/inception-v3-fid), or a folder holding either (config.json, model.safetensors).",
+                               valueName: "fashion|inception|dir"))
     var features = "fashion"
 
-    func extractor(stream: ComputeStream, batch: Int) throws -> FeatureExtractor {
+    /// The network for batches of `batch` images of channels × height × width.
+    func extractor(stream: ComputeStream, batch: Int, channels: Int, height: Int, width: Int) throws -> FeatureExtractor {
+        func inception(_ folder: String) throws -> FeatureExtractor {
+            try InceptionV3FID(folder: folder, stream: stream, batch: batch, channels: channels, height: height, width: width)
+        }
         switch features {
         case "fashion": return try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: batch)
-        case "inception":
-            throw ValidationError("Inception-v3 features are not built into this version yet; use --features fashion or a feature-network folder")
+        case "inception": return try inception(InceptionV3FID.defaultFolder())
         default:
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: features, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("--features \(features): not fashion and not a feature-network folder")
+                throw ValidationError("--features \(features): not fashion, not inception and not a feature-network folder")
+            }
+            let config = URL(fileURLWithPath: features).appendingPathComponent("config.json")
+            if let data = try? Data(contentsOf: config), let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               raw["_class_name"] as? String == "InceptionV3FID" {
+                return try inception(features)
             }
             return try FashionFeatureNet(folder: features, stream: stream, batch: batch)
         }
@@ -65,7 +74,8 @@ struct FIDCommand: ParsableCommand {
             let images = try ImageSet.load(path, limit: limit)
             if engine == nil {
                 let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-                engine = try FIDStatistics(extractor: try featureOptions.extractor(stream: stream, batch: batch))
+                engine = try FIDStatistics(extractor: try featureOptions.extractor(stream: stream, batch: batch, channels: images.channels,
+                                                                                    height: images.height, width: images.width))
             }
             return try engine!.statistics(of: images, progress: reportProgress("features of \(path):"))
         }
@@ -126,7 +136,8 @@ struct RFIDCommand: ParsableCommand {
         for (p, path) in zip(loaded, plans) {
             do { try sampler.prepare(p) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
         }
-        let evaluator = try RFIDEvaluator(sampler: sampler, extractor: try featureOptions.extractor(stream: stream, batch: per),
+        let evaluator = try RFIDEvaluator(sampler: sampler, extractor: try featureOptions.extractor(stream: stream, batch: per, channels: config.outChannels,
+                                                                                                  height: side, width: side),
                                           count: count, seed: seed, modelKey: try RFIDEvaluator.modelKey(folder: folder))
         let t0 = DispatchTime.now().uptimeNanoseconds
         let (teacher, cached) = try evaluator.teacherStatistics(progress: reportProgress("teacher images"))
