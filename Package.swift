@@ -28,7 +28,7 @@ let package = Package(
         // The default model (models/fashion-mnist), embedded with #embed.
         .target(name: "CDefaultModel", path: "Sources/CDefaultModel", cSettings: [.unsafeFlags(["-std=c23"])]),
         .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel", "CZlib"]),
-        .target(name: "Search"),
+        .target(name: "Search", dependencies: ["Engine", "GPUKernels"]),
         .executableTarget(name: "flexiffusion", dependencies: [
             "GPUKernels", "Engine", "Search",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -36,6 +36,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine", "GPUKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels", "TestSupport"], exclude: ["Goldens"]),
+        .testTarget(name: "SearchTests", dependencies: ["Search", "Engine", "GPUKernels", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -73,6 +73,9 @@ public final class Sampler {
         try sample.write(values, queue: unet.stream.queue)
     }
 
+    /// The sample on the device [batch, C, H, W] (the sampler's own buffer; x₀ after a run).
+    public var sampleBuffer: DeviceBuffer<Float> { sample }
+
     /// The current sample, read back from the device.
     public func currentSample() throws -> [Float] { try unet.stream.download(sample, count: count) }
 

@@ -118,10 +118,17 @@ public struct StepPlan: Codable, Equatable, Sendable {
     // MARK: Reading, writing, checking
 
     /// Reads and checks a plan file (structure only; `validate(branchCount:)` checks it against a model).
+    /// A `flexiffusion search` results file gives its best plan.
     public static func load(from url: URL) throws -> StepPlan {
-        let data: Data
+        var data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ModelError("cannot read step plan \(url.path): \(error.localizedDescription)")
+        }
+        if let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == "flexiffusion-search" {
+            guard let best = raw["best_plan"], !(best is NSNull) else {
+                throw ModelError("\(url.path): the search has not scored a plan yet (no best_plan)")
+            }
+            data = try JSONSerialization.data(withJSONObject: best)
         }
         let plan: StepPlan
         do { plan = try JSONDecoder().decode(StepPlan.self, from: data) } catch let e as ModelError {

@@ -11,7 +11,7 @@ struct Flexiffusion: ParsableCommand {
             $FLEXIFFUSION_GEMM picks the GEMM path (clblast, clblast-tuned, host-blas); \
             $FLEXIFFUSION_KERNELS_DIR loads kernels/*.cl from disk instead of the embedded copies.
             """,
-        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, BenchCommand.self, TuneGemmCommand.self])
+        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, BenchCommand.self, TuneGemmCommand.self])
 }
 
 /// `--device`, shared by every command that runs on a device.

@@ -1,0 +1,304 @@
+// Evolutionary search over the segment-wise space: (μ + λ) selection under a latency constraint,
+// mutation and crossover, every scored candidate memoised, successive halving (children are
+// screened on the first `screenSamples` images; only those that would enter the population are
+// scored on all `samples`). Deterministic for a seed: the generator's state is saved with every
+// generation, so a resumed search continues exactly as an uninterrupted one would.
+import Engine
+import Foundation
+
+/// Scores candidates: rFID against the teacher on the first `samples` images of a fixed seed set.
+public protocol CandidateScorer: AnyObject {
+    func rfid(_ c: Candidate, samples: Int) throws -> Double
+}
+
+public struct SearchSettings: Codable, Equatable, Sendable {
+    /// Required predicted speed-up over the teacher.
+    public var speedup: Double
+    /// Images per fitness evaluation, and the smaller screening set (its first images).
+    public var samples: Int, screenSamples: Int
+    public var population: Int, children: Int, generations: Int
+    /// Per-gene mutation probability (AutoDiffusion's 0.25).
+    public var mutationProbability: Double
+    /// Fraction of children made by crossover.
+    public var crossoverFraction: Double
+    public var seed: UInt64
+    public var segmentCounts: [Int]
+    public var useMACs: Bool
+    /// Stop starting generations when the next would end after this many seconds (nil: no limit).
+    public var maxSeconds: Double?
+
+    public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
+                generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
+                segmentCounts: [Int], useMACs: Bool = false, maxSeconds: Double? = nil) {
+        self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
+        self.population = population; self.children = children; self.generations = generations
+        self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
+        self.segmentCounts = segmentCounts; self.useMACs = useMACs; self.maxSeconds = maxSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case speedup, samples, screenSamples = "screen_samples", population, children, generations
+        case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
+        case segmentCounts = "segment_counts", useMACs = "use_macs", maxSeconds = "max_seconds"
+    }
+}
+
+/// A scored candidate.
+public struct SearchRecord: Codable, Equatable, Sendable {
+    public var candidate: Candidate
+    /// How it was made: ddim, deepcache, random, mutation, crossover.
+    public var origin: String
+    public var generation: Int
+    public var predictedMs: Double
+    public var predictedSpeedup: Double
+    /// rFID by sample count ("32", "64").
+    public var rfid: [String: Double]
+
+    public init(candidate: Candidate, origin: String, generation: Int, predictedMs: Double, predictedSpeedup: Double, rfid: [String: Double]) {
+        self.candidate = candidate; self.origin = origin; self.generation = generation
+        self.predictedMs = predictedMs; self.predictedSpeedup = predictedSpeedup; self.rfid = rfid
+    }
+
+    public func score(_ samples: Int) -> Double? { rfid[String(samples)] }
+
+    enum CodingKeys: String, CodingKey {
+        case candidate, origin, generation, predictedMs = "predicted_ms", predictedSpeedup = "predicted_speedup", rfid
+    }
+}
+
+public struct GenerationLog: Codable, Equatable, Sendable {
+    public var generation: Int
+    /// Keys of the candidates first scored in this generation.
+    public var evaluated: [String]
+    /// The population after selection, best first.
+    public var population: [String]
+    public var bestRFID: Double
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey { case generation, evaluated, population, bestRFID = "best_rfid", seconds }
+}
+
+/// Everything a search knows; the results file holds it, so a search can resume from it.
+public struct SearchState: Codable, Sendable {
+    public var settings: SearchSettings
+    /// Cost budget per batch (milliseconds, or MACs with use_macs).
+    public var budget: Double
+    public var records: [String: SearchRecord] = [:]
+    public var generations: [GenerationLog] = []
+    /// Population keys, best first.
+    public var population: [String] = []
+    /// SplitMix64 state after the last completed generation.
+    public var rngState: UInt64
+    public var elapsedSeconds: Double = 0
+    public var complete = false
+
+    enum CodingKeys: String, CodingKey {
+        case settings, budget, records, generations, population, rngState = "rng_state", elapsedSeconds = "elapsed_seconds", complete
+    }
+}
+
+public final class EvolutionarySearch {
+    public private(set) var state: SearchState
+    public let space: SearchSpace
+    public let cost: CostModel
+    let scorer: CandidateScorer
+    /// Polled between evaluations; true stops the search (the state stays consistent).
+    public var shouldStop: () -> Bool = { false }
+    /// Called after every evaluation and generation, e.g. to save the state and draw progress.
+    public var onUpdate: (SearchState, _ message: String) throws -> Void = { _, _ in }
+    private var generationStart = 0.0, clockBase = 0.0
+
+    public struct Stopped: Error {}
+
+    /// A new search, or one resumed from `resume` (which must have the same settings).
+    public init(settings: SearchSettings, space: SearchSpace, cost: CostModel, scorer: CandidateScorer, resume: SearchState? = nil) throws {
+        guard settings.speedup > 0, settings.samples >= 2, settings.screenSamples >= 2, settings.screenSamples <= settings.samples,
+              settings.population >= 2, settings.children >= 1, settings.generations >= 0,
+              (0...1).contains(settings.mutationProbability), (0...1).contains(settings.crossoverFraction) else {
+            throw ModelError("search settings out of range: speed-up > 0, 2 ≤ screen samples ≤ samples, population ≥ 2, children ≥ 1, probabilities in 0…1")
+        }
+        self.space = space; self.cost = cost; self.scorer = scorer
+        if let resume {
+            guard resume.settings == settings else {
+                throw ModelError("the results file was made with other settings (\(resume.settings)); resume with the same options or start a new file")
+            }
+            state = resume
+        } else {
+            state = SearchState(settings: settings, budget: cost.teacherCost / settings.speedup, rngState: settings.seed)
+        }
+    }
+
+    var now: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    var elapsed: Double { clockBase + now - generationStart }
+
+    /// The best candidate so far by full-sample rFID.
+    public var best: SearchRecord? { state.population.first.flatMap { state.records[$0] } }
+
+    /// Scores `c` on `samples` images unless memoised.
+    @discardableResult
+    func evaluate(_ c: Candidate, origin: String, generation: Int, samples: Int) throws -> Double {
+        if let s = state.records[c.key]?.score(samples) { return s }
+        if shouldStop() { throw Stopped() }
+        let score = try scorer.rfid(c, samples: samples)
+        var record = try state.records[c.key] ?? SearchRecord(candidate: c, origin: origin, generation: generation,
+                                                              predictedMs: cost.cost(c), predictedSpeedup: cost.speedup(c), rfid: [:])
+        record.rfid[String(samples)] = score
+        state.records[c.key] = record
+        state.elapsedSeconds = elapsed
+        try onUpdate(state, "\(c.key) rFID@\(samples) \(String(format: "%.3f", score))")
+        return score
+    }
+
+    /// Raises active counts at random while the candidate stays within the budget.
+    func fill(_ c: Candidate, using rng: inout SplitMix64) throws -> Candidate {
+        var x = c
+        let lengths = space.lengths(c.count)
+        for _ in 0..<(4 * c.count) {
+            var s = x.segments
+            let open = s.indices.filter { s[$0].active < lengths[$0] }
+            guard let i = open.randomElement(using: &rng) else { break }
+            s[i].active += 1
+            if s[i].active == 2 { s[i].branch = Int.random(in: 0..<space.branchCount, using: &rng) }
+            let y = Candidate(segments: s)
+            if try cost.cost(y) <= state.budget { x = y }
+        }
+        return x
+    }
+
+    /// The starting population: DeepCache and DDIM members that fit the budget, then random fills.
+    func initialCandidates(using rng: inout SplitMix64) throws -> [(Candidate, String)] {
+        var out: [(Candidate, String)] = []
+        var seen = Set<String>()
+        func add(_ c: Candidate, _ origin: String) {
+            if seen.insert(c.key).inserted { out.append((c, origin)) }
+        }
+        // DeepCache uniform (every step active) at each N where it fits; the best-fitting first.
+        var deepCache: [(Candidate, Double)] = []
+        // (Only N dividing the steps: then the member is exactly DeepCache's 1:L plan.)
+        for n in space.segmentCounts where space.sampler.steps % n == 0 {
+            for b in 0..<space.branchCount {
+                let c = space.deepCache(segments: n, branch: b)
+                let cc = try cost.cost(c)
+                if cc <= state.budget { deepCache.append((c, cc)) }
+            }
+        }
+        for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 }).prefix(max(1, state.settings.population / 2)) { add(c, "deepcache") }
+        // DDIM on the teacher's grid with the most steps that fit.
+        if let n = try space.segmentCounts.reversed().first(where: { try cost.cost(space.ddim(segments: $0)) <= state.budget }) {
+            add(space.ddim(segments: n), "ddim")
+        }
+        var tries = 0
+        while out.count < state.settings.population && tries < 1000 {
+            tries += 1
+            guard let r = try cost.repair(space.random(using: &rng), budget: state.budget, space: space, using: &rng) else { continue }
+            add(try fill(r, using: &rng), "random")
+        }
+        return out
+    }
+
+    /// Runs generations until done, out of time, or stopped (then throws `Stopped`).
+    public func run() throws {
+        clockBase = state.elapsedSeconds
+        generationStart = now
+        let settings = state.settings
+        var rng = SplitMix64(seed: 0)
+        rng.state = state.rngState
+        if state.generations.isEmpty {
+            let initial = try initialCandidates(using: &rng)
+            guard initial.count >= 2 else {
+                throw ModelError("fewer than 2 candidates reach a \(settings.speedup)× speed-up in this space: lower --speedup or widen --segments")
+            }
+            for (c, origin) in initial { try evaluate(c, origin: origin, generation: 0, samples: settings.samples) }
+            select(initial.map { $0.0.key }, generation: 0, evaluated: initial.map { $0.0.key }, rng: rng)
+            try onUpdate(state, "generation 0")
+        }
+        while state.generations.count <= settings.generations {
+            let g = state.generations.count
+            let last = state.generations.last!
+            let perGeneration = last.generation == 0 ? last.seconds * Double(settings.children) / Double(max(1, last.evaluated.count)) : last.seconds
+            if let limit = settings.maxSeconds, elapsed + perGeneration > limit { break }
+            let started = elapsed
+            rng.state = state.rngState
+            let children = try makeChildren(using: &rng)
+            var screened: [(String, Double)] = []
+            for (c, origin) in children {
+                screened.append((c.key, try evaluate(c, origin: origin, generation: g, samples: settings.screenSamples)))
+            }
+            // Successive halving: children whose screening score would place them in the population
+            // (ranked with the population's own screening scores) are scored on every sample.
+            var pool: [(String, Double)] = []
+            for key in state.population {
+                pool.append((key, try evaluate(state.records[key]!.candidate, origin: state.records[key]!.origin, generation: g,
+                                                samples: settings.screenSamples)))
+            }
+            pool += screened
+            let promoted = Set(pool.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(settings.population).map(\.0))
+            for (c, origin) in children where promoted.contains(c.key) {
+                try evaluate(c, origin: origin, generation: g, samples: settings.samples)
+            }
+            select(state.population + children.map { $0.0.key }, generation: g, evaluated: children.map { $0.0.key }, rng: rng,
+                   seconds: elapsed - started)
+            try onUpdate(state, "generation \(g)")
+        }
+        state.complete = true
+        state.elapsedSeconds = elapsed
+        try onUpdate(state, "done")
+    }
+
+    /// (μ + λ): the `population` best by full-sample rFID (ties by key, for determinism).
+    func select(_ keys: [String], generation: Int, evaluated: [String], rng: SplitMix64, seconds: Double? = nil) {
+        let n = state.settings.samples
+        let scored = Set(keys).compactMap { k in state.records[k]?.score(n).map { (k, $0) } }
+        state.population = scored.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(state.settings.population).map(\.0)
+        state.rngState = rng.state
+        state.generations.append(GenerationLog(generation: generation, evaluated: evaluated, population: state.population,
+                                               bestRFID: state.population.first.flatMap { state.records[$0]?.score(n) } ?? .infinity,
+                                               seconds: seconds ?? elapsed))
+        state.elapsedSeconds = elapsed
+    }
+
+    /// Tournament of two from the population (ranked best first).
+    func pick(using rng: inout SplitMix64) -> Candidate {
+        let p = state.population
+        let i = Int.random(in: 0..<p.count, using: &rng), j = Int.random(in: 0..<p.count, using: &rng)
+        return state.records[p[min(i, j)]]!.candidate
+    }
+
+    /// New, distinct, in-budget children not scored before.
+    func makeChildren(using rng: inout SplitMix64) throws -> [(Candidate, String)] {
+        let settings = state.settings
+        var out: [(Candidate, String)] = []
+        // Plans scored in earlier generations (a resumed generation meets its own children again).
+        let g = state.generations.count
+        var seen = Set(state.records.filter { $0.value.generation < g }.keys)
+        let crossovers = Int((Double(settings.children) * settings.crossoverFraction).rounded())
+        var tries = 0
+        while out.count < settings.children && tries < 50 * settings.children {
+            tries += 1
+            let crossing = out.count < crossovers && state.population.count >= 2
+            var c: Candidate
+            if crossing {
+                c = space.crossover(pick(using: &rng), pick(using: &rng), using: &rng)
+            } else {
+                c = space.mutate(pick(using: &rng), probability: settings.mutationProbability, using: &rng)
+            }
+            guard var fitted = try cost.repair(c, budget: state.budget, space: space, using: &rng) else { continue }
+            if Bool.random(using: &rng) { fitted = try fill(fitted, using: &rng) }
+            c = fitted
+            guard space.contains(c), seen.insert(c.key).inserted else { continue }
+            out.append((c, crossing ? "crossover" : "mutation"))
+        }
+        return out
+    }
+
+    /// The non-dominated records by (predicted speed-up ↑, rFID on every sample ↓), fastest first.
+    public static func paretoFront(_ records: [SearchRecord], samples: Int) -> [SearchRecord] {
+        let scored = records.filter { $0.score(samples) != nil }
+        return scored.filter { r in
+            !scored.contains { o in
+                o.predictedSpeedup >= r.predictedSpeedup && o.score(samples)! <= r.score(samples)!
+                    && (o.predictedSpeedup > r.predictedSpeedup || o.score(samples)! < r.score(samples)!)
+            }
+        }.sorted { $0.predictedSpeedup > $1.predictedSpeedup }
+    }
+}

@@ -1,0 +1,139 @@
+// The search's results file and its picture: the best plan (usable by `generate --plan` as it is),
+// the Pareto front, the baselines, and the whole search state (for --resume).
+import Engine
+import Foundation
+
+/// One plan in the report: the best, a Pareto point, a baseline, the teacher.
+public struct ReportEntry: Codable, Equatable, Sendable {
+    public var name: String
+    public var key: String
+    public var predictedSpeedup: Double
+    public var measuredSpeedup: Double?
+    public var rfid: Double?
+    /// FID against real data on the same samples (nil without real statistics).
+    public var fid: Double?
+    public var plan: StepPlan?
+
+    public init(name: String, key: String, predictedSpeedup: Double, measuredSpeedup: Double? = nil, rfid: Double? = nil,
+                fid: Double? = nil, plan: StepPlan? = nil) {
+        self.name = name; self.key = key; self.predictedSpeedup = predictedSpeedup; self.measuredSpeedup = measuredSpeedup
+        self.rfid = rfid; self.fid = fid; self.plan = plan
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", rfid, fid, plan
+    }
+}
+
+public struct SearchReport: Codable, Sendable {
+    public static let format = "flexiffusion-search"
+    public var format = SearchReport.format
+    public var version = 1
+    public var model: String
+    public var modelKey: String
+    public var device: String
+    public var sampler: PlanSampler
+    public var batch: Int
+    public var features: String
+    /// The latency table entry the costs come from.
+    public var latencies: StepLatencies
+    /// The best plan found, as `generate --plan` reads it (also accepted from this file directly).
+    public var bestPlan: StepPlan?
+    public var best: ReportEntry?
+    public var pareto: [ReportEntry] = []
+    public var baselines: [ReportEntry] = []
+    public var teacher: ReportEntry?
+    public var stepsRun = 0, stepsShared = 0
+    public var state: SearchState
+
+    public init(model: String, modelKey: String, device: String, sampler: PlanSampler, batch: Int, features: String,
+                latencies: StepLatencies, state: SearchState) {
+        self.model = model; self.modelKey = modelKey; self.device = device; self.sampler = sampler; self.batch = batch
+        self.features = features; self.latencies = latencies; self.state = state
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, model, modelKey = "model_key", device, sampler, batch, features, latencies
+        case bestPlan = "best_plan", best, pareto, baselines, teacher, stepsRun = "steps_run", stepsShared = "steps_shared", state
+    }
+
+    public static func load(from url: URL) throws -> SearchReport {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read search results \(url.path): \(error.localizedDescription)") }
+        let report: SearchReport
+        do { report = try JSONDecoder().decode(SearchReport.self, from: data) } catch {
+            throw ModelError("\(url.path) is not a flexiffusion search results file (\(error))")
+        }
+        guard report.format == format, report.version == 1 else {
+            throw ModelError("\(url.path): format \(report.format) version \(report.version) is not search results this build reads")
+        }
+        return report
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it).
+    public func write(to url: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(e.encode(self), to: url.path)
+    }
+}
+
+/// An SVG of rFID against predicted speed-up: every scored candidate, the Pareto front, the best
+/// plan, and the baselines.
+public enum ParetoPlot {
+    public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
+                           best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
+                           target: Double, title: String) -> String {
+        let w = 720.0, h = 480.0, left = 70.0, right = 170.0, top = 40.0, bottom = 55.0
+        let all = candidates + front + baselines.map { ($0.speedup, $0.rfid) } + (best.map { [$0] } ?? [])
+        let xs = all.map(\.speedup) + [target, 1], ys = all.map(\.rfid).filter { $0.isFinite } + [0]
+        let x0 = max(0, (xs.min() ?? 1) - 0.2), x1 = (xs.max() ?? 3) + 0.2
+        let y1 = max(1e-6, (ys.max() ?? 1) * 1.08)
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (w - left - right) }
+        func py(_ y: Double) -> Double { h - bottom - min(max(y, 0), y1) / y1 * (h - top - bottom) }
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+        var s = """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(f(w / 2 - right / 2 + left / 2))" y="22" text-anchor="middle" font-size="14">\(esc(title))</text>
+            <line x1="\(f(left))" y1="\(f(h - bottom))" x2="\(f(w - right))" y2="\(f(h - bottom))" stroke="black"/>
+            <line x1="\(f(left))" y1="\(f(top))" x2="\(f(left))" y2="\(f(h - bottom))" stroke="black"/>
+            <text x="\(f((left + w - right) / 2))" y="\(f(h - 15))" text-anchor="middle">predicted speed-up over the teacher (×)</text>
+            <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">rFID against the teacher (lower is better)</text>
+
+            """
+        for i in 0...5 {
+            let xv = x0 + (x1 - x0) * Double(i) / 5, yv = y1 * Double(i) / 5
+            s += "<text x=\"\(f(px(xv)))\" y=\"\(f(h - bottom + 16))\" text-anchor=\"middle\">\(String(format: "%.2f", xv))</text>\n"
+            s += "<text x=\"\(f(left - 6))\" y=\"\(f(py(yv) + 4))\" text-anchor=\"end\">\(String(format: yv < 10 ? "%.2f" : "%.0f", yv))</text>\n"
+            s += "<line x1=\"\(f(left))\" y1=\"\(f(py(yv)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(yv)))\" stroke=\"#eee\"/>\n"
+        }
+        s += "<line x1=\"\(f(px(target)))\" y1=\"\(f(top))\" x2=\"\(f(px(target)))\" y2=\"\(f(h - bottom))\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n"
+        s += "<text x=\"\(f(px(target) + 4))\" y=\"\(f(top + 12))\" fill=\"#c33\">target \(String(format: "%.2f", target))×</text>\n"
+        for c in candidates where c.rfid.isFinite {
+            s += "<circle cx=\"\(f(px(c.speedup)))\" cy=\"\(f(py(c.rfid)))\" r=\"3\" fill=\"#999\" fill-opacity=\"0.6\"/>\n"
+        }
+        let points = front.filter { $0.rfid.isFinite }.sorted { $0.speedup < $1.speedup }.map { "\(f(px($0.speedup))),\(f(py($0.rfid)))" }
+        if !points.isEmpty {
+            s += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\"/>\n"
+        }
+        let colours = ["#e08a00", "#2a9d3a", "#8e44ad", "#555"]
+        var legend = [("search candidates", "#999"), ("Pareto front", "#1f5fbf")]
+        for (i, b) in baselines.enumerated() where b.rfid.isFinite {
+            let c = colours[i % colours.count], x = px(b.speedup), y = py(b.rfid)
+            s += "<rect x=\"\(f(x - 5))\" y=\"\(f(y - 5))\" width=\"10\" height=\"10\" fill=\"\(c)\"/>\n"
+            legend.append((b.name, c))
+        }
+        if let best, best.rfid.isFinite {
+            s += "<circle cx=\"\(f(px(best.speedup)))\" cy=\"\(f(py(best.rfid)))\" r=\"7\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2.5\"/>\n"
+            legend.append(("best plan", "#d62728"))
+        }
+        for (i, (name, colour)) in legend.enumerated() {
+            let y = top + 10 + Double(i) * 20
+            s += "<rect x=\"\(f(w - right + 12))\" y=\"\(f(y - 8))\" width=\"10\" height=\"10\" fill=\"\(colour)\"/>"
+            s += "<text x=\"\(f(w - right + 28))\" y=\"\(f(y + 1))\">\(esc(name))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+}

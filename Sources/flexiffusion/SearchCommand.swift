@@ -1,0 +1,269 @@
+// `flexiffusion search`: Flexiffusion's segment-wise evolutionary search for a plan that meets a
+// speed target with the least rFID against the teacher, with baselines, a Pareto front and a picture.
+import ArgumentParser
+import Engine
+import Foundation
+import GPUKernels
+import Search
+
+/// Set by SIGINT: the search stops at the next evaluation and leaves a valid results file.
+nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
+
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Search the step plan that meets a speed-up with the least rFID against the teacher.",
+        discussion: """
+            The teacher's steps are cut into N equal segments, each [full, partial × (k − 1) at branch b, \
+            null × rest] with its own k and b (Flexiffusion's space; plain DDIM and DeepCache are members). \
+            Costs come from `flexiffusion profile`'s latency table for this device, model and batch (measured \
+            now if missing). Fitness is rFID against the teacher's samples from the same seeds, on --samples \
+            images; children are screened on the first --screen-samples and only those that would enter the \
+            population are scored on all. States at segment boundaries are shared between candidates with \
+            the same prefix. Every scored plan is kept in --out, which is rewritten after each evaluation: \
+            Ctrl-C leaves it valid and --resume continues (same options → the same result as an uninterrupted \
+            run). At the end: plain DDIM with the same number of full steps as the speed-up allows and the best \
+            DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) are \
+            reported with measured speed-ups of one timed batch each; the front is drawn to --svg. \
+            `generate --plan OUT` runs the best plan.
+            """)
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var featureOptions: FeatureOptions
+    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
+    @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
+    @Option(help: "Teacher steps (DDIM).") var steps = 100
+    @Option(help: "Teacher's DDIM eta.") var eta: Float = 0
+    @Option(help: "Images per fitness evaluation (a multiple of --batch).") var samples = 64
+    @Option(name: .customLong("screen-samples"), help: "Images children are screened on (default: --batch).") var screenSamples: Int?
+    @Option(help: "Images per forward pass.") var batch = 32
+    @Option(help: "Population size.") var population = 8
+    @Option(help: "Children per generation.") var children = 8
+    @Option(help: "Generations after the initial population.") var generations = 6
+    @Option(name: .customLong("mutation-probability"), help: "Per-segment mutation probability.") var mutationProbability = 0.25
+    @Option(help: "Fraction of children made by crossover.") var crossover = 0.25
+    @Option(help: "Seed of the search and of the images' noise.") var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Segment counts N: a range A-B (default 4-50) or a list A,B,C.", valueName: "range")) var segments = "4-50"
+    @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
+    @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
+    @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after).") var maxMinutes = 11.0
+    @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
+    @Flag(name: .customLong("no-measure"), help: "Skip the timed runs of the best plan, the baselines and the teacher.") var noMeasure = false
+    @Option(help: "Results file (JSON).") var out = "search.json"
+    @Option(help: "Picture of the front (SVG; default: OUT with .svg).") var svg: String?
+    @Flag(help: "Continue the search in --out.") var resume = false
+    @Option(name: .customLong("latency-table"), help: "Latency table to read (and extend).") var latencyTable: String = LatencyTable.defaultURL.path
+
+    func segmentCounts() throws -> [Int] {
+        var counts: [Int]
+        if let dash = segments.firstIndex(of: "-"), let a = Int(segments[..<dash]), let b = Int(segments[segments.index(after: dash)...]), a <= b {
+            counts = Array(a...b)
+        } else if let list = Optional(segments.split(separator: ",").compactMap { Int($0) }), list.count == segments.split(separator: ",").count, !list.isEmpty {
+            counts = list
+        } else {
+            throw ValidationError("--segments \(segments): give a range A-B or a list A,B,C")
+        }
+        counts = counts.filter { $0 >= 1 && $0 <= steps }
+        if divisors { counts = counts.filter { steps % $0 == 0 } }
+        guard !counts.isEmpty else { throw ValidationError("--segments \(segments) leaves no segment count for \(steps) steps") }
+        return counts
+    }
+
+    func run() throws {
+        guard (speedup == nil) != (latencyMs == nil) else { throw ValidationError("give --speedup X or --latency-ms MS") }
+        guard batch > 0, samples >= 2, samples % batch == 0 else { throw ValidationError("--samples must be a positive multiple of --batch (\(batch))") }
+        let screen = screenSamples ?? batch
+        guard screen >= 2, screen <= samples, screen % batch == 0 else { throw ValidationError("--screen-samples must be a multiple of --batch, ≤ --samples") }
+        let counts = try segmentCounts()
+        let outURL = URL(fileURLWithPath: out)
+        let svgURL = URL(fileURLWithPath: svg ?? (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".svg")
+        let previous = resume ? try SearchReport.load(from: outURL) : nil
+        if !resume && FileManager.default.fileExists(atPath: outURL.path) {
+            FileHandle.standardError.write("note: \(out) exists and will be replaced (use --resume to continue it)\n".data(using: .utf8)!)
+        }
+
+        // Model, sampler, device.
+        let path = try model ?? DefaultModel.folder()
+        let folder = try ModelFolder(path: path)
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
+        let schedulerConfig = try folder.schedulerConfiguration()
+        let planSampler = PlanSampler(scheduler: "ddim", steps: steps, eta: eta)
+        let scheduler = try planSampler.scheduler(configuration: schedulerConfig)
+        let device = try OpenCLRuntime.select(deviceOptions.device)
+        let stream = try ComputeStream(device: device)
+        let weights = try SafeTensorsFile(path: folder.weightsURL.path)
+        let unet = try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: side, width: side)
+        let sampler = try Sampler(unet: unet, scheduler: scheduler)
+        let modelKey = try RFIDEvaluator.modelKey(folder: folder)
+        let modelName = model == nil ? "default (embedded fashion-mnist)" : path
+        func say(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+
+        // Latencies for this device, model and batch: from the table, else measured now.
+        let tableURL = URL(fileURLWithPath: latencyTable)
+        var table = try LatencyTable.load(from: tableURL, missingOK: true)
+        let latencies: StepLatencies
+        if let previous { latencies = previous.latencies }
+        else if let e = table.lookup(device: device.name, fingerprint: config.fingerprint, batch: batch) {
+            latencies = e
+            say("latencies: \(latencyTable) (\(device.name), batch \(batch), measured \(e.measured))")
+        } else {
+            say("no latencies for \(device.name) at batch \(batch) in \(latencyTable): measuring them (flexiffusion profile)…")
+            latencies = try StepProfiler(sampler: sampler).measure(repeats: 5, model: modelName)
+            table.insert(latencies, device: device.name)
+            try table.write(to: tableURL)
+        }
+        let cost = CostModel(latencies: latencies, sampler: planSampler, useMACs: macs)
+        let target = speedup ?? cost.teacherCost / latencyMs!
+        guard target > 1 else { throw ValidationError("the target (\(String(format: "%.2f", target))× the teacher) must be faster than the teacher") }
+        let space = try SearchSpace(sampler: planSampler, segmentCounts: counts, branchCount: unet.branchCount)
+        let settings = SearchSettings(speedup: target, samples: samples, screenSamples: screen, population: population, children: children,
+                                      generations: generations, mutationProbability: mutationProbability, crossoverFraction: crossover,
+                                      seed: seed, segmentCounts: counts, useMACs: macs, maxSeconds: maxMinutes * 60)
+        let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: config.outChannels, height: side, width: side)
+        let scorer = try RFIDScorer(sampler: sampler, extractor: extractor, seed: seed, modelKey: modelKey)
+        let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: scorer, resume: previous?.state)
+        var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
+                                  features: featureOptions.features, latencies: latencies, state: search.state)
+        if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features {
+            throw ValidationError("\(out) was made for another model, device or feature network; start a new file")
+        }
+
+        // Progress and saving.
+        signal(SIGINT) { _ in
+            if interruptRequested != 0 { Foundation.exit(130) }
+            interruptRequested = 1
+        }
+        search.shouldStop = { interruptRequested != 0 }
+        let interactive = isatty(2) != 0
+        let started = Date()
+        let budgetSeconds = maxMinutes * 60
+        search.onUpdate = { state, message in
+            report.state = state
+            report.stepsRun = scorer.stepsRun; report.stepsShared = scorer.stepsShared
+            if let best = search.best {
+                report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples))
+                report.bestPlan = try best.candidate.plan(planSampler)
+            }
+            try report.write(to: outURL)
+            let g = state.generations.count, total = settings.generations + 1
+            let elapsed = Date().timeIntervalSince(started)
+            let perGeneration = g > 0 ? elapsed / Double(g) : 0
+            let eta = g > 0 ? min(budgetSeconds - state.elapsedSeconds, perGeneration * Double(total - g)) : .nan
+            let bar = String(repeating: "█", count: min(20, 20 * g / total)) + String(repeating: "·", count: max(0, 20 - 20 * g / total))
+            let line = String(format: "gen %d/%d %@ best rFID %@  %d scored  %.0f s%@  %@", min(g, total), total, bar,
+                              report.best?.rfid.map { String(format: "%.3f", $0) } ?? "–", state.records.count, elapsed,
+                              eta.isFinite ? String(format: ", ETA %.0f s", max(0, eta)) : "", message)
+            if interactive { FileHandle.standardError.write("\r\u{1B}[K\(line.prefix(150))".data(using: .utf8)!) }
+            else if message.hasPrefix("generation") || message == "done" { say(line) }
+        }
+
+        say(String(format: "search: %.2f× over the %d-step teacher (budget %.0f %@ per batch of %d), %d segment counts, %d branches, %d samples (screen %d), seed %llu on %@",
+                   target, steps, search.state.budget, macs ? "MACs" : "ms", batch, counts.count, unet.branchCount, samples, screen, seed, device.name))
+        do {
+            try search.run()
+        } catch is EvolutionarySearch.Stopped {
+            if interactive { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+            say("interrupted: \(out) holds \(search.state.records.count) scored plans; continue with --resume")
+            throw ExitCode(130)
+        }
+        if interactive { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+        guard let best = search.best else { throw ModelError("the search scored no plan") }
+
+        // Pareto front, baselines, FID against real data, measured speed-ups.
+        let records = Array(search.state.records.values)
+        let front = EvolutionarySearch.paretoFront(records, samples: samples)
+        report.pareto = try front.map {
+            ReportEntry(name: $0.origin, key: $0.candidate.key, predictedSpeedup: $0.predictedSpeedup, rfid: $0.score(samples), plan: try $0.candidate.plan(planSampler))
+        }
+        let realStats = try realStatistics(extractor: extractor, say: say)
+        func fid(_ s: FeatureStatistics) throws -> Double? { try realStats.map { try frechetDistance(s, $0) } }
+
+        let bestPlan = try best.candidate.plan(planSampler)
+        var entries: [(entry: ReportEntry, plan: StepPlan, sampler: Sampler)] = []
+        entries.append((ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples),
+                                    fid: try fid(scorer.statistics(best.candidate, samples: samples)), plan: bestPlan), bestPlan, sampler))
+        // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid.
+        let ddimSteps = max(1, Int((Double(steps) / target).rounded(.down)))
+        let ddimPlan = try StepPlan.ddim(steps: ddimSteps, eta: eta)
+        let ddimSampler = try Sampler(unet: unet, scheduler: try ddimPlan.sampler.scheduler(configuration: schedulerConfig))
+        say("scoring the baselines: DDIM \(ddimSteps) steps, the best DeepCache uniform plan…")
+        let ddim = try scorer.rfid(plan: ddimPlan, key: "ddim-\(ddimSteps)", samples: samples, sampler: ddimSampler)
+        let ddimPredicted = Double(steps) / Double(ddimSteps)
+        entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: "ddim-\(ddimSteps)", predictedSpeedup: ddimPredicted,
+                                    rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan, ddimSampler))
+        // DeepCache uniform: the best-scored member that meets the target (scored in generation 0).
+        if let dc = records.filter({ $0.origin == "deepcache" && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
+            let L = steps / dc.candidate.count, b = dc.candidate.segments[0].branch
+            let plan = try StepPlan.deepCacheUniform(planSampler, interval: L, branch: b)
+            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)", key: dc.candidate.key, predictedSpeedup: dc.predictedSpeedup,
+                                        rfid: dc.score(samples), fid: try fid(scorer.statistics(dc.candidate, samples: samples)), plan: plan), plan, sampler))
+        }
+        let teacherPlan = sampler.teacherPlan
+        var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
+                                       fid: try fid(scorer.teacherStatistics(samples: samples)), plan: nil)
+        if !noMeasure {
+            say("timing one batch of each (teacher, best, baselines)…")
+            let teacherSeconds = try timeBatch(sampler: sampler, plan: teacherPlan)
+            teacherEntry.measuredSpeedup = 1
+            for i in entries.indices {
+                entries[i].entry.measuredSpeedup = teacherSeconds / (try timeBatch(sampler: entries[i].sampler, plan: entries[i].plan))
+            }
+        }
+        report.best = entries[0].entry
+        report.bestPlan = bestPlan
+        report.baselines = entries.dropFirst().map(\.entry)
+        report.teacher = teacherEntry
+        report.stepsRun = scorer.stepsRun; report.stepsShared = scorer.stepsShared
+        try report.write(to: outURL)
+        let picture = ParetoPlot.svg(
+            candidates: records.compactMap { r in r.score(samples).map { (r.predictedSpeedup, $0) } },
+            front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
+            best: (best.predictedSpeedup, best.score(samples)!),
+            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) },
+            target: target, title: "flexiffusion search: \(modelName), \(steps)-step DDIM, \(samples) samples")
+        try writeAtomically(Data(picture.utf8), to: svgURL.path)
+
+        // The table.
+        var rows: [[String]] = [["plan", "predicted ×", "measured ×", "rFID", "FID (real)"]]
+        for e in [teacherEntry] + entries.map(\.entry) {
+            rows.append([e.name, String(format: "%.2f", e.predictedSpeedup), e.measuredSpeedup.map { String(format: "%.2f", $0) } ?? "–",
+                         e.rfid.map { String(format: "%.3f", $0) } ?? "–", e.fid.map { String(format: "%.2f", $0) } ?? "–"])
+        }
+        print(renderTable(rows))
+        print("best plan \(best.candidate.key) (\(bestPlan.fullSteps) full, \(bestPlan.partialSteps) partial, \(bestPlan.nullSteps) null)")
+        print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
+                     records.count, search.state.elapsedSeconds, scorer.stepsRun, scorer.stepsShared, scorer.teacherSeconds))
+        print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(svgURL.path)")
+    }
+
+    /// Seconds of one batch of `plan` from fresh noise (kernels already compiled).
+    func timeBatch(sampler: Sampler, plan: StepPlan) throws -> Double {
+        var g = GaussianNoise(seed: seed &+ 99), v = GaussianNoise(seed: seed &+ 100)
+        let noise = g.fill(batch * sampler.unet.config.inChannels * sampler.unet.height * sampler.unet.width)
+        try sampler.prepare(plan)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        _ = try sampler.run(noise: noise, plan: plan, noiseSource: &v)
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
+    /// Statistics of real images for FID (cached beside the teacher statistics), or nil.
+    func realStatistics(extractor: FeatureExtractor, say: (String) -> Void) throws -> FeatureStatistics? {
+        let defaultReal = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+        guard let path = real ?? (model == nil && FileManager.default.fileExists(atPath: defaultReal) ? defaultReal : nil) else {
+            say("no --real images: FID against real data is left out")
+            return nil
+        }
+        if path.hasSuffix(".npz") { return try FeatureStatistics.loadNPZ(path) }
+        var h = FNV1a()
+        h.add(Array("real-stats v1|\(path)|\(extractor.name)|\(extractor.fingerprint)".utf8))
+        let cache = flexiffusionCacheDirectory().appendingPathComponent("real-stats/\(h.hex).npz")
+        if let s = try? FeatureStatistics.loadNPZ(cache.path) { return s }
+        let images = try ImageSet.load(path)
+        let s = try FIDStatistics(extractor: extractor).statistics(of: images, progress: reportProgress("features of \(path):"))
+        try FileManager.default.createDirectory(at: cache.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try s.saveNPZ(cache.path)
+        return s
+    }
+}
