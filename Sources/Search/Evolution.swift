@@ -196,7 +196,9 @@ public final class EvolutionarySearch {
         return out
     }
 
-    /// Runs generations until done, out of time, or stopped (then throws `Stopped`).
+    /// Runs generations until done, out of time, or stopped (then throws `Stopped`). With `shard`
+    /// set, stops at the first phase with unscored plans after scoring its slice of them (throws
+    /// `ShardDone`); a shard of count 0 scores nothing (advances a merged state as far as it goes).
     public func run() throws {
         clockBase = state.elapsedSeconds
         generationStart = now
@@ -208,7 +210,7 @@ public final class EvolutionarySearch {
             guard initial.count >= 2 else {
                 throw ModelError("fewer than 2 candidates reach a \(settings.speedup)× speed-up in this space: lower --speedup or widen --segments")
             }
-            for (c, origin) in initial { try evaluate(c, origin: origin, generation: 0, samples: settings.samples) }
+            _ = try evaluatePhase(initial.map { ($0.0, $0.1, 0, settings.samples) })
             select(initial.map { $0.0.key }, generation: 0, evaluated: initial.map { $0.0.key }, rng: rng)
             try onUpdate(state, "generation 0")
         }
@@ -216,26 +218,18 @@ public final class EvolutionarySearch {
             let g = state.generations.count
             let last = state.generations.last!
             let perGeneration = last.generation == 0 ? last.seconds * Double(settings.children) / Double(max(1, last.evaluated.count)) : last.seconds
-            if let limit = settings.maxSeconds, elapsed + perGeneration > limit { break }
+            // (Sharded searches replay in several processes: they must not decide by the clock.)
+            if shard == nil, let limit = settings.maxSeconds, elapsed + perGeneration > limit { break }
             let started = elapsed
             rng.state = state.rngState
             let children = try makeChildren(using: &rng)
-            var screened: [(String, Double)] = []
-            for (c, origin) in children {
-                screened.append((c.key, try evaluate(c, origin: origin, generation: g, samples: settings.screenSamples)))
-            }
             // Successive halving: children whose screening score would place them in the population
             // (ranked with the population's own screening scores) are scored on every sample.
-            var pool: [(String, Double)] = []
-            for key in state.population {
-                pool.append((key, try evaluate(state.records[key]!.candidate, origin: state.records[key]!.origin, generation: g,
-                                                samples: settings.screenSamples)))
-            }
-            pool += screened
+            let members = state.population.map { (state.records[$0]!.candidate, state.records[$0]!.origin, g, settings.screenSamples) }
+            let screen = try evaluatePhase(children.map { ($0.0, $0.1, g, settings.screenSamples) } + members)
+            let pool = zip(children.map(\.0.key) + state.population, screen).map { ($0, $1) }
             let promoted = Set(pool.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(settings.population).map(\.0))
-            for (c, origin) in children where promoted.contains(c.key) {
-                try evaluate(c, origin: origin, generation: g, samples: settings.samples)
-            }
+            _ = try evaluatePhase(children.filter { promoted.contains($0.0.key) }.map { ($0.0, $0.1, g, settings.samples) })
             select(state.population + children.map { $0.0.key }, generation: g, evaluated: children.map { $0.0.key }, rng: rng,
                    seconds: elapsed - started)
             try onUpdate(state, "generation \(g)")
@@ -243,6 +237,42 @@ public final class EvolutionarySearch {
         state.complete = true
         state.elapsedSeconds = elapsed
         try onUpdate(state, "done")
+    }
+
+    /// Which slice of each phase's unscored plans this process scores (index in 0..<count).
+    public var shard: (index: Int, count: Int)? = nil
+
+    /// A shard scored its slice of a phase; merge the shards' records and run again.
+    public struct ShardDone: Error { public let scored: Int; public let missing: Int }
+
+    /// Scores independent evaluations (candidate, origin, generation, samples), in order.
+    func evaluatePhase(_ items: [(Candidate, String, Int, Int)]) throws -> [Double] {
+        if let shard {
+            var seen = Set<String>()
+            let missing = items.filter { state.records[$0.0.key]?.score($0.3) == nil && seen.insert("\($0.0.key)@\($0.3)").inserted }
+            if !missing.isEmpty {
+                var scored = 0
+                for (i, item) in missing.enumerated() where shard.count > 0 && i % shard.count == shard.index {
+                    try evaluate(item.0, origin: item.1, generation: item.2, samples: item.3)
+                    scored += 1
+                }
+                throw ShardDone(scored: scored, missing: missing.count)
+            }
+        }
+        return try items.map { try evaluate($0.0, origin: $0.1, generation: $0.2, samples: $0.3) }
+    }
+
+    /// Adds scores from another process (a shard) to the memo.
+    public func merge(_ records: [String: SearchRecord]) {
+        for (key, r) in records {
+            if var mine = state.records[key] {
+                mine.rfid.merge(r.rfid) { a, _ in a }
+                mine.generation = min(mine.generation, r.generation)
+                state.records[key] = mine
+            } else {
+                state.records[key] = r
+            }
+        }
     }
 
     /// (μ + λ): the `population` best by full-sample rFID (ties by key, for determinism).

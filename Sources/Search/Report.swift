@@ -137,3 +137,33 @@ public enum ParetoPlot {
         return s + "</svg>\n"
     }
 }
+
+/// What one shard scored: merged into the search by `--merge`.
+public struct ShardFile: Codable, Sendable {
+    public static let format = "flexiffusion-search-shard"
+    public var format = ShardFile.format
+    public var version = 1
+    public var shard: Int, count: Int
+    public var records: [String: SearchRecord]
+
+    public init(shard: Int, count: Int, records: [String: SearchRecord]) {
+        self.shard = shard; self.count = count; self.records = records
+    }
+
+    public static func load(from url: URL) throws -> ShardFile {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read shard file \(url.path): \(error.localizedDescription)") }
+        let file: ShardFile
+        do { file = try JSONDecoder().decode(ShardFile.self, from: data) } catch {
+            throw ModelError("\(url.path) is not a flexiffusion search shard file (\(error))")
+        }
+        guard file.format == format, file.version == 1 else { throw ModelError("\(url.path): not a shard file this build reads") }
+        return file
+    }
+
+    public func write(to url: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(e.encode(self), to: url.path)
+    }
+}

@@ -53,6 +53,10 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Results file (JSON).") var out = "search.json"
     @Option(help: "Picture of the front (SVG; default: OUT with .svg).") var svg: String?
     @Flag(help: "Continue the search in --out.") var resume = false
+    @Option(help: ArgumentHelp("Score only slice I of N of each phase's unscored plans, into OUT's shard file, then exit (run N of these, e.g. as a job array, then --merge).", valueName: "I/N"))
+    var shard: String?
+    @Flag(help: "Merge the shard files beside --out into it and advance the search as far as its scores go (creates --out on the first call).")
+    var merge = false
     @Option(name: .customLong("latency-table"), help: "Latency table to read (and extend).") var latencyTable: String = LatencyTable.defaultURL.path
 
     func segmentCounts() throws -> [Int] {
@@ -76,10 +80,24 @@ struct SearchCommand: ParsableCommand {
         let screen = screenSamples ?? batch
         guard screen >= 2, screen <= samples, screen % batch == 0 else { throw ValidationError("--screen-samples must be a multiple of --batch, ≤ --samples") }
         let counts = try segmentCounts()
+        var shardSlice: (index: Int, count: Int)? = nil
+        if let shard {
+            let parts = shard.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
+                throw ValidationError("--shard \(shard): give I/N with 0 ≤ I < N (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+            }
+            guard !merge else { throw ValidationError("--shard and --merge are separate steps") }
+            shardSlice = (parts[0], parts[1])
+        }
+        let distributed = shardSlice != nil || merge
         let outURL = URL(fileURLWithPath: out)
+        let stem = out.hasSuffix(".json") ? String(out.dropLast(5)) : out
         let svgURL = URL(fileURLWithPath: svg ?? (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".svg")
-        let previous = resume ? try SearchReport.load(from: outURL) : nil
-        if !resume && FileManager.default.fileExists(atPath: outURL.path) {
+        let previous = resume || (distributed && FileManager.default.fileExists(atPath: outURL.path)) ? try SearchReport.load(from: outURL) : nil
+        if shardSlice != nil && previous == nil {
+            throw ValidationError("\(out) does not exist: create it first with --merge (same options), so that every shard uses its latencies")
+        }
+        if !resume && !distributed && FileManager.default.fileExists(atPath: outURL.path) {
             FileHandle.standardError.write("note: \(out) exists and will be replaced (use --resume to continue it)\n".data(using: .utf8)!)
         }
 
@@ -128,6 +146,13 @@ struct SearchCommand: ParsableCommand {
                                   features: featureOptions.features, latencies: latencies, state: search.state)
         if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features {
             throw ValidationError("\(out) was made for another model, device or feature network; start a new file")
+        }
+
+        if let shardSlice {
+            return try runShard(search, slice: shardSlice, stem: stem, say: say)
+        }
+        if merge {
+            return try runMerge(search, report: &report, stem: stem, outURL: outURL, say: say)
         }
 
         // Progress and saving.
@@ -236,6 +261,49 @@ struct SearchCommand: ParsableCommand {
         print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
                      records.count, search.state.elapsedSeconds, scorer.stepsRun, scorer.stepsShared, scorer.teacherSeconds))
         print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(svgURL.path)")
+    }
+
+    /// One shard: score this slice of the first phase with unscored plans, into the shard file.
+    func runShard(_ search: EvolutionarySearch, slice: (index: Int, count: Int), stem: String, say: @escaping (String) -> Void) throws {
+        let file = URL(fileURLWithPath: "\(stem).shard-\(slice.index)-of-\(slice.count).json")
+        let known = Set(search.state.records.map { "\($0.key)@\($0.value.rfid.keys.sorted())" })
+        search.shard = slice
+        search.onUpdate = { state, message in
+            // Only what this shard scored travels in its file (the merge takes the union).
+            let mine = state.records.filter { !known.contains("\($0.key)@\($0.value.rfid.keys.sorted())") }
+            try ShardFile(shard: slice.index, count: slice.count, records: mine).write(to: file)
+            if message.contains("rFID") { say("shard \(slice.index)/\(slice.count): \(message)") }
+        }
+        do {
+            try search.run()
+            say("the search is complete: nothing for shards to score; run without --shard (with --resume) for the report")
+        } catch let done as EvolutionarySearch.ShardDone {
+            say("shard \(slice.index)/\(slice.count): scored \(done.scored) of the phase's \(done.missing) unscored plans into \(file.path); merge with --merge")
+        }
+    }
+
+    /// Merges every shard file of `stem` into the search and advances it without scoring anything.
+    func runMerge(_ search: EvolutionarySearch, report: inout SearchReport, stem: String, outURL: URL, say: (String) -> Void) throws {
+        let dir = URL(fileURLWithPath: stem).deletingLastPathComponent()
+        let prefix = URL(fileURLWithPath: stem).lastPathComponent + ".shard-"
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".json") }.sorted()
+        for name in files {
+            search.merge(try ShardFile.load(from: dir.appendingPathComponent(name)).records)
+        }
+        search.shard = (0, 0)
+        var missing = 0
+        do { try search.run() } catch let done as EvolutionarySearch.ShardDone { missing = done.missing }
+        report.state = search.state
+        if let best = search.best {
+            report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples))
+            report.bestPlan = try best.candidate.plan(report.sampler)
+        }
+        try report.write(to: outURL)
+        if search.state.complete {
+            say("merged \(files.count) shard file(s): the search is complete (\(search.state.records.count) plans); run with --resume (no --shard) for the baselines, timings and picture")
+        } else {
+            say("merged \(files.count) shard file(s) into \(out): generation \(search.state.generations.count), \(missing) plans to score in the next phase; run the shards again")
+        }
     }
 
     /// Seconds of one batch of `plan` from fresh noise (kernels already compiled).

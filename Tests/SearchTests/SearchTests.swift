@@ -134,6 +134,43 @@ final class SyntheticScorer: CandidateScorer {
     }
 }
 
+extension EvolutionTests {
+    /// Two shards score disjoint halves of each phase; a coordinator merges their records and
+    /// advances: the result equals one process's, and no plan is scored twice.
+    @Test func shardsMergeToTheSameResult() throws {
+        let seed = freshSeed()
+        let single = SyntheticScorer()
+        let whole = try makeSearch(seed: seed, scorer: single)
+        try whole.run()
+        let scorers = [SyntheticScorer(), SyntheticScorer()]
+        var state: SearchState? = nil
+        var rounds = 0
+        while !(state?.complete ?? false) {
+            rounds += 1
+            #expect(rounds < 100, "sharded search does not finish")
+            if rounds >= 100 { break }
+            var records: [String: SearchRecord] = [:]
+            for i in 0..<2 {
+                let shard = try makeSearch(seed: seed, scorer: scorers[i], resume: state)
+                shard.shard = (i, 2)
+                do { try shard.run() } catch let done as EvolutionarySearch.ShardDone {
+                    #expect(done.scored <= (done.missing + 1) / 2)
+                }
+                records.merge(shard.state.records) { a, b in var m = a; m.rfid.merge(b.rfid) { x, _ in x }; return m }
+            }
+            let coordinator = try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: state)
+            coordinator.merge(records)
+            coordinator.shard = (0, 0)
+            do { try coordinator.run() } catch is EvolutionarySearch.ShardDone {}
+            state = coordinator.state
+        }
+        #expect(state?.population == whole.state.population, "seed \(seed)")
+        #expect(Set(state?.records.keys ?? [:].keys) == Set(whole.state.records.keys))
+        #expect((scorers[0].calls + scorers[1].calls).sorted() == single.calls.sorted(), "each plan scored once, by one shard")
+        #expect(!scorers[0].calls.isEmpty && !scorers[1].calls.isEmpty)
+    }
+}
+
 @Suite struct RFIDScorerTests {
     /// A candidate resumed from another candidate's stored segment-boundary state scores exactly as
     /// when generated from the noise; promotion from screening reuses the first batch.
