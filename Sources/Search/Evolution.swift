@@ -118,10 +118,16 @@ public final class EvolutionarySearch {
             throw ModelError("search settings out of range: speed-up > 0, 2 ≤ screen samples ≤ samples, population ≥ 2, children ≥ 1, probabilities in 0…1")
         }
         self.space = space; self.cost = cost; self.scorer = scorer
-        if let resume {
-            guard resume.settings == settings else {
+        if var resume {
+            // The time limit and the number of generations may change (to give a search more time);
+            // anything else would make a different search.
+            var same = resume.settings
+            same.maxSeconds = settings.maxSeconds; same.generations = settings.generations
+            guard same == settings else {
                 throw ModelError("the results file was made with other settings (\(resume.settings)); resume with the same options or start a new file")
             }
+            resume.settings = settings
+            if resume.generations.count <= settings.generations { resume.complete = false }
             state = resume
         } else {
             state = SearchState(settings: settings, budget: cost.teacherCost / settings.speedup, rngState: settings.seed)

@@ -50,6 +50,7 @@ struct SearchCommand: ParsableCommand {
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after).") var maxMinutes = 11.0
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
     @Flag(name: .customLong("no-measure"), help: "Skip the timed runs of the best plan, the baselines and the teacher.") var noMeasure = false
+    @Flag(name: .customLong("measure-front"), help: "Also time one batch of every plan on the Pareto front.") var measureFront = false
     @Option(help: "Results file (JSON).") var out = "search.json"
     @Option(help: "Picture of the front (SVG; default: OUT with .svg).") var svg: String?
     @Flag(help: "Continue the search in --out.") var resume = false
@@ -144,8 +145,9 @@ struct SearchCommand: ParsableCommand {
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: scorer, resume: previous?.state)
         var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
                                   features: featureOptions.features, latencies: latencies, state: search.state)
-        if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features {
-            throw ValidationError("\(out) was made for another model, device or feature network; start a new file")
+        if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features
+            || previous.batch != batch || previous.sampler != planSampler {
+            throw ValidationError("\(out) was made for another model, device, feature network, batch or teacher; start a new file")
         }
 
         if let shardSlice {
@@ -228,12 +230,19 @@ struct SearchCommand: ParsableCommand {
         let teacherPlan = sampler.teacherPlan
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
                                        fid: try fid(scorer.teacherStatistics(samples: samples)), plan: nil)
+        var measuredTeacher: Double? = nil
         if !noMeasure {
-            say("timing one batch of each (teacher, best, baselines)…")
+            say("timing one batch of each (teacher, best, baselines\(measureFront ? ", the Pareto front" : ""))…")
             let teacherSeconds = try timeBatch(sampler: sampler, plan: teacherPlan)
+            measuredTeacher = teacherSeconds
             teacherEntry.measuredSpeedup = 1
             for i in entries.indices {
                 entries[i].entry.measuredSpeedup = teacherSeconds / (try timeBatch(sampler: entries[i].sampler, plan: entries[i].plan))
+            }
+        }
+        if measureFront, let teacherSeconds = measuredTeacher {
+            for i in report.pareto.indices {
+                report.pareto[i].measuredSpeedup = teacherSeconds / (try timeBatch(sampler: sampler, plan: report.pareto[i].plan!))
             }
         }
         report.best = entries[0].entry

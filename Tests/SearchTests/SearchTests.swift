@@ -127,6 +127,13 @@ final class SyntheticScorer: CandidateScorer {
         #expect(second.state.population == whole.state.population, "seed \(seed)")
         #expect(Set(second.state.records.keys) == Set(whole.state.records.keys))
         #expect(second.state.rngState == whole.state.rngState)
+        // More generations (or another time limit) continue a finished search.
+        var longer = second.state
+        longer.settings.generations += 2
+        let third = try EvolutionarySearch(settings: longer.settings, space: second.space, cost: second.cost, scorer: scorer, resume: second.state)
+        #expect(!third.state.complete)
+        try third.run()
+        #expect(third.state.complete && third.state.generations.count == second.state.generations.count + 2)
         // Other settings are refused.
         var other = saved
         other.settings.population += 1
