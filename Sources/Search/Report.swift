@@ -84,7 +84,7 @@ public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
                            target: Double, title: String) -> String {
-        let w = 720.0, h = 480.0, left = 70.0, right = 170.0, top = 40.0, bottom = 55.0
+        let w = 760.0, h = 480.0, left = 70.0, right = 210.0, top = 40.0, bottom = 55.0
         let all = candidates + front + baselines.map { ($0.speedup, $0.rfid) } + (best.map { [$0] } ?? [])
         let xs = all.map(\.speedup) + [target, 1], ys = all.map(\.rfid).filter { $0.isFinite } + [0]
         let x0 = max(0, (xs.min() ?? 1) - 0.2), x1 = (xs.max() ?? 3) + 0.2

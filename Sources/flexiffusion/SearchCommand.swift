@@ -255,7 +255,7 @@ struct SearchCommand: ParsableCommand {
             candidates: records.compactMap { r in r.score(samples).map { (r.predictedSpeedup, $0) } },
             front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
             best: (best.predictedSpeedup, best.score(samples)!),
-            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) },
+            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) } + [("teacher", 1, 0)],
             target: target, title: "flexiffusion search: \(modelName), \(steps)-step DDIM, \(samples) samples")
         try writeAtomically(Data(picture.utf8), to: svgURL.path)
 
