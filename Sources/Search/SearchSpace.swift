@@ -103,7 +103,10 @@ public struct SearchSpace: Sendable {
         let lengths = lengths(c.count)
         var changed = false
         // Mostly small steps (k ± 1, the next branch), sometimes a jump anywhere in the gene's range.
-        while !changed {
+        // (A space of one-step segments has nothing to change: give up after a while.)
+        var attempts = 0
+        while !changed && attempts < 100 {
+            attempts += 1
             for i in segments.indices where Double.random(in: 0..<1, using: &rng) < probability {
                 let local = Double.random(in: 0..<1, using: &rng) < 0.7
                 if Bool.random(using: &rng) || segments[i].active == 1 {

@@ -77,6 +77,7 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         guard (speedup == nil) != (latencyMs == nil) else { throw ValidationError("give --speedup X or --latency-ms MS") }
+        guard !(macs && latencyMs != nil) else { throw ValidationError("--latency-ms needs measured latencies; with --macs give --speedup") }
         guard batch > 0, samples >= 2, samples % batch == 0 else { throw ValidationError("--samples must be a positive multiple of --batch (\(batch))") }
         let screen = screenSamples ?? batch
         guard screen >= 2, screen <= samples, screen % batch == 0 else { throw ValidationError("--screen-samples must be a multiple of --batch, ≤ --samples") }

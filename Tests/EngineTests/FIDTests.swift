@@ -120,14 +120,8 @@ import TestSupport
     /// rFID on the device: the teacher against itself is 0, a cached teacher is reused only under its
     /// own key, and the device statistics equal float64 statistics of the same samples' features.
     @Test func rfidPipeline() throws {
-        let folder = try ModelFolder(path: DefaultModel.folder())
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        let stream = try ComputeStream()
-        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: 4, height: 28, width: 28)
-        let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration.load(from: folder.schedulerConfigURL!), steps: 10)
-        let sampler = try Sampler(unet: unet, scheduler: scheduler)
-        let net = try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: 4)
+        let (folder, sampler, net) = try defaultModelSampler(batch: 4, steps: 10)
+        let stream = net.stream
         let seed = freshSeed()
         let evaluator = try RFIDEvaluator(sampler: sampler, extractor: net, count: 10, seed: seed, modelKey: RFIDEvaluator.modelKey(folder: folder))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-\(seed)")

@@ -182,14 +182,7 @@ extension EvolutionTests {
     /// A candidate resumed from another candidate's stored segment-boundary state scores exactly as
     /// when generated from the noise; promotion from screening reuses the first batch.
     @Test func sharedPrefixesGiveTheSameRFID() throws {
-        let folder = try ModelFolder(path: DefaultModel.folder())
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        let stream = try ComputeStream()
-        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: 3, height: 28, width: 28)
-        let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration.load(from: folder.schedulerConfigURL!), steps: 12)
-        let sampler = try Sampler(unet: unet, scheduler: scheduler)
-        let net = try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: 3)
+        let (folder, sampler, net) = try defaultModelSampler(batch: 3, steps: 12)
         let seed = freshSeed()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-features-\(seed)")
         defer { try? FileManager.default.removeItem(at: dir) }

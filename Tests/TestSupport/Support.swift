@@ -50,3 +50,16 @@ public func expectClose(_ actual: [Float], _ expected: [Float], atol: Float, rto
             """, sourceLocation: sourceLocation)
     }
 }
+
+/// The embedded default model on the default device: a DDIM sampler with `steps` steps for batches
+/// of `batch`, and the domain feature network for the same batch (rFID and search tests).
+public func defaultModelSampler(batch: Int, steps: Int) throws -> (folder: ModelFolder, sampler: Sampler, features: FashionFeatureNet) {
+    let folder = try ModelFolder(path: DefaultModel.folder())
+    let config = try UNetConfiguration.load(from: folder.configURL)
+    let stream = try ComputeStream()
+    let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
+                        stream: stream, batch: batch, height: 28, width: 28)
+    let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration.load(from: folder.schedulerConfigURL!), steps: steps)
+    return (folder, try Sampler(unet: unet, scheduler: scheduler),
+            try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: batch))
+}
