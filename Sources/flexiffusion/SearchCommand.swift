@@ -44,12 +44,13 @@ struct SearchCommand: ParsableCommand {
     @Option(name: .customLong("mutation-probability"), help: "Per-segment mutation probability.") var mutationProbability = 0.25
     @Option(help: "Fraction of children made by crossover.") var crossover = 0.25
     @Option(help: "Seed of the search and of the images' noise.") var seed: UInt64 = 0
-    @Option(help: ArgumentHelp("Segment counts N: a range A-B (default 4-50) or a list A,B,C.", valueName: "range")) var segments = "4-50"
+    @Option(help: ArgumentHelp("Segment counts N: a range A-B or a list A,B,C.", valueName: "range")) var segments = "4-50"
     @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after).") var maxMinutes = 11.0
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
     @Flag(name: .customLong("no-measure"), help: "Skip the timed runs of the best plan, the baselines and the teacher.") var noMeasure = false
+    @Option(name: .customLong("measure-rounds"), help: "Timed rounds (each plan's batch beside a teacher batch; the median ratio is reported).") var measureRounds = 1
     @Flag(name: .customLong("measure-front"), help: "Also time one batch of every plan on the Pareto front.") var measureFront = false
     @Option(help: "Results file (JSON).") var out = "search.json"
     @Option(help: "Picture of the front (SVG; default: OUT with .svg).") var svg: String?
@@ -231,19 +232,27 @@ struct SearchCommand: ParsableCommand {
         let teacherPlan = sampler.teacherPlan
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
                                        fid: try fid(scorer.teacherStatistics(samples: samples)), plan: nil)
-        var measuredTeacher: Double? = nil
-        if !noMeasure {
-            say("timing one batch of each (teacher, best, baselines\(measureFront ? ", the Pareto front" : ""))…")
-            let teacherSeconds = try timeBatch(sampler: sampler, plan: teacherPlan)
-            measuredTeacher = teacherSeconds
-            teacherEntry.measuredSpeedup = 1
-            for i in entries.indices {
-                entries[i].entry.measuredSpeedup = teacherSeconds / (try timeBatch(sampler: entries[i].sampler, plan: entries[i].plan))
+        if !noMeasure && measureRounds > 0 {
+            // Rounds alternate the teacher with every plan; each plan's speed-up is the median over
+            // rounds of (teacher seconds / plan seconds) in the same round, which cancels slow drift.
+            var timed: [(Sampler, StepPlan)] = entries.map { ($0.sampler, $0.plan) }
+            if measureFront { timed += try report.pareto.map { (sampler, $0.plan!) } }
+            say("timing \(measureRounds) round(s) of one batch each, alternating with the teacher (best, baselines\(measureFront ? ", the Pareto front" : ""))…")
+            var ratios = Array(repeating: [Double](), count: timed.count)
+            for _ in 0..<measureRounds {
+                for (i, (planSampler, plan)) in timed.enumerated() {
+                    let teacherSeconds = try timeBatch(sampler: sampler, plan: teacherPlan)
+                    ratios[i].append(teacherSeconds / (try timeBatch(sampler: planSampler, plan: plan)))
+                }
             }
-        }
-        if measureFront, let teacherSeconds = measuredTeacher {
-            for i in report.pareto.indices {
-                report.pareto[i].measuredSpeedup = teacherSeconds / (try timeBatch(sampler: sampler, plan: report.pareto[i].plan!))
+            func median(_ v: [Double]) -> Double {
+                let s = v.sorted()
+                return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+            }
+            teacherEntry.measuredSpeedup = 1
+            for i in entries.indices { entries[i].entry.measuredSpeedup = median(ratios[i]) }
+            if measureFront {
+                for i in report.pareto.indices { report.pareto[i].measuredSpeedup = median(ratios[entries.count + i]) }
             }
         }
         report.best = entries[0].entry
