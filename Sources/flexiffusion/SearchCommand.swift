@@ -24,7 +24,7 @@ struct SearchCommand: ParsableCommand {
             Ctrl-C leaves it valid and --resume continues (same options → the same result as an uninterrupted \
             run). At the end: plain DDIM with the same number of full steps as the speed-up allows and the best \
             DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) are \
-            reported with measured speed-ups of one timed batch each; the front is drawn to --svg. \
+            reported with measured speed-ups (each plan's batch timed beside a teacher batch); the front is drawn to --svg. \
             `generate --plan OUT` runs the best plan.
             """)
 
