@@ -69,12 +69,14 @@ public final class RFIDScorer: CandidateScorer {
         return samples / batch
     }
 
-    /// Features of batch `b` of `plan`'s samples. `boundaries` are (step, prefix key) at segment
-    /// starts (after the first) where states may be shared; nil for plans outside the space.
-    func features(plan: StepPlan, boundaries: [(step: Int, key: String)]?, batch b: Int) throws -> [Float] {
+    /// Features of batch `b` of `plan`'s samples, on this scorer's sampler or `other` (with the same
+    /// UNet). `boundaries` are (step, prefix key) at segment starts (after the first) where states
+    /// may be shared; nil for plans outside the space (and on another sampler).
+    func features(plan: StepPlan, boundaries: [(step: Int, key: String)]?, batch b: Int, sampler other: Sampler? = nil) throws -> [Float] {
+        let sampler = other ?? self.sampler
         try sampler.prepare(plan)
         var start = 0
-        let shared = deterministic ? boundaries ?? [] : []
+        let shared = deterministic && other == nil ? boundaries ?? [] : []
         if let hit = shared.last(where: { states["\(b)|\($0.key)"] != nil }) {
             let k = "\(b)|\(hit.key)"
             try sampler.setSample(states[k]!.sample)
@@ -95,8 +97,10 @@ public final class RFIDScorer: CandidateScorer {
             }
             try sampler.step(i, plan.actions[i], capturing: captures[i], noiseSource: &variance)
         }
-        stepsRun += plan.actions.count - start
-        stepsShared += start
+        if other == nil {   // (the search's own steps; baselines on another sampler are not counted)
+            stepsRun += plan.actions.count - start
+            stepsShared += start
+        }
         try extractor.extract(sampler.sampleBuffer, into: featureBuffer, row: 0)
         return try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
     }
@@ -124,11 +128,12 @@ public final class RFIDScorer: CandidateScorer {
     }
 
     /// Statistics of a plan's samples (its batches memoised under `key`).
-    func statistics(plan: StepPlan, key: String, boundaries: [(step: Int, key: String)]?, samples: Int) throws -> FeatureStatistics {
+    func statistics(plan: StepPlan, key: String, boundaries: [(step: Int, key: String)]?, samples: Int,
+                    sampler other: Sampler? = nil) throws -> FeatureStatistics {
         var rows: [Float] = []
         for b in 0..<(try batches(samples)) {
             if let f = features[key]?[b] { rows += f; continue }
-            let f = try features(plan: plan, boundaries: boundaries, batch: b)
+            let f = try features(plan: plan, boundaries: boundaries, batch: b, sampler: other)
             features[key, default: [:]][b] = f
             rows += f
         }
@@ -151,21 +156,8 @@ public final class RFIDScorer: CandidateScorer {
     /// rFID of any plan for this scorer's sampler or another with the same UNet (a baseline), and
     /// its statistics (for FID against real data).
     public func rfid(plan: StepPlan, key: String, samples: Int, sampler other: Sampler? = nil) throws -> (rfid: Double, statistics: FeatureStatistics) {
-        let teacher = try teacherStatistics(samples: samples)
-        if let other, other !== sampler {
-            var rows: [Float] = []
-            for b in 0..<(try batches(samples)) {
-                try other.prepare(plan)
-                var variance = GaussianNoise(seed: seed &+ 0x5DEECE66D &+ UInt64(b))
-                let x = try other.runOnDevice(noise: initialNoise(b), plan: plan, noiseSource: &variance)
-                try extractor.extract(x, into: featureBuffer, row: 0)
-                rows += try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
-            }
-            let s = try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
-            return (try frechetDistance(s, teacher), s)
-        }
-        let s = try statistics(plan: plan, key: key, boundaries: nil, samples: samples)
-        return (try frechetDistance(s, teacher), s)
+        let s = try statistics(plan: plan, key: key, boundaries: nil, samples: samples, sampler: other === sampler ? nil : other)
+        return (try frechetDistance(s, try teacherStatistics(samples: samples)), s)
     }
 
     /// Statistics of candidate `c` on `samples` images (after `rfid` computed them, no new work).

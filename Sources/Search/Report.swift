@@ -58,12 +58,7 @@ public struct SearchReport: Codable, Sendable {
     }
 
     public static func load(from url: URL) throws -> SearchReport {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read search results \(url.path): \(error.localizedDescription)") }
-        let report: SearchReport
-        do { report = try JSONDecoder().decode(SearchReport.self, from: data) } catch {
-            throw ModelError("\(url.path) is not a flexiffusion search results file (\(error))")
-        }
+        let report = try decodeJSONFile(SearchReport.self, from: url, what: "flexiffusion search results file")
         guard report.format == format, report.version == 1 else {
             throw ModelError("\(url.path): format \(report.format) version \(report.version) is not search results this build reads")
         }
@@ -151,12 +146,7 @@ public struct ShardFile: Codable, Sendable {
     }
 
     public static func load(from url: URL) throws -> ShardFile {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read shard file \(url.path): \(error.localizedDescription)") }
-        let file: ShardFile
-        do { file = try JSONDecoder().decode(ShardFile.self, from: data) } catch {
-            throw ModelError("\(url.path) is not a flexiffusion search shard file (\(error))")
-        }
+        let file = try decodeJSONFile(ShardFile.self, from: url, what: "flexiffusion search shard file")
         guard file.format == format, file.version == 1 else { throw ModelError("\(url.path): not a shard file this build reads") }
         return file
     }
@@ -165,5 +155,14 @@ public struct ShardFile: Codable, Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(e.encode(self), to: url.path)
+    }
+}
+
+/// Reads `url` as `T`; the errors name the file and `what` it should have been.
+func decodeJSONFile<T: Decodable>(_ type: T.Type, from url: URL, what: String) throws -> T {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(what) \(url.path): \(error.localizedDescription)") }
+    do { return try JSONDecoder().decode(T.self, from: data) } catch {
+        throw ModelError("\(url.path) is not a \(what) (\(error))")
     }
 }

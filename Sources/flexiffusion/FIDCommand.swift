@@ -123,16 +123,12 @@ struct RFIDCommand: ParsableCommand {
         for (p, path) in zip(loaded, plans) where p.sampler != sampling {
             throw ValidationError("\(path) is for \(p.sampler.scheduler) \(p.sampler.steps) steps, \(plans[0]) for \(sampling.scheduler) \(sampling.steps)")
         }
-        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        guard let side = config.sampleSize else { throw ModelError("the model's config has no sample_size") }
-        let schedulerConfig = try folder.schedulerConfiguration()
-        let scheduler = try sampling.scheduler(configuration: schedulerConfig)
+        let setup = try ModelSetup(model)
+        let (folder, config, side) = (setup.folder, setup.config, setup.side)
+        let scheduler = try sampling.scheduler(configuration: setup.schedulerConfig)
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let per = min(batch, count)
-        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: per, height: side, width: side)
-        let sampler = try Sampler(unet: unet, scheduler: scheduler)
+        let sampler = try Sampler(unet: setup.unet(stream: stream, batch: per), scheduler: scheduler)
         for (p, path) in zip(loaded, plans) {
             do { try sampler.prepare(p) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
         }

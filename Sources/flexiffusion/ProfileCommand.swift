@@ -32,21 +32,16 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
-        let path = try model ?? DefaultModel.folder()
-        let folder = try ModelFolder(path: path)
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
-        let schedulerConfig = try folder.schedulerConfiguration()
+        let setup = try ModelSetup(model)
+        let (config, side) = (setup.config, setup.side)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
-        let weights = try SafeTensorsFile(path: folder.weightsURL.path)
-        let unet = try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: side, width: side)
-        let sampler = try Sampler(unet: unet, scheduler: DDIMScheduler(configuration: schedulerConfig, steps: 100))
+        let sampler = try Sampler(unet: setup.unet(stream: stream, batch: batch),
+                                  scheduler: DDIMScheduler(configuration: setup.schedulerConfig, steps: 100))
         let profiler = try StepProfiler(sampler: sampler)
         let interactive = isatty(2) != 0
         if interactive { FileHandle.standardError.write("warming up (compiling kernels)…".data(using: .utf8)!) }
-        let name = model == nil ? "default (embedded fashion-mnist)" : path
-        let entry = try profiler.measure(repeats: repeats, model: name) { done, total in
+        let entry = try profiler.measure(repeats: repeats, model: setup.name) { done, total in
             if interactive { FileHandle.standardError.write("\rround \(done)/\(total)                     ".data(using: .utf8)!) }
         }
         if interactive { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
@@ -55,8 +50,7 @@ struct ProfileCommand: ParsableCommand {
         var kernels: [(name: String, calls: Int, ms: Double)] = []
         if top > 0 {
             let pstream = try ComputeStream(device: device, profiling: true)
-            let punet = try UNet(config: config, weights: WeightStore(file: weights), stream: pstream, batch: batch, height: side, width: side)
-            let psampler = try Sampler(unet: punet, scheduler: sampler.scheduler)
+            let psampler = try Sampler(unet: setup.unet(stream: pstream, batch: batch), scheduler: sampler.scheduler)
             let pprofiler = try StepProfiler(sampler: psampler)
             _ = try pprofiler.time(.step(.full))
             _ = try pstream.takeTimings()

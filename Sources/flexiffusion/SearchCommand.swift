@@ -105,20 +105,16 @@ struct SearchCommand: ParsableCommand {
         }
 
         // Model, sampler, device.
-        let path = try model ?? DefaultModel.folder()
-        let folder = try ModelFolder(path: path)
-        let config = try UNetConfiguration.load(from: folder.configURL)
-        guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
-        let schedulerConfig = try folder.schedulerConfiguration()
+        let setup = try ModelSetup(model)
+        let (config, side, schedulerConfig) = (setup.config, setup.side, setup.schedulerConfig)
         let planSampler = PlanSampler(scheduler: "ddim", steps: steps, eta: eta)
         let scheduler = try planSampler.scheduler(configuration: schedulerConfig)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
-        let weights = try SafeTensorsFile(path: folder.weightsURL.path)
-        let unet = try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: side, width: side)
+        let unet = try setup.unet(stream: stream, batch: batch)
         let sampler = try Sampler(unet: unet, scheduler: scheduler)
-        let modelKey = try RFIDEvaluator.modelKey(folder: folder)
-        let modelName = model == nil ? "default (embedded fashion-mnist)" : path
+        let modelKey = try RFIDEvaluator.modelKey(folder: setup.folder)
+        let modelName = setup.name
         func say(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
 
         // Latencies for this device, model and batch: from the table, else measured now.
@@ -236,7 +232,7 @@ struct SearchCommand: ParsableCommand {
             // Rounds alternate the teacher with every plan; each plan's speed-up is the median over
             // rounds of (teacher seconds / plan seconds) in the same round, which cancels slow drift.
             var timed: [(Sampler, StepPlan)] = entries.map { ($0.sampler, $0.plan) }
-            if measureFront { timed += try report.pareto.map { (sampler, $0.plan!) } }
+            if measureFront { timed += report.pareto.map { (sampler, $0.plan!) } }
             say("timing \(measureRounds) round(s) of one batch each, alternating with the teacher (best, baselines\(measureFront ? ", the Pareto front" : ""))…")
             var ratios = Array(repeating: [Double](), count: timed.count)
             for _ in 0..<measureRounds {
