@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Does the model get better with more sampler steps? FID against the Fashion-MNIST test set (domain
+features of models/fashion-mnist-features, the engine's default) of diffusers' DDIM (eta 0) at several
+step counts, on the same seeds — a reference check for a default model, run beside its training.
+
+A search keeps a plan close to the 100-step teacher; that only helps against real data when the
+teacher is itself nearer the data than DDIM with fewer steps.
+
+    .venv-ref/bin/python scripts/steps_fid_check.py models/fashion-mnist --count 2000 --steps 100 40 20
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+from safetensors.torch import load_file
+from scipy import linalg
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_feature_net import FeatureNet  # noqa: E402
+from train_default_model import load_images  # noqa: E402
+
+
+def statistics(features):
+    f = features.double().cpu().numpy()
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def frechet(a, b):
+    (m1, s1), (m2, s2) = a, b
+    root = linalg.sqrtm(s1 @ s2)
+    root = root[0] if isinstance(root, tuple) else root  # older SciPy returned (root, error) with disp=False
+    return float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * root.real))
+
+
+@torch.no_grad()
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a diffusers pipeline folder (unet/, scheduler/)")
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--steps", type=int, nargs="+", default=[100, 40, 20])
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+    net = FeatureNet()
+    net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
+    net = net.to(device).eval()
+
+    def features(x):
+        return torch.cat([net.features(x[i:i + 1000].to(device)) for i in range(0, len(x), 1000)])
+
+    real = statistics(features(load_images("t10k", args.data)))
+    unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
+    noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
+    print(f"FID vs the test set (10,000 images, domain features), {args.count} samples, seed {args.seed}")
+    for steps in args.steps:
+        start = time.time()
+        sched = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler"))
+        sched.set_timesteps(steps)
+        out = []
+        for i in range(0, args.count, args.batch):
+            x = noise[i:i + args.batch].to(device)
+            for t in sched.timesteps:
+                x = sched.step(unet(x, t.to(device)).sample, t, x, eta=0.0).prev_sample
+            out.append(x.clamp(-1, 1))
+        fid = frechet(statistics(features(torch.cat(out))), real)
+        print(f"DDIM {steps:4d} steps: FID {fid:8.2f}  ({time.time() - start:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
