@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Scores a search's best plan against the teacher and the baselines in its report on fresh seeds:
-# wall clock of `flexiffusion generate` (whole command) and FID against the Fashion-MNIST test set
+# wall clock of `flexiffusion generate` (whole commands) and FID against the Fashion-MNIST test set
 # (domain features) for each.
 # Usage: scripts/search_evaluation.sh SEARCH.json COUNT SEED OUTDIR [path/to/flexiffusion]
 # (the issue's check is COUNT 10000 with a SEED the search did not use).
+# Environment:
+#   ROUNDS (4)  the COUNT images are made in ROUNDS chunks; each round runs every plan once, in turn,
+#               so that a machine whose speed drifts over minutes slows all plans alike. Chunk r draws
+#               its noise from seed SEED + r. A plan's seconds are its rounds' sum; FID is over all
+#               of its COUNT images.
+#   BATCH (64), TEST_SET (Debian's t10k-images-idx3-ubyte.gz), PLANS (teacher best ddim deepcache).
 set -euo pipefail
 result="$1"; count="$2"; seed="$3"; out="$4"; bin="${5:-.build/release/flexiffusion}"
-test_set=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+test_set="${TEST_SET:-/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}"
+batch="${BATCH:-64}"; rounds="${ROUNDS:-4}"; plans="${PLANS:-teacher best ddim deepcache}"
 mkdir -p "$out"
 # The report's baselines carry their plans; write each to a plan file.
 python3 - "$result" "$out" <<'PY'
@@ -19,15 +26,61 @@ for name, plan in plans.items():
     json.dump(plan, open(f"{sys.argv[2]}/{name}.plan.json", "w"), indent=2)
 PY
 "$bin" plan teacher --steps 100 --out "$out/teacher.plan.json" > /dev/null
-printf "%-10s %10s %10s %10s\n" plan seconds speedup FID | tee "$out/table.txt"
-teacher_seconds=""
-for name in teacher best ddim deepcache; do
-    [ -f "$out/$name.plan.json" ] || continue
-    start=$(date +%s.%N)
-    "$bin" generate --plan "$out/$name.plan.json" --count "$count" --seed "$seed" --batch 64 \
-        --output-tensor "$out/$name.safetensors" --out "$out/$name.png" 2> /dev/null
-    seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    [ -n "$teacher_seconds" ] || teacher_seconds="$seconds"
+
+for ((r = 0; r < rounds; r++)); do
+    n=$((count / rounds + (r < count % rounds ? 1 : 0)))
+    for name in $plans; do
+        [ -f "$out/$name.plan.json" ] || continue
+        start=$(date +%s.%N)
+        "$bin" generate --plan "$out/$name.plan.json" --count "$n" --seed "$((seed + r))" --batch "$batch" \
+            --output-tensor "$out/$name.round-$r.safetensors" 2> /dev/null
+        echo "$name $r $n $start $(date +%s.%N)" >> "$out/times.txt"
+        echo "round $((r + 1))/$rounds: $name, $n images, $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)") s" >&2
+    done
+done
+
+# Each plan's rounds into one tensor file (safetensors: 8-byte header size, JSON header, data).
+python3 - "$out" "$rounds" $plans <<'PY'
+import json, os, struct, sys
+out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def read(path):
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        t = header["sample"]
+        assert t["dtype"] == "F32", path
+        data = f.read()[t["data_offsets"][0]:t["data_offsets"][1]]
+    return t["shape"], data
+for name in names:
+    parts = [read(f"{out}/{name}.round-{r}.safetensors") for r in range(rounds) if os.path.exists(f"{out}/{name}.round-{r}.safetensors")]
+    if not parts:
+        continue
+    shape = [sum(s[0] for s, _ in parts)] + parts[0][0][1:]
+    data = b"".join(d for _, d in parts)
+    header = json.dumps({"sample": {"dtype": "F32", "shape": shape, "data_offsets": [0, len(data)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(f"{out}/{name}.safetensors.tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + data)
+    os.replace(f"{out}/{name}.safetensors.tmp", f"{out}/{name}.safetensors")
+    for r in range(rounds):
+        if os.path.exists(f"{out}/{name}.round-{r}.safetensors"):
+            os.remove(f"{out}/{name}.round-{r}.safetensors")
+PY
+
+printf "%-10s %10s %10s %14s %10s\n" plan seconds speedup "round ratios" FID | tee "$out/table.txt"
+for name in $plans; do
+    [ -f "$out/$name.safetensors" ] || continue
     fid=$("$bin" fid "$out/$name.safetensors" "$test_set" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
-    printf "%-10s %10.1f %10.2f %10.2f\n" "$name" "$seconds" "$(echo "$teacher_seconds / $seconds" | bc -l)" "$fid" | tee -a "$out/table.txt"
+    python3 - "$out/times.txt" "$name" "$fid" <<'PY' | tee -a "$out/table.txt"
+import sys
+rows = [line.split() for line in open(sys.argv[1])]
+def seconds(name):
+    return {int(r[1]): float(r[4]) - float(r[3]) for r in rows if r[0] == name}
+mine, teacher = seconds(sys.argv[2]), seconds("teacher")
+ratios = sorted(teacher[r] / mine[r] for r in mine if r in teacher)
+total = sum(mine.values())
+speedup = sum(teacher.values()) / total if teacher else float("nan")
+spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if ratios else "-"
+print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {float(sys.argv[3]):10.2f}")
+PY
 done
