@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Scores a search's best plan against the teacher and the baselines in its report on fresh seeds:
-# wall clock of `flexiffusion generate` (whole commands) and FID against the Fashion-MNIST test set
-# (domain features) for each.
+# wall clock of `flexiffusion generate` (whole commands, and their sampling loops alone) and FID
+# against the Fashion-MNIST test set (domain features) for each. Columns: whole-command seconds and
+# speed-up over the teacher, the range of the rounds' ratios, the speed-up of the sampling loops alone, FID.
 # Usage: scripts/search_evaluation.sh SEARCH.json COUNT SEED OUTDIR [path/to/flexiffusion]
 # (the issue's check is COUNT 10000 with a SEED the search did not use).
 # Environment:
@@ -33,8 +34,10 @@ for ((r = 0; r < rounds; r++)); do
         [ -f "$out/$name.plan.json" ] || continue
         start=$(date +%s.%N)
         "$bin" generate --plan "$out/$name.plan.json" --count "$n" --seed "$((seed + r))" --batch "$batch" \
-            --output-tensor "$out/$name.round-$r.safetensors" 2> /dev/null
-        echo "$name $r $n $start $(date +%s.%N)" >> "$out/times.txt"
+            --output-tensor "$out/$name.round-$r.safetensors" 2> "$out/$name.round-$r.log"
+        # generate's last line: "N images, …, S s on DEVICE: wrote …" (S: the sampling loop alone)
+        sampling=$(sed -n 's/.* \([0-9.]*\) s on .*/\1/p' "$out/$name.round-$r.log" | tail -1)
+        echo "$name $r $n $start $(date +%s.%N) ${sampling:-nan}" >> "$out/times.txt"
         echo "round $((r + 1))/$rounds: $name, $n images, $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)") s" >&2
     done
 done
@@ -67,20 +70,22 @@ for name in names:
             os.remove(f"{out}/{name}.round-{r}.safetensors")
 PY
 
-printf "%-10s %10s %10s %14s %10s\n" plan seconds speedup "round ratios" FID | tee "$out/table.txt"
+printf "%-10s %10s %10s %14s %10s %10s\n" plan seconds speedup "round ratios" "sampling" FID | tee "$out/table.txt"
 for name in $plans; do
     [ -f "$out/$name.safetensors" ] || continue
     fid=$("$bin" fid "$out/$name.safetensors" "$test_set" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
     python3 - "$out/times.txt" "$name" "$fid" <<'PY' | tee -a "$out/table.txt"
 import sys
 rows = [line.split() for line in open(sys.argv[1])]
-def seconds(name):
-    return {int(r[1]): float(r[4]) - float(r[3]) for r in rows if r[0] == name}
+def seconds(name, column=None):
+    return {int(r[1]): float(r[column]) if column else float(r[4]) - float(r[3]) for r in rows if r[0] == name}
 mine, teacher = seconds(sys.argv[2]), seconds("teacher")
 ratios = sorted(teacher[r] / mine[r] for r in mine if r in teacher)
 total = sum(mine.values())
 speedup = sum(teacher.values()) / total if teacher else float("nan")
 spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if ratios else "-"
-print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {float(sys.argv[3]):10.2f}")
+# the same ratio over the sampling loops alone (process start, kernel and model loading left out)
+sampling = sum(seconds("teacher", 5).values()) / sum(seconds(sys.argv[2], 5).values()) if teacher and len(rows[0]) > 5 else float("nan")
+print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {sampling:10.2f} {float(sys.argv[3]):10.2f}")
 PY
 done
