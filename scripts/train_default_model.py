@@ -10,8 +10,12 @@ samples drawn with 100 DDIM steps to --grid.
     python3 -m venv .venv-ref && .venv-ref/bin/pip install torch==2.13.0 diffusers safetensors scipy scikit-learn
     .venv-ref/bin/python scripts/train_default_model.py --minutes 100
 
-The embedded model was trained on one GPU (a GPU session; data copied beside the script with --data):
-    python3 scripts/train_default_model.py --device cuda --minutes 4.5 --batch 512 --lr 8e-4 --ema 0.9995 --fresh
+The embedded model was trained on one GPU (a GPU session; DIR holds the Debian package's .gz files),
+in two runs, the second from the first's EMA weights:
+    python3 scripts/train_default_model.py --device cuda --data DIR --fresh --minutes 5 \
+        --batch 512 --lr 8e-4 --ema 0.9995 --out first
+    python3 scripts/train_default_model.py --device cuda --data DIR --fresh --minutes 5.2 \
+        --batch 1024 --lr 4e-4 --ema 0.9995 --init first
 """
 import argparse
 import gzip
