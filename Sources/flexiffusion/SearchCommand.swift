@@ -95,7 +95,7 @@ struct SearchCommand: ParsableCommand {
         let distributed = shardSlice != nil || merge
         let outURL = URL(fileURLWithPath: out)
         let stem = out.hasSuffix(".json") ? String(out.dropLast(5)) : out
-        let svgURL = URL(fileURLWithPath: svg ?? (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".svg")
+        let svgURL = URL(fileURLWithPath: svg ?? stem + ".svg")
         let previous = resume || (distributed && FileManager.default.fileExists(atPath: outURL.path)) ? try SearchReport.load(from: outURL) : nil
         if shardSlice != nil && previous == nil {
             throw ValidationError("\(out) does not exist: create it first with --merge (same options), so that every shard uses its latencies")
