@@ -27,12 +27,20 @@ def stats(act):
     return a.mean(axis=0), np.cov(a, rowvar=False)
 
 
+def sqrtm(a):
+    """scipy.linalg.sqrtm's root; SciPy versions without `disp=` return the root alone."""
+    try:
+        return linalg.sqrtm(a, disp=False)[0]
+    except TypeError:
+        return linalg.sqrtm(a)
+
+
 def frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))

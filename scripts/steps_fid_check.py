@@ -13,28 +13,19 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from safetensors.torch import load_file
-from scipy import linalg
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_feature_net import FeatureNet  # noqa: E402
 from train_default_model import load_images  # noqa: E402
+from make_fid_goldens import frechet, stats  # noqa: E402  (pytorch-fid's computation)
 
 
 def statistics(features):
-    f = features.double().cpu().numpy()
-    return f.mean(0), np.cov(f, rowvar=False)
-
-
-def frechet(a, b):
-    (m1, s1), (m2, s2) = a, b
-    root = linalg.sqrtm(s1 @ s2)
-    root = root[0] if isinstance(root, tuple) else root  # older SciPy returned (root, error) with disp=False
-    return float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * root.real))
+    return stats(features.cpu().numpy())
 
 
 @torch.no_grad()
@@ -73,7 +64,7 @@ def main():
             for t in sched.timesteps:
                 x = sched.step(unet(x, t.to(device)).sample, t, x, eta=0.0).prev_sample
             out.append(x.clamp(-1, 1))
-        fid = frechet(statistics(features(torch.cat(out))), real)
+        fid = frechet(*statistics(features(torch.cat(out))), *real)
         print(f"DDIM {steps:4d} steps: FID {fid:8.2f}  ({time.time() - start:.1f} s)", flush=True)
 
 
