@@ -9,6 +9,7 @@ teacher is itself nearer the data than DDIM with fewer steps.
     .venv-ref/bin/python scripts/steps_fid_check.py models/fashion-mnist --count 2000 --steps 100 40 20
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -37,8 +38,17 @@ def main():
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a scheduler setting (JSON value), e.g. clip_sample=false or timestep_spacing='\"trailing\"'")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value  # a bare word: a string
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -53,10 +63,11 @@ def main():
     real = statistics(features(load_images("t10k", args.data)))
     unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
     noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
-    print(f"FID vs the test set (10,000 images, domain features), {args.count} samples, seed {args.seed}")
+    print(f"FID vs the test set (10,000 images, domain features), {args.count} samples, seed {args.seed}"
+          + (f", scheduler {overrides}" if overrides else ""))
     for steps in args.steps:
         start = time.time()
-        sched = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler"))
+        sched = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler"), **overrides)
         sched.set_timesteps(steps)
         out = []
         for i in range(0, args.count, args.batch):
