@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks that a search spread over two processes (--shard 0/2 and 1/2 side by side, merged with
 # --merge after each phase, as a Slurm job array and a dependent job would) finds the same best
-# plan as one process. Small settings (10 steps, 4 images); a few minutes on PoCL.
+# plan as one process, and that --margin raises the price a plan must meet. Small settings (10 steps, 4 images); a few minutes on PoCL.
 # Usage: scripts/test_search_shards.sh [path/to/flexiffusion]
 set -euo pipefail
 bin="${1:-.build/debug/flexiffusion}"
@@ -28,4 +28,8 @@ grep -q "is complete" "$work/merge.log" || { echo "sharded search did not comple
 if ! cmp -s "$work/single.plan" "$work/sharded.plan"; then
     echo "the sharded search found another best plan:"; diff "$work/single.plan" "$work/sharded.plan" || true; exit 1
 fi
+# --margin: with 1.8 × (1 + 0.2) the 5-step plan (2.00×, the best above) no longer qualifies.
+"$bin" search "${opts[@]}" --margin 0.2 --out "$work/margin.json" > "$work/margin.log"
+speed=$("$bin" plan show "$work/margin.json" | sed -n 's/.*(\([0-9.]*\)× the teacher).*/\1/p')
+awk -v s="$speed" 'BEGIN { exit !(s >= 2.16) }' || { echo "--margin 0.2: best plan priced at ${speed}×, below 1.8 × 1.2"; exit 1; }
 echo "sharded search (2 processes, $round rounds) = single-process search: $(grep '^best plan' "$work/single.log")"

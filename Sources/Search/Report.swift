@@ -43,6 +43,9 @@ public struct SearchReport: Codable, Sendable {
     public var pareto: [ReportEntry] = []
     public var baselines: [ReportEntry] = []
     public var teacher: ReportEntry?
+    /// The speed-up asked for, and the margin the search added to it (state.settings.speedup is the sum).
+    public var requestedSpeedup: Double?
+    public var margin: Double?
     public var stepsRun = 0, stepsShared = 0
     public var state: SearchState
 
@@ -54,7 +57,7 @@ public struct SearchReport: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case format, version, model, modelKey = "model_key", device, sampler, batch, features, latencies
-        case bestPlan = "best_plan", best, pareto, baselines, teacher, stepsRun = "steps_run", stepsShared = "steps_shared", state
+        case bestPlan = "best_plan", best, pareto, baselines, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", state
     }
 
     public static func load(from url: URL) throws -> SearchReport {

@@ -17,7 +17,7 @@ struct SearchCommand: ParsableCommand {
             The teacher's steps are cut into N equal segments, each [full, partial × (k − 1) at branch b, \
             null × rest] with its own k and b (Flexiffusion's space; plain DDIM and DeepCache are members). \
             Costs come from `flexiffusion profile`'s latency table for this device, model and batch (measured \
-            now if missing). Fitness is rFID against the teacher's samples from the same seeds, on --samples \
+            now if missing); plans must be predicted at least --speedup × (1 + --margin) faster than the teacher. Fitness is rFID against the teacher's samples from the same seeds, on --samples \
             images; children are screened on the first --screen-samples and only those that would enter the \
             population are scored on all. States at segment boundaries are shared between candidates with \
             the same prefix. Every scored plan is kept in --out, which is rewritten after each evaluation: \
@@ -33,6 +33,8 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
+    @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because whole runs measure slower than the sum of profiled steps (4–10 % on our 2-core machine). 0 searches at the prediction alone.", valueName: "F"))
+    var margin = 0.08
     @Option(help: "Teacher steps (DDIM).") var steps = 100
     @Option(help: "Teacher's DDIM eta.") var eta: Float = 0
     @Option(help: "Images per fitness evaluation (a multiple of --batch).") var samples = 64
@@ -79,6 +81,7 @@ struct SearchCommand: ParsableCommand {
     func run() throws {
         guard (speedup == nil) != (latencyMs == nil) else { throw ValidationError("give --speedup X or --latency-ms MS") }
         guard !(macs && latencyMs != nil) else { throw ValidationError("--latency-ms needs measured latencies; with --macs give --speedup") }
+        guard (0..<1).contains(margin) else { throw ValidationError("--margin \(margin): give a fraction in [0, 1), e.g. 0.08") }
         guard batch > 0, samples >= 2, samples % batch == 0 else { throw ValidationError("--samples must be a positive multiple of --batch (\(batch))") }
         let screen = screenSamples ?? batch
         guard screen >= 2, screen <= samples, screen % batch == 0 else { throw ValidationError("--screen-samples must be a multiple of --batch, ≤ --samples") }
@@ -132,8 +135,10 @@ struct SearchCommand: ParsableCommand {
             try table.write(to: tableURL)
         }
         let cost = CostModel(latencies: latencies, sampler: planSampler, useMACs: macs)
-        let target = speedup ?? cost.teacherCost / latencyMs!
-        guard target > 1 else { throw ValidationError("the target (\(String(format: "%.2f", target))× the teacher) must be faster than the teacher") }
+        let requested = speedup ?? cost.teacherCost / latencyMs!
+        guard requested > 1 else { throw ValidationError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
+        // The constraint the search prices plans against: the requested speed-up with the margin.
+        let target = requested * (1 + margin)
         let space = try SearchSpace(sampler: planSampler, segmentCounts: counts, branchCount: unet.branchCount)
         let settings = SearchSettings(speedup: target, samples: samples, screenSamples: screen, population: population, children: children,
                                       generations: generations, mutationProbability: mutationProbability, crossoverFraction: crossover,
@@ -143,6 +148,7 @@ struct SearchCommand: ParsableCommand {
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: scorer, resume: previous?.state)
         var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
                                   features: featureOptions.features, latencies: latencies, state: search.state)
+        report.requestedSpeedup = requested; report.margin = margin
         if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features
             || previous.batch != batch || previous.sampler != planSampler {
             throw ValidationError("\(out) was made for another model, device, feature network, batch or teacher; start a new file")
@@ -184,8 +190,8 @@ struct SearchCommand: ParsableCommand {
             else if message.hasPrefix("generation") || message == "done" { say(line) }
         }
 
-        say(String(format: "search: %.2f× over the %d-step teacher (budget %.0f %@ per batch of %d), %d segment counts, %d branches, %d samples (screen %d), seed %llu on %@",
-                   target, steps, search.state.budget, macs ? "MACs" : "ms", batch, counts.count, unet.branchCount, samples, screen, seed, device.name))
+        say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, %d branches, %d samples (screen %d), seed %llu on %@",
+                   target, steps, requested, margin * 100, search.state.budget, macs ? "MACs" : "ms", batch, counts.count, unet.branchCount, samples, screen, seed, device.name))
         do {
             try search.run()
         } catch is EvolutionarySearch.Stopped {
