@@ -81,7 +81,7 @@ public struct SearchReport: Codable, Sendable {
 public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
-                           target: Double, title: String) -> String {
+                           target: Double, requested: Double? = nil, title: String) -> String {
         let w = 760.0, h = 480.0, left = 70.0, right = 210.0, top = 40.0, bottom = 55.0
         let all = candidates + front + baselines.map { ($0.speedup, $0.rfid) } + (best.map { [$0] } ?? [])
         let xs = all.map(\.speedup) + [target, 1], ys = all.map(\.rfid).filter { $0.isFinite } + [0]
@@ -108,7 +108,7 @@ public enum ParetoPlot {
             s += "<line x1=\"\(f(left))\" y1=\"\(f(py(yv)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(yv)))\" stroke=\"#eee\"/>\n"
         }
         s += "<line x1=\"\(f(px(target)))\" y1=\"\(f(top))\" x2=\"\(f(px(target)))\" y2=\"\(f(h - bottom))\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n"
-        s += "<text x=\"\(f(px(target) + 4))\" y=\"\(f(top + 12))\" fill=\"#c33\">target \(String(format: "%.2f", target))×</text>\n"
+        s += "<text x=\"\(f(px(target) + 4))\" y=\"\(f(top + 12))\" fill=\"#c33\">target \(String(format: "%.2f", target))×\(requested.map { $0 < target ? String(format: " (%.2f× + margin)", $0) : "" } ?? "")</text>\n"
         for c in candidates where c.rfid.isFinite {
             s += "<circle cx=\"\(f(px(c.speedup)))\" cy=\"\(f(py(c.rfid)))\" r=\"3\" fill=\"#999\" fill-opacity=\"0.6\"/>\n"
         }

@@ -33,7 +33,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
-    @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because whole runs measure slower than the sum of profiled steps (4–10 % on our 2-core machine). 0 searches at the prediction alone.", valueName: "F"))
+    @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because a measured speed-up scatters around the prediction (whole runs on our 2-core machine: 4–10 % below it in one evaluation, up to 7 % above in another). 0 searches at the prediction alone.", valueName: "F"))
     var margin = 0.08
     @Option(help: "Teacher steps (DDIM).") var steps = 100
     @Option(help: "Teacher's DDIM eta.") var eta: Float = 0
@@ -268,7 +268,7 @@ struct SearchCommand: ParsableCommand {
             front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
             best: (best.predictedSpeedup, best.score(samples)!),
             baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) } + [("teacher", 1, 0)],
-            target: target, title: "flexiffusion search: \(modelName), \(steps)-step DDIM, \(samples) samples")
+            target: target, requested: requested, title: "flexiffusion search: \(modelName), \(steps)-step DDIM, \(samples) samples")
         try writeAtomically(Data(picture.utf8), to: svgURL.path)
 
         // The table.
