@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a scheduler setting (JSON value), e.g. clip_sample=false or timestep_spacing='\"trailing\"'")
+                    help="override a scheduler setting (JSON value), e.g. clip_sample=false or timestep_spacing=trailing")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     overrides = {}

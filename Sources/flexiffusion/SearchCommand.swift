@@ -100,6 +100,9 @@ struct SearchCommand: ParsableCommand {
         let stem = out.hasSuffix(".json") ? String(out.dropLast(5)) : out
         let svgURL = URL(fileURLWithPath: svg ?? stem + ".svg")
         let previous = resume || (distributed && FileManager.default.fileExists(atPath: outURL.path)) ? try SearchReport.load(from: outURL) : nil
+        if let previous, (previous.margin ?? 0) != margin {
+            throw ValidationError("\(out) was searched with --margin \(previous.margin ?? 0) (files made before --margin existed have 0); continue it with that margin")
+        }
         if shardSlice != nil && previous == nil {
             throw ValidationError("\(out) does not exist: create it first with --merge (same options), so that every shard uses its latencies")
         }
