@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that a search spread over two processes (--shard 0/2 and 1/2 side by side, merged with
 # --merge after each phase, as a Slurm job array and a dependent job would) finds the same best
-# plan as one process, and that --margin raises the price a plan must meet. Small settings (10 steps, 4 images); a few minutes on PoCL.
+# plan as one process, and that --margin raises the price a plan must meet. Small settings
+# (10 steps, 4 images); a few minutes on PoCL.
 # Usage: scripts/test_search_shards.sh [path/to/flexiffusion]
 set -euo pipefail
 bin="${1:-.build/debug/flexiffusion}"

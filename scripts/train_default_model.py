@@ -15,7 +15,7 @@ in two runs, the second from the first's EMA weights:
     python3 scripts/train_default_model.py --device cuda --data DIR --fresh --minutes 5 \
         --batch 512 --lr 8e-4 --ema 0.9995 --out first
     python3 scripts/train_default_model.py --device cuda --data DIR --fresh --minutes 5.2 \
-        --batch 1024 --lr 4e-4 --ema 0.9995 --init first
+        --batch 1024 --lr 4e-4 --ema 0.9995 --init first --out second
 and a third from the second's (two variants side by side; this one kept):
     python3 scripts/train_default_model.py --device cuda --tf32 --data DIR --fresh --minutes 6.3 \
         --batch 1024 --lr 4e-4 --ema 0.9998 --init second
