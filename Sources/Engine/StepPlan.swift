@@ -64,6 +64,9 @@ public struct PlanSampler: Codable, Equatable, Sendable {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
     }
 
+    /// The same scheduler and eta with `steps` steps (a coarser grid).
+    public func with(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta) }
+
     /// This sampler's scheduler (DDPM ignores eta).
     public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
         scheduler == "ddpm" ? try DDPMScheduler(configuration: configuration, steps: steps)

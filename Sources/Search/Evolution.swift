@@ -23,23 +23,27 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     public var crossoverFraction: Double
     public var seed: UInt64
     public var segmentCounts: [Int]
+    /// Coarser DDIM grids searched besides the teacher's (nil or empty: the teacher's grid only;
+    /// files made before grids existed have none).
+    public var grids: [Int]?
     public var useMACs: Bool
     /// Stop starting generations when the next would end after this many seconds (nil: no limit).
     public var maxSeconds: Double?
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
-                segmentCounts: [Int], useMACs: Bool = false, maxSeconds: Double? = nil) {
+                segmentCounts: [Int], grids: [Int]? = nil, useMACs: Bool = false, maxSeconds: Double? = nil) {
         self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
         self.population = population; self.children = children; self.generations = generations
         self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
         self.segmentCounts = segmentCounts; self.useMACs = useMACs; self.maxSeconds = maxSeconds
+        self.grids = grids?.isEmpty == true ? nil : grids
     }
 
     enum CodingKeys: String, CodingKey {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
-        case segmentCounts = "segment_counts", useMACs = "use_macs", maxSeconds = "max_seconds"
+        case segmentCounts = "segment_counts", grids, useMACs = "use_macs", maxSeconds = "max_seconds"
     }
 }
 
@@ -117,6 +121,9 @@ public final class EvolutionarySearch {
               (0...1).contains(settings.mutationProbability), (0...1).contains(settings.crossoverFraction) else {
             throw ModelError("search settings out of range: speed-up > 0, 2 ≤ screen samples ≤ samples, population ≥ 2, children ≥ 1, probabilities in 0…1")
         }
+        guard Set(space.grids.dropFirst()) == Set(settings.grids ?? []) else {
+            throw ModelError("the settings' grids (\(settings.grids ?? [])) are not the space's coarser grids (\(Array(space.grids.dropFirst())))")
+        }
         self.space = space; self.cost = cost; self.scorer = scorer
         if var resume {
             // The time limit and the number of generations may change (to give a search more time);
@@ -130,7 +137,9 @@ public final class EvolutionarySearch {
             if resume.generations.count <= settings.generations { resume.complete = false }
             state = resume
         } else {
-            state = SearchState(settings: settings, budget: cost.teacherCost / settings.speedup, rngState: settings.seed)
+            // (A hair over the exact quotient: a plan priced exactly at the target, such as DDIM with
+            // T / X steps, is not lost to rounding.)
+            state = SearchState(settings: settings, budget: cost.teacherCost / settings.speedup * (1 + 1e-9), rngState: settings.seed)
         }
     }
 
@@ -158,14 +167,14 @@ public final class EvolutionarySearch {
     /// Raises active counts at random while the candidate stays within the budget.
     func fill(_ c: Candidate, using rng: inout SplitMix64) throws -> Candidate {
         var x = c
-        let lengths = space.lengths(c.count)
+        let lengths = space.lengths(c)
         for _ in 0..<(4 * c.count) {
             var s = x.segments
             let open = s.indices.filter { s[$0].active < lengths[$0] }
             guard let i = open.randomElement(using: &rng) else { break }
             s[i].active += 1
             if s[i].active == 2 { s[i].branch = Int.random(in: 0..<space.branchCount, using: &rng) }
-            let y = Candidate(segments: s)
+            let y = Candidate(segments: s, grid: c.grid)
             if try cost.cost(y) <= state.budget { x = y }
         }
         return x
@@ -178,20 +187,26 @@ public final class EvolutionarySearch {
         func add(_ c: Candidate, _ origin: String) {
             if seen.insert(c.key).inserted { out.append((c, origin)) }
         }
-        // DeepCache uniform (every step active) at each N where it fits; the best-fitting first.
+        // DeepCache uniform (every step active) at each grid and N where it fits; the best-fitting first.
         var deepCache: [(Candidate, Double)] = []
-        // (Only N dividing the steps: then the member is exactly DeepCache's 1:L plan.)
-        for n in space.segmentCounts where space.sampler.steps % n == 0 {
+        // (Only N dividing the grid's steps: then the member is exactly DeepCache's 1:L plan.)
+        for (g, n) in space.shapes where g % n == 0 && n < g {
             for b in 0..<space.branchCount {
-                let c = space.deepCache(segments: n, branch: b)
+                let c = space.deepCache(segments: n, branch: b, grid: g)
                 let cc = try cost.cost(c)
                 if cc <= state.budget { deepCache.append((c, cc)) }
             }
         }
-        for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 }).prefix(max(1, state.settings.population / 2)) { add(c, "deepcache") }
-        // DDIM on the teacher's grid with the most steps that fit.
+        for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(max(1, state.settings.population / 2)) {
+            add(c, "deepcache")
+        }
+        // DDIM on the teacher's grid with the most steps that fit, and DDIM on each coarser grid's
+        // own timesteps where it fits (the DDIM baseline when its step count is a grid).
         if let n = try space.segmentCounts.reversed().first(where: { try cost.cost(space.ddim(segments: $0)) <= state.budget }) {
             add(space.ddim(segments: n), "ddim")
+        }
+        for g in space.grids.dropFirst() where try cost.cost(space.ddim(segments: g, grid: g)) <= state.budget {
+            add(space.ddim(segments: g, grid: g), "ddim")
         }
         var tries = 0
         while out.count < state.settings.population && tries < 1000 {

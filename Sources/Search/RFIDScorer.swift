@@ -28,16 +28,22 @@ public final class RFIDScorer: CandidateScorer {
     public private(set) var stepsRun = 0, stepsShared = 0
     /// Seconds spent generating the teacher's batches (not cached before).
     public private(set) var teacherSeconds = 0.0
+    /// For candidates on coarser DDIM grids: the scheduler's configuration and their samplers (same UNet).
+    let schedulerConfiguration: SchedulerConfiguration?
+    private var gridSamplers: [Int: Sampler] = [:]
 
     /// `modelKey` identifies the weights and scheduler (RFIDEvaluator.modelKey); teacher features
     /// are cached under `cacheDirectory` by model, sampler, seed, batch and feature network.
+    /// `schedulerConfiguration` lets it score candidates on coarser grids than the teacher's.
     public init(sampler: Sampler, extractor: FeatureExtractor, seed: UInt64, modelKey: String, maxStates: Int = 2048,
+                schedulerConfiguration: SchedulerConfiguration? = nil,
                 cacheDirectory: URL = flexiffusionCacheDirectory().appendingPathComponent("teacher-features")) throws {
         let u = sampler.unet
         guard extractor.batch == u.batch, extractor.channels == u.config.outChannels, extractor.height == u.height, extractor.width == u.width else {
             throw ModelError("the \(extractor.name) feature network takes \(extractor.batch) × \(extractor.channels)×\(extractor.height)×\(extractor.width), the sampler makes \(u.batch) × \(u.config.outChannels)×\(u.height)×\(u.width)")
         }
         self.sampler = sampler; self.extractor = extractor; self.seed = seed; self.maxStates = maxStates
+        self.schedulerConfiguration = schedulerConfiguration
         batch = u.batch
         imageCount = u.config.inChannels * u.height * u.width
         deterministic = (0..<sampler.scheduler.timesteps.count).allSatisfy { sampler.scheduler.coefficients(step: $0).noise == 0 }
@@ -69,14 +75,26 @@ public final class RFIDScorer: CandidateScorer {
         return samples / batch
     }
 
+    /// The sampler of a candidate's grid (nil: the teacher's).
+    public func sampler(grid: Int?) throws -> Sampler {
+        guard let g = grid, g != sampler.scheduler.timesteps.count else { return sampler }
+        if let s = gridSamplers[g] { return s }
+        guard let schedulerConfiguration else { throw ModelError("this scorer was made without the scheduler configuration: it cannot score plans on a \(g)-step grid") }
+        let s = try Sampler(unet: sampler.unet, scheduler: try sampler.teacherPlan.sampler.with(steps: g).scheduler(configuration: schedulerConfiguration))
+        gridSamplers[g] = s
+        return s
+    }
+
     /// Features of batch `b` of `plan`'s samples, on this scorer's sampler or `other` (with the same
     /// UNet). `boundaries` are (step, prefix key) at segment starts (after the first) where states
-    /// may be shared; nil for plans outside the space (and on another sampler).
-    func features(plan: StepPlan, boundaries: [(step: Int, key: String)]?, batch b: Int, sampler other: Sampler? = nil) throws -> [Float] {
+    /// may be shared — keys that name the sampler's grid; nil for plans outside the space. Steps
+    /// are counted for the report when `counted` (the search's own candidates).
+    func features(plan: StepPlan, boundaries: [(step: Int, key: String)]?, batch b: Int, sampler other: Sampler? = nil,
+                  counted: Bool = false) throws -> [Float] {
         let sampler = other ?? self.sampler
         try sampler.prepare(plan)
         var start = 0
-        let shared = deterministic && other == nil ? boundaries ?? [] : []
+        let shared = deterministic ? boundaries ?? [] : []
         if let hit = shared.last(where: { states["\(b)|\($0.key)"] != nil }) {
             let k = "\(b)|\(hit.key)"
             try sampler.setSample(states[k]!.sample)
@@ -97,7 +115,7 @@ public final class RFIDScorer: CandidateScorer {
             }
             try sampler.step(i, plan.actions[i], capturing: captures[i], noiseSource: &variance)
         }
-        if other == nil {   // (the search's own steps; baselines on another sampler are not counted)
+        if counted {   // (the search's own steps; baselines and the teacher are not counted)
             stepsRun += plan.actions.count - start
             stepsShared += start
         }
@@ -129,11 +147,11 @@ public final class RFIDScorer: CandidateScorer {
 
     /// Statistics of a plan's samples (its batches memoised under `key`).
     func statistics(plan: StepPlan, key: String, boundaries: [(step: Int, key: String)]?, samples: Int,
-                    sampler other: Sampler? = nil) throws -> FeatureStatistics {
+                    sampler other: Sampler? = nil, counted: Bool = false) throws -> FeatureStatistics {
         var rows: [Float] = []
         for b in 0..<(try batches(samples)) {
             if let f = features[key]?[b] { rows += f; continue }
-            let f = try features(plan: plan, boundaries: boundaries, batch: b, sampler: other)
+            let f = try features(plan: plan, boundaries: boundaries, batch: b, sampler: other, counted: counted)
             features[key, default: [:]][b] = f
             rows += f
         }
@@ -147,21 +165,22 @@ public final class RFIDScorer: CandidateScorer {
         var boundaries: [(step: Int, key: String)] = []
         for j in 1..<max(1, c.count) {
             step += lengths[j - 1]
-            boundaries.append((step, "N\(c.count):" + c.prefixKey(j)))
+            boundaries.append((step, c.head + c.prefixKey(j)))
         }
         let teacher = try teacherStatistics(samples: samples)
-        return try frechetDistance(try statistics(plan: plan, key: c.key, boundaries: boundaries, samples: samples), teacher)
+        let s = try statistics(plan: plan, key: c.key, boundaries: boundaries, samples: samples, sampler: sampler(grid: c.grid), counted: true)
+        return try frechetDistance(s, teacher)
     }
 
     /// rFID of any plan for this scorer's sampler or another with the same UNet (a baseline), and
-    /// its statistics (for FID against real data).
+    /// its statistics (for FID against real data). A candidate's key reuses its memoised features.
     public func rfid(plan: StepPlan, key: String, samples: Int, sampler other: Sampler? = nil) throws -> (rfid: Double, statistics: FeatureStatistics) {
-        let s = try statistics(plan: plan, key: key, boundaries: nil, samples: samples, sampler: other === sampler ? nil : other)
+        let s = try statistics(plan: plan, key: key, boundaries: nil, samples: samples, sampler: other)
         return (try frechetDistance(s, try teacherStatistics(samples: samples)), s)
     }
 
     /// Statistics of candidate `c` on `samples` images (after `rfid` computed them, no new work).
     public func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics {
-        try statistics(plan: try c.plan(sampler.teacherPlan.sampler), key: c.key, boundaries: nil, samples: samples)
+        try statistics(plan: try c.plan(sampler.teacherPlan.sampler), key: c.key, boundaries: nil, samples: samples, sampler: sampler(grid: c.grid))
     }
 }

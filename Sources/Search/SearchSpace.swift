@@ -2,6 +2,10 @@
 // [full, partial × (k − 1) at branch b, null × (L − k)] with its own k and b. Plain DDIM on the
 // teacher's grid (every k = 1) and DeepCache's uniform 1:L caching (every k = L, one branch) are
 // members, so the search can start from them and never end worse than them.
+// Besides the teacher's grid, the space may hold coarser DDIM grids (G < T evenly spaced timesteps,
+// as DDIM with G steps places them), cut into segments the same way: plain DDIM with G steps on its
+// own grid (N = G, every k = 1) — the usual "fewer steps" baseline, which the teacher's grid holds
+// only with uneven jumps — and DeepCache on DDIM-G are members too.
 import Engine
 import Foundation
 
@@ -12,18 +16,25 @@ public struct SegmentGene: Codable, Hashable, Sendable {
     public init(active: Int, branch: Int) { self.active = active; self.branch = branch }
 }
 
-/// A point of the search space. Canonical: a segment without partial steps (k = 1) has branch 0.
+/// A point of the search space. Canonical: a segment without partial steps (k = 1) has branch 0,
+/// and a candidate on the teacher's grid has no `grid` (`SearchSpace` makes them so).
 public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     public private(set) var segments: [SegmentGene]
+    /// The DDIM grid the segments divide: nil for the teacher's, else G < T steps on their own timesteps.
+    public private(set) var grid: Int?
 
-    public init(segments: [SegmentGene]) {
+    public init(segments: [SegmentGene], grid: Int? = nil) {
         self.segments = segments.map { $0.active <= 1 ? SegmentGene(active: $0.active, branch: 0) : $0 }
+        self.grid = grid
     }
 
     public var count: Int { segments.count }
 
-    /// A short, unique text form: "N10:3b1,1,2b0,…" (k, then b where k > 1).
-    public var key: String { "N\(count):" + prefixKey(count) }
+    /// A short, unique text form: "N10:3b1,1,2b0,…" (k, then b where k > 1), "G50:N25:…" on a DDIM-50 grid.
+    public var key: String { head + prefixKey(count) }
+
+    /// "N10:" or "G50:N25:": the grid and segment count, which every prefix key starts with.
+    public var head: String { (grid.map { "G\($0):" } ?? "") + "N\(count):" }
 
     /// The key of the first `n` segments (prefix sharing: equal keys reach the same state).
     public func prefixKey(_ n: Int) -> String {
@@ -32,9 +43,14 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { key }
 
-    /// The step plan for `sampler` (whose steps the segments divide).
+    /// The sampler the plan runs on: the teacher's, or the same scheduler with `grid` steps.
+    public func sampler(_ teacher: PlanSampler) -> PlanSampler {
+        grid.map { teacher.with(steps: $0) } ?? teacher
+    }
+
+    /// The step plan for the teacher's `sampler` (on this candidate's grid).
     public func plan(_ sampler: PlanSampler) throws -> StepPlan {
-        try StepPlan.segments(sampler, intervals: segments.map(\.active), branches: segments.map(\.branch))
+        try StepPlan.segments(self.sampler(sampler), intervals: segments.map(\.active), branches: segments.map(\.branch))
     }
 }
 
@@ -45,62 +61,104 @@ public struct SearchSpace: Sendable {
     public let segmentCounts: [Int]
     /// The model's cache branches (partial steps may use 0..<branchCount).
     public let branchCount: Int
+    /// Step counts of the DDIM grids, the teacher's (T) first, then coarser ones, descending.
+    public let grids: [Int]
 
-    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int) throws {
+    /// `grids`: coarser DDIM grids besides the teacher's (each 1…T − 1; T itself is always in).
+    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = []) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
         for n in segmentCounts where n < 1 || n > sampler.steps {
             throw ModelError("\(n) segments: must be 1…\(sampler.steps) for a \(sampler.steps)-step sampler")
+        }
+        for g in grids where g < 1 || g > sampler.steps {
+            throw ModelError("a grid of \(g) steps: must be 1…\(sampler.steps) for a \(sampler.steps)-step teacher")
         }
         guard branchCount > 0 else { throw ModelError("the model has no cache branches") }
         self.sampler = sampler
         self.segmentCounts = Array(Set(segmentCounts)).sorted()
         self.branchCount = branchCount
+        self.grids = [sampler.steps] + Array(Set(grids).subtracting([sampler.steps])).sorted(by: >)
     }
+
+    /// The canonical grid field for a grid of `g` steps (nil for the teacher's).
+    public func gridField(_ g: Int) -> Int? { g == sampler.steps ? nil : g }
+
+    /// Segment counts on a grid of `g` steps: the teacher's are `segmentCounts`; a coarser grid's are
+    /// those that fit, and G itself (plain DDIM with G steps).
+    public func counts(grid g: Int) -> [Int] {
+        g == sampler.steps ? segmentCounts : Array(Set(segmentCounts.filter { $0 <= g } + [g])).sorted()
+    }
+
+    /// Every (grid, segment count) pair of the space.
+    public var shapes: [(grid: Int, count: Int)] { grids.flatMap { g in counts(grid: g).map { (g, $0) } } }
 
     /// The divisors of `steps` within `range` (the paper's choice of N).
     public static func divisors(of steps: Int, in range: ClosedRange<Int>) -> [Int] {
         (max(1, range.lowerBound)...max(1, min(range.upperBound, steps))).filter { steps % $0 == 0 }
     }
 
-    public func lengths(_ n: Int) -> [Int] { StepPlan.segmentLengths(steps: sampler.steps, count: n) }
+    /// Lengths of `n` segments on the teacher's grid, or on a grid of `grid` steps.
+    public func lengths(_ n: Int, grid: Int? = nil) -> [Int] { StepPlan.segmentLengths(steps: grid ?? sampler.steps, count: n) }
+
+    /// Lengths of `c`'s segments.
+    public func lengths(_ c: Candidate) -> [Int] { lengths(c.count, grid: c.grid) }
 
     /// Whether `c` lies in this space.
     public func contains(_ c: Candidate) -> Bool {
-        guard segmentCounts.contains(c.count) else { return false }
-        return zip(c.segments, lengths(c.count)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
+        let g = c.grid ?? sampler.steps
+        guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count) else { return false }
+        return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
 
-    /// Plain DDIM with `n` steps on the teacher's grid: every segment one full step then nulls.
-    public func ddim(segments n: Int) -> Candidate {
-        Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: n))
+    /// Plain DDIM with `n` full steps on a grid of `grid` steps (default the teacher's): every
+    /// segment one full step then nulls. With n = grid, DDIM with n steps on its own timesteps.
+    public func ddim(segments n: Int, grid: Int? = nil) -> Candidate {
+        Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: n), grid: grid.flatMap(gridField))
     }
 
-    /// DeepCache uniform with interval L = T / n at `branch`: every step active.
-    public func deepCache(segments n: Int, branch: Int) -> Candidate {
-        Candidate(segments: lengths(n).map { SegmentGene(active: $0, branch: branch) })
+    /// DeepCache uniform with interval L = G / n at `branch` on a grid of G steps (default the teacher's): every step active.
+    public func deepCache(segments n: Int, branch: Int, grid: Int? = nil) -> Candidate {
+        Candidate(segments: lengths(n, grid: grid).map { SegmentGene(active: $0, branch: branch) }, grid: grid.flatMap(gridField))
     }
 
+    /// A random candidate: a grid, then a segment count on it, then every segment's genes.
     public func random(using rng: inout some RandomNumberGenerator) -> Candidate {
-        let n = segmentCounts.randomElement(using: &rng)!
-        return Candidate(segments: lengths(n).map {
+        let g = grids.randomElement(using: &rng)!
+        let n = counts(grid: g).randomElement(using: &rng)!
+        return Candidate(segments: lengths(n, grid: g).map {
             SegmentGene(active: Int.random(in: 1...$0, using: &rng), branch: Int.random(in: 0..<branchCount, using: &rng))
-        })
+        }, grid: gridField(g))
+    }
+
+    /// `c`'s genes carried to `n` segments on a grid of `g` steps, each segment keeping the active
+    /// fraction and branch of the segment at the same relative position.
+    func reshaped(_ c: Candidate, grid g: Int, count n: Int) -> Candidate {
+        let old = lengths(c), new = lengths(n, grid: g)
+        return Candidate(segments: new.enumerated().map { i, l in
+            let j = min(c.count - 1, i * c.count / n)
+            let fraction = Double(c.segments[j].active) / Double(old[j])
+            return SegmentGene(active: max(1, min(l, Int((fraction * Double(l)).rounded()))), branch: c.segments[j].branch)
+        }, grid: gridField(g))
     }
 
     /// Each segment's k or b changes with `probability` (at least one gene changes), mostly by one
-    /// step; rarely (when there is a choice) N changes instead, keeping each segment's active fraction.
+    /// step; rarely (when there is a choice) N or the grid changes instead, keeping each segment's
+    /// active fraction.
     public func mutate(_ c: Candidate, probability: Double, using rng: inout some RandomNumberGenerator) -> Candidate {
-        if segmentCounts.count > 1, Double.random(in: 0..<1, using: &rng) < 0.15 {
-            let n = segmentCounts.filter { $0 != c.count }.randomElement(using: &rng)!
-            let old = lengths(c.count), new = lengths(n)
-            return Candidate(segments: new.enumerated().map { i, l in
-                let j = min(c.count - 1, i * c.count / n)
-                let fraction = Double(c.segments[j].active) / Double(old[j])
-                return SegmentGene(active: max(1, min(l, Int((fraction * Double(l)).rounded()))), branch: c.segments[j].branch)
-            })
+        let g = c.grid ?? sampler.steps
+        let others = shapes.filter { $0.grid != g || $0.count != c.count }
+        // (Segments of one step have no genes to change: plain DDIM on its own grid changes shape.)
+        let fixed = lengths(c).allSatisfy { $0 == 1 }
+        if !others.isEmpty, fixed || Double.random(in: 0..<1, using: &rng) < 0.15 {
+            // Half the time another N on the same grid (where there is one), else any other shape.
+            let sameGrid = others.filter { $0.grid == g }
+            // (One grid draws nothing more: the same choices as before grids existed.)
+            let pool = grids.count > 1 && !sameGrid.isEmpty && Bool.random(using: &rng) ? sameGrid : others
+            let pick = pool.randomElement(using: &rng)!
+            return reshaped(c, grid: pick.grid, count: pick.count)
         }
         var segments = c.segments
-        let lengths = lengths(c.count)
+        let lengths = lengths(c)
         var changed = false
         // Mostly small steps (k ± 1, the next branch), sometimes a jump anywhere in the gene's range.
         // (A space of one-step segments has nothing to change: give up after a while.)
@@ -122,23 +180,19 @@ public struct SearchSpace: Sendable {
                 }
             }
         }
-        return Candidate(segments: segments)
+        return Candidate(segments: segments, grid: c.grid)
     }
 
-    /// Uniform crossover of two parents with the same N (each segment from either); for different N,
-    /// the first parent's segments up to a random cut, then the second's fractions rescaled.
+    /// Uniform crossover of two parents with the same grid and N (each segment from either); else
+    /// the first parent's segments up to a random cut, then the second's fractions rescaled (on the
+    /// first parent's grid and N).
     public func crossover(_ a: Candidate, _ b: Candidate, using rng: inout some RandomNumberGenerator) -> Candidate {
-        if a.count == b.count {
-            return Candidate(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 })
+        if a.count == b.count && a.grid == b.grid {
+            return Candidate(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }, grid: a.grid)
         }
         let cut = Int.random(in: 1..<max(2, a.count), using: &rng)
-        let la = lengths(a.count), lb = lengths(b.count)
-        return Candidate(segments: la.indices.map { i in
-            if i < cut { return a.segments[i] }
-            let j = min(b.count - 1, i * b.count / a.count)
-            let fraction = Double(b.segments[j].active) / Double(lb[j])
-            return SegmentGene(active: max(1, min(la[i], Int((fraction * Double(la[i])).rounded()))), branch: b.segments[j].branch)
-        })
+        let carried = reshaped(b, grid: a.grid ?? sampler.steps, count: a.count)
+        return Candidate(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] }, grid: a.grid)
     }
 }
 
@@ -171,7 +225,7 @@ public struct CostModel: Sendable {
     /// steps to a shallower, cheaper branch) until it fits. Nil when even DDIM at that N does not fit.
     public func repair(_ c: Candidate, budget: Double, space: SearchSpace, using rng: inout some RandomNumberGenerator) throws -> Candidate? {
         var x = c
-        guard try cost(space.ddim(segments: c.count)) <= budget else { return nil }
+        guard try cost(space.ddim(segments: c.count, grid: c.grid)) <= budget else { return nil }
         while try cost(x) > budget {
             var segments = x.segments
             let reducible = segments.indices.filter { segments[$0].active > 1 }
@@ -181,7 +235,7 @@ public struct CostModel: Sendable {
             } else {
                 segments[i].active -= 1
             }
-            x = Candidate(segments: segments)
+            x = Candidate(segments: segments, grid: x.grid)
         }
         return x
     }

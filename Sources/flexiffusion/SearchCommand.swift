@@ -16,6 +16,8 @@ struct SearchCommand: ParsableCommand {
         discussion: """
             The teacher's steps are cut into N equal segments, each [full, partial × (k − 1) at branch b, \
             null × rest] with its own k and b (Flexiffusion's space; plain DDIM and DeepCache are members). \
+            Coarser DDIM grids (--grids) are cut the same way, so DDIM with fewer steps on its own timesteps \
+            and DeepCache on it are members too. \
             Costs come from `flexiffusion profile`'s latency table for this device, model and batch (measured \
             now if missing); plans must be predicted at least --speedup × (1 + --margin) faster than the teacher. Fitness is rFID against the teacher's samples from the same seeds, on --samples \
             images; children are screened on the first --screen-samples and only those that would enter the \
@@ -48,6 +50,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Seed of the search and of the images' noise.") var seed: UInt64 = 0
     @Option(help: ArgumentHelp("Segment counts N: a range A-B or a list A,B,C.", valueName: "range")) var segments = "4-50"
     @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
+    @Option(help: ArgumentHelp("Coarser DDIM grids searched besides the teacher's: a list of step counts (each cut into segments as the teacher's steps are, with --segments up to its size and N = G, plain DDIM with G steps), auto (the teacher's steps / 2 and the DDIM baseline's ⌊T / (X(1 + F))⌋ steps), or none (the paper's space).", valueName: "list")) var grids = "auto"
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after).") var maxMinutes = 11.0
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
@@ -77,6 +80,23 @@ struct SearchCommand: ParsableCommand {
         guard !counts.isEmpty else { throw ValidationError("--segments \(segments) leaves no segment count for \(steps) steps") }
         return counts
     }
+
+    /// The coarser grids for a target speed-up (`target`, margin included).
+    func gridSteps(target: Double) throws -> [Int] {
+        switch grids {
+        case "none": return []
+        case "auto": return Array(Set([steps / 2, Self.ddimSteps(steps: steps, target: target)])).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
+        default:
+            let list = grids.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !list.isEmpty, list.allSatisfy({ $0 != nil && (1..<steps).contains($0!) }) else {
+                throw ValidationError("--grids \(grids): give auto, none, or a list of step counts below the teacher's \(steps), e.g. 50,37")
+            }
+            return Array(Set(list.map { $0! })).sorted(by: >)
+        }
+    }
+
+    /// Plain DDIM's step count for a target speed-up: as many full steps as it allows.
+    static func ddimSteps(steps: Int, target: Double) -> Int { max(1, Int((Double(steps) / target).rounded(.down))) }
 
     func run() throws {
         guard (speedup == nil) != (latencyMs == nil) else { throw ValidationError("give --speedup X or --latency-ms MS") }
@@ -142,12 +162,13 @@ struct SearchCommand: ParsableCommand {
         guard requested > 1 else { throw ValidationError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
         // The constraint the search prices plans against: the requested speed-up with the margin.
         let target = requested * (1 + margin)
-        let space = try SearchSpace(sampler: planSampler, segmentCounts: counts, branchCount: unet.branchCount)
+        let coarse = try gridSteps(target: target)
+        let space = try SearchSpace(sampler: planSampler, segmentCounts: counts, branchCount: unet.branchCount, grids: coarse)
         let settings = SearchSettings(speedup: target, samples: samples, screenSamples: screen, population: population, children: children,
                                       generations: generations, mutationProbability: mutationProbability, crossoverFraction: crossover,
-                                      seed: seed, segmentCounts: counts, useMACs: macs, maxSeconds: maxMinutes * 60)
+                                      seed: seed, segmentCounts: counts, grids: coarse, useMACs: macs, maxSeconds: maxMinutes * 60)
         let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: config.outChannels, height: side, width: side)
-        let scorer = try RFIDScorer(sampler: sampler, extractor: extractor, seed: seed, modelKey: modelKey)
+        let scorer = try RFIDScorer(sampler: sampler, extractor: extractor, seed: seed, modelKey: modelKey, schedulerConfiguration: schedulerConfig)
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: scorer, resume: previous?.state)
         var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
                                   features: featureOptions.features, latencies: latencies, state: search.state)
@@ -193,8 +214,9 @@ struct SearchCommand: ParsableCommand {
             else if message.hasPrefix("generation") || message == "done" { say(line) }
         }
 
-        say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, %d branches, %d samples (screen %d), seed %llu on %@",
-                   target, steps, requested, margin * 100, search.state.budget, macs ? "MACs" : "ms", batch, counts.count, unet.branchCount, samples, screen, seed, device.name))
+        say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, %d branches, %d samples (screen %d), seed %llu on %@",
+                   target, steps, requested, margin * 100, search.state.budget, macs ? "MACs" : "ms", batch, counts.count,
+                   space.grids.map(String.init).joined(separator: ","), unet.branchCount, samples, screen, seed, device.name))
         do {
             try search.run()
         } catch is EvolutionarySearch.Stopped {
@@ -217,22 +239,30 @@ struct SearchCommand: ParsableCommand {
         let bestPlan = try best.candidate.plan(planSampler)
         var entries: [(entry: ReportEntry, plan: StepPlan, sampler: Sampler)] = []
         entries.append((ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples),
-                                    fid: try fid(scorer.statistics(best.candidate, samples: samples)), plan: bestPlan), bestPlan, sampler))
-        // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid.
-        let ddimSteps = max(1, Int((Double(steps) / target).rounded(.down)))
+                                    fid: try fid(scorer.statistics(best.candidate, samples: samples)), plan: bestPlan),
+                        bestPlan, try scorer.sampler(grid: best.candidate.grid)))
+        // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid (a member
+        // of the space when that step count is one of its grids: then its scores are reused).
+        let ddimSteps = Self.ddimSteps(steps: steps, target: target)
         let ddimPlan = try StepPlan.ddim(steps: ddimSteps, eta: eta)
-        let ddimSampler = try Sampler(unet: unet, scheduler: try ddimPlan.sampler.scheduler(configuration: schedulerConfig))
+        let ddimSampler = try scorer.sampler(grid: ddimSteps)
+        let ddimMember = space.ddim(segments: ddimSteps, grid: ddimSteps)
+        let ddimKey = space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
         say("scoring the baselines: DDIM \(ddimSteps) steps, the best DeepCache uniform plan…")
-        let ddim = try scorer.rfid(plan: ddimPlan, key: "ddim-\(ddimSteps)", samples: samples, sampler: ddimSampler)
+        let ddim = try scorer.rfid(plan: ddimPlan, key: ddimKey, samples: samples, sampler: ddimSampler)
         let ddimPredicted = Double(steps) / Double(ddimSteps)
-        entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: "ddim-\(ddimSteps)", predictedSpeedup: ddimPredicted,
+        entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: ddimPredicted,
                                     rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan, ddimSampler))
-        // DeepCache uniform: the best-scored member that meets the target (scored in generation 0).
+        // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
+        // on the teacher's grid or a coarser one.
         if let dc = records.filter({ $0.origin == "deepcache" && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
-            let L = steps / dc.candidate.count, b = dc.candidate.segments[0].branch
-            let plan = try StepPlan.deepCacheUniform(planSampler, interval: L, branch: b)
-            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)", key: dc.candidate.key, predictedSpeedup: dc.predictedSpeedup,
-                                        rfid: dc.score(samples), fid: try fid(scorer.statistics(dc.candidate, samples: samples)), plan: plan), plan, sampler))
+            let g = dc.candidate.grid ?? steps
+            let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
+            let plan = try StepPlan.deepCacheUniform(planSampler.with(steps: g), interval: L, branch: b)
+            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + (g == steps ? "" : " on DDIM \(g)"), key: dc.candidate.key,
+                                        predictedSpeedup: dc.predictedSpeedup, rfid: dc.score(samples),
+                                        fid: try fid(scorer.statistics(dc.candidate, samples: samples)), plan: plan),
+                            plan, try scorer.sampler(grid: g)))
         }
         let teacherPlan = sampler.teacherPlan
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
@@ -241,7 +271,7 @@ struct SearchCommand: ParsableCommand {
             // Rounds alternate the teacher with every plan; each plan's speed-up is the median over
             // rounds of (teacher seconds / plan seconds) in the same round, which cancels slow drift.
             var timed: [(Sampler, StepPlan)] = entries.map { ($0.sampler, $0.plan) }
-            if measureFront { timed += report.pareto.map { (sampler, $0.plan!) } }
+            if measureFront { timed += try report.pareto.map { (try scorer.sampler(grid: $0.plan!.sampler.steps), $0.plan!) } }
             say("timing \(measureRounds) round(s) of one batch each, alternating with the teacher (best, baselines\(measureFront ? ", the Pareto front" : ""))…")
             var ratios = Array(repeating: [Double](), count: timed.count)
             for _ in 0..<measureRounds {

@@ -24,7 +24,7 @@ final class SyntheticScorer: CandidateScorer {
     var calls: [String] = []
     func rfid(_ c: Candidate, samples: Int) throws -> Double {
         calls.append("\(c.key)@\(samples)")
-        let lengths = StepPlan.segmentLengths(steps: 100, count: c.count)
+        let lengths = StepPlan.segmentLengths(steps: c.grid ?? 100, count: c.count)
         var loss = 0.0
         for (i, g) in c.segments.enumerated() {
             let position = Double(i) / Double(c.count)
@@ -53,20 +53,54 @@ final class SyntheticScorer: CandidateScorer {
         #expect(SearchSpace.divisors(of: 100, in: 4...50) == [4, 5, 10, 20, 25, 50])
     }
 
-    @Test func mutationAndCrossoverStayInTheSpaceAndRepairMeetsTheBudget() throws {
-        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6)
+    @Test(arguments: [[], [50, 37]])
+    func mutationAndCrossoverStayInTheSpaceAndRepairMeetsTheBudget(grids: [Int]) throws {
+        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids)
         let cost = CostModel(latencies: try syntheticLatencies(), sampler: sampler)
         let budget = cost.teacherCost / 2.5
         var rng = SplitMix64(seed: freshSeed())
+        var gridChanges = 0, seenGrids = Set<Int?>()
         for _ in 0..<300 {
             let a = space.random(using: &rng), b = space.random(using: &rng)
             let m = space.mutate(a, probability: 0.25, using: &rng), x = space.crossover(a, b, using: &rng)
-            #expect(space.contains(m) && space.contains(x))
+            #expect(space.contains(a) && space.contains(m) && space.contains(x))
             #expect(m != a, "a mutation changes something")
+            #expect(x.grid == a.grid && x.count == a.count, "a child of crossover has its first parent's grid and N")
+            if m.grid != a.grid { gridChanges += 1 }
+            seenGrids.insert(a.grid)
             if let r = try cost.repair(x, budget: budget, space: space, using: &rng) {
-                #expect(try cost.cost(r) <= budget && space.contains(r) && r.count == x.count)
+                #expect(try cost.cost(r) <= budget && space.contains(r) && r.count == x.count && r.grid == x.grid)
+                #expect(try r.plan(sampler).sampler.steps == (x.grid ?? 100))
             }
         }
+        #expect(seenGrids.count == grids.count + 1, "random candidates reach every grid")
+        #expect(grids.isEmpty ? gridChanges == 0 : gridChanges > 0, "mutations move between grids only when there are several")
+    }
+
+    @Test func coarserGridsHoldDDIMAndDeepCacheOnTheirOwnTimesteps() throws {
+        let space = try SearchSpace(sampler: sampler, segmentCounts: Array(4...30), branchCount: 6, grids: [37, 50, 100])
+        #expect(space.grids == [100, 50, 37])
+        #expect(space.counts(grid: 37) == Array(4...30) + [37] && space.counts(grid: 100) == Array(4...30))
+        // Plain DDIM with 37 steps on its own timesteps (not the teacher's 100-step grid).
+        let ddim = space.ddim(segments: 37, grid: 37)
+        #expect(space.contains(ddim) && ddim.key.hasPrefix("G37:N37:"))
+        let plan = try ddim.plan(sampler), reference = try StepPlan.ddim(steps: 37)
+        #expect(plan.sampler == reference.sampler && plan.actions == reference.actions)
+        // DeepCache 1:2 on DDIM-50.
+        let dc = space.deepCache(segments: 25, branch: 2, grid: 50)
+        #expect(space.contains(dc) && dc.key.hasPrefix("G50:N25:"))
+        let dcPlan = try dc.plan(sampler), dcReference = try StepPlan.deepCacheUniform(PlanSampler(scheduler: "ddim", steps: 50), interval: 2, branch: 2)
+        #expect(dcPlan.sampler == dcReference.sampler && dcPlan.actions == dcReference.actions)
+        // The teacher's grid has one spelling; grids and counts outside the space are not members.
+        #expect(space.ddim(segments: 25, grid: 100) == space.ddim(segments: 25) && space.ddim(segments: 25).grid == nil)
+        #expect(!space.contains(Candidate(segments: space.ddim(segments: 25).segments, grid: 100)))
+        #expect(!space.contains(Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: 40), grid: 40)), "40 is not a grid")
+        #expect(!space.contains(Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: 36), grid: 37)), "36 segments: not a count of grid 37")
+        #expect(ddim.key != Candidate(segments: ddim.segments).key, "the same genes on another grid are another plan")
+        #expect(throws: ModelError.self) { try SearchSpace(sampler: sampler, segmentCounts: [5], branchCount: 6, grids: [120]) }
+        // Older results files (no grid) read as the teacher's grid.
+        let old = try JSONDecoder().decode(Candidate.self, from: Data(#"{"segments": [{"active": 2, "branch": 1}]}"#.utf8))
+        #expect(old.grid == nil && old.key == "N1:2b1")
     }
 
     @Test func paretoFront() throws {
@@ -82,10 +116,10 @@ final class SyntheticScorer: CandidateScorer {
 @Suite struct EvolutionTests {
     let sampler = PlanSampler(scheduler: "ddim", steps: 100)
 
-    func makeSearch(seed: UInt64, scorer: CandidateScorer, resume: SearchState? = nil) throws -> EvolutionarySearch {
-        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6)
+    func makeSearch(seed: UInt64, scorer: CandidateScorer, resume: SearchState? = nil, grids: [Int] = []) throws -> EvolutionarySearch {
+        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids)
         let settings = SearchSettings(speedup: 2.5, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8,
-                                      seed: seed, segmentCounts: [5, 10, 20, 25])
+                                      seed: seed, segmentCounts: [5, 10, 20, 25], grids: grids)
         return try EvolutionarySearch(settings: settings, space: space, cost: CostModel(latencies: try syntheticLatencies(), sampler: sampler),
                                       scorer: scorer, resume: resume)
     }
@@ -142,6 +176,31 @@ final class SyntheticScorer: CandidateScorer {
 }
 
 extension EvolutionTests {
+    /// With coarser grids, DDIM with 40 steps on its own timesteps (the DDIM baseline at 2.5×, priced
+    /// exactly at the budget) starts in the population, so a scorer that ranks it first gets it back
+    /// as the best plan; the search stays deterministic, in budget and in the space.
+    @Test func ownGridDDIMIsAMemberSoTheSearchNeverEndsWorse() throws {
+        final class PrefersDDIM40: CandidateScorer {
+            let base = SyntheticScorer()
+            func rfid(_ c: Candidate, samples: Int) throws -> Double {
+                c.key == "G40:N40:" + Array(repeating: "1", count: 40).joined(separator: ",") ? 0.01 : try base.rfid(c, samples: samples) + 0.05
+            }
+        }
+        let seed = freshSeed()
+        let a = try makeSearch(seed: seed, scorer: PrefersDDIM40(), grids: [50, 40])
+        let b = try makeSearch(seed: seed, scorer: PrefersDDIM40(), grids: [50, 40])
+        try a.run(); try b.run()
+        #expect(a.best?.candidate == a.space.ddim(segments: 40, grid: 40), "seed \(seed): best \(a.best?.candidate.key ?? "none")")
+        #expect(a.state.records[a.space.ddim(segments: 40, grid: 40).key]?.origin == "ddim")
+        #expect(a.state.population == b.state.population && Set(a.state.records.keys) == Set(b.state.records.keys), "seed \(seed)")
+        for r in a.state.records.values {
+            #expect(a.space.contains(r.candidate) && r.predictedMs <= a.state.budget, "\(r.candidate.key)")
+        }
+        #expect(a.state.records.values.contains { $0.candidate.grid == 50 }, "the search visits the DDIM-50 grid")
+        // A results file's grids must be the space's.
+        #expect(throws: ModelError.self) { try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: a.state, grids: [50]) }
+    }
+
     /// Two shards score disjoint halves of each phase; a coordinator merges their records and
     /// advances: the result equals one process's, and no plan is scored twice.
     @Test func shardsMergeToTheSameResult() throws {
@@ -207,5 +266,45 @@ extension EvolutionTests {
         #expect(promoted.stepsRun - run == 12, "promotion generates one more batch")
         // The plan runs as `generate --plan` would: the teacher scores 0.
         #expect(try shared.rfid(plan: sampler.teacherPlan, key: "teacher", samples: 6).rfid <= 1e-6)
+    }
+
+    /// Candidates on a coarser grid run on that grid's own DDIM timesteps (as a separately built
+    /// sampler of that many steps does), share prefixes among themselves, and never with the same
+    /// genes on the teacher's grid.
+    @Test func coarserGridCandidatesRunOnTheirOwnTimesteps() throws {
+        let (folder, sampler, net) = try defaultModelSampler(batch: 3, steps: 12)
+        let seed = freshSeed()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-features-grid-\(seed)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = try RFIDEvaluator.modelKey(folder: folder)
+        let configuration = try SchedulerConfiguration.load(from: folder.schedulerConfigURL!)
+        let scorer = try RFIDScorer(sampler: sampler, extractor: net, seed: seed, modelKey: key, schedulerConfiguration: configuration, cacheDirectory: dir)
+        let space = try SearchSpace(sampler: sampler.teacherPlan.sampler, segmentCounts: [2, 3, 4], branchCount: sampler.unet.branchCount, grids: [8])
+        // DDIM with 8 steps on its own grid, as a member and as a baseline on a sampler built apart.
+        let ddim = space.ddim(segments: 8, grid: 8)
+        let member = try scorer.rfid(ddim, samples: 6)
+        let apart = try Sampler(unet: sampler.unet, scheduler: DDIMScheduler(configuration: configuration, steps: 8))
+        let checker = try RFIDScorer(sampler: sampler, extractor: net, seed: seed, modelKey: key, cacheDirectory: dir)
+        let baseline = try checker.rfid(plan: try StepPlan.ddim(steps: 8), key: "ddim-8", samples: 6, sampler: apart).rfid
+        #expect(abs(member - baseline) <= 1e-9 * max(1, abs(baseline)), "member \(member) vs baseline \(baseline) (seed \(seed))")
+        #expect(member > 0)
+        // Two candidates on the 8-step grid with the same first segment share it (2 steps × 2 batches).
+        let a = Candidate(segments: [SegmentGene(active: 2, branch: 1), SegmentGene(active: 1, branch: 0), SegmentGene(active: 2, branch: 3), SegmentGene(active: 1, branch: 0)], grid: 8)
+        let b = Candidate(segments: [SegmentGene(active: 2, branch: 1), SegmentGene(active: 2, branch: 2), SegmentGene(active: 1, branch: 0), SegmentGene(active: 2, branch: 0)], grid: 8)
+        #expect(space.contains(a) && space.contains(b))
+        _ = try scorer.rfid(a, samples: 6)
+        let before = scorer.stepsShared
+        let viaPrefix = try scorer.rfid(b, samples: 6)
+        #expect(scorer.stepsShared - before == 2 * 2)
+        let fresh = try RFIDScorer(sampler: sampler, extractor: net, seed: seed, modelKey: key, schedulerConfiguration: configuration, cacheDirectory: dir)
+        let direct = try fresh.rfid(b, samples: 6)
+        #expect(abs(viaPrefix - direct) <= 1e-9 * max(1, abs(direct)), "rFID via a shared prefix \(viaPrefix) vs from noise \(direct)")
+        // The same genes on the teacher's 12-step grid: another plan, nothing shared with the 8-step ones.
+        let onTeacher = Candidate(segments: b.segments)
+        let sharedBefore = scorer.stepsShared
+        let other = try scorer.rfid(onTeacher, samples: 6)
+        #expect(scorer.stepsShared == sharedBefore && abs(other - direct) > 1e-6, "teacher grid \(other) vs 8-step grid \(direct)")
+        // Without the scheduler configuration a coarser grid is a clear error.
+        #expect(throws: ModelError.self) { try checker.rfid(b, samples: 3) }
     }
 }
