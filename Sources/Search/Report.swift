@@ -77,7 +77,8 @@ public struct SearchReport: Codable, Sendable {
 }
 
 /// An SVG of rFID against predicted speed-up: every scored candidate, the Pareto front, the best
-/// plan, and the baselines.
+/// plan, and the baselines. The rFID axis is logarithmic in 1 + rFID, so that the plans near the
+/// target (rFID ~1) stay apart when a far candidate scores in the hundreds, and the teacher (0) fits.
 public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
@@ -88,7 +89,7 @@ public enum ParetoPlot {
         let x0 = max(0, (xs.min() ?? 1) - 0.2), x1 = (xs.max() ?? 3) + 0.2
         let y1 = max(1e-6, (ys.max() ?? 1) * 1.08)
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (w - left - right) }
-        func py(_ y: Double) -> Double { h - bottom - min(max(y, 0), y1) / y1 * (h - top - bottom) }
+        func py(_ y: Double) -> Double { h - bottom - log1p(min(max(y, 0), y1)) / log1p(y1) * (h - top - bottom) }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
         func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
         var s = """
@@ -98,12 +99,21 @@ public enum ParetoPlot {
             <line x1="\(f(left))" y1="\(f(h - bottom))" x2="\(f(w - right))" y2="\(f(h - bottom))" stroke="black"/>
             <line x1="\(f(left))" y1="\(f(top))" x2="\(f(left))" y2="\(f(h - bottom))" stroke="black"/>
             <text x="\(f((left + w - right) / 2))" y="\(f(h - 15))" text-anchor="middle">predicted speed-up over the teacher (×)</text>
-            <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">rFID against the teacher (lower is better)</text>
+            <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">rFID against the teacher (log scale; lower is better)</text>
 
             """
         for i in 0...5 {
-            let xv = x0 + (x1 - x0) * Double(i) / 5, yv = y1 * Double(i) / 5
+            let xv = x0 + (x1 - x0) * Double(i) / 5
             s += "<text x=\"\(f(px(xv)))\" y=\"\(f(h - bottom + 16))\" text-anchor=\"middle\">\(String(format: "%.2f", xv))</text>\n"
+        }
+        // 0, 1, 2, 5, 10, 20, 50, … up to the top (quarters of it when it is below 2).
+        var ticks: [Double] = [0]
+        if y1 < 2 {
+            ticks += (1...4).map { y1 * Double($0) / 4 }
+        } else {
+            for e in 0...6 { for m in [1.0, 2.0, 5.0] where m * pow(10, Double(e)) <= y1 { ticks.append(m * pow(10, Double(e))) } }
+        }
+        for yv in ticks {
             s += "<text x=\"\(f(left - 6))\" y=\"\(f(py(yv) + 4))\" text-anchor=\"end\">\(String(format: yv < 10 ? "%.2f" : "%.0f", yv))</text>\n"
             s += "<line x1=\"\(f(left))\" y1=\"\(f(py(yv)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(yv)))\" stroke=\"#eee\"/>\n"
         }

@@ -111,6 +111,25 @@ final class SyntheticScorer: CandidateScorer {
         let front = EvolutionarySearch.paretoFront([r(2, 5), r(3, 6), r(2.5, 4), r(3, 9), r(1.5, 4.5), r(2.6, 7)], samples: 8)
         #expect(front.map(\.predictedSpeedup) == [3, 2.5], "(2.5, 4) dominates (2, 5), (1.5, 4.5) and (2.6, 7) does not beat (3, 6)")
     }
+
+    /// The picture's rFID axis keeps plans near the target apart when one candidate is far off, and
+    /// puts the teacher (rFID 0) on the axis.
+    @Test func paretoPlotKeepsNearbyPlansApart() throws {
+        let svg = ParetoPlot.svg(candidates: [(2.7, 1.0), (2.7, 2.0), (6, 190)], front: [], best: nil,
+                                 baselines: [("teacher", 1, 0)], target: 2.7, title: "t")
+        // Candidates are the grey circles, in order.
+        let ys = svg.split(separator: "\n").filter { $0.hasPrefix("<circle") }.compactMap { line -> Double? in
+            guard let r = line.range(of: "cy=\"") else { return nil }
+            return Double(line[r.upperBound...].prefix { $0 != "\"" })
+        }
+        #expect(ys.count == 3)
+        if ys.count == 3 {
+            #expect(ys[0] - ys[1] > 20, "rFID 1 and 2 are \(ys[0] - ys[1]) px apart beside a candidate at 190")
+            #expect(ys[2] < ys[1] && ys[2] >= 40, "the far candidate is highest, inside the plot")
+        }
+        #expect(svg.contains("<rect x=\"\(String(format: "%.1f", 70 + (1 - 0.8) / (6.2 - 0.8) * 480 - 5))\" y=\"420.0\""), "the teacher sits on the axis (y = 425)")
+        #expect(svg.contains("log scale"))
+    }
 }
 
 @Suite struct EvolutionTests {
