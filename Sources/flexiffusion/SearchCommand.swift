@@ -173,6 +173,9 @@ struct SearchCommand: ParsableCommand {
         var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
                                   features: featureOptions.features, latencies: latencies, state: search.state)
         report.requestedSpeedup = requested; report.margin = margin
+        // (A resumed search adds to the steps its file counted before.)
+        let (stepsBefore, sharedBefore) = (previous?.stepsRun ?? 0, previous?.stepsShared ?? 0)
+        report.stepsRun = stepsBefore; report.stepsShared = sharedBefore
         if let previous, previous.modelKey != modelKey || previous.device != device.name || previous.features != featureOptions.features
             || previous.batch != batch || previous.sampler != planSampler {
             throw ValidationError("\(out) was made for another model, device, feature network, batch or teacher; start a new file")
@@ -196,7 +199,7 @@ struct SearchCommand: ParsableCommand {
         let budgetSeconds = maxMinutes * 60
         search.onUpdate = { state, message in
             report.state = state
-            report.stepsRun = scorer.stepsRun; report.stepsShared = scorer.stepsShared
+            report.stepsRun = stepsBefore + scorer.stepsRun; report.stepsShared = sharedBefore + scorer.stepsShared
             if let best = search.best {
                 report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples))
                 report.bestPlan = try best.candidate.plan(planSampler)
@@ -294,7 +297,7 @@ struct SearchCommand: ParsableCommand {
         report.bestPlan = bestPlan
         report.baselines = entries.dropFirst().map(\.entry)
         report.teacher = teacherEntry
-        report.stepsRun = scorer.stepsRun; report.stepsShared = scorer.stepsShared
+        report.stepsRun = stepsBefore + scorer.stepsRun; report.stepsShared = sharedBefore + scorer.stepsShared
         try report.write(to: outURL)
         let picture = ParetoPlot.svg(
             candidates: records.compactMap { r in r.score(samples).map { (r.predictedSpeedup, $0) } },
@@ -313,7 +316,7 @@ struct SearchCommand: ParsableCommand {
         print(renderTable(rows))
         print("best plan \(best.candidate.key) (\(bestPlan.fullSteps) full, \(bestPlan.partialSteps) partial, \(bestPlan.nullSteps) null)")
         print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
-                     records.count, search.state.elapsedSeconds, scorer.stepsRun, scorer.stepsShared, scorer.teacherSeconds))
+                     records.count, search.state.elapsedSeconds, report.stepsRun, report.stepsShared, scorer.teacherSeconds))
         print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(svgURL.path)")
     }
 
