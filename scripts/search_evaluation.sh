@@ -2,7 +2,8 @@
 # Scores a search's best plan against the teacher and the baselines in its report on fresh seeds:
 # wall clock of `flexiffusion generate` (whole commands, and their sampling loops alone) and FID
 # against the Fashion-MNIST test set (domain features) for each. Columns: whole-command seconds and
-# speed-up over the teacher, the range of the rounds' ratios, the speed-up of the sampling loops alone, FID.
+# speed-up over the teacher, the range of the rounds' ratios, the speed-up of the sampling loops alone,
+# FID, and rFID (FID against the teacher's images from the same seeds; when the teacher is among PLANS).
 # Usage: scripts/search_evaluation.sh SEARCH.json COUNT SEED OUTDIR [path/to/flexiffusion]
 # (the issue's check is COUNT 10000 with a SEED the search did not use).
 # Environment:
@@ -11,6 +12,7 @@
 #               its noise from seed SEED + r. A plan's seconds are its rounds' sum; FID is over all
 #               of its COUNT images.
 #   BATCH (64), TEST_SET (Debian's t10k-images-idx3-ubyte.gz), PLANS (teacher best ddim deepcache).
+#   EXTRA_PLANS  more plans to run beside them, as NAME=PLAN.json words (e.g. "mine=plans/x.json").
 set -euo pipefail
 result="$1"; count="$2"; seed="$3"; out="$4"; bin="${5:-.build/release/flexiffusion}"
 test_set="${TEST_SET:-/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}"
@@ -27,6 +29,13 @@ for name, plan in plans.items():
     json.dump(plan, open(f"{sys.argv[2]}/{name}.plan.json", "w"), indent=2)
 PY
 "$bin" plan teacher --steps 100 --out "$out/teacher.plan.json" > /dev/null
+for extra in ${EXTRA_PLANS:-}; do
+    name="${extra%%=*}"; file="${extra#*=}"
+    [ "$name" != "$extra" ] && [ -f "$file" ] || { echo "EXTRA_PLANS: \"$extra\" is not NAME=PLAN.json with an existing file" >&2; exit 2; }
+    "$bin" plan show "$file" > /dev/null   # (a clear error for a file that is not a plan)
+    cp "$file" "$out/$name.plan.json"
+    plans="$plans $name"
+done
 
 for ((r = 0; r < rounds; r++)); do
     n=$((count / rounds + (r < count % rounds ? 1 : 0)))
@@ -70,11 +79,15 @@ for name in names:
             os.remove(f"{out}/{name}.round-{r}.safetensors")
 PY
 
-printf "%-10s %10s %10s %14s %10s %10s\n" plan seconds speedup "round ratios" "sampling" FID | tee "$out/table.txt"
+printf "%-10s %10s %10s %14s %10s %10s %8s\n" plan seconds speedup "round ratios" "sampling" FID rFID | tee "$out/table.txt"
 for name in $plans; do
     [ -f "$out/$name.safetensors" ] || continue
     fid=$("$bin" fid "$out/$name.safetensors" "$test_set" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
-    python3 - "$out/times.txt" "$name" "$fid" <<'PY' | tee -a "$out/table.txt"
+    rfid=nan
+    if [ -f "$out/teacher.safetensors" ]; then
+        rfid=$("$bin" fid "$out/teacher.safetensors" "$out/$name.safetensors" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
+    fi
+    python3 - "$out/times.txt" "$name" "$fid" "$rfid" <<'PY' | tee -a "$out/table.txt"
 import sys
 rows = [line.split() for line in open(sys.argv[1])]
 def seconds(name, column=None):
@@ -86,6 +99,6 @@ speedup = sum(teacher.values()) / total if teacher else float("nan")
 spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if ratios else "-"
 # the same ratio over the sampling loops alone (process start, kernel and model loading left out)
 sampling = sum(seconds("teacher", 5).values()) / sum(seconds(sys.argv[2], 5).values()) if teacher and len(rows[0]) > 5 else float("nan")
-print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {sampling:10.2f} {float(sys.argv[3]):10.2f}")
+print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {sampling:10.2f} {float(sys.argv[3]):10.2f} {abs(float(sys.argv[4])):8.3f}")  # (abs: the teacher against itself is ±0)
 PY
 done
