@@ -163,6 +163,10 @@ struct SearchCommand: ParsableCommand {
         // The constraint the search prices plans against: the requested speed-up with the margin.
         let target = requested * (1 + margin)
         let coarse = try gridSteps(target: target)
+        if let previous, Set(previous.state.settings.grids ?? []) != Set(coarse) {
+            let had = previous.state.settings.grids.map { $0.map(String.init).joined(separator: ",") } ?? "none"
+            throw ValidationError("\(out) was searched with --grids \(had) (files made before --grids existed have none); continue it with that")
+        }
         let space = try SearchSpace(sampler: planSampler, segmentCounts: counts, branchCount: unet.branchCount, grids: coarse)
         let settings = SearchSettings(speedup: target, samples: samples, screenSamples: screen, population: population, children: children,
                                       generations: generations, mutationProbability: mutationProbability, crossoverFraction: crossover,
