@@ -263,13 +263,13 @@ struct SearchCommand: ParsableCommand {
         // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
         // on the teacher's grid or a coarser one.
         if let dc = records.filter({ $0.origin == "deepcache" && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
-            let g = dc.candidate.grid ?? steps
+            let onSampler = dc.candidate.sampler(planSampler), g = onSampler.steps
             let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
-            let plan = try StepPlan.deepCacheUniform(planSampler.with(steps: g), interval: L, branch: b)
+            let plan = try StepPlan.deepCacheUniform(onSampler, interval: L, branch: b)
             entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + (g == steps ? "" : " on DDIM \(g)"), key: dc.candidate.key,
                                         predictedSpeedup: dc.predictedSpeedup, rfid: dc.score(samples),
                                         fid: try fid(scorer.statistics(dc.candidate, samples: samples)), plan: plan),
-                            plan, try scorer.sampler(grid: g)))
+                            plan, try scorer.sampler(grid: dc.candidate.grid)))
         }
         let teacherPlan = sampler.teacherPlan
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
