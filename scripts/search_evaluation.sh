@@ -79,13 +79,15 @@ for name in names:
             os.remove(f"{out}/{name}.round-{r}.safetensors")
 PY
 
+# FID between two image sets, the number alone.
+fid_of() { "$bin" fid "$1" "$2" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/'; }
 printf "%-10s %10s %10s %14s %10s %10s %8s\n" plan seconds speedup "round ratios" "sampling" FID rFID | tee "$out/table.txt"
 for name in $plans; do
     [ -f "$out/$name.safetensors" ] || continue
-    fid=$("$bin" fid "$out/$name.safetensors" "$test_set" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
+    fid=$(fid_of "$out/$name.safetensors" "$test_set")
     rfid=nan
     if [ -f "$out/teacher.safetensors" ]; then
-        rfid=$("$bin" fid "$out/teacher.safetensors" "$out/$name.safetensors" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/')
+        rfid=$(fid_of "$out/teacher.safetensors" "$out/$name.safetensors")
     fi
     python3 - "$out/times.txt" "$name" "$fid" "$rfid" <<'PY' | tee -a "$out/table.txt"
 import sys
