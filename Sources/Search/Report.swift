@@ -83,9 +83,10 @@ public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
                            target: Double, requested: Double? = nil, title: String) -> String {
-        // (The legend's column is as wide as its longest name, at ~6.5 px a character.)
+        // (The legend's column is as wide as its longest name; text is ~6.5 px a character.)
+        let charWidth = 6.5
         let longest = (baselines.map(\.name) + ["search candidates"]).map(\.count).max() ?? 0
-        let right = max(210.0, 40 + 6.5 * Double(longest)), w = 550 + right, h = 480.0, left = 70.0, top = 40.0, bottom = 55.0
+        let right = max(210.0, 40 + charWidth * Double(longest)), w = 550 + right, h = 480.0, left = 70.0, top = 40.0, bottom = 55.0
         let all = candidates + front + baselines.map { ($0.speedup, $0.rfid) } + (best.map { [$0] } ?? [])
         let xs = all.map(\.speedup) + [target, 1], ys = all.map(\.rfid).filter { $0.isFinite } + [0]
         let x0 = max(0, (xs.min() ?? 1) - 0.2), x1 = (xs.max() ?? 3) + 0.2
@@ -122,7 +123,7 @@ public enum ParetoPlot {
         s += "<line x1=\"\(f(px(target)))\" y1=\"\(f(top))\" x2=\"\(f(px(target)))\" y2=\"\(f(h - bottom))\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n"
         let label = "target \(String(format: "%.2f", target))×\(requested.map { $0 < target ? String(format: " (%.2f× + margin)", $0) : "" } ?? "")"
         // (Right of the line where it fits in the plot, else left of it.)
-        let fitsRight = px(target) + 4 + 6.5 * Double(label.count) <= w - right
+        let fitsRight = px(target) + 4 + charWidth * Double(label.count) <= w - right
         s += "<text x=\"\(f(px(target) + (fitsRight ? 4 : -4)))\" y=\"\(f(top + 12))\" fill=\"#c33\" text-anchor=\"\(fitsRight ? "start" : "end")\">\(label)</text>\n"
         for c in candidates where c.rfid.isFinite {
             s += "<circle cx=\"\(f(px(c.speedup)))\" cy=\"\(f(py(c.rfid)))\" r=\"3\" fill=\"#999\" fill-opacity=\"0.6\"/>\n"
