@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""FID of step plans at a size the engine cannot reach on a CPU: diffusers' UNet in PyTorch (a GPU when
+there is one), DDIM (eta 0), FID against the Fashion-MNIST test set (domain features, as
+`steps_fid_check.py`), rFID and per-image RMSE against the 100-step teacher on the same seeds, and each
+plan's cost in full steps from a profile's per-branch fractions.
+
+A plan is one of
+  leading:G | trailing:G | linspace:G   all-full DDIM with diffusers' timestep_spacing (leading is the
+                                        model's own)
+  pP:G                                  all-full DDIM on t_i = round(990 (i / (G-1))^P), i = 0..G-1 (P > 1:
+                                        more steps at low noise; each at least one timestep past the last)
+  gP:G                                  the same on the teacher's grid (multiples of 10), which full and
+                                        null steps on the teacher's 100 steps express
+  GG:FF:bM:WHERE                        the model's own G-step grid, F full steps and G - F partial steps
+                                        of branch M (DeepCache's shallow path fed with the last full
+                                        step's feature, as the engine's partial:M); WHERE places them:
+                                        u (spread evenly), e / m / l (alternating with full steps in the
+                                        early / middle / late part, the rest full)
+  plan:PATH                             an engine plan file (`generate --plan`, a search's result file)
+Each step goes from its timestep to the next one in the list (the last to alpha = 1), which for the
+uniform spacings is diffusers' DDIMScheduler.step; a null step reuses the last model output.
+
+    .venv-ref/bin/python scripts/plan_fid_check.py models/fashion-mnist --count 2000 leading:37 G48:F35:b0:u
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+from safetensors.torch import load_file
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_feature_net import FeatureNet  # noqa: E402
+from train_default_model import load_images  # noqa: E402
+from make_fid_goldens import frechet, stats  # noqa: E402  (pytorch-fid's computation)
+import make_deepcache_goldens  # noqa: E402
+from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path)
+
+
+def time_embedding(model, t, batch):  # the goldens' one, on the model's device
+    timesteps = torch.full((batch,), float(t), device=model.device)
+    return model.time_embedding(model.time_proj(timesteps).to(dtype=torch.float32))
+
+
+make_deepcache_goldens.time_embedding = time_embedding
+
+# Cost of a partial step of branch 0…5 in full steps: the default model's profile on the 2-core
+# PoCL machine at batch 32 (36.8, 92.2, 123.1, 152.4, 181.2, 215.1 ms over a 246.8 ms full step).
+PROFILE = [0.149, 0.374, 0.499, 0.617, 0.734, 0.871]
+
+
+def spaced(name, g, model):
+    sched = DDIMScheduler.from_pretrained(os.path.join(model, "scheduler"), timestep_spacing=name)
+    sched.set_timesteps(g)
+    return [int(t) for t in sched.timesteps]
+
+
+def power(name, g):
+    p = float(name[1:])
+    u = (np.arange(g) / (g - 1)) ** p
+    unit = 10 if name[0] == "g" else 1  # distinct: each step at least one unit past the last
+    idx = [int(round(990 // unit * v)) for v in u]
+    for i in range(1, g):
+        idx[i] = max(idx[i], idx[i - 1] + 1)
+    return sorted({int(t) * unit for t in idx}, reverse=True)
+
+
+def placed(g, full, branch, where):
+    """Actions of G steps: `full` full steps and the rest partial steps of `branch`, placed by `where`."""
+    partial, spec = g - full, f"G{g}:F{full}:b{branch}:{where}"
+    if not 0 < full <= g or where not in ("u", "e", "m", "l"):
+        raise SystemExit(f"{spec}: need 1 ≤ F ≤ G and WHERE one of u, e, m, l")
+    if where == "u":
+        fulls = {int(round(i * g / full)) for i in range(full)}
+    else:
+        if 2 * partial > g:
+            raise SystemExit(f"{spec}: alternating needs F ≥ G/2 (use u)")
+        span = 2 * partial
+        first = {"e": 0, "m": (g - span) // 2, "l": g - span}[where]
+        fulls = set(range(g)) - {first + 1 + 2 * i for i in range(partial)}
+    if len(fulls) != full or 0 not in fulls:
+        raise SystemExit(f"{spec}: cannot place")
+    return ["full" if i in fulls else f"partial:{branch}" for i in range(g)]
+
+
+def parse(spec, model):
+    """(timesteps, actions) of a plan spec."""
+    name, _, rest = spec.partition(":")
+    if name == "plan":
+        with open(rest) as f:
+            doc = json.load(f)
+        plan = doc if "actions" in doc else doc.get("best_plan")  # a plan file, or a search's result
+        if not plan:
+            raise SystemExit(f"{rest}: neither a plan nor a search result with a best_plan")
+        sampler = plan.get("sampler", {})
+        if sampler.get("scheduler", "ddim") != "ddim" or sampler.get("eta", 0) != 0:
+            raise SystemExit(f"{rest}: only DDIM with eta 0 plans")
+        actions = plan["actions"]
+        return spaced("leading", sampler.get("steps", len(actions)), model), actions
+    if name in ("leading", "trailing", "linspace"):
+        ts = spaced(name, int(rest), model)
+        return ts, ["full"] * len(ts)
+    if name[:1] in ("p", "g") and not rest.startswith("F"):
+        g = int(rest)
+        ts = power(name, g)
+        if len(ts) != g:
+            raise SystemExit(f"{spec}: only {len(ts)} distinct timesteps")
+        return ts, ["full"] * g
+    if name.startswith("G"):
+        parts = rest.split(":")
+        if len(parts) != 3 or not parts[0].startswith("F") or not parts[1].startswith("b"):
+            raise SystemExit(f"{spec}: expected GG:FF:bM:WHERE")
+        g = int(name[1:])
+        return spaced("leading", g, model), placed(g, int(parts[0][1:]), int(parts[1][1:]), parts[2])
+    raise SystemExit(f"unknown plan {spec!r}")
+
+
+def cost(actions):
+    return sum(1.0 if a == "full" else 0.0 if a == "null" else PROFILE[int(a.split(":")[1])] for a in actions)
+
+
+@torch.no_grad()
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a diffusers pipeline folder (unet/, scheduler/)")
+    ap.add_argument("plans", nargs="+", help="plan specs, e.g. leading:37 p2:37 G48:F35:b0:u plan:search.json")
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=2500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA (faster, looser)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    parsed = [(spec, *parse(spec, args.model)) for spec in args.plans]  # bad specs fail before sampling
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.backends.cudnn.benchmark = True
+
+    net = FeatureNet()
+    net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
+    net = net.to(device).eval()
+
+    def features(x):
+        return torch.cat([net.features(x[i:i + 1000].to(device)) for i in range(0, len(x), 1000)]).cpu().numpy()
+
+    real = stats(features(load_images("t10k", args.data)))
+    unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
+    alphas = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler")).alphas_cumprod.double()
+    noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
+
+    def sample(ts, actions):
+        out = []
+        for i in range(0, args.count, args.batch):
+            x = noise[i:i + args.batch].to(device)
+            eps, record = None, {}
+            for k, (t, action) in enumerate(zip(ts, actions)):
+                if action == "full":
+                    record = {}
+                    eps = full_pass(unet, x, t, record)
+                elif action.startswith("partial:"):
+                    m = int(action.split(":")[1])
+                    eps = partial_pass(unet, x, t, m, record[m])
+                elif action != "null" or eps is None:
+                    raise SystemExit(f"step {k}: {action!r} cannot run here")
+                a = float(alphas[t])
+                a_prev = float(alphas[ts[k + 1]]) if k + 1 < len(ts) else 1.0
+                x0 = (x - (1 - a) ** 0.5 * eps) / a ** 0.5
+                x = a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps
+            out.append(x.clamp(-1, 1).cpu())
+        return torch.cat(out)
+
+    half = args.count // 2
+    start = time.time()
+    teacher = sample(*parse("leading:100", args.model))
+    tf = features(teacher)
+    fid_t = frechet(*stats(tf), *real)
+    print(f"{args.count} samples, seed {args.seed}, device {device}, tf32 {args.tf32}; teacher leading:100 "
+          f"FID {fid_t:.2f} ({time.time() - start:.1f} s)", flush=True)
+    print(f"{'plan':>18} {'cost':>5} {'FID':>7} {'halves':>15} {'rFID':>6} {'RMSE':>6}  first timesteps", flush=True)
+    for spec, ts, actions in parsed:
+        start = time.time()
+        x = sample(ts, actions)
+        f = features(x)
+        fid = frechet(*stats(f), *real)
+        h = [frechet(*stats(f[s]), *real) for s in (slice(0, half), slice(half, None))]
+        rfid = frechet(*stats(f), *stats(tf))
+        rmse = float(((x - teacher) ** 2).mean(dim=(1, 2, 3)).sqrt().mean())
+        print(f"{spec:>18} {cost(actions):5.1f} {fid:7.2f} {h[0]:7.2f} {h[1]:7.2f} {rfid:6.2f} {rmse:6.3f}  "
+              f"{ts[:3]}…{ts[-2:]} ({time.time() - start:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
