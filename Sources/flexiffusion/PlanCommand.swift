@@ -152,7 +152,8 @@ struct PlanShow: ParsableCommand {
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
         do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
         print("\(plan): \(p.sampler.scheduler) \(p.sampler.steps) steps, eta \(p.sampler.eta)\(p.description.isEmpty ? "" : "; \(p.description)")")
-        print("  \(p.fullSteps) full, \(p.partialSteps) partial (branches \(p.branches.sorted().map(String.init).joined(separator: ", "))), \(p.nullSteps) null")
+        let branches = p.branches.isEmpty ? "" : " (branches \(p.branches.sorted().map(String.init).joined(separator: ", ")))"
+        print("  \(p.fullSteps) full, \(p.partialSteps) partial\(branches), \(p.nullSteps) null")
         print("  \(p.compact)   (F full, digit: partial at that branch, . null)")
         let url = latency.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
         let table = try LatencyTable.load(from: url, missingOK: latency == nil)
