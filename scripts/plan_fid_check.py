@@ -21,6 +21,12 @@ Each step goes from its timestep to the next one in the list (the last to alpha 
 uniform spacings is diffusers' DDIMScheduler.step; a null step reuses the last model output.
 
     .venv-ref/bin/python scripts/plan_fid_check.py models/fashion-mnist --count 2000 leading:37 G48:F35:b0:u
+
+First, that these are the engine's numbers: each plan the engine can run, here and through
+`flexiffusion generate --noise` from the same noise (measured: ≤ 3.5e-5 apart on the plans in docs/plans):
+
+    .venv-ref/bin/python scripts/plan_fid_check.py models/fashion-mnist \
+        --compare-engine .build/release/flexiffusion leading:18 G48:F35:b0:u plan:docs/plans/sweep-s5-best.json
 """
 import argparse
 import json
@@ -73,8 +79,8 @@ def power(name, g):
 def placed(g, full, branch, where):
     """Actions of G steps: `full` full steps and the rest partial steps of `branch`, placed by `where`."""
     partial, spec = g - full, f"G{g}:F{full}:b{branch}:{where}"
-    if not 0 < full <= g or where not in ("u", "e", "m", "l"):
-        raise SystemExit(f"{spec}: need 1 ≤ F ≤ G and WHERE one of u, e, m, l")
+    if not 0 < full <= g or where not in ("u", "e", "m", "l") or not 0 <= branch < len(PROFILE):
+        raise SystemExit(f"{spec}: need 1 ≤ F ≤ G, a branch 0…{len(PROFILE) - 1} and WHERE one of u, e, m, l")
     if where == "u":
         fulls = {int(round(i * g / full)) for i in range(full)}
     else:
@@ -120,6 +126,75 @@ def parse(spec, model):
     raise SystemExit(f"unknown plan {spec!r}")
 
 
+def sample(unet, alphas, noise, ts, actions, batch, device):
+    """DDIM (eta 0) from `noise` over timesteps `ts` with the plan's actions; samples clamped to [-1, 1]."""
+    out = []
+    for i in range(0, len(noise), batch):
+        x = noise[i:i + batch].to(device)
+        eps, record = None, {}
+        for k, (t, action) in enumerate(zip(ts, actions)):
+            if action == "full":
+                record = {}
+                eps = full_pass(unet, x, t, record)
+            elif action.startswith("partial:"):
+                m = int(action.split(":")[1])
+                eps = partial_pass(unet, x, t, m, record[m])
+            elif action != "null" or eps is None:
+                raise SystemExit(f"step {k}: {action!r} cannot run here")
+            a = float(alphas[t])
+            a_prev = float(alphas[ts[k + 1]]) if k + 1 < len(ts) else 1.0
+            x0 = (x - (1 - a) ** 0.5 * eps) / a ** 0.5
+            x = a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def engine_plan(spec, ts, actions, model):
+    """The plan as an engine plan file's JSON, where the engine can run it (on the model's own spacing)."""
+    name = spec.partition(":")[0]
+    if name not in ("plan", "leading") and not name.startswith("G"):
+        return None
+    if ts != spaced("leading", len(ts), model):
+        return None
+    return {"format": "flexiffusion-step-plan", "version": 1, "description": spec,
+            "sampler": {"scheduler": "ddim", "steps": len(ts), "eta": 0}, "actions": actions}
+
+
+def compare_engine(binary, model, unet, alphas, parsed, device, images=8, limit=1e-3):
+    """Runs each plan the engine can run through `flexiffusion generate --noise --plan` and here, from
+    the same noise; exits 1 when the largest difference exceeds `limit`."""
+    import subprocess
+    import tempfile
+    from safetensors.torch import save_file
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise SystemExit(f"--compare-engine: {binary} is not an executable file")
+    noise = torch.randn(images, 1, 28, 28, generator=torch.Generator().manual_seed(7))
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file({"sample": noise.contiguous()}, os.path.join(tmp, "noise.safetensors"))
+        for spec, ts, actions in parsed:
+            plan = engine_plan(spec, ts, actions, model)
+            if plan is None:
+                print(f"{spec:>18}  (not an engine plan on the model's spacing: skipped)")
+                continue
+            with open(os.path.join(tmp, "plan.json"), "w") as f:
+                json.dump(plan, f)
+            out = os.path.join(tmp, "out.safetensors")
+            run = subprocess.run([binary, "generate", "--model", model, "--plan", f.name, "--noise",
+                                  os.path.join(tmp, "noise.safetensors"), "--batch", str(images),
+                                  "--output-tensor", out], capture_output=True, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"{spec}: {binary} generate failed: {run.stderr.strip()}")
+            engine = load_file(out)["sample"].clamp(-1, 1)
+            here = sample(unet, alphas, noise, ts, actions, images, device)
+            diff = float((engine - here).abs().max())
+            worst = max(worst, diff)
+            print(f"{spec:>18}  max |engine − PyTorch| over {images} images: {diff:.2e}", flush=True)
+    print(f"worst {worst:.2e} (limit {limit:g})")
+    if worst > limit:
+        sys.exit(1)
+
+
 def cost(actions):
     return sum(1.0 if a == "full" else 0.0 if a == "null" else PROFILE[int(a.split(":")[1])] for a in actions)
 
@@ -135,6 +210,10 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA (faster, looser)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--compare-engine", metavar="FLEXIFFUSION",
+                    help="instead of FID: run each plan the engine can run (plan files, leading:G, GG:…) "
+                         "through this flexiffusion binary and here from the same noise (8 images) and "
+                         "fail when they differ by more than 1e-3")
     args = ap.parse_args()
     parsed = [(spec, *parse(spec, args.model)) for spec in args.plans]  # bad specs fail before sampling
     device = torch.device(args.device)
@@ -142,6 +221,11 @@ def main():
     torch.backends.cudnn.allow_tf32 = args.tf32
     torch.backends.cudnn.benchmark = True
 
+    unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
+    alphas = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler")).alphas_cumprod.double()
+    if args.compare_engine:
+        compare_engine(args.compare_engine, args.model, unet, alphas, parsed, device)
+        return
     net = FeatureNet()
     net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
     net = net.to(device).eval()
@@ -150,34 +234,15 @@ def main():
         return torch.cat([net.features(x[i:i + 1000].to(device)) for i in range(0, len(x), 1000)]).cpu().numpy()
 
     real = stats(features(load_images("t10k", args.data)))
-    unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
-    alphas = DDIMScheduler.from_pretrained(os.path.join(args.model, "scheduler")).alphas_cumprod.double()
     noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
 
-    def sample(ts, actions):
-        out = []
-        for i in range(0, args.count, args.batch):
-            x = noise[i:i + args.batch].to(device)
-            eps, record = None, {}
-            for k, (t, action) in enumerate(zip(ts, actions)):
-                if action == "full":
-                    record = {}
-                    eps = full_pass(unet, x, t, record)
-                elif action.startswith("partial:"):
-                    m = int(action.split(":")[1])
-                    eps = partial_pass(unet, x, t, m, record[m])
-                elif action != "null" or eps is None:
-                    raise SystemExit(f"step {k}: {action!r} cannot run here")
-                a = float(alphas[t])
-                a_prev = float(alphas[ts[k + 1]]) if k + 1 < len(ts) else 1.0
-                x0 = (x - (1 - a) ** 0.5 * eps) / a ** 0.5
-                x = a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps
-            out.append(x.clamp(-1, 1).cpu())
-        return torch.cat(out)
+    def run(ts, actions):
+        return sample(unet, alphas, noise, ts, actions, args.batch, device)
+
 
     half = args.count // 2
     start = time.time()
-    teacher = sample(*parse("leading:100", args.model))
+    teacher = run(*parse("leading:100", args.model))
     tf = features(teacher)
     fid_t = frechet(*stats(tf), *real)
     print(f"{args.count} samples, seed {args.seed}, device {device}, tf32 {args.tf32}; teacher leading:100 "
@@ -185,7 +250,7 @@ def main():
     print(f"{'plan':>18} {'cost':>5} {'FID':>7} {'halves':>15} {'rFID':>6} {'RMSE':>6}  first timesteps", flush=True)
     for spec, ts, actions in parsed:
         start = time.time()
-        x = sample(ts, actions)
+        x = run(ts, actions)
         f = features(x)
         fid = frechet(*stats(f), *real)
         h = [frechet(*stats(f[s]), *real) for s in (slice(0, half), slice(half, None))]
