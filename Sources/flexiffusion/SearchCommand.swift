@@ -319,6 +319,9 @@ struct SearchCommand: ParsableCommand {
         }
         print(renderTable(rows))
         print("best plan \(best.candidate.key) (\(bestPlan.fullSteps) full, \(bestPlan.partialSteps) partial, \(bestPlan.nullSteps) null)")
+        if best.candidate.key == ddimKey {
+            print("  = the DDIM baseline itself: no plan with cached or skipped steps scored below plain DDIM with \(ddimSteps) steps here")
+        }
         print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
                      records.count, search.state.elapsedSeconds, report.stepsRun, report.stepsShared, scorer.teacherSeconds))
         print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(svgURL.path)")
