@@ -17,8 +17,9 @@ A plan is one of
                                         u (spread evenly), e / m / l (alternating with full steps in the
                                         early / middle / late part, the rest full)
   plan:PATH                             an engine plan file (`generate --plan`, a search's result file)
-Each step goes from its timestep to the next one in the list (the last to alpha = 1), which for the
-uniform spacings is diffusers' DDIMScheduler.step; a null step reuses the last model output.
+Each step goes from its timestep to the next one in the list (the last to alpha = 1): diffusers'
+DDIMScheduler.step for leading spacing, and nearly so for trailing and linspace (diffusers steps back
+by T // G there, a timestep or so off the next one); a null step reuses the last model output.
 
     .venv-ref/bin/python scripts/plan_fid_check.py models/fashion-mnist --count 2000 leading:37 G48:F35:b0:u
 
@@ -61,7 +62,9 @@ PROFILE = [0.149, 0.374, 0.499, 0.617, 0.734, 0.871]
 
 
 def spaced(name, g, model):
-    sched = DDIMScheduler.from_pretrained(os.path.join(model, "scheduler"), timestep_spacing=name)
+    """diffusers' timesteps for G steps; name None: the model's own spacing (the engine's)."""
+    overrides = {"timestep_spacing": name} if name else {}
+    sched = DDIMScheduler.from_pretrained(os.path.join(model, "scheduler"), **overrides)
     sched.set_timesteps(g)
     return [int(t) for t in sched.timesteps]
 
@@ -96,6 +99,13 @@ def placed(g, full, branch, where):
 
 def parse(spec, model):
     """(timesteps, actions) of a plan spec."""
+    try:
+        return parse_spec(spec, model)
+    except (ValueError, KeyError, OSError) as e:
+        raise SystemExit(f"{spec}: {e}")
+
+
+def parse_spec(spec, model):
     name, _, rest = spec.partition(":")
     if name == "plan":
         with open(rest) as f:
@@ -107,7 +117,7 @@ def parse(spec, model):
         if sampler.get("scheduler", "ddim") != "ddim" or sampler.get("eta", 0) != 0:
             raise SystemExit(f"{rest}: only DDIM with eta 0 plans")
         actions = plan["actions"]
-        return spaced("leading", sampler.get("steps", len(actions)), model), actions
+        return spaced(None, sampler.get("steps", len(actions)), model), actions
     if name in ("leading", "trailing", "linspace"):
         ts = spaced(name, int(rest), model)
         return ts, ["full"] * len(ts)
@@ -122,7 +132,7 @@ def parse(spec, model):
         if len(parts) != 3 or not parts[0].startswith("F") or not parts[1].startswith("b"):
             raise SystemExit(f"{spec}: expected GG:FF:bM:WHERE")
         g = int(name[1:])
-        return spaced("leading", g, model), placed(g, int(parts[0][1:]), int(parts[1][1:]), parts[2])
+        return spaced(None, g, model), placed(g, int(parts[0][1:]), int(parts[1][1:]), parts[2])
     raise SystemExit(f"unknown plan {spec!r}")
 
 
@@ -154,7 +164,7 @@ def engine_plan(spec, ts, actions, model):
     name = spec.partition(":")[0]
     if name not in ("plan", "leading") and not name.startswith("G"):
         return None
-    if ts != spaced("leading", len(ts), model):
+    if ts != spaced(None, len(ts), model):
         return None
     return {"format": "flexiffusion-step-plan", "version": 1, "description": spec,
             "sampler": {"scheduler": "ddim", "steps": len(ts), "eta": 0}, "actions": actions}
@@ -242,10 +252,11 @@ def main():
 
     half = args.count // 2
     start = time.time()
-    teacher = run(*parse("leading:100", args.model))
+    teacher_steps = spaced(None, 100, args.model)  # the teacher: 100 full steps on the model's spacing
+    teacher = run(teacher_steps, ["full"] * 100)
     tf = features(teacher)
     fid_t = frechet(*stats(tf), *real)
-    print(f"{args.count} samples, seed {args.seed}, device {device}, tf32 {args.tf32}; teacher leading:100 "
+    print(f"{args.count} samples, seed {args.seed}, device {device}, tf32 {args.tf32}; teacher (100 steps) "
           f"FID {fid_t:.2f} ({time.time() - start:.1f} s)", flush=True)
     print(f"{'plan':>18} {'cost':>5} {'FID':>7} {'halves':>15} {'rFID':>6} {'RMSE':>6}  first timesteps", flush=True)
     for spec, ts, actions in parsed:
