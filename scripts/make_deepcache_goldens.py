@@ -31,7 +31,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "
 
 
 def time_embedding(model, t, batch):
-    timesteps = torch.full((batch,), float(t))
+    timesteps = torch.full((batch,), float(t), device=model.device)
     emb = model.time_proj(timesteps).to(dtype=torch.float32)
     return model.time_embedding(emb)
 

@@ -40,21 +40,11 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_feature_net import FeatureNet  # noqa: E402
+from train_feature_net import feature_function  # noqa: E402
 from train_default_model import load_images  # noqa: E402
 from make_fid_goldens import frechet, stats  # noqa: E402  (pytorch-fid's computation)
-import make_deepcache_goldens  # noqa: E402
 from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path)
-
-
-def time_embedding(model, t, batch):  # the goldens' one, on the model's device
-    timesteps = torch.full((batch,), float(t), device=model.device)
-    return model.time_embedding(model.time_proj(timesteps).to(dtype=torch.float32))
-
-
-make_deepcache_goldens.time_embedding = time_embedding
 
 # Cost of a partial step of branch 0…5 in full steps: the default model's profile on the 2-core
 # PoCL machine at batch 32 (36.8, 92.2, 123.1, 152.4, 181.2, 215.1 ms over a 246.8 ms full step).
@@ -236,13 +226,7 @@ def main():
     if args.compare_engine:
         compare_engine(args.compare_engine, args.model, unet, alphas, parsed, device)
         return
-    net = FeatureNet()
-    net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
-    net = net.to(device).eval()
-
-    def features(x):
-        return torch.cat([net.features(x[i:i + 1000].to(device)) for i in range(0, len(x), 1000)]).cpu().numpy()
-
+    features = feature_function(device)
     real = stats(features(load_images("t10k", args.data)))
     noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
 

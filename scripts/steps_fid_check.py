@@ -16,17 +16,11 @@ import time
 
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
-from safetensors.torch import load_file
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_feature_net import FeatureNet  # noqa: E402
+from train_feature_net import feature_function  # noqa: E402
 from train_default_model import load_images  # noqa: E402
 from make_fid_goldens import frechet, stats  # noqa: E402  (pytorch-fid's computation)
-
-
-def statistics(features):
-    return stats(features.cpu().numpy())
 
 
 @torch.no_grad()
@@ -53,14 +47,8 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
-    net = FeatureNet()
-    net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
-    net = net.to(device).eval()
-
-    def features(x):
-        return torch.cat([net.features(x[i:i + 1000].to(device)) for i in range(0, len(x), 1000)])
-
-    real = statistics(features(load_images("t10k", args.data)))
+    features = feature_function(device)
+    real = stats(features(load_images("t10k", args.data)))
     unet = UNet2DModel.from_pretrained(os.path.join(args.model, "unet")).float().to(device).eval()
     noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
     print(f"FID vs the test set (10,000 images, domain features), {args.count} samples, seed {args.seed}"
@@ -75,7 +63,7 @@ def main():
             for t in sched.timesteps:
                 x = sched.step(unet(x, t.to(device)).sample, t, x, eta=0.0).prev_sample
             out.append(x.clamp(-1, 1))
-        fid = frechet(*statistics(features(torch.cat(out))), *real)
+        fid = frechet(*stats(features(torch.cat(out))), *real)
         print(f"DDIM {steps:4d} steps: FID {fid:8.2f}  ({time.time() - start:.1f} s)", flush=True)
 
 

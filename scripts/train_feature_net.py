@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 DATA = "/usr/share/datasets/fashion-mnist"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -60,6 +60,19 @@ class FeatureNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.dropout(self.features(x)))
+
+
+def feature_function(device, chunk=1000):
+    """The shipped network (models/fashion-mnist-features) on `device`: images [n, 1, 28, 28] in
+    [-1, 1] → their penultimate-layer features as a NumPy array [n, 128], `chunk` images at a time."""
+    net = FeatureNet()
+    net.load_state_dict(load_file(os.path.join(ROOT, "models", "fashion-mnist-features", "model.safetensors")))
+    net = net.to(device).eval()
+
+    @torch.no_grad()
+    def features(x):
+        return torch.cat([net.features(x[i:i + chunk].to(device)) for i in range(0, len(x), chunk)]).cpu().numpy()
+    return features
 
 
 def evaluate(model, x, y):
