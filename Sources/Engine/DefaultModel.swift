@@ -2,6 +2,7 @@
 // contents) and used from there like any diffusers folder.
 import CDefaultModel
 import Foundation
+import GPUKernels
 
 public enum DefaultModel {
     /// A short description for help texts.

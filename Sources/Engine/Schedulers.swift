@@ -13,14 +13,14 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable {
     public var numTrainTimesteps = 1000
     public var betaStart = 0.0001
     public var betaEnd = 0.02
-    public var betaSchedule = "linear"
+    public var betaSchedule = BetaSchedule.linear
     public var clipSample = true
     public var clipSampleRange = 1.0
     public var setAlphaToOne = true
     public var stepsOffset = 0
-    public var predictionType = "epsilon"
-    public var timestepSpacing = "leading"
-    public var varianceType = "fixed_small"
+    public var predictionType = PredictionType.epsilon
+    public var timestepSpacing = TimestepSpacing.leading
+    public var varianceType = VarianceType.fixedSmall
     public var thresholding = false
     public var rescaleBetasZeroSnr = false
 
@@ -68,18 +68,6 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable {
         func refuse(_ key: String, _ value: Any, _ why: String) throws -> Never {
             throw ModelError("\(source): unsupported \(key) = \(value) (\(why))")
         }
-        if !["linear", "scaled_linear", "squaredcos_cap_v2"].contains(betaSchedule) {
-            try refuse("beta_schedule", betaSchedule, "linear, scaled_linear or squaredcos_cap_v2")
-        }
-        if !["epsilon", "sample", "v_prediction"].contains(predictionType) {
-            try refuse("prediction_type", predictionType, "epsilon, sample or v_prediction")
-        }
-        if !["leading", "trailing", "linspace"].contains(timestepSpacing) {
-            try refuse("timestep_spacing", timestepSpacing, "leading, trailing or linspace")
-        }
-        if !["fixed_small", "fixed_small_log", "fixed_large"].contains(varianceType) {
-            try refuse("variance_type", varianceType, "fixed_small, fixed_small_log or fixed_large")
-        }
         if thresholding { try refuse("thresholding", true, "dynamic thresholding is not supported") }
         if rescaleBetasZeroSnr { try refuse("rescale_betas_zero_snr", true, "not supported") }
         if numTrainTimesteps < 2 { try refuse("num_train_timesteps", numTrainTimesteps, "at least 2") }
@@ -88,12 +76,21 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable {
 
     var prediction: SchedulerStepCoefficients.Prediction {
         switch predictionType {
-        case "sample": return .sample
-        case "v_prediction": return .vPrediction
-        default: return .epsilon
+        case .epsilon: return .epsilon
+        case .sample: return .sample
+        case .vPrediction: return .vPrediction
         }
     }
 }
+
+/// `beta_schedule`.
+public enum BetaSchedule: String, NamedChoice { case linear, scaledLinear = "scaled_linear", squaredcosCapV2 = "squaredcos_cap_v2" }
+/// `prediction_type`: what the model predicts.
+public enum PredictionType: String, NamedChoice { case epsilon, sample, vPrediction = "v_prediction" }
+/// `timestep_spacing`.
+public enum TimestepSpacing: String, NamedChoice { case leading, trailing, linspace }
+/// `variance_type` (DDPM).
+public enum VarianceType: String, NamedChoice { case fixedSmall = "fixed_small", fixedSmallLog = "fixed_small_log", fixedLarge = "fixed_large" }
 
 /// The training noise schedule: β_t and ᾱ_t in float32 as torch computes them.
 public struct NoiseSchedule: Sendable {
@@ -103,13 +100,13 @@ public struct NoiseSchedule: Sendable {
     public init(_ c: SchedulerConfiguration) {
         let T = c.numTrainTimesteps
         switch c.betaSchedule {
-        case "scaled_linear":
+        case .scaledLinear:
             betas = NoiseSchedule.linspace(Float(c.betaStart.squareRoot()), Float(c.betaEnd.squareRoot()), T).map { $0 * $0 }
-        case "squaredcos_cap_v2":
+        case .squaredcosCapV2:
             // betas_for_alpha_bar(T, "cosine"), in float64, then float32.
             func alphaBar(_ t: Double) -> Double { pow(cos((t + 0.008) / 1.008 * Double.pi / 2), 2) }
             betas = (0..<T).map { i in Float(min(1 - alphaBar(Double(i + 1) / Double(T)) / alphaBar(Double(i) / Double(T)), 0.999)) }
-        default:
+        case .linear:
             betas = NoiseSchedule.linspace(Float(c.betaStart), Float(c.betaEnd), T)
         }
         // torch.cumprod over float32 accumulates in double on the CPU.
@@ -158,13 +155,13 @@ public struct DDIMScheduler: Scheduler {
     static func spacedTimesteps(_ c: SchedulerConfiguration, steps: Int) -> [Int] {
         let T = c.numTrainTimesteps
         switch c.timestepSpacing {
-        case "linspace":
+        case .linspace:
             // np.linspace(0, T - 1, steps).round()[::-1]: i·step, the last set to T − 1 exactly.
             let step = steps == 1 ? 0 : Double(T - 1) / Double(steps - 1)
             return (0..<steps).map { i -> Int in
                 i == steps - 1 && steps > 1 ? T - 1 : Int((Double(i) * step).rounded(.toNearestOrEven))
             }.reversed()
-        case "trailing":
+        case .trailing:
             // np.round(np.arange(T, 0, -T / steps)) - 1
             let ratio = Double(T) / Double(steps)
             var out: [Int] = []
@@ -172,7 +169,7 @@ public struct DDIMScheduler: Scheduler {
             var i = 0
             while v > 0 { out.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
             return out
-        default:
+        case .leading:
             let ratio = T / steps
             return (0..<steps).map { $0 * ratio + c.stepsOffset }.reversed()
         }
@@ -219,9 +216,9 @@ public struct DDPMScheduler: Scheduler {
         var sigma: Float = 0
         if t > 0 {
             switch c.varianceType {
-            case "fixed_large": sigma = currentBeta.squareRoot()
-            case "fixed_small_log": sigma = exp(0.5 * log(max((1 - aPrev) / (1 - a) * currentBeta, 1e-20)))
-            default: sigma = max((1 - aPrev) / (1 - a) * currentBeta, 1e-20).squareRoot()
+            case .fixedLarge: sigma = currentBeta.squareRoot()
+            case .fixedSmallLog: sigma = exp(0.5 * log(max((1 - aPrev) / (1 - a) * currentBeta, 1e-20)))
+            case .fixedSmall: sigma = max((1 - aPrev) / (1 - a) * currentBeta, 1e-20).squareRoot()
             }
         }
         return SchedulerStepCoefficients(

@@ -4,16 +4,6 @@
 import Foundation
 import GPUKernels
 
-/// FNV-1a, 64-bit: cheap content keys for caches and model fingerprints.
-public struct FNV1a {
-    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    public init() {}
-    public mutating func add<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-        for b in bytes { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 }
-    }
-    public var hex: String { String(value, radix: 16) }
-}
-
 /// ~/.cache/flexiffusion (or $XDG_CACHE_HOME/flexiffusion).
 public func flexiffusionCacheDirectory() -> URL {
     let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
@@ -153,16 +143,16 @@ public final class StepProfiler {
     public let sampler: Sampler
     /// The step index whose timestep and coefficients the measured steps use (mid-run).
     public let stepIndex: Int
-    var noise: GaussianNoise
+    var noise: VarianceNoise
     let start: [Float]
     public let branches: [Int]
 
     public init(sampler: Sampler, seed: UInt64 = 0) throws {
         self.sampler = sampler
         stepIndex = sampler.scheduler.timesteps.count / 2
-        noise = GaussianNoise(seed: seed)
-        var g = GaussianNoise(seed: seed &+ 1)
-        start = g.fill(sampler.count)
+        let streams = NoiseStreams(seed: seed), size = sampler.count / sampler.unet.batch
+        noise = streams.variance(images: 0..<sampler.unet.batch, imageSize: size)
+        start = streams.initialNoise(images: 0..<sampler.unet.batch, imageSize: size)
         branches = Array(0..<sampler.unet.branchCount)
         try sampler.unet.prepareFeatureCache(branches: Set(branches))
     }
@@ -202,10 +192,7 @@ public final class StepProfiler {
 
     /// Medians over `rounds` (each a dictionary from `round()`) as a table entry.
     public func latencies(rounds: [[Kind: Double]], model: String) -> StepLatencies {
-        func median(_ k: Kind) -> Double {
-            let v = rounds.compactMap { $0[k] }.sorted()
-            return v.isEmpty ? .nan : v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
-        }
+        func median(_ k: Kind) -> Double { Engine.median(rounds.compactMap { $0[k] }) }
         let u = sampler.unet
         var partial: [String: Double] = [:], partialMACs: [String: Int] = [:]
         for m in branches {

@@ -51,26 +51,33 @@ public enum StepAction: Equatable, Hashable, Sendable, CustomStringConvertible {
     public var branch: Int? { if case .partial(let m) = self { return m } else { return nil } }
 }
 
+/// The samplers plans run on (as plan files and `--scheduler` name them).
+public enum SchedulerKind: String, NamedChoice { case ddim, ddpm }
+
 /// The sampler a plan is made for.
-public struct PlanSampler: Codable, Equatable, Sendable {
-    /// "ddim" or "ddpm".
-    public var scheduler: String
+public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var scheduler: SchedulerKind
     /// Number of sampler steps (the plan has one action per step).
     public var steps: Int
     /// DDIM's eta.
     public var eta: Float
 
-    public init(scheduler: String = "ddim", steps: Int, eta: Float = 0) {
+    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
     }
 
     /// The same scheduler and eta with `steps` steps (a coarser grid).
     public func with(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta) }
 
+    /// "ddim 50 steps" or "ddim 50 steps, eta 0.5".
+    public var description: String { "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") }
+
     /// This sampler's scheduler (DDPM ignores eta).
     public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
-        scheduler == "ddpm" ? try DDPMScheduler(configuration: configuration, steps: steps)
-            : try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
+        switch scheduler {
+        case .ddpm: return try DDPMScheduler(configuration: configuration, steps: steps)
+        case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
+        }
     }
 }
 
@@ -159,9 +166,6 @@ public struct StepPlan: Codable, Equatable, Sendable {
 
     /// Checks what a plan must satisfy on its own and, given `branchCount`, against a model.
     public func validate(branchCount: Int? = nil) throws {
-        guard ["ddim", "ddpm"].contains(sampler.scheduler) else {
-            throw ModelError("sampler \"\(sampler.scheduler)\" is not supported (ddim or ddpm)")
-        }
         guard sampler.steps > 0 else { throw ModelError("sampler steps must be positive, not \(sampler.steps)") }
         guard sampler.eta >= 0, sampler.eta.isFinite else { throw ModelError("eta must be ≥ 0, not \(sampler.eta)") }
         guard actions.count == sampler.steps else {
@@ -178,7 +182,7 @@ public struct StepPlan: Codable, Equatable, Sendable {
     }
 
     /// Checks that the plan fits a sampler of `scheduler` with `steps` steps.
-    public func validate(scheduler: String, steps: Int) throws {
+    public func validate(scheduler: SchedulerKind, steps: Int) throws {
         guard sampler.scheduler == scheduler, sampler.steps == steps else {
             throw ModelError("the plan is for \(sampler.scheduler) with \(sampler.steps) steps, the sampler is \(scheduler) with \(steps) steps")
         }
@@ -227,7 +231,7 @@ public struct StepPlan: Codable, Equatable, Sendable {
     /// Plain DDIM with `steps` steps, all full (the same as `teacher` for that sampler).
     public static func ddim(steps: Int, eta: Float = 0) throws -> StepPlan {
         guard steps > 0 else { throw ModelError("steps must be positive, not \(steps)") }
-        var p = teacher(PlanSampler(scheduler: "ddim", steps: steps, eta: eta))
+        var p = teacher(PlanSampler(scheduler: .ddim, steps: steps, eta: eta))
         p.description = "ddim: \(steps) steps, all full"
         return p
     }

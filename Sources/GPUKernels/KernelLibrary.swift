@@ -38,11 +38,7 @@ public enum KernelLibrary {
 }
 
 /// FNV-1a over the source and options: the program cache key (with the device, which a context fixes).
-func sourceHash(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-    return h
-}
+func sourceHash(_ s: String) -> UInt64 { FNV1a.of(s) }
 
 /// A context shared by every user of one device in the process, with its compiled programs.
 /// Thread-safe: programs are built once per (family, source, options) under a lock.

@@ -7,7 +7,7 @@ import GPUKernels
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (they print figures; tests assert correctness).",
-        subcommands: [BenchKernels.self, BenchUNet.self])
+        subcommands: [BenchKernels.self, BenchUNet.self, BenchPlans.self])
 }
 
 /// Median of wall-clock milliseconds over `repeats` runs of `body`, after one warm-up run.
@@ -19,8 +19,7 @@ func medianMilliseconds(repeats: Int, _ body: () throws -> Void) rethrows -> Dou
         try body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
     }
-    times.sort()
-    return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    return median(times)
 }
 
 /// Milliseconds with three significant digits or more (GPU kernels take fractions of a millisecond).

@@ -34,15 +34,6 @@ struct FeatureOptions: ParsableArguments {
     }
 }
 
-/// Progress on a terminal, silent otherwise.
-func reportProgress(_ label: String) -> (Int, Int) -> Void {
-    let interactive = isatty(2) != 0
-    return { done, total in
-        guard interactive else { return }
-        FileHandle.standardError.write("\r\(label) \(done)/\(total)\(done == total ? "\r\u{1B}[K" : "")".data(using: .utf8)!)
-    }
-}
-
 struct FIDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fid",
@@ -77,7 +68,9 @@ struct FIDCommand: ParsableCommand {
                 engine = try FIDStatistics(extractor: try featureOptions.extractor(stream: stream, batch: batch, channels: images.channels,
                                                                                     height: images.height, width: images.width))
             }
-            return try engine!.statistics(of: images, progress: reportProgress("features of \(path):"))
+            let progress = ProgressLine("features of \(path)")
+            defer { progress.finish() }
+            return try engine!.statistics(of: images) { progress.update($0, of: $1, unit: "images") }
         }
         let first = try stats(a)
         if let saveStats { try first.saveNPZ(saveStats) }
@@ -95,64 +88,85 @@ struct FIDCommand: ParsableCommand {
     }
 }
 
+/// `--teacher`: the plan scores are against.
+struct TeacherOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The teacher every rFID is against: a step count (DDIM with every step full, eta 0) or a plan file.", valueName: "steps|plan"))
+    var teacher = "100"
+
+    func plan(branchCount: Int) throws -> StepPlan {
+        if let steps = Int(teacher) {
+            guard steps > 0 else { throw ValidationError("--teacher \(teacher): give a positive step count or a plan file") }
+            return StepPlan.teacher(PlanSampler(scheduler: .ddim, steps: steps))
+        }
+        let p = try StepPlan.load(from: URL(fileURLWithPath: teacher))
+        do { try p.validate(branchCount: branchCount) } catch let e as ModelError { throw ModelError("\(teacher): \(e.message)") }
+        return p
+    }
+}
+
 struct RFIDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rfid",
         abstract: "Score step plans by rFID: FID of their samples against the teacher's from the same noise.",
         discussion: """
-            The teacher is the plans' sampler with every step full. Its feature statistics are computed \
-            once and cached (~/.cache/flexiffusion/teacher-stats/, keyed by the model's bytes, the sampler, \
-            seed, count and feature network). A plan's samples never leave the device: features and their \
-            statistics are computed there.
+            Every plan runs on its own sampler; the teacher (--teacher, default DDIM with 100 steps, every step \
+            full) runs from the same noise. The teacher's features are computed once and cached \
+            (~/.cache/flexiffusion/teacher-features/, keyed by the model's bytes, the teacher, seed, batch and \
+            feature network). The search scores plans with the same code: a plan from a search results file \
+            gets the score the search gave it, for the same --teacher, --seed, --batch, --count and features.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var featureOptions: FeatureOptions
-    @Argument(help: "Plan files (all for the same sampler).") var plans: [String]
+    @OptionGroup var teacherOptions: TeacherOptions
+    @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "Images per plan.") var count = 256
-    @Option(help: "Seed of the initial noise (as `generate --seed`).") var seed: UInt64 = 0
-    @Option(help: "Images per forward pass.") var batch = 64
+    @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
+    @Option(help: "Images per forward pass.") var batch = 32
     @Flag(help: "Print the results as JSON.") var json = false
 
     func run() throws {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
-        guard count >= 2, batch > 0 else { throw ValidationError("--count must be ≥ 2 and --batch positive") }
-        let loaded = try plans.map { try StepPlan.load(from: URL(fileURLWithPath: $0)) }
-        let sampling = loaded[0].sampler
-        for (p, path) in zip(loaded, plans) where p.sampler != sampling {
-            throw ValidationError("\(path) is for \(p.sampler.scheduler) \(p.sampler.steps) steps, \(plans[0]) for \(sampling.scheduler) \(sampling.steps)")
-        }
+        guard count >= 2 else { throw ValidationError("--count must be at least 2") }
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let setup = try ModelSetup(model)
-        let (folder, config, side) = (setup.folder, setup.config, setup.side)
-        let scheduler = try sampling.scheduler(configuration: setup.schedulerConfig)
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-        let per = min(batch, count)
-        let sampler = try Sampler(unet: setup.unet(stream: stream, batch: per), scheduler: scheduler)
-        for (p, path) in zip(loaded, plans) {
-            do { try sampler.prepare(p) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
+        let teacher = try teacherOptions.plan(branchCount: setup.config.branchCount)
+        let loaded = try plans.map { path -> StepPlan in
+            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
+            do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
+            return p
         }
-        let evaluator = try RFIDEvaluator(sampler: sampler, extractor: try featureOptions.extractor(stream: stream, batch: per, channels: config.outChannels,
-                                                                                                  height: side, width: side),
-                                          count: count, seed: seed, modelKey: try RFIDEvaluator.modelKey(folder: folder))
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
+        let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: setup.config.outChannels, height: setup.side, width: setup.side)
+        let evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: teacher, seed: seed,
+                                          modelKey: try RFIDEvaluator.modelKey(folder: setup.folder))
+        let cached = evaluator.teacherCached(samples: count)
+        let teacherProgress = ProgressLine("teacher (\(teacher.sampler))")
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let (teacher, cached) = try evaluator.teacherStatistics(progress: reportProgress("teacher images"))
+        _ = try evaluator.teacherStatistics(samples: count) { teacherProgress.update($0, of: $1, unit: "images") }
+        teacherProgress.finish()
         let teacherSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         var rows: [[String: Any]] = []
         for (p, path) in zip(loaded, plans) {
-            let t = DispatchTime.now().uptimeNanoseconds
-            let score = try evaluator.rfid(plan: p, teacher: teacher, progress: reportProgress("\(path)"))
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
-            rows.append(["plan": path, "rfid": score, "seconds": seconds, "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps])
-            if !json { print(String(format: "%@  rFID %.4f  (%d full, %d partial, %d null; %.1f s)", path, score, p.fullSteps, p.partialSteps, p.nullSteps, seconds)) }
+            let progress = ProgressLine(path)
+            let score = try evaluator.rfid(plan: p, samples: count) { progress.update($0, of: $1, unit: "images") }.rfid
+            progress.finish()
+            let cost = Double(p.fullSteps) / Double(teacher.fullSteps)
+            rows.append(["plan": path, "rfid": score, "seconds": progress.elapsed, "sampler": p.sampler.description,
+                         "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps, "full_steps_vs_teacher": cost])
+            if !json {
+                print(String(format: "%@  rFID %.4f  (%@: %d full, %d partial, %d null; %.1f s)", path, score, p.sampler.description,
+                             p.fullSteps, p.partialSteps, p.nullSteps, progress.elapsed))
+            }
         }
+        let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(featureOptions.features) features"
         if json {
-            let out: [String: Any] = ["device": stream.device.name, "count": count, "seed": seed, "features": featureOptions.features,
-                                      "teacher_cached": cached, "teacher_seconds": teacherSeconds, "plans": rows]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": featureOptions.features,
+                           "teacher": ["sampler": teacher.sampler.description, "cached": cached, "seconds": teacherSeconds], "plans": rows])
         } else {
-            print(String(format: "teacher statistics: %@ (%.1f s); %d images from seed %llu, %@ features on %@",
-                         cached ? "cached" : "computed", teacherSeconds, count, seed, featureOptions.features, stream.device.name))
+            print(String(format: "rFID %@; teacher features %@ (%.1f s) on %@", note, cached ? "cached" : "computed", teacherSeconds, stream.device.name))
         }
     }
 }

@@ -1,4 +1,4 @@
-// A model as the sampling commands (profile, rfid, search) open it.
+// A model as the sampling commands (generate, profile, rfid, search) open it.
 import Engine
 import Foundation
 import GPUKernels
@@ -8,25 +8,25 @@ struct ModelSetup {
     let path: String, name: String
     let folder: ModelFolder
     let config: UNetConfiguration
-    /// The sample size (height = width).
+    /// The sample size (height = width); 0 when the config has none and `needsSampleSize` was false.
     let side: Int
     let schedulerConfig: SchedulerConfiguration
     let weights: SafeTensorsFile
 
     /// `model` as given by --model; nil is the embedded default model.
-    init(_ model: String?) throws {
+    init(_ model: String?, needsSampleSize: Bool = true) throws {
         path = try model ?? DefaultModel.folder()
         name = model == nil ? "default (embedded fashion-mnist)" : path
         folder = try ModelFolder(path: path)
         config = try UNetConfiguration.load(from: folder.configURL)
-        guard let side = config.sampleSize else { throw ModelError("\(path): the config has no sample_size") }
-        self.side = side
+        if needsSampleSize && config.sampleSize == nil { throw ModelError("\(path): the config has no sample_size; give the noise") }
+        side = config.sampleSize ?? 0
         schedulerConfig = try folder.schedulerConfiguration()
         weights = try SafeTensorsFile(path: folder.weightsURL.path)
     }
 
-    /// The UNet on `stream` for batches of `batch`.
-    func unet(stream: ComputeStream, batch: Int) throws -> UNet {
-        try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: side, width: side)
+    /// The UNet on `stream` for batches of `batch` (of the model's sample size unless given).
+    func unet(stream: ComputeStream, batch: Int, height: Int? = nil, width: Int? = nil) throws -> UNet {
+        try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: height ?? side, width: width ?? side)
     }
 }

@@ -27,7 +27,7 @@ struct PlanOutputOptions: ParsableArguments {
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
-    var sampler: PlanSampler { PlanSampler(scheduler: scheduler.rawValue, steps: steps, eta: eta) }
+    var sampler: PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta) }
 
     func modelConfig() throws -> UNetConfiguration {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())

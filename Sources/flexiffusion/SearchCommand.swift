@@ -133,15 +133,14 @@ struct SearchCommand: ParsableCommand {
         // Model, sampler, device.
         let setup = try ModelSetup(model)
         let (config, side, schedulerConfig) = (setup.config, setup.side, setup.schedulerConfig)
-        let planSampler = PlanSampler(scheduler: "ddim", steps: steps, eta: eta)
-        let scheduler = try planSampler.scheduler(configuration: schedulerConfig)
+        let planSampler = PlanSampler(scheduler: .ddim, steps: steps, eta: eta)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
         let unet = try setup.unet(stream: stream, batch: batch)
-        let sampler = try Sampler(unet: unet, scheduler: scheduler)
+        let pipeline = try GenerationPipeline(unet: unet, schedulerConfiguration: schedulerConfig)
+        let sampler = try pipeline.sampler(for: planSampler)
         let modelKey = try RFIDEvaluator.modelKey(folder: setup.folder)
         let modelName = setup.name
-        func say(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
 
         // Latencies for this device, model and batch: from the table, else measured now.
         let tableURL = URL(fileURLWithPath: latencyTable)
@@ -172,7 +171,7 @@ struct SearchCommand: ParsableCommand {
                                       generations: generations, mutationProbability: mutationProbability, crossoverFraction: crossover,
                                       seed: seed, segmentCounts: counts, grids: coarse, useMACs: macs, maxSeconds: maxMinutes * 60)
         let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: config.outChannels, height: side, width: side)
-        let scorer = try RFIDScorer(sampler: sampler, extractor: extractor, seed: seed, modelKey: modelKey, schedulerConfiguration: schedulerConfig)
+        let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: sampler.teacherPlan, seed: seed, modelKey: modelKey))
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: scorer, resume: previous?.state)
         var report = SearchReport(model: modelName, modelKey: modelKey, device: device.name, sampler: planSampler, batch: batch,
                                   features: featureOptions.features, latencies: latencies, state: search.state)
@@ -256,7 +255,7 @@ struct SearchCommand: ParsableCommand {
         let ddimMember = space.ddim(segments: ddimSteps, grid: ddimSteps)
         let ddimKey = space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
         say("scoring the baselines: DDIM \(ddimSteps) steps, the best DeepCache uniform plan…")
-        let ddim = try scorer.rfid(plan: ddimPlan, key: ddimKey, samples: samples, sampler: ddimSampler)
+        let ddim = try scorer.rfid(plan: ddimPlan, samples: samples)
         let ddimPredicted = Double(steps) / Double(ddimSteps)
         entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: ddimPredicted,
                                     rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan, ddimSampler))
@@ -286,10 +285,6 @@ struct SearchCommand: ParsableCommand {
                     let teacherSeconds = try timeBatch(sampler: sampler, plan: teacherPlan)
                     ratios[i].append(teacherSeconds / (try timeBatch(sampler: planSampler, plan: plan)))
                 }
-            }
-            func median(_ v: [Double]) -> Double {
-                let s = v.sorted()
-                return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
             }
             teacherEntry.measuredSpeedup = 1
             for i in entries.indices { entries[i].entry.measuredSpeedup = median(ratios[i]) }
@@ -372,8 +367,9 @@ struct SearchCommand: ParsableCommand {
 
     /// Seconds of one batch of `plan` from fresh noise (kernels already compiled).
     func timeBatch(sampler: Sampler, plan: StepPlan) throws -> Double {
-        var g = GaussianNoise(seed: seed &+ 99), v = GaussianNoise(seed: seed &+ 100)
-        let noise = g.fill(batch * sampler.unet.config.inChannels * sampler.unet.height * sampler.unet.width)
+        let streams = NoiseStreams(seed: seed &+ 99), size = sampler.unet.config.inChannels * sampler.unet.height * sampler.unet.width
+        let noise = streams.initialNoise(images: 0..<batch, imageSize: size)
+        var v = streams.variance(images: 0..<batch, imageSize: size)
         try sampler.prepare(plan)
         let t0 = DispatchTime.now().uptimeNanoseconds
         _ = try sampler.run(noise: noise, plan: plan, noiseSource: &v)
@@ -393,7 +389,9 @@ struct SearchCommand: ParsableCommand {
         let cache = flexiffusionCacheDirectory().appendingPathComponent("real-stats/\(h.hex).npz")
         if let s = try? FeatureStatistics.loadNPZ(cache.path) { return s }
         let images = try ImageSet.load(path)
-        let s = try FIDStatistics(extractor: extractor).statistics(of: images, progress: reportProgress("features of \(path):"))
+        let progress = ProgressLine("features of \(path)")
+        let s = try FIDStatistics(extractor: extractor).statistics(of: images) { progress.update($0, of: $1, unit: "images") }
+        progress.finish()
         try FileManager.default.createDirectory(at: cache.deletingLastPathComponent(), withIntermediateDirectories: true)
         try s.saveNPZ(cache.path)
         return s

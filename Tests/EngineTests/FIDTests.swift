@@ -117,43 +117,41 @@ import TestSupport
 
 
 @Suite struct RFIDTests {
-    /// rFID on the device: the teacher against itself is 0, a cached teacher is reused only under its
-    /// own key, and the device statistics equal float64 statistics of the same samples' features.
+    /// rFID: the teacher against itself is 0, its features are cached under their own key and reused,
+    /// and a plan's score equals the Fréchet distance of features taken from the pipeline's samples
+    /// on the host (10 images in batches of 4: the last batch is filled from the stream).
     @Test func rfidPipeline() throws {
         let (folder, sampler, net) = try defaultModelSampler(batch: 4, steps: 10)
         let stream = net.stream
         let seed = freshSeed()
-        let evaluator = try RFIDEvaluator(sampler: sampler, extractor: net, count: 10, seed: seed, modelKey: RFIDEvaluator.modelKey(folder: folder))
+        let pipeline = try GenerationPipeline(unet: sampler.unet, schedulerConfiguration: folder.schedulerConfiguration())
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-\(seed)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (teacher, cached) = try evaluator.teacherStatistics(directory: dir)
-        #expect(!cached && teacher.count == 10 && teacher.dims == 128)
-        let again = try evaluator.teacherStatistics(directory: dir)
-        #expect(again.cached)
-        let other = try RFIDEvaluator(sampler: sampler, extractor: net, count: 10, seed: seed &+ 1, modelKey: evaluator.modelKey)
-        #expect(other.teacherKey(sampler.teacherPlan) != evaluator.teacherKey(sampler.teacherPlan))
+        let key = try RFIDEvaluator.modelKey(folder: folder)
+        let evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: net, teacher: sampler.teacherPlan, seed: seed, modelKey: key, cacheDirectory: dir)
+        #expect(!evaluator.teacherCached(samples: 10))
+        let teacher = try evaluator.teacherStatistics(samples: 10)
+        #expect(teacher.count == 10 && teacher.dims == 128 && evaluator.teacherSeconds > 0)
+        let again = try RFIDEvaluator(pipeline: pipeline, extractor: net, teacher: sampler.teacherPlan, seed: seed, modelKey: key, cacheDirectory: dir)
+        #expect(again.teacherCached(samples: 10) && !again.teacherCached(samples: 13))
+        #expect(try again.teacherStatistics(samples: 10) == teacher && again.teacherSeconds == 0)
+        let other = try RFIDEvaluator(pipeline: pipeline, extractor: net, teacher: sampler.teacherPlan, seed: seed &+ 1, modelKey: key, cacheDirectory: dir)
+        #expect(other.teacherKey != evaluator.teacherKey && !other.teacherCached(samples: 10))
 
-        #expect(try evaluator.rfid(plan: sampler.teacherPlan, teacher: teacher) < 1e-3)
+        #expect(try evaluator.rfid(plan: sampler.teacherPlan, samples: 10).rfid < 1e-6)
         let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 5, branch: 0)
-        let score = try evaluator.rfid(plan: plan, teacher: teacher)
+        let score = try evaluator.rfid(plan: plan, samples: 10).rfid
         #expect(score > 1e-2, "a cheap plan should differ from the teacher: rFID \(score)")
 
-        // The same images through the host: generate as `generate` does, features, float64 statistics.
-        var initial = GaussianNoise(seed: seed), variance = GaussianNoise(seed: seed &+ 0x5DEECE66D)
+        // The same images through the pipeline's sink, their features on the host.
         var features: [Float] = []
         let rows = try stream.buffer(4 * 128)
-        for start in stride(from: 0, to: 10, by: 4) {
-            let take = min(4, 10 - start)
-            let noise = initial.fill(take * 784) + Array(repeating: 0, count: (4 - take) * 784)
-            let x = try sampler.run(noise: noise, plan: plan, noiseSource: &variance)
-            try net.extract(try stream.upload(x), into: rows, row: 0)
-            features += try stream.download(rows).prefix(take * 128)
+        try pipeline.generate(plan: plan, noise: GenerationNoise(seed: seed), count: 10) { batch in
+            try net.extract(batch.samples, into: rows, row: 0)
+            features += try stream.download(rows).prefix(batch.images.count * 128)
         }
         let host = try FeatureStatistics(features: features, count: 10, dims: 128)
-        let device = try evaluator.statistics(plan: plan)
-        #expect(zip(host.mu, device.mu).allSatisfy { abs($0 - $1) <= 1e-4 + 1e-4 * abs($0) })
-        #expect(zip(host.sigma, device.sigma).allSatisfy { abs($0 - $1) <= 1e-4 + 1e-3 * abs($0) })
-        #expect(abs(try frechetDistance(host, teacher) - score) <= 1e-3 * score + 1e-4)
+        #expect(abs(try frechetDistance(host, teacher) - score) <= 1e-6 * score + 1e-9)
     }
 }
 

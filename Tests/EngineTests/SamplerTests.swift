@@ -13,7 +13,7 @@ import TestSupport
         let shape = golden.tensors["noise"]!.shape
         let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
         let sampler = try Sampler(unet: unet, scheduler: DDIMScheduler(configuration: SchedulerConfiguration(), steps: 10))
-        var unused = GaussianNoise(seed: 0)
+        var unused = NoiseStreams(seed: 0).variance(images: 0..<shape[0], imageSize: shape[1] * shape[2] * shape[3])
         let got = try sampler.run(noise: try golden.floats("noise"), noiseSource: &unused)
         let want = try golden.floats("sample")
         let (err, worst) = relativeL2(got, want)
@@ -32,6 +32,44 @@ import TestSupport
         var d = GaussianNoise(seed: 0)
         let first = d.fill(2)
         #expect(first.allSatisfy { $0.isFinite && abs($0) < 6 })
+        // Skip-ahead: the stream from any position equals the stream drawn up to it.
+        for position in [0, 1, 2, 7, 784, 785, 19_999] {
+            var g = GaussianNoise(seed: 42, position: position)
+            #expect(g.fill(1)[0] == x[position], "position \(position)")
+        }
+    }
+
+    /// Image i's noise (initial and variance) is the same whatever batch it is generated in: a
+    /// 7-image DDPM run in batches of 3 equals one in batches of 4, and image 5 alone.
+    @Test func imagesDoNotDependOnTheBatch() throws {
+        let folder = try ModelFolder(path: DefaultModel.folder())
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let stream = try ComputeStream()
+        let scheduler = try folder.schedulerConfiguration()
+        let plan = StepPlan.teacher(PlanSampler(scheduler: .ddpm, steps: 4))
+        let noise = GenerationNoise(seed: freshSeed())
+        func run(batch: Int, count: Int, images: Range<Int>? = nil) throws -> [Float] {
+            let unet = try UNet(folder: folder, stream: stream, batch: batch, height: 28, width: 28)
+            let pipeline = try GenerationPipeline(unet: unet, schedulerConfiguration: scheduler)
+            var out: [Float] = []
+            try pipeline.generate(plan: plan, noise: noise, count: count) { out += try $0.download() }
+            return out
+        }
+        let size = config.inChannels * 28 * 28
+        let three = try run(batch: 3, count: 7), four = try run(batch: 4, count: 7)
+        #expect(three.count == 7 * size)
+        expectClose(three, four, atol: 1e-4, rtol: 1e-4, "batches of 3 vs 4 (seed \(noise.seed))")
+        // A DDPM run from another seed differs (the variance noise is drawn).
+        var other: [Float] = []
+        let unet = try UNet(folder: folder, stream: stream, batch: 4, height: 28, width: 28)
+        try GenerationPipeline(unet: unet, schedulerConfiguration: scheduler)
+            .generate(plan: plan, noise: GenerationNoise(seed: noise.seed &+ 1), count: 4) { other += try $0.download() }
+        #expect(zip(other, four).map { abs($0 - $1) }.max()! > 0.1)
+        // Stopping from the progress handler ends the run after that step, with no batch delivered.
+        var batches = 0
+        let done = try GenerationPipeline(unet: unet, schedulerConfiguration: scheduler)
+            .generate(plan: plan, noise: noise, count: 8, progress: { $0.stepsDone == 2 ? .stop : .proceed }) { _ in batches += 1 }
+        #expect(!done && batches == 0)
     }
 
     @Test func pngHasValidStructure() throws {

@@ -73,9 +73,13 @@ let schedulerGoldens: [SchedulerGolden] = {
         #expect(throws: ModelError.self) { try DDIMScheduler(configuration: c, steps: 1001) }
         #expect(throws: ModelError.self) { try DDIMScheduler(configuration: c, steps: 0) }
         #expect(throws: ModelError.self) { try DDIMScheduler(configuration: c, steps: 10, eta: -1) }
-        c.betaSchedule = "sigmoid"
-        expectError(containing: ["beta_schedule", "sigmoid"]) { try c.validate() }
-        c = SchedulerConfiguration(); c.thresholding = true
+        let choice = FileManager.default.temporaryDirectory.appendingPathComponent("scheduler-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: choice) }
+        for (key, value) in [("beta_schedule", "sigmoid"), ("prediction_type", "flow"), ("timestep_spacing", "karras"), ("variance_type", "learned")] {
+            try Data("{\"\(key)\": \"\(value)\"}".utf8).write(to: choice)
+            expectError(containing: [key, value]) { _ = try SchedulerConfiguration.load(from: choice) }
+        }
+        c.thresholding = true
         expectError(containing: ["thresholding"]) { try c.validate() }
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("scheduler-\(UUID()).json")
         try Data(#"{"num_train_timesteps": 1000, "solver_order": 2}"#.utf8).write(to: url)

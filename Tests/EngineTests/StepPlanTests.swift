@@ -48,7 +48,7 @@ import TestSupport
         let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 3, branch: 6)
         #expect(throws: ModelError.self) { try plan.validate(branchCount: 6) }
         try plan.validate(branchCount: 7)
-        let e = #expect(throws: ModelError.self) { try plan.validate(scheduler: "ddim", steps: 50) }
+        let e = #expect(throws: ModelError.self) { try plan.validate(scheduler: .ddim, steps: 50) }
         #expect(e?.message.contains("10 steps") == true)
     }
 
@@ -123,6 +123,16 @@ import TestSupport
             previous = macs
         }
         #expect(unet.macs(for: .null) == 0 && unet.macs(for: .full) == unet.macs)
+        // A plan's predicted cost adds up its steps' latencies and MACs (a round of made-up timings;
+        // how well predictions meet measured runs is `flexiffusion bench plans`).
+        let profiler = try StepProfiler(sampler: Sampler(unet: unet, scheduler: DDIMScheduler(configuration: SchedulerConfiguration(), steps: 20)))
+        var round: [StepProfiler.Kind: Double] = [:]
+        for (i, k) in profiler.kinds.enumerated() { round[k] = Double(3 + 2 * i) + Double.random(in: 0..<1, using: &rng) }
+        let table = profiler.latencies(rounds: [round], model: "test")
+        let cost = try table.cost(of: StepPlan.deepCacheUniform(PlanSampler(steps: 20), interval: 3, branch: 1))
+        #expect(cost.macs == 7 * unet.macs + 13 * unet.macs(for: .partial(branch: 1)))
+        let want = 7 * round[.step(.full)]! + 13 * round[.step(.partial(branch: 1))]!
+        #expect(abs(cost.milliseconds - want) <= 1e-9 * want && abs(cost.speedup - 20 * round[.step(.full)]! / want) <= 1e-9)
     }
 
     /// Partial steps match DeepCache's shallow path on diffusers at every branch (≤ 1e-4 relative L2).
@@ -159,7 +169,7 @@ import TestSupport
         let sampler = try Sampler(unet: unet, scheduler: scheduler)
         var rng = SeededGenerator(seed: freshSeed())
         let x = randomArray(2 * 3 * 16 * 16, &rng, in: -2.5...2.5)
-        var noise = GaussianNoise(seed: 1)
+        var noise = NoiseStreams(seed: 1).variance(images: 0..<2, imageSize: 3 * 16 * 16)
         try sampler.setSample(x)
         try sampler.step(0, .full, noiseSource: &noise)
         let epsilon = try unet.stream.download(unet.workspace.output)
@@ -173,7 +183,7 @@ import TestSupport
         }
         expectClose(got, want, atol: 2e-5, rtol: 1e-4, "null step vs DDIM jump")
         // A plan's null step does the same inside `run`.
-        var unused = GaussianNoise(seed: 1)
+        var unused = NoiseStreams(seed: 1).variance(images: 0..<2, imageSize: 3 * 16 * 16)
         let plan = StepPlan(sampler: PlanSampler(steps: 10), actions: [.full, .null] + Array(repeating: .full, count: 8))
         let viaPlan = try sampler.run(noise: x, plan: plan, noiseSource: &unused)
         try sampler.setSample(got)

@@ -7,8 +7,8 @@ import GPUKernels
 public final class Sampler {
     public let unet: UNet
     public let scheduler: any Scheduler
-    /// "ddim" or "ddpm", as plans name samplers.
-    public let schedulerName: String
+    /// The sampler as plans name it.
+    public let planSampler: PlanSampler
     let sample: DeviceBuffer<Float>
     let variance: DeviceBuffer<Float>
     /// Every step's timestep repeated over the batch, uploaded once: step i's are at i·batch.
@@ -21,7 +21,8 @@ public final class Sampler {
         }
         self.unet = unet
         self.scheduler = scheduler
-        schedulerName = scheduler is DDPMScheduler ? "ddpm" : "ddim"
+        planSampler = PlanSampler(scheduler: scheduler is DDPMScheduler ? .ddpm : .ddim, steps: scheduler.timesteps.count,
+                                  eta: (scheduler as? DDIMScheduler)?.eta ?? 0)
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
         variance = try unet.stream.buffer(n)
@@ -31,20 +32,20 @@ public final class Sampler {
 
     /// The plan with every step full for this sampler.
     public var teacherPlan: StepPlan {
-        StepPlan.teacher(PlanSampler(scheduler: schedulerName, steps: scheduler.timesteps.count, eta: (scheduler as? DDIMScheduler)?.eta ?? 0))
+        StepPlan.teacher(planSampler)
     }
 
     /// Checks `plan` against this sampler and model, and allocates the feature cache it needs.
     public func prepare(_ plan: StepPlan) throws {
         try plan.validate(branchCount: unet.branchCount)
-        try plan.validate(scheduler: schedulerName, steps: scheduler.timesteps.count)
+        try plan.validate(scheduler: planSampler.scheduler, steps: planSampler.steps)
         try unet.prepareFeatureCache(branches: plan.branches)
     }
 
     /// Runs every step from `noise` [batch, C, H, W] as `plan` says (default: every step full);
     /// variance noise (eta > 0, DDPM) is drawn from `noiseSource`. `progress` is called after each
     /// step with (step, total). Returns x₀ [batch, C, H, W].
-    public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout GaussianNoise,
+    public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
                     progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
         let x = try runOnDevice(noise: noise, plan: plan, noiseSource: &noiseSource, progress: progress)
         return try unet.stream.download(x, count: count)
@@ -52,19 +53,34 @@ public final class Sampler {
 
     /// As `run`, but leaves x₀ on the device: the returned buffer (the sampler's own, valid until
     /// the next run) is [batch, C, H, W], for feature extraction without a host round trip.
-    public func runOnDevice(noise: [Float], plan: StepPlan? = nil, noiseSource: inout GaussianNoise,
+    public func runOnDevice(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
                             progress: ((Int, Int) -> Void)? = nil) throws -> DeviceBuffer<Float> {
-        guard noise.count == count else { throw ModelError("noise has \(noise.count) values, the sampler needs \(count)") }
         let plan = plan ?? teacherPlan
-        try prepare(plan)
-        let s = unet.stream
-        try sample.write(noise, queue: s.queue)
-        let captures = plan.captures
-        for (i, action) in plan.actions.enumerated() {
-            try step(i, action, capturing: captures[i], noiseSource: &noiseSource)
-            if let progress { try s.finish(); progress(i + 1, plan.actions.count) }
-        }
+        try setSample(noise)
+        let total = plan.actions.count
+        try runSteps(plan: plan, noiseSource: &noiseSource,
+                     afterStep: progress.map { p in { done in p(done, total); return .proceed } })
         return sample
+    }
+
+    /// The step loop: steps `first`… of `plan` from the current sample. `beforeStep(i)` runs before
+    /// each step after the first (states may be read then); `afterStep(done)` after each step with
+    /// the queue drained, and may stop the loop. Returns false when stopped.
+    @discardableResult
+    public func runSteps(plan: StepPlan, from first: Int = 0, noiseSource: inout VarianceNoise,
+                         beforeStep: ((Int) throws -> Void)? = nil,
+                         afterStep: ((Int) -> GenerationControl)? = nil) throws -> Bool {
+        try prepare(plan)
+        let captures = plan.captures
+        for i in first..<plan.actions.count {
+            if i > first { try beforeStep?(i) }
+            try step(i, plan.actions[i], capturing: captures[i], noiseSource: &noiseSource)
+            if let afterStep {
+                try unet.stream.finish()
+                if afterStep(i + 1) == .stop { return false }
+            }
+        }
+        return true
     }
 
     /// Sets the current sample (for callers driving `step` themselves).
@@ -81,7 +97,7 @@ public final class Sampler {
 
     /// Step `i` as `action`: the network (full or partial; a full step caching the features of
     /// `capturing`), then the scheduler update, which for a null step reuses the last model output.
-    public func step(_ i: Int, _ action: StepAction, capturing: Set<Int> = [], noiseSource: inout GaussianNoise) throws {
+    public func step(_ i: Int, _ action: StepAction, capturing: Set<Int> = [], noiseSource: inout VarianceNoise) throws {
         try evaluate(i, action, capturing: capturing)
         try update(i, noiseSource: &noiseSource)
     }
@@ -100,10 +116,13 @@ public final class Sampler {
     }
 
     /// The scheduler update of step `i` from the last model output.
-    public func update(_ i: Int, noiseSource: inout GaussianNoise) throws {
+    public func update(_ i: Int, noiseSource: inout VarianceNoise) throws {
         let s = unet.stream
         let c = scheduler.coefficients(step: i)
-        if c.noise != 0 { try variance.write(noiseSource.fill(count), queue: s.queue) }
+        if c.noise != 0 {
+            precondition(noiseSource.generators.count * noiseSource.imageSize == count, "variance noise for \(noiseSource.generators.count) images, the batch has \(unet.batch)")
+            try variance.write(noiseSource.fill(), queue: s.queue)
+        }
         try s.schedulerStep(sample: sample, modelOutput: unet.workspace.output, noise: c.noise != 0 ? variance : nil,
                             output: sample, count: count, c)
     }

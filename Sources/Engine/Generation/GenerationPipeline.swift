@@ -1,0 +1,148 @@
+// The engine's one generation loop: a model, a step plan (its sampler), initial noise from a seed
+// or given, a count → samples batch by batch, handed to a sink while they are still on the device
+// (so FID and rFID never hold all images). `generate`, `rfid`, the search's scorer and the tests
+// all run through it. The noise streams are NoiseStreams' (Noise.swift): image i's noise is the
+// same whatever the batch size, so a last batch is filled with the stream's next images (or zeros,
+// for given noise) and the extra outputs are dropped.
+import Foundation
+import GPUKernels
+
+/// Where a generation's noise comes from.
+public struct GenerationNoise: Sendable {
+    /// The seed of the noise streams (initial noise unless `initial` is given; variance noise always).
+    public var seed: UInt64
+    /// Given initial noise [count, C, H, W] (as `generate --noise` reads it), instead of the seed's.
+    public var initial: [Float]?
+
+    public init(seed: UInt64, initial: [Float]? = nil) { self.seed = seed; self.initial = initial }
+    public var streams: NoiseStreams { NoiseStreams(seed: seed) }
+}
+
+/// Progress of a generation, after each sampler step (or each batch, where steps are not reported).
+public struct GenerationProgress: Sendable {
+    /// Steps run so far over all batches, and how many the run has.
+    public var stepsDone: Int, stepsTotal: Int
+    /// Images finished, and the run's count.
+    public var imagesDone: Int, count: Int
+    /// Seconds since the run started.
+    public var seconds: Double
+}
+
+/// What a progress handler returns: go on, or stop the run after the current step.
+public enum GenerationControl: Sendable { case proceed, stop }
+
+/// One generated batch, valid while the sink runs.
+public struct GeneratedBatch {
+    /// The batch's index b: images b·B ..< b·B + images.count of the run.
+    public let index: Int
+    /// Which of the run's images the batch holds (its first `images.count` rows are real).
+    public let images: Range<Int>
+    /// x₀ [B, C, H, W] on the device (the sampler's own buffer).
+    public let samples: DeviceBuffer<Float>
+    let sampler: Sampler
+
+    /// The batch's real images, read back to the host [images.count, C, H, W].
+    public func download() throws -> [Float] {
+        let size = sampler.count / sampler.unet.batch
+        return Array(try sampler.currentSample().prefix(images.count * size))
+    }
+}
+
+/// A model on one device with samplers for any plan: the one loop from noise to samples.
+public final class GenerationPipeline {
+    public let unet: UNet
+    public let schedulerConfiguration: SchedulerConfiguration
+    private var samplers: [PlanSampler: Sampler] = [:]
+
+    public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration) throws {
+        guard unet.config.outChannels == unet.config.inChannels else {
+            throw ModelError("out_channels \(unet.config.outChannels) differs from in_channels \(unet.config.inChannels); sampling needs a model that predicts the sample's shape")
+        }
+        self.unet = unet; self.schedulerConfiguration = schedulerConfiguration
+    }
+
+    /// Images per forward pass.
+    public var batch: Int { unet.batch }
+    /// Values per image (C·H·W).
+    public var imageSize: Int { unet.config.inChannels * unet.height * unet.width }
+    /// The shape of `count` samples.
+    public func shape(count: Int) -> [Int] { [count, unet.config.inChannels, unet.height, unet.width] }
+
+    /// The sampler of `s` on this pipeline's UNet (made once, then reused).
+    public func sampler(for s: PlanSampler) throws -> Sampler {
+        if let existing = samplers[s] { return existing }
+        let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration))
+        samplers[s] = made
+        return made
+    }
+
+    /// Whether `s` draws no variance noise at any step (DDIM with eta 0): its states depend on the
+    /// initial noise and the steps alone.
+    public func isDeterministic(_ s: PlanSampler) throws -> Bool {
+        let scheduler = try sampler(for: s).scheduler
+        return scheduler.timesteps.indices.allSatisfy { scheduler.coefficients(step: $0).noise == 0 }
+    }
+
+    /// Number of batches for `count` images.
+    public func batches(_ count: Int) -> Int { (count + batch - 1) / batch }
+
+    /// Generates `count` images with `plan` and hands each batch to `sink`, in order. `progress` is
+    /// called after every step (the queue drained first) and may stop the run; without it the
+    /// device runs a batch without waiting. Returns false when progress stopped the run.
+    @discardableResult
+    public func generate(plan: StepPlan, noise: GenerationNoise, count: Int,
+                         progress: ((GenerationProgress) -> GenerationControl)? = nil,
+                         sink: (GeneratedBatch) throws -> Void) throws -> Bool {
+        guard count > 0 else { throw ModelError("the number of images must be positive, not \(count)") }
+        if let initial = noise.initial, initial.count != count * imageSize {
+            throw ModelError("the initial noise has \(initial.count) values; \(count) images of \(imageSize) need \(count * imageSize)")
+        }
+        let sampler = try sampler(for: plan.sampler)
+        try sampler.prepare(plan)
+        let steps = plan.actions.count, total = batches(count) * steps
+        let start = DispatchTime.now().uptimeNanoseconds
+        var stopped = false
+        for b in 0..<batches(count) {
+            let images = (b * batch)..<min(count, (b + 1) * batch)
+            let observer: ((Int) -> GenerationControl)? = progress.map { handler in
+                { step in
+                    handler(GenerationProgress(stepsDone: b * steps + step, stepsTotal: total,
+                                               imagesDone: images.lowerBound + (step == steps ? images.count : 0), count: count,
+                                               seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+                }
+            }
+            guard try runBatch(plan: plan, noise: noise, batch: b, count: count, afterStep: observer) else { stopped = true; break }
+            try sink(GeneratedBatch(index: b, images: images, samples: sampler.sampleBuffer, sampler: sampler))
+        }
+        return !stopped
+    }
+
+    /// Initial noise of batch `b` [B, C, H, W]: images b·B ..< (b+1)·B of the seed's stream, or of the
+    /// given noise (zeros past its `count` images).
+    public func initialNoise(_ noise: GenerationNoise, batch b: Int, count: Int) -> [Float] {
+        let images = (b * batch)..<((b + 1) * batch)
+        guard let given = noise.initial else { return noise.streams.initialNoise(images: images, imageSize: imageSize) }
+        let end = min(count, images.upperBound)
+        var out = Array(given[(images.lowerBound * imageSize)..<(end * imageSize)])
+        out += Array(repeating: 0, count: (images.upperBound - end) * imageSize)
+        return out
+    }
+
+    /// Runs batch `b` of `plan` on its sampler: from the batch's initial noise, or from `resume`'s
+    /// sample at step `resume.step` (a state stored earlier, for plans sharing a prefix). `beforeStep`
+    /// is called before each step after the first run here (with the step index; states may be read
+    /// from the sampler then); `afterStep` after each step with the number of steps done (the queue
+    /// drained), and may stop the batch. x₀ is left in the sampler's `sampleBuffer`. Returns false
+    /// when stopped.
+    @discardableResult
+    public func runBatch(plan: StepPlan, noise: GenerationNoise, batch b: Int, count: Int,
+                         resume: (step: Int, sample: [Float])? = nil,
+                         beforeStep: ((Int, Sampler) throws -> Void)? = nil,
+                         afterStep: ((Int) -> GenerationControl)? = nil) throws -> Bool {
+        let sampler = try sampler(for: plan.sampler)
+        var variance = noise.streams.variance(images: (b * batch)..<((b + 1) * batch), imageSize: imageSize)
+        try sampler.setSample(resume?.sample ?? initialNoise(noise, batch: b, count: count))
+        return try sampler.runSteps(plan: plan, from: resume?.step ?? 0, noiseSource: &variance,
+                                    beforeStep: beforeStep.map { f in { i in try f(i, sampler) } }, afterStep: afterStep)
+    }
+}

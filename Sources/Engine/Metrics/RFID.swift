@@ -1,0 +1,174 @@
+// rFID (the one implementation, for `flexiffusion rfid` and the search): the Fréchet distance between
+// the features of a plan's samples and the teacher's, from the same noise (GenerationPipeline's
+// streams of one seed). Work is kept batch by batch:
+//   - the teacher's features per batch, generated once and cached on disk under a key of everything
+//     that determines them (model bytes, teacher sampler, seed, batch, feature network);
+//   - each plan's features per batch, memoised under the plan's content (a plan scored on a few
+//     batches and later on more generates only the new ones);
+//   - for deterministic samplers, sampler states at the steps a caller names (segment starts, where
+//     a full step follows), keyed by the sampler and the actions before that step, so a plan resumes
+//     from the longest prefix it shares with any plan generated before.
+// Batches always hold whole images of the seed's stream (a last batch is filled with the next ones),
+// so batch b's features do not depend on how many images a score uses.
+import Foundation
+import GPUKernels
+
+public final class RFIDEvaluator {
+    public let pipeline: GenerationPipeline
+    public let extractor: FeatureExtractor
+    /// The plan every score is against (every step full on its sampler, usually).
+    public let teacher: StepPlan
+    public let seed: UInt64
+    /// The key of the teacher's cached features.
+    public let teacherKey: String
+    /// States kept at most (least recently used dropped).
+    public let maxStates: Int
+    /// Sampler steps run and skipped thanks to shared prefixes, for plans scored with `counted`.
+    public private(set) var stepsRun = 0, stepsShared = 0
+    /// Seconds spent generating teacher batches (not cached before).
+    public private(set) var teacherSeconds = 0.0
+    let teacherFile: URL
+    let featureBuffer: DeviceBuffer<Float>
+    private var teacherFeatures: [Int: [Float]] = [:]
+    private var teacherStats: [Int: FeatureStatistics] = [:]
+    private var memo: [String: [Int: [Float]]] = [:]
+    private var states: [String: (sample: [Float], used: Int)] = [:]
+    private var deterministic: [PlanSampler: Bool] = [:]
+    private var clock = 0
+
+    /// `modelKey` identifies the weights and configs (`modelKey(folder:)`); teacher features are
+    /// cached under `cacheDirectory`.
+    public init(pipeline: GenerationPipeline, extractor: FeatureExtractor, teacher: StepPlan, seed: UInt64, modelKey: String,
+                maxStates: Int = 2048,
+                cacheDirectory: URL = flexiffusionCacheDirectory().appendingPathComponent("teacher-features")) throws {
+        let u = pipeline.unet
+        guard extractor.batch == u.batch, extractor.channels == u.config.outChannels, extractor.height == u.height, extractor.width == u.width else {
+            throw ModelError("the \(extractor.name) feature network takes \(extractor.batch) × \(extractor.channels)×\(extractor.height)×\(extractor.width), the sampler makes \(u.batch) × \(u.config.outChannels)×\(u.height)×\(u.width)")
+        }
+        try teacher.validate(branchCount: u.branchCount)
+        self.pipeline = pipeline; self.extractor = extractor; self.teacher = teacher; self.seed = seed; self.maxStates = maxStates
+        featureBuffer = try u.stream.buffer(u.batch * extractor.dims)
+        let t = teacher.sampler
+        teacherKey = FNV1a.hex(["teacher-features v2", modelKey, t.scheduler.rawValue, "\(t.steps)", "\(t.eta)", teacher.compact,
+                                "\(seed)", "\(u.batch)", extractor.name, extractor.fingerprint].joined(separator: "|"))
+        teacherFile = cacheDirectory.appendingPathComponent("\(teacherKey).safetensors")
+        if let file = try? SafeTensorsFile(path: teacherFile.path) {
+            for name in file.names where name.hasPrefix("batch_") {
+                if let b = Int(name.dropFirst(6)), let v = try? file.floats(name), v.count == u.batch * extractor.dims { teacherFeatures[b] = v }
+            }
+        }
+    }
+
+    var batch: Int { pipeline.batch }
+
+    /// Whether the teacher's features for `samples` images are all cached.
+    public func teacherCached(samples: Int) -> Bool { (0..<pipeline.batches(samples)).allSatisfy { teacherFeatures[$0] != nil } }
+
+    /// A key of what determines a plan's samples: its sampler and its actions (before step `end`).
+    static func contentKey(_ plan: StepPlan, end: Int? = nil) -> String {
+        let s = plan.sampler
+        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
+    }
+
+    func isDeterministic(_ s: PlanSampler) throws -> Bool {
+        if let d = deterministic[s] { return d }
+        let d = try pipeline.isDeterministic(s)
+        deterministic[s] = d
+        return d
+    }
+
+    /// Features of batch `b` of `plan`'s samples [B × dims]. `boundaries` are steps (> 0) before
+    /// which a full step starts, where states may be stored and resumed (deterministic samplers only).
+    func features(plan: StepPlan, boundaries: [Int], batch b: Int, counted: Bool) throws -> [Float] {
+        let shared = try isDeterministic(plan.sampler) ? boundaries.filter { $0 > 0 && $0 < plan.actions.count }.sorted() : []
+        let keys = Dictionary(shared.map { ($0, "\(b)|" + Self.contentKey(plan, end: $0)) }, uniquingKeysWith: { a, _ in a })
+        var resume: (step: Int, sample: [Float])? = nil
+        if let hit = shared.last(where: { states[keys[$0]!] != nil }) {
+            let k = keys[hit]!
+            clock += 1
+            states[k]!.used = clock
+            resume = (hit, states[k]!.sample)
+        }
+        let noise = GenerationNoise(seed: seed)
+        try pipeline.runBatch(plan: plan, noise: noise, batch: b, count: (b + 1) * batch, resume: resume, beforeStep: { i, sampler in
+            guard let key = keys[i], self.states[key] == nil else { return }
+            self.clock += 1
+            self.states[key] = (try sampler.currentSample(), self.clock)
+            if self.states.count > self.maxStates, let old = self.states.min(by: { $0.value.used < $1.value.used })?.key { self.states[old] = nil }
+        })
+        if counted {
+            stepsRun += plan.actions.count - (resume?.step ?? 0)
+            stepsShared += resume?.step ?? 0
+        }
+        try extractor.extract(try pipeline.sampler(for: plan.sampler).sampleBuffer, into: featureBuffer, row: 0)
+        return try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
+    }
+
+    /// The teacher's features of batch `b` (generated once, then cached on disk).
+    func teacherBatch(_ b: Int) throws -> [Float] {
+        if let f = teacherFeatures[b] { return f }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let f = try features(plan: teacher, boundaries: [], batch: b, counted: false)
+        teacherSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        teacherFeatures[b] = f
+        try FileManager.default.createDirectory(at: teacherFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try SafeTensorsWriter.write(teacherFeatures.keys.sorted().map { (name: "batch_\($0)", shape: [batch, extractor.dims], values: teacherFeatures[$0]!) },
+                                    to: teacherFile.path)
+        return f
+    }
+
+    func check(samples: Int) throws {
+        guard samples >= 2 else { throw ModelError("rFID needs at least 2 images, not \(samples)") }
+    }
+
+    /// Statistics of the teacher's first `samples` images; `progress` gets (images done, samples).
+    public func teacherStatistics(samples: Int, progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
+        try check(samples: samples)
+        if let s = teacherStats[samples] { return s }
+        var rows: [Float] = []
+        for b in 0..<pipeline.batches(samples) {
+            rows += try teacherBatch(b)
+            progress?(min(samples, (b + 1) * batch), samples)
+        }
+        let s = try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
+        teacherStats[samples] = s
+        return s
+    }
+
+    /// Statistics of the features of `plan`'s first `samples` images (batches memoised by the plan's
+    /// content). `boundaries`: see `features`; `counted`: add its steps to `stepsRun`/`stepsShared`.
+    public func statistics(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
+        try check(samples: samples)
+        try plan.validate(branchCount: pipeline.unet.branchCount)
+        let key = Self.contentKey(plan)
+        var rows: [Float] = []
+        for b in 0..<pipeline.batches(samples) {
+            if let f = memo[key]?[b] { rows += f } else {
+                let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
+                memo[key, default: [:]][b] = f
+                rows += f
+            }
+            progress?(min(samples, (b + 1) * batch), samples)
+        }
+        return try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
+    }
+
+    /// rFID of `plan` on `samples` images against the teacher's, and the plan's statistics.
+    public func rfid(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false,
+                     progress: ((Int, Int) -> Void)? = nil) throws -> (rfid: Double, statistics: FeatureStatistics) {
+        let teacher = try teacherStatistics(samples: samples)
+        let s = try statistics(plan: plan, samples: samples, boundaries: boundaries, counted: counted, progress: progress)
+        return (try frechetDistance(s, teacher), s)
+    }
+
+    /// A key for a model folder: its weights' and configs' bytes.
+    public static func modelKey(folder: ModelFolder) throws -> String {
+        var h = FNV1a()
+        for url in [folder.weightsURL, folder.configURL] + (folder.schedulerConfigURL.map { [$0] } ?? []) {
+            h.add(Array(url.lastPathComponent.utf8))
+            h.add(try Data(contentsOf: url))
+        }
+        return h.hex
+    }
+}

@@ -1,0 +1,42 @@
+// Progress of long commands on standard error: a bar redrawn in place on a terminal, and plain lines
+// (at most one every few seconds, and the last) when standard error is piped or a file.
+import Foundation
+
+final class ProgressLine {
+    let label: String
+    let interactive = isatty(2) != 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    /// Seconds between plain lines when not on a terminal.
+    let interval: Double
+    private var lastLine = -Double.infinity
+    private var drawn = false
+
+    init(_ label: String, interval: Double = 10) { self.label = label; self.interval = interval }
+    var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+
+    /// `done` of `total` units (`unit` names them: "steps", "images"), with the rate and an ETA.
+    func update(_ done: Int, of total: Int, unit: String = "steps", note: String = "") {
+        let t = elapsed
+        let rate = Double(done) / max(t, 1e-9)
+        let eta = done > 0 ? Double(total - done) / rate : .nan
+        let figures = String(format: "%d/%d %@  %.1f %@/s%@", done, total, unit, rate, unit,
+                             eta.isFinite ? String(format: "  ETA %.0f s", eta) : "") + (note.isEmpty ? "" : "  " + note)
+        if interactive {
+            let width = 24, filled = width * done / max(1, total)
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            write("\r\u{1B}[K\(label) \(bar) \(figures)")
+            drawn = true
+        } else if t - lastLine >= interval || done == total {
+            lastLine = t
+            write("\(label): \(figures)\n")
+        }
+    }
+
+    /// Ends the bar's line on a terminal.
+    func finish() { if interactive && drawn { write("\n"); drawn = false } }
+
+    private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+}
+
+/// A line to standard error.
+func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
