@@ -48,17 +48,25 @@ public struct SearchSettings: Codable, Equatable, Sendable {
 }
 
 /// A scored candidate.
+/// Where a scored candidate came from.
+public enum CandidateOrigin: String, NamedChoice {
+    /// The initial population's members: DeepCache uniform, plain DDIM, random fills.
+    case deepcache, ddim, random
+    /// Children.
+    case mutation, crossover
+}
+
 public struct SearchRecord: Codable, Equatable, Sendable {
     public var candidate: Candidate
     /// How it was made: ddim, deepcache, random, mutation, crossover.
-    public var origin: String
+    public var origin: CandidateOrigin
     public var generation: Int
     public var predictedMs: Double
     public var predictedSpeedup: Double
     /// rFID by sample count ("32", "64").
     public var rfid: [String: Double]
 
-    public init(candidate: Candidate, origin: String, generation: Int, predictedMs: Double, predictedSpeedup: Double, rfid: [String: Double]) {
+    public init(candidate: Candidate, origin: CandidateOrigin, generation: Int, predictedMs: Double, predictedSpeedup: Double, rfid: [String: Double]) {
         self.candidate = candidate; self.origin = origin; self.generation = generation
         self.predictedMs = predictedMs; self.predictedSpeedup = predictedSpeedup; self.rfid = rfid
     }
@@ -109,10 +117,31 @@ public final class EvolutionarySearch {
     /// Polled between evaluations; true stops the search (the state stays consistent).
     public var shouldStop: () -> Bool = { false }
     /// Called after every evaluation and generation, e.g. to save the state and draw progress.
-    public var onUpdate: (SearchState, _ message: String) throws -> Void = { _, _ in }
+    public var onUpdate: (SearchState, SearchUpdate) throws -> Void = { _, _ in }
     private var generationStart = 0.0, clockBase = 0.0
 
-    public struct Stopped: Error {}
+    /// What changed in the state.
+    public enum SearchUpdate: Sendable {
+        /// A candidate was scored on `samples` images.
+        case evaluated(key: String, samples: Int, rfid: Double)
+        /// Generation `index` (0: the initial population) was selected.
+        case generation(index: Int)
+        /// The search ended (all generations, or the time limit).
+        case done
+    }
+
+    /// How `run()` ended.
+    public enum Outcome: Equatable, Sendable {
+        /// Every generation ran, or the time limit was reached: the state is complete.
+        case complete
+        /// `shouldStop` asked to stop; the state is consistent and can be resumed.
+        case stopped
+        /// With `shard` set: this process scored `scored` of the phase's `missing` unscored plans.
+        case shardScored(scored: Int, missing: Int)
+    }
+
+    /// Unwinds `run()` from inside an evaluation (never leaves this type).
+    private enum Unwind: Error { case stopped, shard(scored: Int, missing: Int) }
 
     /// A new search, or one resumed from `resume` (which must have the same settings).
     public init(settings: SearchSettings, space: SearchSpace, cost: CostModel, scorer: CandidateScorer, resume: SearchState? = nil) throws {
@@ -151,16 +180,16 @@ public final class EvolutionarySearch {
 
     /// Scores `c` on `samples` images unless memoised.
     @discardableResult
-    func evaluate(_ c: Candidate, origin: String, generation: Int, samples: Int) throws -> Double {
+    func evaluate(_ c: Candidate, origin: CandidateOrigin, generation: Int, samples: Int) throws -> Double {
         if let s = state.records[c.key]?.score(samples) { return s }
-        if shouldStop() { throw Stopped() }
+        if shouldStop() { throw Unwind.stopped }
         let score = try scorer.rfid(c, samples: samples)
         var record = try state.records[c.key] ?? SearchRecord(candidate: c, origin: origin, generation: generation,
                                                               predictedMs: cost.cost(c), predictedSpeedup: cost.speedup(c), rfid: [:])
         record.rfid[String(samples)] = score
         state.records[c.key] = record
         state.elapsedSeconds = elapsed
-        try onUpdate(state, "\(c.key) rFID@\(samples) \(String(format: "%.3f", score))")
+        try onUpdate(state, .evaluated(key: c.key, samples: samples, rfid: score))
         return score
     }
 
@@ -181,10 +210,10 @@ public final class EvolutionarySearch {
     }
 
     /// The starting population: DeepCache and DDIM members that fit the budget, then random fills.
-    func initialCandidates(using rng: inout SplitMix64) throws -> [(Candidate, String)] {
-        var out: [(Candidate, String)] = []
+    func initialCandidates(using rng: inout SplitMix64) throws -> [(Candidate, CandidateOrigin)] {
+        var out: [(Candidate, CandidateOrigin)] = []
         var seen = Set<String>()
-        func add(_ c: Candidate, _ origin: String) {
+        func add(_ c: Candidate, _ origin: CandidateOrigin) {
             if seen.insert(c.key).inserted { out.append((c, origin)) }
         }
         // DeepCache uniform (every step active) at each grid and N where it fits; the best-fitting first.
@@ -198,29 +227,37 @@ public final class EvolutionarySearch {
             }
         }
         for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(max(1, state.settings.population / 2)) {
-            add(c, "deepcache")
+            add(c, .deepcache)
         }
         // DDIM on the teacher's grid with the most steps that fit, and DDIM on each coarser grid's
         // own timesteps where it fits (the DDIM baseline when its step count is a grid).
         if let n = try space.segmentCounts.reversed().first(where: { try cost.cost(space.ddim(segments: $0)) <= state.budget }) {
-            add(space.ddim(segments: n), "ddim")
+            add(space.ddim(segments: n), .ddim)
         }
         for g in space.grids.dropFirst() where try cost.cost(space.ddim(segments: g, grid: g)) <= state.budget {
-            add(space.ddim(segments: g, grid: g), "ddim")
+            add(space.ddim(segments: g, grid: g), .ddim)
         }
         var tries = 0
         while out.count < state.settings.population && tries < 1000 {
             tries += 1
             guard let r = try cost.repair(space.random(using: &rng), budget: state.budget, space: space, using: &rng) else { continue }
-            add(try fill(r, using: &rng), "random")
+            add(try fill(r, using: &rng), .random)
         }
         return out
     }
 
-    /// Runs generations until done, out of time, or stopped (then throws `Stopped`). With `shard`
-    /// set, stops at the first phase with unscored plans after scoring its slice of them (throws
-    /// `ShardDone`); a shard of count 0 scores nothing (advances a merged state as far as it goes).
-    public func run() throws {
+    /// Runs generations until done, out of time, or stopped. With `shard` set, stops at the first
+    /// phase with unscored plans after scoring its slice of them; a shard of count 0 scores nothing
+    /// (advances a merged state as far as it goes).
+    @discardableResult
+    public func run() throws -> Outcome {
+        do { try generations() } catch Unwind.stopped { return .stopped } catch let Unwind.shard(scored, missing) {
+            return .shardScored(scored: scored, missing: missing)
+        }
+        return .complete
+    }
+
+    func generations() throws {
         clockBase = state.elapsedSeconds
         generationStart = now
         let settings = state.settings
@@ -233,7 +270,7 @@ public final class EvolutionarySearch {
             }
             _ = try evaluatePhase(initial.map { ($0.0, $0.1, 0, settings.samples) })
             select(initial.map { $0.0.key }, generation: 0, evaluated: initial.map { $0.0.key }, rng: rng)
-            try onUpdate(state, "generation 0")
+            try onUpdate(state, .generation(index: 0))
         }
         while state.generations.count <= settings.generations {
             let g = state.generations.count
@@ -253,21 +290,19 @@ public final class EvolutionarySearch {
             _ = try evaluatePhase(children.filter { promoted.contains($0.0.key) }.map { ($0.0, $0.1, g, settings.samples) })
             select(state.population + children.map { $0.0.key }, generation: g, evaluated: children.map { $0.0.key }, rng: rng,
                    seconds: elapsed - started)
-            try onUpdate(state, "generation \(g)")
+            try onUpdate(state, .generation(index: g))
         }
         state.complete = true
         state.elapsedSeconds = elapsed
-        try onUpdate(state, "done")
+        try onUpdate(state, .done)
     }
 
     /// Which slice of each phase's unscored plans this process scores (index in 0..<count).
     public var shard: (index: Int, count: Int)? = nil
 
-    /// A shard scored its slice of a phase; merge the shards' records and run again.
-    public struct ShardDone: Error { public let scored: Int; public let missing: Int }
 
     /// Scores independent evaluations (candidate, origin, generation, samples), in order.
-    func evaluatePhase(_ items: [(Candidate, String, Int, Int)]) throws -> [Double] {
+    func evaluatePhase(_ items: [(Candidate, CandidateOrigin, Int, Int)]) throws -> [Double] {
         if let shard {
             var seen = Set<String>()
             let missing = items.filter { state.records[$0.0.key]?.score($0.3) == nil && seen.insert("\($0.0.key)@\($0.3)").inserted }
@@ -277,7 +312,7 @@ public final class EvolutionarySearch {
                     try evaluate(item.0, origin: item.1, generation: item.2, samples: item.3)
                     scored += 1
                 }
-                throw ShardDone(scored: scored, missing: missing.count)
+                throw Unwind.shard(scored: scored, missing: missing.count)
             }
         }
         return try items.map { try evaluate($0.0, origin: $0.1, generation: $0.2, samples: $0.3) }
@@ -316,9 +351,9 @@ public final class EvolutionarySearch {
     }
 
     /// New, distinct, in-budget children not scored before.
-    func makeChildren(using rng: inout SplitMix64) throws -> [(Candidate, String)] {
+    func makeChildren(using rng: inout SplitMix64) throws -> [(Candidate, CandidateOrigin)] {
         let settings = state.settings
-        var out: [(Candidate, String)] = []
+        var out: [(Candidate, CandidateOrigin)] = []
         // Plans scored in earlier generations (a resumed generation meets its own children again).
         let g = state.generations.count
         var seen = Set(state.records.filter { $0.value.generation < g }.keys)
@@ -337,7 +372,7 @@ public final class EvolutionarySearch {
             if Bool.random(using: &rng) { fitted = try fill(fitted, using: &rng) }
             c = fitted
             guard space.contains(c), seen.insert(c.key).inserted else { continue }
-            out.append((c, crossing ? "crossover" : "mutation"))
+            out.append((c, crossing ? .crossover : .mutation))
         }
         return out
     }

@@ -4,8 +4,9 @@
 // gives the same number for the same plan, teacher, seed and sample count.
 import Engine
 import Foundation
+import GPUKernels
 
-public final class RFIDScorer: CandidateScorer {
+public final class RFIDScorer: SearchEvaluator {
     public let evaluator: RFIDEvaluator
 
     public init(evaluator: RFIDEvaluator) { self.evaluator = evaluator }
@@ -44,4 +45,15 @@ public final class RFIDScorer: CandidateScorer {
 
     /// The teacher's statistics on `samples` images.
     public func teacherStatistics(samples: Int) throws -> FeatureStatistics { try evaluator.teacherStatistics(samples: samples) }
+
+    /// Seconds of one batch of `plan` from the noise of seed + 99 (the search has run its kernels before).
+    public func timeBatch(_ plan: StepPlan) throws -> Double {
+        let pipeline = evaluator.pipeline, noise = GenerationNoise(seed: evaluator.seed &+ 99)
+        try pipeline.unet.stream.finish()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try pipeline.runBatch(plan: plan, noise: noise, batch: 0, count: pipeline.batch)
+        try pipeline.unet.stream.finish()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
 }

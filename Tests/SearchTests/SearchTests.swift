@@ -105,7 +105,7 @@ final class SyntheticScorer: CandidateScorer {
 
     @Test func paretoFront() throws {
         func r(_ s: Double, _ f: Double) -> SearchRecord {
-            SearchRecord(candidate: Candidate(segments: [SegmentGene(active: Int(s * 10), branch: 0)]), origin: "t", generation: 0,
+            SearchRecord(candidate: Candidate(segments: [SegmentGene(active: Int(s * 10), branch: 0)]), origin: .random, generation: 0,
                          predictedMs: 1, predictedSpeedup: s, rfid: ["8": f])
         }
         let front = EvolutionarySearch.paretoFront([r(2, 5), r(3, 6), r(2.5, 4), r(3, 9), r(1.5, 4.5), r(2.6, 7)], samples: 8)
@@ -170,7 +170,7 @@ final class SyntheticScorer: CandidateScorer {
         let scorer = SyntheticScorer()
         let first = try makeSearch(seed: seed, scorer: scorer)
         first.shouldStop = { scorer.calls.count >= 17 }   // mid-generation
-        #expect(throws: EvolutionarySearch.Stopped.self) { try first.run() }
+        #expect(try first.run() == .stopped)
         #expect(!first.state.complete)
         // Through JSON, as the results file carries it.
         let data = try JSONEncoder().encode(first.state)
@@ -210,7 +210,7 @@ extension EvolutionTests {
         let b = try makeSearch(seed: seed, scorer: PrefersDDIM40(), grids: [50, 40])
         try a.run(); try b.run()
         #expect(a.best?.candidate == a.space.ddim(segments: 40, grid: 40), "seed \(seed): best \(a.best?.candidate.key ?? "none")")
-        #expect(a.state.records[a.space.ddim(segments: 40, grid: 40).key]?.origin == "ddim")
+        #expect(a.state.records[a.space.ddim(segments: 40, grid: 40).key]?.origin == .ddim)
         #expect(a.state.population == b.state.population && Set(a.state.records.keys) == Set(b.state.records.keys), "seed \(seed)")
         for r in a.state.records.values {
             #expect(a.space.contains(r.candidate) && r.predictedMs <= a.state.budget, "\(r.candidate.key)")
@@ -238,15 +238,13 @@ extension EvolutionTests {
             for i in 0..<2 {
                 let shard = try makeSearch(seed: seed, scorer: scorers[i], resume: state)
                 shard.shard = (i, 2)
-                do { try shard.run() } catch let done as EvolutionarySearch.ShardDone {
-                    #expect(done.scored <= (done.missing + 1) / 2)
-                }
+                if case let .shardScored(scored, missing) = try shard.run() { #expect(scored <= (missing + 1) / 2) }
                 records.merge(shard.state.records) { a, b in var m = a; m.rfid.merge(b.rfid) { x, _ in x }; return m }
             }
             let coordinator = try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: state)
             coordinator.merge(records)
             coordinator.shard = (0, 0)
-            do { try coordinator.run() } catch is EvolutionarySearch.ShardDone {}
+            try coordinator.run()
             state = coordinator.state
         }
         #expect(state?.population == whole.state.population, "seed \(seed)")
@@ -357,5 +355,132 @@ extension EvolutionTests {
         let sharedBefore = scorer.stepsShared
         let other = try scorer.rfid(onTeacher, samples: 6)
         #expect(scorer.stepsShared == sharedBefore && abs(other - direct) > 1e-6, "teacher grid \(other) vs 8-step grid \(direct)")
+    }
+}
+
+/// The synthetic scorer as a whole evaluator: plans outside the space score by their share of
+/// full steps, statistics are one-dimensional, and a batch takes 1 ms per full step.
+final class SyntheticEvaluator: SearchEvaluator {
+    let scorer = SyntheticScorer()
+    var calls: [String] { scorer.calls }
+    func rfid(_ c: Candidate, samples: Int) throws -> Double { try scorer.rfid(c, samples: samples) }
+    func rfid(plan: StepPlan, samples: Int) throws -> (rfid: Double, statistics: FeatureStatistics) {
+        let r = 1 - Double(plan.fullSteps) / Double(plan.actions.count) + 1 / Double(samples)
+        return (r, FeatureStatistics(mu: [r], sigma: [1]))
+    }
+    func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [try rfid(c, samples: samples)], sigma: [1]) }
+    func teacherStatistics(samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [0], sigma: [1]) }
+    func timeBatch(_ plan: StepPlan) throws -> Double { 0.001 * Double(plan.fullSteps) + 0.0001 * Double(plan.partialSteps) }
+    var stepsRun: Int { calls.count }
+    var stepsShared: Int { 0 }
+    var teacherSeconds: Double { 0 }
+}
+
+@Suite struct SearchSessionTests {
+    let teacher = PlanSampler(scheduler: .ddim, steps: 100)
+
+    func configuration(_ dir: URL, seed: UInt64, mode: SearchConfiguration.Mode = .search, resume: Bool = false,
+                       margin: Double = 0.08) -> SearchConfiguration {
+        var c = SearchConfiguration(target: .speedup(2.5), teacher: teacher, batch: 8, out: dir.appendingPathComponent("search.json"),
+                                    modelName: "synthetic", modelKey: "k", device: "d", features: "f", branchCount: 6)
+        c.samples = 16; c.screenSamples = 8; c.population = 6; c.children = 8; c.generations = 4; c.seed = seed
+        c.segmentCounts = [5, 10, 20, 25]; c.mode = mode; c.resume = resume; c.margin = margin; c.measureRounds = 2
+        return c
+    }
+
+    /// Counts latency measurements.
+    final class Counter { var n = 0 }
+
+    func session(_ c: SearchConfiguration, _ evaluator: SearchEvaluator, dir: URL, measured: Counter) -> SearchSession {
+        SearchSession(configuration: c, evaluator: evaluator,
+                      latencies: LatencySource(table: dir.appendingPathComponent("latency.json"), fingerprint: "x") {
+                          measured.n += 1
+                          return try syntheticLatencies()
+                      })
+    }
+
+    func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("search-session-\(freshSeed())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A whole search: latencies measured once into the table (then read from it), the report with
+    /// the baselines and measured speed-ups, the picture; an interrupted search resumes to the same result.
+    @Test func runsReportsAndResumes() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let seed = freshSeed()
+        let measured = Counter()
+        var events: [String] = []
+        let whole = try session(configuration(dir, seed: seed), SyntheticEvaluator(), dir: dir, measured: measured).run { event in
+            if case .latencies(let origin, _) = event { events.append("\(origin)") }
+            return .proceed
+        }
+        guard case .finished(let result) = whole else { Issue.record("outcome \(whole)"); return }
+        #expect(events == ["measuredNow"])
+        #expect(result.entries.map(\.name).first == "best" && result.entries.contains { $0.name == "ddim 37 steps" })
+        #expect(result.entries.contains { $0.name.hasPrefix("deepcache") })
+        #expect(result.entries.allSatisfy { $0.measuredSpeedup != nil && $0.predictedSpeedup >= 2.5 * 1.08 - 1e-9 })
+        #expect(abs(result.entries.first { $0.name == "ddim 37 steps" }!.measuredSpeedup! - 100.0 / 37) < 1e-9)
+        #expect(FileManager.default.fileExists(atPath: result.svg.path))
+        let saved = try SearchReport.load(from: dir.appendingPathComponent("search.json"))
+        #expect(saved.bestPlan == result.report.bestPlan && saved.state.complete && saved.baselines.count == result.entries.count - 1)
+        let bestPopulation = saved.state.population
+
+        // Stopped mid-search by its handler, then resumed (latencies from the results file, none measured).
+        let other = try tempDir()
+        defer { try? FileManager.default.removeItem(at: other) }
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("latency.json"), to: other.appendingPathComponent("latency.json"))
+        let evaluator = SyntheticEvaluator()
+        events = []
+        let stopped = try session(configuration(other, seed: seed), evaluator, dir: other, measured: measured).run { event in
+            if case .latencies(let origin, _) = event { events.append("\(origin)") }
+            return evaluator.calls.count >= 17 ? .stop : .proceed
+        }
+        guard case .interrupted(let scored) = stopped else { Issue.record("outcome \(stopped)"); return }
+        #expect(scored >= 1 && events.count == 1 && events[0].hasPrefix("table"), "\(events)")
+        #expect(!(try SearchReport.load(from: other.appendingPathComponent("search.json"))).state.complete)
+        let resumed = try session(configuration(other, seed: seed, resume: true), evaluator, dir: other, measured: measured).run()
+        guard case .finished(let again) = resumed else { Issue.record("outcome \(resumed)"); return }
+        #expect(again.report.state.population == bestPopulation, "seed \(seed)")
+        #expect(measured.n == 1, "latencies are measured once, then read from the table or the results file")
+        // A results file continues only with its own margin and identity.
+        #expect(throws: ModelError.self) { _ = try session(configuration(other, seed: seed, resume: true, margin: 0.1), evaluator, dir: other, measured: measured).run() }
+        var foreign = configuration(other, seed: seed, resume: true)
+        foreign.modelKey = "another"
+        #expect(throws: ModelError.self) { _ = try session(foreign, evaluator, dir: other, measured: measured).run() }
+    }
+
+    /// Shards over two evaluators, merged after each phase, end where one process ends; the shard
+    /// refuses to start before a merge created the results file.
+    @Test func shardsAndMergeMatchOneProcess() throws {
+        let dir = try tempDir(), one = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir); try? FileManager.default.removeItem(at: one) }
+        let seed = freshSeed()
+        let measured = Counter()
+        guard case .finished(let single) = try session(configuration(one, seed: seed), SyntheticEvaluator(), dir: one, measured: measured).run() else {
+            Issue.record("single run did not finish"); return
+        }
+        #expect(throws: ModelError.self) { _ = try session(configuration(dir, seed: seed, mode: .shard(index: 0, count: 2)), SyntheticEvaluator(), dir: dir, measured: measured).run() }
+        var complete = false, rounds = 0
+        while !complete && rounds < 100 {
+            rounds += 1
+            let merged = try session(configuration(dir, seed: seed, mode: .merge), SyntheticEvaluator(), dir: dir, measured: measured).run()
+            guard case .merged(_, let done, _, _) = merged else { Issue.record("outcome \(merged)"); return }
+            complete = done
+            if done { break }
+            for i in 0..<2 {
+                let shard = try session(configuration(dir, seed: seed, mode: .shard(index: i, count: 2)), SyntheticEvaluator(), dir: dir, measured: measured).run()
+                guard case .shardScored(let scored, let missing, _) = shard else { Issue.record("outcome \(shard)"); return }
+                #expect(scored <= (missing + 1) / 2)
+            }
+        }
+        #expect(complete, "the sharded search does not finish")
+        guard case .finished(let result) = try session(configuration(dir, seed: seed, resume: true), SyntheticEvaluator(), dir: dir, measured: measured).run() else {
+            Issue.record("the report after the shards did not finish"); return
+        }
+        #expect(result.report.state.population == single.report.state.population, "seed \(seed)")
+        #expect(result.report.bestPlan == single.report.bestPlan)
     }
 }

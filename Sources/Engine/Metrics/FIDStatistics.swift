@@ -70,3 +70,19 @@ public final class FIDStatistics {
         }
     }
 }
+
+extension FIDStatistics {
+    /// Statistics of the images at `path` (a .npz of pytorch-fid's statistics is read as it is),
+    /// cached under ~/.cache/flexiffusion/real-stats by path and feature network. `progress` gets
+    /// (images done, total) when they are computed.
+    public func cachedStatistics(of path: String, progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
+        if path.hasSuffix(".npz") { return try FeatureStatistics.loadNPZ(path) }
+        let key = FNV1a.hex("real-stats v1|\(path)|\(extractor.name)|\(extractor.fingerprint)")
+        let cache = flexiffusionCacheDirectory().appendingPathComponent("real-stats/\(key).npz")
+        if let s = try? FeatureStatistics.loadNPZ(cache.path) { return s }
+        let s = try statistics(of: try ImageSet.load(path), progress: progress)
+        try FileManager.default.createDirectory(at: cache.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try s.saveNPZ(cache.path)
+        return s
+    }
+}

@@ -1,0 +1,404 @@
+// A whole `flexiffusion search` as a library call: resume checks, latencies (from the results file,
+// the latency table, or measured now), the evolutionary search with a results file rewritten after
+// every evaluation, shards and their merge, the baselines, timing rounds, the report and its
+// picture. Progress is a typed event whose handler may stop the search; how it ended is a value.
+// The evaluator is a protocol, so that all of it runs with an analytic scorer and no device.
+import Engine
+import Foundation
+
+/// What the session needs of the engine: candidate and plan scores, statistics and batch timings.
+public protocol SearchEvaluator: CandidateScorer {
+    /// rFID and statistics of any plan (a baseline); a plan equal to a scored candidate's reuses its work.
+    func rfid(plan: StepPlan, samples: Int) throws -> (rfid: Double, statistics: FeatureStatistics)
+    /// Statistics of candidate `c` on `samples` images (after `rfid(c, samples:)`).
+    func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics
+    /// The teacher's statistics on `samples` images.
+    func teacherStatistics(samples: Int) throws -> FeatureStatistics
+    /// Seconds of one batch of `plan` from fresh noise (its kernels compiled before).
+    func timeBatch(_ plan: StepPlan) throws -> Double
+    /// Sampler steps run and skipped by shared prefixes for candidates; seconds of teacher batches.
+    var stepsRun: Int { get }
+    var stepsShared: Int { get }
+    var teacherSeconds: Double { get }
+}
+
+/// Everything a search is asked to do (what `flexiffusion search`'s options say).
+public struct SearchConfiguration: Sendable {
+    public enum Target: Sendable, Equatable { case speedup(Double), latencyMs(Double) }
+    public enum Grids: Sendable, Equatable { case auto, none, steps([Int]) }
+    public enum Mode: Sendable, Equatable { case search, shard(index: Int, count: Int), merge }
+
+    public var target: Target
+    /// Plans must be predicted (1 + margin) × the requested speed-up.
+    public var margin = 0.08
+    /// The teacher's sampler (DDIM, every step full).
+    public var teacher: PlanSampler
+    public var batch: Int
+    public var samples = 64
+    /// Images children are screened on (nil: one batch).
+    public var screenSamples: Int?
+    public var population = 8, children = 8, generations = 6
+    public var mutationProbability = 0.25, crossoverFraction = 0.25
+    public var seed: UInt64 = 0
+    /// Segment counts N (filtered to 1…steps, and to divisors of the steps with `divisorsOnly`).
+    public var segmentCounts: [Int] = Array(4...50)
+    public var divisorsOnly = false
+    public var grids: Grids = .auto
+    public var useMACs = false
+    /// Start no generation that would end after this many minutes (nil: no limit).
+    public var maxMinutes: Double?
+    /// Timed rounds of each plan beside a teacher batch (0: none).
+    public var measureRounds = 1
+    public var measureFront = false
+    /// The results file, and the picture (nil: the results file's stem with .svg).
+    public var out: URL
+    public var svg: URL?
+    public var resume = false
+    public var mode: Mode = .search
+    /// Who made the search (checked when a results file is continued).
+    public var modelName: String, modelKey: String, device: String, features: String
+    public var branchCount: Int
+
+    public init(target: Target, teacher: PlanSampler, batch: Int, out: URL, modelName: String, modelKey: String,
+                device: String, features: String, branchCount: Int) {
+        self.target = target; self.teacher = teacher; self.batch = batch; self.out = out
+        self.modelName = modelName; self.modelKey = modelKey; self.device = device; self.features = features; self.branchCount = branchCount
+    }
+
+    /// The results file's path without .json.
+    public var stem: String { out.path.hasSuffix(".json") ? String(out.path.dropLast(5)) : out.path }
+    public var svgURL: URL { svg ?? URL(fileURLWithPath: stem + ".svg") }
+    public func shardFile(_ index: Int, of count: Int) -> URL { URL(fileURLWithPath: "\(stem).shard-\(index)-of-\(count).json") }
+
+    /// Plain DDIM's step count for a target speed-up: as many full steps as it allows.
+    public static func ddimSteps(steps: Int, target: Double) -> Int { max(1, Int((Double(steps) / target).rounded(.down))) }
+
+    /// The segment counts searched.
+    public func counts() throws -> [Int] {
+        var c = segmentCounts.filter { $0 >= 1 && $0 <= teacher.steps }
+        if divisorsOnly { c = c.filter { teacher.steps % $0 == 0 } }
+        guard !c.isEmpty else { throw ModelError("the segment counts \(segmentCounts) leave none for \(teacher.steps) steps") }
+        return c
+    }
+
+    /// The coarser grids for a target speed-up (`target`, margin included).
+    public func gridSteps(target: Double) throws -> [Int] {
+        let steps = teacher.steps
+        switch grids {
+        case .none: return []
+        case .auto: return Array(Set([steps / 2, Self.ddimSteps(steps: steps, target: target)])).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
+        case .steps(let list):
+            guard !list.isEmpty, list.allSatisfy({ (1..<steps).contains($0) }) else {
+                throw ModelError("grids \(list): give step counts below the teacher's \(steps)")
+            }
+            return Array(Set(list)).sorted(by: >)
+        }
+    }
+}
+
+/// Where a search's step latencies come from.
+public struct LatencySource {
+    public var table: URL
+    public var fingerprint: String
+    /// Measures them when the table has none for this device, model and batch.
+    public var measure: () throws -> StepLatencies
+
+    public init(table: URL, fingerprint: String, measure: @escaping () throws -> StepLatencies) {
+        self.table = table; self.fingerprint = fingerprint; self.measure = measure
+    }
+}
+
+/// What a session reports while it runs.
+public enum SearchEvent {
+    public enum LatencyOrigin: Sendable { case resultsFile, table(measured: String), measuredNow }
+    /// The latencies used, and where they came from (`table` names the file).
+    case latencies(LatencyOrigin, table: URL)
+    /// The search starts (or continues): its constraint and space.
+    case started(SearchStart)
+    /// The results file is replaced by a new search.
+    case replacing(URL)
+    /// After every evaluation and generation.
+    case progress(SearchProgress)
+    case scoringBaselines(ddimSteps: Int)
+    case timing(rounds: Int, plans: Int)
+    /// No real images: FID against real data is left out.
+    case noRealData
+}
+
+public struct SearchStart: Sendable {
+    public var target: Double, requested: Double, margin: Double, budget: Double, useMACs: Bool
+    public var teacher: PlanSampler, batch: Int, segmentCounts: [Int], grids: [Int], branches: Int
+    public var samples: Int, screenSamples: Int, seed: UInt64, device: String
+}
+
+public struct SearchProgress: Sendable {
+    /// Generations selected so far (1 after the initial population) and the last one's index.
+    public var generationsDone: Int, generations: Int
+    public var bestRFID: Double?
+    public var scored: Int
+    public var elapsed: Double
+    /// Seconds left, from the time per generation so far and the time limit (nil before generation 0).
+    public var eta: Double?
+    public var update: EvolutionarySearch.SearchUpdate
+}
+
+/// What a progress handler says.
+public enum SearchControl: Sendable { case proceed, stop }
+
+/// One plan of the final report, with its plan for timing.
+public struct SearchResult {
+    public var report: SearchReport
+    public var entries: [ReportEntry]
+    public var teacher: ReportEntry
+    public var best: SearchRecord
+    public var ddimSteps: Int
+    /// Whether the best plan is the DDIM baseline itself.
+    public var bestIsDDIM: Bool
+    public var scored: Int
+    public var seconds: Double
+    public var teacherSeconds: Double
+    public var svg: URL
+}
+
+public enum SearchOutcome {
+    case finished(SearchResult)
+    /// Stopped by the progress handler; the results file holds `scored` plans and can be resumed.
+    case interrupted(scored: Int)
+    /// A shard scored `scored` of its phase's `missing` plans into `file` (0 of 0: the search is complete).
+    case shardScored(scored: Int, missing: Int, file: URL)
+    /// Shard files merged: the search is complete, or `missing` plans wait in its next phase.
+    case merged(files: Int, complete: Bool, generation: Int, missing: Int)
+}
+
+public final class SearchSession {
+    public let configuration: SearchConfiguration
+    public let evaluator: SearchEvaluator
+    let latencySource: LatencySource
+    let realStatistics: () throws -> FeatureStatistics?
+
+    /// `realStatistics` gives the statistics of real images for FID (nil: none).
+    public init(configuration: SearchConfiguration, evaluator: SearchEvaluator, latencies: LatencySource,
+                realStatistics: @escaping () throws -> FeatureStatistics? = { nil }) {
+        self.configuration = configuration; self.evaluator = evaluator; self.latencySource = latencies; self.realStatistics = realStatistics
+    }
+
+    public func run(_ handler: (SearchEvent) -> SearchControl = { _ in .proceed }) throws -> SearchOutcome {
+        try withoutActuallyEscaping(handler) { try run(reporting: $0) }
+    }
+
+    func run(reporting handler: @escaping (SearchEvent) -> SearchControl) throws -> SearchOutcome {
+        let c = configuration
+        guard c.margin >= 0 && c.margin < 1 else { throw ModelError("margin \(c.margin): give a fraction in [0, 1), e.g. 0.08") }
+        guard c.batch > 0, c.samples >= 2 else { throw ModelError("samples must be at least 2 and the batch positive") }
+        let screen = c.screenSamples ?? min(c.batch, c.samples)
+        guard screen >= 2, screen <= c.samples else { throw ModelError("screen samples (\(screen)) must be 2…samples (\(c.samples))") }
+        if case .latencyMs = c.target, c.useMACs { throw ModelError("a latency target needs measured latencies; price by MACs with a speed-up target") }
+        let counts = try c.counts()
+        let distributed = c.mode != .search
+        let exists = FileManager.default.fileExists(atPath: c.out.path)
+        let previous = c.resume || (distributed && exists) ? try SearchReport.load(from: c.out) : nil
+        if let previous {
+            if (previous.margin ?? 0) != c.margin {
+                throw ModelError("\(c.out.path) was searched with margin \(previous.margin ?? 0) (files made before the margin existed have 0); continue it with that margin")
+            }
+            if previous.modelKey != c.modelKey || previous.device != c.device || previous.features != c.features
+                || previous.batch != c.batch || previous.sampler != c.teacher {
+                throw ModelError("\(c.out.path) was made for another model, device, feature network, batch or teacher; start a new file")
+            }
+        }
+        if case .shard = c.mode, previous == nil {
+            throw ModelError("\(c.out.path) does not exist: create it first with a merge (same options), so that every shard uses its latencies")
+        }
+        if !c.resume && !distributed && exists { _ = handler(.replacing(c.out)) }
+
+        // Latencies: the results file's, else the table's, else measured now and added to the table.
+        let latencies: StepLatencies
+        if let previous {
+            latencies = previous.latencies
+            _ = handler(.latencies(.resultsFile, table: latencySource.table))
+        } else {
+            var table = try LatencyTable.load(from: latencySource.table, missingOK: true)
+            if let e = table.lookup(device: c.device, fingerprint: latencySource.fingerprint, batch: c.batch) {
+                latencies = e
+                _ = handler(.latencies(.table(measured: e.measured), table: latencySource.table))
+            } else {
+                _ = handler(.latencies(.measuredNow, table: latencySource.table))
+                latencies = try latencySource.measure()
+                table.insert(latencies, device: c.device)
+                try table.write(to: latencySource.table)
+            }
+        }
+        let cost = CostModel(latencies: latencies, sampler: c.teacher, useMACs: c.useMACs)
+        let requested: Double
+        switch c.target {
+        case .speedup(let x): requested = x
+        case .latencyMs(let ms): requested = cost.teacherCost / ms
+        }
+        guard requested > 1 else { throw ModelError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
+        let target = requested * (1 + c.margin)
+        let coarse = try c.gridSteps(target: target)
+        if let previous, Set(previous.state.settings.grids ?? []) != Set(coarse) {
+            let had = previous.state.settings.grids.map { $0.map(String.init).joined(separator: ",") } ?? "none"
+            throw ModelError("\(c.out.path) was searched with grids \(had) (files made before grids existed have none); continue it with those")
+        }
+        let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse)
+        let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: screen, population: c.population, children: c.children,
+                                      generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
+                                      seed: c.seed, segmentCounts: counts, grids: coarse, useMACs: c.useMACs, maxSeconds: c.maxMinutes.map { $0 * 60 })
+        let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
+        var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
+                                  features: c.features, latencies: latencies, state: search.state)
+        report.requestedSpeedup = requested; report.margin = c.margin
+        // (A resumed search adds to the steps its file counted before.)
+        let (stepsBefore, sharedBefore) = (previous?.stepsRun ?? 0, previous?.stepsShared ?? 0)
+        report.stepsRun = stepsBefore; report.stepsShared = sharedBefore
+
+        switch c.mode {
+        case .shard(let index, let count): return try runShard(search, index: index, count: count)
+        case .merge: return try runMerge(search, report: &report)
+        case .search: break
+        }
+
+        _ = handler(.started(SearchStart(target: target, requested: requested, margin: c.margin, budget: search.state.budget, useMACs: c.useMACs,
+                                         teacher: c.teacher, batch: c.batch, segmentCounts: counts, grids: space.grids, branches: c.branchCount,
+                                         samples: c.samples, screenSamples: screen, seed: c.seed, device: c.device)))
+        var stopRequested = false
+        search.shouldStop = { stopRequested }
+        let started = Date()
+        search.onUpdate = { [unowned search] state, update in
+            report.state = state
+            report.stepsRun = stepsBefore + self.evaluator.stepsRun; report.stepsShared = sharedBefore + self.evaluator.stepsShared
+            if let best = search.best {
+                report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(c.samples))
+                report.bestPlan = try best.candidate.plan(c.teacher)
+            }
+            try report.write(to: c.out)
+            let g = state.generations.count, total = settings.generations + 1
+            let elapsed = Date().timeIntervalSince(started)
+            var eta: Double? = nil
+            if g > 0 {
+                eta = max(0, elapsed / Double(g) * Double(total - g))
+                if let limit = settings.maxSeconds { eta = min(eta!, max(0, limit - state.elapsedSeconds)) }
+            }
+            let progress = SearchProgress(generationsDone: min(g, total), generations: total, bestRFID: report.best?.rfid,
+                                          scored: state.records.count, elapsed: elapsed, eta: eta, update: update)
+            if handler(.progress(progress)) == .stop { stopRequested = true }
+        }
+        if try search.run() == .stopped { return .interrupted(scored: search.state.records.count) }
+        guard let best = search.best else { throw ModelError("the search scored no plan") }
+        return .finished(try finish(search, best: best, report: report, target: target, requested: requested,
+                                      before: (stepsBefore, sharedBefore), handler: handler))
+    }
+
+    /// The Pareto front, the baselines, FID against real data, measured speed-ups, the report and picture.
+    func finish(_ search: EvolutionarySearch, best: SearchRecord, report: SearchReport, target: Double, requested: Double,
+                before: (run: Int, shared: Int), handler: (SearchEvent) -> SearchControl) throws -> SearchResult {
+        let c = configuration, samples = c.samples, steps = c.teacher.steps
+        var report = report
+        let records = Array(search.state.records.values)
+        let front = EvolutionarySearch.paretoFront(records, samples: samples)
+        report.pareto = try front.map {
+            ReportEntry(name: $0.origin.rawValue, key: $0.candidate.key, predictedSpeedup: $0.predictedSpeedup, rfid: $0.score(samples),
+                        plan: try $0.candidate.plan(c.teacher))
+        }
+        let real = try realStatistics()
+        if real == nil { _ = handler(.noRealData) }
+        func fid(_ s: FeatureStatistics) throws -> Double? { try real.map { try frechetDistance(s, $0) } }
+
+        let bestPlan = try best.candidate.plan(c.teacher)
+        var entries: [(entry: ReportEntry, plan: StepPlan)] = []
+        entries.append((ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples),
+                                    fid: try fid(evaluator.statistics(best.candidate, samples: samples)), plan: bestPlan), bestPlan))
+        // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid (a member
+        // of the space when that step count is one of its grids: then its scores are reused).
+        let ddimSteps = SearchConfiguration.ddimSteps(steps: steps, target: target)
+        let ddimPlan = try StepPlan.ddim(steps: ddimSteps, eta: c.teacher.eta)
+        let ddimMember = search.space.ddim(segments: ddimSteps, grid: ddimSteps)
+        let ddimKey = search.space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
+        _ = handler(.scoringBaselines(ddimSteps: ddimSteps))
+        let ddim = try evaluator.rfid(plan: ddimPlan, samples: samples)
+        entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
+                                    rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan))
+        // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
+        // on the teacher's grid or a coarser one.
+        if let dc = records.filter({ $0.origin == .deepcache && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
+            let onSampler = dc.candidate.sampler(c.teacher), g = onSampler.steps
+            let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
+            let plan = try StepPlan.deepCacheUniform(onSampler, interval: L, branch: b)
+            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + (g == steps ? "" : " on DDIM \(g)"), key: dc.candidate.key,
+                                        predictedSpeedup: dc.predictedSpeedup, rfid: dc.score(samples),
+                                        fid: try fid(evaluator.statistics(dc.candidate, samples: samples)), plan: plan), plan))
+        }
+        let teacherPlan = StepPlan.teacher(c.teacher)
+        var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
+                                       fid: try fid(evaluator.teacherStatistics(samples: samples)), plan: nil)
+        if c.measureRounds > 0 {
+            // Rounds alternate the teacher with every plan; each plan's speed-up is the median over
+            // rounds of (teacher seconds / plan seconds) in the same round, which cancels slow drift.
+            var timed = entries.map(\.plan)
+            if c.measureFront { timed += report.pareto.map { $0.plan! } }
+            _ = handler(.timing(rounds: c.measureRounds, plans: timed.count))
+            var ratios = Array(repeating: [Double](), count: timed.count)
+            for _ in 0..<c.measureRounds {
+                for (i, plan) in timed.enumerated() {
+                    let teacherSeconds = try evaluator.timeBatch(teacherPlan)
+                    ratios[i].append(teacherSeconds / (try evaluator.timeBatch(plan)))
+                }
+            }
+            teacherEntry.measuredSpeedup = 1
+            for i in entries.indices { entries[i].entry.measuredSpeedup = median(ratios[i]) }
+            if c.measureFront {
+                for i in report.pareto.indices { report.pareto[i].measuredSpeedup = median(ratios[entries.count + i]) }
+            }
+        }
+        report.best = entries[0].entry
+        report.bestPlan = bestPlan
+        report.baselines = entries.dropFirst().map(\.entry)
+        report.teacher = teacherEntry
+        report.stepsRun = before.run + evaluator.stepsRun; report.stepsShared = before.shared + evaluator.stepsShared
+        try report.write(to: c.out)
+        let picture = ParetoPlot.svg(
+            candidates: records.compactMap { r in r.score(samples).map { (r.predictedSpeedup, $0) } },
+            front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
+            best: (best.predictedSpeedup, best.score(samples)!),
+            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) } + [("teacher", 1, 0)],
+            target: target, requested: requested, title: "flexiffusion search: \(c.modelName), \(steps)-step DDIM, \(samples) samples")
+        try writeAtomically(Data(picture.utf8), to: c.svgURL.path)
+        return SearchResult(report: report, entries: entries.map(\.entry), teacher: teacherEntry, best: best, ddimSteps: ddimSteps,
+                            bestIsDDIM: best.candidate.key == ddimKey, scored: records.count, seconds: search.state.elapsedSeconds,
+                            teacherSeconds: evaluator.teacherSeconds, svg: c.svgURL)
+    }
+
+    /// One shard: score this slice of the first phase with unscored plans, into the shard file.
+    func runShard(_ search: EvolutionarySearch, index: Int, count: Int) throws -> SearchOutcome {
+        let file = configuration.shardFile(index, of: count)
+        let known = Set(search.state.records.map { "\($0.key)@\($0.value.rfid.keys.sorted())" })
+        search.shard = (index, count)
+        search.onUpdate = { state, _ in
+            // Only what this shard scored travels in its file (the merge takes the union).
+            let mine = state.records.filter { !known.contains("\($0.key)@\($0.value.rfid.keys.sorted())") }
+            try ShardFile(shard: index, count: count, records: mine).write(to: file)
+        }
+        if case let .shardScored(scored, missing) = try search.run() { return .shardScored(scored: scored, missing: missing, file: file) }
+        return .shardScored(scored: 0, missing: 0, file: file)
+    }
+
+    /// Merges every shard file beside the results file and advances the search without scoring anything.
+    func runMerge(_ search: EvolutionarySearch, report: inout SearchReport) throws -> SearchOutcome {
+        let stem = URL(fileURLWithPath: configuration.stem)
+        let dir = stem.deletingLastPathComponent()
+        let prefix = stem.lastPathComponent + ".shard-"
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".json") }.sorted()
+        for name in files { search.merge(try ShardFile.load(from: dir.appendingPathComponent(name)).records) }
+        search.shard = (0, 0)
+        var missing = 0
+        if case let .shardScored(_, m) = try search.run() { missing = m }
+        report.state = search.state
+        if let best = search.best {
+            report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(configuration.samples))
+            report.bestPlan = try best.candidate.plan(report.sampler)
+        }
+        try report.write(to: configuration.out)
+        return .merged(files: files.count, complete: search.state.complete, generation: search.state.generations.count, missing: missing)
+    }
+}

@@ -1,0 +1,63 @@
+// The search's side of the terminal: Ctrl-C handling and its progress events on standard error.
+import Foundation
+import Search
+
+/// Ctrl-C: the first asks the search to stop at the next evaluation (the results file stays valid);
+/// a second ends the process.
+final class Interrupt: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    private let source: DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            self.lock.lock(); self.count += 1; let n = self.count; self.lock.unlock()
+            if n > 1 { Foundation.exit(130) }
+        }
+        source.resume()
+    }
+
+    var requested: Bool { lock.lock(); defer { lock.unlock() }; return count > 0 }
+}
+
+/// The search's events on standard error: one redrawn line on a terminal, a line per generation when piped.
+final class SearchDisplay {
+    let interactive = isatty(2) != 0
+    private var drawn = false
+    private var lastPlain = 0.0
+
+    func show(_ event: SearchEvent) {
+        switch event {
+        case .replacing(let url): say("note: \(url.path) exists and will be replaced (use --resume to continue it)")
+        case .latencies(.resultsFile, _): break
+        case .latencies(.table(let measured), let table): say("latencies: \(table.path) (measured \(measured))")
+        case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (flexiffusion profile)…")
+        case .started(let s):
+            say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, %d branches, %d samples (screen %d), seed %llu on %@",
+                       s.target, s.teacher.steps, s.requested, s.margin * 100, s.budget, s.useMACs ? "MACs" : "ms", s.batch, s.segmentCounts.count,
+                       s.grids.map(String.init).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
+        case .progress(let p):
+            let done = max(0, p.generationsDone - 1), total = p.generations - 1
+            let figures = String(format: "generation %d/%d  best rFID %@  %d scored  %.0f s%@", done, total,
+                                 p.bestRFID.map { String(format: "%.3f", $0) } ?? "–", p.scored, p.elapsed,
+                                 p.eta.map { String(format: ", ETA %.0f s", $0) } ?? "")
+            if interactive {
+                let bar = String(repeating: "█", count: 20 * p.generationsDone / max(1, p.generations))
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(bar.padding(toLength: 20, withPad: "·", startingAt: 0)) \(figures)".utf8))
+                drawn = true
+            } else if case .done = p.update {
+            } else if case .evaluated = p.update, p.elapsed - lastPlain < 15 {
+            } else {
+                lastPlain = p.elapsed
+                say(figures)
+            }
+        case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM \(n) steps, the best DeepCache uniform plan…")
+        case .timing(let rounds, let plans): say("timing \(rounds) round(s) of \(plans) plans, one batch each beside a teacher batch…")
+        case .noRealData: finish(); say("no --real images: FID against real data is left out")
+        }
+    }
+
+    func finish() { if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false } }
+}
