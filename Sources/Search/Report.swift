@@ -25,10 +25,12 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     }
 }
 
-public struct SearchReport: Codable, Sendable {
+public struct SearchReport: VersionedJSONFile, Sendable {
     public static let format = "flexiffusion-search"
+    public static let version = 1
+    public static let kind = "flexiffusion search results file"
     public var format = SearchReport.format
-    public var version = 1
+    public var version = SearchReport.version
     public var model: String
     public var modelKey: String
     public var device: String
@@ -58,21 +60,6 @@ public struct SearchReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case format, version, model, modelKey = "model_key", device, sampler, batch, features, latencies
         case bestPlan = "best_plan", best, pareto, baselines, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", state
-    }
-
-    public static func load(from url: URL) throws -> SearchReport {
-        let report = try decodeJSONFile(SearchReport.self, from: url, what: "flexiffusion search results file")
-        guard report.format == format, report.version == 1 else {
-            throw ModelError("\(url.path): format \(report.format) version \(report.version) is not search results this build reads")
-        }
-        return report
-    }
-
-    /// Writes the file atomically (a temporary file renamed over it).
-    public func write(to url: URL) throws {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(e.encode(self), to: url.path)
     }
 }
 
@@ -153,35 +140,16 @@ public enum ParetoPlot {
 }
 
 /// What one shard scored: merged into the search by `--merge`.
-public struct ShardFile: Codable, Sendable {
+public struct ShardFile: VersionedJSONFile, Sendable {
     public static let format = "flexiffusion-search-shard"
+    public static let version = 1
+    public static let kind = "flexiffusion search shard file"
     public var format = ShardFile.format
-    public var version = 1
+    public var version = ShardFile.version
     public var shard: Int, count: Int
     public var records: [String: SearchRecord]
 
     public init(shard: Int, count: Int, records: [String: SearchRecord]) {
         self.shard = shard; self.count = count; self.records = records
-    }
-
-    public static func load(from url: URL) throws -> ShardFile {
-        let file = try decodeJSONFile(ShardFile.self, from: url, what: "flexiffusion search shard file")
-        guard file.format == format, file.version == 1 else { throw ModelError("\(url.path): not a shard file this build reads") }
-        return file
-    }
-
-    public func write(to url: URL) throws {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(e.encode(self), to: url.path)
-    }
-}
-
-/// Reads `url` as `T`; the errors name the file and `what` it should have been.
-func decodeJSONFile<T: Decodable>(_ type: T.Type, from url: URL, what: String) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(what) \(url.path): \(error.localizedDescription)") }
-    do { return try JSONDecoder().decode(T.self, from: data) } catch {
-        throw ModelError("\(url.path) is not a \(what) (\(error))")
     }
 }

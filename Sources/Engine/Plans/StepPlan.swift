@@ -83,9 +83,10 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
 
 /// A sampler, its step count, and one action per step. On disk: JSON with `format`, `version`,
 /// `sampler`, `description` and `actions` (strings, see `StepAction.description`).
-public struct StepPlan: Codable, Equatable, Sendable {
+public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     public static let format = "flexiffusion-step-plan"
     public static let version = 1
+    public static let kind = "step plan"
 
     public var sampler: PlanSampler
     public var actions: [StepAction]
@@ -99,15 +100,10 @@ public struct StepPlan: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey { case format, version, sampler, description, actions }
 
     public init(from decoder: Decoder) throws {
+        // (Also checked here, not only by `load`: plans sit inside search results files too.)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let format = try c.decodeIfPresent(String.self, forKey: .format)
-        guard format == StepPlan.format else {
-            throw ModelError("not a step plan: \"format\" is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(StepPlan.format)\"")
-        }
-        let version = try c.decode(Int.self, forKey: .version)
-        guard version == StepPlan.version else {
-            throw ModelError("step plan version \(version) is not supported (this build reads version \(StepPlan.version))")
-        }
+        try Self.checkHeader(["format": try c.decodeIfPresent(String.self, forKey: .format) as Any,
+                              "version": try c.decodeIfPresent(Int.self, forKey: .version) as Any])
         sampler = try c.decode(PlanSampler.self, forKey: .sampler)
         description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
         let raw = try c.decode([String].self, forKey: .actions)
@@ -130,39 +126,25 @@ public struct StepPlan: Codable, Equatable, Sendable {
     /// Reads and checks a plan file (structure only; `validate(branchCount:)` checks it against a model).
     /// A `flexiffusion search` results file gives its best plan.
     public static func load(from url: URL) throws -> StepPlan {
-        var data: Data
+        let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ModelError("cannot read step plan \(url.path): \(error.localizedDescription)")
         }
-        if let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == "flexiffusion-search" {
-            guard let best = raw["best_plan"], !(best is NSNull) else {
-                throw ModelError("\(url.path): the search has not scored a plan yet (no best_plan)")
+        do {
+            var plan: StepPlan
+            if let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == "flexiffusion-search" {
+                guard let best = raw["best_plan"], !(best is NSNull) else { throw ModelError("the search has not scored a plan yet (no best_plan)") }
+                plan = try decode(try JSONSerialization.data(withJSONObject: best))
+            } else {
+                plan = try decode(data)
             }
-            data = try JSONSerialization.data(withJSONObject: best)
-        }
-        let plan: StepPlan
-        do { plan = try JSONDecoder().decode(StepPlan.self, from: data) } catch let e as ModelError {
-            throw ModelError("\(url.path): \(e.message)")
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            throw ModelError("\(url.path): missing \"\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))\"")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw ModelError("\(url.path): wrong type at \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\": \(ctx.debugDescription)")
-        } catch {
-            throw ModelError("\(url.path): not a valid step plan (\(error))")
-        }
-        do { try plan.validate() } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") }
-        return plan
-    }
-
-    /// The plan as pretty-printed JSON.
-    public func jsonData() throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try e.encode(self)
+            try plan.validate()
+            return plan
+        } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") }
     }
 
     /// Writes the plan (to a temporary file, then renamed).
-    public func write(to path: String) throws { try writeAtomically(jsonData(), to: path) }
+    public func write(to path: String) throws { try write(to: URL(fileURLWithPath: path)) }
 
     /// Checks what a plan must satisfy on its own and, given `branchCount`, against a model.
     public func validate(branchCount: Int? = nil) throws {

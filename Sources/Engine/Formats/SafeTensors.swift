@@ -4,12 +4,6 @@
 import Foundation
 
 /// A problem with a model or tensor file, named for the user.
-public struct ModelError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 public enum SafeTensorsDType: String, Sendable {
     case F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL
 
@@ -158,25 +152,5 @@ public enum SafeTensorsWriter {
             }
         }
         try writeAtomically(out, to: path)
-    }
-}
-
-/// Writes `data` to a temporary file beside `path`, then renames it into place, so that a failure
-/// never leaves a half-written file under the user's name.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent()
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
-        throw ModelError("cannot write \(path): folder \(dir.path) does not exist")
-    }
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-    guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
-        throw ModelError("cannot write \(path): \(String(cString: strerror(errno)))")
-    }
-    guard rename(tmp.path, path) == 0 else {
-        let why = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: tmp)
-        throw ModelError("cannot write \(path): \(why)")
     }
 }

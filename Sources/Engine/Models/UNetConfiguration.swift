@@ -184,30 +184,3 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
 
 /// Reads a diffusers config file: a JSON object whose keys (other than `_…` metadata) must all be in
 /// `knownKeys`, then `check` on the raw object, then the Codable decoding.
-func loadConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
-    }
-    guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-        throw ModelError("\(url.path) is not a JSON object")
-    }
-    for key in raw.keys.sorted() where !key.hasPrefix("_") && !knownKeys.contains(key) {
-        throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
-    }
-    try check(raw)
-    do { return try JSONDecoder().decode(T.self, from: data) } catch {
-        throw ModelError("\(url.path): \(describe(error))")
-    }
-}
-
-func describe(_ error: Error) -> String {
-    switch error {
-    case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx),
-         DecodingError.keyNotFound(_, let ctx), DecodingError.dataCorrupted(let ctx):
-        let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-        return "\(path.isEmpty ? "" : "\(path): ")\(ctx.debugDescription)"
-    default:
-        return "\(error)"
-    }
-}

@@ -14,9 +14,14 @@ public struct ModelFolder: Sendable {
         try schedulerConfigURL.map { try SchedulerConfiguration.load(from: $0) } ?? SchedulerConfiguration()
     }
 
-    public init(path: String) throws {
-        let root = URL(fileURLWithPath: path).standardizedFileURL
+    /// `path` is a folder, or a Hugging Face repository id (`org/name`) found in the local hub cache
+    /// as diffusers' `from_pretrained` finds it offline (`HuggingFaceCache`).
+    public init(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        var root = URL(fileURLWithPath: path).standardizedFileURL
         var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: root.path), HuggingFaceCache.isRepositoryID(path) {
+            root = try HuggingFaceCache(environment: environment).snapshot(of: path)
+        }
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDir) else {
             throw ModelError("model folder \(path) does not exist")
         }
@@ -44,6 +49,47 @@ public struct ModelFolder: Sendable {
                 ? " (only a PyTorch .bin, which is not read: re-save with save_pretrained(..., safe_serialization=True))" : ""))
         }
         weightsURL = w
+    }
+}
+
+/// The local Hugging Face hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub`; a repository `org/name` lives in `models--org--name/`, its files in
+/// `snapshots/<revision>/`, the revision of the `main` branch in `refs/main`.
+public struct HuggingFaceCache: Sendable {
+    public let hub: URL
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        if let h = environment["HF_HUB_CACHE"], !h.isEmpty { hub = URL(fileURLWithPath: h) }
+        else if let h = environment["HF_HOME"], !h.isEmpty { hub = URL(fileURLWithPath: h).appendingPathComponent("hub") }
+        else { hub = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/huggingface/hub") }
+    }
+
+    /// Whether `text` has the shape of a repository id: `org/name`, no other slashes, not a relative path.
+    public static func isRepositoryID(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !text.hasPrefix("."), !text.hasPrefix("~") else { return false }
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+        return parts.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." && $0.unicodeScalars.allSatisfy(allowed.contains) }
+    }
+
+    /// The snapshot folder of `id`'s main revision (the only snapshot, when there is no refs/main).
+    public func snapshot(of id: String) throws -> URL {
+        let repo = hub.appendingPathComponent("models--" + id.replacingOccurrences(of: "/", with: "--"))
+        let snapshots = repo.appendingPathComponent("snapshots")
+        guard FileManager.default.fileExists(atPath: snapshots.path) else {
+            throw ModelError("\(id) is neither a folder nor in the Hugging Face cache (no \(snapshots.path)); download it with `huggingface-cli download \(id)` where there is a network, or give a folder")
+        }
+        if let ref = try? String(contentsOf: repo.appendingPathComponent("refs/main"), encoding: .utf8) {
+            let revision = ref.trimmingCharacters(in: .whitespacesAndNewlines)
+            let folder = snapshots.appendingPathComponent(revision)
+            guard FileManager.default.fileExists(atPath: folder.path) else { throw ModelError("\(id): refs/main names revision \(revision), which is not in \(snapshots.path)") }
+            return folder
+        }
+        let all = ((try? FileManager.default.contentsOfDirectory(atPath: snapshots.path)) ?? []).filter { !$0.hasPrefix(".") }
+        guard all.count == 1 else {
+            throw ModelError("\(id): no refs/main and \(all.count) snapshots in \(snapshots.path); give the snapshot folder itself")
+        }
+        return snapshots.appendingPathComponent(all[0])
     }
 }
 
@@ -105,18 +151,5 @@ public final class WeightStore {
         if !extra.isEmpty {
             throw ModelError("\(file.path): unexpected tensor\(extra.count > 1 ? "s" : "") \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? " and \(extra.count - 5) more" : "") not used by the configuration")
         }
-    }
-}
-
-/// SplitMix64, a small seeded generator (random benchmark weights; reproducible noise).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

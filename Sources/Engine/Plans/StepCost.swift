@@ -90,10 +90,12 @@ public struct PlanCost: Codable, Equatable, Sendable {
 
 /// Latency tables on disk: `{"format": "flexiffusion-latency", "version": 1, "devices": {NAME: [entries]}}`,
 /// one entry per (model fingerprint, batch, size); a new measurement replaces the old one.
-public struct LatencyTable: Codable, Equatable, Sendable {
+public struct LatencyTable: VersionedJSONFile, Equatable, Sendable {
     public static let format = "flexiffusion-latency"
+    public static let version = 1
+    public static let kind = "latency table"
     public var format = LatencyTable.format
-    public var version = 1
+    public var version = LatencyTable.version
     public var devices: [String: [StepLatencies]] = [:]
 
     public init() {}
@@ -102,18 +104,9 @@ public struct LatencyTable: Codable, Equatable, Sendable {
     public static var defaultURL: URL { flexiffusionCacheDirectory().appendingPathComponent("latency.json") }
 
     /// Reads a table; a missing file is an empty table when `missingOK`.
-    public static func load(from url: URL, missingOK: Bool = false) throws -> LatencyTable {
+    public static func load(from url: URL, missingOK: Bool) throws -> LatencyTable {
         guard FileManager.default.fileExists(atPath: url.path) || !missingOK else { return LatencyTable() }
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read latency table \(url.path): \(error.localizedDescription)") }
-        let table: LatencyTable
-        do { table = try JSONDecoder().decode(LatencyTable.self, from: data) } catch {
-            throw ModelError("\(url.path) is not a latency table (\(error))")
-        }
-        guard table.format == LatencyTable.format, table.version == 1 else {
-            throw ModelError("\(url.path): format \(table.format) version \(table.version) is not a latency table this build reads")
-        }
-        return table
+        return try load(from: url)
     }
 
     public mutating func insert(_ entry: StepLatencies, device: String) {
@@ -123,18 +116,17 @@ public struct LatencyTable: Codable, Equatable, Sendable {
         devices[device] = list
     }
 
+    /// Writes the table (atomically), making its folder (the cache folder) when missing.
+    public func write(to url: URL) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeAtomically(jsonData(), to: url.path)
+    }
+
     /// The entry for a device, model and batch (any batch, nearest first, when `batch` is nil).
     public func lookup(device: String, fingerprint: String, batch: Int?) -> StepLatencies? {
         let list = (devices[device] ?? []).filter { $0.modelFingerprint == fingerprint }
         guard let batch else { return list.first }
         return list.first { $0.batch == batch }
-    }
-
-    public func write(to url: URL) throws {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try writeAtomically(e.encode(self), to: url.path)
     }
 }
 

@@ -1,0 +1,20 @@
+// Reading diffusers-style config.json files: unknown keys and malformed values are errors naming them.
+import Foundation
+
+/// Reads `url` as `T` after checking that every key (but `_`-prefixed ones) is in `knownKeys`.
+func loadConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
+    }
+    guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw ModelError("\(url.path) is not a JSON object")
+    }
+    for key in raw.keys.sorted() where !key.hasPrefix("_") && !knownKeys.contains(key) {
+        throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
+    }
+    try check(raw)
+    do { return try JSONDecoder().decode(T.self, from: data) } catch {
+        throw ModelError("\(url.path): \(describe(error))")
+    }
+}

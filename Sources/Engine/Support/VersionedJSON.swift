@@ -1,0 +1,73 @@
+// The one reader and writer of the project's own JSON files (step plans, latency tables, search
+// results, shard files): each carries "format" and "version"; a file of another format or version,
+// unreadable or malformed, is an error naming the file, what it should be and the field at fault.
+// Written pretty, keys sorted, slashes unescaped, atomically.
+import Foundation
+
+public protocol VersionedJSONFile: Codable {
+    /// The "format" value files of this type carry.
+    static var format: String { get }
+    /// The "version" this build reads and writes.
+    static var version: Int { get }
+    /// What the file is, for messages: "step plan", "latency table", ….
+    static var kind: String { get }
+}
+
+extension VersionedJSONFile {
+    /// Reads and checks `url`.
+    public static func load(from url: URL) throws -> Self {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ModelError("cannot read \(kind) \(url.path): \(error.localizedDescription)")
+        }
+        do { return try decode(data) } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") }
+    }
+
+    /// Decodes and checks one file's bytes (errors without the file's name).
+    public static func decode(_ data: Data) throws -> Self {
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch { throw ModelError("not a valid \(kind): not valid JSON") }
+        guard let raw = object as? [String: Any] else { throw ModelError("not a valid \(kind): not a JSON object") }
+        try checkHeader(raw)
+        do { return try JSONDecoder().decode(Self.self, from: data) } catch let e as ModelError { throw e } catch {
+            throw ModelError("not a valid \(kind): \(describe(error))")
+        }
+    }
+
+    /// Checks "format" and "version" of a decoded JSON object.
+    public static func checkHeader(_ raw: [String: Any]) throws {
+        let format = raw["format"] as? String
+        guard format == Self.format else {
+            throw ModelError("not a \(kind): \"format\" is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(Self.format)\"")
+        }
+        guard let version = raw["version"] as? Int else { throw ModelError("\(kind) without a \"version\"") }
+        guard version == Self.version else {
+            throw ModelError("\(kind) version \(version) is not supported (this build reads version \(Self.version))")
+        }
+    }
+
+    /// Pretty JSON, keys sorted, slashes unescaped.
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(self)
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it).
+    public func write(to url: URL) throws { try writeAtomically(jsonData(), to: url.path) }
+}
+
+/// "key.path: what went wrong" for a decoding error.
+func describe(_ error: Error) -> String {
+    switch error {
+    case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx), DecodingError.dataCorrupted(let ctx):
+        let path = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+        return "\(path.isEmpty ? "" : "\(path): ")\(ctx.debugDescription)"
+    case DecodingError.keyNotFound(let key, let ctx):
+        return "missing \"\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))\""
+    case let e as ModelError:
+        return e.message
+    default:
+        return "\(error)"
+    }
+}
