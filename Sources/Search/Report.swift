@@ -70,10 +70,11 @@ public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
                            target: Double, requested: Double? = nil, title: String) -> String {
-        // (The legend's column is as wide as its longest name; text is ~6.5 px a character.)
+        // (The legend's column is as wide as its longest name: 12-px sans-serif text is ~6.5 px a
+        // character on average, up to ~7.3 with capitals and wide digits, so the column is sized at 7.5.)
         let charWidth = 6.5
         let longest = (baselines.map(\.name) + ["search candidates"]).map(\.count).max() ?? 0
-        let right = max(210.0, 40 + charWidth * Double(longest)), w = 550 + right, h = 480.0, left = 70.0, top = 40.0, bottom = 55.0
+        let right = max(210.0, 44 + 7.5 * Double(longest)), w = 550 + right, h = 480.0, left = 70.0, top = 40.0, bottom = 55.0
         let all = candidates + front + baselines.map { ($0.speedup, $0.rfid) } + (best.map { [$0] } ?? [])
         let xs = all.map(\.speedup) + [target, 1], ys = all.map(\.rfid).filter { $0.isFinite } + [0]
         let x0 = max(0, (xs.min() ?? 1) - 0.2), x1 = (xs.max() ?? 3) + 0.2
@@ -92,9 +93,15 @@ public enum ParetoPlot {
             <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">rFID against the teacher (log scale; lower is better)</text>
 
             """
-        for i in 0...5 {
-            let xv = x0 + (x1 - x0) * Double(i) / 5
-            s += "<text x=\"\(f(px(xv)))\" y=\"\(f(h - bottom + 16))\" text-anchor=\"middle\">\(String(format: "%.2f", xv))</text>\n"
+        // x ticks at round values: the step of 1, 2, 2.5 or 5 × 10^k that gives 4–8 of them.
+        let span = x1 - x0, magnitude = pow(10, floor(log10(span / 5)))
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0].map { $0 * magnitude }.first { span / $0 <= 8 } ?? 10 * magnitude
+        let decimals = step >= 1 ? 0 : step.truncatingRemainder(dividingBy: 0.1) < 1e-9 * step ? 1 : 2
+        var xv = (x0 / step).rounded(.up) * step
+        while xv <= x1 + 1e-9 * step {
+            s += "<text x=\"\(f(px(xv)))\" y=\"\(f(h - bottom + 16))\" text-anchor=\"middle\">\(String(format: "%.\(decimals)f", xv))</text>\n"
+            s += "<line x1=\"\(f(px(xv)))\" y1=\"\(f(h - bottom))\" x2=\"\(f(px(xv)))\" y2=\"\(f(h - bottom + 4))\" stroke=\"black\"/>\n"
+            xv += step
         }
         // 0, 1, 2, 5, 10, 20, 50, … up to the top (quarters of it when it is below 2).
         var ticks: [Double] = [0]

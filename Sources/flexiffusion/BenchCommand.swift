@@ -222,7 +222,7 @@ struct BenchUNet: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder.") var model: String?
+    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "A UNet config.json to benchmark with random weights instead of --model.") var config: String?
     @Option(help: "Batch size.") var batch = 16
     @Option(help: "Image size (default: the config's sample_size).") var size: Int?
@@ -231,8 +231,8 @@ struct BenchUNet: ParsableCommand {
     @Flag(help: "After timing, run one profiled pass and list the kernels and GEMMs by time.") var profile = false
 
     func run() throws {
-        guard (model == nil) != (config == nil) else { throw ValidationError("give either --model DIR or --config config.json") }
-        let folder = try model.map { try ModelFolder(path: $0) }
+        guard model == nil || config == nil else { throw ValidationError("give either --model DIR or --config config.json, not both") }
+        let folder = config != nil ? nil : try ModelFolder(path: try model ?? DefaultModel.folder())
         let configuration = try UNetConfiguration.load(from: folder?.configURL ?? URL(fileURLWithPath: config!))
         guard let side = size ?? configuration.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
         guard batch > 0, repeats > 0 else { throw ValidationError("--batch and --repeats must be positive") }

@@ -17,7 +17,7 @@ struct ForwardCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder.") var model: String
+    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
     @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16).") var input: String
     @Option(help: "The timestep t (the same for every sample).") var timestep: Double
     @Option(help: "safetensors file to write (tensor `sample`, F32).") var output: String
@@ -35,7 +35,7 @@ struct ForwardCommand: ParsableCommand {
         guard info.shape.count == 4, info.shape.allSatisfy({ $0 > 0 }) else {
             throw ModelError("\(input): tensor `sample` has shape \(info.shape); expected [N, C, H, W]")
         }
-        let folder = try ModelFolder(path: model)
+        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
         let config = try UNetConfiguration.load(from: folder.configURL)
         let (n, c, h, w) = (info.shape[0], info.shape[1], info.shape[2], info.shape[3])
         guard c == config.inChannels else {

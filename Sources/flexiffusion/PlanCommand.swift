@@ -133,36 +133,59 @@ struct PlanTeacher: ParsableCommand {
 struct PlanShow: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Check a plan file and print its steps, MACs and (from a latency table) predicted latency.",
-        discussion: "Without a plan file, lists the model's branches.")
-    @Argument(help: "Plan file.") var plan: String?
+        abstract: "Check a plan file and print its steps, MACs and (from a latency table) predicted latency and speed-up.",
+        discussion: """
+            Speed-ups are against the teacher (--teacher: a step count of DDIM with every step full, default \
+            100, or a plan file), whatever the plan's own step count, as the search and `rfid` measure them. \
+            The latency table's entry is the one for --device (as everywhere: an index, gpu, cpu or part of a \
+            device name; default: the table's only device, else the one --device would select). Without a \
+            plan file, lists the model's branches.
+            """)
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var teacherOptions: TeacherOptions
+    @Argument(help: "Plan file (or search results file: its best plan).") var plan: String?
     @Option(help: "Model (default: the embedded model).") var model: String?
-    @Option(help: "Latency table from `flexiffusion profile` (default: \(LatencyTable.defaultURL.path)).") var latency: String?
-    @Option(help: "Device name in the latency table (default: the only one, or the one `--device` would select).") var device: String?
+    @Option(name: .customLong("latency-table"), help: "Latency table from `flexiffusion profile` (default: \(LatencyTable.defaultURL.path)).") var latencyTable: String?
     @Option(help: "Batch size in the latency table (default: any).") var batch: Int?
+    @Flag(help: "Print the plan's summary as JSON.") var json = false
 
     func run() throws {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard let plan else {
+            if json { try printJSON(["branches": (0..<config.branchCount).map { config.branchName($0) }]); return }
             print("\(config.branchCount) branches (partial steps run conv_in, the down path through the branch, and the up path from it):")
             for m in 0..<config.branchCount { print("  \(m): \(config.branchName(m))") }
             return
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
         do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
-        print("\(plan): \(p.sampler.scheduler) \(p.sampler.steps) steps, eta \(p.sampler.eta)\(p.description.isEmpty ? "" : "; \(p.description)")")
+        let teacher = try teacherOptions.plan(branchCount: config.branchCount)
+        let url = latencyTable.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
+        let table = try LatencyTable.load(from: url, missingOK: latencyTable == nil)
+        let names = table.devices.keys.sorted()
+        let name = try deviceOptions.device.map { try OpenCLRuntime.select($0).name } ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
+        let entry = name.flatMap { table.lookup(device: $0, fingerprint: config.fingerprint, batch: batch) }
+        let cost = try entry.map { try $0.cost(of: p) }, teacherCost = try entry.map { try $0.cost(of: teacher) }
+        if json {
+            var out: [String: Any] = ["plan": plan, "sampler": p.sampler.description, "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps,
+                                      "branches": p.branches.sorted(), "compact": p.compact, "teacher": teacher.sampler.description]
+            if let entry, let cost, let teacherCost, let name {
+                out["predicted"] = ["device": name, "batch": entry.batch, "ms": cost.milliseconds, "speedup_vs_teacher": teacherCost.milliseconds / cost.milliseconds,
+                                    "gmacs_per_image": Double(cost.macs) / Double(entry.batch) / 1e9,
+                                    "macs_speedup_vs_teacher": Double(teacherCost.macs) / Double(max(cost.macs, 1))]
+            }
+            try printJSON(out)
+            return
+        }
+        print("\(plan): \(p.sampler)\(p.description.isEmpty ? "" : "; \(p.description)")")
         let branches = p.branches.isEmpty ? "" : " (branches \(p.branches.sorted().map(String.init).joined(separator: ", ")))"
         print("  \(p.fullSteps) full, \(p.partialSteps) partial\(branches), \(p.nullSteps) null")
         print("  \(p.compact)   (F full, digit: partial at that branch, . null)")
-        let url = latency.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
-        let table = try LatencyTable.load(from: url, missingOK: latency == nil)
-        let names = table.devices.keys.sorted()
-        let name = device ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
-        if let name, let entry = table.lookup(device: name, fingerprint: config.fingerprint, batch: batch) {
-            let cost = try entry.cost(of: p)
-            print(String(format: "  predicted on %@ at batch %d: %.0f ms (%.2f× the teacher), %.2f GMACs per image over the plan (%.2f× fewer)",
-                         name, entry.batch, cost.milliseconds, cost.speedup, Double(cost.macs) / Double(entry.batch) / 1e9, cost.macsSpeedup))
+        if let entry, let cost, let teacherCost, let name {
+            print(String(format: "  predicted on %@ at batch %d: %.0f ms (%.2f× the teacher, %@), %.2f GMACs per image over the plan (%.2f× fewer)",
+                         name, entry.batch, cost.milliseconds, teacherCost.milliseconds / cost.milliseconds, teacher.sampler.description,
+                         Double(cost.macs) / Double(entry.batch) / 1e9, Double(teacherCost.macs) / Double(max(cost.macs, 1))))
         } else {
             print("  no latency for this model\(name.map { " on \($0)" } ?? "") in \(url.path): run `flexiffusion profile` for predicted latency")
         }

@@ -17,16 +17,16 @@ struct ProfileCommand: ParsableCommand {
             counted analytically (convolutions, linear layers, attention products). The top kernels come \
             from one profiled full step on a second stream: OpenCL kernels by their profiling events, \
             GEMMs and host convolutions by wall clock (CLBlast's event covers only its last kernel). \
-            The latencies are merged into --out (keyed by device name, then model and batch), which \
+            The latencies are merged into --latency-table (keyed by device name, then model and batch), which \
             `plan show` and the search read.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "Images per step.") var batch = 64
+    @Option(help: "Images per step (the search's default batch, so that a default search finds this table entry).") var batch = 32
     @Option(help: "Timed rounds (medians are reported).") var repeats = 5
     @Option(help: "Top kernels to list (0: skip the profiled pass).") var top = 15
-    @Option(help: "Latency table to update.") var out: String = LatencyTable.defaultURL.path
+    @Option(name: .customLong("latency-table"), help: "Latency table to update.") var latencyTable: String = LatencyTable.defaultURL.path
     @Flag(name: .customLong("no-write"), help: "Do not write the latency table.") var noWrite = false
     @Flag(help: "Print the results as JSON.") var json = false
 
@@ -39,12 +39,10 @@ struct ProfileCommand: ParsableCommand {
         let sampler = try Sampler(unet: setup.unet(stream: stream, batch: batch),
                                   scheduler: DDIMScheduler(configuration: setup.schedulerConfig, steps: 100))
         let profiler = try StepProfiler(sampler: sampler)
-        let interactive = isatty(2) != 0
-        if interactive { FileHandle.standardError.write("warming up (compiling kernels)…".data(using: .utf8)!) }
-        let entry = try profiler.measure(repeats: repeats, model: setup.name) { done, total in
-            if interactive { FileHandle.standardError.write("\rround \(done)/\(total)                     ".data(using: .utf8)!) }
-        }
-        if interactive { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
+        say("warming up (compiling kernels)…")
+        let progress = ProgressLine("profile", interval: 5)
+        let entry = try profiler.measure(repeats: repeats, model: setup.name) { progress.update($0, of: $1, unit: "rounds") }
+        progress.finish()
 
         // The top kernels of one full step, on a profiling stream of its own.
         var kernels: [(name: String, calls: Int, ms: Double)] = []
@@ -59,7 +57,7 @@ struct ProfileCommand: ParsableCommand {
         }
 
         if !noWrite {
-            let url = URL(fileURLWithPath: out)
+            let url = URL(fileURLWithPath: latencyTable)
             var table = try LatencyTable.load(from: url, missingOK: true)
             table.insert(entry, device: device.name)
             try table.write(to: url)
@@ -75,7 +73,7 @@ struct ProfileCommand: ParsableCommand {
                 "branches": (0..<config.branchCount).map { config.branchName($0) },
                 "top_kernels": kernels.prefix(top).map { ["name": $0.name, "calls": $0.calls, "ms": $0.ms, "share": $0.ms / max(total, 1e-9)] },
             ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            try printJSON(out)
             return
         }
         print("\(device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
@@ -96,6 +94,6 @@ struct ProfileCommand: ParsableCommand {
             print("\ntop kernels of one full step (profiled; \(formatMilliseconds(total)) ms in kernels, GEMMs and host convolutions):")
             print(timingTable(kernels, header: "kernel / GEMM / host conv", limit: top))
         }
-        if !noWrite { print("\nwrote the latencies for \(device.name) to \(out)") }
+        if !noWrite { print("\nwrote the latencies for \(device.name) to \(latencyTable)") }
     }
 }

@@ -1,5 +1,6 @@
 // The `flexiffusion` command line.
 import ArgumentParser
+import Foundation
 
 struct Flexiffusion: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,8 +12,12 @@ struct Flexiffusion: ParsableCommand {
             $FLEXIFFUSION_GEMM picks the GEMM path (clblast, clblast-tuned, host-blas); \
             $FLEXIFFUSION_KERNELS_DIR loads kernels/*.cl from disk instead of the embedded copies.
             """,
+        version: flexiffusionVersion,
         subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, BenchCommand.self, TuneGemmCommand.self])
 }
+
+/// The version `--version` prints.
+let flexiffusionVersion = "0.5.0 (step plans, rFID, search; DDIM/DDPM on UNet2DModel)"
 
 /// `--device`, shared by every command that runs on a device.
 struct DeviceOptions: ParsableArguments {
@@ -22,4 +27,18 @@ struct DeviceOptions: ParsableArguments {
     var device: String?
 }
 
-Flexiffusion.main()
+// As `Flexiffusion.main()`, but an error thrown by a subcommand's `run()` (a ValidationError found
+// there, say) is reported with that subcommand's usage rather than the top level's.
+var command: ParsableCommand
+do { command = try Flexiffusion.parseAsRoot() } catch { Flexiffusion.exit(withError: error) }
+do { try command.run() } catch let error as ValidationError {
+    let usage = Flexiffusion.usageString(for: type(of: command))
+    let path = usage.split(separator: " ").prefix { !"<[-".contains($0.first!) }.joined(separator: " ")
+    FileHandle.standardError.write(Data("""
+        Error: \(error.message)
+        Usage: \(usage)
+          See '\(path) --help' for more information.
+
+        """.utf8))
+    Flexiffusion.exit(withError: ExitCode.validationFailure)
+} catch { Flexiffusion.exit(withError: error) }

@@ -112,6 +112,24 @@ final class SyntheticScorer: CandidateScorer {
         #expect(front.map(\.predictedSpeedup) == [3, 2.5], "(2.5, 4) dominates (2, 5), (1.5, 4.5) and (2.6, 7) does not beat (3, 6)")
     }
 
+    /// The x axis is labelled at round values (0.80, 1.60, 2.39 … was the complaint), and the legend's
+    /// longest name fits inside the picture at 7.3 px a character.
+    @Test func paretoPlotTicksAndLegend() throws {
+        let long = "deepcache N=2 branch 2 on DDIM 10"
+        let svg = ParetoPlot.svg(candidates: [(2.63, 3.1), (3.05, 2.2)], front: [], best: (3.05, 2.2),
+                                 baselines: [(long, 2.84, 5), ("teacher", 1, 0)], target: 2.7, title: "t")
+        let width = Double(svg.components(separatedBy: " width=\"")[1].prefix { $0 != "\"" })!
+        let labels = svg.split(separator: "\n").filter { $0.hasPrefix("<text") && $0.contains("text-anchor=\"middle\">") && $0.contains("y=\"441.0\"") }
+            .compactMap { Double($0.split(separator: ">")[1].split(separator: "<")[0]) }
+        #expect(labels.count >= 4 && labels.count <= 9, "\(labels)")
+        let step = labels[1] - labels[0]
+        #expect([0.1, 0.2, 0.25, 0.5, 1].contains { abs(step - $0) < 1e-9 }, "tick step \(step)")
+        #expect(labels.allSatisfy { abs(($0 / step).rounded() * step - $0) < 1e-9 }, "\(labels)")
+        let line = svg.split(separator: "\n").first { $0.contains(">\(long)</text>") }!
+        let x = Double(line.components(separatedBy: "<text x=\"")[1].prefix { $0 != "\"" })!
+        #expect(x + 7.3 * Double(long.count) <= width, "legend text from \(x) in a picture \(width) wide")
+    }
+
     /// The picture's rFID axis keeps plans near the target apart when one candidate is far off, and
     /// puts the teacher (rFID 0) on the axis.
     @Test func paretoPlotKeepsNearbyPlansApart() throws {
