@@ -51,7 +51,7 @@ struct FIDCommand: ParsableCommand {
     @OptionGroup var featureOptions: FeatureOptions
     @Argument(help: "First image set or statistics file.") var a: String
     @Argument(help: "Second image set or statistics file.") var b: String?
-    @Option(help: "Images per feature-extraction batch.") var batch = 64
+    @Option(help: "Images per feature-extraction batch.") var batch = 32
     @Option(help: "Use at most this many images of each set.") var limit: Int?
     @Option(name: .customLong("save-stats"), help: "Write the statistics of A to this .npz file.") var saveStats: String?
     @Flag(help: "Print {\"fid\": …} as JSON.") var json = false

@@ -26,7 +26,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
-    @Option(help: "Images per forward pass.") var batch = 64
+    @Option(help: "Images per forward pass (images do not depend on it).") var batch = 32
     @Option(help: "Seed of the noise.") var seed: UInt64 = 0
     @Option(help: "safetensors file with the initial noise as tensor `sample` [N, C, H, W].") var noise: String?
     @Option(name: .customLong("output-tensor"), help: "Write the final samples in model space (about [-1, 1], not clamped) as tensor `sample`.") var outputTensor: String?

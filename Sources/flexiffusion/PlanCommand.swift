@@ -21,7 +21,7 @@ struct PlanCommand: ParsableCommand {
 
 /// Options every plan builder shares.
 struct PlanOutputOptions: ParsableArguments {
-    @Option(help: "Sampler steps (the teacher's step count).") var steps = 100
+    @Option(help: "Sampler steps (default: 100, the step count of the teacher that search, rfid and plan show compare with; generate alone defaults to 50 steps, as diffusers' DDIMPipeline).") var steps = 100
     @Option(help: "ddim or ddpm.") var scheduler: SchedulerKind = .ddim
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?

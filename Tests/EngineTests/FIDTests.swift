@@ -142,6 +142,10 @@ import TestSupport
         let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 5, branch: 0)
         let score = try evaluator.rfid(plan: plan, samples: 10).rfid
         #expect(score > 1e-2, "a cheap plan should differ from the teacher: rFID \(score)")
+        // A plan on a sampler of its own (DDIM with 5 steps) is scored against the 10-step teacher, not
+        // against its own steps all full (which gave it 0 before the teacher was explicit).
+        let fewer = try evaluator.rfid(plan: StepPlan.ddim(steps: 5), samples: 10).rfid
+        #expect(fewer > 1e-2, "DDIM 5 against the 10-step teacher: rFID \(fewer)")
 
         // The same images through the pipeline's sink, their features on the host.
         var features: [Float] = []

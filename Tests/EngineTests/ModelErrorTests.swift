@@ -168,3 +168,31 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
         }
     }
 }
+
+@Suite struct HuggingFaceCacheTests {
+    /// `--model org/name` finds the snapshot that refs/main names under $HF_HOME/hub, as diffusers'
+    /// `from_pretrained` does offline; errors name what is missing.
+    @Test func resolvesRepositoryIDs() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("hf-\(freshSeed())")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let repo = home.appendingPathComponent("hub/models--flexiffusion--fashion-mnist")
+        let revision = "0123456789abcdef"
+        let snapshot = repo.appendingPathComponent("snapshots/\(revision)")
+        try FileManager.default.createDirectory(at: repo.appendingPathComponent("refs"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: snapshot.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: DefaultModel.folder(), toPath: snapshot.path)
+        try Data((revision + "\n").utf8).write(to: repo.appendingPathComponent("refs/main"))
+        let env = ["HF_HOME": home.path]
+        let folder = try ModelFolder(path: "flexiffusion/fashion-mnist", environment: env)
+        #expect(folder.root.standardizedFileURL.path == snapshot.standardizedFileURL.path)
+        #expect(try UNetConfiguration.load(from: folder.configURL).sampleSize == 28)
+        // HF_HUB_CACHE wins over HF_HOME.
+        #expect(HuggingFaceCache(environment: ["HF_HOME": "/x", "HF_HUB_CACHE": home.appendingPathComponent("hub").path]).hub.path
+                == home.appendingPathComponent("hub").path)
+        expectError(containing: ["someone/missing", "Hugging Face cache"]) { _ = try ModelFolder(path: "someone/missing", environment: env) }
+        try Data("fedcba\n".utf8).write(to: repo.appendingPathComponent("refs/main"))
+        expectError(containing: ["refs/main", "fedcba"]) { _ = try ModelFolder(path: "flexiffusion/fashion-mnist", environment: env) }
+        #expect(!HuggingFaceCache.isRepositoryID("./a") && !HuggingFaceCache.isRepositoryID("a/b/c") && !HuggingFaceCache.isRepositoryID("../b"))
+        #expect(HuggingFaceCache.isRepositoryID("google/ddpm-cifar10-32"))
+    }
+}
