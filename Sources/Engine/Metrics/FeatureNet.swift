@@ -57,7 +57,7 @@ public final class FashionFeatureNet: FeatureExtractor {
     /// Loads `folder` (config.json, model.safetensors) for batches of `batch` images.
     public init(folder: String, stream: ComputeStream, batch: Int) throws {
         let dir = URL(fileURLWithPath: folder)
-        config = try loadConfigJSON(dir.appendingPathComponent("config.json"),
+        config = try decodeConfigJSON(dir.appendingPathComponent("config.json"),
                                     knownKeys: ["in_channels", "image_size", "channels", "embed_dim", "num_classes",
                                                 "input_range", "test_accuracy", "epochs", "trained_by"])
         guard config.className == "FashionFeatureNet" else { throw ModelError("\(folder): _class_name \(config.className) is not FashionFeatureNet") }

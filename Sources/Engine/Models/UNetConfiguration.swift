@@ -3,7 +3,7 @@
 // Port of diffusers.models.unets.unet_2d.UNet2DModel.__init__'s arguments (diffusers 0.42).
 import Foundation
 
-public struct UNetConfiguration: Codable, Equatable, Sendable {
+public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfiguration {
     public var sampleSize: Int?
     public var inChannels: Int = 3
     public var outChannels: Int = 3
@@ -94,13 +94,11 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
 
     /// Reads and checks `config.json`: an unknown key or an unsupported value is an error naming it.
     public static func load(from url: URL) throws -> UNetConfiguration {
-        let config: UNetConfiguration = try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.map(\.rawValue))) { raw in
+        try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.map(\.rawValue))) { raw in
             if let cls = raw["_class_name"] as? String, cls != "UNet2DModel" {
                 throw ModelError("\(url.path): _class_name \(cls) is not supported (only UNet2DModel)")
             }
         }
-        try config.validate(source: url.path)
-        return config
     }
 
     /// Throws for any setting whose computation this engine does not implement.

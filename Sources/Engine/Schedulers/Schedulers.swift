@@ -8,7 +8,7 @@ import Foundation
 import GPUKernels
 
 /// `scheduler_config.json` of DDIMScheduler or DDPMScheduler, with diffusers' keys and defaults.
-public struct SchedulerConfiguration: Codable, Equatable, Sendable {
+public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfiguration {
     public var className: String?
     public var numTrainTimesteps = 1000
     public var betaStart = 0.0001
@@ -55,13 +55,11 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable {
     /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
     public static func load(from url: URL) throws -> SchedulerConfiguration {
         let known = Set(CodingKeys.allCases.map(\.rawValue)).union(inertKeys)
-        let config: SchedulerConfiguration = try loadConfigJSON(url, knownKeys: known) { raw in
+        return try loadConfigJSON(url, knownKeys: known) { raw in
             if let betas = raw["trained_betas"], !(betas is NSNull) {
                 throw ModelError("\(url.path): unsupported trained_betas (only beta schedules are supported)")
             }
         }
-        try config.validate(source: url.path)
-        return config
     }
 
     public func validate(source: String = "scheduler config") throws {

@@ -1,8 +1,21 @@
 // Reading diffusers-style config.json files: unknown keys and malformed values are errors naming them.
 import Foundation
 
+/// A configuration that checks its own values (settings the engine does not implement are refused).
+protocol CheckedConfiguration: Decodable {
+    func validate(source: String) throws
+}
+
+/// Reads `url` as `T` after checking that every key (but `_`-prefixed ones) is in `knownKeys` and
+/// passes `check` on the raw object, then validates the values.
+func loadConfigJSON<T: CheckedConfiguration>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
+    let config: T = try decodeConfigJSON(url, knownKeys: knownKeys, check: check)
+    try config.validate(source: url.path)
+    return config
+}
+
 /// Reads `url` as `T` after checking that every key (but `_`-prefixed ones) is in `knownKeys`.
-func loadConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
+func decodeConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
         throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
