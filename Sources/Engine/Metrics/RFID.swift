@@ -123,35 +123,35 @@ public final class RFIDEvaluator {
 
     /// Statistics of the teacher's first `samples` images; `progress` gets (images done, samples).
     public func teacherStatistics(samples: Int, progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
-        try check(samples: samples)
         if let s = teacherStats[samples] { return s }
-        var rows: [Float] = []
-        for b in 0..<pipeline.batches(samples) {
-            rows += try teacherBatch(b)
-            progress?(min(samples, (b + 1) * batch), samples)
-        }
-        let s = try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
+        let s = try statistics(samples: samples, progress: progress, batch: teacherBatch)
         teacherStats[samples] = s
         return s
+    }
+
+    /// Statistics of the first `samples` rows of the batches `batch(b)` gives.
+    func statistics(samples: Int, progress: ((Int, Int) -> Void)?, batch features: (Int) throws -> [Float]) throws -> FeatureStatistics {
+        try check(samples: samples)
+        var rows: [Float] = []
+        for b in 0..<pipeline.batches(samples) {
+            rows += try features(b)
+            progress?(min(samples, (b + 1) * batch), samples)
+        }
+        return try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
     }
 
     /// Statistics of the features of `plan`'s first `samples` images (batches memoised by the plan's
     /// content). `boundaries`: see `features`; `counted`: add its steps to `stepsRun`/`stepsShared`.
     public func statistics(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false,
                            progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
-        try check(samples: samples)
         try plan.validate(branchCount: pipeline.unet.branchCount)
         let key = Self.contentKey(plan)
-        var rows: [Float] = []
-        for b in 0..<pipeline.batches(samples) {
-            if let f = memo[key]?[b] { rows += f } else {
-                let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
-                memo[key, default: [:]][b] = f
-                rows += f
-            }
-            progress?(min(samples, (b + 1) * batch), samples)
+        return try statistics(samples: samples, progress: progress) { b in
+            if let f = memo[key]?[b] { return f }
+            let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
+            memo[key, default: [:]][b] = f
+            return f
         }
-        return try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
     }
 
     /// rFID of `plan` on `samples` images against the teacher's, and the plan's statistics.
