@@ -46,13 +46,13 @@ public final class RFIDScorer: SearchEvaluator {
     /// The teacher's statistics on `samples` images.
     public func teacherStatistics(samples: Int) throws -> FeatureStatistics { try evaluator.teacherStatistics(samples: samples) }
 
-    /// Seconds of one batch of `plan` from the noise of seed + 99 (the search has run its kernels before).
-    public func timeBatch(_ plan: StepPlan) throws -> Double {
-        let pipeline = evaluator.pipeline, noise = GenerationNoise(seed: evaluator.seed &+ 99)
+    /// Seconds to generate `images` images of `plan` from the noise of seed + 99, read back to the
+    /// host as `generate` reads them (the search has run its kernels before).
+    public func timeRun(_ plan: StepPlan, images: Int) throws -> Double {
+        let pipeline = evaluator.pipeline
         try pipeline.unet.stream.finish()
         let t0 = DispatchTime.now().uptimeNanoseconds
-        try pipeline.runBatch(plan: plan, noise: noise, batch: 0, count: pipeline.batch)
-        try pipeline.unet.stream.finish()
+        try pipeline.generate(plan: plan, noise: GenerationNoise(seed: evaluator.seed &+ 99), count: images) { _ = try $0.download() }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 

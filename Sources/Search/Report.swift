@@ -9,6 +9,8 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     public var key: String
     public var predictedSpeedup: Double
     public var measuredSpeedup: Double?
+    /// The smallest and largest ratio over the timing rounds (the spread around the median).
+    public var measuredRange: [Double]?
     public var rfid: Double?
     /// FID against real data on the same samples (nil without real statistics).
     public var fid: Double?
@@ -21,7 +23,8 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", rfid, fid, plan
+        case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", measuredRange = "measured_speedup_range"
+        case rfid, fid, plan
     }
 }
 

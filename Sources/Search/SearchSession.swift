@@ -14,8 +14,9 @@ public protocol SearchEvaluator: CandidateScorer {
     func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics
     /// The teacher's statistics on `samples` images.
     func teacherStatistics(samples: Int) throws -> FeatureStatistics
-    /// Seconds of one batch of `plan` from fresh noise (its kernels compiled before).
-    func timeBatch(_ plan: StepPlan) throws -> Double
+    /// Seconds to generate `images` images with `plan` from fresh noise, samples read back as
+    /// `generate` reads them (its kernels compiled before).
+    func timeRun(_ plan: StepPlan, images: Int) throws -> Double
     /// Sampler steps run and skipped by shared prefixes for candidates; seconds of teacher batches.
     var stepsRun: Int { get }
     var stepsShared: Int { get }
@@ -120,7 +121,8 @@ public enum SearchEvent {
     /// After every evaluation and generation.
     case progress(SearchProgress)
     case scoringBaselines(ddimSteps: Int)
-    case timing(rounds: Int, plans: Int)
+    /// Timing rounds: each plan generates the `images` fitness images beside the teacher.
+    case timing(rounds: Int, plans: Int, images: Int)
     /// No real images: FID against real data is left out.
     case noRealData
 }
@@ -333,22 +335,25 @@ public final class SearchSession {
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
                                        fid: try fid(evaluator.teacherStatistics(samples: samples)), plan: nil)
         if c.measureRounds > 0 {
-            // Rounds alternate the teacher with every plan; each plan's speed-up is the median over
-            // rounds of (teacher seconds / plan seconds) in the same round, which cancels slow drift.
+            // Rounds alternate the teacher with every plan, each generating all the fitness images
+            // (every batch, samples read back: a whole run but for start-up); a plan's speed-up is the
+            // median over rounds of (teacher seconds / plan seconds) in the same round, which cancels
+            // slow drift, with the rounds' range beside it.
             var timed = entries.map(\.plan)
             if c.measureFront { timed += report.pareto.map { $0.plan! } }
-            _ = handler(.timing(rounds: c.measureRounds, plans: timed.count))
+            _ = handler(.timing(rounds: c.measureRounds, plans: timed.count, images: samples))
             var ratios = Array(repeating: [Double](), count: timed.count)
             for _ in 0..<c.measureRounds {
                 for (i, plan) in timed.enumerated() {
-                    let teacherSeconds = try evaluator.timeBatch(teacherPlan)
-                    ratios[i].append(teacherSeconds / (try evaluator.timeBatch(plan)))
+                    let teacherSeconds = try evaluator.timeRun(teacherPlan, images: samples)
+                    ratios[i].append(teacherSeconds / (try evaluator.timeRun(plan, images: samples)))
                 }
             }
             teacherEntry.measuredSpeedup = 1
-            for i in entries.indices { entries[i].entry.measuredSpeedup = median(ratios[i]) }
+            func measured(_ e: inout ReportEntry, _ r: [Double]) { e.measuredSpeedup = median(r); e.measuredRange = [spread(r).min, spread(r).max] }
+            for i in entries.indices { measured(&entries[i].entry, ratios[i]) }
             if c.measureFront {
-                for i in report.pareto.indices { report.pareto[i].measuredSpeedup = median(ratios[entries.count + i]) }
+                for i in report.pareto.indices { measured(&report.pareto[i], ratios[entries.count + i]) }
             }
         }
         report.best = entries[0].entry

@@ -1,6 +1,36 @@
 // The search's side of the terminal: Ctrl-C handling and its progress events on standard error.
 import Foundation
 import Search
+import Engine
+
+extension SearchCommand {
+    func printReport(_ r: SearchResult) throws {
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            struct Summary: Encodable { let best: ReportEntry, baselines: [ReportEntry], teacher: ReportEntry, samples: Int, file: String, svg: String }
+            print(String(decoding: try e.encode(Summary(best: r.entries[0], baselines: Array(r.entries.dropFirst()), teacher: r.teacher,
+                                                        samples: samples, file: out, svg: r.svg.path)), as: UTF8.self))
+            return
+        }
+        let measured = noMeasure ? "measured ×" : "measured × (median, range of \(measureRounds))"
+        var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "FID real (\(samples))"]]
+        for e in [r.teacher] + r.entries {
+            rows.append([e.name, String(format: "%.2f", e.predictedSpeedup), e.measuredSpeedup.map { m in String(format: "%.2f", m) + (e.measuredRange.map { $0[0] == $0[1] ? "" : String(format: " (%.2f–%.2f)", $0[0], $0[1]) } ?? "") } ?? "–",
+                         e.rfid.map { String(format: "%.3f", $0) } ?? "–", e.fid.map { String(format: "%.2f", $0) } ?? "–"])
+        }
+        print(renderTable(rows))
+        print("rFID and FID on \(samples) samples (seed \(seed)): figures this small scatter; see docs/search-experiment.md for 2,048–10,000-sample checks")
+        let plan = r.report.bestPlan!
+        print("best plan \(r.best.candidate.key) (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
+        if r.bestIsDDIM {
+            print("  = the DDIM baseline itself: no plan with cached or skipped steps scored below plain DDIM with \(r.ddimSteps) steps here")
+        }
+        print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
+                     r.scored, r.seconds, r.report.stepsRun, r.report.stepsShared, r.teacherSeconds))
+        print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(r.svg.path)")
+    }
+}
 
 /// Ctrl-C: the first asks the search to stop at the next evaluation (the results file stays valid);
 /// a second ends the process.
@@ -54,7 +84,7 @@ final class SearchDisplay {
                 say(figures)
             }
         case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM \(n) steps, the best DeepCache uniform plan…")
-        case .timing(let rounds, let plans): say("timing \(rounds) round(s) of \(plans) plans, one batch each beside a teacher batch…")
+        case .timing(let rounds, let plans, let images): say("timing \(rounds) round(s) of \(plans) plans, each generating the \(images) images beside the teacher…")
         case .noRealData: finish(); say("no --real images: FID against real data is left out")
         }
     }

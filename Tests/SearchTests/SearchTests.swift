@@ -388,7 +388,7 @@ final class SyntheticEvaluator: SearchEvaluator {
     }
     func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [try rfid(c, samples: samples)], sigma: [1]) }
     func teacherStatistics(samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [0], sigma: [1]) }
-    func timeBatch(_ plan: StepPlan) throws -> Double { 0.001 * Double(plan.fullSteps) + 0.0001 * Double(plan.partialSteps) }
+    func timeRun(_ plan: StepPlan, images: Int) throws -> Double { (0.001 * Double(plan.fullSteps) + 0.0001 * Double(plan.partialSteps)) * Double(images) }
     var stepsRun: Int { calls.count }
     var stepsShared: Int { 0 }
     var teacherSeconds: Double { 0 }
@@ -440,7 +440,8 @@ final class SyntheticEvaluator: SearchEvaluator {
         #expect(result.entries.map(\.name).first == "best" && result.entries.contains { $0.name == "ddim 37 steps" })
         #expect(result.entries.contains { $0.name.hasPrefix("deepcache") })
         #expect(result.entries.allSatisfy { $0.measuredSpeedup != nil && $0.predictedSpeedup >= 2.5 * 1.08 - 1e-9 })
-        #expect(abs(result.entries.first { $0.name == "ddim 37 steps" }!.measuredSpeedup! - 100.0 / 37) < 1e-9)
+        let ddim = result.entries.first { $0.name == "ddim 37 steps" }!
+        #expect(abs(ddim.measuredSpeedup! - 100.0 / 37) < 1e-9 && ddim.measuredRange!.allSatisfy { abs($0 - 100.0 / 37) < 1e-9 })
         #expect(FileManager.default.fileExists(atPath: result.svg.path))
         let saved = try SearchReport.load(from: dir.appendingPathComponent("search.json"))
         #expect(saved.bestPlan == result.report.bestPlan && saved.state.complete && saved.baselines.count == result.entries.count - 1)
