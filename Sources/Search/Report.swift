@@ -99,7 +99,7 @@ public enum ParetoPlot {
         // x ticks at round values: the step of 1, 2, 2.5 or 5 × 10^k that gives 4–8 of them.
         let span = x1 - x0, magnitude = pow(10, floor(log10(span / 5)))
         let step = [1.0, 2.0, 2.5, 5.0, 10.0].map { $0 * magnitude }.first { span / $0 <= 8 } ?? 10 * magnitude
-        let decimals = step >= 1 ? 0 : step.truncatingRemainder(dividingBy: 0.1) < 1e-9 * step ? 1 : 2
+        let decimals = (0...3).first { d in let v = step * pow(10, Double(d)); return abs(v - v.rounded()) < 1e-6 } ?? 3
         var xv = (x0 / step).rounded(.up) * step
         while xv <= x1 + 1e-9 * step {
             s += "<text x=\"\(f(px(xv)))\" y=\"\(f(h - bottom + 16))\" text-anchor=\"middle\">\(String(format: "%.\(decimals)f", xv))</text>\n"
