@@ -7,6 +7,7 @@
 //   clip is set (eps is taken before clipping, as diffusers does);
 //   y = c_x0 * x0 + c_eps * eps + c_sample * x + sigma * noise (noise unread when sigma is 0).
 //   global size (n).
+// multistep_combine: see below.
 // No #defines.
 
 __kernel void scheduler_step(__global const float* x, __global const float* m, __global const float* noise,
@@ -31,5 +32,21 @@ __kernel void scheduler_step(__global const float* x, __global const float* m, _
     if (clip) x0 = clamp(x0, -clip_range, clip_range);
     float v = c_x0 * x0 + c_eps * eps + c_sample * xv;
     if (sigma != 0.0f) v = v + sigma * noise[i];
+    y[i] = v;
+}
+
+// multistep_combine: the update of a multistep solver (DPM-Solver) as a linear combination of the
+// sample and its history of converted model outputs (newest first); y may alias x.
+//   y = c_x * x + c0 * h0 + c1 * h1 + c2 * h2 (h1, h2 unread when their coefficients are 0).
+//   global size (n).
+__kernel void multistep_combine(__global const float* x, __global const float* h0, __global const float* h1,
+                                __global const float* h2, __global float* y, const int n,
+                                const float c_x, const float c0, const float c1, const float c2)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    float v = c_x * x[i] + c0 * h0[i];
+    if (c1 != 0.0f) v += c1 * h1[i];
+    if (c2 != 0.0f) v += c2 * h2[i];
     y[i] = v;
 }

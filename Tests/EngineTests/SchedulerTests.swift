@@ -82,7 +82,11 @@ let schedulerGoldens: [SchedulerGolden] = {
         c.thresholding = true
         expectError(containing: ["thresholding"]) { try c.validate() }
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("scheduler-\(UUID()).json")
-        try Data(#"{"num_train_timesteps": 1000, "solver_order": 2}"#.utf8).write(to: url)
-        expectError(containing: ["solver_order"]) { _ = try SchedulerConfiguration.load(from: url) }
+        try Data(#"{"num_train_timesteps": 1000, "solver_p": 2}"#.utf8).write(to: url)
+        expectError(containing: ["solver_p"]) { _ = try SchedulerConfiguration.load(from: url) }
+        try Data(#"{"use_karras_sigmas": false, "use_exponential_sigmas": true}"#.utf8).write(to: url)
+        expectError(containing: ["use_exponential_sigmas"]) { _ = try SchedulerConfiguration.load(from: url) }
+        try Data(#"{"algorithm_type": "sde-dpmsolver++"}"#.utf8).write(to: url)
+        expectError(containing: ["algorithm_type", "sde-dpmsolver++"]) { _ = try SchedulerConfiguration.load(from: url) }
     }
 }

@@ -76,11 +76,11 @@ public final class GenerationPipeline {
         return made
     }
 
-    /// Whether `s` draws no variance noise at any step (DDIM with eta 0): its states depend on the
-    /// initial noise and the steps alone.
-    public func isDeterministic(_ s: PlanSampler) throws -> Bool {
+    /// Whether a run of `s` can resume from its sample alone: no variance noise at any step (DDIM with
+    /// eta 0) and no history of model outputs (not a multistep solver).
+    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
         let scheduler = try sampler(for: s).scheduler
-        return scheduler.timesteps.indices.allSatisfy { scheduler.coefficients(step: $0).noise == 0 }
+        return scheduler.isDeterministic && scheduler.historyLength == 0
     }
 
     /// Number of batches for `count` images.
@@ -129,7 +129,8 @@ public final class GenerationPipeline {
     }
 
     /// Runs batch `b` of `plan` on its sampler: from the batch's initial noise, or from `resume`'s
-    /// sample at step `resume.step` (a state stored earlier, for plans sharing a prefix). `beforeStep`
+    /// sample at step `resume.step` (a state stored earlier, for plans sharing a prefix; only for
+    /// samplers that `resumesFromSample`). `beforeStep`
     /// is called before each step after the first run here (with the step index; states may be read
     /// from the sampler then); `afterStep` after each step with the number of steps done (the queue
     /// drained), and may stop the batch. x₀ is left in the sampler's `sampleBuffer`. Returns false

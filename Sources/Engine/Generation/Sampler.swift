@@ -10,7 +10,7 @@ public final class Sampler {
     /// The sampler as plans name it.
     public let planSampler: PlanSampler
     let sample: DeviceBuffer<Float>
-    let variance: DeviceBuffer<Float>
+    let updater: SchedulerUpdater
     /// Every step's timestep repeated over the batch, uploaded once: step i's are at i·batch.
     let timesteps: DeviceBuffer<Float>
     var count: Int { unet.batch * unet.config.inChannels * unet.height * unet.width }
@@ -21,11 +21,15 @@ public final class Sampler {
         }
         self.unet = unet
         self.scheduler = scheduler
-        planSampler = PlanSampler(scheduler: scheduler is DDPMScheduler ? .ddpm : .ddim, steps: scheduler.timesteps.count,
-                                  eta: (scheduler as? DDIMScheduler)?.eta ?? 0)
+        if let dpm = scheduler as? DPMSolverMultistepScheduler {
+            planSampler = PlanSampler(scheduler: dpm.algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: dpm.timesteps.count, order: dpm.order)
+        } else {
+            planSampler = PlanSampler(scheduler: scheduler is DDPMScheduler ? .ddpm : .ddim, steps: scheduler.timesteps.count,
+                                      eta: (scheduler as? DDIMScheduler)?.eta ?? 0)
+        }
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
-        variance = try unet.stream.buffer(n)
+        updater = try SchedulerUpdater(scheduler: scheduler, stream: unet.stream, count: n)
         let steps = scheduler.timesteps
         timesteps = try unet.stream.upload(steps.flatMap { Array(repeating: Float($0), count: unet.batch) })
     }
@@ -38,7 +42,7 @@ public final class Sampler {
     /// Checks `plan` against this sampler and model, and allocates the feature cache it needs.
     public func prepare(_ plan: StepPlan) throws {
         try plan.validate(branchCount: unet.branchCount)
-        try plan.validate(scheduler: planSampler.scheduler, steps: planSampler.steps)
+        try plan.validate(sampler: planSampler)
         try unet.prepareFeatureCache(branches: plan.branches)
     }
 
@@ -115,15 +119,45 @@ public final class Sampler {
         }
     }
 
-    /// The scheduler update of step `i` from the last model output.
+    /// The scheduler update of step `i` from the last model output (a multistep solver's history
+    /// takes it as step i's output, whether the step ran the network or not).
     public func update(_ i: Int, noiseSource: inout VarianceNoise) throws {
-        let s = unet.stream
+        try updater.update(i, sample: sample, modelOutput: unet.workspace.output, noiseSource: &noiseSource)
+    }
+}
+
+/// A scheduler's device update on buffers of `count` values, with what it keeps between steps (a
+/// multistep solver's history of converted model outputs, the variance-noise scratch).
+public final class SchedulerUpdater {
+    public let scheduler: any Scheduler
+    public let stream: ComputeStream
+    public let count: Int
+    let variance: DeviceBuffer<Float>
+    /// Step i's converted model output sits in slot i mod the history's length.
+    let history: [DeviceBuffer<Float>]
+
+    public init(scheduler: any Scheduler, stream: ComputeStream, count: Int) throws {
+        self.scheduler = scheduler; self.stream = stream; self.count = count
+        variance = try stream.buffer(count)
+        history = try (0..<scheduler.historyLength).map { _ in try stream.buffer(count) }
+    }
+
+    /// Step `i` in place on `sample`, from `modelOutput`; variance noise (when the step draws any)
+    /// from `noiseSource`. Steps of one run must come in order from 0 (the history is the run's).
+    public func update(_ i: Int, sample: DeviceBuffer<Float>, modelOutput: DeviceBuffer<Float>, noiseSource: inout VarianceNoise) throws {
+        let s = stream
+        if case let .multistep(convert, cx, coefficients) = scheduler.update(step: i) {
+            let n = history.count
+            try s.schedulerStep(sample: sample, modelOutput: modelOutput, noise: nil, output: history[i % n], count: count, convert)
+            let newestFirst = coefficients.indices.map { history[(i - $0 + 3 * n) % n] }
+            try s.multistepCombine(sample: sample, history: newestFirst, coefficients: coefficients, sampleCoefficient: cx, output: sample, count: count)
+            return
+        }
         let c = scheduler.coefficients(step: i)
         if c.noise != 0 {
-            precondition(noiseSource.generators.count * noiseSource.imageSize == count, "variance noise for \(noiseSource.generators.count) images, the batch has \(unet.batch)")
+            precondition(noiseSource.generators.count * noiseSource.imageSize == count, "variance noise for \(noiseSource.generators.count) images of \(noiseSource.imageSize), the update has \(count) values")
             try variance.write(noiseSource.fill(), queue: s.queue)
         }
-        try s.schedulerStep(sample: sample, modelOutput: unet.workspace.output, noise: c.noise != 0 ? variance : nil,
-                            output: sample, count: count, c)
+        try s.schedulerStep(sample: sample, modelOutput: modelOutput, noise: c.noise != 0 ? variance : nil, output: sample, count: count, c)
     }
 }

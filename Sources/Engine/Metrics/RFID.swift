@@ -5,7 +5,7 @@
 //     that determines them (model bytes, teacher sampler, seed, batch, feature network);
 //   - each plan's features per batch, memoised under the plan's content (a plan scored on a few
 //     batches and later on more generates only the new ones);
-//   - for deterministic samplers, sampler states at the steps a caller names (segment starts, where
+//   - for samplers that resume from a sample alone (no variance noise, no solver history), states at the steps a caller names (segment starts, where
 //     a full step follows), keyed by the sampler and the actions before that step, so a plan resumes
 //     from the longest prefix it shares with any plan generated before.
 // Batches always hold whole images of the seed's stream (a last batch is filled with the next ones),
@@ -49,7 +49,7 @@ public final class RFIDEvaluator {
         self.pipeline = pipeline; self.extractor = extractor; self.teacher = teacher; self.seed = seed; self.maxStates = maxStates
         featureBuffer = try u.stream.buffer(u.batch * extractor.dims)
         let t = teacher.sampler
-        teacherKey = FNV1a.hex(["teacher-features v2", modelKey, t.scheduler.rawValue, "\(t.steps)", "\(t.eta)", teacher.compact,
+        teacherKey = FNV1a.hex(["teacher-features v2", modelKey, t.scheduler.rawValue, "\(t.steps)", "\(t.eta)", t.order.map { "order \($0)" } ?? "", teacher.compact,
                                 "\(seed)", "\(u.batch)", extractor.name, extractor.fingerprint].joined(separator: "|"))
         teacherFile = cacheDirectory.appendingPathComponent("\(teacherKey).safetensors")
         if let file = try? SafeTensorsFile(path: teacherFile.path) {
@@ -67,12 +67,12 @@ public final class RFIDEvaluator {
     /// A key of what determines a plan's samples: its sampler and its actions (before step `end`).
     static func contentKey(_ plan: StepPlan, end: Int? = nil) -> String {
         let s = plan.sampler
-        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
+        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
     }
 
     func isDeterministic(_ s: PlanSampler) throws -> Bool {
         if let d = deterministic[s] { return d }
-        let d = try pipeline.isDeterministic(s)
+        let d = try pipeline.resumesFromSample(s)
         deterministic[s] = d
         return d
     }

@@ -52,7 +52,25 @@ public enum StepAction: Equatable, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The samplers plans run on (as plan files and `--scheduler` name them).
-public enum SchedulerKind: String, NamedChoice { case ddim, ddpm }
+public enum SchedulerKind: String, NamedChoice {
+    case ddim, ddpm
+    /// DPMSolverMultistepScheduler with algorithm_type dpmsolver++ (data prediction) or dpmsolver (noise prediction).
+    case dpmsolverPlusPlus = "dpmsolver++", dpmsolver
+
+    /// Whether the sampler keeps a history of model outputs (and has a solver order).
+    public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver }
+
+    /// The kind diffusers' scheduler class `name` (a config's `_class_name`) is, with the settings that
+    /// choose between kinds; nil for classes not implemented here.
+    public static func named(className name: String, configuration c: SchedulerConfiguration) -> SchedulerKind? {
+        switch name {
+        case "DDIMScheduler": return .ddim
+        case "DDPMScheduler": return .ddpm
+        case "DPMSolverMultistepScheduler": return c.algorithmType == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus
+        default: return nil
+        }
+    }
+}
 
 /// The sampler a plan is made for.
 public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible {
@@ -61,22 +79,47 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     public var steps: Int
     /// DDIM's eta.
     public var eta: Float
+    /// A multistep solver's order (1…3; nil for single-step schedulers, 2 when a file leaves it out).
+    public var order: Int?
 
-    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0) {
+    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
+        self.order = scheduler.isMultistep ? (order ?? 2) : nil
     }
 
-    /// The same scheduler and eta with `steps` steps (a coarser grid).
-    public func with(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta) }
+    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order }
 
-    /// "ddim 50 steps" or "ddim 50 steps, eta 0.5".
-    public var description: String { "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(scheduler: try c.decode(SchedulerKind.self, forKey: .scheduler), steps: try c.decode(Int.self, forKey: .steps),
+                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: try c.decodeIfPresent(Int.self, forKey: .order))
+    }
 
-    /// This sampler's scheduler (DDPM ignores eta).
+    /// The same scheduler, eta and order with `steps` steps (a coarser grid).
+    public func with(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order) }
+
+    /// "ddim 50 steps", "ddim 50 steps, eta 0.5", "dpmsolver++ 20 steps, order 2".
+    public var description: String {
+        "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") + (order.map { ", order \($0)" } ?? "")
+    }
+
+    /// Checks what the sampler settings must satisfy.
+    public func validate() throws {
+        guard steps > 0 else { throw ModelError("sampler steps must be positive, not \(steps)") }
+        guard eta >= 0, eta.isFinite else { throw ModelError("eta must be ≥ 0, not \(eta)") }
+        if scheduler != .ddim && eta != 0 { throw ModelError("eta applies to DDIM only (the sampler is \(scheduler))") }
+        if let order, !(1...3).contains(order) { throw ModelError("solver order must be 1, 2 or 3, not \(order)") }
+        if order != nil && !scheduler.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(scheduler))") }
+    }
+
+    /// This sampler's scheduler.
     public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
+        try validate()
         switch scheduler {
         case .ddpm: return try DDPMScheduler(configuration: configuration, steps: steps)
         case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
+        case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order)
+        case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order)
         }
     }
 }
@@ -148,8 +191,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
 
     /// Checks what a plan must satisfy on its own and, given `branchCount`, against a model.
     public func validate(branchCount: Int? = nil) throws {
-        guard sampler.steps > 0 else { throw ModelError("sampler steps must be positive, not \(sampler.steps)") }
-        guard sampler.eta >= 0, sampler.eta.isFinite else { throw ModelError("eta must be ≥ 0, not \(sampler.eta)") }
+        try sampler.validate()
         guard actions.count == sampler.steps else {
             throw ModelError("the plan has \(actions.count) actions for a \(sampler.steps)-step sampler")
         }
@@ -167,6 +209,14 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     public func validate(scheduler: SchedulerKind, steps: Int) throws {
         guard sampler.scheduler == scheduler, sampler.steps == steps else {
             throw ModelError("the plan is for \(sampler.scheduler) with \(sampler.steps) steps, the sampler is \(scheduler) with \(steps) steps")
+        }
+    }
+
+    /// Checks that the plan fits `other` (scheduler, steps and order).
+    public func validate(sampler other: PlanSampler) throws {
+        try validate(scheduler: other.scheduler, steps: other.steps)
+        guard sampler.order == other.order else {
+            throw ModelError("the plan is for \(sampler), the sampler is \(other)")
         }
     }
 

@@ -7,7 +7,9 @@
 import Foundation
 import GPUKernels
 
-/// `scheduler_config.json` of DDIMScheduler or DDPMScheduler, with diffusers' keys and defaults.
+/// `scheduler_config.json` of DDIMScheduler, DDPMScheduler or DPMSolverMultistepScheduler, with
+/// diffusers' keys and defaults. Keys absent from the file take the defaults of the scheduler that is
+/// built from it (as `XScheduler.from_config` does): `presentKeys` says which were given.
 public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfiguration {
     public var className: String?
     public var numTrainTimesteps = 1000
@@ -23,6 +25,16 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
     public var varianceType = VarianceType.fixedSmall
     public var thresholding = false
     public var rescaleBetasZeroSnr = false
+    // DPMSolverMultistepScheduler's own settings.
+    public var solverOrder = 2
+    public var algorithmType = DPMSolverAlgorithm.dpmsolverPlusPlus
+    public var solverType = "midpoint"
+    public var lowerOrderFinal = true
+    public var eulerAtFinal = false
+    public var useKarrasSigmas = false
+    public var finalSigmasType = FinalSigmasType.zero
+    /// The keys the file gave (empty for a configuration made in code: every key at its default).
+    public var presentKeys: Set<String> = []
 
     public init() {}
 
@@ -32,6 +44,9 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         case clipSampleRange = "clip_sample_range", setAlphaToOne = "set_alpha_to_one", stepsOffset = "steps_offset"
         case predictionType = "prediction_type", timestepSpacing = "timestep_spacing", varianceType = "variance_type"
         case thresholding, rescaleBetasZeroSnr = "rescale_betas_zero_snr"
+        case solverOrder = "solver_order", algorithmType = "algorithm_type", solverType = "solver_type"
+        case lowerOrderFinal = "lower_order_final", eulerAtFinal = "euler_at_final", useKarrasSigmas = "use_karras_sigmas"
+        case finalSigmasType = "final_sigmas_type"
     }
 
     public init(from decoder: Decoder) throws {
@@ -47,10 +62,20 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         predictionType = try v(.predictionType, d.predictionType); timestepSpacing = try v(.timestepSpacing, d.timestepSpacing)
         varianceType = try v(.varianceType, d.varianceType); thresholding = try v(.thresholding, d.thresholding)
         rescaleBetasZeroSnr = try v(.rescaleBetasZeroSnr, d.rescaleBetasZeroSnr)
+        solverOrder = try v(.solverOrder, d.solverOrder); algorithmType = try v(.algorithmType, d.algorithmType)
+        solverType = try v(.solverType, d.solverType); lowerOrderFinal = try v(.lowerOrderFinal, d.lowerOrderFinal)
+        eulerAtFinal = try v(.eulerAtFinal, d.eulerAtFinal); useKarrasSigmas = try v(.useKarrasSigmas, d.useKarrasSigmas)
+        finalSigmasType = try v(.finalSigmasType, d.finalSigmasType)
+        presentKeys = Set(c.allKeys.map(\.stringValue))
     }
 
+    /// Settings that only a scheduler other than the one named would read are accepted when at
+    /// diffusers' defaults; these must stay off for every scheduler here.
+    static let offKeys = ["use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas", "use_dynamic_shifting"]
+
     /// Keys of either scheduler that do not change the computation when at their defaults.
-    static let inertKeys: Set<String> = ["dynamic_thresholding_ratio", "sample_max_value", "trained_betas"]
+    static let inertKeys = Set(["dynamic_thresholding_ratio", "sample_max_value", "trained_betas", "flow_shift", "time_shift_type"])
+        .union(offKeys)
 
     /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
     public static func load(from url: URL) throws -> SchedulerConfiguration {
@@ -58,6 +83,9 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         return try loadConfigJSON(url, knownKeys: known) { raw in
             if let betas = raw["trained_betas"], !(betas is NSNull) {
                 throw ModelError("\(url.path): unsupported trained_betas (only beta schedules are supported)")
+            }
+            for key in offKeys where raw[key] as? Bool == true {
+                throw ModelError("\(url.path): unsupported \(key) = true (not implemented)")
             }
         }
     }
@@ -70,6 +98,12 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         if rescaleBetasZeroSnr { try refuse("rescale_betas_zero_snr", true, "not supported") }
         if numTrainTimesteps < 2 { try refuse("num_train_timesteps", numTrainTimesteps, "at least 2") }
         if clipSampleRange <= 0 { try refuse("clip_sample_range", clipSampleRange, "must be positive") }
+        if !(1...3).contains(solverOrder) { try refuse("solver_order", solverOrder, "1, 2 or 3") }
+    }
+
+    /// `key`'s value when the file gave it, else the default of the scheduler being built.
+    func value<T>(_ key: CodingKeys, _ current: T, defaultFor scheduler: T) -> T {
+        presentKeys.contains(key.rawValue) ? current : scheduler
     }
 
     var prediction: SchedulerStepCoefficients.Prediction {
@@ -89,6 +123,10 @@ public enum PredictionType: String, NamedChoice { case epsilon, sample, vPredict
 public enum TimestepSpacing: String, NamedChoice { case leading, trailing, linspace }
 /// `variance_type` (DDPM).
 public enum VarianceType: String, NamedChoice { case fixedSmall = "fixed_small", fixedSmallLog = "fixed_small_log", fixedLarge = "fixed_large" }
+/// DPMSolverMultistepScheduler's `algorithm_type` (the SDE variants are not implemented).
+public enum DPMSolverAlgorithm: String, NamedChoice { case dpmsolverPlusPlus = "dpmsolver++", dpmsolver }
+/// DPMSolverMultistepScheduler's `final_sigmas_type`.
+public enum FinalSigmasType: String, NamedChoice { case zero, sigmaMin = "sigma_min" }
 
 /// The training noise schedule: β_t and ᾱ_t in float32 as torch computes them.
 public struct NoiseSchedule: Sendable {
@@ -119,13 +157,34 @@ public struct NoiseSchedule: Sendable {
     }
 }
 
-/// What a sampler needs: the timesteps of a run and each step's device coefficients.
+/// What a sampler needs: the timesteps of a run and each step's device update.
 public protocol Scheduler: Sendable {
     var configuration: SchedulerConfiguration { get }
     /// The timesteps of an `steps`-step run, first to last.
     var timesteps: [Int] { get }
-    /// The coefficients of step `index` (0-based into `timesteps`).
+    /// The coefficients of step `index` (0-based into `timesteps`): the whole update of a single-step
+    /// scheduler, the model output's conversion for a multistep one (σ is the step's noise either way).
     func coefficients(step index: Int) -> SchedulerStepCoefficients
+    /// Step `index`'s device update.
+    func update(step index: Int) -> SchedulerUpdate
+    /// How many converted model outputs a multistep solver keeps (0 for single-step schedulers).
+    var historyLength: Int { get }
+}
+
+extension Scheduler {
+    public func update(step index: Int) -> SchedulerUpdate { .single(coefficients(step: index)) }
+    public var historyLength: Int { 0 }
+    /// Whether no step draws variance noise.
+    public var isDeterministic: Bool { timesteps.indices.allSatisfy { coefficients(step: $0).noise == 0 } }
+}
+
+/// One step's work on the device after the network.
+public enum SchedulerUpdate: Equatable, Sendable {
+    /// y = c_x0·x̂₀ + c_ε·ε̂ + c_x·x + σ·noise (DDIM, DDPM).
+    case single(SchedulerStepCoefficients)
+    /// The model output converted by `convert` (x̂₀ or ε̂; no noise) becomes the newest history entry,
+    /// then y = sampleCoefficient·x + Σₖ history[k]·h_k, newest first (multistep solvers).
+    case multistep(convert: SchedulerStepCoefficients, sampleCoefficient: Float, history: [Float])
 }
 
 /// DDIMScheduler.set_timesteps / step (with eta; variance noise supplied by the caller).

@@ -1,0 +1,84 @@
+// DPMSolverMultistepScheduler against diffusers (Goldens/solvers.json and
+// Goldens/cifar-layout/dpmsolver10.safetensors, written by scripts/make_solver_goldens.py): timesteps
+// exactly, sigmas to float precision, whole solver runs on random model outputs through the device
+// update, and a whole 10-step DPM-Solver++ (2M) run of a golden UNet.
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+import TestSupport
+
+struct SolverGolden: Decodable {
+    let name: String, steps: Int
+    let config: [String: AnyDecodable]
+    let timesteps: [Int]
+    let sigmas: [Float]
+    let start: [Float]
+    let model_outputs: [[Float]], samples: [[Float]]
+}
+
+let solverGoldens: [SolverGolden] = {
+    let data = try! Data(contentsOf: goldens.appendingPathComponent("solvers.json"))
+    return try! JSONDecoder().decode([SolverGolden].self, from: data)
+}()
+
+@Suite struct SolverTests {
+    /// The scheduler as `from_config` builds it from the golden's (partial) config: keys it leaves out
+    /// take DPMSolverMultistepScheduler's defaults, not DDIM's.
+    func makeScheduler(_ g: SolverGolden) throws -> DPMSolverMultistepScheduler {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("solver-\(UUID()).json")
+        try JSONSerialization.data(withJSONObject: g.config.mapValues(\.value)).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        return try DPMSolverMultistepScheduler(configuration: SchedulerConfiguration.load(from: url), steps: g.steps)
+    }
+
+    @Test(arguments: solverGoldens.map(\.name))
+    func matchesDiffusers(name: String) throws {
+        let g = solverGoldens.first { $0.name == name }!
+        let scheduler = try makeScheduler(g)
+        #expect(scheduler.timesteps == g.timesteps, "\(name): timesteps")
+        expectClose(scheduler.sigmas, g.sigmas, atol: 1e-7, rtol: 2e-6, "\(name): sigmas")
+        // The whole run, step by step on the device, from the golden's model outputs.
+        let s = try ComputeStream()
+        let n = g.start.count
+        let sample = try s.upload(g.start), output = try s.buffer(n)
+        let updater = try SchedulerUpdater(scheduler: scheduler, stream: s, count: n)
+        var noise = NoiseStreams(seed: 0).variance(images: 0..<1, imageSize: n)
+        for i in 0..<g.steps {
+            try output.write(g.model_outputs[i], queue: s.queue)
+            try updater.update(i, sample: sample, modelOutput: output, noiseSource: &noise)
+            let got = try s.download(sample)
+            let scale = g.samples[i].map { abs($0) }.max()!
+            expectClose(got, g.samples[i], atol: 2e-5 * max(1, scale), rtol: 1e-4, "\(name): step \(i) (order \(scheduler.stepOrder(i)))")
+        }
+        let (err, _) = relativeL2(try s.download(sample), g.samples.last!)
+        #expect(err <= 1e-4, "\(name): final sample relative L2 \(err)")
+    }
+
+    /// 10 DPM-Solver++ (2M) steps of the cifar-layout UNet from the same noise as diffusers: relative L2 ≤ 1e-4.
+    @Test func wholeRunMatchesDiffusers() throws {
+        let dir = goldens.appendingPathComponent("cifar-layout")
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("dpmsolver10.safetensors").path)
+        let shape = golden.tensors["noise"]!.shape
+        let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
+        let plan = StepPlan.teacher(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10))
+        let sampler = try Sampler(unet: unet, scheduler: plan.sampler.scheduler(configuration: SchedulerConfiguration()))
+        #expect(sampler.planSampler == plan.sampler)
+        var unused = NoiseStreams(seed: 0).variance(images: 0..<shape[0], imageSize: shape[1] * shape[2] * shape[3])
+        let got = try sampler.run(noise: try golden.floats("noise"), plan: plan, noiseSource: &unused)
+        let want = try golden.floats("sample")
+        let (err, worst) = relativeL2(got, want)
+        #expect(err <= 1e-4, "DPM-Solver++ 10 steps: relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
+    }
+
+    /// Settings the solver does not implement are refused by name.
+    @Test func unsupportedSettingsAreRefused() throws {
+        var c = SchedulerConfiguration()
+        c.solverType = "bogus"
+        expectError(containing: ["solver_type", "bogus"]) { _ = try DPMSolverMultistepScheduler(configuration: c, steps: 10) }
+        c = SchedulerConfiguration(); c.useKarrasSigmas = true; c.betaSchedule = .squaredcosCapV2
+        expectError(containing: ["use_karras_sigmas"]) { _ = try DPMSolverMultistepScheduler(configuration: c, steps: 10) }
+        expectError(containing: ["solver order", "4"]) { _ = try DPMSolverMultistepScheduler(configuration: SchedulerConfiguration(), steps: 10, order: 4) }
+        expectError(containing: ["eta applies to DDIM only"]) { try PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10, eta: 0.5).validate() }
+    }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/dpmsolver10.safetensors:
+diffusers' (0.42) DPMSolverMultistepScheduler — timesteps, sigmas and whole runs of the solver on
+random model outputs for several configurations (orders 1-3, dpmsolver++/dpmsolver, midpoint/heun,
+Karras sigmas, spacings, final sigmas, prediction types), and a 10-step DPM-Solver++ (2M) run of the
+cifar-layout golden UNet from fixed noise, as DPMSolverMultistepScheduler drives it in a pipeline.
+
+    .venv-ref/bin/python scripts/make_solver_goldens.py
+"""
+import json
+import os
+
+import torch
+from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+from safetensors.torch import save_file
+
+GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
+
+# (config given to from_config on top of a DDIM config, steps); the DDIM-like base keeps what our
+# default model's scheduler_config.json has, as `DPMSolverMultistepScheduler.from_config(ddim)` sees it.
+DDIM_BASE = dict(_class_name="DDIMScheduler", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                 clip_sample=False, prediction_type="epsilon", set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+CASES = [
+    ("from DDIM config, 2M", dict(DDIM_BASE), 10),
+    ("from DDIM config, 2M, 20 steps", dict(DDIM_BASE), 20),
+    ("defaults, 3M", dict(solver_order=3), 25),
+    ("defaults, 3M, 8 steps", dict(solver_order=3), 8),
+    ("order 1", dict(solver_order=1), 6),
+    ("heun, trailing", dict(solver_type="heun", timestep_spacing="trailing"), 12),
+    ("karras", dict(use_karras_sigmas=True, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012), 15),
+    ("dpmsolver, sigma_min, 3M", dict(algorithm_type="dpmsolver", final_sigmas_type="sigma_min", solver_order=3), 16),
+    ("dpmsolver heun, v_prediction", dict(algorithm_type="dpmsolver", final_sigmas_type="sigma_min", solver_type="heun",
+                                          prediction_type="v_prediction"), 9),
+    ("sample prediction, euler at final, cosine", dict(prediction_type="sample", euler_at_final=True, beta_schedule="squaredcos_cap_v2",
+                                                       lower_order_final=False), 18),
+    ("leading with offset, sigma_min", dict(timestep_spacing="leading", steps_offset=1, final_sigmas_type="sigma_min"), 7),
+]
+
+
+def main():
+    gen = torch.Generator().manual_seed(0)
+    cases = []
+    for name, cfg, steps in CASES:
+        sched = DPMSolverMultistepScheduler.from_config(cfg)
+        sched.set_timesteps(steps)
+        sample = torch.randn(1, 4, 4, 4, generator=gen) * 10
+        start = sample.clone()
+        outputs, samples = [], []
+        for t in sched.timesteps:
+            m = torch.randn(1, 4, 4, 4, generator=gen)
+            sample = sched.step(m, t, sample).prev_sample
+            outputs.append(m.flatten().tolist())
+            samples.append(sample.flatten().tolist())
+        given = {k: v for k, v in cfg.items()}
+        cases.append(dict(name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(), sigmas=sched.sigmas.tolist(),
+                          start=start.flatten().tolist(), model_outputs=outputs, samples=samples))
+    with open(os.path.join(GOLDENS, "solvers.json"), "w") as f:
+        json.dump(cases, f)
+    print(f"wrote solvers.json: {len(cases)} DPM-Solver configurations")
+
+    folder = os.path.join(GOLDENS, "cifar-layout")
+    unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    sched = DPMSolverMultistepScheduler()
+    sched.set_timesteps(10)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    x = noise * sched.init_noise_sigma
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(unet(sched.scale_model_input(x, t), t).sample, t, x).prev_sample
+    save_file({"noise": noise.contiguous(), "sample": x.contiguous()}, os.path.join(folder, "dpmsolver10.safetensors"))
+    print("wrote cifar-layout/dpmsolver10.safetensors")
+
+
+if __name__ == "__main__":
+    main()
