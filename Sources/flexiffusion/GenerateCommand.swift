@@ -10,10 +10,12 @@ extension SchedulerKind: ExpressibleByArgument {}
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate images with a diffusers UNet and DDIM or DDPM sampling.",
+        abstract: "Generate images with a diffusers UNet and DDIM, DDPM or DPM-Solver sampling.",
         discussion: """
-            The scheduler's settings come from the model folder's scheduler config when it has one (as \
-            diffusers' `XScheduler.from_config` would build it), else diffusers' defaults. Noise comes from \
+            The scheduler is the model folder's (its scheduler config's `_class_name`) unless --scheduler \
+            names another; its settings come from that config as diffusers' `XScheduler.from_config` would \
+            build them (keys the config leaves out take the chosen scheduler's defaults), else diffusers' \
+            defaults. A folder whose scheduler class is not implemented here needs --scheduler. Noise comes from \
             --seed (Sources/Engine/Generation/Noise.swift defines the streams: image i's noise is the same \
             whatever --batch), the same on every run and device; --noise gives the initial noise instead. \
             Outputs are written to temporary files and renamed, so an error never leaves a partial file.
@@ -21,8 +23,9 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "ddim or ddpm (default: ddim, or the plan's).") var scheduler: SchedulerKind?
-    @Option(help: "Sampling steps (default: 50 for DDIM, the training steps for DDPM, or the plan's).") var steps: Int?
+    @Option(help: "ddim, ddpm, dpmsolver++ or dpmsolver (default: the model folder's scheduler, else ddim; or the plan's).") var scheduler: SchedulerKind?
+    @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
+    @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
@@ -86,17 +89,22 @@ struct GenerateCommand: ParsableCommand {
     /// the sampler the options name.
     func stepPlan(_ setup: ModelSetup) throws -> StepPlan {
         guard let plan else {
-            let kind = scheduler ?? .ddim
-            if kind == .ddpm && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
-            let steps = self.steps ?? (kind == .ddim ? 50 : setup.schedulerConfig.numTrainTimesteps)
+            let kind = try scheduler ?? setup.folderScheduler() ?? .ddim
+            if kind != .ddim && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
+            if solverOrder != nil && !kind.isMultistep { throw ValidationError("--solver-order applies to multistep solvers (dpmsolver++, dpmsolver), not \(kind)") }
+            let steps = self.steps ?? (kind == .ddim ? 50 : kind.isMultistep ? 20 : setup.schedulerConfig.numTrainTimesteps)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
-            return StepPlan.teacher(PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0))
+            let order = kind.isMultistep ? solverOrder ?? setup.schedulerConfig.solverOrder : nil
+            let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order)
+            try sampler.validate()
+            return StepPlan.teacher(sampler)
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
         do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
         if let scheduler, scheduler != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
         if let steps, steps != p.sampler.steps { throw ValidationError("--steps \(steps) differs from the plan's \(p.sampler.steps)") }
         if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }
+        if let solverOrder, solverOrder != p.sampler.order { throw ValidationError("--solver-order \(solverOrder) differs from the plan's \(p.sampler)") }
         return p
     }
 }

@@ -25,6 +25,16 @@ struct ModelSetup {
         weights = try SafeTensorsFile(path: folder.weightsURL.path)
     }
 
+    /// The scheduler kind the folder's scheduler config names (nil without a config or a class name);
+    /// a class this engine does not implement is an error naming it.
+    func folderScheduler() throws -> SchedulerKind? {
+        guard let name = schedulerConfig.className else { return nil }
+        guard let kind = SchedulerKind.named(className: name, configuration: schedulerConfig) else {
+            throw ModelError("\(path): the scheduler config's class \(name) is not implemented (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler); choose one with --scheduler")
+        }
+        return kind
+    }
+
     /// The UNet on `stream` for batches of `batch` (of the model's sample size unless given).
     func unet(stream: ComputeStream, batch: Int, height: Int? = nil, width: Int? = nil) throws -> UNet {
         try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: height ?? side, width: width ?? side)

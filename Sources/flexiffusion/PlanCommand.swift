@@ -22,12 +22,13 @@ struct PlanCommand: ParsableCommand {
 /// Options every plan builder shares.
 struct PlanOutputOptions: ParsableArguments {
     @Option(help: "Sampler steps (default: 100, the step count of the teacher that search, rfid and plan show compare with; generate alone defaults to 50 steps, as diffusers' DDIMPipeline).") var steps = 100
-    @Option(help: "ddim or ddpm.") var scheduler: SchedulerKind = .ddim
+    @Option(help: "ddim, ddpm, dpmsolver++ or dpmsolver.") var scheduler: SchedulerKind = .ddim
+    @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
-    var sampler: PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta) }
+    var sampler: PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: solverOrder) }
 
     func modelConfig() throws -> UNetConfiguration {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
@@ -36,7 +37,7 @@ struct PlanOutputOptions: ParsableArguments {
 
     func emit(_ plan: StepPlan) throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
-        if scheduler == .ddpm && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
+        do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
         try plan.validate(branchCount: try modelConfig().branchCount)
         if let out {
             try plan.write(to: out)
@@ -119,7 +120,7 @@ struct PlanDDIM: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ddim", abstract: "Plain DDIM with --steps steps, all full.")
     @OptionGroup var output: PlanOutputOptions
     func run() throws {
-        guard output.scheduler == .ddim else { throw ValidationError("plan ddim makes DDIM plans; use `plan teacher` for DDPM") }
+        guard output.scheduler == .ddim else { throw ValidationError("plan ddim makes DDIM plans; use `plan teacher` for other samplers") }
         try output.emit(try StepPlan.ddim(steps: output.steps, eta: output.eta))
     }
 }

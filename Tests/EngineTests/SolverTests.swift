@@ -1,7 +1,7 @@
 // DPMSolverMultistepScheduler against diffusers (Goldens/solvers.json and
 // Goldens/cifar-layout/dpmsolver10.safetensors, written by scripts/make_solver_goldens.py): timesteps
 // exactly, sigmas to float precision, whole solver runs on random model outputs through the device
-// update, and a whole 10-step DPM-Solver++ (2M) run of a golden UNet.
+// update, and a whole 10-step DPM-Solver++ (2M) run of a golden UNet, with and without null steps.
 import Engine
 import Foundation
 import GPUKernels
@@ -69,6 +69,32 @@ let solverGoldens: [SolverGolden] = {
         let want = try golden.floats("sample")
         let (err, worst) = relativeL2(got, want)
         #expect(err <= 1e-4, "DPM-Solver++ 10 steps: relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
+        // A plan with null steps on the solver: the solver takes the last model output as the null
+        // step's own, as the reference loop does (and the result is not the full run's).
+        var actions = plan.actions
+        for i in [1, 4, 8] { actions[i] = .null }
+        let nulls = try sampler.run(noise: try golden.floats("noise"), plan: StepPlan(sampler: plan.sampler, actions: actions), noiseSource: &unused)
+        let wantNulls = try golden.floats("sample_null_1_4_8")
+        let (errNulls, _) = relativeL2(nulls, wantNulls)
+        #expect(errNulls <= 1e-4, "DPM-Solver++ with null steps 1, 4, 8: relative L2 \(errNulls)")
+        #expect(relativeL2(wantNulls, want).error > 1e-3, "the null steps change the result")
+    }
+
+    /// A folder's scheduler class chooses the sampler (`generate` without --scheduler): DPM-Solver's
+    /// algorithm type picks between its two kinds; classes not implemented here give none (an error there).
+    @Test func schedulerClassNamesAKind() throws {
+        var c = SchedulerConfiguration()
+        #expect(SchedulerKind.named(className: "DDIMScheduler", configuration: c) == .ddim)
+        #expect(SchedulerKind.named(className: "DDPMScheduler", configuration: c) == .ddpm)
+        #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolverPlusPlus)
+        c.algorithmType = .dpmsolver
+        #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolver)
+        #expect(SchedulerKind.named(className: "PNDMScheduler", configuration: c) == nil)
+        // A plan file's solver order: 2 when left out, refused out of range or on a single-step sampler.
+        let plan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 2}, "actions": ["full", "null"]}"#.utf8))
+        #expect(plan.sampler.order == 2 && plan.sampler.description == "dpmsolver++ 2 steps, order 2")
+        expectError(containing: ["solver order", "5"]) { _ = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 1, "order": 5}, "actions": ["full"]}"#.utf8)).validate() }
+        expectError(containing: ["multistep"]) { _ = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 1, "order": 2}, "actions": ["full"]}"#.utf8)).validate() }
     }
 
     /// Settings the solver does not implement are refused by name.

@@ -91,8 +91,10 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(scheduler: try c.decode(SchedulerKind.self, forKey: .scheduler), steps: try c.decode(Int.self, forKey: .steps),
-                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: try c.decodeIfPresent(Int.self, forKey: .order))
+        let kind = try c.decode(SchedulerKind.self, forKey: .scheduler), order = try c.decodeIfPresent(Int.self, forKey: .order)
+        if order != nil && !kind.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(kind))") }
+        self.init(scheduler: kind, steps: try c.decode(Int.self, forKey: .steps),
+                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order)
     }
 
     /// The same scheduler, eta and order with `steps` steps (a coarser grid).
