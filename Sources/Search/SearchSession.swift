@@ -321,6 +321,15 @@ public final class SearchSession {
         let ddim = try evaluator.rfid(plan: ddimPlan, samples: samples)
         entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
                                     rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan))
+        // DPM-Solver++ (2M) with the same number of model evaluations: what users switch to instead of a
+        // plan (not a member of the space yet, so the search can lose to it; the report shows it).
+        if c.teacher.scheduler == .ddim {
+            let dpmPlan = StepPlan.teacher(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: ddimSteps, order: 2))
+            let dpm = try evaluator.rfid(plan: dpmPlan, samples: samples)
+            entries.append((ReportEntry(name: "dpmsolver++ 2M \(ddimSteps) steps", key: "dpmsolver++-2-\(ddimSteps)",
+                                        predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: dpm.rfid, fid: try fid(dpm.statistics),
+                                        plan: dpmPlan), dpmPlan))
+        }
         // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
         // on the teacher's grid or a coarser one.
         if let dc = records.filter({ $0.origin == .deepcache && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {

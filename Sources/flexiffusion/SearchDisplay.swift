@@ -83,7 +83,7 @@ final class SearchDisplay {
                 lastPlain = p.elapsed
                 say(figures)
             }
-        case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM \(n) steps, the best DeepCache uniform plan…")
+        case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM and DPM-Solver++ (2M) with \(n) steps, the best DeepCache uniform plan…")
         case .timing(let rounds, let plans, let images): say("timing \(rounds) round(s) of \(plans) plans, each generating the \(images) images beside the teacher…")
         case .noRealData: finish(); say("no --real images: FID against real data is left out")
         }

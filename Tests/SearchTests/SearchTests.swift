@@ -439,6 +439,7 @@ final class SyntheticEvaluator: SearchEvaluator {
         #expect(events == ["measuredNow"])
         #expect(result.entries.map(\.name).first == "best" && result.entries.contains { $0.name == "ddim 37 steps" })
         #expect(result.entries.contains { $0.name.hasPrefix("deepcache") })
+        #expect(result.entries.contains { $0.name == "dpmsolver++ 2M 37 steps" && $0.plan?.sampler.scheduler == .dpmsolverPlusPlus })
         #expect(result.entries.allSatisfy { $0.measuredSpeedup != nil && $0.predictedSpeedup >= 2.5 * 1.08 - 1e-9 })
         let ddim = result.entries.first { $0.name == "ddim 37 steps" }!
         #expect(abs(ddim.measuredSpeedup! - 100.0 / 37) < 1e-9 && ddim.measuredRange!.allSatisfy { abs($0 - 100.0 / 37) < 1e-9 })
