@@ -35,18 +35,20 @@ __kernel void scheduler_step(__global const float* x, __global const float* m, _
     y[i] = v;
 }
 
-// multistep_combine: the update of a multistep solver (DPM-Solver) as a linear combination of the
-// sample and its history of converted model outputs (newest first); y may alias x.
-//   y = c_x * x + c0 * h0 + c1 * h1 + c2 * h2 (h1, h2 unread when their coefficients are 0).
+// multistep_combine: the update of a multistep solver (DPM-Solver's step, UniPC's predictor and
+// corrector) as a linear combination of a sample and a history of converted model outputs (newest
+// first); y may alias x.
+//   y = c_x * x + c0 * h0 + c1 * h1 + c2 * h2 + c3 * h3 (h1…h3 unread when their coefficients are 0).
 //   global size (n).
 __kernel void multistep_combine(__global const float* x, __global const float* h0, __global const float* h1,
-                                __global const float* h2, __global float* y, const int n,
-                                const float c_x, const float c0, const float c1, const float c2)
+                                __global const float* h2, __global const float* h3, __global float* y, const int n,
+                                const float c_x, const float c0, const float c1, const float c2, const float c3)
 {
     const int i = get_global_id(0);
     if (i >= n) return;
     float v = c_x * x[i] + c0 * h0[i];
     if (c1 != 0.0f) v += c1 * h1[i];
     if (c2 != 0.0f) v += c2 * h2[i];
+    if (c3 != 0.0f) v += c3 * h3[i];
     y[i] = v;
 }

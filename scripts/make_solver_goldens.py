@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/dpmsolver10.safetensors:
-diffusers' (0.42) DPMSolverMultistepScheduler — timesteps, sigmas and whole runs of the solver on
-random model outputs for several configurations (orders 1-3, dpmsolver++/dpmsolver, midpoint/heun,
-Karras sigmas, spacings, final sigmas, prediction types), and a 10-step DPM-Solver++ (2M) run of the
-cifar-layout golden UNet from fixed noise, as DPMSolverMultistepScheduler drives it in a pipeline.
+"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc}10.safetensors:
+diffusers' (0.42) DPMSolverMultistepScheduler and UniPCMultistepScheduler — timesteps, sigmas and
+whole runs of each solver on random model outputs for several configurations (orders 1-3,
+dpmsolver++/dpmsolver, midpoint/heun, bh1/bh2, corrector on and partly off, Karras sigmas, spacings,
+final sigmas, prediction types), and 10-step runs of the cifar-layout golden UNet from fixed noise as
+a pipeline drives them, with and without null steps.
 
     .venv-ref/bin/python scripts/make_solver_goldens.py
 """
@@ -11,7 +12,7 @@ import json
 import os
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import DPMSolverMultistepScheduler, UNet2DModel, UniPCMultistepScheduler
 from safetensors.torch import save_file
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
@@ -20,6 +21,22 @@ GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests"
 # default model's scheduler_config.json has, as `DPMSolverMultistepScheduler.from_config(ddim)` sees it.
 DDIM_BASE = dict(_class_name="DDIMScheduler", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
                  clip_sample=False, prediction_type="epsilon", set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+UNIPC_CASES = [
+    ("unipc from DDIM config, bh2 order 2", dict(DDIM_BASE), 10),
+    ("unipc defaults, 20 steps", dict(), 20),
+    # (bh1 and noise prediction need a nonzero final sigma: with final_sigmas_type "zero" diffusers' last
+    # step is NaN — 0 · ∞ — and the engine refuses noise prediction with it.)
+    ("unipc order 3, bh1", dict(solver_order=3, solver_type="bh1", final_sigmas_type="sigma_min"), 12),
+    ("unipc order 3, 25 steps, no lower order final", dict(solver_order=3, lower_order_final=False, final_sigmas_type="sigma_min"), 25),
+    ("unipc order 1", dict(solver_order=1), 6),
+    ("unipc noise prediction, v_prediction, trailing", dict(predict_x0=False, prediction_type="v_prediction", timestep_spacing="trailing",
+                                                                      final_sigmas_type="sigma_min"), 9),
+    ("unipc corrector off at 0 and 3", dict(disable_corrector=[0, 3]), 8),
+    ("unipc karras, sigma_min", dict(use_karras_sigmas=True, final_sigmas_type="sigma_min", beta_schedule="scaled_linear",
+                                     beta_start=0.00085, beta_end=0.012), 15),
+    ("unipc sample prediction, cosine", dict(prediction_type="sample", beta_schedule="squaredcos_cap_v2"), 7),
+]
+
 CASES = [
     ("from DDIM config, 2M", dict(DDIM_BASE), 10),
     ("from DDIM config, 2M, 20 steps", dict(DDIM_BASE), 20),
@@ -40,8 +57,8 @@ CASES = [
 def main():
     gen = torch.Generator().manual_seed(0)
     cases = []
-    for name, cfg, steps in CASES:
-        sched = DPMSolverMultistepScheduler.from_config(cfg)
+    for kind, name, cfg, steps in [("dpmsolver", *c) for c in CASES] + [("unipc", *c) for c in UNIPC_CASES]:
+        sched = (DPMSolverMultistepScheduler if kind == "dpmsolver" else UniPCMultistepScheduler).from_config(cfg)
         sched.set_timesteps(steps)
         sample = torch.randn(1, 4, 4, 4, generator=gen) * 10
         start = sample.clone()
@@ -52,15 +69,19 @@ def main():
             outputs.append(m.flatten().tolist())
             samples.append(sample.flatten().tolist())
         given = {k: v for k, v in cfg.items()}
-        cases.append(dict(name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(), sigmas=sched.sigmas.tolist(),
+        cases.append(dict(kind=kind, name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(), sigmas=sched.sigmas.tolist(),
                           start=start.flatten().tolist(), model_outputs=outputs, samples=samples))
     with open(os.path.join(GOLDENS, "solvers.json"), "w") as f:
         json.dump(cases, f)
-    print(f"wrote solvers.json: {len(cases)} DPM-Solver configurations")
-
+    print(f"wrote solvers.json: {len(cases)} DPM-Solver and UniPC configurations")
     folder = os.path.join(GOLDENS, "cifar-layout")
     unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
-    sched = DPMSolverMultistepScheduler()
+    unet_run(unet, DPMSolverMultistepScheduler(), os.path.join(folder, "dpmsolver10.safetensors"))
+    unet_run(unet, UniPCMultistepScheduler(), os.path.join(folder, "unipc10.safetensors"))
+
+
+def unet_run(unet, sched, path):
+    """10 steps of `sched` on `unet` from seed-8 noise, and the same with null steps 1, 4, 8."""
     sched.set_timesteps(10)
     noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
     x = noise * sched.init_noise_sigma
@@ -78,11 +99,9 @@ def main():
         for i, t in enumerate(sched.timesteps):
             if i not in null_steps:
                 last = unet(sched.scale_model_input(x, t), t).sample
-            x_null = sched.step(last, t, x).prev_sample
-            x = x_null
-    save_file({"noise": noise.contiguous(), "sample": sample_full.contiguous(), "sample_null_1_4_8": x.contiguous()},
-              os.path.join(folder, "dpmsolver10.safetensors"))
-    print("wrote cifar-layout/dpmsolver10.safetensors (the full run and a plan with null steps 1, 4, 8)")
+            x = sched.step(last, t, x).prev_sample
+    save_file({"noise": noise.contiguous(), "sample": sample_full.contiguous(), "sample_null_1_4_8": x.contiguous()}, path)
+    print(f"wrote {os.path.relpath(path, GOLDENS)} (the full run and a plan with null steps 1, 4, 8)")
 
 
 if __name__ == "__main__":

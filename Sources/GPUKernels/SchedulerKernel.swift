@@ -36,16 +36,16 @@ extension ComputeStream {
 }
 
 extension ComputeStream {
-    /// y = c_x·x + Σₖ cₖ·hₖ over a multistep solver's history `h` (newest first, 1…3 buffers; a
+    /// y = c_x·x + Σₖ cₖ·hₖ over a multistep solver's history `h` (newest first, 1…4 buffers; a
     /// buffer is read only when its coefficient is nonzero); y may be x.
     public func multistepCombine(sample x: DeviceBuffer<Float>, history h: [DeviceBuffer<Float>], coefficients c: [Float],
                                  sampleCoefficient cx: Float, output y: DeviceBuffer<Float>, count n: Int) throws {
-        precondition((1...3).contains(h.count) && c.count == h.count, "multistep combine takes 1…3 history buffers and as many coefficients")
+        precondition((1...4).contains(h.count) && c.count == h.count, "multistep combine takes 1…4 history buffers and as many coefficients")
         precondition(x.count >= n && y.count >= n && h.allSatisfy { $0.count >= n }, "multistep combine buffers too small")
-        let buffers = (0..<3).map { h[min($0, h.count - 1)] }, coefficients = (0..<3).map { $0 < c.count ? c[$0] : 0 }
+        let buffers = (0..<4).map { h[min($0, h.count - 1)] }, coefficients = (0..<4).map { $0 < c.count ? c[$0] : 0 }
         try launch("scheduler", "multistep_combine", global: [n], [
-            .buffer(x.mem), .buffer(buffers[0].mem), .buffer(buffers[1].mem), .buffer(buffers[2].mem), .buffer(y.mem), .int(n),
-            .float(cx), .float(coefficients[0]), .float(coefficients[1]), .float(coefficients[2]),
+            .buffer(x.mem), .buffer(buffers[0].mem), .buffer(buffers[1].mem), .buffer(buffers[2].mem), .buffer(buffers[3].mem),
+            .buffer(y.mem), .int(n), .float(cx), .float(coefficients[0]), .float(coefficients[1]), .float(coefficients[2]), .float(coefficients[3]),
         ])
     }
 }

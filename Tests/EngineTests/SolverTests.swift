@@ -1,7 +1,7 @@
-// DPMSolverMultistepScheduler against diffusers (Goldens/solvers.json and
-// Goldens/cifar-layout/dpmsolver10.safetensors, written by scripts/make_solver_goldens.py): timesteps
+// DPMSolverMultistepScheduler and UniPCMultistepScheduler against diffusers (Goldens/solvers.json and
+// Goldens/cifar-layout/{dpmsolver,unipc}10.safetensors, written by scripts/make_solver_goldens.py): timesteps
 // exactly, sigmas to float precision, whole solver runs on random model outputs through the device
-// update, and a whole 10-step DPM-Solver++ (2M) run of a golden UNet, with and without null steps.
+// update, and whole 10-step runs of a golden UNet, with and without null steps.
 import Engine
 import Foundation
 import GPUKernels
@@ -9,7 +9,7 @@ import Testing
 import TestSupport
 
 struct SolverGolden: Decodable {
-    let name: String, steps: Int
+    let kind: String, name: String, steps: Int
     let config: [String: AnyDecodable]
     let timesteps: [Int]
     let sigmas: [Float]
@@ -25,19 +25,25 @@ let solverGoldens: [SolverGolden] = {
 @Suite struct SolverTests {
     /// The scheduler as `from_config` builds it from the golden's (partial) config: keys it leaves out
     /// take DPMSolverMultistepScheduler's defaults, not DDIM's.
-    func makeScheduler(_ g: SolverGolden) throws -> DPMSolverMultistepScheduler {
+    func makeScheduler(_ g: SolverGolden) throws -> (scheduler: any Scheduler, sigmas: [Float], order: (Int) -> Int) {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("solver-\(UUID()).json")
         try JSONSerialization.data(withJSONObject: g.config.mapValues(\.value)).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
-        return try DPMSolverMultistepScheduler(configuration: SchedulerConfiguration.load(from: url), steps: g.steps)
+        let config = try SchedulerConfiguration.load(from: url)
+        if g.kind == "unipc" {
+            let s = try UniPCMultistepScheduler(configuration: config, steps: g.steps)
+            return (s, s.sigmas, s.stepOrder)
+        }
+        let s = try DPMSolverMultistepScheduler(configuration: config, steps: g.steps)
+        return (s, s.sigmas, s.stepOrder)
     }
 
     @Test(arguments: solverGoldens.map(\.name))
     func matchesDiffusers(name: String) throws {
         let g = solverGoldens.first { $0.name == name }!
-        let scheduler = try makeScheduler(g)
+        let (scheduler, sigmas, stepOrder) = try makeScheduler(g)
         #expect(scheduler.timesteps == g.timesteps, "\(name): timesteps")
-        expectClose(scheduler.sigmas, g.sigmas, atol: 1e-7, rtol: 2e-6, "\(name): sigmas")
+        expectClose(sigmas, g.sigmas, atol: 1e-7, rtol: 2e-6, "\(name): sigmas")
         // The whole run, step by step on the device, from the golden's model outputs.
         let s = try ComputeStream()
         let n = g.start.count
@@ -49,26 +55,28 @@ let solverGoldens: [SolverGolden] = {
             try updater.update(i, sample: sample, modelOutput: output, noiseSource: &noise)
             let got = try s.download(sample)
             let scale = g.samples[i].map { abs($0) }.max()!
-            expectClose(got, g.samples[i], atol: 2e-5 * max(1, scale), rtol: 1e-4, "\(name): step \(i) (order \(scheduler.stepOrder(i)))")
+            expectClose(got, g.samples[i], atol: 2e-5 * max(1, scale), rtol: 1e-4, "\(name): step \(i) (order \(stepOrder(i)))")
         }
         let (err, _) = relativeL2(try s.download(sample), g.samples.last!)
         #expect(err <= 1e-4, "\(name): final sample relative L2 \(err)")
     }
 
-    /// 10 DPM-Solver++ (2M) steps of the cifar-layout UNet from the same noise as diffusers: relative L2 ≤ 1e-4.
-    @Test func wholeRunMatchesDiffusers() throws {
+    /// 10 steps of DPM-Solver++ (2M) and of UniPC (bh2, 2) on the cifar-layout UNet from the same noise
+    /// as diffusers: relative L2 ≤ 1e-4.
+    @Test(arguments: [SchedulerKind.dpmsolverPlusPlus, .unipc])
+    func wholeRunMatchesDiffusers(kind: SchedulerKind) throws {
         let dir = goldens.appendingPathComponent("cifar-layout")
-        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("dpmsolver10.safetensors").path)
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent(kind == .unipc ? "unipc10.safetensors" : "dpmsolver10.safetensors").path)
         let shape = golden.tensors["noise"]!.shape
         let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
-        let plan = StepPlan.teacher(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10))
+        let plan = StepPlan.teacher(PlanSampler(scheduler: kind, steps: 10))
         let sampler = try Sampler(unet: unet, scheduler: plan.sampler.scheduler(configuration: SchedulerConfiguration()))
         #expect(sampler.planSampler == plan.sampler)
         var unused = NoiseStreams(seed: 0).variance(images: 0..<shape[0], imageSize: shape[1] * shape[2] * shape[3])
         let got = try sampler.run(noise: try golden.floats("noise"), plan: plan, noiseSource: &unused)
         let want = try golden.floats("sample")
         let (err, worst) = relativeL2(got, want)
-        #expect(err <= 1e-4, "DPM-Solver++ 10 steps: relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
+        #expect(err <= 1e-4, "\(kind) 10 steps: relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
         // A plan with null steps on the solver: the solver takes the last model output as the null
         // step's own, as the reference loop does (and the result is not the full run's).
         var actions = plan.actions
@@ -76,7 +84,7 @@ let solverGoldens: [SolverGolden] = {
         let nulls = try sampler.run(noise: try golden.floats("noise"), plan: StepPlan(sampler: plan.sampler, actions: actions), noiseSource: &unused)
         let wantNulls = try golden.floats("sample_null_1_4_8")
         let (errNulls, _) = relativeL2(nulls, wantNulls)
-        #expect(errNulls <= 1e-4, "DPM-Solver++ with null steps 1, 4, 8: relative L2 \(errNulls)")
+        #expect(errNulls <= 1e-4, "\(kind) with null steps 1, 4, 8: relative L2 \(errNulls)")
         #expect(relativeL2(wantNulls, want).error > 1e-3, "the null steps change the result")
     }
 
@@ -89,6 +97,7 @@ let solverGoldens: [SolverGolden] = {
         #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolverPlusPlus)
         c.algorithmType = .dpmsolver
         #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolver)
+        #expect(SchedulerKind.named(className: "UniPCMultistepScheduler", configuration: c) == .unipc)
         #expect(SchedulerKind.named(className: "PNDMScheduler", configuration: c) == nil)
         // A plan file's solver order: 2 when left out, refused out of range or on a single-step sampler.
         let plan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 2}, "actions": ["full", "null"]}"#.utf8))

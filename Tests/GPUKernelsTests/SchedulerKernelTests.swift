@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 @Suite struct SchedulerKernelTests {
-    @Test(arguments: [1, 2, 3]) func multistepCombine(order: Int) throws {
+    @Test(arguments: [1, 2, 3, 4]) func multistepCombine(order: Int) throws {
         let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)

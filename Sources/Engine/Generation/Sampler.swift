@@ -21,7 +21,9 @@ public final class Sampler {
         }
         self.unet = unet
         self.scheduler = scheduler
-        if let dpm = scheduler as? DPMSolverMultistepScheduler {
+        if let unipc = scheduler as? UniPCMultistepScheduler {
+            planSampler = PlanSampler(scheduler: .unipc, steps: unipc.timesteps.count, order: unipc.order)
+        } else if let dpm = scheduler as? DPMSolverMultistepScheduler {
             planSampler = PlanSampler(scheduler: dpm.algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: dpm.timesteps.count, order: dpm.order)
         } else {
             planSampler = PlanSampler(scheduler: scheduler is DDPMScheduler ? .ddpm : .ddim, steps: scheduler.timesteps.count,
@@ -135,22 +137,31 @@ public final class SchedulerUpdater {
     let variance: DeviceBuffer<Float>
     /// Step i's converted model output sits in slot i mod the history's length.
     let history: [DeviceBuffer<Float>]
+    /// The sample a predictor started from (for a corrector at the next step).
+    let last: DeviceBuffer<Float>
 
     public init(scheduler: any Scheduler, stream: ComputeStream, count: Int) throws {
         self.scheduler = scheduler; self.stream = stream; self.count = count
         variance = try stream.buffer(count)
         history = try (0..<scheduler.historyLength).map { _ in try stream.buffer(count) }
+        last = try stream.buffer(scheduler.usesCorrector ? count : 1)
     }
 
     /// Step `i` in place on `sample`, from `modelOutput`; variance noise (when the step draws any)
     /// from `noiseSource`. Steps of one run must come in order from 0 (the history is the run's).
     public func update(_ i: Int, sample: DeviceBuffer<Float>, modelOutput: DeviceBuffer<Float>, noiseSource: inout VarianceNoise) throws {
         let s = stream
-        if case let .multistep(convert, cx, coefficients) = scheduler.update(step: i) {
+        if case let .multistep(convert, corrector, predictor) = scheduler.update(step: i) {
             let n = history.count
             try s.schedulerStep(sample: sample, modelOutput: modelOutput, noise: nil, output: history[i % n], count: count, convert)
-            let newestFirst = coefficients.indices.map { history[(i - $0 + 3 * n) % n] }
-            try s.multistepCombine(sample: sample, history: newestFirst, coefficients: coefficients, sampleCoefficient: cx, output: sample, count: count)
+            func newestFirst(_ terms: Int) -> [DeviceBuffer<Float>] { (0..<terms).map { history[(i - $0 + 4 * n) % n] } }
+            if let corrector {
+                try s.multistepCombine(sample: last, history: newestFirst(corrector.history.count), coefficients: corrector.history,
+                                       sampleCoefficient: corrector.sampleCoefficient, output: sample, count: count)
+            }
+            if scheduler.usesCorrector { try last.copy(from: sample, count: count, queue: s.queue) }
+            try s.multistepCombine(sample: sample, history: newestFirst(predictor.history.count), coefficients: predictor.history,
+                                   sampleCoefficient: predictor.sampleCoefficient, output: sample, count: count)
             return
         }
         let c = scheduler.coefficients(step: i)

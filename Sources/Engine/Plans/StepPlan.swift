@@ -56,9 +56,11 @@ public enum SchedulerKind: String, NamedChoice {
     case ddim, ddpm
     /// DPMSolverMultistepScheduler with algorithm_type dpmsolver++ (data prediction) or dpmsolver (noise prediction).
     case dpmsolverPlusPlus = "dpmsolver++", dpmsolver
+    /// UniPCMultistepScheduler (predictor and corrector).
+    case unipc
 
     /// Whether the sampler keeps a history of model outputs (and has a solver order).
-    public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver }
+    public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .unipc }
 
     /// The kind diffusers' scheduler class `name` (a config's `_class_name`) is, with the settings that
     /// choose between kinds; nil for classes not implemented here.
@@ -67,6 +69,7 @@ public enum SchedulerKind: String, NamedChoice {
         case "DDIMScheduler": return .ddim
         case "DDPMScheduler": return .ddpm
         case "DPMSolverMultistepScheduler": return c.algorithmType == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus
+        case "UniPCMultistepScheduler": return .unipc
         default: return nil
         }
     }
@@ -122,6 +125,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
         case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order)
         case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order)
+        case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order)
         }
     }
 }

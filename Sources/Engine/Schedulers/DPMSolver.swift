@@ -47,73 +47,16 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         }
         configuration = c
         schedule = NoiseSchedule(c)
-        let T = c.numTrainTimesteps
-        let spacing = c.value(.timestepSpacing, c.timestepSpacing, defaultFor: .linspace)
-        let offset = c.stepsOffset
-        // set_timesteps (lambda_min_clipped = −inf: the last timestep is T).
-        var t: [Int]
-        switch spacing {
-        case .linspace:
-            let step = Double(T - 1) / Double(steps)
-            t = Array((0...steps).map { i in i == steps ? Double(T - 1) : Double(i) * step }.map { Int($0.rounded(.toNearestOrEven)) }.reversed().dropLast())
-        case .leading:
-            let ratio = T / (steps + 1)
-            t = Array((0...steps).map { $0 * ratio }.reversed().dropLast()).map { $0 + offset }
-        case .trailing:
-            let ratio = Double(T) / Double(steps)
-            t = []
-            var v = Double(T), i = 0
-            while v > 0 { t.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
-        }
-        // σ over the training steps, in float32 as torch computes ((1 − ᾱ) / ᾱ) ** 0.5.
-        let full = schedule.alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
-        var s: [Float]
-        if c.useKarrasSigmas {
-            let sigmaMin = Double(full[0]), sigmaMax = Double(full[T - 1]), rho = 7.0
-            let minInv = pow(sigmaMin, 1 / rho), maxInv = pow(sigmaMax, 1 / rho)
-            let karras = (0..<steps).map { i -> Double in
-                let ramp = steps == 1 ? 0 : Double(i) / Double(steps - 1)
-                return pow(maxInv + ramp * (minInv - maxInv), rho)
-            }
-            let logSigmas = full.map { log($0) }
-            t = karras.map { Int(Self.sigmaToT($0, logSigmas: logSigmas).rounded(.toNearestOrEven)) }
-            s = karras.map { Float($0) }
-        } else {
-            s = t.map { full[$0] }
-        }
-        let last: Float = finalType == .zero ? 0 : ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot()
-        s.append(last)
-        guard t.allSatisfy({ (0..<T).contains($0) }) else {
-            throw ModelError("\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
-        }
-        timesteps = t
-        sigmas = s
+        (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: finalType, karrasFinalIsLast: false, source: source)
         finalSigmasZero = finalType == .zero
     }
     let finalSigmasZero: Bool
 
-    /// diffusers' `_sigma_to_t`: the fractional training step whose log σ interpolates to `sigma`'s.
-    static func sigmaToT(_ sigma: Double, logSigmas: [Float]) -> Double {
-        let logSigma = log(max(sigma, 1e-10))
-        var low = 0
-        for (i, l) in logSigmas.enumerated() where logSigma - Double(l) >= 0 { low = i }
-        low = min(low, logSigmas.count - 2)
-        let lo = Double(logSigmas[low]), hi = Double(logSigmas[low + 1])
-        let w = min(max((lo - logSigma) / (lo - hi), 0), 1)
-        return (1 - w) * Double(low) + w * Double(low + 1)
-    }
-
     public var historyLength: Int { order }
-
-    /// (αₜ, σₜ) of σ, as `_sigma_to_alpha_sigma_t`.
-    static func alphaSigma(_ sigma: Float) -> (Float, Float) {
-        let alpha = 1 / (sigma * sigma + 1).squareRoot()
-        return (alpha, sigma * alpha)
-    }
 
     /// The conversion of step `index`'s model output (σ = 0: no noise; the update is `update(step:)`).
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {
-        let (alpha, sigma) = Self.alphaSigma(sigmas[index])
+        let (alpha, sigma) = SolverSigmas.alphaSigma(sigmas[index])
         let dataPrediction = algorithm == .dpmsolverPlusPlus
         return SchedulerStepCoefficients(prediction: configuration.prediction, sqrtAlphaProduct: alpha, sqrtBetaProduct: sigma, clipRange: nil,
                                          originalSample: dataPrediction ? 1 : 0, epsilon: dataPrediction ? 0 : 1, sample: 0, noise: 0)
@@ -131,8 +74,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     public func update(step index: Int) -> SchedulerUpdate {
-        let (alphaT, sigmaT) = Self.alphaSigma(sigmas[index + 1])
-        let (alphaS0, sigmaS0) = Self.alphaSigma(sigmas[index])
+        let (alphaT, sigmaT) = SolverSigmas.alphaSigma(sigmas[index + 1])
+        let (alphaS0, sigmaS0) = SolverSigmas.alphaSigma(sigmas[index])
         func lambda(_ a: Float, _ s: Float) -> Float { log(a) - log(s) }
         let lambdaT = lambda(alphaT, sigmaT), lambdaS0 = lambda(alphaS0, sigmaS0)
         let h = lambdaT - lambdaS0
@@ -141,8 +84,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         // x_t = cx·x + u0·D0 + u1·D1 + u2·D2, with (u0, u1, u2) per algorithm and order.
         let A = plus ? alphaT * (exp(-h) - 1) : sigmaT * (exp(h) - 1)
         let k = stepOrder(index)
-        if k == 1 { return .multistep(convert: coefficients(step: index), sampleCoefficient: cx, history: [-A]) }
-        let (alphaS1, sigmaS1) = Self.alphaSigma(sigmas[index - 1])
+        if k == 1 { return .multistep(convert: coefficients(step: index), corrector: nil, predictor: Combination(sampleCoefficient: cx, history: [-A])) }
+        let (alphaS1, sigmaS1) = SolverSigmas.alphaSigma(sigmas[index - 1])
         let h0 = lambdaS0 - lambda(alphaS1, sigmaS1)
         let r0 = h0 / h, a0 = 1 / r0
         if k == 2 {
@@ -151,9 +94,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             else if plus { u1 = alphaT * ((exp(-h) - 1) / h + 1) }
             else { u1 = -(sigmaT * ((exp(h) - 1) / h - 1)) }
             // D1 = a0·(m0 − m1)
-            return .multistep(convert: coefficients(step: index), sampleCoefficient: cx, history: [-A + u1 * a0, -u1 * a0])
+            return .multistep(convert: coefficients(step: index), corrector: nil, predictor: Combination(sampleCoefficient: cx, history: [-A + u1 * a0, -u1 * a0]))
         }
-        let (alphaS2, sigmaS2) = Self.alphaSigma(sigmas[index - 2])
+        let (alphaS2, sigmaS2) = SolverSigmas.alphaSigma(sigmas[index - 2])
         let h1 = lambda(alphaS1, sigmaS1) - lambda(alphaS2, sigmaS2)
         let r1 = h1 / h, a1 = 1 / r1
         let u1 = plus ? alphaT * ((exp(-h) - 1) / h + 1) : -(sigmaT * ((exp(h) - 1) / h - 1))
@@ -163,6 +106,6 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let c0 = -A + u1 * (1 + kk) * a0 + u2 * q * a0
         let c1 = -u1 * ((1 + kk) * a0 + kk * a1) - u2 * q * (a0 + a1)
         let c2 = u1 * kk * a1 + u2 * q * a1
-        return .multistep(convert: coefficients(step: index), sampleCoefficient: cx, history: [c0, c1, c2])
+        return .multistep(convert: coefficients(step: index), corrector: nil, predictor: Combination(sampleCoefficient: cx, history: [c0, c1, c2]))
     }
 }

@@ -33,6 +33,10 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
     public var eulerAtFinal = false
     public var useKarrasSigmas = false
     public var finalSigmasType = FinalSigmasType.zero
+    // UniPCMultistepScheduler's own settings (it shares solver_order, solver_type, lower_order_final,
+    // use_karras_sigmas and final_sigmas_type with DPM-Solver).
+    public var predictX0 = true
+    public var disableCorrector: [Int] = []
     /// The keys the file gave (empty for a configuration made in code: every key at its default).
     public var presentKeys: Set<String> = []
 
@@ -47,6 +51,7 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         case solverOrder = "solver_order", algorithmType = "algorithm_type", solverType = "solver_type"
         case lowerOrderFinal = "lower_order_final", eulerAtFinal = "euler_at_final", useKarrasSigmas = "use_karras_sigmas"
         case finalSigmasType = "final_sigmas_type"
+        case predictX0 = "predict_x0", disableCorrector = "disable_corrector"
     }
 
     public init(from decoder: Decoder) throws {
@@ -66,6 +71,7 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         solverType = try v(.solverType, d.solverType); lowerOrderFinal = try v(.lowerOrderFinal, d.lowerOrderFinal)
         eulerAtFinal = try v(.eulerAtFinal, d.eulerAtFinal); useKarrasSigmas = try v(.useKarrasSigmas, d.useKarrasSigmas)
         finalSigmasType = try v(.finalSigmasType, d.finalSigmasType)
+        predictX0 = try v(.predictX0, d.predictX0); disableCorrector = try v(.disableCorrector, d.disableCorrector)
         presentKeys = Set(c.allKeys.map(\.stringValue))
     }
 
@@ -75,7 +81,10 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
 
     /// Keys of either scheduler that do not change the computation when at their defaults.
     static let inertKeys = Set(["dynamic_thresholding_ratio", "sample_max_value", "trained_betas", "flow_shift", "time_shift_type"])
-        .union(offKeys)
+        .union(offKeys).union(nullKeys)
+
+    /// Settings accepted only when null (they switch on what is not implemented here).
+    static let nullKeys = ["solver_p", "sigma_min", "sigma_max", "shift_terminal"]
 
     /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
     public static func load(from url: URL) throws -> SchedulerConfiguration {
@@ -86,6 +95,9 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
             }
             for key in offKeys where raw[key] as? Bool == true {
                 throw ModelError("\(url.path): unsupported \(key) = true (not implemented)")
+            }
+            for key in nullKeys where raw[key] != nil && !(raw[key] is NSNull) {
+                throw ModelError("\(url.path): unsupported \(key) = \(raw[key]!) (only null is implemented)")
             }
         }
     }
@@ -169,11 +181,14 @@ public protocol Scheduler: Sendable {
     func update(step index: Int) -> SchedulerUpdate
     /// How many converted model outputs a multistep solver keeps (0 for single-step schedulers).
     var historyLength: Int { get }
+    /// Whether steps may correct the sample from the one the previous step started from (UniPC).
+    var usesCorrector: Bool { get }
 }
 
 extension Scheduler {
     public func update(step index: Int) -> SchedulerUpdate { .single(coefficients(step: index)) }
     public var historyLength: Int { 0 }
+    public var usesCorrector: Bool { false }
     /// Whether no step draws variance noise.
     public var isDeterministic: Bool { timesteps.indices.allSatisfy { coefficients(step: $0).noise == 0 } }
 }
@@ -182,9 +197,19 @@ extension Scheduler {
 public enum SchedulerUpdate: Equatable, Sendable {
     /// y = c_x0·x̂₀ + c_ε·ε̂ + c_x·x + σ·noise (DDIM, DDPM).
     case single(SchedulerStepCoefficients)
-    /// The model output converted by `convert` (x̂₀ or ε̂; no noise) becomes the newest history entry,
-    /// then y = sampleCoefficient·x + Σₖ history[k]·h_k, newest first (multistep solvers).
-    case multistep(convert: SchedulerStepCoefficients, sampleCoefficient: Float, history: [Float])
+    /// Multistep solvers: the model output converted by `convert` (x̂₀ or ε̂, from the sample as it
+    /// came in; no noise) becomes the newest history entry h₀; then, with a `corrector` (UniPC's UniC),
+    /// the sample becomes corrector.sampleCoefficient·x_last + Σₖ corrector.history[k]·hₖ, where x_last is
+    /// the corrected sample the previous step started its prediction from; then the sample becomes
+    /// predictor.sampleCoefficient·x + Σₖ predictor.history[k]·hₖ (newest first, at most 4 terms).
+    case multistep(convert: SchedulerStepCoefficients, corrector: Combination?, predictor: Combination)
+}
+
+/// A linear combination of one sample and a solver's history, newest first.
+public struct Combination: Equatable, Sendable {
+    public var sampleCoefficient: Float
+    public var history: [Float]
+    public init(sampleCoefficient: Float, history: [Float]) { self.sampleCoefficient = sampleCoefficient; self.history = history }
 }
 
 /// DDIMScheduler.set_timesteps / step (with eta; variance noise supplied by the caller).

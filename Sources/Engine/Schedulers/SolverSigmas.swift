@@ -1,0 +1,81 @@
+// The timesteps and σ schedule of diffusers' multistep solvers (DPMSolverMultistepScheduler and
+// UniPCMultistepScheduler share set_timesteps but for the last Karras σ): the three spacings with
+// `lambda_min_clipped` at −inf (the last timestep is T), or Karras sigmas with timesteps found by
+// interpolating log σ; then the final σ (`final_sigmas_type`). In float32 as torch and NumPy compute.
+import Foundation
+
+enum SolverSigmas {
+    /// (timesteps, σ for each step and the final one).
+    static func make(_ c: SchedulerConfiguration, schedule: NoiseSchedule, steps: Int, finalType: FinalSigmasType,
+                     karrasFinalIsLast: Bool, source: String) throws -> ([Int], [Float]) {
+        let T = c.numTrainTimesteps
+        let spacing = c.value(.timestepSpacing, c.timestepSpacing, defaultFor: .linspace)
+        let offset = c.stepsOffset
+        var t: [Int]
+        switch spacing {
+        case .linspace:
+            let step = Double(T - 1) / Double(steps)
+            t = Array((0...steps).map { i in i == steps ? Double(T - 1) : Double(i) * step }.map { Int($0.rounded(.toNearestOrEven)) }.reversed().dropLast())
+        case .leading:
+            let ratio = T / (steps + 1)
+            t = Array((0...steps).map { $0 * ratio }.reversed().dropLast()).map { $0 + offset }
+        case .trailing:
+            let ratio = Double(T) / Double(steps)
+            t = []
+            var v = Double(T), i = 0
+            while v > 0 { t.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
+        }
+        // σ over the training steps, in float32 as torch computes ((1 − ᾱ) / ᾱ) ** 0.5.
+        let full = schedule.alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
+        var s: [Float]
+        if c.useKarrasSigmas {
+            let sigmaMin = Double(full[0]), sigmaMax = Double(full[T - 1]), rho = 7.0
+            let minInv = pow(sigmaMin, 1 / rho), maxInv = pow(sigmaMax, 1 / rho)
+            let karras = (0..<steps).map { i -> Double in
+                let ramp = steps == 1 ? 0 : Double(i) / Double(steps - 1)
+                return pow(maxInv + ramp * (minInv - maxInv), rho)
+            }
+            let logSigmas = full.map { log($0) }
+            t = karras.map { Int(sigmaToT($0, logSigmas: logSigmas).rounded(.toNearestOrEven)) }
+            s = karras.map { Float($0) }
+            if finalType == .sigmaMin && karrasFinalIsLast {
+                s.append(s.last!)
+                return try checked(t, s, T: T, steps: steps, offset: offset, source: source)
+            }
+        } else {
+            s = t.map { full[$0] }
+        }
+        s.append(finalType == .zero ? 0 : ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot())
+        return try checked(t, s, T: T, steps: steps, offset: offset, source: source)
+    }
+
+    static func checked(_ t: [Int], _ s: [Float], T: Int, steps: Int, offset: Int, source: String) throws -> ([Int], [Float]) {
+        guard t.allSatisfy({ (0..<T).contains($0) }) else {
+            throw ModelError("\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
+        }
+        return (t, s)
+    }
+
+    /// diffusers' `_sigma_to_t`: the fractional training step whose log σ interpolates to `sigma`'s.
+    static func sigmaToT(_ sigma: Double, logSigmas: [Float]) -> Double {
+        let logSigma = log(max(sigma, 1e-10))
+        var low = 0
+        for (i, l) in logSigmas.enumerated() where logSigma - Double(l) >= 0 { low = i }
+        low = min(low, logSigmas.count - 2)
+        let lo = Double(logSigmas[low]), hi = Double(logSigmas[low + 1])
+        let w = min(max((lo - logSigma) / (lo - hi), 0), 1)
+        return (1 - w) * Double(low) + w * Double(low + 1)
+    }
+
+    /// (αₜ, σₜ) of σ, as `_sigma_to_alpha_sigma_t`.
+    static func alphaSigma(_ sigma: Float) -> (Float, Float) {
+        let alpha = 1 / (sigma * sigma + 1).squareRoot()
+        return (alpha, sigma * alpha)
+    }
+
+    /// λ = log α − log σ of σ.
+    static func lambda(_ sigma: Float) -> Float {
+        let (a, s) = alphaSigma(sigma)
+        return log(a) - log(s)
+    }
+}
