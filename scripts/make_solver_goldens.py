@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc}10.safetensors:
-diffusers' (0.42) DPMSolverMultistepScheduler and UniPCMultistepScheduler — timesteps, sigmas and
+"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc,euler}10.safetensors:
+diffusers' (0.42) DPMSolverMultistepScheduler, UniPCMultistepScheduler and EulerDiscreteScheduler — timesteps, sigmas and
 whole runs of each solver on random model outputs for several configurations (orders 1-3,
 dpmsolver++/dpmsolver, midpoint/heun, bh1/bh2, corrector on and partly off, Karras sigmas, spacings,
 final sigmas, prediction types), and 10-step runs of the cifar-layout golden UNet from fixed noise as
@@ -12,7 +12,7 @@ import json
 import os
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, UNet2DModel, UniPCMultistepScheduler
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DModel, UniPCMultistepScheduler
 from safetensors.torch import save_file
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
@@ -21,6 +21,14 @@ GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests"
 # default model's scheduler_config.json has, as `DPMSolverMultistepScheduler.from_config(ddim)` sees it.
 DDIM_BASE = dict(_class_name="DDIMScheduler", num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
                  clip_sample=False, prediction_type="epsilon", set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+EULER_CASES = [
+    ("euler from DDIM config (leading)", dict(DDIM_BASE), 10),
+    ("euler defaults (linspace)", dict(), 20),
+    ("euler trailing, v_prediction", dict(timestep_spacing="trailing", prediction_type="v_prediction"), 9),
+    ("euler karras, scaled_linear", dict(use_karras_sigmas=True, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012), 15),
+    ("euler sample prediction, sigma_min", dict(prediction_type="sample", final_sigmas_type="sigma_min"), 7),
+]
+
 UNIPC_CASES = [
     ("unipc from DDIM config, bh2 order 2", dict(DDIM_BASE), 10),
     ("unipc defaults, 20 steps", dict(), 20),
@@ -57,8 +65,10 @@ CASES = [
 def main():
     gen = torch.Generator().manual_seed(0)
     cases = []
-    for kind, name, cfg, steps in [("dpmsolver", *c) for c in CASES] + [("unipc", *c) for c in UNIPC_CASES]:
-        sched = (DPMSolverMultistepScheduler if kind == "dpmsolver" else UniPCMultistepScheduler).from_config(cfg)
+    classes = dict(dpmsolver=DPMSolverMultistepScheduler, unipc=UniPCMultistepScheduler, euler=EulerDiscreteScheduler)
+    for kind, name, cfg, steps in ([("dpmsolver", *c) for c in CASES] + [("unipc", *c) for c in UNIPC_CASES]
+                                   + [("euler", *c) for c in EULER_CASES]):
+        sched = classes[kind].from_config(cfg)
         sched.set_timesteps(steps)
         sample = torch.randn(1, 4, 4, 4, generator=gen) * 10
         start = sample.clone()
@@ -70,14 +80,16 @@ def main():
             samples.append(sample.flatten().tolist())
         given = {k: v for k, v in cfg.items()}
         cases.append(dict(kind=kind, name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(), sigmas=sched.sigmas.tolist(),
+                          init_noise_sigma=float(sched.init_noise_sigma),
                           start=start.flatten().tolist(), model_outputs=outputs, samples=samples))
     with open(os.path.join(GOLDENS, "solvers.json"), "w") as f:
         json.dump(cases, f)
-    print(f"wrote solvers.json: {len(cases)} DPM-Solver and UniPC configurations")
+    print(f"wrote solvers.json: {len(cases)} DPM-Solver, UniPC and Euler configurations")
     folder = os.path.join(GOLDENS, "cifar-layout")
     unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     unet_run(unet, DPMSolverMultistepScheduler(), os.path.join(folder, "dpmsolver10.safetensors"))
     unet_run(unet, UniPCMultistepScheduler(), os.path.join(folder, "unipc10.safetensors"))
+    unet_run(unet, EulerDiscreteScheduler(), os.path.join(folder, "euler10.safetensors"))
 
 
 def unet_run(unet, sched, path):

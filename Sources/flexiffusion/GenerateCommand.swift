@@ -10,7 +10,7 @@ extension SchedulerKind: ExpressibleByArgument {}
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate images with a diffusers UNet and DDIM, DDPM, DPM-Solver or UniPC sampling.",
+        abstract: "Generate images with a diffusers UNet and DDIM, DDPM, DPM-Solver, UniPC or Euler sampling.",
         discussion: """
             The scheduler is the model folder's (its scheduler config's `_class_name`) unless --scheduler \
             names another; its settings come from that config as diffusers' `XScheduler.from_config` would \
@@ -23,9 +23,9 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver or unipc (default: the model folder's scheduler, else ddim; or the plan's).") var scheduler: SchedulerKind?
+    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc or euler (default: the model folder's scheduler, else ddim; or the plan's).") var scheduler: SchedulerKind?
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
-    @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver and UniPC, the training steps for DDPM; or the plan's).") var steps: Int?
+    @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
@@ -92,7 +92,7 @@ struct GenerateCommand: ParsableCommand {
             let kind = try scheduler ?? setup.folderScheduler() ?? .ddim
             if kind != .ddim && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
             if solverOrder != nil && !kind.isMultistep { throw ValidationError("--solver-order applies to multistep solvers (dpmsolver++, dpmsolver, unipc), not \(kind)") }
-            let steps = self.steps ?? (kind == .ddim ? 50 : kind.isMultistep ? 20 : setup.schedulerConfig.numTrainTimesteps)
+            let steps = self.steps ?? (kind == .ddim ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
             let order = kind.isMultistep ? solverOrder ?? setup.schedulerConfig.solverOrder : nil
             let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order)

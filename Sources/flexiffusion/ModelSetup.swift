@@ -30,7 +30,7 @@ struct ModelSetup {
     func folderScheduler() throws -> SchedulerKind? {
         guard let name = schedulerConfig.className else { return nil }
         guard let kind = SchedulerKind.named(className: name, configuration: schedulerConfig) else {
-            throw ModelError("\(path): the scheduler config's class \(name) is not implemented (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler); choose one with --scheduler")
+            throw ModelError("\(path): the scheduler config's class \(name) is not implemented (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler); choose one with --scheduler")
         }
         return kind
     }

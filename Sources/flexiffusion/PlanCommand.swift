@@ -22,7 +22,7 @@ struct PlanCommand: ParsableCommand {
 /// Options every plan builder shares.
 struct PlanOutputOptions: ParsableArguments {
     @Option(help: "Sampler steps (default: 100, the step count of the teacher that search, rfid and plan show compare with; generate alone defaults to 50 steps, as diffusers' DDIMPipeline).") var steps = 100
-    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver or unipc.") var scheduler: SchedulerKind = .ddim
+    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc or euler.") var scheduler: SchedulerKind = .ddim
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?

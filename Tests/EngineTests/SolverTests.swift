@@ -1,5 +1,5 @@
-// DPMSolverMultistepScheduler and UniPCMultistepScheduler against diffusers (Goldens/solvers.json and
-// Goldens/cifar-layout/{dpmsolver,unipc}10.safetensors, written by scripts/make_solver_goldens.py): timesteps
+// DPMSolverMultistepScheduler, UniPCMultistepScheduler and EulerDiscreteScheduler against diffusers (Goldens/solvers.json and
+// Goldens/cifar-layout/{dpmsolver,unipc,euler}10.safetensors, written by scripts/make_solver_goldens.py): timesteps
 // exactly, sigmas to float precision, whole solver runs on random model outputs through the device
 // update, and whole 10-step runs of a golden UNet, with and without null steps.
 import Engine
@@ -11,8 +11,9 @@ import TestSupport
 struct SolverGolden: Decodable {
     let kind: String, name: String, steps: Int
     let config: [String: AnyDecodable]
-    let timesteps: [Int]
+    let timesteps: [Double]
     let sigmas: [Float]
+    let init_noise_sigma: Float
     let start: [Float]
     let model_outputs: [[Float]], samples: [[Float]]
 }
@@ -30,6 +31,10 @@ let solverGoldens: [SolverGolden] = {
         try JSONSerialization.data(withJSONObject: g.config.mapValues(\.value)).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
         let config = try SchedulerConfiguration.load(from: url)
+        if g.kind == "euler" {
+            let s = try EulerDiscreteScheduler(configuration: config, steps: g.steps)
+            return (s, s.sigmas, { _ in 1 })
+        }
         if g.kind == "unipc" {
             let s = try UniPCMultistepScheduler(configuration: config, steps: g.steps)
             return (s, s.sigmas, s.stepOrder)
@@ -42,7 +47,9 @@ let solverGoldens: [SolverGolden] = {
     func matchesDiffusers(name: String) throws {
         let g = solverGoldens.first { $0.name == name }!
         let (scheduler, sigmas, stepOrder) = try makeScheduler(g)
-        #expect(scheduler.timesteps == g.timesteps, "\(name): timesteps")
+        expectClose(scheduler.modelTimesteps, g.timesteps.map { Float($0) }, atol: 2e-4, rtol: 1e-6, "\(name): timesteps")
+        if g.kind != "euler" { #expect(scheduler.timesteps == g.timesteps.map { Int($0) }, "\(name): timesteps") }
+        #expect(abs(scheduler.initNoiseSigma - g.init_noise_sigma) <= 1e-6 * g.init_noise_sigma, "\(name): init_noise_sigma \(scheduler.initNoiseSigma) vs \(g.init_noise_sigma)")
         expectClose(sigmas, g.sigmas, atol: 1e-7, rtol: 2e-6, "\(name): sigmas")
         // The whole run, step by step on the device, from the golden's model outputs.
         let s = try ComputeStream()
@@ -61,12 +68,13 @@ let solverGoldens: [SolverGolden] = {
         #expect(err <= 1e-4, "\(name): final sample relative L2 \(err)")
     }
 
-    /// 10 steps of DPM-Solver++ (2M) and of UniPC (bh2, 2) on the cifar-layout UNet from the same noise
-    /// as diffusers: relative L2 ≤ 1e-4.
-    @Test(arguments: [SchedulerKind.dpmsolverPlusPlus, .unipc])
+    /// 10 steps of DPM-Solver++ (2M), UniPC (bh2, 2) and Euler on the cifar-layout UNet from the same
+    /// noise as diffusers (Euler: noise scaled by init_noise_sigma, the network's input by
+    /// scale_model_input, fractional timesteps): relative L2 ≤ 1e-4.
+    @Test(arguments: [SchedulerKind.dpmsolverPlusPlus, .unipc, .euler])
     func wholeRunMatchesDiffusers(kind: SchedulerKind) throws {
         let dir = goldens.appendingPathComponent("cifar-layout")
-        let golden = try SafeTensorsFile(path: dir.appendingPathComponent(kind == .unipc ? "unipc10.safetensors" : "dpmsolver10.safetensors").path)
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent(kind == .dpmsolverPlusPlus ? "dpmsolver10.safetensors" : "\(kind)10.safetensors").path)
         let shape = golden.tensors["noise"]!.shape
         let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
         let plan = StepPlan.teacher(PlanSampler(scheduler: kind, steps: 10))
@@ -98,6 +106,7 @@ let solverGoldens: [SolverGolden] = {
         c.algorithmType = .dpmsolver
         #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolver)
         #expect(SchedulerKind.named(className: "UniPCMultistepScheduler", configuration: c) == .unipc)
+        #expect(SchedulerKind.named(className: "EulerDiscreteScheduler", configuration: c) == .euler)
         #expect(SchedulerKind.named(className: "PNDMScheduler", configuration: c) == nil)
         // A plan file's solver order: 2 when left out, refused out of range or on a single-step sampler.
         let plan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 2}, "actions": ["full", "null"]}"#.utf8))

@@ -142,7 +142,7 @@ public final class GenerationPipeline {
                          afterStep: ((Int) -> GenerationControl)? = nil) throws -> Bool {
         let sampler = try sampler(for: plan.sampler)
         var variance = noise.streams.variance(images: (b * batch)..<((b + 1) * batch), imageSize: imageSize)
-        try sampler.setSample(resume?.sample ?? initialNoise(noise, batch: b, count: count))
+        if let resume { try sampler.setSample(resume.sample) } else { try sampler.setInitialNoise(initialNoise(noise, batch: b, count: count)) }
         return try sampler.runSteps(plan: plan, from: resume?.step ?? 0, noiseSource: &variance,
                                     beforeStep: beforeStep.map { f in { i in try f(i, sampler) } }, afterStep: afterStep)
     }

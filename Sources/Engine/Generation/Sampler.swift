@@ -21,7 +21,9 @@ public final class Sampler {
         }
         self.unet = unet
         self.scheduler = scheduler
-        if let unipc = scheduler as? UniPCMultistepScheduler {
+        if scheduler is EulerDiscreteScheduler {
+            planSampler = PlanSampler(scheduler: .euler, steps: scheduler.timesteps.count)
+        } else if let unipc = scheduler as? UniPCMultistepScheduler {
             planSampler = PlanSampler(scheduler: .unipc, steps: unipc.timesteps.count, order: unipc.order)
         } else if let dpm = scheduler as? DPMSolverMultistepScheduler {
             planSampler = PlanSampler(scheduler: dpm.algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: dpm.timesteps.count, order: dpm.order)
@@ -32,8 +34,7 @@ public final class Sampler {
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
         updater = try SchedulerUpdater(scheduler: scheduler, stream: unet.stream, count: n)
-        let steps = scheduler.timesteps
-        timesteps = try unet.stream.upload(steps.flatMap { Array(repeating: Float($0), count: unet.batch) })
+        timesteps = try unet.stream.upload(scheduler.modelTimesteps.flatMap { Array(repeating: $0, count: unet.batch) })
     }
 
     /// The plan with every step full for this sampler.
@@ -48,7 +49,7 @@ public final class Sampler {
         try unet.prepareFeatureCache(branches: plan.branches)
     }
 
-    /// Runs every step from `noise` [batch, C, H, W] as `plan` says (default: every step full);
+    /// Runs every step from unit-variance `noise` [batch, C, H, W] (scaled by `init_noise_sigma`) as `plan` says (default: every step full);
     /// variance noise (eta > 0, DDPM) is drawn from `noiseSource`. `progress` is called after each
     /// step with (step, total). Returns x₀ [batch, C, H, W].
     public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
@@ -62,7 +63,7 @@ public final class Sampler {
     public func runOnDevice(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
                             progress: ((Int, Int) -> Void)? = nil) throws -> DeviceBuffer<Float> {
         let plan = plan ?? teacherPlan
-        try setSample(noise)
+        try setInitialNoise(noise)
         let total = plan.actions.count
         try runSteps(plan: plan, noiseSource: &noiseSource,
                      afterStep: progress.map { p in { done in p(done, total); return .proceed } })
@@ -89,6 +90,13 @@ public final class Sampler {
         return true
     }
 
+    /// Sets the current sample to unit-variance `noise` scaled by the scheduler's `init_noise_sigma`,
+    /// as diffusers' pipelines prepare latents.
+    public func setInitialNoise(_ noise: [Float]) throws {
+        let sigma = scheduler.initNoiseSigma
+        try setSample(sigma == 1 ? noise : noise.map { $0 * sigma })
+    }
+
     /// Sets the current sample (for callers driving `step` themselves).
     public func setSample(_ values: [Float]) throws {
         guard values.count == count else { throw ModelError("sample has \(values.count) values, the sampler needs \(count)") }
@@ -112,7 +120,9 @@ public final class Sampler {
     public func evaluate(_ i: Int, _ action: StepAction, capturing: Set<Int> = []) throws {
         let s = unet.stream, ws = unet.workspace
         guard action != .null else { return }
-        try ws.input.copy(from: sample, count: count, queue: s.queue)
+        let scale = scheduler.inputScale(step: i)
+        if scale == 1 { try ws.input.copy(from: sample, count: count, queue: s.queue) }
+        else { try s.scale(sample, output: ws.input, count: count, by: scale) }
         try ws.timesteps.copy(from: timesteps, count: unet.batch, sourceOffset: i * unet.batch, queue: s.queue)
         switch action {
         case .full: try unet.forward(capturing: capturing)

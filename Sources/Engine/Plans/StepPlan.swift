@@ -58,6 +58,8 @@ public enum SchedulerKind: String, NamedChoice {
     case dpmsolverPlusPlus = "dpmsolver++", dpmsolver
     /// UniPCMultistepScheduler (predictor and corrector).
     case unipc
+    /// EulerDiscreteScheduler (no churn).
+    case euler
 
     /// Whether the sampler keeps a history of model outputs (and has a solver order).
     public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .unipc }
@@ -70,6 +72,7 @@ public enum SchedulerKind: String, NamedChoice {
         case "DDPMScheduler": return .ddpm
         case "DPMSolverMultistepScheduler": return c.algorithmType == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus
         case "UniPCMultistepScheduler": return .unipc
+        case "EulerDiscreteScheduler": return .euler
         default: return nil
         }
     }
@@ -126,6 +129,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order)
         case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order)
         case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order)
+        case .euler: return try EulerDiscreteScheduler(configuration: configuration, steps: steps)
         }
     }
 }

@@ -81,10 +81,13 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
 
     /// Keys of either scheduler that do not change the computation when at their defaults.
     static let inertKeys = Set(["dynamic_thresholding_ratio", "sample_max_value", "trained_betas", "flow_shift", "time_shift_type"])
-        .union(offKeys).union(nullKeys)
+        .union(offKeys).union(nullKeys).union(fixedKeys.map(\.0))
 
     /// Settings accepted only when null (they switch on what is not implemented here).
     static let nullKeys = ["solver_p", "sigma_min", "sigma_max", "shift_terminal"]
+
+    /// Settings accepted only at one value: (key, the value).
+    static let fixedKeys = [("interpolation_type", "linear"), ("timestep_type", "discrete")]
 
     /// Reads and checks a `scheduler_config.json`; unsupported settings are errors naming the key and value.
     public static func load(from url: URL) throws -> SchedulerConfiguration {
@@ -95,6 +98,9 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
             }
             for key in offKeys where raw[key] as? Bool == true {
                 throw ModelError("\(url.path): unsupported \(key) = true (not implemented)")
+            }
+            for (key, value) in fixedKeys where raw[key] != nil && raw[key] as? String != value {
+                throw ModelError("\(url.path): unsupported \(key) = \(raw[key]!) (only \(value) is implemented)")
             }
             for key in nullKeys where raw[key] != nil && !(raw[key] is NSNull) {
                 throw ModelError("\(url.path): unsupported \(key) = \(raw[key]!) (only null is implemented)")
@@ -183,12 +189,21 @@ public protocol Scheduler: Sendable {
     var historyLength: Int { get }
     /// Whether steps may correct the sample from the one the previous step started from (UniPC).
     var usesCorrector: Bool { get }
+    /// The timesteps the network sees (fractional for some schedulers, e.g. Euler's linspace).
+    var modelTimesteps: [Float] { get }
+    /// The factor on the sample before the network at step `index` (`scale_model_input`).
+    func inputScale(step index: Int) -> Float
+    /// The standard deviation of the initial noise (`init_noise_sigma`): unit noise is scaled by it.
+    var initNoiseSigma: Float { get }
 }
 
 extension Scheduler {
     public func update(step index: Int) -> SchedulerUpdate { .single(coefficients(step: index)) }
     public var historyLength: Int { 0 }
     public var usesCorrector: Bool { false }
+    public var modelTimesteps: [Float] { timesteps.map(Float.init) }
+    public func inputScale(step index: Int) -> Float { 1 }
+    public var initNoiseSigma: Float { 1 }
     /// Whether no step draws variance noise.
     public var isDeterministic: Bool { timesteps.indices.allSatisfy { coefficients(step: $0).noise == 0 } }
 }
