@@ -41,6 +41,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         if self.algorithm == .dpmsolver && c.finalSigmasType == .zero && c.presentKeys.contains("final_sigmas_type") {
             throw ModelError("\(source): final_sigmas_type zero needs algorithm_type dpmsolver++ (choose sigma_min)")
         }
+        // (diffusers raises for dpmsolver with its default final_sigmas_type "zero"; a config that does
+        // not name one gets sigma_min here, so that `--scheduler dpmsolver` works from any config.)
         let finalType = c.value(.finalSigmasType, c.finalSigmasType, defaultFor: self.algorithm == .dpmsolver ? .sigmaMin : .zero)
         if c.useKarrasSigmas && c.betaSchedule == .squaredcosCapV2 {
             throw ModelError("\(source): use_karras_sigmas with beta_schedule squaredcos_cap_v2 (fractional timesteps) is not supported")
