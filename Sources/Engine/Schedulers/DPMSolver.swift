@@ -27,9 +27,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     public init(configuration c: SchedulerConfiguration, steps: Int, algorithm: DPMSolverAlgorithm? = nil, order: Int? = nil) throws {
         try c.validate()
         let source = "DPMSolverMultistepScheduler"
-        guard steps >= 1, steps <= c.numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
-        }
+        try c.checkSteps(steps)
         self.algorithm = algorithm ?? c.algorithmType
         self.order = order ?? c.solverOrder
         guard (1...3).contains(self.order) else { throw ModelError("\(source): solver order \(self.order) is not 1, 2 or 3") }
@@ -58,10 +56,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     /// The conversion of step `index`'s model output (σ = 0: no noise; the update is `update(step:)`).
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {
-        let (alpha, sigma) = SolverSigmas.alphaSigma(sigmas[index])
-        let dataPrediction = algorithm == .dpmsolverPlusPlus
-        return SchedulerStepCoefficients(prediction: configuration.prediction, sqrtAlphaProduct: alpha, sqrtBetaProduct: sigma, clipRange: nil,
-                                         originalSample: dataPrediction ? 1 : 0, epsilon: dataPrediction ? 0 : 1, sample: 0, noise: 0)
+        SolverSigmas.conversion(configuration, sigma: sigmas[index], dataPrediction: algorithm == .dpmsolverPlusPlus)
     }
 
     /// The solver order step `index` uses (lower near the start, and at the end as `lower_order_final` says).

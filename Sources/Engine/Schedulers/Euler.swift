@@ -19,9 +19,7 @@ public struct EulerDiscreteScheduler: Scheduler {
     public init(configuration c: SchedulerConfiguration, steps: Int) throws {
         try c.validate()
         let source = "EulerDiscreteScheduler"
-        guard steps >= 1, steps <= c.numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
-        }
+        try c.checkSteps(steps)
         configuration = c
         schedule = NoiseSchedule(c)
         let T = c.numTrainTimesteps
@@ -30,32 +28,26 @@ public struct EulerDiscreteScheduler: Scheduler {
         switch spacing {
         case .linspace:
             // np.linspace(0, T − 1, steps, dtype=float32)[::-1]
-            let step = steps == 1 ? 0 : Double(T - 1) / Double(steps - 1)
-            t = (0..<steps).map { i in Double(Float(i == steps - 1 && steps > 1 ? Double(T - 1) : Double(i) * step)) }.reversed()
+            t = linspace(0, Double(T - 1), steps).map { Double(Float($0)) }.reversed()
         case .leading:
             let ratio = T / steps
             t = (0..<steps).map { Double($0 * ratio + c.stepsOffset) }.reversed()
         case .trailing:
-            let ratio = Double(T) / Double(steps)
-            t = []
-            var v = Double(T), i = 0
-            while v > 0 { t.append(v.rounded(.toNearestOrEven) - 1); i += 1; v = Double(T) - Double(i) * ratio }
+            t = trailingTimesteps(T: T, steps: steps).map(Double.init)
         }
-        let full = schedule.alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
+        let full = schedule.sigmas
         var s: [Double]
         if c.useKarrasSigmas {
             // _convert_to_karras on the interpolated sigmas: their own last and first as σ_min and σ_max.
             let interpolated = t.map { Self.interpolate(full, at: $0) }
-            let sigmaMin = interpolated.last!, sigmaMax = interpolated.first!, rho = 7.0
-            let minInv = pow(sigmaMin, 1 / rho), maxInv = pow(sigmaMax, 1 / rho)
-            s = (0..<steps).map { i in pow(maxInv + (steps == 1 ? 0 : Double(i) / Double(steps - 1)) * (minInv - maxInv), rho) }
+            s = SolverSigmas.karrasSigmas(min: interpolated.last!, max: interpolated.first!, steps: steps)
             let logSigmas = full.map { log($0) }
             t = s.map { SolverSigmas.sigmaToT($0, logSigmas: logSigmas) }
         } else {
             s = t.map { Self.interpolate(full, at: $0) }
         }
         var sigmas = s.map { Float($0) }
-        sigmas.append(c.finalSigmasType == .zero ? 0 : ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot())
+        sigmas.append(c.finalSigmasType == .zero ? 0 : full[0])
         guard t.allSatisfy({ $0 >= 0 && $0 <= Double(T - 1) }) else {
             throw ModelError("\(source): \(steps) steps with steps_offset \(c.stepsOffset) give timesteps outside 0…\(T - 1)")
         }

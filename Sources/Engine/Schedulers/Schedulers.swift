@@ -119,6 +119,13 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         if !(1...3).contains(solverOrder) { try refuse("solver_order", solverOrder, "1, 2 or 3") }
     }
 
+    /// Checks that a run of `steps` steps fits the training timesteps.
+    func checkSteps(_ steps: Int) throws {
+        guard steps >= 1, steps <= numTrainTimesteps else {
+            throw ModelError("--steps \(steps) must be between 1 and the \(numTrainTimesteps) training timesteps")
+        }
+    }
+
     /// `key`'s value when the file gave it, else the default of the scheduler being built.
     func value<T>(_ key: CodingKeys, _ current: T, defaultFor scheduler: T) -> T {
         presentKeys.contains(key.rawValue) ? current : scheduler
@@ -146,10 +153,29 @@ public enum DPMSolverAlgorithm: String, NamedChoice { case dpmsolverPlusPlus = "
 /// DPMSolverMultistepScheduler's `final_sigmas_type`.
 public enum FinalSigmasType: String, NamedChoice { case zero, sigmaMin = "sigma_min" }
 
+/// np.linspace(start, end, n) in float64: start + i·step, the last point exactly `end`.
+func linspace(_ start: Double, _ end: Double, _ n: Int) -> [Double] {
+    let step = n == 1 ? 0 : (end - start) / Double(n - 1)
+    return (0..<n).map { i in i == n - 1 && n > 1 ? end : start + Double(i) * step }
+}
+
+/// "trailing" spacing: np.round(np.arange(T, 0, −T / steps)) − 1.
+func trailingTimesteps(T: Int, steps: Int) -> [Int] {
+    let ratio = Double(T) / Double(steps)
+    var out: [Int] = []
+    var v = Double(T), i = 0
+    while v > 0 { out.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
+    return out
+}
+
 /// The training noise schedule: β_t and ᾱ_t in float32 as torch computes them.
 public struct NoiseSchedule: Sendable {
     public let betas: [Float]
     public let alphasCumprod: [Float]
+
+    /// σ of every training step in the variance-exploding form, float32 as torch computes ((1 − ᾱ) / ᾱ) ** 0.5
+    /// (the multistep solvers' and Euler's schedule).
+    public var sigmas: [Float] { alphasCumprod.map { ((1 - $0) / $0).squareRoot() } }
 
     public init(_ c: SchedulerConfiguration) {
         let T = c.numTrainTimesteps
@@ -237,9 +263,7 @@ public struct DDIMScheduler: Scheduler {
 
     public init(configuration c: SchedulerConfiguration, steps: Int, eta: Float = 0) throws {
         try c.validate()
-        guard steps >= 1, steps <= c.numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
-        }
+        try c.checkSteps(steps)
         guard eta >= 0, eta.isFinite else { throw ModelError("--eta \(eta) must be ≥ 0") }
         configuration = c
         schedule = NoiseSchedule(c)
@@ -253,19 +277,10 @@ public struct DDIMScheduler: Scheduler {
         let T = c.numTrainTimesteps
         switch c.timestepSpacing {
         case .linspace:
-            // np.linspace(0, T - 1, steps).round()[::-1]: i·step, the last set to T − 1 exactly.
-            let step = steps == 1 ? 0 : Double(T - 1) / Double(steps - 1)
-            return (0..<steps).map { i -> Int in
-                i == steps - 1 && steps > 1 ? T - 1 : Int((Double(i) * step).rounded(.toNearestOrEven))
-            }.reversed()
+            // np.linspace(0, T - 1, steps).round()[::-1]
+            return linspace(0, Double(T - 1), steps).map { Int($0.rounded(.toNearestOrEven)) }.reversed()
         case .trailing:
-            // np.round(np.arange(T, 0, -T / steps)) - 1
-            let ratio = Double(T) / Double(steps)
-            var out: [Int] = []
-            var v = Double(T)
-            var i = 0
-            while v > 0 { out.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
-            return out
+            return trailingTimesteps(T: T, steps: steps)
         case .leading:
             let ratio = T / steps
             return (0..<steps).map { $0 * ratio + c.stepsOffset }.reversed()
@@ -295,9 +310,7 @@ public struct DDPMScheduler: Scheduler {
 
     public init(configuration c: SchedulerConfiguration, steps: Int) throws {
         try c.validate()
-        guard steps >= 1, steps <= c.numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
-        }
+        try c.checkSteps(steps)
         configuration = c
         schedule = NoiseSchedule(c)
         timesteps = DDIMScheduler.spacedTimesteps(c, steps: steps)

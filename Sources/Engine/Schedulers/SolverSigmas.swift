@@ -3,6 +3,7 @@
 // `lambda_min_clipped` at −inf (the last timestep is T), or Karras sigmas with timesteps found by
 // interpolating log σ; then the final σ (`final_sigmas_type`). In float32 as torch and NumPy compute.
 import Foundation
+import GPUKernels
 
 enum SolverSigmas {
     /// (timesteps, σ for each step and the final one).
@@ -14,27 +15,18 @@ enum SolverSigmas {
         var t: [Int]
         switch spacing {
         case .linspace:
-            let step = Double(T - 1) / Double(steps)
-            t = Array((0...steps).map { i in i == steps ? Double(T - 1) : Double(i) * step }.map { Int($0.rounded(.toNearestOrEven)) }.reversed().dropLast())
+            // np.linspace(0, T − 1, steps + 1).round()[::-1][:-1]
+            t = Array(linspace(0, Double(T - 1), steps + 1).map { Int($0.rounded(.toNearestOrEven)) }.reversed().dropLast())
         case .leading:
             let ratio = T / (steps + 1)
             t = Array((0...steps).map { $0 * ratio }.reversed().dropLast()).map { $0 + offset }
         case .trailing:
-            let ratio = Double(T) / Double(steps)
-            t = []
-            var v = Double(T), i = 0
-            while v > 0 { t.append(Int(v.rounded(.toNearestOrEven)) - 1); i += 1; v = Double(T) - Double(i) * ratio }
+            t = trailingTimesteps(T: T, steps: steps)
         }
-        // σ over the training steps, in float32 as torch computes ((1 − ᾱ) / ᾱ) ** 0.5.
-        let full = schedule.alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
+        let full = schedule.sigmas
         var s: [Float]
         if c.useKarrasSigmas {
-            let sigmaMin = Double(full[0]), sigmaMax = Double(full[T - 1]), rho = 7.0
-            let minInv = pow(sigmaMin, 1 / rho), maxInv = pow(sigmaMax, 1 / rho)
-            let karras = (0..<steps).map { i -> Double in
-                let ramp = steps == 1 ? 0 : Double(i) / Double(steps - 1)
-                return pow(maxInv + ramp * (minInv - maxInv), rho)
-            }
+            let karras = karrasSigmas(min: Double(full[0]), max: Double(full[T - 1]), steps: steps)
             let logSigmas = full.map { log($0) }
             t = karras.map { Int(sigmaToT($0, logSigmas: logSigmas).rounded(.toNearestOrEven)) }
             s = karras.map { Float($0) }
@@ -45,7 +37,7 @@ enum SolverSigmas {
         } else {
             s = t.map { full[$0] }
         }
-        s.append(finalType == .zero ? 0 : ((1 - schedule.alphasCumprod[0]) / schedule.alphasCumprod[0]).squareRoot())
+        s.append(finalType == .zero ? 0 : full[0])
         return try checked(t, s, T: T, steps: steps, offset: offset, source: source)
     }
 
@@ -54,6 +46,19 @@ enum SolverSigmas {
             throw ModelError("\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
         }
         return (t, s)
+    }
+
+    /// `_convert_to_karras`: ρ = 7 interpolation from σ_max to σ_min over `steps` points, float64.
+    static func karrasSigmas(min sigmaMin: Double, max sigmaMax: Double, steps: Int) -> [Double] {
+        let rho = 7.0, minInv = pow(sigmaMin, 1 / rho), maxInv = pow(sigmaMax, 1 / rho)
+        return (0..<steps).map { i in pow(maxInv + (steps == 1 ? 0 : Double(i) / Double(steps - 1)) * (minInv - maxInv), rho) }
+    }
+
+    /// A multistep solver's conversion of the model output at σ: into x̂₀ (`dataPrediction`) or ε̂, no noise.
+    static func conversion(_ c: SchedulerConfiguration, sigma: Float, dataPrediction: Bool) -> SchedulerStepCoefficients {
+        let (alpha, sigmaT) = alphaSigma(sigma)
+        return SchedulerStepCoefficients(prediction: c.prediction, sqrtAlphaProduct: alpha, sqrtBetaProduct: sigmaT, clipRange: nil,
+                                         originalSample: dataPrediction ? 1 : 0, epsilon: dataPrediction ? 0 : 1, sample: 0, noise: 0)
     }
 
     /// diffusers' `_sigma_to_t`: the fractional training step whose log σ interpolates to `sigma`'s.

@@ -28,9 +28,7 @@ public struct UniPCMultistepScheduler: Scheduler {
     public init(configuration c: SchedulerConfiguration, steps: Int, order: Int? = nil) throws {
         try c.validate()
         let source = "UniPCMultistepScheduler"
-        guard steps >= 1, steps <= c.numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(c.numTrainTimesteps) training timesteps")
-        }
+        try c.checkSteps(steps)
         self.order = order ?? c.solverOrder
         guard (1...3).contains(self.order) else { throw ModelError("\(source): solver order \(self.order) is not 1, 2 or 3") }
         switch c.value(.solverType, c.solverType, defaultFor: "bh2") {
@@ -54,9 +52,7 @@ public struct UniPCMultistepScheduler: Scheduler {
 
     /// The conversion of step `index`'s model output (x̂₀ with `predict_x0`, else ε̂; no noise).
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {
-        let (alpha, sigma) = SolverSigmas.alphaSigma(sigmas[index])
-        return SchedulerStepCoefficients(prediction: configuration.prediction, sqrtAlphaProduct: alpha, sqrtBetaProduct: sigma, clipRange: nil,
-                                         originalSample: predictX0 ? 1 : 0, epsilon: predictX0 ? 0 : 1, sample: 0, noise: 0)
+        SolverSigmas.conversion(configuration, sigma: sigmas[index], dataPrediction: predictX0)
     }
 
     /// The predictor's order at step `index` (`this_order`: warm-up, then lower at the end with `lower_order_final`).
