@@ -66,6 +66,15 @@ public struct SearchReport: VersionedJSONFile, Sendable {
     }
 }
 
+extension SearchReport {
+    /// Records the search's best so far (its entry and plan), as the file carries it between evaluations.
+    mutating func setBest(_ best: SearchRecord?, samples: Int) throws {
+        guard let best else { return }
+        self.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples))
+        bestPlan = try best.candidate.plan(sampler)
+    }
+}
+
 /// An SVG of rFID against predicted speed-up: every scored candidate, the Pareto front, the best
 /// plan, and the baselines. The rFID axis is logarithmic in 1 + rFID, so that the plans near the
 /// target (rFID ~1) stay apart when a far candidate scores in the hundreds, and the teacher (0) fits.

@@ -270,10 +270,7 @@ public final class SearchSession {
         search.onUpdate = { [unowned search] state, update in
             report.state = state
             report.stepsRun = stepsBefore + self.evaluator.stepsRun; report.stepsShared = sharedBefore + self.evaluator.stepsShared
-            if let best = search.best {
-                report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(c.samples))
-                report.bestPlan = try best.candidate.plan(c.teacher)
-            }
+            try report.setBest(search.best, samples: c.samples)
             try report.write(to: c.out)
             let g = state.generations.count, total = settings.generations + 1
             let elapsed = Date().timeIntervalSince(started)
@@ -408,10 +405,7 @@ public final class SearchSession {
         var missing = 0
         if case let .shardScored(_, m) = try search.run() { missing = m }
         report.state = search.state
-        if let best = search.best {
-            report.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(configuration.samples))
-            report.bestPlan = try best.candidate.plan(report.sampler)
-        }
+        try report.setBest(search.best, samples: configuration.samples)
         try report.write(to: configuration.out)
         return .merged(files: files.count, complete: search.state.complete, generation: search.state.generations.count, missing: missing)
     }

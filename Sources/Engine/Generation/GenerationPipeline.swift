@@ -43,8 +43,7 @@ public struct GeneratedBatch {
 
     /// The batch's real images, read back to the host [images.count, C, H, W].
     public func download() throws -> [Float] {
-        let size = sampler.count / sampler.unet.batch
-        return Array(try sampler.currentSample().prefix(images.count * size))
+        try sampler.unet.stream.download(samples, count: images.count * (sampler.count / sampler.unet.batch))
     }
 }
 
@@ -55,9 +54,7 @@ public final class GenerationPipeline {
     private var samplers: [PlanSampler: Sampler] = [:]
 
     public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration) throws {
-        guard unet.config.outChannels == unet.config.inChannels else {
-            throw ModelError("out_channels \(unet.config.outChannels) differs from in_channels \(unet.config.inChannels); sampling needs a model that predicts the sample's shape")
-        }
+        try Sampler.checkCanSample(unet.config)
         self.unet = unet; self.schedulerConfiguration = schedulerConfiguration
     }
 
@@ -65,8 +62,6 @@ public final class GenerationPipeline {
     public var batch: Int { unet.batch }
     /// Values per image (C·H·W).
     public var imageSize: Int { unet.config.inChannels * unet.height * unet.width }
-    /// The shape of `count` samples.
-    public func shape(count: Int) -> [Int] { [count, unet.config.inChannels, unet.height, unet.width] }
 
     /// The sampler of `s` on this pipeline's UNet (made once, then reused).
     public func sampler(for s: PlanSampler) throws -> Sampler {

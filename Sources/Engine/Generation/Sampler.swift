@@ -15,22 +15,18 @@ public final class Sampler {
     let timesteps: DeviceBuffer<Float>
     var count: Int { unet.batch * unet.config.inChannels * unet.height * unet.width }
 
-    public init(unet: UNet, scheduler: any Scheduler) throws {
-        guard unet.config.outChannels == unet.config.inChannels else {
-            throw ModelError("out_channels \(unet.config.outChannels) differs from in_channels \(unet.config.inChannels): the model cannot drive a sampler")
+    /// Checks that a model predicts the sample's shape (out_channels = in_channels), as sampling needs.
+    public static func checkCanSample(_ config: UNetConfiguration) throws {
+        guard config.outChannels == config.inChannels else {
+            throw ModelError("out_channels \(config.outChannels) differs from in_channels \(config.inChannels): sampling needs a model that predicts the sample's shape")
         }
+    }
+
+    public init(unet: UNet, scheduler: any Scheduler) throws {
+        try Self.checkCanSample(unet.config)
         self.unet = unet
         self.scheduler = scheduler
-        if scheduler is EulerDiscreteScheduler {
-            planSampler = PlanSampler(scheduler: .euler, steps: scheduler.timesteps.count)
-        } else if let unipc = scheduler as? UniPCMultistepScheduler {
-            planSampler = PlanSampler(scheduler: .unipc, steps: unipc.timesteps.count, order: unipc.order)
-        } else if let dpm = scheduler as? DPMSolverMultistepScheduler {
-            planSampler = PlanSampler(scheduler: dpm.algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: dpm.timesteps.count, order: dpm.order)
-        } else {
-            planSampler = PlanSampler(scheduler: scheduler is DDPMScheduler ? .ddpm : .ddim, steps: scheduler.timesteps.count,
-                                      eta: (scheduler as? DDIMScheduler)?.eta ?? 0)
-        }
+        planSampler = scheduler.planSampler
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
         updater = try SchedulerUpdater(scheduler: scheduler, stream: unet.stream, count: n)
@@ -49,25 +45,13 @@ public final class Sampler {
         try unet.prepareFeatureCache(branches: plan.branches)
     }
 
-    /// Runs every step from unit-variance `noise` [batch, C, H, W] (scaled by `init_noise_sigma`) as `plan` says (default: every step full);
-    /// variance noise (eta > 0, DDPM) is drawn from `noiseSource`. `progress` is called after each
-    /// step with (step, total). Returns x₀ [batch, C, H, W].
-    public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
-                    progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
-        let x = try runOnDevice(noise: noise, plan: plan, noiseSource: &noiseSource, progress: progress)
-        return try unet.stream.download(x, count: count)
-    }
-
-    /// As `run`, but leaves x₀ on the device: the returned buffer (the sampler's own, valid until
-    /// the next run) is [batch, C, H, W], for feature extraction without a host round trip.
-    public func runOnDevice(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise,
-                            progress: ((Int, Int) -> Void)? = nil) throws -> DeviceBuffer<Float> {
-        let plan = plan ?? teacherPlan
+    /// Runs every step from unit-variance `noise` [batch, C, H, W] (scaled by `init_noise_sigma`) as
+    /// `plan` says (default: every step full); variance noise (eta > 0, DDPM) is drawn from
+    /// `noiseSource`. Returns x₀ [batch, C, H, W].
+    public func run(noise: [Float], plan: StepPlan? = nil, noiseSource: inout VarianceNoise) throws -> [Float] {
         try setInitialNoise(noise)
-        let total = plan.actions.count
-        try runSteps(plan: plan, noiseSource: &noiseSource,
-                     afterStep: progress.map { p in { done in p(done, total); return .proceed } })
-        return sample
+        try runSteps(plan: plan ?? teacherPlan, noiseSource: &noiseSource)
+        return try currentSample()
     }
 
     /// The step loop: steps `first`… of `plan` from the current sample. `beforeStep(i)` runs before

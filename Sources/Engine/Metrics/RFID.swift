@@ -33,7 +33,6 @@ public final class RFIDEvaluator {
     private var teacherStats: [Int: FeatureStatistics] = [:]
     private var memo: [String: [Int: [Float]]] = [:]
     private var states: [String: (sample: [Float], used: Int)] = [:]
-    private var deterministic: [PlanSampler: Bool] = [:]
     private var clock = 0
 
     /// `modelKey` identifies the weights and configs (`modelKey(folder:)`); teacher features are
@@ -70,17 +69,10 @@ public final class RFIDEvaluator {
         return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
     }
 
-    func isDeterministic(_ s: PlanSampler) throws -> Bool {
-        if let d = deterministic[s] { return d }
-        let d = try pipeline.resumesFromSample(s)
-        deterministic[s] = d
-        return d
-    }
-
     /// Features of batch `b` of `plan`'s samples [B × dims]. `boundaries` are steps (> 0) before
-    /// which a full step starts, where states may be stored and resumed (deterministic samplers only).
+    /// which a full step starts, where states may be stored and resumed (samplers that resume from a sample alone).
     func features(plan: StepPlan, boundaries: [Int], batch b: Int, counted: Bool) throws -> [Float] {
-        let shared = try isDeterministic(plan.sampler) ? boundaries.filter { $0 > 0 && $0 < plan.actions.count }.sorted() : []
+        let shared = try pipeline.resumesFromSample(plan.sampler) ? boundaries.filter { $0 > 0 && $0 < plan.actions.count }.sorted() : []
         let keys = Dictionary(shared.map { ($0, "\(b)|" + Self.contentKey(plan, end: $0)) }, uniquingKeysWith: { a, _ in a })
         var resume: (step: Int, sample: [Float])? = nil
         if let hit = shared.last(where: { states[keys[$0]!] != nil }) {

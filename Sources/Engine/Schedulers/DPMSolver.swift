@@ -105,4 +105,6 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let c2 = u1 * kk * a1 + u2 * q * a1
         return .multistep(convert: coefficients(step: index), corrector: nil, predictor: Combination(sampleCoefficient: cx, history: [c0, c1, c2]))
     }
+
+    public var planSampler: PlanSampler { PlanSampler(scheduler: algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: timesteps.count, order: order) }
 }

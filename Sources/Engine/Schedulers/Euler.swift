@@ -87,4 +87,6 @@ public struct EulerDiscreteScheduler: Scheduler {
                                              originalSample: -dt / sigma, epsilon: 0, sample: 1 + dt / sigma, noise: 0)
         }
     }
+
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .euler, steps: timesteps.count) }
 }

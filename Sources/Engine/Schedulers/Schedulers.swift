@@ -221,6 +221,8 @@ public protocol Scheduler: Sendable {
     func inputScale(step index: Int) -> Float
     /// The standard deviation of the initial noise (`init_noise_sigma`): unit noise is scaled by it.
     var initNoiseSigma: Float { get }
+    /// This scheduler as plans name it.
+    var planSampler: PlanSampler { get }
 }
 
 extension Scheduler {
@@ -300,6 +302,14 @@ public struct DDIMScheduler: Scheduler {
             clipRange: c.clipSample ? Float(c.clipSampleRange) : nil,
             originalSample: aPrev.squareRoot(), epsilon: (1 - aPrev - std * std).squareRoot(), sample: 0, noise: std)
     }
+}
+
+extension DDIMScheduler {
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .ddim, steps: timesteps.count, eta: eta) }
+}
+
+extension DDPMScheduler {
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .ddpm, steps: timesteps.count) }
 }
 
 /// DDPMScheduler.set_timesteps / step: ancestral sampling (variance noise supplied by the caller).

@@ -142,4 +142,6 @@ public struct UniPCMultistepScheduler: Scheduler {
         return .multistep(convert: coefficients(step: index), corrector: corrector,
                           predictor: Combination(sampleCoefficient: predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0, history: history))
     }
+
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .unipc, steps: timesteps.count, order: order) }
 }
