@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc,euler}10.safetensors:
-diffusers' (0.42) DPMSolverMultistepScheduler, UniPCMultistepScheduler and EulerDiscreteScheduler — timesteps, sigmas and
+"""Writes Tests/EngineTests/Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc,euler,pndm}10.safetensors and
+pndm_prk6.safetensors: diffusers' (0.42) DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler and
+PNDMScheduler — timesteps, sigmas and
 whole runs of each solver on random model outputs for several configurations (orders 1-3,
 dpmsolver++/dpmsolver, midpoint/heun, bh1/bh2, corrector on and partly off, Karras sigmas, spacings,
-final sigmas, prediction types), and 10-step runs of the cifar-layout golden UNet from fixed noise as
+final sigmas, prediction types; PNDM with and without Runge–Kutta steps), and 10-step runs of the cifar-layout golden UNet from fixed noise as
 a pipeline drives them, with and without null steps.
 
     .venv-ref/bin/python scripts/make_solver_goldens.py
@@ -12,7 +13,7 @@ import json
 import os
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNet2DModel, UniPCMultistepScheduler
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, UNet2DModel, UniPCMultistepScheduler
 from safetensors.torch import save_file
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
@@ -45,6 +46,22 @@ UNIPC_CASES = [
     ("unipc sample prediction, cosine", dict(prediction_type="sample", beta_schedule="squaredcos_cap_v2"), 7),
 ]
 
+# Stable Diffusion 1.x's scheduler_config.json (PNDMScheduler, PLMS only).
+SD_PNDM = dict(_class_name="PNDMScheduler", beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+               set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, trained_betas=None, clip_sample=False)
+PNDM_CASES = [
+    ("pndm Stable Diffusion config, 10 steps", dict(SD_PNDM), 10),
+    ("pndm Stable Diffusion config, 50 steps", dict(SD_PNDM), 50),
+    ("pndm defaults (Runge-Kutta), 10 steps", dict(), 10),
+    ("pndm Runge-Kutta from DDIM config, 4 steps", dict(DDIM_BASE), 4),
+    ("pndm Runge-Kutta linspace, 7 steps", dict(timestep_spacing="linspace"), 7),
+    ("pndm PLMS 1 step", dict(skip_prk_steps=True), 1),
+    ("pndm PLMS 2 steps", dict(skip_prk_steps=True), 2),
+    ("pndm PLMS v_prediction trailing, 9 steps", dict(skip_prk_steps=True, prediction_type="v_prediction", timestep_spacing="trailing"), 9),
+    ("pndm Runge-Kutta v_prediction, cosine, 12 steps", dict(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2",
+                                                              set_alpha_to_one=True), 12),
+]
+
 CASES = [
     ("from DDIM config, 2M", dict(DDIM_BASE), 10),
     ("from DDIM config, 2M, 20 steps", dict(DDIM_BASE), 20),
@@ -65,9 +82,9 @@ CASES = [
 def main():
     gen = torch.Generator().manual_seed(0)
     cases = []
-    classes = dict(dpmsolver=DPMSolverMultistepScheduler, unipc=UniPCMultistepScheduler, euler=EulerDiscreteScheduler)
+    classes = dict(dpmsolver=DPMSolverMultistepScheduler, unipc=UniPCMultistepScheduler, euler=EulerDiscreteScheduler, pndm=PNDMScheduler)
     for kind, name, cfg, steps in ([("dpmsolver", *c) for c in CASES] + [("unipc", *c) for c in UNIPC_CASES]
-                                   + [("euler", *c) for c in EULER_CASES]):
+                                   + [("euler", *c) for c in EULER_CASES] + [("pndm", *c) for c in PNDM_CASES]):
         sched = classes[kind].from_config(cfg)
         sched.set_timesteps(steps)
         sample = torch.randn(1, 4, 4, 4, generator=gen) * 10
@@ -79,22 +96,27 @@ def main():
             outputs.append(m.flatten().tolist())
             samples.append(sample.flatten().tolist())
         given = {k: v for k, v in cfg.items()}
-        cases.append(dict(kind=kind, name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(), sigmas=sched.sigmas.tolist(),
+        cases.append(dict(kind=kind, name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(),
+                          sigmas=sched.sigmas.tolist() if hasattr(sched, "sigmas") else [],
                           init_noise_sigma=float(sched.init_noise_sigma),
                           start=start.flatten().tolist(), model_outputs=outputs, samples=samples))
     with open(os.path.join(GOLDENS, "solvers.json"), "w") as f:
         json.dump(cases, f)
-    print(f"wrote solvers.json: {len(cases)} DPM-Solver, UniPC and Euler configurations")
+    print(f"wrote solvers.json: {len(cases)} DPM-Solver, UniPC, Euler and PNDM configurations")
     folder = os.path.join(GOLDENS, "cifar-layout")
     unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     unet_run(unet, DPMSolverMultistepScheduler(), os.path.join(folder, "dpmsolver10.safetensors"))
     unet_run(unet, UniPCMultistepScheduler(), os.path.join(folder, "unipc10.safetensors"))
     unet_run(unet, EulerDiscreteScheduler(), os.path.join(folder, "euler10.safetensors"))
+    # PNDM: 10 steps of PLMS (11 model evaluations, as Stable Diffusion samples), and 6 steps with the
+    # Runge-Kutta warm-up (15 evaluations; the null steps fall inside Runge-Kutta groups).
+    unet_run(unet, PNDMScheduler(skip_prk_steps=True), os.path.join(folder, "pndm10.safetensors"))
+    unet_run(unet, PNDMScheduler(), os.path.join(folder, "pndm_prk6.safetensors"), steps=6)
 
 
-def unet_run(unet, sched, path):
-    """10 steps of `sched` on `unet` from seed-8 noise, and the same with null steps 1, 4, 8."""
-    sched.set_timesteps(10)
+def unet_run(unet, sched, path, steps=10):
+    """`steps` steps of `sched` on `unet` from seed-8 noise, and the same with null steps 1, 4, 8 (model evaluations)."""
+    sched.set_timesteps(steps)
     noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
     x = noise * sched.init_noise_sigma
     with torch.no_grad():
@@ -105,7 +127,7 @@ def unet_run(unet, sched, path):
     # this step's output (the rule of plans on multistep solvers), and its history takes it as any other.
     null_steps = {1, 4, 8}
     x = noise * sched.init_noise_sigma
-    sched.set_timesteps(10)
+    sched.set_timesteps(steps)
     last = None
     with torch.no_grad():
         for i, t in enumerate(sched.timesteps):

@@ -67,6 +67,9 @@ public struct SearchSpace: Sendable {
     /// `grids`: coarser DDIM grids besides the teacher's (each 1…T − 1; T itself is always in).
     public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = []) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
+        guard sampler.evaluations == sampler.steps else {
+            throw ModelError("the search cannot run over \(sampler) yet: its model evaluations are not its steps")
+        }
         for n in segmentCounts where n < 1 || n > sampler.steps {
             throw ModelError("\(n) segments: must be 1…\(sampler.steps) for a \(sampler.steps)-step sampler")
         }

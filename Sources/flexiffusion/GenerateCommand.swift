@@ -23,7 +23,7 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc or euler (default: the model folder's scheduler, else ddim; or the plan's).") var scheduler: SchedulerKind?
+    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm (default: the model folder's scheduler, else ddim; or the plan's). pndm follows the folder's skip_prk_steps (default false: Runge–Kutta warm-up).") var scheduler: SchedulerKind?
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
@@ -92,10 +92,11 @@ struct GenerateCommand: ParsableCommand {
             let kind = try scheduler ?? setup.folderScheduler() ?? .ddim
             if kind != .ddim && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
             if solverOrder != nil && !kind.isMultistep { throw ValidationError("--solver-order applies to multistep solvers (dpmsolver++, dpmsolver, unipc), not \(kind)") }
-            let steps = self.steps ?? (kind == .ddim ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
+            let steps = self.steps ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
             let order = kind.isMultistep ? solverOrder ?? setup.schedulerConfig.solverOrder : nil
-            let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order)
+            let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order,
+                                      skipPRKSteps: kind == .pndm ? setup.schedulerConfig.skipPRKSteps : nil)
             try sampler.validate()
             return StepPlan.teacher(sampler)
         }

@@ -22,13 +22,16 @@ struct PlanCommand: ParsableCommand {
 /// Options every plan builder shares.
 struct PlanOutputOptions: ParsableArguments {
     @Option(help: "Sampler steps (default: 100, the step count of the teacher that search, rfid and plan show compare with; generate alone defaults to 50 steps, as diffusers' DDIMPipeline).") var steps = 100
-    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc or euler.") var scheduler: SchedulerKind = .ddim
+    @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm (a pndm plan has one action per model evaluation: steps + 1, or steps + 9 with --prk-steps).") var scheduler: SchedulerKind = .ddim
+    @Flag(name: .customLong("prk-steps"), help: "pndm: begin with Runge–Kutta steps (skip_prk_steps false; default: PLMS only, as Stable Diffusion's configs set it).") var prkSteps = false
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
-    var sampler: PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: solverOrder) }
+    var sampler: PlanSampler {
+        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: solverOrder, skipPRKSteps: scheduler == .pndm ? !prkSteps : nil)
+    }
 
     func modelConfig() throws -> UNetConfiguration {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
@@ -37,6 +40,7 @@ struct PlanOutputOptions: ParsableArguments {
 
     func emit(_ plan: StepPlan) throws {
         guard steps > 0 else { throw ValidationError("--steps must be positive") }
+        if prkSteps && scheduler != .pndm { throw ValidationError("--prk-steps applies to pndm only") }
         do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
         try plan.validate(branchCount: try modelConfig().branchCount)
         if let out {
@@ -84,7 +88,7 @@ struct PlanDeepCache: ParsableCommand {
         let branch = try branchOptions.resolve(output.modelConfig)
         let plan = nonUniform
             ? try StepPlan.deepCacheNonUniform(output.sampler, interval: interval, branch: branch,
-                                               center: center ?? Int((Double(output.steps) * 0.15).rounded()), power: power)
+                                               center: center ?? Int((Double(output.sampler.evaluations) * 0.15).rounded()), power: power)
             : try StepPlan.deepCacheUniform(output.sampler, interval: interval, branch: branch)
         try output.emit(plan)
     }

@@ -1,5 +1,6 @@
-// DPMSolverMultistepScheduler, UniPCMultistepScheduler and EulerDiscreteScheduler against diffusers (Goldens/solvers.json and
-// Goldens/cifar-layout/{dpmsolver,unipc,euler}10.safetensors, written by scripts/make_solver_goldens.py): timesteps
+// DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler and PNDMScheduler against diffusers
+// (Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc,euler,pndm}10.safetensors and pndm_prk6.safetensors,
+// written by scripts/make_solver_goldens.py): timesteps
 // exactly, sigmas to float precision, whole solver runs on random model outputs through the device
 // update, and whole 10-step runs of a golden UNet, with and without null steps.
 import Engine
@@ -31,6 +32,10 @@ let solverGoldens: [SolverGolden] = {
         try JSONSerialization.data(withJSONObject: g.config.mapValues(\.value)).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
         let config = try SchedulerConfiguration.load(from: url)
+        if g.kind == "pndm" {
+            let s = try PNDMScheduler(configuration: config, steps: g.steps)
+            return (s, [], { _ in 4 })
+        }
         if g.kind == "euler" {
             let s = try EulerDiscreteScheduler(configuration: config, steps: g.steps)
             return (s, s.sigmas, { _ in 1 })
@@ -57,7 +62,8 @@ let solverGoldens: [SolverGolden] = {
         let sample = try s.upload(g.start), output = try s.buffer(n)
         let updater = try SchedulerUpdater(scheduler: scheduler, stream: s, count: n)
         var noise = NoiseStreams(seed: 0).variance(images: 0..<1, imageSize: n)
-        for i in 0..<g.steps {
+        #expect(scheduler.timesteps.count == g.timesteps.count && g.model_outputs.count == g.timesteps.count, "\(name): one update per model evaluation")
+        for i in 0..<g.timesteps.count {
             try output.write(g.model_outputs[i], queue: s.queue)
             try updater.update(i, sample: sample, modelOutput: output, noiseSource: &noise)
             let got = try s.download(sample)
@@ -68,16 +74,20 @@ let solverGoldens: [SolverGolden] = {
         #expect(err <= 1e-4, "\(name): final sample relative L2 \(err)")
     }
 
-    /// 10 steps of DPM-Solver++ (2M), UniPC (bh2, 2) and Euler on the cifar-layout UNet from the same
+    /// 10 steps of DPM-Solver++ (2M), UniPC (bh2, 2), Euler and PNDM (PLMS: 11 model evaluations), and
+    /// 6 steps of PNDM with Runge–Kutta steps (15 evaluations), on the cifar-layout UNet from the same
     /// noise as diffusers (Euler: noise scaled by init_noise_sigma, the network's input by
     /// scale_model_input, fractional timesteps): relative L2 ≤ 1e-4.
-    @Test(arguments: [SchedulerKind.dpmsolverPlusPlus, .unipc, .euler])
-    func wholeRunMatchesDiffusers(kind: SchedulerKind) throws {
+    @Test(arguments: [("dpmsolver10", PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10)), ("unipc10", PlanSampler(scheduler: .unipc, steps: 10)),
+                      ("euler10", PlanSampler(scheduler: .euler, steps: 10)), ("pndm10", PlanSampler(scheduler: .pndm, steps: 10)),
+                      ("pndm_prk6", PlanSampler(scheduler: .pndm, steps: 6, skipPRKSteps: false))])
+    func wholeRunMatchesDiffusers(file: String, planSampler: PlanSampler) throws {
+        let kind = planSampler.description
         let dir = goldens.appendingPathComponent("cifar-layout")
-        let golden = try SafeTensorsFile(path: dir.appendingPathComponent(kind == .dpmsolverPlusPlus ? "dpmsolver10.safetensors" : "\(kind)10.safetensors").path)
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("\(file).safetensors").path)
         let shape = golden.tensors["noise"]!.shape
         let unet = try UNet(folder: ModelFolder(path: dir.path), stream: ComputeStream(), batch: shape[0], height: shape[2], width: shape[3])
-        let plan = StepPlan.teacher(PlanSampler(scheduler: kind, steps: 10))
+        let plan = StepPlan.teacher(planSampler)
         let sampler = try Sampler(unet: unet, scheduler: plan.sampler.scheduler(configuration: SchedulerConfiguration()))
         #expect(sampler.planSampler == plan.sampler)
         var unused = NoiseStreams(seed: 0).variance(images: 0..<shape[0], imageSize: shape[1] * shape[2] * shape[3])
@@ -107,7 +117,8 @@ let solverGoldens: [SolverGolden] = {
         #expect(SchedulerKind.named(className: "DPMSolverMultistepScheduler", configuration: c) == .dpmsolver)
         #expect(SchedulerKind.named(className: "UniPCMultistepScheduler", configuration: c) == .unipc)
         #expect(SchedulerKind.named(className: "EulerDiscreteScheduler", configuration: c) == .euler)
-        #expect(SchedulerKind.named(className: "PNDMScheduler", configuration: c) == nil)
+        #expect(SchedulerKind.named(className: "PNDMScheduler", configuration: c) == .pndm)
+        #expect(SchedulerKind.named(className: "LMSDiscreteScheduler", configuration: c) == nil)
         // A plan file's solver order: 2 when left out, refused out of range or on a single-step sampler.
         let plan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 2}, "actions": ["full", "null"]}"#.utf8))
         #expect(plan.sampler.order == 2 && plan.sampler.description == "dpmsolver++ 2 steps, order 2")
@@ -124,5 +135,21 @@ let solverGoldens: [SolverGolden] = {
         expectError(containing: ["use_karras_sigmas"]) { _ = try DPMSolverMultistepScheduler(configuration: c, steps: 10) }
         expectError(containing: ["solver order", "4"]) { _ = try DPMSolverMultistepScheduler(configuration: SchedulerConfiguration(), steps: 10, order: 4) }
         expectError(containing: ["eta applies to DDIM only"]) { try PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10, eta: 0.5).validate() }
+        // PNDM: no sample prediction; the Runge–Kutta warm-up needs 4 steps; a plan has one action per
+        // model evaluation (steps + 1 with PLMS only, steps + 9 with Runge–Kutta steps).
+        c = SchedulerConfiguration(); c.predictionType = .sample
+        expectError(containing: ["prediction_type", "sample"]) { _ = try PNDMScheduler(configuration: c, steps: 10) }
+        expectError(containing: ["4 steps", "3"]) { _ = try PNDMScheduler(configuration: SchedulerConfiguration(), steps: 3, skipPRKSteps: false) }
+        expectError(containing: ["4 steps"]) { try PlanSampler(scheduler: .pndm, steps: 2, skipPRKSteps: false).validate() }
+        #expect(PlanSampler(scheduler: .pndm, steps: 50).evaluations == 51 && PlanSampler(scheduler: .pndm, steps: 50, skipPRKSteps: false).evaluations == 59)
+        expectError(containing: ["10 actions", "11 model evaluations"]) {
+            try StepPlan(sampler: PlanSampler(scheduler: .pndm, steps: 10), actions: Array(repeating: .full, count: 10)).validate()
+        }
+        let pndmPlan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "pndm", "steps": 2}, "actions": ["full", "null", "full"]}"#.utf8))
+        #expect(pndmPlan.sampler.skipPRKSteps == true)
+        expectError(containing: ["skip_prk_steps", "pndm only"]) { _ = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 1, "skip_prk_steps": true}, "actions": ["full"]}"#.utf8)) }
+        // A plan for PLMS does not run on a Runge–Kutta sampler of the same steps.
+        let prk = try PNDMScheduler(configuration: SchedulerConfiguration(), steps: 4)
+        expectError(containing: ["PRK + PLMS"]) { try StepPlan.teacher(PlanSampler(scheduler: .pndm, steps: 4)).validate(sampler: prk.planSampler) }
     }
 }

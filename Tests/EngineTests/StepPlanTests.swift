@@ -29,9 +29,9 @@ import TestSupport
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 7, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 1, \"eta\": 0}, \"actions\": [\"full\"]}", "version 7"),
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"half\", \"null\"]}", "step 1: unknown step action \"half\""),
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"partial:-2\", \"null\"]}", "step 1"),
-        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 4, \"eta\": 0}, \"actions\": [\"full\", \"null\", \"null\"]}", "3 actions for a 4-step sampler"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 4, \"eta\": 0}, \"actions\": [\"full\", \"null\", \"null\"]}", "3 actions for ddim 4 steps (4 model evaluations)"),
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 2, \"eta\": 0}, \"actions\": [\"partial:0\", \"full\"]}", "first step must be full"),
-        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"pndm\", \"steps\": 1, \"eta\": 0}, \"actions\": [\"full\"]}", "sampler.scheduler \"pndm\" is not supported (ddim, ddpm, dpmsolver++, dpmsolver, unipc or euler)"),
+        ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"lms\", \"steps\": 1, \"eta\": 0}, \"actions\": [\"full\"]}", "sampler.scheduler \"lms\" is not supported (ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm)"),
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"actions\": [\"full\"]}", "missing \"sampler\""),
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": \"ten\", \"eta\": 0}, \"actions\": [\"full\"]}", "sampler.steps"),
     ])

@@ -131,14 +131,14 @@ public final class SchedulerUpdater {
     let variance: DeviceBuffer<Float>
     /// Step i's converted model output sits in slot i mod the history's length.
     let history: [DeviceBuffer<Float>]
-    /// The sample a predictor started from (for a corrector at the next step).
-    let last: DeviceBuffer<Float>
+    /// The sample a step kept for a later step's combination (UniPC's corrector, PNDM).
+    let kept: DeviceBuffer<Float>
 
     public init(scheduler: any Scheduler, stream: ComputeStream, count: Int) throws {
         self.scheduler = scheduler; self.stream = stream; self.count = count
         variance = try stream.buffer(count)
         history = try (0..<scheduler.historyLength).map { _ in try stream.buffer(count) }
-        last = try stream.buffer(scheduler.usesCorrector ? count : 1)
+        kept = try stream.buffer(scheduler.keepsSamples ? count : 1)
     }
 
     /// Step `i` in place on `sample`, from `modelOutput`; variance noise (when the step draws any)
@@ -148,14 +148,14 @@ public final class SchedulerUpdater {
         if case let .multistep(convert, corrector, predictor) = scheduler.update(step: i) {
             let n = history.count
             try s.schedulerStep(sample: sample, modelOutput: modelOutput, noise: nil, output: history[i % n], count: count, convert)
-            func newestFirst(_ terms: Int) -> [DeviceBuffer<Float>] { (0..<terms).map { history[(i - $0 + 4 * n) % n] } }
-            if let corrector {
-                try s.multistepCombine(sample: last, history: newestFirst(corrector.history.count), coefficients: corrector.history,
-                                       sampleCoefficient: corrector.sampleCoefficient, output: sample, count: count)
+            func combine(_ c: Combination) throws {
+                precondition(c.stepsBack.allSatisfy { (0..<min(n, i + 1)).contains($0) }, "step \(i): a history term \(c.stepsBack) steps back, the history keeps \(n)")
+                try s.multistepCombine(sample: c.fromKeptSample ? kept : sample, history: c.stepsBack.map { history[(i - $0) % n] },
+                                       coefficients: c.history, sampleCoefficient: c.sampleCoefficient, output: sample, count: count)
             }
-            if scheduler.usesCorrector { try last.copy(from: sample, count: count, queue: s.queue) }
-            try s.multistepCombine(sample: sample, history: newestFirst(predictor.history.count), coefficients: predictor.history,
-                                   sampleCoefficient: predictor.sampleCoefficient, output: sample, count: count)
+            if let corrector { try combine(corrector) }
+            if scheduler.keepsSample(step: i) { try kept.copy(from: sample, count: count, queue: s.queue) }
+            try combine(predictor)
             return
         }
         let c = scheduler.coefficients(step: i)

@@ -66,7 +66,7 @@ public final class RFIDEvaluator {
     /// A key of what determines a plan's samples: its sampler and its actions (before step `end`).
     static func contentKey(_ plan: StepPlan, end: Int? = nil) -> String {
         let s = plan.sampler
-        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
+        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|\(s.skipPRKSteps.map { "\($0)" } ?? "")|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
     }
 
     /// Features of batch `b` of `plan`'s samples [B × dims]. `boundaries` are steps (> 0) before

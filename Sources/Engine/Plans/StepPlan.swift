@@ -60,6 +60,8 @@ public enum SchedulerKind: String, NamedChoice {
     case unipc
     /// EulerDiscreteScheduler (no churn).
     case euler
+    /// PNDMScheduler: Runge–Kutta warm-up then PLMS, or PLMS only (`skip_prk_steps`).
+    case pndm
 
     /// Whether the sampler keeps a history of model outputs (and has a solver order).
     public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .unipc }
@@ -73,6 +75,7 @@ public enum SchedulerKind: String, NamedChoice {
         case "DPMSolverMultistepScheduler": return c.algorithmType == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus
         case "UniPCMultistepScheduler": return .unipc
         case "EulerDiscreteScheduler": return .euler
+        case "PNDMScheduler": return .pndm
         default: return nil
         }
     }
@@ -81,34 +84,48 @@ public enum SchedulerKind: String, NamedChoice {
 /// The sampler a plan is made for.
 public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible {
     public var scheduler: SchedulerKind
-    /// Number of sampler steps (the plan has one action per step).
+    /// Number of inference steps (`num_inference_steps`).
     public var steps: Int
     /// DDIM's eta.
     public var eta: Float
     /// A multistep solver's order (1…3; nil for single-step schedulers, 2 when a file leaves it out).
     public var order: Int?
+    /// PNDM's `skip_prk_steps` (nil for other schedulers; true, as Stable Diffusion sets it, when a file leaves it out).
+    public var skipPRKSteps: Bool?
 
-    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil) {
+    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil, skipPRKSteps: Bool? = nil) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
         self.order = scheduler.isMultistep ? (order ?? 2) : nil
+        self.skipPRKSteps = scheduler == .pndm ? (skipPRKSteps ?? true) : nil
     }
 
-    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order }
+    /// The number of model evaluations, one plan action each: the steps, except for PNDM (N + 1
+    /// with skip_prk_steps, N + 9 with the Runge–Kutta warm-up).
+    public var evaluations: Int {
+        scheduler == .pndm ? PNDMScheduler.evaluations(steps: steps, skipPRKSteps: skipPRKSteps ?? true) : steps
+    }
+
+    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps" }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try c.decode(SchedulerKind.self, forKey: .scheduler), order = try c.decodeIfPresent(Int.self, forKey: .order)
+        let skip = try c.decodeIfPresent(Bool.self, forKey: .skipPRKSteps)
         if order != nil && !kind.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(kind))") }
+        if skip != nil && kind != .pndm { throw ModelError("skip_prk_steps applies to pndm only (the sampler is \(kind))") }
         self.init(scheduler: kind, steps: try c.decode(Int.self, forKey: .steps),
-                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order)
+                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order, skipPRKSteps: skip)
     }
 
-    /// The same scheduler, eta and order with `steps` steps (a coarser grid).
-    public func with(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order) }
+    /// The same scheduler, eta, order and PNDM mode with `steps` steps (a coarser grid).
+    public func with(steps: Int) -> PlanSampler {
+        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps)
+    }
 
-    /// "ddim 50 steps", "ddim 50 steps, eta 0.5", "dpmsolver++ 20 steps, order 2".
+    /// "ddim 50 steps", "ddim 50 steps, eta 0.5", "dpmsolver++ 20 steps, order 2", "pndm 50 steps (PLMS, 51 evaluations)".
     public var description: String {
         "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") + (order.map { ", order \($0)" } ?? "")
+            + (skipPRKSteps.map { " (\($0 ? "PLMS" : "PRK + PLMS"), \(evaluations) evaluations)" } ?? "")
     }
 
     /// Checks what the sampler settings must satisfy.
@@ -118,6 +135,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         if scheduler != .ddim && eta != 0 { throw ModelError("eta applies to DDIM only (the sampler is \(scheduler))") }
         if let order, !(1...3).contains(order) { throw ModelError("solver order must be 1, 2 or 3, not \(order)") }
         if order != nil && !scheduler.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(scheduler))") }
+        if skipPRKSteps == false && steps < 4 { throw ModelError("pndm with Runge–Kutta steps needs at least 4 steps, not \(steps)") }
     }
 
     /// This sampler's scheduler.
@@ -130,6 +148,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order)
         case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order)
         case .euler: return try EulerDiscreteScheduler(configuration: configuration, steps: steps)
+        case .pndm: return try PNDMScheduler(configuration: configuration, steps: steps, skipPRKSteps: skipPRKSteps)
         }
     }
 }
@@ -202,8 +221,8 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     /// Checks what a plan must satisfy on its own and, given `branchCount`, against a model.
     public func validate(branchCount: Int? = nil) throws {
         try sampler.validate()
-        guard actions.count == sampler.steps else {
-            throw ModelError("the plan has \(actions.count) actions for a \(sampler.steps)-step sampler")
+        guard actions.count == sampler.evaluations else {
+            throw ModelError("the plan has \(actions.count) actions for \(sampler) (\(sampler.evaluations) model evaluations)")
         }
         guard actions.first == .full else { throw ModelError("step 0 is \(actions.first!), but the first step must be full") }
         if let branchCount {
@@ -225,7 +244,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     /// Checks that the plan fits `other` (scheduler, steps and order).
     public func validate(sampler other: PlanSampler) throws {
         try validate(scheduler: other.scheduler, steps: other.steps)
-        guard sampler.order == other.order else {
+        guard sampler.order == other.order, sampler.skipPRKSteps == other.skipPRKSteps else {
             throw ModelError("the plan is for \(sampler), the sampler is \(other)")
         }
     }
@@ -267,7 +286,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
 
     /// Every step full: the teacher.
     public static func teacher(_ sampler: PlanSampler) -> StepPlan {
-        StepPlan(sampler: sampler, actions: Array(repeating: .full, count: sampler.steps), description: "teacher: every step full")
+        StepPlan(sampler: sampler, actions: Array(repeating: .full, count: sampler.evaluations), description: "teacher: every step full")
     }
 
     /// Plain DDIM with `steps` steps, all full (the same as `teacher` for that sampler).
@@ -288,10 +307,10 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     /// null steps to its end. `intervals[i]` (the active steps) is 1…the segment's length.
     public static func segments(_ sampler: PlanSampler, intervals: [Int], branches: [Int]) throws -> StepPlan {
         let n = intervals.count
-        guard n > 0, n <= sampler.steps else { throw ModelError("need 1…\(sampler.steps) segments, not \(n)") }
+        guard n > 0, n <= sampler.evaluations else { throw ModelError("need 1…\(sampler.evaluations) segments, not \(n)") }
         guard branches.count == n else { throw ModelError("\(branches.count) branches for \(n) segments") }
         var actions: [StepAction] = []
-        for (i, length) in segmentLengths(steps: sampler.steps, count: n).enumerated() {
+        for (i, length) in segmentLengths(steps: sampler.evaluations, count: n).enumerated() {
             let active = intervals[i]
             guard (1...length).contains(active) else {
                 throw ModelError("segment \(i) has \(length) steps; its interval (active steps) must be 1…\(length), not \(active)")
@@ -309,7 +328,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     public static func deepCacheUniform(_ sampler: PlanSampler, interval: Int, branch: Int) throws -> StepPlan {
         guard interval >= 1 else { throw ModelError("interval must be ≥ 1, not \(interval)") }
         guard branch >= 0 else { throw ModelError("branch must be ≥ 0, not \(branch)") }
-        let actions: [StepAction] = (0..<sampler.steps).map { $0 % interval == 0 ? .full : .partial(branch: branch) }
+        let actions: [StepAction] = (0..<sampler.evaluations).map { $0 % interval == 0 ? .full : .partial(branch: branch) }
         return StepPlan(sampler: sampler, actions: actions, description: "deepcache uniform: interval \(interval), branch \(branch)")
     }
 
@@ -321,7 +340,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
                                            center: Int, power: Double) throws -> StepPlan {
         guard interval >= 1 else { throw ModelError("interval must be ≥ 1, not \(interval)") }
         guard branch >= 0 else { throw ModelError("branch must be ≥ 0, not \(branch)") }
-        let T = sampler.steps
+        let T = sampler.evaluations
         guard (0..<T).contains(center) else { throw ModelError("center must be a step, 0…\(T - 1), not \(center)") }
         let k = (T + interval - 1) / interval
         let (full, used) = try quadCenterSteps(total: T, count: k, center: center, power: power)

@@ -37,6 +37,8 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
     // use_karras_sigmas and final_sigmas_type with DPM-Solver).
     public var predictX0 = true
     public var disableCorrector: [Int] = []
+    // PNDMScheduler's own setting.
+    public var skipPRKSteps = false
     /// The keys the file gave (empty for a configuration made in code: every key at its default).
     public var presentKeys: Set<String> = []
 
@@ -52,6 +54,7 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         case lowerOrderFinal = "lower_order_final", eulerAtFinal = "euler_at_final", useKarrasSigmas = "use_karras_sigmas"
         case finalSigmasType = "final_sigmas_type"
         case predictX0 = "predict_x0", disableCorrector = "disable_corrector"
+        case skipPRKSteps = "skip_prk_steps"
     }
 
     public init(from decoder: Decoder) throws {
@@ -72,6 +75,7 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         eulerAtFinal = try v(.eulerAtFinal, d.eulerAtFinal); useKarrasSigmas = try v(.useKarrasSigmas, d.useKarrasSigmas)
         finalSigmasType = try v(.finalSigmasType, d.finalSigmasType)
         predictX0 = try v(.predictX0, d.predictX0); disableCorrector = try v(.disableCorrector, d.disableCorrector)
+        skipPRKSteps = try v(.skipPRKSteps, d.skipPRKSteps)
         presentKeys = Set(c.allKeys.map(\.stringValue))
     }
 
@@ -213,8 +217,11 @@ public protocol Scheduler: Sendable {
     func update(step index: Int) -> SchedulerUpdate
     /// How many converted model outputs a multistep solver keeps (0 for single-step schedulers).
     var historyLength: Int { get }
-    /// Whether steps may correct the sample from the one the previous step started from (UniPC).
-    var usesCorrector: Bool { get }
+    /// Whether any step keeps its sample for a later step's combination (UniPC's corrector, PNDM's
+    /// Runge–Kutta and first PLMS steps).
+    var keepsSamples: Bool { get }
+    /// Whether step `index` keeps the sample it predicts from (after its corrector, before its predictor).
+    func keepsSample(step index: Int) -> Bool
     /// The timesteps the network sees (fractional for some schedulers, e.g. Euler's linspace).
     var modelTimesteps: [Float] { get }
     /// The factor on the sample before the network at step `index` (`scale_model_input`).
@@ -228,7 +235,8 @@ public protocol Scheduler: Sendable {
 extension Scheduler {
     public func update(step index: Int) -> SchedulerUpdate { .single(coefficients(step: index)) }
     public var historyLength: Int { 0 }
-    public var usesCorrector: Bool { false }
+    public var keepsSamples: Bool { false }
+    public func keepsSample(step index: Int) -> Bool { keepsSamples }
     public var modelTimesteps: [Float] { timesteps.map(Float.init) }
     public func inputScale(step index: Int) -> Float { 1 }
     public var initNoiseSigma: Float { 1 }
@@ -242,17 +250,26 @@ public enum SchedulerUpdate: Equatable, Sendable {
     case single(SchedulerStepCoefficients)
     /// Multistep solvers: the model output converted by `convert` (x̂₀ or ε̂, from the sample as it
     /// came in; no noise) becomes the newest history entry h₀; then, with a `corrector` (UniPC's UniC),
-    /// the sample becomes corrector.sampleCoefficient·x_last + Σₖ corrector.history[k]·hₖ, where x_last is
-    /// the corrected sample the previous step started its prediction from; then the sample becomes
-    /// predictor.sampleCoefficient·x + Σₖ predictor.history[k]·hₖ (newest first, at most 4 terms).
+    /// the sample becomes corrector.sampleCoefficient·x_kept + Σₖ corrector.history[k]·h₋ₖ, where x_kept is
+    /// the sample a step that keeps one (`Scheduler.keepsSample`) started its prediction from; then the
+    /// sample is kept when this step keeps it; then the sample becomes the predictor's combination (of
+    /// the current sample or the kept one).
     case multistep(convert: SchedulerStepCoefficients, corrector: Combination?, predictor: Combination)
 }
 
-/// A linear combination of one sample and a solver's history, newest first.
+/// A linear combination of one sample and a solver's history: the current sample, or the kept one
+/// (`fromKeptSample`), and the converted outputs of the steps `stepsBack` before this one (0 = this
+/// step's own; by default 0, 1, 2, …: the newest first). At most 4 history terms.
 public struct Combination: Equatable, Sendable {
     public var sampleCoefficient: Float
     public var history: [Float]
-    public init(sampleCoefficient: Float, history: [Float]) { self.sampleCoefficient = sampleCoefficient; self.history = history }
+    public var stepsBack: [Int]
+    public var fromKeptSample: Bool
+    public init(sampleCoefficient: Float, history: [Float], stepsBack: [Int]? = nil, fromKeptSample: Bool = false) {
+        precondition(stepsBack == nil || stepsBack!.count == history.count, "one step back per history term")
+        self.sampleCoefficient = sampleCoefficient; self.history = history
+        self.stepsBack = stepsBack ?? Array(history.indices); self.fromKeptSample = fromKeptSample
+    }
 }
 
 /// DDIMScheduler.set_timesteps / step (with eta; variance noise supplied by the caller).

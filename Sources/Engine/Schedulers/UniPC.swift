@@ -48,7 +48,7 @@ public struct UniPCMultistepScheduler: Scheduler {
     }
 
     public var historyLength: Int { order + 1 }
-    public var usesCorrector: Bool { true }
+    public var keepsSamples: Bool { true }
 
     /// The conversion of step `index`'s model output (x̂₀ with `predict_x0`, else ε̂; no noise).
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {
@@ -119,7 +119,7 @@ public struct UniPCMultistepScheduler: Scheduler {
                 history[1] += coef * bh * rhos[k - 1] / rks[k - 1]
                 history[k + 1] = -coef * bh * rhos[k - 1] / rks[k - 1]
             }
-            corrector = Combination(sampleCoefficient: predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0, history: history)
+            corrector = Combination(sampleCoefficient: predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0, history: history, fromKeptSample: true)
         }
         // UniP: from the (corrected) sample with this step's output m0 = m_i and m_{i−1}, ….
         let p = stepOrder(index)
