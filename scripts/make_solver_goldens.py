@@ -62,6 +62,16 @@ PNDM_CASES = [
                                                               set_alpha_to_one=True), 12),
 ]
 
+# Explicit timestep lists (set_timesteps(timesteps=...)): Align Your Steps' 10-step schedule for SD 1.5
+# on DPM-Solver++, and uneven lists on DPM-Solver (noise prediction, order 3) and Euler.
+AYS_SD15 = [999, 850, 736, 645, 545, 455, 343, 233, 124, 24]
+EXPLICIT_CASES = [
+    ("dpmsolver", "explicit timesteps: Align Your Steps on DPM-Solver++ 2M", dict(SD_PNDM, _class_name="DPMSolverMultistepScheduler"), AYS_SD15),
+    ("dpmsolver", "explicit timesteps: dpmsolver 3M, sigma_min", dict(algorithm_type="dpmsolver", solver_order=3, final_sigmas_type="sigma_min"),
+     [980, 700, 690, 400, 120, 3]),
+    ("euler", "explicit timesteps: euler, leading config", dict(DDIM_BASE), [999, 900, 500, 499, 250, 10]),
+]
+
 CASES = [
     ("from DDIM config, 2M", dict(DDIM_BASE), 10),
     ("from DDIM config, 2M, 20 steps", dict(DDIM_BASE), 20),
@@ -84,9 +94,14 @@ def main():
     cases = []
     classes = dict(dpmsolver=DPMSolverMultistepScheduler, unipc=UniPCMultistepScheduler, euler=EulerDiscreteScheduler, pndm=PNDMScheduler)
     for kind, name, cfg, steps in ([("dpmsolver", *c) for c in CASES] + [("unipc", *c) for c in UNIPC_CASES]
-                                   + [("euler", *c) for c in EULER_CASES] + [("pndm", *c) for c in PNDM_CASES]):
+                                   + [("euler", *c) for c in EULER_CASES] + [("pndm", *c) for c in PNDM_CASES] + EXPLICIT_CASES):
         sched = classes[kind].from_config(cfg)
-        sched.set_timesteps(steps)
+        explicit = steps if isinstance(steps, list) else None
+        if explicit:
+            sched.set_timesteps(timesteps=explicit)
+            steps = len(explicit)
+        else:
+            sched.set_timesteps(steps)
         sample = torch.randn(1, 4, 4, 4, generator=gen) * 10
         start = sample.clone()
         outputs, samples = [], []
@@ -96,13 +111,13 @@ def main():
             outputs.append(m.flatten().tolist())
             samples.append(sample.flatten().tolist())
         given = {k: v for k, v in cfg.items()}
-        cases.append(dict(kind=kind, name=name, config=given, steps=steps, timesteps=sched.timesteps.tolist(),
+        cases.append(dict(kind=kind, name=name, config=given, steps=steps, explicit_timesteps=explicit, timesteps=sched.timesteps.tolist(),
                           sigmas=sched.sigmas.tolist() if hasattr(sched, "sigmas") else [],
                           init_noise_sigma=float(sched.init_noise_sigma),
                           start=start.flatten().tolist(), model_outputs=outputs, samples=samples))
     with open(os.path.join(GOLDENS, "solvers.json"), "w") as f:
         json.dump(cases, f)
-    print(f"wrote solvers.json: {len(cases)} DPM-Solver, UniPC, Euler and PNDM configurations")
+    print(f"wrote solvers.json: {len(cases)} DPM-Solver, UniPC, Euler and PNDM configurations ({len(EXPLICIT_CASES)} with explicit timesteps)")
     folder = os.path.join(GOLDENS, "cifar-layout")
     unet = UNet2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     unet_run(unet, DPMSolverMultistepScheduler(), os.path.join(folder, "dpmsolver10.safetensors"))

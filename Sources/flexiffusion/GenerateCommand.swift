@@ -7,6 +7,16 @@ import GPUKernels
 
 extension SchedulerKind: ExpressibleByArgument {}
 
+/// `--timesteps 999,850,…`: integers, first to last.
+struct TimestepList: ExpressibleByArgument {
+    let values: [Int]
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        values = parts.map { $0! }
+    }
+}
+
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
@@ -27,6 +37,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
+    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler; e.g. Align Your Steps' 999,850,736,645,545,455,343,233,124,24). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
     @Option(help: "Images per forward pass (images do not depend on it).") var batch = 32
@@ -92,12 +103,13 @@ struct GenerateCommand: ParsableCommand {
             let kind = try scheduler ?? setup.folderScheduler() ?? .ddim
             if kind != .ddim && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
             if solverOrder != nil && !kind.isMultistep { throw ValidationError("--solver-order applies to multistep solvers (dpmsolver++, dpmsolver, unipc), not \(kind)") }
-            let steps = self.steps ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
+            if let timesteps, let steps, steps != timesteps.values.count { throw ValidationError("--steps \(steps) differs from the \(timesteps.values.count) --timesteps") }
+            let steps = self.steps ?? timesteps?.values.count ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
             let order = kind.isMultistep ? solverOrder ?? setup.schedulerConfig.solverOrder : nil
             let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order,
-                                      skipPRKSteps: kind == .pndm ? setup.schedulerConfig.skipPRKSteps : nil)
-            try sampler.validate()
+                                      skipPRKSteps: kind == .pndm ? setup.schedulerConfig.skipPRKSteps : nil, timesteps: timesteps?.values)
+            do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
             return StepPlan.teacher(sampler)
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
@@ -106,6 +118,7 @@ struct GenerateCommand: ParsableCommand {
         if let steps, steps != p.sampler.steps { throw ValidationError("--steps \(steps) differs from the plan's \(p.sampler.steps)") }
         if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }
         if let solverOrder, solverOrder != p.sampler.order { throw ValidationError("--solver-order \(solverOrder) differs from the plan's \(p.sampler)") }
+        if let timesteps, timesteps.values != p.sampler.timesteps { throw ValidationError("--timesteps differs from the plan's \(p.sampler)") }
         return p
     }
 }

@@ -26,11 +26,13 @@ struct PlanOutputOptions: ParsableArguments {
     @Flag(name: .customLong("prk-steps"), help: "pndm: begin with Runge–Kutta steps (skip_prk_steps false; default: PLMS only, as Stable Diffusion's configs set it).") var prkSteps = false
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
+    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
     var sampler: PlanSampler {
-        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: solverOrder, skipPRKSteps: scheduler == .pndm ? !prkSteps : nil)
+        PlanSampler(scheduler: scheduler, steps: timesteps?.values.count ?? steps, eta: eta, order: solverOrder,
+                    skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values)
     }
 
     func modelConfig() throws -> UNetConfiguration {

@@ -11,6 +11,7 @@ import TestSupport
 
 struct SolverGolden: Decodable {
     let kind: String, name: String, steps: Int
+    let explicit_timesteps: [Int]?
     let config: [String: AnyDecodable]
     let timesteps: [Double]
     let sigmas: [Float]
@@ -37,14 +38,15 @@ let solverGoldens: [SolverGolden] = {
             return (s, [], { _ in 4 })
         }
         if g.kind == "euler" {
-            let s = try EulerDiscreteScheduler(configuration: config, steps: g.steps)
+            let s = try EulerDiscreteScheduler(configuration: config, steps: g.steps, timesteps: g.explicit_timesteps)
             return (s, s.sigmas, { _ in 1 })
         }
         if g.kind == "unipc" {
             let s = try UniPCMultistepScheduler(configuration: config, steps: g.steps)
             return (s, s.sigmas, s.stepOrder)
         }
-        let s = try DPMSolverMultistepScheduler(configuration: config, steps: g.steps)
+        let s = try DPMSolverMultistepScheduler(configuration: config, steps: g.steps, timesteps: g.explicit_timesteps)
+        #expect(s.planSampler.timesteps == g.explicit_timesteps, "\(g.name): the plan sampler carries the explicit timesteps")
         return (s, s.sigmas, s.stepOrder)
     }
 
@@ -148,6 +150,16 @@ let solverGoldens: [SolverGolden] = {
         let pndmPlan = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "pndm", "steps": 2}, "actions": ["full", "null", "full"]}"#.utf8))
         #expect(pndmPlan.sampler.skipPRKSteps == true)
         expectError(containing: ["skip_prk_steps", "pndm only"]) { _ = try StepPlan.decode(Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 1, "skip_prk_steps": true}, "actions": ["full"]}"#.utf8)) }
+        // Explicit timesteps: DPM-Solver and Euler only, strictly decreasing, within the training steps, not with Karras sigmas.
+        expectError(containing: ["explicit timesteps", "ddim"]) { try PlanSampler(scheduler: .ddim, steps: 2, timesteps: [900, 100]).validate() }
+        expectError(containing: ["strictly decreasing"]) { try PlanSampler(scheduler: .euler, steps: 2, timesteps: [100, 900]).validate() }
+        expectError(containing: ["3 timesteps for 2 steps"]) { try PlanSampler(scheduler: .euler, steps: 2, timesteps: [900, 500, 100]).validate() }
+        expectError(containing: ["0…999"]) { _ = try DPMSolverMultistepScheduler(configuration: SchedulerConfiguration(), steps: 2, timesteps: [1000, 10]) }
+        c = SchedulerConfiguration(); c.useKarrasSigmas = true
+        expectError(containing: ["use_karras_sigmas"]) { _ = try EulerDiscreteScheduler(configuration: c, steps: 2, timesteps: [900, 10]) }
+        let ays = PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 3, timesteps: [999, 500, 24])
+        #expect(try ays.scheduler(configuration: SchedulerConfiguration()).timesteps == [999, 500, 24])
+        expectError(containing: ["timesteps 999,500,24"]) { try StepPlan.teacher(ays).validate(sampler: PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 3)) }
         // A plan for PLMS does not run on a Runge–Kutta sampler of the same steps.
         let prk = try PNDMScheduler(configuration: SchedulerConfiguration(), steps: 4)
         expectError(containing: ["PRK + PLMS"]) { try StepPlan.teacher(PlanSampler(scheduler: .pndm, steps: 4)).validate(sampler: prk.planSampler) }

@@ -66,6 +66,9 @@ public enum SchedulerKind: String, NamedChoice {
     /// Whether the sampler keeps a history of model outputs (and has a solver order).
     public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .unipc }
 
+    /// Whether the sampler takes an explicit timestep list (diffusers' `set_timesteps(timesteps=…)`).
+    public var takesTimesteps: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .euler }
+
     /// The kind diffusers' scheduler class `name` (a config's `_class_name`) is, with the settings that
     /// choose between kinds; nil for classes not implemented here.
     public static func named(className name: String, configuration c: SchedulerConfiguration) -> SchedulerKind? {
@@ -92,11 +95,16 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     public var order: Int?
     /// PNDM's `skip_prk_steps` (nil for other schedulers; true, as Stable Diffusion sets it, when a file leaves it out).
     public var skipPRKSteps: Bool?
+    /// An explicit timestep list, first to last (as Align Your Steps schedules give them), instead of
+    /// the configuration's spacing: `steps` values, strictly decreasing (DPM-Solver and Euler only).
+    public var timesteps: [Int]?
 
-    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil, skipPRKSteps: Bool? = nil) {
+    public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil, skipPRKSteps: Bool? = nil,
+                timesteps: [Int]? = nil) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
         self.order = scheduler.isMultistep ? (order ?? 2) : nil
         self.skipPRKSteps = scheduler == .pndm ? (skipPRKSteps ?? true) : nil
+        self.timesteps = timesteps
     }
 
     /// The number of model evaluations, one plan action each: the steps, except for PNDM (N + 1
@@ -105,7 +113,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         scheduler == .pndm ? PNDMScheduler.evaluations(steps: steps, skipPRKSteps: skipPRKSteps ?? true) : steps
     }
 
-    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps" }
+    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps", timesteps }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -114,10 +122,12 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         if order != nil && !kind.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(kind))") }
         if skip != nil && kind != .pndm { throw ModelError("skip_prk_steps applies to pndm only (the sampler is \(kind))") }
         self.init(scheduler: kind, steps: try c.decode(Int.self, forKey: .steps),
-                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order, skipPRKSteps: skip)
+                  eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order, skipPRKSteps: skip,
+                  timesteps: try c.decodeIfPresent([Int].self, forKey: .timesteps))
     }
 
-    /// The same scheduler, eta, order and PNDM mode with `steps` steps (a coarser grid).
+    /// The same scheduler, eta, order and PNDM mode with `steps` steps (a coarser grid; an explicit
+    /// timestep list does not carry over).
     public func with(steps: Int) -> PlanSampler {
         PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps)
     }
@@ -126,6 +136,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     public var description: String {
         "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") + (order.map { ", order \($0)" } ?? "")
             + (skipPRKSteps.map { " (\($0 ? "PLMS" : "PRK + PLMS"), \(evaluations) evaluations)" } ?? "")
+            + (timesteps.map { ", timesteps \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
     /// Checks what the sampler settings must satisfy.
@@ -136,6 +147,15 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         if let order, !(1...3).contains(order) { throw ModelError("solver order must be 1, 2 or 3, not \(order)") }
         if order != nil && !scheduler.isMultistep { throw ModelError("a solver order applies to multistep solvers only (the sampler is \(scheduler))") }
         if skipPRKSteps == false && steps < 4 { throw ModelError("pndm with Runge–Kutta steps needs at least 4 steps, not \(steps)") }
+        if let timesteps {
+            guard scheduler.takesTimesteps else {
+                throw ModelError("explicit timesteps work with dpmsolver++, dpmsolver and euler (as diffusers' set_timesteps(timesteps=…)), not \(scheduler)")
+            }
+            guard timesteps.count == steps else { throw ModelError("\(timesteps.count) timesteps for \(steps) steps") }
+            guard timesteps.last! >= 0, zip(timesteps, timesteps.dropFirst()).allSatisfy({ $0 > $1 }) else {
+                throw ModelError("timesteps \(timesteps) must be strictly decreasing and ≥ 0")
+            }
+        }
     }
 
     /// This sampler's scheduler.
@@ -144,10 +164,10 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         switch scheduler {
         case .ddpm: return try DDPMScheduler(configuration: configuration, steps: steps)
         case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
-        case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order)
-        case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order)
+        case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order, timesteps: timesteps)
+        case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order, timesteps: timesteps)
         case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order)
-        case .euler: return try EulerDiscreteScheduler(configuration: configuration, steps: steps)
+        case .euler: return try EulerDiscreteScheduler(configuration: configuration, steps: steps, timesteps: timesteps)
         case .pndm: return try PNDMScheduler(configuration: configuration, steps: steps, skipPRKSteps: skipPRKSteps)
         }
     }
@@ -244,7 +264,7 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     /// Checks that the plan fits `other` (scheduler, steps and order).
     public func validate(sampler other: PlanSampler) throws {
         try validate(scheduler: other.scheduler, steps: other.steps)
-        guard sampler.order == other.order, sampler.skipPRKSteps == other.skipPRKSteps else {
+        guard sampler.order == other.order, sampler.skipPRKSteps == other.skipPRKSteps, sampler.timesteps == other.timesteps else {
             throw ModelError("the plan is for \(sampler), the sampler is \(other)")
         }
     }

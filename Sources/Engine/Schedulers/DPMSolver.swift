@@ -24,7 +24,9 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     let heun: Bool
 
     /// `algorithm` and `order` default to the configuration's (diffusers' defaults: DPM-Solver++, 2).
-    public init(configuration c: SchedulerConfiguration, steps: Int, algorithm: DPMSolverAlgorithm? = nil, order: Int? = nil) throws {
+    /// `timesteps`: an explicit list (diffusers' `set_timesteps(timesteps=…)`) instead of the spacing.
+    public init(configuration c: SchedulerConfiguration, steps: Int, algorithm: DPMSolverAlgorithm? = nil, order: Int? = nil,
+                timesteps explicit: [Int]? = nil) throws {
         try c.validate()
         let source = "DPMSolverMultistepScheduler"
         try c.checkSteps(steps)
@@ -47,10 +49,13 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         }
         configuration = c
         schedule = NoiseSchedule(c)
-        (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: finalType, karrasFinalIsLast: false, source: source)
+        (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: finalType, karrasFinalIsLast: false,
+                                                    explicit: explicit, source: source)
         finalSigmasZero = finalType == .zero
+        explicitTimesteps = explicit != nil
     }
     let finalSigmasZero: Bool
+    let explicitTimesteps: Bool
 
     public var historyLength: Int { order }
 
@@ -106,5 +111,6 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         return .multistep(convert: coefficients(step: index), corrector: nil, predictor: Combination(sampleCoefficient: cx, history: [c0, c1, c2]))
     }
 
-    public var planSampler: PlanSampler { PlanSampler(scheduler: algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: timesteps.count, order: order) }
+    public var planSampler: PlanSampler { PlanSampler(scheduler: algorithm == .dpmsolver ? .dpmsolver : .dpmsolverPlusPlus, steps: timesteps.count, order: order,
+                                                      timesteps: explicitTimesteps ? timesteps : nil) }
 }

@@ -16,7 +16,11 @@ public struct EulerDiscreteScheduler: Scheduler {
     public let modelTimesteps: [Float]
     public let initNoiseSigma: Float
 
-    public init(configuration c: SchedulerConfiguration, steps: Int) throws {
+    /// Whether the timesteps were given (diffusers' `set_timesteps(timesteps=…)`) instead of spaced.
+    let explicitTimesteps: Bool
+
+    /// `timesteps`: an explicit list instead of the spacing.
+    public init(configuration c: SchedulerConfiguration, steps: Int, timesteps explicit: [Int]? = nil) throws {
         try c.validate()
         let source = "EulerDiscreteScheduler"
         try c.checkSteps(steps)
@@ -25,15 +29,21 @@ public struct EulerDiscreteScheduler: Scheduler {
         let T = c.numTrainTimesteps
         let spacing = c.value(.timestepSpacing, c.timestepSpacing, defaultFor: .linspace)
         var t: [Double]
-        switch spacing {
-        case .linspace:
-            // np.linspace(0, T − 1, steps, dtype=float32)[::-1]
-            t = linspace(0, Double(T - 1), steps).map { Double(Float($0)) }.reversed()
-        case .leading:
-            let ratio = T / steps
-            t = (0..<steps).map { Double($0 * ratio + c.stepsOffset) }.reversed()
-        case .trailing:
-            t = trailingTimesteps(T: T, steps: steps).map(Double.init)
+        explicitTimesteps = explicit != nil
+        if let explicit {
+            try SolverSigmas.checkExplicit(explicit, c, steps: steps, source: source)
+            t = explicit.map(Double.init)
+        } else {
+            switch spacing {
+            case .linspace:
+                // np.linspace(0, T − 1, steps, dtype=float32)[::-1]
+                t = linspace(0, Double(T - 1), steps).map { Double(Float($0)) }.reversed()
+            case .leading:
+                let ratio = T / steps
+                t = (0..<steps).map { Double($0 * ratio + c.stepsOffset) }.reversed()
+            case .trailing:
+                t = trailingTimesteps(T: T, steps: steps).map(Double.init)
+            }
         }
         let full = schedule.sigmas
         var s: [Double]
@@ -88,5 +98,5 @@ public struct EulerDiscreteScheduler: Scheduler {
         }
     }
 
-    public var planSampler: PlanSampler { PlanSampler(scheduler: .euler, steps: timesteps.count) }
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .euler, steps: timesteps.count, timesteps: explicitTimesteps ? timesteps : nil) }
 }

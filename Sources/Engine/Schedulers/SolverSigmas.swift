@@ -6,13 +6,18 @@ import Foundation
 import GPUKernels
 
 enum SolverSigmas {
-    /// (timesteps, σ for each step and the final one).
+    /// (timesteps, σ for each step and the final one); `explicit` timesteps replace the spacing.
     static func make(_ c: SchedulerConfiguration, schedule: NoiseSchedule, steps: Int, finalType: FinalSigmasType,
-                     karrasFinalIsLast: Bool, source: String) throws -> ([Int], [Float]) {
+                     karrasFinalIsLast: Bool, explicit: [Int]? = nil, source: String) throws -> ([Int], [Float]) {
         let T = c.numTrainTimesteps
         let spacing = c.value(.timestepSpacing, c.timestepSpacing, defaultFor: .linspace)
         let offset = c.stepsOffset
         var t: [Int]
+        if let explicit {
+            try checkExplicit(explicit, c, steps: steps, source: source)
+            let full = schedule.sigmas
+            return (explicit, explicit.map { full[$0] } + [finalType == .zero ? 0 : full[0]])
+        }
         switch spacing {
         case .linspace:
             // np.linspace(0, T − 1, steps + 1).round()[::-1][:-1]
@@ -39,6 +44,15 @@ enum SolverSigmas {
         }
         s.append(finalType == .zero ? 0 : full[0])
         return try checked(t, s, T: T, steps: steps, offset: offset, source: source)
+    }
+
+    /// An explicit timestep list: `steps` values, strictly decreasing, within the training steps; not with Karras sigmas.
+    static func checkExplicit(_ t: [Int], _ c: SchedulerConfiguration, steps: Int, source: String) throws {
+        guard t.count == steps else { throw ModelError("\(source): \(t.count) timesteps for \(steps) steps") }
+        guard t.allSatisfy({ (0..<c.numTrainTimesteps).contains($0) }), zip(t, t.dropFirst()).allSatisfy({ $0 > $1 }) else {
+            throw ModelError("\(source): timesteps \(t) must be strictly decreasing within 0…\(c.numTrainTimesteps - 1)")
+        }
+        if c.useKarrasSigmas { throw ModelError("\(source): explicit timesteps with use_karras_sigmas = true (diffusers refuses them too)") }
     }
 
     static func checked(_ t: [Int], _ s: [Float], T: Int, steps: Int, offset: Int, source: String) throws -> ([Int], [Float]) {
