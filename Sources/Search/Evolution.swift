@@ -26,32 +26,36 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     /// Coarser DDIM grids searched besides the teacher's (nil or empty: the teacher's grid only;
     /// files made before grids existed have none).
     public var grids: [Int]?
+    /// Other solvers the grids may run on ("unipc2", …; nil or empty: the teacher's scheduler only;
+    /// files made before solvers existed have none).
+    public var solvers: [String]?
     public var useMACs: Bool
     /// Stop starting generations when the next would end after this many seconds (nil: no limit).
     public var maxSeconds: Double?
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
-                segmentCounts: [Int], grids: [Int]? = nil, useMACs: Bool = false, maxSeconds: Double? = nil) {
+                segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], useMACs: Bool = false, maxSeconds: Double? = nil) {
         self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
         self.population = population; self.children = children; self.generations = generations
         self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
         self.segmentCounts = segmentCounts; self.useMACs = useMACs; self.maxSeconds = maxSeconds
         self.grids = grids?.isEmpty == true ? nil : grids
+        self.solvers = solvers.isEmpty ? nil : solvers.map(\.description)
     }
 
     enum CodingKeys: String, CodingKey {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
-        case segmentCounts = "segment_counts", grids, useMACs = "use_macs", maxSeconds = "max_seconds"
+        case segmentCounts = "segment_counts", grids, solvers, useMACs = "use_macs", maxSeconds = "max_seconds"
     }
 }
 
 /// A scored candidate.
 /// Where a scored candidate came from.
 public enum CandidateOrigin: String, NamedChoice {
-    /// The initial population's members: DeepCache uniform, plain DDIM, random fills.
-    case deepcache, ddim, random
+    /// The initial population's members: DeepCache uniform, plain DDIM, plain other solvers, random fills.
+    case deepcache, ddim, solver, random
     /// Children.
     case mutation, crossover
 }
@@ -153,6 +157,9 @@ public final class EvolutionarySearch {
         guard Set(space.grids.dropFirst()) == Set(settings.grids ?? []) else {
             throw ModelError("the settings' grids (\(settings.grids ?? [])) are not the space's coarser grids (\(Array(space.grids.dropFirst())))")
         }
+        guard space.solvers.map(\.description) == settings.solvers ?? [] else {
+            throw ModelError("the settings' solvers (\(settings.solvers ?? [])) are not the space's (\(space.solvers))")
+        }
         self.space = space; self.cost = cost; self.scorer = scorer
         if var resume {
             // The time limit and the number of generations may change (to give a search more time);
@@ -203,7 +210,7 @@ public final class EvolutionarySearch {
             guard let i = open.randomElement(using: &rng) else { break }
             s[i].active += 1
             if s[i].active == 2 { s[i].branch = Int.random(in: 0..<space.branchCount, using: &rng) }
-            let y = Candidate(segments: s, grid: c.grid)
+            let y = c.with(segments: s)
             if try cost.cost(y) <= state.budget { x = y }
         }
         return x
@@ -229,6 +236,11 @@ public final class EvolutionarySearch {
         for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(max(1, state.settings.population / 2)) {
             add(c, .deepcache)
         }
+        // The same DeepCache members on every other solver, the two best-fitting of each.
+        let onSolvers = deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(2)
+        for s in space.solvers {
+            for (c, _) in onSolvers { add(Candidate(segments: c.segments, grid: c.grid, solver: s), .deepcache) }
+        }
         // DDIM on the teacher's grid with the most steps that fit, and DDIM on each coarser grid's
         // own timesteps where it fits (the DDIM baseline when its step count is a grid).
         if let n = try space.segmentCounts.reversed().first(where: { try cost.cost(space.ddim(segments: $0)) <= state.budget }) {
@@ -236,6 +248,8 @@ public final class EvolutionarySearch {
         }
         for g in space.grids.dropFirst() where try cost.cost(space.ddim(segments: g, grid: g)) <= state.budget {
             add(space.ddim(segments: g, grid: g), .ddim)
+            // Every other solver with as many steps (the solver baselines when the step count is a grid).
+            for s in space.solvers { add(space.ddim(segments: g, grid: g, solver: s), .solver) }
         }
         var tries = 0
         while out.count < state.settings.population && tries < 1000 {

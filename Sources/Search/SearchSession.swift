@@ -45,6 +45,9 @@ public struct SearchConfiguration: Sendable {
     public var segmentCounts: [Int] = Array(4...50)
     public var divisorsOnly = false
     public var grids: Grids = .auto
+    /// Other solvers the grids may run on (nil: DPM-Solver++ 2M and UniPC 2 beside a teacher with eta 0
+    /// and spaced timesteps, else none — or, when continuing a results file, the file's).
+    public var solvers: [SolverChoice]?
     public var useMACs = false
     /// Start no generation that would end after this many minutes (nil: no limit).
     public var maxMinutes: Double?
@@ -82,12 +85,24 @@ public struct SearchConfiguration: Sendable {
         return c
     }
 
-    /// The coarser grids for a target speed-up (`target`, margin included).
-    public func gridSteps(target: Double) throws -> [Int] {
+    /// The solvers searched besides the teacher's scheduler, for a search continuing `previous` (if any).
+    public func searchedSolvers(previous: SearchSettings? = nil) throws -> [SolverChoice] {
+        if let solvers { return solvers }
+        if let previous { return try (previous.solvers ?? []).map(SolverChoice.init(parsing:)) }
+        return teacher.eta == 0 && teacher.timesteps == nil ? SolverChoice.usual : []
+    }
+
+    /// The coarser grids for a target speed-up (`target`, margin included): automatically T/2 and the
+    /// plain sampler's step count d at the target, and with other solvers also 1.5·d and 2·d (grids
+    /// where a solver's steps can be cached down to the budget).
+    public func gridSteps(target: Double, withSolvers: Bool = false) throws -> [Int] {
         let steps = teacher.steps
         switch grids {
         case .none: return []
-        case .auto: return Array(Set([steps / 2, Self.ddimSteps(steps: steps, target: target)])).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
+        case .auto:
+            let d = Self.ddimSteps(steps: steps, target: target)
+            let wanted = [steps / 2, d] + (withSolvers ? [Int((1.5 * Double(d)).rounded()), 2 * d] : [])
+            return Array(Set(wanted)).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
         case .steps(let list):
             guard !list.isEmpty, list.allSatisfy({ (1..<steps).contains($0) }) else {
                 throw ModelError("grids \(list): give step counts below the teacher's \(steps)")
@@ -129,7 +144,7 @@ public enum SearchEvent {
 
 public struct SearchStart: Sendable {
     public var target: Double, requested: Double, margin: Double, budget: Double, useMACs: Bool
-    public var teacher: PlanSampler, batch: Int, segmentCounts: [Int], grids: [Int], branches: Int
+    public var teacher: PlanSampler, batch: Int, segmentCounts: [Int], grids: [Int], solvers: [SolverChoice], branches: Int
     public var samples: Int, screenSamples: Int, seed: UInt64, device: String
 }
 
@@ -238,15 +253,17 @@ public final class SearchSession {
         }
         guard requested > 1 else { throw ModelError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
         let target = requested * (1 + c.margin)
-        let coarse = try c.gridSteps(target: target)
+        let solvers = try c.searchedSolvers(previous: previous?.state.settings)
+        let coarse = try c.gridSteps(target: target, withSolvers: !solvers.isEmpty)
         if let previous, Set(previous.state.settings.grids ?? []) != Set(coarse) {
             let had = previous.state.settings.grids.map { $0.map(String.init).joined(separator: ",") } ?? "none"
             throw ModelError("\(c.out.path) was searched with grids \(had) (files made before grids existed have none); continue it with those")
         }
-        let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse)
+        let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse, solvers: solvers)
         let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: screen, population: c.population, children: c.children,
                                       generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
-                                      seed: c.seed, segmentCounts: counts, grids: coarse, useMACs: c.useMACs, maxSeconds: c.maxMinutes.map { $0 * 60 })
+                                      seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, useMACs: c.useMACs,
+                                      maxSeconds: c.maxMinutes.map { $0 * 60 })
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
                                   features: c.features, latencies: latencies, state: search.state)
@@ -262,7 +279,7 @@ public final class SearchSession {
         }
 
         _ = handler(.started(SearchStart(target: target, requested: requested, margin: c.margin, budget: search.state.budget, useMACs: c.useMACs,
-                                         teacher: c.teacher, batch: c.batch, segmentCounts: counts, grids: space.grids, branches: c.branchCount,
+                                         teacher: c.teacher, batch: c.batch, segmentCounts: counts, grids: space.grids, solvers: space.solvers, branches: c.branchCount,
                                          samples: c.samples, screenSamples: screen, seed: c.seed, device: c.device)))
         var stopRequested = false
         search.shouldStop = { stopRequested }
@@ -318,22 +335,30 @@ public final class SearchSession {
         let ddim = try evaluator.rfid(plan: ddimPlan, samples: samples)
         entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
                                     rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan))
-        // DPM-Solver++ (2M) with the same number of model evaluations: what users switch to instead of a
-        // plan (not a member of the space yet, so the search can lose to it; the report shows it).
-        if c.teacher.scheduler == .ddim {
-            let dpmPlan = StepPlan.teacher(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: ddimSteps, order: 2))
-            let dpm = try evaluator.rfid(plan: dpmPlan, samples: samples)
-            entries.append((ReportEntry(name: "dpmsolver++ 2M \(ddimSteps) steps", key: "dpmsolver++-2-\(ddimSteps)",
-                                        predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: dpm.rfid, fid: try fid(dpm.statistics),
-                                        plan: dpmPlan), dpmPlan))
+        // DPM-Solver++ (2M) and UniPC (2) with the same number of model evaluations: what users switch
+        // to instead of a plan (members of the space when the search runs other solvers and the step
+        // count is one of its grids; else the search can lose to them, and the report shows it).
+        if c.teacher.eta == 0 && c.teacher.timesteps == nil {
+            for s in SolverChoice.usual where !s.isSampler(c.teacher) {
+                let plan = StepPlan.teacher(s.sampler(steps: ddimSteps))
+                let member = search.space.ddim(segments: ddimSteps, grid: ddimSteps, solver: s)
+                let scored = try evaluator.rfid(plan: plan, samples: samples)
+                // ("dpmsolver++ 2M 9 steps", "unipc2 9 steps")
+                let name = s.scheduler == .dpmsolverPlusPlus ? "dpmsolver++ \(s.order!)M" : s.description
+                entries.append((ReportEntry(name: "\(name) \(ddimSteps) steps",
+                                            key: search.space.contains(member) ? member.key : "\(s)-\(ddimSteps)",
+                                            predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: scored.rfid, fid: try fid(scored.statistics),
+                                            plan: plan), plan))
+            }
         }
         // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
-        // on the teacher's grid or a coarser one.
+        // on the teacher's grid or a coarser one, on any solver of the space.
         if let dc = records.filter({ $0.origin == .deepcache && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
             let onSampler = dc.candidate.sampler(c.teacher), g = onSampler.steps
             let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
             let plan = try StepPlan.deepCacheUniform(onSampler, interval: L, branch: b)
-            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + (g == steps ? "" : " on DDIM \(g)"), key: dc.candidate.key,
+            let on = dc.candidate.solver.map { " on \($0) \(g)" } ?? (g == steps ? "" : " on DDIM \(g)")
+            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + on, key: dc.candidate.key,
                                         predictedSpeedup: dc.predictedSpeedup, rfid: dc.score(samples),
                                         fid: try fid(evaluator.statistics(dc.candidate, samples: samples)), plan: plan), plan))
         }

@@ -6,6 +6,9 @@
 // as DDIM with G steps places them), cut into segments the same way: plain DDIM with G steps on its
 // own grid (N = G, every k = 1) — the usual "fewer steps" baseline, which the teacher's grid holds
 // only with uneven jumps — and DeepCache on DDIM-G are members too.
+// A grid may also run on another solver than the teacher's (DPM-Solver++, UniPC, …: the `solvers`
+// of the space): plain UniPC with G steps and DeepCache on it are members then, so the search
+// cannot end worse than switching the solver, and caching on a solver's grid is searched with it.
 import Engine
 import Foundation
 
@@ -16,25 +19,71 @@ public struct SegmentGene: Codable, Hashable, Sendable {
     public init(active: Int, branch: Int) { self.active = active; self.branch = branch }
 }
 
+/// A sampler a grid may run on instead of the teacher's scheduler: a kind and, for a multistep
+/// solver, its order. Written "unipc2", "dpmsolver++2", "euler", "ddim".
+public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var scheduler: SchedulerKind
+    public var order: Int?
+
+    public init(_ scheduler: SchedulerKind, order: Int? = nil) throws {
+        guard [.ddim, .dpmsolverPlusPlus, .dpmsolver, .unipc, .euler].contains(scheduler) else {
+            throw ModelError("the search cannot choose \(scheduler) (ddim, dpmsolver++, dpmsolver, unipc or euler)")
+        }
+        self.scheduler = scheduler
+        self.order = scheduler.isMultistep ? (order ?? 2) : nil
+        if let o = self.order, !(1...3).contains(o) { throw ModelError("solver order must be 1, 2 or 3, not \(o)") }
+        if order != nil && !scheduler.isMultistep { throw ModelError("\(scheduler) has no solver order") }
+    }
+
+    /// "unipc2", "unipc" (order 2), "dpmsolver++3", "ddim".
+    public init(parsing text: String) throws {
+        let digits = text.reversed().prefix { $0.isNumber }
+        let name = String(text.dropLast(digits.count))
+        guard let kind = SchedulerKind(rawValue: name) else {
+            throw ModelError("unknown solver \"\(text)\" (e.g. unipc2, dpmsolver++2, dpmsolver++3, euler, ddim)")
+        }
+        try self.init(kind, order: digits.isEmpty ? nil : Int(String(digits.reversed())))
+    }
+
+    /// DPM-Solver++ (2M) and UniPC (bh2, order 2): what users pick instead of DDIM.
+    public static let usual = [try! SolverChoice(.dpmsolverPlusPlus, order: 2), try! SolverChoice(.unipc, order: 2)]
+
+    public var description: String { scheduler.rawValue + (order.map(String.init) ?? "") }
+
+    /// The sampler with `steps` steps (eta 0).
+    public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order) }
+
+    /// Whether `sampler` is this choice (kind and order).
+    public func isSampler(_ sampler: PlanSampler) -> Bool { sampler.scheduler == scheduler && sampler.order == order }
+}
+
 /// A point of the search space. Canonical: a segment without partial steps (k = 1) has branch 0,
-/// and a candidate on the teacher's grid has no `grid` (`SearchSpace` makes them so).
+/// a candidate on the teacher's grid has no `grid`, and one on the teacher's scheduler no `solver`
+/// (`SearchSpace` makes them so).
 public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     public private(set) var segments: [SegmentGene]
-    /// The DDIM grid the segments divide: nil for the teacher's, else G < T steps on their own timesteps.
+    /// The grid the segments divide: nil for the teacher's, else G < T steps on their own timesteps.
     public private(set) var grid: Int?
+    /// The solver the grid runs on: nil for the teacher's scheduler.
+    public private(set) var solver: SolverChoice?
 
-    public init(segments: [SegmentGene], grid: Int? = nil) {
+    public init(segments: [SegmentGene], grid: Int? = nil, solver: SolverChoice? = nil) {
         self.segments = segments.map { $0.active <= 1 ? SegmentGene(active: $0.active, branch: 0) : $0 }
         self.grid = grid
+        self.solver = solver
     }
+
+    /// The same grid and solver with other segments.
+    public func with(segments: [SegmentGene]) -> Candidate { Candidate(segments: segments, grid: grid, solver: solver) }
 
     public var count: Int { segments.count }
 
-    /// A short, unique text form: "N10:3b1,1,2b0,…" (k, then b where k > 1), "G50:N25:…" on a DDIM-50 grid.
+    /// A short, unique text form: "N10:3b1,1,2b0,…" (k, then b where k > 1), "G50:N25:…" on a DDIM-50
+    /// grid, "unipc2:G10:N10:…" on a UniPC grid.
     public var key: String { head + prefixKey(count) }
 
-    /// "N10:" or "G50:N25:": the grid and segment count, which every prefix key starts with.
-    public var head: String { (grid.map { "G\($0):" } ?? "") + "N\(count):" }
+    /// "N10:", "G50:N25:" or "unipc2:G10:N10:": the solver, grid and segment count, which every prefix key starts with.
+    public var head: String { (solver.map { "\($0):" } ?? "") + (grid.map { "G\($0):" } ?? "") + "N\(count):" }
 
     /// The key of the first `n` segments (prefix sharing: equal keys reach the same state).
     public func prefixKey(_ n: Int) -> String {
@@ -43,9 +92,11 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { key }
 
-    /// The sampler the plan runs on: the teacher's, or the same scheduler with `grid` steps.
+    /// The sampler the plan runs on: the teacher's, or the same scheduler with `grid` steps, or the
+    /// candidate's solver with `grid` (or the teacher's) steps.
     public func sampler(_ teacher: PlanSampler) -> PlanSampler {
-        grid.map { teacher.with(steps: $0) } ?? teacher
+        if let solver { return solver.sampler(steps: grid ?? teacher.steps) }
+        return grid.map { teacher.with(steps: $0) } ?? teacher
     }
 
     /// The step plan for the teacher's `sampler` (on this candidate's grid).
@@ -63,9 +114,12 @@ public struct SearchSpace: Sendable {
     public let branchCount: Int
     /// Step counts of the DDIM grids, the teacher's (T) first, then coarser ones, descending.
     public let grids: [Int]
+    /// Solvers the grids may run on besides the teacher's scheduler.
+    public let solvers: [SolverChoice]
 
-    /// `grids`: coarser DDIM grids besides the teacher's (each 1…T − 1; T itself is always in).
-    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = []) throws {
+    /// `grids`: coarser DDIM grids besides the teacher's (each 1…T − 1; T itself is always in);
+    /// `solvers`: other samplers for the grids (the teacher's own is left out).
+    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = [], solvers: [SolverChoice] = []) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
         guard sampler.evaluations == sampler.steps else {
             throw ModelError("the search cannot run over \(sampler) yet: its model evaluations are not its steps")
@@ -81,7 +135,20 @@ public struct SearchSpace: Sendable {
         self.segmentCounts = Array(Set(segmentCounts)).sorted()
         self.branchCount = branchCount
         self.grids = [sampler.steps] + Array(Set(grids).subtracting([sampler.steps])).sorted(by: >)
+        var unique: [SolverChoice] = []
+        for s in solvers where !s.isSampler(sampler) && !unique.contains(s) { unique.append(s) }
+        if sampler.eta != 0 || sampler.timesteps != nil, !unique.isEmpty {
+            // (Another solver would not carry the teacher's eta or timestep list: not the same family of plans.)
+            throw ModelError("other solvers are searched only beside a teacher with eta 0 and spaced timesteps")
+        }
+        self.solvers = unique
     }
+
+    /// The canonical solver field for `s` (nil for the teacher's scheduler).
+    public func solverField(_ s: SolverChoice?) -> SolverChoice? { s.flatMap { $0.isSampler(sampler) ? nil : $0 } }
+
+    /// Every solver a grid may run on: nil (the teacher's), then `solvers`.
+    public var solverChoices: [SolverChoice?] { [nil] + solvers.map { $0 } }
 
     /// The canonical grid field for a grid of `g` steps (nil for the teacher's).
     public func gridField(_ g: Int) -> Int? { g == sampler.steps ? nil : g }
@@ -110,27 +177,31 @@ public struct SearchSpace: Sendable {
     public func contains(_ c: Candidate) -> Bool {
         let g = c.grid ?? sampler.steps
         guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count) else { return false }
+        guard c.solver == nil || solvers.contains(c.solver!) else { return false }
         return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
 
-    /// Plain DDIM with `n` full steps on a grid of `grid` steps (default the teacher's): every
-    /// segment one full step then nulls. With n = grid, DDIM with n steps on its own timesteps.
-    public func ddim(segments n: Int, grid: Int? = nil) -> Candidate {
-        Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: n), grid: grid.flatMap(gridField))
+    /// Plain DDIM (or `solver`) with `n` full steps on a grid of `grid` steps (default the teacher's):
+    /// every segment one full step then nulls. With n = grid, the sampler with n steps on its own timesteps.
+    public func ddim(segments n: Int, grid: Int? = nil, solver: SolverChoice? = nil) -> Candidate {
+        Candidate(segments: Array(repeating: SegmentGene(active: 1, branch: 0), count: n), grid: grid.flatMap(gridField), solver: solverField(solver))
     }
 
     /// DeepCache uniform with interval L = G / n at `branch` on a grid of G steps (default the teacher's): every step active.
-    public func deepCache(segments n: Int, branch: Int, grid: Int? = nil) -> Candidate {
-        Candidate(segments: lengths(n, grid: grid).map { SegmentGene(active: $0, branch: branch) }, grid: grid.flatMap(gridField))
+    public func deepCache(segments n: Int, branch: Int, grid: Int? = nil, solver: SolverChoice? = nil) -> Candidate {
+        Candidate(segments: lengths(n, grid: grid).map { SegmentGene(active: $0, branch: branch) }, grid: grid.flatMap(gridField), solver: solverField(solver))
     }
 
-    /// A random candidate: a grid, then a segment count on it, then every segment's genes.
+    /// A random candidate: a grid, then a segment count on it, then every segment's genes (and a solver, when there are others).
     public func random(using rng: inout some RandomNumberGenerator) -> Candidate {
         let g = grids.randomElement(using: &rng)!
         let n = counts(grid: g).randomElement(using: &rng)!
-        return Candidate(segments: lengths(n, grid: g).map {
+        let segments = lengths(n, grid: g).map {
             SegmentGene(active: Int.random(in: 1...$0, using: &rng), branch: Int.random(in: 0..<branchCount, using: &rng))
-        }, grid: gridField(g))
+        }
+        // (No draw without other solvers: the same candidates as before solvers existed.)
+        let solver = solvers.isEmpty ? nil : solverChoices.randomElement(using: &rng)!
+        return Candidate(segments: segments, grid: gridField(g), solver: solver)
     }
 
     /// `c`'s genes carried to `n` segments on a grid of `g` steps, each segment keeping the active
@@ -141,13 +212,17 @@ public struct SearchSpace: Sendable {
             let j = min(c.count - 1, i * c.count / n)
             let fraction = Double(c.segments[j].active) / Double(old[j])
             return SegmentGene(active: max(1, min(l, Int((fraction * Double(l)).rounded()))), branch: c.segments[j].branch)
-        }, grid: gridField(g))
+        }, grid: gridField(g), solver: c.solver)
     }
 
     /// Each segment's k or b changes with `probability` (at least one gene changes), mostly by one
     /// step; rarely (when there is a choice) N or the grid changes instead, keeping each segment's
-    /// active fraction.
+    /// active fraction, or the solver changes, keeping the segments.
     public func mutate(_ c: Candidate, probability: Double, using rng: inout some RandomNumberGenerator) -> Candidate {
+        if !solvers.isEmpty && Double.random(in: 0..<1, using: &rng) < 0.1 {
+            let other = solverChoices.filter { $0 != c.solver }.randomElement(using: &rng)!
+            return Candidate(segments: c.segments, grid: c.grid, solver: other)
+        }
         let g = c.grid ?? sampler.steps
         let others = shapes.filter { $0.grid != g || $0.count != c.count }
         // (Segments of one step have no genes to change: plain DDIM on its own grid changes shape.)
@@ -183,19 +258,19 @@ public struct SearchSpace: Sendable {
                 }
             }
         }
-        return Candidate(segments: segments, grid: c.grid)
+        return c.with(segments: segments)
     }
 
     /// Uniform crossover of two parents with the same grid and N (each segment from either); else
     /// the first parent's segments up to a random cut, then the second's fractions rescaled (on the
-    /// first parent's grid and N).
+    /// first parent's grid and N). The child runs on the first parent's solver.
     public func crossover(_ a: Candidate, _ b: Candidate, using rng: inout some RandomNumberGenerator) -> Candidate {
         if a.count == b.count && a.grid == b.grid {
-            return Candidate(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }, grid: a.grid)
+            return a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 })
         }
         let cut = Int.random(in: 1..<max(2, a.count), using: &rng)
         let carried = reshaped(b, grid: a.grid ?? sampler.steps, count: a.count)
-        return Candidate(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] }, grid: a.grid)
+        return a.with(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] })
     }
 }
 
@@ -228,7 +303,7 @@ public struct CostModel: Sendable {
     /// steps to a shallower, cheaper branch) until it fits. Nil when even DDIM at that N does not fit.
     public func repair(_ c: Candidate, budget: Double, space: SearchSpace, using rng: inout some RandomNumberGenerator) throws -> Candidate? {
         var x = c
-        guard try cost(space.ddim(segments: c.count, grid: c.grid)) <= budget else { return nil }
+        guard try cost(space.ddim(segments: c.count, grid: c.grid, solver: c.solver)) <= budget else { return nil }
         while try cost(x) > budget {
             var segments = x.segments
             let reducible = segments.indices.filter { segments[$0].active > 1 }
@@ -238,7 +313,7 @@ public struct CostModel: Sendable {
             } else {
                 segments[i].active -= 1
             }
-            x = Candidate(segments: segments, grid: x.grid)
+            x = x.with(segments: segments)
         }
         return x
     }

@@ -14,7 +14,9 @@ struct SearchCommand: ParsableCommand {
             The teacher's steps are cut into N equal segments, each [full, partial × (k − 1) at branch b, \
             null × rest] with its own k and b (Flexiffusion's space; plain DDIM and DeepCache are members). \
             Coarser DDIM grids (--grids) are cut the same way, so DDIM with fewer steps on its own timesteps \
-            and DeepCache on it are members too. \
+            and DeepCache on it are members too. Grids may also run on other solvers (--solvers; default \
+            DPM-Solver++ 2M and UniPC 2): plain UniPC with G steps and DeepCache on it are members then, and \
+            the search weighs caching on a solver's grid against switching the solver alone. \
             Costs come from `flexiffusion profile`'s latency table for this device, model and batch (measured \
             now if missing); plans must be predicted at least --speedup × (1 + --margin) faster than the teacher. \
             Fitness is rFID against the teacher's samples from the same seeds, on --samples images (the same \
@@ -23,8 +25,8 @@ struct SearchCommand: ParsableCommand {
             scored on all. States at segment boundaries are shared between candidates with the same prefix. \
             Every scored plan is kept in --out, which is rewritten after each evaluation: Ctrl-C leaves it valid \
             and --resume continues (same options → the same result as an uninterrupted run). At the end: plain \
-            DDIM with as many full steps as the speed-up allows and the best DeepCache uniform plan are scored \
-            the same way; rFID and FID against real data (--real) on the same --samples images are reported \
+            DDIM, DPM-Solver++ (2M) and UniPC with as many full steps as the speed-up allows and the best \
+            DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) on the same --samples images are reported \
             with measured speed-ups (median over --measure-rounds of a plan's batch timed beside a teacher \
             batch); the front is drawn to --svg. `generate --plan OUT` runs the best plan.
             """)
@@ -50,6 +52,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Segment counts N: a range A-B or a list A,B,C.", valueName: "range")) var segments = "4-50"
     @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
     @Option(help: ArgumentHelp("Coarser DDIM grids searched besides the teacher's: a list of step counts (each cut into segments as the teacher's steps are, with --segments up to its size and N = G, plain DDIM with G steps), auto (the teacher's steps / 2 and the DDIM baseline's ⌊T / (X(1 + F))⌋ steps), or none (the paper's space).", valueName: "list")) var grids = "auto"
+    @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order), or none (default: dpmsolver++2,unipc2 with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
@@ -104,7 +107,15 @@ struct SearchCommand: ParsableCommand {
         }
     }
 
+    func solverChoice() throws -> [SolverChoice]? {
+        guard let solvers else { return nil }
+        if solvers == "none" { return [] }
+        do { return try solvers.split(separator: ",").map { try SolverChoice(parsing: $0.trimmingCharacters(in: .whitespaces)) } }
+        catch let e as ModelError { throw ValidationError("--solvers \(solvers): \(e.message)") }
+    }
+
     func run() throws {
+        let chosenSolvers = try solverChoice()
         let setup = try ModelSetup(model)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
@@ -121,6 +132,7 @@ struct SearchCommand: ParsableCommand {
         c.population = population; c.children = children; c.generations = generations
         c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
+        c.solvers = chosenSolvers
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 

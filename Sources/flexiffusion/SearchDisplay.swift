@@ -65,9 +65,9 @@ final class SearchDisplay {
         case .latencies(.table(let measured), let table): say("latencies: \(table.path) (measured \(measured))")
         case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (flexiffusion profile)…")
         case .started(let s):
-            say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, %d branches, %d samples (screen %d), seed %llu on %@",
+            say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, solvers %@, %d branches, %d samples (screen %d), seed %llu on %@",
                        s.target, s.teacher.steps, s.requested, s.margin * 100, s.budget, s.useMACs ? "MACs" : "ms", s.batch, s.segmentCounts.count,
-                       s.grids.map(String.init).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
+                       s.grids.map(String.init).joined(separator: ","), ([s.teacher.scheduler.rawValue] + s.solvers.map(\.description)).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
         case .progress(let p):
             let done = max(0, p.generationsDone - 1), total = p.generations - 1
             let figures = String(format: "generation %d/%d  best rFID %@  %d scored  %.0f s%@", done, total,
@@ -83,7 +83,7 @@ final class SearchDisplay {
                 lastPlain = p.elapsed
                 say(figures)
             }
-        case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM and DPM-Solver++ (2M) with \(n) steps, the best DeepCache uniform plan…")
+        case .scoringBaselines(let n): finish(); say("scoring the baselines: DDIM, DPM-Solver++ (2M) and UniPC with \(n) steps, the best DeepCache uniform plan…")
         case .timing(let rounds, let plans, let images): say("timing \(rounds) round(s) of \(plans) plans, each generating the \(images) images beside the teacher…")
         case .noRealData: finish(); say("no --real images: FID against real data is left out")
         }

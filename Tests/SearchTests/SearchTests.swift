@@ -53,28 +53,60 @@ final class SyntheticScorer: CandidateScorer {
         #expect(SearchSpace.divisors(of: 100, in: 4...50) == [4, 5, 10, 20, 25, 50])
     }
 
-    @Test(arguments: [[], [50, 37]])
-    func mutationAndCrossoverStayInTheSpaceAndRepairMeetsTheBudget(grids: [Int]) throws {
-        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids)
+    @Test(arguments: [([], []), ([50, 37], []), ([50, 10], SolverChoice.usual)])
+    func mutationAndCrossoverStayInTheSpaceAndRepairMeetsTheBudget(grids: [Int], solvers: [SolverChoice]) throws {
+        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids, solvers: solvers)
         let cost = CostModel(latencies: try syntheticLatencies(), sampler: sampler)
         let budget = cost.teacherCost / 2.5
         var rng = SplitMix64(seed: freshSeed())
-        var gridChanges = 0, seenGrids = Set<Int?>()
+        var gridChanges = 0, solverChanges = 0, seenGrids = Set<Int?>(), seenSolvers = Set<SolverChoice?>()
         for _ in 0..<300 {
             let a = space.random(using: &rng), b = space.random(using: &rng)
             let m = space.mutate(a, probability: 0.25, using: &rng), x = space.crossover(a, b, using: &rng)
             #expect(space.contains(a) && space.contains(m) && space.contains(x))
             #expect(m != a, "a mutation changes something")
             #expect(x.grid == a.grid && x.count == a.count, "a child of crossover has its first parent's grid and N")
+            #expect(x.solver == a.solver, "a child of crossover runs on its first parent's solver")
             if m.grid != a.grid { gridChanges += 1 }
-            seenGrids.insert(a.grid)
+            if m.solver != a.solver { solverChanges += 1; #expect(m.segments == a.segments && m.grid == a.grid, "a solver change keeps the segments") }
+            seenGrids.insert(a.grid); seenSolvers.insert(a.solver)
             if let r = try cost.repair(x, budget: budget, space: space, using: &rng) {
-                #expect(try cost.cost(r) <= budget && space.contains(r) && r.count == x.count && r.grid == x.grid)
-                #expect(try r.plan(sampler).sampler.steps == (x.grid ?? 100))
+                #expect(try cost.cost(r) <= budget && space.contains(r) && r.count == x.count && r.grid == x.grid && r.solver == x.solver)
+                let onSampler = try r.plan(sampler).sampler
+                #expect(onSampler.steps == (x.grid ?? 100))
+                #expect(onSampler.scheduler == (x.solver?.scheduler ?? .ddim) && onSampler.order == x.solver?.order)
             }
         }
+        #expect(seenSolvers.count == solvers.count + 1, "random candidates reach every solver")
+        #expect(solvers.isEmpty ? solverChanges == 0 : solverChanges > 0, "mutations change the solver only when there are others")
         #expect(seenGrids.count == grids.count + 1, "random candidates reach every grid")
         #expect(grids.isEmpty ? gridChanges == 0 : gridChanges > 0, "mutations move between grids only when there are several")
+    }
+
+    /// Other solvers: plain UniPC with G steps and DeepCache on DPM-Solver++ are members with their own
+    /// plans; keys name the solver; the teacher's own scheduler has one spelling (no solver field).
+    @Test func solversHoldPlainSolversAndDeepCacheOnThem() throws {
+        let unipc = try SolverChoice(parsing: "unipc2"), dpm = try SolverChoice(parsing: "dpmsolver++")
+        let space = try SearchSpace(sampler: sampler, segmentCounts: Array(4...20), branchCount: 6, grids: [20, 10],
+                                    solvers: [unipc, dpm, try SolverChoice(parsing: "ddim")])
+        #expect(space.solvers == [unipc, dpm], "the teacher's own scheduler is not another solver")
+        let plain = space.ddim(segments: 10, grid: 10, solver: unipc)
+        #expect(space.contains(plain) && plain.key.hasPrefix("unipc2:G10:N10:"))
+        #expect(try plain.plan(sampler) == StepPlan(sampler: PlanSampler(scheduler: .unipc, steps: 10, order: 2), actions: Array(repeating: .full, count: 10),
+                                                   description: try plain.plan(sampler).description))
+        let dc = space.deepCache(segments: 10, branch: 3, grid: 20, solver: dpm)
+        let dcPlan = try dc.plan(sampler), reference = try StepPlan.deepCacheUniform(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 20, order: 2), interval: 2, branch: 3)
+        #expect(space.contains(dc) && dcPlan.sampler == reference.sampler && dcPlan.actions == reference.actions)
+        #expect(space.ddim(segments: 10, grid: 10, solver: try SolverChoice(parsing: "ddim")) == space.ddim(segments: 10, grid: 10))
+        #expect(!space.contains(Candidate(segments: plain.segments, grid: 10, solver: try SolverChoice(parsing: "unipc3"))), "a solver outside the space is not a member")
+        #expect(plain.key != space.ddim(segments: 10, grid: 10).key)
+        // Through JSON (results files), and older files without a solver.
+        #expect(try JSONDecoder().decode(Candidate.self, from: JSONEncoder().encode(plain)) == plain)
+        for bad in ["lms", "ddim2", "unipc4", "pndm"] {
+            #expect(throws: ModelError.self, "\(bad)") { try SolverChoice(parsing: bad) }
+        }
+        // A teacher with eta > 0 keeps its own family.
+        #expect(throws: ModelError.self) { try SearchSpace(sampler: PlanSampler(scheduler: .ddim, steps: 100, eta: 0.5), segmentCounts: [5], branchCount: 6, solvers: [unipc]) }
     }
 
     @Test func coarserGridsHoldDDIMAndDeepCacheOnTheirOwnTimesteps() throws {
@@ -153,10 +185,11 @@ final class SyntheticScorer: CandidateScorer {
 @Suite struct EvolutionTests {
     let sampler = PlanSampler(scheduler: .ddim, steps: 100)
 
-    func makeSearch(seed: UInt64, scorer: CandidateScorer, resume: SearchState? = nil, grids: [Int] = []) throws -> EvolutionarySearch {
-        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids)
-        let settings = SearchSettings(speedup: 2.5, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8,
-                                      seed: seed, segmentCounts: [5, 10, 20, 25], grids: grids)
+    func makeSearch(seed: UInt64, scorer: CandidateScorer, resume: SearchState? = nil, grids: [Int] = [], solvers: [SolverChoice] = [],
+                    speedup: Double = 2.5) throws -> EvolutionarySearch {
+        let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids, solvers: solvers)
+        let settings = SearchSettings(speedup: speedup, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8,
+                                      seed: seed, segmentCounts: [5, 10, 20, 25], grids: grids, solvers: solvers)
         return try EvolutionarySearch(settings: settings, space: space, cost: CostModel(latencies: try syntheticLatencies(), sampler: sampler),
                                       scorer: scorer, resume: resume)
     }
@@ -236,6 +269,38 @@ extension EvolutionTests {
         #expect(a.state.records.values.contains { $0.candidate.grid == 50 }, "the search visits the DDIM-50 grid")
         // A results file's grids must be the space's.
         #expect(throws: ModelError.self) { try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: a.state, grids: [50]) }
+    }
+
+    /// With other solvers, plain UniPC with 10 steps (the solver baseline at 10×) and DeepCache on the
+    /// solvers start in the population, so a scorer that ranks UniPC-10 first gets it back as the best;
+    /// a scorer that prefers UniPC but not its plain 10 steps finds another plan on UniPC.
+    @Test func solverBaselinesAreMembersSoTheSearchNeverEndsWorse() throws {
+        final class PrefersUniPC10: CandidateScorer {
+            let base = SyntheticScorer()
+            func rfid(_ c: Candidate, samples: Int) throws -> Double {
+                c.key == "unipc2:G10:N10:" + Array(repeating: "1", count: 10).joined(separator: ",") ? 0.01 : try base.rfid(c, samples: samples) + 0.05
+            }
+        }
+        final class PrefersCachedUniPC: CandidateScorer {
+            let base = SyntheticScorer()
+            func rfid(_ c: Candidate, samples: Int) throws -> Double {
+                try base.rfid(c, samples: samples) + (c.solver?.scheduler == .unipc ? 0 : 0.5)
+            }
+        }
+        let seed = freshSeed()
+        let unipc = try SolverChoice(parsing: "unipc2")
+        let a = try makeSearch(seed: seed, scorer: PrefersUniPC10(), grids: [20, 10], solvers: SolverChoice.usual, speedup: 10)
+        try a.run()
+        let member = a.space.ddim(segments: 10, grid: 10, solver: unipc)
+        #expect(a.best?.candidate == member, "seed \(seed): best \(a.best?.candidate.key ?? "none")")
+        #expect(a.state.records[member.key]?.origin == .solver)
+        #expect(a.state.records.values.contains { $0.origin == .deepcache && $0.candidate.solver != nil }, "DeepCache on the other solvers starts too")
+        for r in a.state.records.values { #expect(a.space.contains(r.candidate) && r.predictedMs <= a.state.budget, "\(r.candidate.key)") }
+        let b = try makeSearch(seed: seed, scorer: PrefersCachedUniPC(), grids: [20, 10], solvers: SolverChoice.usual, speedup: 10)
+        try b.run()
+        #expect(b.best?.candidate.solver == unipc && b.best?.candidate != member, "seed \(seed): best \(b.best?.candidate.key ?? "none")")
+        // A results file's solvers must be the space's.
+        #expect(throws: ModelError.self) { try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: a.state, grids: [20, 10], speedup: 10) }
     }
 
     /// Two shards score disjoint halves of each phase; a coordinator merges their records and
@@ -336,6 +401,32 @@ extension EvolutionTests {
         let viaCommand = try command.rfid(plan: StepPlan.load(from: planFile), samples: 5).rfid
         #expect(viaCommand == scored, "rfid \(viaCommand) vs search \(scored) (\(teacher), seed \(seed))")
         #expect(scored > 0)
+    }
+
+    /// A candidate on another solver (UniPC on a 6-step grid, with a partial and a null step) runs its
+    /// plan on that solver: the search's score equals `rfid` of the plan file, it shares no state with
+    /// the same genes on DDIM, and it differs from them.
+    @Test func solverCandidatesRunOnTheirSolver() throws {
+        let setup = try defaultModelSampler(batch: 3, steps: 12)
+        let seed = freshSeed()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("teacher-features-solver-\(seed)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let scorer = try Self.scorer(setup, seed: seed, dir: dir)
+        let teacher = setup.sampler.planSampler
+        let space = try SearchSpace(sampler: teacher, segmentCounts: [2, 3], branchCount: setup.sampler.unet.branchCount, grids: [6], solvers: SolverChoice.usual)
+        let unipc = Candidate(segments: [SegmentGene(active: 2, branch: 2), SegmentGene(active: 1, branch: 0), SegmentGene(active: 2, branch: 1)],
+                              grid: 6, solver: SolverChoice.usual[1])
+        #expect(space.contains(unipc))
+        let plan = try unipc.plan(teacher)
+        #expect(plan.sampler == PlanSampler(scheduler: .unipc, steps: 6, order: 2) && plan.partialSteps == 2 && plan.nullSteps == 1)
+        let scored = try scorer.rfid(unipc, samples: 5)
+        let checker = try Self.scorer(setup, seed: seed, dir: dir)
+        let viaPlan = try checker.rfid(plan: plan, samples: 5).rfid
+        #expect(abs(scored - viaPlan) <= 1e-9 * max(1, viaPlan) && scored > 0, "search \(scored) vs plan \(viaPlan) (seed \(seed))")
+        let onDDIM = Candidate(segments: unipc.segments, grid: 6)
+        let before = scorer.stepsShared
+        let ddimScore = try scorer.rfid(onDDIM, samples: 5)
+        #expect(scorer.stepsShared == before && abs(ddimScore - scored) > 1e-6, "DDIM \(ddimScore) vs UniPC \(scored)")
     }
 
     /// Candidates on a coarser grid run on that grid's own DDIM timesteps (as a separately built
