@@ -11,10 +11,14 @@ a pipeline drives them, with and without null steps.
 """
 import json
 import os
+import sys
 
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, UNet2DModel, UniPCMultistepScheduler
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path)
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
 
@@ -129,6 +133,10 @@ def main():
     unet_run(unet, PNDMScheduler(), os.path.join(folder, "pndm_prk6.safetensors"), steps=6)
 
 
+# A plan with partial and null steps (one action per model evaluation; "full" for evaluations past its end).
+PLAN = ["full", "partial:1", "null", "full", "partial:4", "partial:2", "full", "null", "partial:0", "full"]
+
+
 def unet_run(unet, sched, path, steps=10):
     """`steps` steps of `sched` on `unet` from seed-8 noise, and the same with null steps 1, 4, 8 (model evaluations)."""
     sched.set_timesteps(steps)
@@ -149,8 +157,25 @@ def unet_run(unet, sched, path, steps=10):
             if i not in null_steps:
                 last = unet(sched.scale_model_input(x, t), t).sample
             x = sched.step(last, t, x).prev_sample
-    save_file({"noise": noise.contiguous(), "sample": sample_full.contiguous(), "sample_null_1_4_8": x.contiguous()}, path)
-    print(f"wrote {os.path.relpath(path, GOLDENS)} (the full run and a plan with null steps 1, 4, 8)")
+    sample_nulls = x
+    # A plan with partial steps too: DeepCache's shallow path fed with the feature the last full step
+    # cached at that branch; the solver takes a partial step's output like a full one's.
+    x = noise * sched.init_noise_sigma
+    sched.set_timesteps(steps)
+    actions = (PLAN + ["full"] * len(sched.timesteps))[:len(sched.timesteps)]
+    with torch.no_grad():
+        for t, action in zip(sched.timesteps, actions):
+            x_in = sched.scale_model_input(x, t)
+            if action == "full":
+                record = {}
+                last = full_pass(unet, x_in, t, record)
+            elif action.startswith("partial:"):
+                m = int(action.split(":")[1])
+                last = partial_pass(unet, x_in, t, m, record[m])
+            x = sched.step(last, t, x).prev_sample
+    save_file({"noise": noise.contiguous(), "sample": sample_full.contiguous(), "sample_null_1_4_8": sample_nulls.contiguous(),
+               "sample_plan": x.contiguous()}, path)
+    print(f"wrote {os.path.relpath(path, GOLDENS)} (the full run, a plan with null steps 1, 4, 8 and one with partial steps)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,15 @@ public final class RFIDScorer: SearchEvaluator {
     /// The teacher's statistics on `samples` images.
     public func teacherStatistics(samples: Int) throws -> FeatureStatistics { try evaluator.teacherStatistics(samples: samples) }
 
+    /// One row of `images` images of `plan` from the fitness seed, as PNG.
+    public func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? {
+        let pipeline = evaluator.pipeline, u = pipeline.unet
+        var samples: [Float] = []
+        try pipeline.generate(plan: plan, noise: GenerationNoise(seed: evaluator.seed), count: images) { samples += try $0.download() }
+        let g = PNG.grid(samples, count: images, channels: u.config.outChannels, height: u.height, width: u.width, columns: images)
+        return PNG.encode(width: g.width, height: g.height, channels: u.config.outChannels, pixels: g.pixels)
+    }
+
     /// Seconds to generate `images` images of `plan` from the noise of seed + 99, read back to the
     /// host as `generate` reads them (the search has run its kernels before).
     public func timeRun(_ plan: StepPlan, images: Int) throws -> Double {

@@ -21,6 +21,12 @@ public protocol SearchEvaluator: CandidateScorer {
     var stepsRun: Int { get }
     var stepsShared: Int { get }
     var teacherSeconds: Double { get }
+    /// A PNG of one row of `images` images of `plan` from the fitness seed (nil: no images, e.g. no device).
+    func imageStrip(_ plan: StepPlan, images: Int) throws -> Data?
+}
+
+extension SearchEvaluator {
+    public func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? { nil }
 }
 
 /// Everything a search is asked to do (what `flexiffusion search`'s options say).
@@ -54,9 +60,12 @@ public struct SearchConfiguration: Sendable {
     /// Timed rounds of each plan beside a teacher batch (0: none).
     public var measureRounds = 1
     public var measureFront = false
-    /// The results file, and the picture (nil: the results file's stem with .svg).
+    /// The results file, the picture and the page (nil: the results file's stem with .svg, .html).
     public var out: URL
     public var svg: URL?
+    public var html: URL?
+    /// Images per plan on the page.
+    public var htmlImages = 8
     public var resume = false
     public var mode: Mode = .search
     /// Who made the search (checked when a results file is continued).
@@ -72,6 +81,7 @@ public struct SearchConfiguration: Sendable {
     /// The results file's path without .json.
     public var stem: String { out.path.hasSuffix(".json") ? String(out.path.dropLast(5)) : out.path }
     public var svgURL: URL { svg ?? URL(fileURLWithPath: stem + ".svg") }
+    public var htmlURL: URL { html ?? URL(fileURLWithPath: stem + ".html") }
     public func shardFile(_ index: Int, of count: Int) -> URL { URL(fileURLWithPath: "\(stem).shard-\(index)-of-\(count).json") }
 
     /// Plain DDIM's step count for a target speed-up: as many full steps as it allows.
@@ -175,6 +185,7 @@ public struct SearchResult {
     public var seconds: Double
     public var teacherSeconds: Double
     public var svg: URL
+    public var html: URL
 }
 
 public enum SearchOutcome {
@@ -400,9 +411,16 @@ public final class SearchSession {
             baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) } + [("teacher", 1, 0)],
             target: target, requested: requested, title: "flexiffusion search: \(c.modelName), \(steps)-step DDIM, \(samples) samples")
         try writeAtomically(Data(picture.utf8), to: c.svgURL.path)
+        // The page: the teacher's, the best plan's and each baseline's images from the same seeds.
+        var strips: [HTMLReport.Strip] = []
+        for (name, plan) in [("teacher", teacherPlan)] + entries.map({ ($0.entry.name, $0.plan) }) {
+            if let png = try evaluator.imageStrip(plan, images: c.htmlImages) { strips.append(HTMLReport.Strip(name: name, png: png)) }
+        }
+        let page = HTMLReport.render(report: report, svg: picture, strips: strips, images: c.htmlImages, seed: c.seed)
+        try writeAtomically(Data(page.utf8), to: c.htmlURL.path)
         return SearchResult(report: report, entries: entries.map(\.entry), teacher: teacherEntry, best: best, ddimSteps: ddimSteps,
                             bestIsDDIM: best.candidate.key == ddimKey, scored: records.count, seconds: search.state.elapsedSeconds,
-                            teacherSeconds: evaluator.teacherSeconds, svg: c.svgURL)
+                            teacherSeconds: evaluator.teacherSeconds, svg: c.svgURL, html: c.htmlURL)
     }
 
     /// One shard: score this slice of the first phase with unscored plans, into the shard file.

@@ -28,7 +28,9 @@ struct SearchCommand: ParsableCommand {
             DDIM, DPM-Solver++ (2M) and UniPC with as many full steps as the speed-up allows and the best \
             DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) on the same --samples images are reported \
             with measured speed-ups (median over --measure-rounds of a plan's batch timed beside a teacher \
-            batch); the front is drawn to --svg. `generate --plan OUT` runs the best plan.
+            batch); the front is drawn to --svg, and --html (a static page) shows the table, the front and the \
+            teacher's, the best plan's and the baselines' images from the same seeds side by side. \
+            `generate --plan OUT` runs the best plan.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -61,6 +63,7 @@ struct SearchCommand: ParsableCommand {
     @Flag(name: .customLong("measure-front"), help: "Also time one batch of every plan on the Pareto front.") var measureFront = false
     @Option(help: "Results file (JSON).") var out = "search.json"
     @Option(help: "Picture of the front (SVG; default: OUT with .svg).") var svg: String?
+    @Option(help: "The report as a static page with images (default: OUT with .html).") var html: String?
     @Flag(help: "Continue the search in --out.") var resume = false
     @Option(help: ArgumentHelp("Score only slice I of N of each phase's unscored plans, into OUT's shard file, then exit (run N of these, e.g. as a job array, then --merge).", valueName: "I/N"))
     var shard: String?
@@ -134,7 +137,7 @@ struct SearchCommand: ParsableCommand {
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
         c.solvers = chosenSolvers
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
-        c.svg = svg.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
+        c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
         let defaultReal = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
         let realPath = real ?? (model == nil && FileManager.default.fileExists(atPath: defaultReal) ? defaultReal : nil)

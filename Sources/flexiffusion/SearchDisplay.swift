@@ -8,9 +8,9 @@ extension SearchCommand {
         if json {
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            struct Summary: Encodable { let best: ReportEntry, baselines: [ReportEntry], teacher: ReportEntry, samples: Int, file: String, svg: String }
+            struct Summary: Encodable { let best: ReportEntry, baselines: [ReportEntry], teacher: ReportEntry, samples: Int, file: String, svg: String, html: String }
             print(String(decoding: try e.encode(Summary(best: r.entries[0], baselines: Array(r.entries.dropFirst()), teacher: r.teacher,
-                                                        samples: samples, file: out, svg: r.svg.path)), as: UTF8.self))
+                                                        samples: samples, file: out, svg: r.svg.path, html: r.html.path)), as: UTF8.self))
             return
         }
         let measured = noMeasure ? "measured ×" : "measured × (median, range of \(measureRounds))"
@@ -28,7 +28,7 @@ extension SearchCommand {
         }
         print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
                      r.scored, r.seconds, r.report.stepsRun, r.report.stepsShared, r.teacherSeconds))
-        print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`) and \(r.svg.path)")
+        print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`), \(r.svg.path) and \(r.html.path)")
     }
 }
 

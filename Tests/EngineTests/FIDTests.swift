@@ -29,6 +29,21 @@ import TestSupport
         #expect(abs(try frechetDistance(a, a)) <= 1e-7 * max(1, a.sigma.enumerated().filter { $0.offset % (d + 1) == 0 }.map(\.element).reduce(0, +)))
     }
 
+    /// Kendall's τ-b as scipy.stats.kendalltau computes it (ties included), and the paired feature
+    /// distance as a mean of per-row squared distances.
+    @Test func rankAgreementAndPairedDistance() throws {
+        #expect(abs(kendallTau([1, 2, 3, 4], [1, 3, 2, 4]) - 0.6666666666666669) < 1e-12)
+        #expect(abs(kendallTau([1, 2, 2, 3, 5], [1, 3, 2, 3, 4]) - 0.8888888888888888) < 1e-12, "scipy's τ-b with ties")
+        var rng = SplitMix64(seed: freshSeed())
+        let v = (0..<20).map { _ in Double.random(in: 0..<1, using: &rng) }
+        #expect(kendallTau(v, v) == 1 && kendallTau(v, v.map { -$0 }) == -1)
+        #expect(kendallTau([1, 1, 1], [1, 2, 3]).isNaN, "no order on one side")
+        let a = (0..<12).map { _ in Float.random(in: -1..<1, using: &rng) }, b = (0..<12).map { _ in Float.random(in: -1..<1, using: &rng) }
+        let want = (0..<3).map { r in (0..<4).map { k in pow(Double(a[r * 4 + k]) - Double(b[r * 4 + k]), 2) }.reduce(0, +) }.reduce(0, +) / 3
+        #expect(abs(RFIDEvaluator.pairedDistance(a, b, dims: 4) - want) <= 1e-12 * want)
+        #expect(RFIDEvaluator.pairedDistance(a, a, dims: 4) == 0)
+    }
+
     @Test func npzStatisticsRoundTrip() throws {
         // The golden was written by np.savez_compressed (deflated), as pytorch-fid's save_fid_stats does.
         let stats = try FeatureStatistics.loadNPZ(goldens.appendingPathComponent("frechet.npz").path)

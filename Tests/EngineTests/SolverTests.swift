@@ -79,7 +79,8 @@ let solverGoldens: [SolverGolden] = {
     /// 10 steps of DPM-Solver++ (2M), UniPC (bh2, 2), Euler and PNDM (PLMS: 11 model evaluations), and
     /// 6 steps of PNDM with Runge–Kutta steps (15 evaluations), on the cifar-layout UNet from the same
     /// noise as diffusers (Euler: noise scaled by init_noise_sigma, the network's input by
-    /// scale_model_input, fractional timesteps): relative L2 ≤ 1e-4.
+    /// scale_model_input, fractional timesteps): relative L2 ≤ 1e-4 — every step full, with null steps,
+    /// and with partial and null steps.
     @Test(arguments: [("dpmsolver10", PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 10)), ("unipc10", PlanSampler(scheduler: .unipc, steps: 10)),
                       ("euler10", PlanSampler(scheduler: .euler, steps: 10)), ("pndm10", PlanSampler(scheduler: .pndm, steps: 10)),
                       ("pndm_prk6", PlanSampler(scheduler: .pndm, steps: 6, skipPRKSteps: false))])
@@ -106,6 +107,15 @@ let solverGoldens: [SolverGolden] = {
         let (errNulls, _) = relativeL2(nulls, wantNulls)
         #expect(errNulls <= 1e-4, "\(kind) with null steps 1, 4, 8: relative L2 \(errNulls)")
         #expect(relativeL2(wantNulls, want).error > 1e-3, "the null steps change the result")
+        // A plan with partial steps too (DeepCache's shallow path in PyTorch, fed with the last full
+        // step's feature at that branch): the solver takes a partial step's output like a full one's.
+        let head = ["full", "partial:1", "null", "full", "partial:4", "partial:2", "full", "null", "partial:0", "full"]
+        let mixed = try (head + Array(repeating: "full", count: plan.actions.count)).prefix(plan.actions.count).map(StepAction.init(parsing:))
+        let got3 = try sampler.run(noise: try golden.floats("noise"), plan: StepPlan(sampler: plan.sampler, actions: mixed), noiseSource: &unused)
+        let wantPlan = try golden.floats("sample_plan")
+        let (errPlan, _) = relativeL2(got3, wantPlan)
+        #expect(errPlan <= 1e-4, "\(kind) with partial and null steps: relative L2 \(errPlan)")
+        #expect(relativeL2(wantPlan, want).error > 1e-3, "the partial steps change the result")
     }
 
     /// A folder's scheduler class chooses the sampler (`generate` without --scheduler): DPM-Solver's

@@ -480,6 +480,7 @@ final class SyntheticEvaluator: SearchEvaluator {
     func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [try rfid(c, samples: samples)], sigma: [1]) }
     func teacherStatistics(samples: Int) throws -> FeatureStatistics { FeatureStatistics(mu: [0], sigma: [1]) }
     func timeRun(_ plan: StepPlan, images: Int) throws -> Double { (0.001 * Double(plan.fullSteps) + 0.0001 * Double(plan.partialSteps)) * Double(images) }
+    func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? { PNG.encode(width: images, height: 1, channels: 1, pixels: Array(repeating: UInt8(plan.fullSteps % 256), count: images)) }
     var stepsRun: Int { calls.count }
     var stepsShared: Int { 0 }
     var teacherSeconds: Double { 0 }
@@ -535,6 +536,11 @@ final class SyntheticEvaluator: SearchEvaluator {
         let ddim = result.entries.first { $0.name == "ddim 37 steps" }!
         #expect(abs(ddim.measuredSpeedup! - 100.0 / 37) < 1e-9 && ddim.measuredRange!.allSatisfy { abs($0 - 100.0 / 37) < 1e-9 })
         #expect(FileManager.default.fileExists(atPath: result.svg.path))
+        #expect(result.entries.contains { $0.name == "unipc2 37 steps" && $0.plan?.sampler == PlanSampler(scheduler: .unipc, steps: 37, order: 2) })
+        // The page: every entry in the table, the teacher's and every entry's images, the picture inline.
+        let page = try String(contentsOf: result.html, encoding: .utf8)
+        #expect(page.hasPrefix("<!DOCTYPE html>") && page.contains("<svg") && page.components(separatedBy: "data:image/png;base64,").count == result.entries.count + 2)
+        for e in result.entries { #expect(page.contains(">\(e.name)</td>"), "\(e.name) in the page's table") }
         let saved = try SearchReport.load(from: dir.appendingPathComponent("search.json"))
         #expect(saved.bestPlan == result.report.bestPlan && saved.state.complete && saved.baselines.count == result.entries.count - 1)
         let bestPopulation = saved.state.population

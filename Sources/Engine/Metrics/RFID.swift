@@ -156,6 +156,44 @@ public final class RFIDEvaluator {
         return (try frechetDistance(s, teacher), s)
     }
 
+    /// The feature rows [samples × dims] of `plan`'s first `samples` images (batches memoised as for `statistics`).
+    public func features(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false) throws -> [Float] {
+        try plan.validate(branchCount: pipeline.unet.branchCount)
+        let key = Self.contentKey(plan)
+        var rows: [Float] = []
+        for b in 0..<pipeline.batches(samples) {
+            if let f = memo[key]?[b] { rows += f; continue }
+            let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
+            memo[key, default: [:]][b] = f
+            rows += f
+        }
+        return Array(rows.prefix(samples * extractor.dims))
+    }
+
+    /// The teacher's feature rows [samples × dims].
+    public func teacherFeatures(samples: Int) throws -> [Float] {
+        var rows: [Float] = []
+        for b in 0..<pipeline.batches(samples) { rows += try teacherBatch(b) }
+        return Array(rows.prefix(samples * extractor.dims))
+    }
+
+    /// The paired feature distance of `plan` on `samples` images: the mean over images of the squared
+    /// distance between its features and the teacher's image's from the same noise. Unlike rFID, which
+    /// compares two sets, it compares image by image, so the scatter of the images drawn cancels.
+    public func pairedDistance(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false) throws -> Double {
+        try check(samples: samples)
+        return Self.pairedDistance(try features(plan: plan, samples: samples, boundaries: boundaries, counted: counted),
+                                   try teacherFeatures(samples: samples), dims: extractor.dims)
+    }
+
+    /// The mean over rows of the squared distance between rows of `a` and `b` [n × dims] (in float64).
+    public static func pairedDistance(_ a: [Float], _ b: [Float], dims: Int) -> Double {
+        precondition(a.count == b.count && dims > 0 && a.count % dims == 0, "paired rows of \(dims) values")
+        var total = 0.0
+        for i in a.indices { let d = Double(a[i]) - Double(b[i]); total += d * d }
+        return total / Double(a.count / dims)
+    }
+
     /// A key for a model folder: its weights' and configs' bytes.
     public static func modelKey(folder: ModelFolder) throws -> String {
         var h = FNV1a()
