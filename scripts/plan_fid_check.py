@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """FID of step plans at a size the engine cannot reach on a CPU: diffusers' UNet in PyTorch (a GPU when
-there is one), DDIM (eta 0), FID against the Fashion-MNIST test set (domain features, as
+there is one), DDIM (eta 0) or diffusers' own solvers, FID against the Fashion-MNIST test set (domain features, as
 `steps_fid_check.py`), rFID and per-image RMSE against the 100-step teacher on the same seeds, and each
 plan's cost in full steps from a profile's per-branch fractions.
 
@@ -16,10 +16,18 @@ A plan is one of
                                         step's feature, as the engine's partial:M); WHERE places them:
                                         u (spread evenly), e / m / l (alternating with full steps in the
                                         early / middle / late part, the rest full)
+  SOLVER:G                              all-full diffusers solver with G steps from the model's scheduler
+                                        config (from_config): dpmsolver++, dpmsolver, unipc, euler, pndm
+                                        (PLMS only), ddim; a digit after a multistep solver is its order
+                                        (unipc3:10, dpmsolver++3:10)
   plan:PATH                             an engine plan file (`generate --plan`, a search's result file)
+                                        on any sampler the engine runs (DDIM with eta 0, DPM-Solver,
+                                        UniPC, Euler, PNDM; explicit timestep lists)
 Each step goes from its timestep to the next one in the list (the last to alpha = 1): diffusers'
 DDIMScheduler.step for leading spacing, and nearly so for trailing and linspace (diffusers steps back
-by T // G there, a timestep or so off the next one); a null step reuses the last model output.
+by T // G there, a timestep or so off the next one); a null step reuses the last model output. Plans
+on other solvers run diffusers' scheduler itself (scale_model_input, step), a partial or null step's
+output given to the solver like a full step's, as the engine does.
 
     .venv-ref/bin/python scripts/plan_fid_check.py models/fashion-mnist --count 2000 leading:37 G48:F35:b0:u
 
@@ -37,7 +45,8 @@ import time
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, UNet2DModel,
+                       UniPCMultistepScheduler)
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +66,48 @@ def spaced(name, g, model):
     sched = DDIMScheduler.from_pretrained(os.path.join(model, "scheduler"), **overrides)
     sched.set_timesteps(g)
     return [int(t) for t in sched.timesteps]
+
+
+SOLVERS = {"ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler, "dpmsolver": DPMSolverMultistepScheduler,
+           "unipc": UniPCMultistepScheduler, "euler": EulerDiscreteScheduler, "pndm": PNDMScheduler}
+
+
+def solver(model, sampler):
+    """A fresh diffusers scheduler for an engine plan's `sampler` (the model's config, as from_config),
+    its timesteps set: the engine's choices where a config leaves them open."""
+    kind = sampler["scheduler"]
+    if kind not in SOLVERS or sampler.get("eta", 0) != 0:
+        raise SystemExit(f"{kind} (eta {sampler.get('eta', 0)}): not a sampler this script runs")
+    folder = os.path.join(model, "scheduler")
+    with open(os.path.join(folder, "scheduler_config.json")) as f:
+        config = json.load(f)
+    overrides = {}
+    if kind in ("dpmsolver++", "dpmsolver"):
+        overrides["algorithm_type"] = kind
+        if kind == "dpmsolver" and "final_sigmas_type" not in config:
+            overrides["final_sigmas_type"] = "sigma_min"  # (the engine's choice; diffusers' default fails here)
+    if sampler.get("order"):
+        overrides["solver_order"] = sampler["order"]
+    if kind == "pndm":
+        overrides["skip_prk_steps"] = sampler.get("skip_prk_steps", True)
+    sched = SOLVERS[kind].from_pretrained(folder, **overrides)
+    if sampler.get("timesteps"):
+        sched.set_timesteps(timesteps=sampler["timesteps"])
+    else:
+        sched.set_timesteps(sampler["steps"])
+    return sched
+
+
+def solver_spec(name, g):
+    """The sampler of a SOLVER:G spec, or None."""
+    kind = name.rstrip("0123456789")
+    if kind not in SOLVERS or kind == "ddim" and name != kind:
+        return None
+    order = name[len(kind):]
+    sampler = {"scheduler": kind, "steps": g, "eta": 0}
+    if order:
+        sampler["order"] = int(order)
+    return sampler
 
 
 def power(name, g):
@@ -88,7 +139,8 @@ def placed(g, full, branch, where):
 
 
 def parse(spec, model):
-    """(timesteps, actions) of a plan spec."""
+    """(timesteps, actions, sampler) of a plan spec; sampler None for DDIM run by this script's own
+    loop, else the engine plan's sampler, run by diffusers' scheduler."""
     try:
         return parse_spec(spec, model)
     except (ValueError, KeyError, OSError) as e:
@@ -104,25 +156,34 @@ def parse_spec(spec, model):
         if not plan:
             raise SystemExit(f"{rest}: neither a plan nor a search result with a best_plan")
         sampler = plan.get("sampler", {})
-        if sampler.get("scheduler", "ddim") != "ddim" or sampler.get("eta", 0) != 0:
-            raise SystemExit(f"{rest}: only DDIM with eta 0 plans")
         actions = plan["actions"]
-        return spaced(None, sampler.get("steps", len(actions)), model), actions
+        if sampler.get("scheduler", "ddim") != "ddim" or sampler.get("timesteps"):
+            sched = solver(model, sampler)
+            if len(sched.timesteps) != len(actions):
+                raise SystemExit(f"{rest}: {len(actions)} actions for {len(sched.timesteps)} model evaluations")
+            return [float(t) for t in sched.timesteps], actions, sampler
+        if sampler.get("eta", 0) != 0:
+            raise SystemExit(f"{rest}: only DDIM with eta 0")
+        return spaced(None, sampler.get("steps", len(actions)), model), actions, None
+    if solver_spec(name, 1) and rest.isdigit():
+        sampler = solver_spec(name, int(rest))
+        ts = [float(t) for t in solver(model, sampler).timesteps]
+        return ts, ["full"] * len(ts), sampler
     if name in ("leading", "trailing", "linspace"):
         ts = spaced(name, int(rest), model)
-        return ts, ["full"] * len(ts)
+        return ts, ["full"] * len(ts), None
     if name[:1] in ("p", "g") and not rest.startswith("F"):
         g = int(rest)
         ts = power(name, g)
         if len(ts) != g:
             raise SystemExit(f"{spec}: only {len(ts)} distinct timesteps")
-        return ts, ["full"] * g
+        return ts, ["full"] * g, None
     if name.startswith("G"):
         parts = rest.split(":")
         if len(parts) != 3 or not parts[0].startswith("F") or not parts[1].startswith("b"):
             raise SystemExit(f"{spec}: expected GG:FF:bM:WHERE")
         g = int(name[1:])
-        return spaced(None, g, model), placed(g, int(parts[0][1:]), int(parts[1][1:]), parts[2])
+        return spaced(None, g, model), placed(g, int(parts[0][1:]), int(parts[1][1:]), parts[2]), None
     raise SystemExit(f"unknown plan {spec!r}")
 
 
@@ -149,8 +210,33 @@ def sample(unet, alphas, noise, ts, actions, batch, device):
     return torch.cat(out)
 
 
-def engine_plan(spec, ts, actions, model):
+def sample_solver(unet, model, sampler, noise, actions, batch, device):
+    """`sampler`'s diffusers scheduler from `noise` (scaled by init_noise_sigma) with the plan's actions:
+    full, partial (DeepCache's shallow path) or null (the last output), each output given to the solver
+    as it is; samples clamped to [-1, 1]."""
+    out = []
+    for i in range(0, len(noise), batch):
+        sched = solver(model, sampler)  # (fresh: multistep solvers keep a history per run)
+        x = noise[i:i + batch].to(device) * sched.init_noise_sigma
+        eps, record = None, {}
+        for k, (t, action) in enumerate(zip(sched.timesteps, actions)):
+            x_in = sched.scale_model_input(x, t)
+            if action == "full":
+                record = {}
+                eps = full_pass(unet, x_in, float(t), record)
+            elif action.startswith("partial:"):
+                eps = partial_pass(unet, x_in, float(t), int(action.split(":")[1]), record[int(action.split(":")[1])])
+            elif action != "null" or eps is None:
+                raise SystemExit(f"step {k}: {action!r} cannot run here")
+            x = sched.step(eps, t, x).prev_sample
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def engine_plan(spec, ts, actions, model, sampler=None):
     """The plan as an engine plan file's JSON, where the engine can run it (on the model's own spacing)."""
+    if sampler is not None:
+        return {"format": "flexiffusion-step-plan", "version": 1, "description": spec, "sampler": sampler, "actions": actions}
     name = spec.partition(":")[0]
     if name not in ("plan", "leading") and not name.startswith("G"):
         return None
@@ -172,8 +258,8 @@ def compare_engine(binary, model, unet, alphas, parsed, device, images=8, limit=
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         save_file({"sample": noise.contiguous()}, os.path.join(tmp, "noise.safetensors"))
-        for spec, ts, actions in parsed:
-            plan = engine_plan(spec, ts, actions, model)
+        for spec, ts, actions, sampler in parsed:
+            plan = engine_plan(spec, ts, actions, model, sampler)
             if plan is None:
                 print(f"{spec:>18}  (not an engine plan on the model's spacing: skipped)")
                 continue
@@ -186,7 +272,8 @@ def compare_engine(binary, model, unet, alphas, parsed, device, images=8, limit=
             if run.returncode != 0:
                 raise SystemExit(f"{spec}: {binary} generate failed: {run.stderr.strip()}")
             engine = load_file(out)["sample"].clamp(-1, 1)
-            here = sample(unet, alphas, noise, ts, actions, images, device)
+            here = (sample_solver(unet, model, sampler, noise, actions, images, device) if sampler is not None
+                    else sample(unet, alphas, noise, ts, actions, images, device))
             diff = float((engine - here).abs().max())
             worst = max(worst, diff)
             print(f"{spec:>18}  max |engine − PyTorch| over {images} images: {diff:.2e}", flush=True)
@@ -230,7 +317,9 @@ def main():
     real = stats(features(load_images("t10k", args.data)))
     noise = torch.randn(args.count, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
 
-    def run(ts, actions):
+    def run(ts, actions, sampler=None):
+        if sampler is not None:
+            return sample_solver(unet, args.model, sampler, noise, actions, args.batch, device)
         return sample(unet, alphas, noise, ts, actions, args.batch, device)
 
 
@@ -243,9 +332,9 @@ def main():
     print(f"{args.count} samples, seed {args.seed}, device {device}, tf32 {args.tf32}; teacher (100 steps) "
           f"FID {fid_t:.2f} ({time.time() - start:.1f} s)", flush=True)
     print(f"{'plan':>18} {'cost':>5} {'FID':>7} {'halves':>15} {'rFID':>6} {'RMSE':>6}  first timesteps", flush=True)
-    for spec, ts, actions in parsed:
+    for spec, ts, actions, sampler in parsed:
         start = time.time()
-        x = run(ts, actions)
+        x = run(ts, actions, sampler)
         f = features(x)
         fid = frechet(*stats(f), *real)
         h = [frechet(*stats(f[s]), *real) for s in (slice(0, half), slice(half, None))]
