@@ -6,9 +6,17 @@
 import Engine
 import Foundation
 
-/// Scores candidates: rFID against the teacher on the first `samples` images of a fixed seed set.
+/// Scores candidates: the fitness (rFID against the teacher by default) on the first `samples` images of a fixed seed set.
 public protocol CandidateScorer: AnyObject {
     func rfid(_ c: Candidate, samples: Int) throws -> Double
+}
+
+/// What the search minimises.
+public enum Fitness: String, NamedChoice {
+    /// rFID: Fréchet distance between the plan's and the teacher's image features (two sets).
+    case rfid
+    /// The mean squared feature distance between each image and the teacher's from the same noise.
+    case paired
 }
 
 public struct SearchSettings: Codable, Equatable, Sendable {
@@ -29,25 +37,29 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     /// Other solvers the grids may run on ("unipc2", …; nil or empty: the teacher's scheduler only;
     /// files made before solvers existed have none).
     public var solvers: [String]?
+    /// What the search minimises: "rfid" (nil in files made before there was a choice) or "paired".
+    public var fitness: String?
     public var useMACs: Bool
     /// Stop starting generations when the next would end after this many seconds (nil: no limit).
     public var maxSeconds: Double?
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
-                segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], useMACs: Bool = false, maxSeconds: Double? = nil) {
+                segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], fitness: Fitness = .rfid, useMACs: Bool = false,
+                maxSeconds: Double? = nil) {
         self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
         self.population = population; self.children = children; self.generations = generations
         self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
         self.segmentCounts = segmentCounts; self.useMACs = useMACs; self.maxSeconds = maxSeconds
         self.grids = grids?.isEmpty == true ? nil : grids
         self.solvers = solvers.isEmpty ? nil : solvers.map(\.description)
+        self.fitness = fitness == .rfid ? nil : fitness.rawValue
     }
 
     enum CodingKeys: String, CodingKey {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
-        case segmentCounts = "segment_counts", grids, solvers, useMACs = "use_macs", maxSeconds = "max_seconds"
+        case segmentCounts = "segment_counts", grids, solvers, fitness, useMACs = "use_macs", maxSeconds = "max_seconds"
     }
 }
 

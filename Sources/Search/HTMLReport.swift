@@ -32,7 +32,7 @@ public enum HTMLReport {
                 String(format: "%.2f×", m) + (e.measuredRange.map { r in String(format: " <small>(%.2f–%.2f)</small>", r[0], r[1]) } ?? "")
             } ?? "–"
             rows += "<tr\(emphasis ? " class=\"best\"" : "")><td>\(esc(e.name))</td><td>\(number(e.predictedSpeedup, "%.2f×"))</td><td>\(measured)</td>"
-                + "<td>\(number(e.rfid, "%.3f"))</td><td>\(number(e.fid, "%.2f"))</td><td class=\"plan\">\(plan)</td></tr>\n"
+                + "<td>\(number(e.rfid, "%.3f"))</td><td>\(number(e.paired, "%.3f"))</td><td>\(number(e.fid, "%.2f"))</td><td class=\"plan\">\(plan)</td></tr>\n"
         }
         if let teacher = report.teacher { row(teacher) }
         if let best = report.best { row(best, emphasis: true) }
@@ -65,11 +65,12 @@ public enum HTMLReport {
             <p>Teacher: \(esc(report.sampler.description)), every step full. Target: \(String(format: "%.2f", report.requestedSpeedup ?? target))× \
             (searched at \(String(format: "%.2f", target))× with a \(String(format: "%.0f", (report.margin ?? 0) * 100)) % margin), \
             predicted from the latency table of \(esc(report.device)) at batch \(report.batch). Space: grids of \(grids) steps on \(esc(solvers)), \
-            \(settings.segmentCounts.count) segment counts. Fitness: rFID against the teacher (\(esc(report.features)) features) on \(samples) images of seed \(settings.seed); \
+            \(settings.segmentCounts.count) segment counts. Fitness: \(settings.fitness == "paired" ? "the paired feature distance to the teacher's image from the same noise" : "rFID against the teacher") \
+            (\(esc(report.features)) features) on \(samples) images of seed \(settings.seed); \
             \(report.state.records.count) plans scored in \(String(format: "%.0f", report.state.elapsedSeconds)) s.</p>
             <h2>The best plan and the baselines</h2>
             <table><tr><th>plan</th><th>predicted</th><th>measured\(rounds > 0 ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
-            <th>rFID <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th><th>sampler and steps</th></tr>
+            <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th><th>sampler and steps</th></tr>
             \(rows)</table>
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model, by ±10–30 % at 64 \
             images); `flexiffusion bench fitness` and scripts/plan_fid_check.py make 1,000–10,000-image figures of chosen plans.</p>

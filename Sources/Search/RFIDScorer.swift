@@ -8,8 +8,10 @@ import GPUKernels
 
 public final class RFIDScorer: SearchEvaluator {
     public let evaluator: RFIDEvaluator
+    /// What `rfid(_:samples:)` scores candidates by.
+    public let fitness: Fitness
 
-    public init(evaluator: RFIDEvaluator) { self.evaluator = evaluator }
+    public init(evaluator: RFIDEvaluator, fitness: Fitness = .rfid) { self.evaluator = evaluator; self.fitness = fitness }
 
     /// The teacher's sampler: candidates' plans are made on it (or a coarser grid of it).
     public var teacherSampler: PlanSampler { evaluator.teacher.sampler }
@@ -28,10 +30,18 @@ public final class RFIDScorer: SearchEvaluator {
         return (1..<max(1, c.count)).map { lengths[0..<$0].reduce(0, +) }
     }
 
+    /// The candidate's fitness: rFID, or the paired feature distance (`fitness`).
     public func rfid(_ c: Candidate, samples: Int) throws -> Double {
         let plan = try c.plan(teacherSampler)
-        return try evaluator.rfid(plan: plan, samples: samples, boundaries: boundaries(c, steps: plan.actions.count), counted: true).rfid
+        let starts = boundaries(c, steps: plan.actions.count)
+        switch fitness {
+        case .rfid: return try evaluator.rfid(plan: plan, samples: samples, boundaries: starts, counted: true).rfid
+        case .paired: return try evaluator.pairedDistance(plan: plan, samples: samples, boundaries: starts, counted: true)
+        }
     }
+
+    /// The paired feature distance of any plan (features reused where computed before).
+    public func pairedDistance(plan: StepPlan, samples: Int) throws -> Double? { try evaluator.pairedDistance(plan: plan, samples: samples) }
 
     /// rFID and statistics of any plan (a baseline): a plan equal to a scored candidate's reuses its features.
     public func rfid(plan: StepPlan, samples: Int) throws -> (rfid: Double, statistics: FeatureStatistics) {

@@ -12,6 +12,8 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     /// The smallest and largest ratio over the timing rounds (the spread around the median).
     public var measuredRange: [Double]?
     public var rfid: Double?
+    /// The paired feature distance to the teacher's images from the same noise (nil where not computed).
+    public var paired: Double?
     /// FID against real data on the same samples (nil without real statistics).
     public var fid: Double?
     public var plan: StepPlan?
@@ -24,7 +26,7 @@ public struct ReportEntry: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", measuredRange = "measured_speedup_range"
-        case rfid, fid, plan
+        case rfid, paired, fid, plan
     }
 }
 
@@ -70,7 +72,9 @@ extension SearchReport {
     /// Records the search's best so far (its entry and plan), as the file carries it between evaluations.
     mutating func setBest(_ best: SearchRecord?, samples: Int) throws {
         guard let best else { return }
-        self.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples))
+        let paired = state.settings.fitness == Fitness.paired.rawValue
+        self.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: paired ? nil : best.score(samples))
+        self.best?.paired = paired ? best.score(samples) : nil
         bestPlan = try best.candidate.plan(sampler)
     }
 }
@@ -81,7 +85,8 @@ extension SearchReport {
 public enum ParetoPlot {
     public static func svg(candidates: [(speedup: Double, rfid: Double)], front: [(speedup: Double, rfid: Double)],
                            best: (speedup: Double, rfid: Double)?, baselines: [(name: String, speedup: Double, rfid: Double)],
-                           target: Double, requested: Double? = nil, title: String) -> String {
+                           target: Double, requested: Double? = nil, title: String,
+                           yLabel: String = "rFID against the teacher") -> String {
         // (The legend's column is as wide as its longest name: 12-px sans-serif text is ~6.5 px a
         // character on average, up to ~7.3 with capitals and wide digits, so the column is sized at 7.5.)
         let charWidth = 6.5
@@ -102,7 +107,7 @@ public enum ParetoPlot {
             <line x1="\(f(left))" y1="\(f(h - bottom))" x2="\(f(w - right))" y2="\(f(h - bottom))" stroke="black"/>
             <line x1="\(f(left))" y1="\(f(top))" x2="\(f(left))" y2="\(f(h - bottom))" stroke="black"/>
             <text x="\(f((left + w - right) / 2))" y="\(f(h - 15))" text-anchor="middle">predicted speed-up over the teacher (×)</text>
-            <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">rFID against the teacher (log scale; lower is better)</text>
+            <text x="18" y="\(f((top + h - bottom) / 2))" text-anchor="middle" transform="rotate(-90 18 \(f((top + h - bottom) / 2)))">\(esc(yLabel)) (log scale; lower is better)</text>
 
             """
         // x ticks at round values: the step of 1, 2, 2.5 or 5 × 10^k that gives 4–8 of them.

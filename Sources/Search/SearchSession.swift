@@ -23,10 +23,13 @@ public protocol SearchEvaluator: CandidateScorer {
     var teacherSeconds: Double { get }
     /// A PNG of one row of `images` images of `plan` from the fitness seed (nil: no images, e.g. no device).
     func imageStrip(_ plan: StepPlan, images: Int) throws -> Data?
+    /// The paired feature distance of any plan (nil: not available).
+    func pairedDistance(plan: StepPlan, samples: Int) throws -> Double?
 }
 
 extension SearchEvaluator {
     public func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? { nil }
+    public func pairedDistance(plan: StepPlan, samples: Int) throws -> Double? { nil }
 }
 
 /// Everything a search is asked to do (what `flexiffusion search`'s options say).
@@ -55,6 +58,8 @@ public struct SearchConfiguration: Sendable {
     /// and spaced timesteps, else none — or, when continuing a results file, the file's).
     public var solvers: [SolverChoice]?
     public var useMACs = false
+    /// What the search minimises (the evaluator must score by it too).
+    public var fitness = Fitness.rfid
     /// Start no generation that would end after this many minutes (nil: no limit).
     public var maxMinutes: Double?
     /// Timed rounds of each plan beside a teacher batch (0: none).
@@ -273,7 +278,7 @@ public final class SearchSession {
         let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse, solvers: solvers)
         let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: screen, population: c.population, children: c.children,
                                       generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
-                                      seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, useMACs: c.useMACs,
+                                      seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, fitness: c.fitness, useMACs: c.useMACs,
                                       maxSeconds: c.maxMinutes.map { $0 * 60 })
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
@@ -307,7 +312,7 @@ public final class SearchSession {
                 eta = max(0, elapsed / Double(g) * Double(total - g))
                 if let limit = settings.maxSeconds { eta = min(eta!, max(0, limit - state.elapsedSeconds)) }
             }
-            let progress = SearchProgress(generationsDone: min(g, total), generations: total, bestRFID: report.best?.rfid,
+            let progress = SearchProgress(generationsDone: min(g, total), generations: total, bestRFID: report.best?.rfid ?? report.best?.paired,
                                           scored: state.records.count, elapsed: elapsed, eta: eta, update: update)
             if handler(.progress(progress)) == .stop { stopRequested = true }
         }
@@ -324,18 +329,34 @@ public final class SearchSession {
         var report = report
         let records = Array(search.state.records.values)
         let front = EvolutionarySearch.paretoFront(records, samples: samples)
+        // Every entry carries both measures: its rFID (the score itself with the rFID fitness, else
+        // computed from the same features) and its paired distance (the score with the paired fitness).
+        let byPaired = c.fitness == .paired
+        func rfidOf(_ r: SearchRecord, _ plan: StepPlan) throws -> Double? { byPaired ? try evaluator.rfid(plan: plan, samples: samples).rfid : r.score(samples) }
+        func pairedOf(_ r: SearchRecord?, _ plan: StepPlan) throws -> Double? {
+            if byPaired, let s = r?.score(samples) { return s }
+            return try evaluator.pairedDistance(plan: plan, samples: samples)
+        }
+        func fitnessOf(_ e: ReportEntry) -> Double { (byPaired ? e.paired : e.rfid) ?? .nan }
         report.pareto = try front.map {
-            ReportEntry(name: $0.origin.rawValue, key: $0.candidate.key, predictedSpeedup: $0.predictedSpeedup, rfid: $0.score(samples),
-                        plan: try $0.candidate.plan(c.teacher))
+            let plan = try $0.candidate.plan(c.teacher)
+            var e = ReportEntry(name: $0.origin.rawValue, key: $0.candidate.key, predictedSpeedup: $0.predictedSpeedup, rfid: try rfidOf($0, plan), plan: plan)
+            e.paired = try pairedOf($0, plan)
+            return e
         }
         let real = try realStatistics()
         if real == nil { _ = handler(.noRealData) }
         func fid(_ s: FeatureStatistics) throws -> Double? { try real.map { try frechetDistance(s, $0) } }
+        func withPaired(_ e: ReportEntry, _ r: SearchRecord? = nil) throws -> ReportEntry {
+            var e = e
+            e.paired = try pairedOf(r, e.plan!)
+            return e
+        }
 
         let bestPlan = try best.candidate.plan(c.teacher)
         var entries: [(entry: ReportEntry, plan: StepPlan)] = []
-        entries.append((ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: best.score(samples),
-                                    fid: try fid(evaluator.statistics(best.candidate, samples: samples)), plan: bestPlan), bestPlan))
+        entries.append((try withPaired(ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: try rfidOf(best, bestPlan),
+                                                   fid: try fid(evaluator.statistics(best.candidate, samples: samples)), plan: bestPlan), best), bestPlan))
         // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid (a member
         // of the space when that step count is one of its grids: then its scores are reused).
         let ddimSteps = SearchConfiguration.ddimSteps(steps: steps, target: target)
@@ -344,8 +365,8 @@ public final class SearchSession {
         let ddimKey = search.space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
         _ = handler(.scoringBaselines(ddimSteps: ddimSteps))
         let ddim = try evaluator.rfid(plan: ddimPlan, samples: samples)
-        entries.append((ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
-                                    rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan), ddimPlan))
+        entries.append((try withPaired(ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
+                                                   rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan)), ddimPlan))
         // DPM-Solver++ (2M) and UniPC (2) with the same number of model evaluations: what users switch
         // to instead of a plan (members of the space when the search runs other solvers and the step
         // count is one of its grids; else the search can lose to them, and the report shows it).
@@ -356,10 +377,10 @@ public final class SearchSession {
                 let scored = try evaluator.rfid(plan: plan, samples: samples)
                 // ("dpmsolver++ 2M 9 steps", "unipc2 9 steps")
                 let name = s.scheduler == .dpmsolverPlusPlus ? "dpmsolver++ \(s.order!)M" : s.description
-                entries.append((ReportEntry(name: "\(name) \(ddimSteps) steps",
-                                            key: search.space.contains(member) ? member.key : "\(s)-\(ddimSteps)",
-                                            predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: scored.rfid, fid: try fid(scored.statistics),
-                                            plan: plan), plan))
+                entries.append((try withPaired(ReportEntry(name: "\(name) \(ddimSteps) steps",
+                                                           key: search.space.contains(member) ? member.key : "\(s)-\(ddimSteps)",
+                                                           predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: scored.rfid,
+                                                           fid: try fid(scored.statistics), plan: plan)), plan))
             }
         }
         // DeepCache uniform: the best-scored member that meets the target (scored in generation 0),
@@ -369,13 +390,14 @@ public final class SearchSession {
             let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
             let plan = try StepPlan.deepCacheUniform(onSampler, interval: L, branch: b)
             let on = dc.candidate.solver.map { " on \($0) \(g)" } ?? (g == steps ? "" : " on DDIM \(g)")
-            entries.append((ReportEntry(name: "deepcache N=\(L) branch \(b)" + on, key: dc.candidate.key,
-                                        predictedSpeedup: dc.predictedSpeedup, rfid: dc.score(samples),
-                                        fid: try fid(evaluator.statistics(dc.candidate, samples: samples)), plan: plan), plan))
+            entries.append((try withPaired(ReportEntry(name: "deepcache N=\(L) branch \(b)" + on, key: dc.candidate.key,
+                                                       predictedSpeedup: dc.predictedSpeedup, rfid: try rfidOf(dc, plan),
+                                                       fid: try fid(evaluator.statistics(dc.candidate, samples: samples)), plan: plan), dc), plan))
         }
         let teacherPlan = StepPlan.teacher(c.teacher)
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
                                        fid: try fid(evaluator.teacherStatistics(samples: samples)), plan: nil)
+        teacherEntry.paired = entries[0].entry.paired == nil ? nil : 0
         if c.measureRounds > 0 {
             // Rounds alternate the teacher with every plan, each generating all the fitness images
             // (every batch, samples read back: a whole run but for start-up); a plan's speed-up is the
@@ -408,8 +430,9 @@ public final class SearchSession {
             candidates: records.compactMap { r in r.score(samples).map { (r.predictedSpeedup, $0) } },
             front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
             best: (best.predictedSpeedup, best.score(samples)!),
-            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, $0.entry.rfid ?? .nan) } + [("teacher", 1, 0)],
-            target: target, requested: requested, title: "flexiffusion search: \(c.modelName), \(steps)-step DDIM, \(samples) samples")
+            baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, fitnessOf($0.entry)) } + [("teacher", 1, 0)],
+            target: target, requested: requested, title: "flexiffusion search: \(c.modelName), \(steps)-step DDIM, \(samples) samples",
+            yLabel: byPaired ? "paired feature distance to the teacher" : "rFID against the teacher")
         try writeAtomically(Data(picture.utf8), to: c.svgURL.path)
         // The page: the teacher's, the best plan's and each baseline's images from the same seeds.
         var strips: [HTMLReport.Strip] = []

@@ -6,6 +6,8 @@ import Foundation
 import GPUKernels
 import Search
 
+extension Fitness: ExpressibleByArgument {}
+
 struct SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search",
@@ -55,6 +57,7 @@ struct SearchCommand: ParsableCommand {
     @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
     @Option(help: ArgumentHelp("Coarser DDIM grids searched besides the teacher's: a list of step counts (each cut into segments as the teacher's steps are, with --segments up to its size and N = G, plain DDIM with G steps), auto (the teacher's steps / 2 and the DDIM baseline's ⌊T / (X(1 + F))⌋ steps), or none (the paper's space).", valueName: "list")) var grids = "auto"
     @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order), or none (default: dpmsolver++2,unipc2 with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
+    @Option(help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitness = Fitness.rfid
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
@@ -126,7 +129,8 @@ struct SearchCommand: ParsableCommand {
         let teacher = PlanSampler(scheduler: .ddim, steps: steps, eta: eta)
         let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: setup.config.outChannels, height: setup.side, width: setup.side)
         let modelKey = try RFIDEvaluator.modelKey(folder: setup.folder)
-        let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: StepPlan.teacher(teacher), seed: seed, modelKey: modelKey))
+        let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: StepPlan.teacher(teacher), seed: seed, modelKey: modelKey),
+                                fitness: fitness)
 
         var c = SearchConfiguration(target: speedup.map { .speedup($0) } ?? .latencyMs(latencyMs!), teacher: teacher, batch: batch,
                                     out: URL(fileURLWithPath: out), modelName: setup.name, modelKey: modelKey, device: device.name,
@@ -135,7 +139,7 @@ struct SearchCommand: ParsableCommand {
         c.population = population; c.children = children; c.generations = generations
         c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
-        c.solvers = chosenSolvers
+        c.solvers = chosenSolvers; c.fitness = fitness
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
@@ -155,6 +159,7 @@ struct SearchCommand: ParsableCommand {
 
         let interrupt = Interrupt()
         let display = SearchDisplay()
+        display.fitnessName = fitness == .paired ? "paired" : "rFID"
         let outcome = try session.run { event in
             display.show(event)
             return interrupt.requested ? .stop : .proceed

@@ -14,13 +14,13 @@ extension SearchCommand {
             return
         }
         let measured = noMeasure ? "measured ×" : "measured × (median, range of \(measureRounds))"
-        var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "FID real (\(samples))"]]
+        var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "paired (\(samples))", "FID real (\(samples))"]]
         for e in [r.teacher] + r.entries {
             rows.append([e.name, String(format: "%.2f", e.predictedSpeedup), e.measuredSpeedup.map { m in String(format: "%.2f", m) + (e.measuredRange.map { $0[0] == $0[1] ? "" : String(format: " (%.2f–%.2f)", $0[0], $0[1]) } ?? "") } ?? "–",
-                         e.rfid.map { String(format: "%.3f", $0) } ?? "–", e.fid.map { String(format: "%.2f", $0) } ?? "–"])
+                         e.rfid.map { String(format: "%.3f", $0) } ?? "–", e.paired.map { String(format: "%.3f", $0) } ?? "–", e.fid.map { String(format: "%.2f", $0) } ?? "–"])
         }
         print(renderTable(rows))
-        print("rFID and FID on \(samples) samples (seed \(seed)): figures this small scatter; see docs/search-experiment.md for 2,048–10,000-sample checks")
+        print("fitness: \(fitness == .paired ? "paired feature distance" : "rFID"); figures on \(samples) samples (seed \(seed)) scatter: `flexiffusion bench fitness` and scripts/plan_fid_check.py make larger checks")
         let plan = r.report.bestPlan!
         print("best plan \(r.best.candidate.key) (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
         if r.bestIsDDIM {
@@ -55,6 +55,8 @@ final class Interrupt: @unchecked Sendable {
 /// The search's events on standard error: one redrawn line on a terminal, a line per generation when piped.
 final class SearchDisplay {
     let interactive = isatty(2) != 0
+    /// What "best" is measured in.
+    var fitnessName = "rFID"
     private var drawn = false
     private var lastPlain = 0.0
 
@@ -70,7 +72,7 @@ final class SearchDisplay {
                        s.grids.map(String.init).joined(separator: ","), ([s.teacher.scheduler.rawValue] + s.solvers.map(\.description)).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
         case .progress(let p):
             let done = max(0, p.generationsDone - 1), total = p.generations - 1
-            let figures = String(format: "generation %d/%d  best rFID %@  %d scored  %.0f s%@", done, total,
+            let figures = String(format: "generation %d/%d  best %@ %@  %d scored  %.0f s%@", done, total, fitnessName,
                                  p.bestRFID.map { String(format: "%.3f", $0) } ?? "–", p.scored, p.elapsed,
                                  p.eta.map { String(format: ", ETA %.0f s", $0) } ?? "")
             if interactive {

@@ -484,6 +484,8 @@ final class SyntheticEvaluator: SearchEvaluator {
     var stepsRun: Int { calls.count }
     var stepsShared: Int { 0 }
     var teacherSeconds: Double { 0 }
+    /// (A stand-in: the plan's null fraction.)
+    func pairedDistance(plan: StepPlan, samples: Int) throws -> Double? { Double(plan.nullSteps) / Double(plan.actions.count) }
 }
 
 @Suite struct SearchSessionTests {
@@ -513,6 +515,26 @@ final class SyntheticEvaluator: SearchEvaluator {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("search-session-\(freshSeed())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
+    }
+
+    /// A search by the paired distance: the best entry carries its score as `paired` and its rFID from
+    /// the same plan; every entry has both; a results file does not continue with the other fitness.
+    @Test func pairedFitnessReportsBothMeasures() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let seed = freshSeed()
+        var c = configuration(dir, seed: seed)
+        c.fitness = .paired; c.generations = 1
+        let outcome = try session(c, SyntheticEvaluator(), dir: dir, measured: Counter()).run()
+        guard case .finished(let result) = outcome else { Issue.record("outcome \(outcome)"); return }
+        let best = result.entries[0]
+        #expect(best.paired == result.best.score(c.samples), "the paired fitness is the best entry's paired distance")
+        #expect(best.rfid == (try SyntheticEvaluator().rfid(plan: best.plan!, samples: c.samples)).rfid)
+        #expect(result.entries.allSatisfy { $0.rfid != nil && $0.paired != nil } && result.teacher.paired == 0)
+        #expect(result.report.state.settings.fitness == "paired")
+        var other = configuration(dir, seed: seed, resume: true)
+        other.generations = 2
+        #expect(throws: ModelError.self) { _ = try session(other, SyntheticEvaluator(), dir: dir, measured: Counter()).run() }
     }
 
     /// A whole search: latencies measured once into the table (then read from it), the report with
