@@ -37,24 +37,14 @@ struct BenchFitness: ParsableCommand {
         guard plans.count >= 3 else { throw ValidationError("give at least 3 plan files to rank") }
         guard chunk >= 2, count >= 2 * chunk else { throw ValidationError("--chunk must be at least 2 and --count at least two chunks") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let setup = try ModelSetup(model)
-        let teacher = try teacherOptions.plan(branchCount: setup.config.branchCount)
-        let loaded = try plans.map { path -> StepPlan in
-            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
-            do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
-            return p
-        }
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
-        let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: setup.config.outChannels, height: setup.side, width: setup.side)
-        let evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: teacher, seed: seed,
-                                          modelKey: try RFIDEvaluator.modelKey(folder: setup.folder))
+        let scoring = try PlanScoring(model: model, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+                                      batch: batch, seed: seed)
+        let (teacher, loaded, extractor, evaluator) = (scoring.teacher, scoring.plans, scoring.extractor, scoring.evaluator)
         let dims = extractor.dims
         let progress = ProgressLine("teacher (\(teacher.sampler))")
         let teacherRows = try evaluator.teacherFeatures(samples: count)
         progress.finish()
-        let defaultReal = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-        let realPath = real ?? (model == nil && FileManager.default.fileExists(atPath: defaultReal) ? defaultReal : nil)
+        let realPath = realImages(real, model: model)
         let realStatistics = try realPath.map { try FIDStatistics(extractor: extractor).cachedStatistics(of: $0) }
 
         let chunks = count / chunk

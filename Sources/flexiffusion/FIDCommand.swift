@@ -104,6 +104,35 @@ struct TeacherOptions: ParsableArguments {
     }
 }
 
+/// What `rfid` and `bench fitness` share: the model, the teacher, the plan files checked against the
+/// model, and an rFID evaluator on the device.
+struct PlanScoring {
+    let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
+
+    init(model: String?, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions, device: DeviceOptions,
+         batch: Int, seed: UInt64) throws {
+        setup = try ModelSetup(model)
+        let config = setup.config
+        self.teacher = try teacher.plan(branchCount: config.branchCount)
+        plans = try paths.map { path -> StepPlan in
+            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
+            do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
+            return p
+        }
+        stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
+        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
+        extractor = try features.extractor(stream: stream, batch: batch, channels: config.outChannels, height: setup.side, width: setup.side)
+        evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: self.teacher, seed: seed,
+                                      modelKey: try RFIDEvaluator.modelKey(folder: setup.folder))
+    }
+}
+
+/// The real images FID compares with: `real`, else (for the default model) the Fashion-MNIST test set when installed.
+func realImages(_ real: String?, model: String?) -> String? {
+    let testSet = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    return real ?? (model == nil && FileManager.default.fileExists(atPath: testSet) ? testSet : nil)
+}
+
 struct RFIDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rfid",
@@ -130,18 +159,9 @@ struct RFIDCommand: ParsableCommand {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let setup = try ModelSetup(model)
-        let teacher = try teacherOptions.plan(branchCount: setup.config.branchCount)
-        let loaded = try plans.map { path -> StepPlan in
-            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
-            do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
-            return p
-        }
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
-        let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: setup.config.outChannels, height: setup.side, width: setup.side)
-        let evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: teacher, seed: seed,
-                                          modelKey: try RFIDEvaluator.modelKey(folder: setup.folder))
+        let scoring = try PlanScoring(model: model, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+                                      batch: batch, seed: seed)
+        let (teacher, loaded, stream, evaluator) = (scoring.teacher, scoring.plans, scoring.stream, scoring.evaluator)
         let cached = evaluator.teacherCached(samples: count)
         let teacherProgress = ProgressLine("teacher (\(teacher.sampler))")
         let t0 = DispatchTime.now().uptimeNanoseconds

@@ -143,8 +143,7 @@ struct SearchCommand: ParsableCommand {
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
-        let defaultReal = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-        let realPath = real ?? (model == nil && FileManager.default.fileExists(atPath: defaultReal) ? defaultReal : nil)
+        let realPath = realImages(real, model: model)
         let session = SearchSession(
             configuration: c, evaluator: scorer,
             latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint) {
