@@ -54,8 +54,8 @@ public struct SearchConfiguration: Sendable {
     public var segmentCounts: [Int] = Array(4...50)
     public var divisorsOnly = false
     public var grids: Grids = .auto
-    /// Other solvers the grids may run on (nil: DPM-Solver++ 2M and UniPC 2 beside a teacher with eta 0
-    /// and spaced timesteps, else none — or, when continuing a results file, the file's).
+    /// Other solvers the grids may run on (nil: DPM-Solver++ 2M and UniPC 2 and 3 beside a teacher with
+    /// eta 0 and spaced timesteps, else none — or, when continuing a results file, the file's).
     public var solvers: [SolverChoice]?
     public var useMACs = false
     /// What the search minimises (the evaluator must score by it too).
@@ -104,7 +104,7 @@ public struct SearchConfiguration: Sendable {
     public func searchedSolvers(previous: SearchSettings? = nil) throws -> [SolverChoice] {
         if let solvers { return solvers }
         if let previous { return try (previous.solvers ?? []).map(SolverChoice.init(parsing:)) }
-        return teacher.eta == 0 && teacher.timesteps == nil ? SolverChoice.usual : []
+        return teacher.eta == 0 && teacher.timesteps == nil ? SolverChoice.searchedByDefault : []
     }
 
     /// The coarser grids for a target speed-up (`target`, margin included): automatically T/2 and the

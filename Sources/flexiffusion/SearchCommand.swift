@@ -17,7 +17,7 @@ struct SearchCommand: ParsableCommand {
             null × rest] with its own k and b (Flexiffusion's space; plain DDIM and DeepCache are members). \
             Coarser DDIM grids (--grids) are cut the same way, so DDIM with fewer steps on its own timesteps \
             and DeepCache on it are members too. Grids may also run on other solvers (--solvers; default \
-            DPM-Solver++ 2M and UniPC 2): plain UniPC with G steps and DeepCache on it are members then, and \
+            DPM-Solver++ 2M, UniPC 2 and 3): plain UniPC with G steps and DeepCache on it are members then, and \
             the search weighs caching on a solver's grid against switching the solver alone. \
             Costs come from `flexiffusion profile`'s latency table for this device, model and batch (measured \
             now if missing); plans must be predicted at least --speedup × (1 + --margin) faster than the teacher. \
@@ -56,7 +56,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Segment counts N: a range A-B or a list A,B,C.", valueName: "range")) var segments = "4-50"
     @Flag(help: "Only segment counts that divide the steps (the paper's choice).") var divisors = false
     @Option(help: ArgumentHelp("Coarser DDIM grids searched besides the teacher's: a list of step counts (each cut into segments as the teacher's steps are, with --segments up to its size and N = G, plain DDIM with G steps), auto (the teacher's steps / 2 and the DDIM baseline's ⌊T / (X(1 + F))⌋ steps), or none (the paper's space).", valueName: "list")) var grids = "auto"
-    @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order), or none (default: dpmsolver++2,unipc2 with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
+    @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order), or none (default: dpmsolver++2,unipc2,unipc3 with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
     @Option(help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitness = Fitness.rfid
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
