@@ -83,6 +83,10 @@ struct BenchKernels: ParsableCommand {
         ]
     }
 
+    func validate() throws {
+        guard batch > 0, repeats > 0 else { throw ValidationError("--batch and --repeats must be positive") }
+    }
+
     func run() throws {
         let device = try OpenCLRuntime.select(deviceOptions.device)
         var chosen = GemmPath.allCases.filter { $0 != .hostBLAS || device.kind == .cpu }

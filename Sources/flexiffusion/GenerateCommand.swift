@@ -73,8 +73,14 @@ struct GenerateCommand: ParsableCommand {
         }
         try outputs.prepare(channels: shape[1])
 
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let n = shape[0]
+        // (The images are kept on the host until written: refuse a count that cannot fit, before any work.)
+        let (values, overflow) = n.multipliedReportingOverflow(by: shape[1] * shape[2] * shape[3])
+        let memory = ProcessInfo.processInfo.physicalMemory
+        if overflow || UInt64(values) > memory / 8 {
+            throw ValidationError("--count \(n) needs \(overflow ? "more than 2^63" : "\(UInt64(values) * 4)") bytes of samples in memory; this machine has \(memory): generate fewer images per run")
+        }
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: min(batch, n), height: shape[2], width: shape[3]),
                                               schedulerConfiguration: setup.schedulerConfig)
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")

@@ -35,15 +35,19 @@ struct PlanOutputOptions: ParsableArguments {
                     skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values)
     }
 
+    /// (ArgumentParser checks option groups before any builder runs: a builder never sees bad steps.)
+    func validate() throws {
+        guard steps > 0 else { throw ValidationError("--steps must be positive, not \(steps)") }
+        if prkSteps && scheduler != .pndm { throw ValidationError("--prk-steps applies to pndm only") }
+        do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
+    }
+
     func modelConfig() throws -> UNetConfiguration {
         let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
         return try UNetConfiguration.load(from: folder.configURL)
     }
 
     func emit(_ plan: StepPlan) throws {
-        guard steps > 0 else { throw ValidationError("--steps must be positive") }
-        if prkSteps && scheduler != .pndm { throw ValidationError("--prk-steps applies to pndm only") }
-        do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
         try plan.validate(branchCount: try modelConfig().branchCount)
         if let out {
             try plan.write(to: out)

@@ -72,6 +72,24 @@ import TestSupport
         #expect(!done && batches == 0)
     }
 
+    /// NaN in the initial noise (as in a bad --noise file) is reported with the images it reached,
+    /// never handed on as samples.
+    @Test func nonFiniteSamplesAreAnError() throws {
+        let folder = try ModelFolder(path: DefaultModel.folder())
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        let unet = try UNet(folder: folder, stream: ComputeStream(), batch: 2, height: 28, width: 28)
+        let pipeline = try GenerationPipeline(unet: unet, schedulerConfiguration: try folder.schedulerConfiguration())
+        var rng = SplitMix64(seed: freshSeed())
+        var initial = (0..<(3 * config.inChannels * 28 * 28)).map { _ in Float.random(in: -1..<1, using: &rng) }
+        initial[2 * config.inChannels * 28 * 28 + 5] = .nan   // image 2, in the second batch
+        var delivered = 0
+        expectError(containing: ["images 2…2", "non-finite", "image 2"]) {
+            try pipeline.generate(plan: StepPlan.teacher(PlanSampler(scheduler: .ddim, steps: 2)), noise: GenerationNoise(seed: 0, initial: initial),
+                                  count: 3) { delivered += try $0.download().count }
+        }
+        #expect(delivered == 2 * config.inChannels * 28 * 28, "the first batch, all finite, is delivered")
+    }
+
     @Test func pngHasValidStructure() throws {
         var rng = SeededGenerator(seed: freshSeed())
         let images = randomArray(2 * 3 * 5 * 7, &rng, in: -1.2...1.2)

@@ -41,9 +41,15 @@ public struct GeneratedBatch {
     public let samples: DeviceBuffer<Float>
     let sampler: Sampler
 
-    /// The batch's real images, read back to the host [images.count, C, H, W].
+    /// The batch's real images, read back to the host [images.count, C, H, W]; non-finite values
+    /// (a diverged sampler, NaN in the noise or the weights) are an error naming the images.
     public func download() throws -> [Float] {
-        try sampler.unet.stream.download(samples, count: images.count * (sampler.count / sampler.unet.batch))
+        let values = try sampler.unet.stream.download(samples, count: images.count * (sampler.count / sampler.unet.batch))
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            let image = images.lowerBound + bad / (sampler.count / sampler.unet.batch)
+            throw ModelError("the samples of images \(images.lowerBound)…\(images.upperBound - 1) hold non-finite values (first: \(values[bad]) in image \(image)): the sampler diverged, or the noise or the weights hold NaN or Inf")
+        }
+        return values
     }
 }
 

@@ -95,7 +95,11 @@ public final class RFIDEvaluator {
             stepsShared += resume?.step ?? 0
         }
         try extractor.extract(try pipeline.sampler(for: plan.sampler).sampleBuffer, into: featureBuffer, row: 0)
-        return try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
+        let f = try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
+        guard f.allSatisfy({ $0.isFinite }) else {
+            throw ModelError("\(plan.sampler), batch \(b): the image features hold non-finite values (the sampler diverged, or the noise or the weights hold NaN or Inf); nothing is scored")
+        }
+        return f
     }
 
     /// The teacher's features of batch `b` (generated once, then cached on disk).

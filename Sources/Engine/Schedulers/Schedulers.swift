@@ -283,7 +283,7 @@ public struct DDIMScheduler: Scheduler {
     public init(configuration c: SchedulerConfiguration, steps: Int, eta: Float = 0) throws {
         try c.validate()
         try c.checkSteps(steps)
-        guard eta >= 0, eta.isFinite else { throw ModelError("--eta \(eta) must be ≥ 0") }
+        guard eta >= 0, eta <= 1 else { throw ModelError("eta \(eta) must be in [0, 1] (DDIM's range: above 1 its noise exceeds the step's variance)") }
         configuration = c
         schedule = NoiseSchedule(c)
         self.eta = eta

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The command line's answer to bad input: each case runs the binary and expects an exit code (1 for
+# a bad file or value found while working, 64 for a bad option) and a fragment of the message —
+# never a trap (132–139), a hang (the timeout's 124) or a written output. Run by .ci/run:
+#     scripts/test_cli_robustness.sh .build/debug/flexiffusion
+set -uo pipefail
+bin=$(realpath "${1:?usage: test_cli_robustness.sh FLEXIFFUSION}")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0 cases=0
+
+# case EXPECTED_RC FRAGMENT ARGS… — runs `bin ARGS…` (60 s at most) and checks its exit code and stderr.
+case_() {
+    local want=$1 fragment=$2; shift 2
+    cases=$((cases + 1))
+    local out rc
+    out=$(cd "$tmp" && timeout 60 "$bin" "$@" 2>&1 >/dev/null)
+    rc=$?
+    if [[ $rc != "$want" || $out != *"$fragment"* ]]; then
+        failures=$((failures + 1))
+        echo "FAIL: flexiffusion $* → rc $rc (want $want), stderr: ${out:0:300}"
+    fi
+}
+
+# Files the cases read.
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2, "eta": 1e30}, "actions": ["full", "full"]}' > "$tmp/eta.json"
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "pndm", "steps": 4}, "actions": ["full", "full", "full", "full"]}' > "$tmp/pndm-short.json"
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2, "skip_prk_steps": true}, "actions": ["full", "full"]}' > "$tmp/skip-ddim.json"
+printf 'not json' > "$tmp/garbage.json"
+
+# Option values (64: refused before any work).
+case_ 64 "eta must be in [0, 1]" generate --steps 2 --count 2 --eta 1.5
+case_ 64 "--steps must be positive" plan teacher --steps=-5
+case_ 64 "--steps must be positive" plan deepcache --interval 3 --steps=-5
+case_ 64 "more than any scheduler trains for" plan deepcache --interval 3 --steps 9223372036854775807
+case_ 64 "--batch and --repeats must be positive" bench kernels --batch 0
+case_ 64 "bytes of samples in memory" generate --count 4611686018427387904
+case_ 64 "--prk-steps applies to pndm only" plan teacher --prk-steps
+case_ 64 "explicit timesteps work with" generate --scheduler unipc --timesteps 999,500
+case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999
+case_ 64 "--steps 4 differs from the 3 --timesteps" generate --scheduler euler --timesteps 999,500,0 --steps 4
+case_ 64 "is invalid for '--timesteps" generate --scheduler euler --timesteps 999,x
+case_ 64 "unknown solver" search --speedup 2 --solvers lms2
+case_ 64 "Runge–Kutta steps needs at least 4 steps" plan teacher --scheduler pndm --prk-steps --steps 2
+case_ 64 "is invalid for '--scheduler" generate --scheduler lms
+# Files (1: found wrong while reading).
+case_ 1 "eta must be in [0, 1]" generate --plan "$tmp/eta.json" --count 2
+case_ 1 "5 model evaluations" generate --plan "$tmp/pndm-short.json" --count 2
+case_ 1 "skip_prk_steps applies to pndm only" generate --plan "$tmp/skip-ddim.json" --count 2
+case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
+case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
+
+# No case may have written an output.
+if compgen -G "$tmp/*.png" > /dev/null || [[ -e $tmp/samples.png ]]; then
+    failures=$((failures + 1)); echo "FAIL: a refused command wrote an image: $(ls "$tmp")"
+fi
+echo "CLI robustness: $((cases - failures)) of $cases cases as expected"
+[[ $failures == 0 ]]
