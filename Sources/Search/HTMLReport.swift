@@ -72,8 +72,9 @@ public enum HTMLReport {
             <table><tr><th>plan</th><th>predicted</th><th>measured\(rounds > 0 ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
             <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th><th>sampler and steps</th></tr>
             \(rows)</table>
-            <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model, by ±10–30 % at 64 \
-            images); `flexiffusion bench fitness` and scripts/plan_fid_check.py make 1,000–10,000-image figures of chosen plans.</p>
+            <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \
+            images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/plan_fid_check.py make \
+            1,000–10,000-image figures of chosen plans.</p>
             <h2>Images from the same \(images) seeds (from seed \(seed))</h2>
             <table>\(gallery)</table>
             <h2>The front</h2>
