@@ -27,6 +27,11 @@ printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"schedule
 printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "pndm", "steps": 4}, "actions": ["full", "full", "full", "full"]}' > "$tmp/pndm-short.json"
 printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2, "skip_prk_steps": true}, "actions": ["full", "full"]}' > "$tmp/skip-ddim.json"
 printf 'not json' > "$tmp/garbage.json"
+printf '\x00\x00\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x02' > "$tmp/huge-idx3-ubyte"
+# A model folder whose config has norm_num_groups 0 (a division by zero before it was checked).
+model=$(dirname "$(realpath "$0")")/../models/fashion-mnist
+mkdir -p "$tmp/bad-model/unet" && cp -r "$model/scheduler" "$model/model_index.json" "$tmp/bad-model/" && cp "$model/unet/"*.safetensors "$tmp/bad-model/unet/"
+sed 's/"norm_num_groups": *[0-9]*/"norm_num_groups": 0/' "$model/unet/config.json" > "$tmp/bad-model/unet/config.json"
 
 # Option values (64: refused before any work).
 case_ 64 "eta must be in [0, 1]" generate --steps 2 --count 2 --eta 1.5
@@ -49,6 +54,8 @@ case_ 1 "5 model evaluations" generate --plan "$tmp/pndm-short.json" --count 2
 case_ 1 "skip_prk_steps applies to pndm only" generate --plan "$tmp/skip-ddim.json" --count 2
 case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
+case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
+case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
 
 # No case may have written an output.
 if compgen -G "$tmp/*.png" > /dev/null || [[ -e $tmp/samples.png ]]; then

@@ -86,7 +86,8 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
         expectError(containing: ["unsupported key cross_attention_dim", "768"]) { _ = try k.load() }
 
         for (key, value) in [("act_fn", "gelu" as Any), ("resnet_time_scale_shift", "scale_shift"), ("time_embedding_type", "fourier"),
-                             ("class_embed_type", "timestep"), ("upsample_type", "resnet"), ("downsample_padding", 2)] {
+                             ("class_embed_type", "timestep"), ("upsample_type", "resnet"), ("downsample_padding", 2),
+                             ("norm_num_groups", 0), ("attention_head_dim", 0), ("attention_head_dim", -8), ("sample_size", 1 << 31)] {
             let v = try ScratchModel(copying: "cifar-layout")
             try v.editConfig { $0[key] = value }
             expectError(containing: [key, "\(value)"]) { _ = try v.load() }
@@ -160,6 +161,20 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
         j.append(contentsOf: Array("nope".utf8))
         expectError(containing: ["not a JSON object"]) { _ = try SafeTensorsFile(path: temporaryFile(j)) }
         expectError(containing: ["cannot open"]) { _ = try SafeTensorsFile(path: "/nonexistent.safetensors") }
+        // A shape whose product overflows, a fractional shape, tensors sharing bytes: refused, no trap.
+        expectError(containing: ["more than 2^63"]) { _ = try SafeTensorsFile(path: handMade(dtype: "F32", shape: [1 << 40, 1 << 30], payload: Array(repeating: 0, count: 16))) }
+        let fractional = "{\"t\":{\"dtype\":\"F32\",\"shape\":[1.5, 2],\"data_offsets\":[0, 8]}}"
+        expectError(containing: ["bad shape"]) { _ = try SafeTensorsFile(path: temporaryFile(rawHeader(fractional, payload: 8))) }
+        let overlapping = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0, 8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4, 12]}}"
+        expectError(containing: ["overlap", "'a'", "'b'"]) { _ = try SafeTensorsFile(path: temporaryFile(rawHeader(overlapping, payload: 12))) }
+    }
+
+    /// A safetensors file with `header` and `payload` zero bytes of data.
+    func rawHeader(_ header: String, payload: Int) -> Data {
+        var d = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { d.append(contentsOf: $0) }
+        d.append(contentsOf: Array(header.utf8)); d.append(contentsOf: Array(repeating: 0, count: payload))
+        return d
     }
 
     @Test func writerLeavesNothingBehindOnFailure() throws {

@@ -75,7 +75,10 @@ public struct ImageSet: Sendable {
         func be32(_ o: Int) -> Int { Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]) }
         guard bytes.count >= 16, be32(0) == 0x0803 else { throw ModelError("\(path): not an IDX image file (magic)") }
         let n = be32(4), h = be32(8), w = be32(12)
-        guard n > 0, h > 0, w > 0, bytes.count >= 16 + n * h * w else { throw ModelError("\(path): truncated IDX file") }
+        let (size, overflow1) = h.multipliedReportingOverflow(by: w), (pixels, overflow2) = n.multipliedReportingOverflow(by: size)
+        guard n > 0, h > 0, w > 0, !overflow1, !overflow2, bytes.count - 16 >= pixels else {
+            throw ModelError("\(path): truncated IDX file (\(n) images of \(h)×\(w) pixels in \(bytes.count - 16) bytes)")
+        }
         let take = min(n, limit ?? .max)
         let values = bytes[16..<(16 + take * h * w)].map { Float($0) / 127.5 - 1 }
         return ImageSet(count: take, channels: 1, height: h, width: w, values: values)

@@ -87,23 +87,35 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
                 throw ModelError("\(path): tensor '\(name)' has unknown dtype \(dtypeName)")
             }
+            // (Whole non-negative numbers only: 1.5 or -3 is a corrupt header, not 1 or a trap.)
+            func whole(_ v: Any) -> Int? {
+                guard let n = v as? NSNumber else { return nil }
+                let d = n.doubleValue
+                return d >= 0 && d < 9.0e15 && d == d.rounded() ? Int(d) : nil
+            }
             let shape = try shapeAny.map { v -> Int in
-                guard let n = (v as? NSNumber)?.intValue, n >= 0 else { throw ModelError("\(path): tensor '\(name)' has a bad shape \(shapeAny)") }
+                guard let n = whole(v) else { throw ModelError("\(path): tensor '\(name)' has a bad shape \(shapeAny)") }
                 return n
             }
             let offsets = try offsetsAny.map { v -> Int in
-                guard let n = (v as? NSNumber)?.intValue, n >= 0 else { throw ModelError("\(path): tensor '\(name)' has bad data_offsets \(offsetsAny)") }
+                guard let n = whole(v) else { throw ModelError("\(path): tensor '\(name)' has bad data_offsets \(offsetsAny)") }
                 return n
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin <= end, end <= dataLength else {
                 throw ModelError("\(path): tensor '\(name)' occupies bytes \(begin)..<\(end) of a \(dataLength)-byte data section; the file is truncated or corrupt")
             }
-            let expected = shape.reduce(1, *) * dtype.size
-            guard end - begin == expected else {
-                throw ModelError("\(path): tensor '\(name)' has \(end - begin) bytes but shape \(shape) of \(dtype) needs \(expected)")
+            var expected = dtype.size, overflow = false
+            for n in shape where !overflow { (expected, overflow) = expected.multipliedReportingOverflow(by: n) }
+            guard !overflow, end - begin == expected else {
+                throw ModelError("\(path): tensor '\(name)' has \(end - begin) bytes but shape \(shape) of \(dtype) needs \(overflow ? "more than 2^63" : "\(expected)")")
             }
             tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
+        }
+        // Tensors may not share bytes.
+        let ordered = tensors.values.filter { $0.end > $0.begin }.sorted { $0.begin < $1.begin }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
+            throw ModelError("\(path): tensors '\(a.name)' and '\(b.name)' overlap (bytes \(a.begin)..<\(a.end) and \(b.begin)..<\(b.end)); the file is corrupt")
         }
         return (tensors, metadata, dataStart)
     }

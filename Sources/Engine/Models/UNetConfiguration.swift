@@ -128,6 +128,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         if layersPerBlock < 1 { try refuse(.layersPerBlock, layersPerBlock, "at least 1") }
         if inChannels < 1 { try refuse(.inChannels, inChannels, "at least 1") }
         if outChannels < 1 { try refuse(.outChannels, outChannels, "at least 1") }
+        if normNumGroups < 1 { try refuse(.normNumGroups, normNumGroups, "must be positive") }
         for c in blockOutChannels where c < 1 || c % normNumGroups != 0 {
             try refuse(.blockOutChannels, blockOutChannels, "each must be a positive multiple of norm_num_groups \(normNumGroups)")
         }
@@ -135,6 +136,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
             try refuse(.attnNormNumGroups, g, "must divide the mid block's \(blockOutChannels.last!) channels")
         }
         if let d = attentionHeadDim {
+            if d < 1 { try refuse(.attentionHeadDim, d, "must be positive") }
             for (i, t) in downBlockTypes.enumerated() where t.hasPrefix("Attn") && blockOutChannels[i] % d != 0 {
                 try refuse(.attentionHeadDim, d, "must divide the \(blockOutChannels[i]) channels of down block \(i)")
             }
@@ -144,6 +146,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         }
         if let t = timeEmbeddingDim, t < 1 { try refuse(.timeEmbeddingDim, t, "must be positive") }
         if normEps <= 0 { try refuse(.normEps, normEps, "must be positive") }
+        if let s = sampleSize, s < 1 || s > 16384 { try refuse(.sampleSize, s, "must be 1…16384") }
     }
 
     // MARK: Derived sizes, as UNet2DModel computes them
