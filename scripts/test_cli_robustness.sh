@@ -46,6 +46,7 @@ case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999
 case_ 64 "--steps 4 differs from the 3 --timesteps" generate --scheduler euler --timesteps 999,500,0 --steps 4
 case_ 64 "is invalid for '--timesteps" generate --scheduler euler --timesteps 999,x
 case_ 64 "unknown solver" search --speedup 2 --solvers lms2
+case_ 64 "does not exist (checked before the search" search --speedup 2 --real /nonexistent
 case_ 64 "Runge–Kutta steps needs at least 4 steps" plan teacher --scheduler pndm --prk-steps --steps 2
 case_ 64 "is invalid for '--scheduler" generate --scheduler lms
 # Files (1: found wrong while reading).
@@ -56,6 +57,21 @@ case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
 case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
 case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
+
+# Outputs through a symlink reach its target; a device node stays a device (made here, never /dev's own).
+ln -s written.png "$tmp/link.png"
+(cd "$tmp" && "$bin" generate --steps 2 --count 2 --out link.png > /dev/null 2>&1)
+cases=$((cases + 1))
+if [[ ! -L $tmp/link.png || ! -s $tmp/written.png ]]; then failures=$((failures + 1)); echo "FAIL: --out through a symlink"; fi
+rm -f "$tmp/link.png" "$tmp/written.png"
+if [[ $EUID == 0 ]] && mknod "$tmp/null" c 1 3 2> /dev/null; then
+    cases=$((cases + 1))
+    (cd "$tmp" && "$bin" plan teacher --steps 3 --out null > /dev/null 2>&1 && "$bin" generate --steps 2 --count 2 --out null > /dev/null 2>&1)
+    if [[ ! -c $tmp/null ]]; then failures=$((failures + 1)); echo "FAIL: writing to a device node replaced it"; fi
+    rm -f "$tmp/null"
+else
+    echo "note: not root (or no mknod here): the device-node case did not run"
+fi
 
 # No case may have written an output.
 if compgen -G "$tmp/*.png" > /dev/null || [[ -e $tmp/samples.png ]]; then

@@ -268,6 +268,9 @@ public final class SearchSession {
         case .latencyMs(let ms): requested = cost.teacherCost / ms
         }
         guard requested > 1 else { throw ModelError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
+        if let previous, let had = previous.requestedSpeedup, abs(had - requested) > 1e-9 * had {
+            throw ModelError("\(c.out.path) was searched for \(String(format: "%g", had))× (this run asks \(String(format: "%g", requested))×); continue it with that target, or start a new file")
+        }
         let target = requested * (1 + c.margin)
         let solvers = try c.searchedSolvers(previous: previous?.state.settings)
         let coarse = try c.gridSteps(target: target, withSolvers: !solvers.isEmpty)

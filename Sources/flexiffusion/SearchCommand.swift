@@ -122,6 +122,9 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         let chosenSolvers = try solverChoice()
+        if let real, !FileManager.default.fileExists(atPath: real) {
+            throw ValidationError("--real \(real) does not exist (checked before the search, not after it)")
+        }
         let setup = try ModelSetup(model)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)

@@ -182,6 +182,26 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
             try SafeTensorsWriter.write([("a", [1], [1])], to: "/nonexistent-dir/x.safetensors")
         }
     }
+
+    /// A symlink is written through (the link stays, its target gets the data, chains and relative
+    /// links included); a folder is refused, never replaced.
+    @Test func writesThroughSymlinksAndNeverReplacesOtherFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let target = dir.appendingPathComponent("target.json").path, link = dir.appendingPathComponent("link.json").path
+        let chain = dir.appendingPathComponent("chain.json").path
+        try Data("old".utf8).write(to: URL(fileURLWithPath: target))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "target.json")
+        try FileManager.default.createSymbolicLink(atPath: chain, withDestinationPath: link)
+        try writeAtomically(Data("new".utf8), to: chain)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == "target.json", "the link stays a link")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: chain) == link)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "new")
+        expectError(containing: ["it is a folder"]) { try writeAtomically(Data("x".utf8), to: dir.path) }
+        var isDir: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue)
+    }
 }
 
 @Suite struct HuggingFaceCacheTests {

@@ -586,6 +586,10 @@ final class SyntheticEvaluator: SearchEvaluator {
         #expect(measured.n == 1, "latencies are measured once, then read from the table or the results file")
         // A results file continues only with its own margin and identity.
         #expect(throws: ModelError.self) { _ = try session(configuration(other, seed: seed, resume: true, margin: 0.1), evaluator, dir: other, measured: measured).run() }
+        var faster = configuration(other, seed: seed, resume: true)
+        faster.target = .speedup(3)
+        do { _ = try session(faster, evaluator, dir: other, measured: measured).run(); Issue.record("another target continued the file") }
+        catch let e as ModelError { #expect(e.message.contains("was searched for 2.5×") && e.message.contains("3×"), "\(e.message)") }
         var foreign = configuration(other, seed: seed, resume: true)
         foreign.modelKey = "another"
         #expect(throws: ModelError.self) { _ = try session(foreign, evaluator, dir: other, measured: measured).run() }

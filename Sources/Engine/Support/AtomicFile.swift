@@ -2,9 +2,27 @@
 import Foundation
 
 /// Writes `data` to a temporary file beside `path`, then renames it into place, so that a failure
-/// never leaves a half-written file under the user's name.
+/// never leaves a half-written file under the user's name. A symlink is written through (its target
+/// is replaced, the link stays); a path that exists and is not a regular file (a device such as
+/// /dev/null, a FIFO) is written to directly, never replaced by a file.
 public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
+    // The final target of a symlink chain (a link to a missing file: the file it names).
+    var target = path
+    for _ in 0..<40 {
+        guard let next = try? FileManager.default.destinationOfSymbolicLink(atPath: target) else { break }
+        target = next.hasPrefix("/") ? next : URL(fileURLWithPath: target).deletingLastPathComponent().appendingPathComponent(next).path
+    }
+    var info = stat()
+    if stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw ModelError("cannot write \(path): it is a folder") }
+        guard let handle = FileHandle(forWritingAtPath: target) else {
+            throw ModelError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? handle.close() }
+        do { try handle.write(contentsOf: data) } catch { throw ModelError("cannot write \(path): \(error.localizedDescription)") }
+        return
+    }
+    let url = URL(fileURLWithPath: target)
     let dir = url.deletingLastPathComponent()
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
@@ -14,7 +32,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
         throw ModelError("cannot write \(path): \(String(cString: strerror(errno)))")
     }
-    guard rename(tmp.path, path) == 0 else {
+    guard rename(tmp.path, target) == 0 else {
         let why = String(cString: strerror(errno))
         try? FileManager.default.removeItem(at: tmp)
         throw ModelError("cannot write \(path): \(why)")
