@@ -250,15 +250,14 @@ public final class SearchSession {
             latencies = previous.latencies
             _ = handler(.latencies(.resultsFile, table: latencySource.table))
         } else {
-            var table = try LatencyTable.load(from: latencySource.table, missingOK: true)
+            let table = try LatencyTable.load(from: latencySource.table, missingOK: true)
             if let e = table.lookup(device: c.device, fingerprint: latencySource.fingerprint, batch: c.batch) {
                 latencies = e
                 _ = handler(.latencies(.table(measured: e.measured), table: latencySource.table))
             } else {
                 _ = handler(.latencies(.measuredNow, table: latencySource.table))
                 latencies = try latencySource.measure()
-                table.insert(latencies, device: c.device)
-                try table.write(to: latencySource.table)
+                try LatencyTable.insert(latencies, device: c.device, into: latencySource.table)
             }
         }
         let cost = CostModel(latencies: latencies, sampler: c.teacher, useMACs: c.useMACs)

@@ -57,10 +57,7 @@ struct ProfileCommand: ParsableCommand {
         }
 
         if !noWrite {
-            let url = URL(fileURLWithPath: latencyTable)
-            var table = try LatencyTable.load(from: url, missingOK: true)
-            table.insert(entry, device: device.name)
-            try table.write(to: url)
+            try LatencyTable.insert(entry, device: device.name, into: URL(fileURLWithPath: latencyTable))
         }
 
         if json {

@@ -191,3 +191,37 @@ import TestSupport
         #expect(try sampler.currentSample() == viaPlan)
     }
 }
+
+@Suite struct LatencyTableTests {
+    /// Processes (here threads, each with its own lock descriptor) adding entries to one table at
+    /// once keep every entry: the read-insert-write runs under an exclusive lock.
+    @Test func concurrentInsertsKeepEveryEntry() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("latency-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("latency.json")
+        func entry(_ batch: Int) throws -> StepLatencies {
+            let json = """
+                {"model": "m", "model_fingerprint": "x", "batch": \(batch), "height": 28, "width": 28, "gemm": "none", "convolution": "none",
+                 "full_ms": 100, "partial_ms": {"0": 12}, "null_ms": 0.2, "scheduler_ms": 0.2, "full_macs": 1000, "partial_macs": {"0": 80},
+                 "repeats": 1, "measured": "now"}
+                """
+            return try JSONDecoder().decode(StepLatencies.self, from: Data(json.utf8))
+        }
+        let entries = try (1...12).map(entry)
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: entries.count) { i in
+            do { try LatencyTable.insert(entries[i], device: "d", into: url) } catch { failures.add("\(error)") }
+        }
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        let table = try LatencyTable.load(from: url, missingOK: false)
+        #expect(Set((1...12).compactMap { table.lookup(device: "d", fingerprint: "x", batch: $0)?.batch }) == Set(1...12))
+    }
+}
+
+/// Errors collected from concurrent work.
+final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func add(_ s: String) { lock.lock(); list.append(s); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return list }
+}

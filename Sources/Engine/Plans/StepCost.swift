@@ -116,6 +116,21 @@ public struct LatencyTable: VersionedJSONFile, Equatable, Sendable {
         devices[device] = list
     }
 
+    /// Adds `entry` to the table at `url` under an exclusive lock (flock on url + ".lock"): reads the
+    /// file, inserts, writes it — so that processes profiling at once keep each other's entries.
+    public static func insert(_ entry: StepLatencies, device: String, into url: URL) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let lockPath = url.path + ".lock"
+        let fd = open(lockPath, O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw ModelError("cannot lock \(url.path): \(lockPath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw ModelError("cannot lock \(url.path): \(String(cString: strerror(errno)))") }
+        defer { flock(fd, LOCK_UN) }
+        var table = try load(from: url, missingOK: true)
+        table.insert(entry, device: device)
+        try table.write(to: url)
+    }
+
     /// Writes the table (atomically), making its folder (the cache folder) when missing.
     public func write(to url: URL) throws {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
