@@ -215,6 +215,10 @@ import TestSupport
         #expect(failures.all.isEmpty, "\(failures.all)")
         let table = try LatencyTable.load(from: url, missingOK: false)
         #expect(Set((1...12).compactMap { table.lookup(device: "d", fingerprint: "x", batch: $0)?.batch }) == Set(1...12))
+        // A table with a negative latency is refused by name (it printed "-nan×" before).
+        let text = try String(contentsOf: url, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"null_ms\" : 0.2", with: "\"null_ms\" : -3").write(to: url, atomically: true, encoding: .utf8)
+        expectError(containing: ["null_ms = -3.0", "device d"]) { _ = try LatencyTable.load(from: url, missingOK: false) }
     }
 }
 

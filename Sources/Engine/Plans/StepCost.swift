@@ -47,6 +47,18 @@ public struct StepLatencies: Codable, Equatable, Sendable {
         case fullMACs = "full_macs", partialMACs = "partial_macs", repeats, measured
     }
 
+    /// Checks what the cost model divides by and adds: positive finite times, non-negative MACs.
+    public func validate() throws {
+        let times = [("full_ms", fullMs), ("null_ms", nullMs), ("scheduler_ms", schedulerMs)] + partialMs.map { ("partial_ms[\($0.key)]", $0.value) }
+        for (name, v) in times where !(v.isFinite && v >= 0) || (name == "full_ms" && v <= 0) {
+            throw ModelError("\(model), batch \(batch): \(name) = \(v) (latencies must be finite, ≥ 0, and a full step's > 0)")
+        }
+        for (name, v) in [("full_macs", fullMACs)] + partialMACs.map({ ("partial_macs[\($0.key)]", $0.value) }) where v < 0 {
+            throw ModelError("\(model), batch \(batch): \(name) = \(v) (must be ≥ 0)")
+        }
+        if batch < 1 { throw ModelError("\(model): batch \(batch) (must be positive)") }
+    }
+
     /// Milliseconds of one step of `action`.
     public func milliseconds(_ action: StepAction) throws -> Double {
         switch action {
@@ -106,7 +118,13 @@ public struct LatencyTable: VersionedJSONFile, Equatable, Sendable {
     /// Reads a table; a missing file is an empty table when `missingOK`.
     public static func load(from url: URL, missingOK: Bool) throws -> LatencyTable {
         guard FileManager.default.fileExists(atPath: url.path) || !missingOK else { return LatencyTable() }
-        return try load(from: url)
+        let table = try load(from: url)
+        for (device, list) in table.devices {
+            for e in list {
+                do { try e.validate() } catch let error as ModelError { throw ModelError("\(url.path): device \(device): \(error.message)") }
+            }
+        }
+        return table
     }
 
     public mutating func insert(_ entry: StepLatencies, device: String) {
