@@ -245,13 +245,11 @@ public final class EvolutionarySearch {
                 if cc <= state.budget { deepCache.append((c, cc)) }
             }
         }
-        for (c, _) in deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(max(1, state.settings.population / 2)) {
-            add(c, .deepcache)
-        }
+        let bestFitting = deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).map(\.0)
+        for c in bestFitting.prefix(max(1, state.settings.population / 2)) { add(c, .deepcache) }
         // The same DeepCache members on every other solver, the two best-fitting of each.
-        let onSolvers = deepCache.sorted(by: { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.key < $1.0.key) }).prefix(2)
         for s in space.solvers {
-            for (c, _) in onSolvers { add(Candidate(segments: c.segments, grid: c.grid, solver: s), .deepcache) }
+            for c in bestFitting.prefix(2) { add(Candidate(segments: c.segments, grid: c.grid, solver: s), .deepcache) }
         }
         // DDIM on the teacher's grid with the most steps that fit, and DDIM on each coarser grid's
         // own timesteps where it fits (the DDIM baseline when its step count is a grid).
