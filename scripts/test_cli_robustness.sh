@@ -45,6 +45,8 @@ case_ 64 "explicit timesteps work with" generate --scheduler unipc --timesteps 9
 case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999
 case_ 64 "--steps 4 differs from the 3 --timesteps" generate --scheduler euler --timesteps 999,500,0 --steps 4
 case_ 64 "is invalid for '--timesteps" generate --scheduler euler --timesteps 999,x
+case_ 64 "each 1…65536" tune-gemm --size 4611686018427387904,4,4
+case_ 64 "--repeats must be positive" tune-gemm --repeats 0
 case_ 64 "unknown solver" search --speedup 2 --solvers lms2
 case_ 64 "does not exist (checked before the search" search --speedup 2 --real /nonexistent
 case_ 64 "Runge–Kutta steps needs at least 4 steps" plan teacher --scheduler pndm --prk-steps --steps 2

@@ -38,7 +38,8 @@ struct TuneGemmCommand: ParsableCommand {
     func run() throws {
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let dims = size.split(separator: ",").compactMap { Int($0) }
-        guard dims.count == 3, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--size takes m,n,k, e.g. 256,1024,2304") }
+        guard dims.count == 3, dims.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { throw ValidationError("--size takes m,n,k, each 1…65536, e.g. 256,1024,2304") }
+        guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
         let (m, n, k) = (dims[0], dims[1], dims[2])
         let gflop = 2 * Double(m * n * k) / 1e9
         func time(_ stream: ComputeStream) throws -> Double {

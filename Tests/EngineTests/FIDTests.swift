@@ -74,6 +74,13 @@ import TestSupport
         #expect(e2?.message.contains("`mu` and `sigma`") == true)
         let a = FeatureStatistics(mu: [0, 0], sigma: [1, 0, 0, 1]), b = FeatureStatistics(mu: [0], sigma: [1])
         #expect(throws: ModelError.self) { try frechetDistance(a, b) }
+        // Not a covariance: a negative variance, or a non-symmetric matrix.
+        for (sigma, fragment) in [([-1.0, 0, 0, 1], "negative variance"), ([1.0, 0.5, -0.5, 1], "not symmetric")] {
+            let file = dir.appendingPathComponent("sigma-\(freshSeed()).npz")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try NumPy.saveNPZ([("mu", NumPyArray(shape: [2], values: [0.3, -1])), ("sigma", NumPyArray(shape: [2, 2], values: sigma))], to: file.path)
+            expectError(containing: [fragment, "sigma"]) { _ = try FeatureStatistics.loadNPZ(file.path) }
+        }
     }
 }
 

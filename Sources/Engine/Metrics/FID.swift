@@ -57,6 +57,14 @@ public struct FeatureStatistics: Equatable, Sendable {
         guard mu.values.allSatisfy(\.isFinite), sigma.values.allSatisfy(\.isFinite) else {
             throw ModelError("\(path): mu or sigma holds non-finite values")
         }
+        // A covariance: symmetric (to float precision) with non-negative variances — else FID is meaningless (it gave −239).
+        let s = sigma.values, scale = max(s.map(abs).max() ?? 0, 1e-300)
+        for i in 0..<d {
+            guard s[i * d + i] >= 0 else { throw ModelError("\(path): sigma[\(i)][\(i)] = \(s[i * d + i]) is a negative variance: not a covariance matrix") }
+            for j in (i + 1)..<max(i + 1, d) where abs(s[i * d + j] - s[j * d + i]) > 1e-6 * scale {
+                throw ModelError("\(path): sigma is not symmetric (sigma[\(i)][\(j)] = \(s[i * d + j]), sigma[\(j)][\(i)] = \(s[j * d + i])): not a covariance matrix")
+            }
+        }
         return FeatureStatistics(mu: mu.values, sigma: sigma.values)
     }
 
