@@ -40,7 +40,9 @@ import TestSupport
         try s.resizeBilinear(dx, inputOffset: offset, output: dy, batch: n, channels: c, height: h, width: w,
                              outChannels: co, outHeight: oh, outWidth: ow, clampTo: -1...1)
         let ref = Self.resizeReference(x, offset: offset, n: n, c: c, h: h, w: w, outChannels: co, oh: oh, ow: ow, lo: -1, hi: 1)
-        expectClose(try s.download(dy), ref, atol: 2e-6, rtol: 1e-5, "resize \(h)×\(w)×\(c) → \(oh)×\(ow)×\(co)", seed: seed)
+        // (The kernel's source coordinates are float32: an error of ~1e-7 pixels times a gradient of up
+        // to 3 per pixel puts a few outputs in 10⁶ at 2.4e-6 — seen once in CI at atol 2e-6.)
+        expectClose(try s.download(dy), ref, atol: 5e-6, rtol: 1e-5, "resize \(h)×\(w)×\(c) → \(oh)×\(ow)×\(co)", seed: seed)
     }
 
     @Test func copyChannelsBuildsAConcatenation() throws {
