@@ -113,6 +113,27 @@ def partial_pass(model, x, t, branch, cached):
     return run_up(model, cached, skips, emb, start=branch)
 
 
+def run_plan(unet, sched, noise, actions):
+    """A step plan on a diffusers scheduler (timesteps set, state fresh) from `noise` scaled by
+    init_noise_sigma, one action per timestep: full, partial:M (the shallow path fed with the feature
+    the last full step cached at branch M) or null (the last output); each output goes to
+    `sched.step` as the engine gives it to its solver."""
+    x = noise * sched.init_noise_sigma
+    eps, record = None, {}
+    for k, (t, action) in enumerate(zip(sched.timesteps, actions)):
+        x_in = sched.scale_model_input(x, t)
+        if action == "full":
+            record = {}
+            eps = full_pass(unet, x_in, float(t), record)
+        elif action.startswith("partial:"):
+            m = int(action.split(":")[1])
+            eps = partial_pass(unet, x_in, float(t), m, record[m])
+        elif action != "null" or eps is None:
+            raise ValueError(f"step {k}: {action!r} cannot run here")
+        x = sched.step(eps, t, x).prev_sample
+    return x
+
+
 def shallow_path_goldens():
     folder = os.path.join(ROOT, "cifar-layout")
     model = UNet2DModel.from_pretrained(folder).float().eval()

@@ -18,7 +18,7 @@ from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMS
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path)
+from make_deepcache_goldens import run_plan  # noqa: E402  (plans with DeepCache's shallow path)
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
 
@@ -160,19 +160,10 @@ def unet_run(unet, sched, path, steps=10):
     sample_nulls = x
     # A plan with partial steps too: DeepCache's shallow path fed with the feature the last full step
     # cached at that branch; the solver takes a partial step's output like a full one's.
-    x = noise * sched.init_noise_sigma
     sched.set_timesteps(steps)
     actions = (PLAN + ["full"] * len(sched.timesteps))[:len(sched.timesteps)]
     with torch.no_grad():
-        for t, action in zip(sched.timesteps, actions):
-            x_in = sched.scale_model_input(x, t)
-            if action == "full":
-                record = {}
-                last = full_pass(unet, x_in, t, record)
-            elif action.startswith("partial:"):
-                m = int(action.split(":")[1])
-                last = partial_pass(unet, x_in, t, m, record[m])
-            x = sched.step(last, t, x).prev_sample
+        x = run_plan(unet, sched, noise, actions)
     save_file({"noise": noise.contiguous(), "sample": sample_full.contiguous(), "sample_null_1_4_8": sample_nulls.contiguous(),
                "sample_plan": x.contiguous()}, path)
     print(f"wrote {os.path.relpath(path, GOLDENS)} (the full run, a plan with null steps 1, 4, 8 and one with partial steps)")

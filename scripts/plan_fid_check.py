@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_feature_net import feature_function  # noqa: E402
 from train_default_model import load_images  # noqa: E402
 from make_fid_goldens import frechet, stats  # noqa: E402  (pytorch-fid's computation)
-from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path)
+from make_deepcache_goldens import full_pass, partial_pass, run_plan  # noqa: E402  (DeepCache's shallow path)
 
 # Cost of a partial step of branch 0…5 in full steps: the default model's profile on the 2-core
 # PoCL machine at batch 32 (36.8, 92.2, 123.1, 152.4, 181.2, 215.1 ms over a 246.8 ms full step).
@@ -217,18 +217,10 @@ def sample_solver(unet, model, sampler, noise, actions, batch, device):
     out = []
     for i in range(0, len(noise), batch):
         sched = solver(model, sampler)  # (fresh: multistep solvers keep a history per run)
-        x = noise[i:i + batch].to(device) * sched.init_noise_sigma
-        eps, record = None, {}
-        for k, (t, action) in enumerate(zip(sched.timesteps, actions)):
-            x_in = sched.scale_model_input(x, t)
-            if action == "full":
-                record = {}
-                eps = full_pass(unet, x_in, float(t), record)
-            elif action.startswith("partial:"):
-                eps = partial_pass(unet, x_in, float(t), int(action.split(":")[1]), record[int(action.split(":")[1])])
-            elif action != "null" or eps is None:
-                raise SystemExit(f"step {k}: {action!r} cannot run here")
-            x = sched.step(eps, t, x).prev_sample
+        try:
+            x = run_plan(unet, sched, noise[i:i + batch].to(device), actions)
+        except ValueError as e:
+            raise SystemExit(str(e))
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
 

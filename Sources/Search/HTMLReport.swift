@@ -24,7 +24,7 @@ public enum HTMLReport {
     public static func render(report: SearchReport, svg: String, strips: [Strip], images: Int, seed: UInt64) -> String {
         let samples = report.state.settings.samples
         let target = report.state.settings.speedup
-        let rounds = report.teacher?.measuredSpeedup == nil ? 0 : 1
+        let timed = report.teacher?.measuredSpeedup != nil
         var rows = ""
         func row(_ e: ReportEntry, emphasis: Bool = false) {
             let plan = e.plan.map { "\($0.sampler) — \($0.fullSteps) full, \($0.partialSteps) partial, \($0.nullSteps) null<br><code>\(esc($0.compact))</code>" } ?? ""
@@ -69,7 +69,7 @@ public enum HTMLReport {
             (\(esc(report.features)) features) on \(samples) images of seed \(settings.seed); \
             \(report.state.records.count) plans scored in \(String(format: "%.0f", report.state.elapsedSeconds)) s.</p>
             <h2>The best plan and the baselines</h2>
-            <table><tr><th>plan</th><th>predicted</th><th>measured\(rounds > 0 ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
+            <table><tr><th>plan</th><th>predicted</th><th>measured\(timed ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
             <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th><th>sampler and steps</th></tr>
             \(rows)</table>
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \

@@ -104,7 +104,7 @@ public struct SearchConfiguration: Sendable {
     public func searchedSolvers(previous: SearchSettings? = nil) throws -> [SolverChoice] {
         if let solvers { return solvers }
         if let previous { return try (previous.solvers ?? []).map(SolverChoice.init(parsing:)) }
-        return teacher.eta == 0 && teacher.timesteps == nil ? SolverChoice.searchedByDefault : []
+        return SolverChoice.canRunBeside(teacher) ? SolverChoice.searchedByDefault : []
     }
 
     /// The coarser grids for a target speed-up (`target`, margin included): automatically T/2 and the
@@ -372,7 +372,7 @@ public final class SearchSession {
         // DPM-Solver++ (2M) and UniPC (2) with the same number of model evaluations: what users switch
         // to instead of a plan (members of the space when the search runs other solvers and the step
         // count is one of its grids; else the search can lose to them, and the report shows it).
-        if c.teacher.eta == 0 && c.teacher.timesteps == nil {
+        if SolverChoice.canRunBeside(c.teacher) {
             for s in SolverChoice.usual where !s.isSampler(c.teacher) {
                 let plan = StepPlan.teacher(s.sampler(steps: ddimSteps))
                 let member = search.space.ddim(segments: ddimSteps, grid: ddimSteps, solver: s)

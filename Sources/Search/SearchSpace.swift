@@ -57,6 +57,10 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
     /// The sampler with `steps` steps (eta 0).
     public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order) }
 
+    /// Whether grids may run on other solvers beside `teacher`: not when it has an eta or an explicit
+    /// timestep list, which another solver would not carry (not the same family of plans).
+    public static func canRunBeside(_ teacher: PlanSampler) -> Bool { teacher.eta == 0 && teacher.timesteps == nil }
+
     /// Whether `sampler` is this choice (kind and order).
     public func isSampler(_ sampler: PlanSampler) -> Bool { sampler.scheduler == scheduler && sampler.order == order }
 }
@@ -141,8 +145,7 @@ public struct SearchSpace: Sendable {
         self.grids = [sampler.steps] + Array(Set(grids).subtracting([sampler.steps])).sorted(by: >)
         var unique: [SolverChoice] = []
         for s in solvers where !s.isSampler(sampler) && !unique.contains(s) { unique.append(s) }
-        if sampler.eta != 0 || sampler.timesteps != nil, !unique.isEmpty {
-            // (Another solver would not carry the teacher's eta or timestep list: not the same family of plans.)
+        if !SolverChoice.canRunBeside(sampler), !unique.isEmpty {
             throw ModelError("other solvers are searched only beside a teacher with eta 0 and spaced timesteps")
         }
         self.solvers = unique

@@ -127,29 +127,40 @@ public final class RFIDEvaluator {
         return s
     }
 
-    /// Statistics of the first `samples` rows of the batches `batch(b)` gives.
-    func statistics(samples: Int, progress: ((Int, Int) -> Void)?, batch features: (Int) throws -> [Float]) throws -> FeatureStatistics {
-        try check(samples: samples)
+    /// The first `samples` feature rows [samples × dims] of the batches `batch(b)` gives.
+    func rows(samples: Int, progress: ((Int, Int) -> Void)? = nil, batch features: (Int) throws -> [Float]) throws -> [Float] {
         var rows: [Float] = []
         for b in 0..<pipeline.batches(samples) {
             rows += try features(b)
             progress?(min(samples, (b + 1) * batch), samples)
         }
-        return try FeatureStatistics(features: rows, count: samples, dims: extractor.dims)
+        return Array(rows.prefix(samples * extractor.dims))
+    }
+
+    /// Statistics of the first `samples` rows of the batches `batch(b)` gives.
+    func statistics(samples: Int, progress: ((Int, Int) -> Void)?, batch features: (Int) throws -> [Float]) throws -> FeatureStatistics {
+        try check(samples: samples)
+        return try FeatureStatistics(features: rows(samples: samples, progress: progress, batch: features), count: samples, dims: extractor.dims)
+    }
+
+    /// `plan`'s features of batch b, memoised by the plan's content. `boundaries`: see `features`;
+    /// `counted`: add its steps to `stepsRun`/`stepsShared`.
+    func planBatches(_ plan: StepPlan, boundaries: [Int], counted: Bool) throws -> (Int) throws -> [Float] {
+        try plan.validate(branchCount: pipeline.unet.branchCount)
+        let key = Self.contentKey(plan)
+        return { b in
+            if let f = self.memo[key]?[b] { return f }
+            let f = try self.features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
+            self.memo[key, default: [:]][b] = f
+            return f
+        }
     }
 
     /// Statistics of the features of `plan`'s first `samples` images (batches memoised by the plan's
     /// content). `boundaries`: see `features`; `counted`: add its steps to `stepsRun`/`stepsShared`.
     public func statistics(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false,
                            progress: ((Int, Int) -> Void)? = nil) throws -> FeatureStatistics {
-        try plan.validate(branchCount: pipeline.unet.branchCount)
-        let key = Self.contentKey(plan)
-        return try statistics(samples: samples, progress: progress) { b in
-            if let f = memo[key]?[b] { return f }
-            let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
-            memo[key, default: [:]][b] = f
-            return f
-        }
+        try statistics(samples: samples, progress: progress, batch: planBatches(plan, boundaries: boundaries, counted: counted))
     }
 
     /// rFID of `plan` on `samples` images against the teacher's, and the plan's statistics.
@@ -162,24 +173,11 @@ public final class RFIDEvaluator {
 
     /// The feature rows [samples × dims] of `plan`'s first `samples` images (batches memoised as for `statistics`).
     public func features(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false) throws -> [Float] {
-        try plan.validate(branchCount: pipeline.unet.branchCount)
-        let key = Self.contentKey(plan)
-        var rows: [Float] = []
-        for b in 0..<pipeline.batches(samples) {
-            if let f = memo[key]?[b] { rows += f; continue }
-            let f = try features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
-            memo[key, default: [:]][b] = f
-            rows += f
-        }
-        return Array(rows.prefix(samples * extractor.dims))
+        try rows(samples: samples, batch: planBatches(plan, boundaries: boundaries, counted: counted))
     }
 
     /// The teacher's feature rows [samples × dims].
-    public func teacherFeatures(samples: Int) throws -> [Float] {
-        var rows: [Float] = []
-        for b in 0..<pipeline.batches(samples) { rows += try teacherBatch(b) }
-        return Array(rows.prefix(samples * extractor.dims))
-    }
+    public func teacherFeatures(samples: Int) throws -> [Float] { try rows(samples: samples, batch: teacherBatch) }
 
     /// The paired feature distance of `plan` on `samples` images: the mean over images of the squared
     /// distance between its features and the teacher's image's from the same noise. Unlike rFID, which
