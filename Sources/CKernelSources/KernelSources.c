@@ -26,6 +26,9 @@ static const char scheduler_cl[] = {
 static const char statistics_cl[] = {
 #embed "../../kernels/statistics.cl"
 , 0};
+static const char transformer_cl[] = {
+#embed "../../kernels/transformer.cl"
+, 0};
 static const char timestep_embedding_cl[] = {
 #embed "../../kernels/timestep_embedding.cl"
 , 0};
@@ -39,6 +42,7 @@ static const FlexKernelSource sources[] = {
     {"pooling", pooling_cl},
     {"scheduler", scheduler_cl},
     {"statistics", statistics_cl},
+    {"transformer", transformer_cl},
     {"timestep_embedding", timestep_embedding_cl},
 };
 
