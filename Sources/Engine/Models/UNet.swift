@@ -1,13 +1,19 @@
-// diffusers' UNet2DModel on the engine: construction from a configuration and weights, a workspace
-// sized once for a batch and image size (the forward pass allocates nothing), and the forward pass
-// in diffusers' phases (time, pre-process, down, mid, up, post-process).
-// Port of diffusers.models.unets.unet_2d.UNet2DModel (and its Down/Up/Mid blocks), diffusers 0.42.
+// diffusers' UNet2DModel and UNet2DConditionModel on the engine: construction from a configuration
+// and weights, a workspace sized once for a batch and image size (the forward pass allocates
+// nothing), and the forward pass in diffusers' phases (time, pre-process, down, mid, up,
+// post-process). The two classes differ only in their attention layers (spatial attention or
+// Transformer2DModel over encoder_hidden_states) and their mid block's attention rescaling.
+// Port of diffusers.models.unets.unet_2d.UNet2DModel and unet_2d_condition.UNet2DConditionModel
+// (and their Down/Up/Mid blocks), diffusers 0.42.
 import Foundation
 import GPUKernels
 
 /// Sizes (in floats) of the shared buffers, gathered while the blocks are built.
 struct SizePlan {
     var activation = 0, convScratch = 0, attentionScratch = 0, timeProjection = 0, groupNormAffine = 0
+    /// Transformer blocks: the widest token projection (QKV or the GEGLU input), the GEGLU output,
+    /// and cross-attention's keys and values.
+    var tokenWide = 0, tokenGated = 0, contextKV = 0
 }
 
 /// Hands weights to the blocks as device buffers, checking names and shapes, and gathers the plan.
@@ -16,9 +22,11 @@ final class WeightLoader {
     let stream: ComputeStream
     let config: UNetConfiguration
     let batch: Int
+    /// Tokens of encoder_hidden_states (conditional UNets).
+    let contextLength: Int
     var plan = SizePlan()
-    init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int) {
-        self.store = store; self.stream = stream; self.config = config; self.batch = batch
+    init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int, contextLength: Int) {
+        self.store = store; self.stream = stream; self.config = config; self.batch = batch; self.contextLength = contextLength
     }
     func tensor(_ name: String, _ shape: [Int]) throws -> DeviceBuffer<Float> {
         try stream.upload(try store.take(name, shape: shape))
@@ -34,13 +42,16 @@ public final class UNetWorkspace {
     let tA: DeviceBuffer<Float>, tB: DeviceBuffer<Float>, tC: DeviceBuffer<Float>
     let main: [DeviceBuffer<Float>], concat: DeviceBuffer<Float>
     let convScratch: DeviceBuffer<Float>, attentionScratch: DeviceBuffer<Float>
+    /// encoder_hidden_states [N, L, D] of a conditional UNet (one float otherwise).
+    public let context: DeviceBuffer<Float>
+    let tokenWide: DeviceBuffer<Float>, tokenGated: DeviceBuffer<Float>, contextKV: DeviceBuffer<Float>
     /// The skip stack: conv_in's output, then every down-block layer's and downsampler's output.
     public let skips: [DeviceBuffer<Float>]
     /// Bytes of device memory held.
     public let bytes: Int
 
     init(stream s: ComputeStream, config c: UNetConfiguration, batch: Int, height: Int, width: Int,
-         plan: SizePlan, skipCounts: [Int]) throws {
+         contextLength: Int, plan: SizePlan, skipCounts: [Int]) throws {
         func buf(_ n: Int) throws -> DeviceBuffer<Float> { try s.buffer(max(1, n)) }
         input = try buf(batch * c.inChannels * height * width)
         output = try buf(batch * c.outChannels * height * width)
@@ -55,43 +66,49 @@ public final class UNetWorkspace {
         concat = try buf(plan.activation)
         convScratch = try buf(plan.convScratch)
         attentionScratch = try buf(plan.attentionScratch)
+        context = try buf(batch * contextLength * (c.crossAttention?.dim ?? 0))
+        tokenWide = try buf(plan.tokenWide); tokenGated = try buf(plan.tokenGated); contextKV = try buf(plan.contextKV)
         skips = try skipCounts.map(buf)
         try s.reserve(.groupNormAffine, count: plan.groupNormAffine)
         bytes = 4 * ([input, output, timesteps, timeSinusoid, timeHidden, timeEmbedding, timeSiLU, timeProjection,
-                      tA, tB, tC, concat, convScratch, attentionScratch] + main + skips).map(\.count).reduce(0, +)
+                      tA, tB, tC, concat, convScratch, attentionScratch, context, tokenWide, tokenGated, contextKV]
+                     + main + skips).map(\.count).reduce(0, +)
     }
 }
 
 /// One resolution level of the down path: `layers` resnets (each followed by attention in an
-/// AttnDownBlock2D), then a downsampler except at the deepest level.
+/// AttnDownBlock2D or a transformer in a CrossAttnDownBlock2D), then a downsampler except at the deepest level.
 public final class DownBlock {
     public let resnets: [ResnetBlock]
-    public let attentions: [AttentionBlock]
+    let attentions: [any SpatialMixing]
     public let downsample: Downsample?
     /// Indices into the skip stack of each layer's output, then the downsampler's.
     public let skipIndices: [Int]
-    init(resnets: [ResnetBlock], attentions: [AttentionBlock], downsample: Downsample?, skipIndices: [Int]) {
+    init(resnets: [ResnetBlock], attentions: [any SpatialMixing], downsample: Downsample?, skipIndices: [Int]) {
         self.resnets = resnets; self.attentions = attentions; self.downsample = downsample; self.skipIndices = skipIndices
     }
 }
 
-/// UNetMidBlock2D: resnet, attention (if add_attention), resnet.
+/// UNetMidBlock2D (resnet, attention if add_attention, resnet) or UNetMidBlock2DCrossAttn (resnet,
+/// transformer, resnet).
 public final class MidBlock {
-    public let first: ResnetBlock, attention: AttentionBlock?, second: ResnetBlock
-    init(first: ResnetBlock, attention: AttentionBlock?, second: ResnetBlock) {
+    public let first: ResnetBlock, second: ResnetBlock
+    let attention: (any SpatialMixing)?
+    init(first: ResnetBlock, attention: (any SpatialMixing)?, second: ResnetBlock) {
         self.first = first; self.attention = attention; self.second = second
     }
 }
 
 /// One resolution level of the up path: `layers + 1` resnets, each fed concat(main, skip) and
-/// followed by attention in an AttnUpBlock2D, then an upsampler except at the last level.
+/// followed by attention in an AttnUpBlock2D or a transformer in a CrossAttnUpBlock2D, then an
+/// upsampler except at the last level.
 public final class UpBlock {
     public let resnets: [ResnetBlock]
-    public let attentions: [AttentionBlock]
+    let attentions: [any SpatialMixing]
     public let upsample: Upsample?
     /// The skip-stack index each resnet concatenates, and that skip's channel count.
     public let skipIndices: [Int], skipChannels: [Int]
-    init(resnets: [ResnetBlock], attentions: [AttentionBlock], upsample: Upsample?, skipIndices: [Int], skipChannels: [Int]) {
+    init(resnets: [ResnetBlock], attentions: [any SpatialMixing], upsample: Upsample?, skipIndices: [Int], skipChannels: [Int]) {
         self.resnets = resnets; self.attentions = attentions; self.upsample = upsample
         self.skipIndices = skipIndices; self.skipChannels = skipChannels
     }
@@ -100,6 +117,8 @@ public final class UpBlock {
 public final class UNet {
     public let config: UNetConfiguration
     public let batch: Int, height: Int, width: Int
+    /// Tokens of encoder_hidden_states a conditional UNet takes (0 for a UNet2DModel).
+    public let contextLength: Int
     public let stream: ComputeStream
     public let workspace: UNetWorkspace
     public let downBlocks: [DownBlock]
@@ -111,22 +130,40 @@ public final class UNet {
     /// Multiply-accumulates of one forward pass over the batch (convolutions, linears, attention).
     public let macs: Int
 
-    /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width.
-    public convenience init(folder: ModelFolder, stream: ComputeStream, batch: Int, height: Int, width: Int) throws {
+    /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width (and, for a
+    /// UNet2DConditionModel, encoder_hidden_states of `contextLength` tokens).
+    public convenience init(folder: ModelFolder, stream: ComputeStream, batch: Int, height: Int, width: Int,
+                            contextLength: Int = UNet.defaultContextLength) throws {
         let config = try UNetConfiguration.load(from: folder.configURL)
         let file = try SafeTensorsFile(path: folder.weightsURL.path)
-        try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch, height: height, width: width)
+        try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch, height: height, width: width,
+                      contextLength: contextLength)
     }
 
+    /// CLIP's 77 tokens, as Stable Diffusion's pipelines pad prompts.
+    public static let defaultContextLength = 77
+
     public init(config c: UNetConfiguration, weights: WeightStore, stream: ComputeStream,
-                batch: Int, height: Int, width: Int) throws {
+                batch: Int, height: Int, width: Int, contextLength: Int = UNet.defaultContextLength) throws {
         try c.validate()
         guard batch > 0 else { throw ModelError("batch size must be positive, not \(batch)") }
+        guard !c.isConditional || contextLength > 0 else {
+            throw ModelError("encoder_hidden_states must have at least one token, not \(contextLength)")
+        }
+        self.contextLength = c.isConditional ? contextLength : 0
         guard height > 0, width > 0, height % c.spatialMultiple == 0, width % c.spatialMultiple == 0 else {
             throw ModelError("input size \(height)×\(width) is not supported: with \(c.levels) levels both sides must be positive multiples of \(c.spatialMultiple)")
         }
         config = c; self.batch = batch; self.height = height; self.width = width; self.stream = stream
-        let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch)
+        let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch, contextLength: self.contextLength)
+        /// The attention layer after a resnet: UNet2DModel's spatial attention or a Transformer2DModel.
+        func mixer(_ prefix: String, channels: Int, h: Int, w: Int, heads: Int, layers: Int) throws -> any SpatialMixing {
+            if c.isConditional {
+                return try SpatialTransformer(L, prefix, channels: channels, height: h, width: w, heads: heads, layers: layers)
+            }
+            return try AttentionBlock(L, prefix, channels: channels, height: h, width: w,
+                                      headDim: c.attentionHeadDim ?? channels, groups: c.normNumGroups)
+        }
         let T = c.timeEmbedDim, C0 = c.blockOutChannels[0]
 
         // 1. time
@@ -143,13 +180,13 @@ public final class UNet {
         var (h, w, channels) = (height, width, C0)
         for (i, type) in c.downBlockTypes.enumerated() {
             let out = c.blockOutChannels[i]
-            var resnets: [ResnetBlock] = [], attentions: [AttentionBlock] = [], indices: [Int] = []
+            var resnets: [ResnetBlock] = [], attentions: [any SpatialMixing] = [], indices: [Int] = []
             for j in 0..<c.layersPerBlock {
                 resnets.append(try ResnetBlock(L, "down_blocks.\(i).resnets.\(j)", inChannels: j == 0 ? channels : out,
                                                outChannels: out, height: h, width: w))
-                if type == "AttnDownBlock2D" {
-                    attentions.append(try AttentionBlock(L, "down_blocks.\(i).attentions.\(j)", channels: out, height: h, width: w,
-                                                         headDim: c.attentionHeadDim ?? out, groups: c.normNumGroups))
+                if UNetConfiguration.hasAttention(type) {
+                    attentions.append(try mixer("down_blocks.\(i).attentions.\(j)", channels: out, h: h, w: w,
+                                                heads: c.crossAttention?.heads[i] ?? 0, layers: c.crossAttention?.layers[i] ?? 0))
                 }
                 indices.append(skips.count); skips.append((out, h, w))
             }
@@ -166,12 +203,21 @@ public final class UNet {
         downBlocks = downs
         // 4. mid
         let midHeadDim = c.attentionHeadDim ?? channels
+        let midFirst = try ResnetBlock(L, "mid_block.resnets.0", inChannels: channels, outChannels: channels, height: h, width: w,
+                                       outputScaleFactor: c.midBlockScaleFactor)
+        let midAttention: (any SpatialMixing)?
+        if let x = c.crossAttention {
+            // UNetMidBlock2DCrossAttn: the transformer's output is not rescaled.
+            midAttention = try SpatialTransformer(L, "mid_block.attentions.0", channels: channels, height: h, width: w,
+                                                  heads: x.heads.last!, layers: x.layers.last!)
+        } else {
+            midAttention = c.addAttention ? try AttentionBlock(L, "mid_block.attentions.0", channels: channels, height: h, width: w,
+                                                               headDim: midHeadDim, groups: c.attnNormNumGroups ?? c.normNumGroups,
+                                                               rescaleOutputFactor: c.midBlockScaleFactor) : nil
+        }
         mid = MidBlock(
-            first: try ResnetBlock(L, "mid_block.resnets.0", inChannels: channels, outChannels: channels, height: h, width: w,
-                                   outputScaleFactor: c.midBlockScaleFactor),
-            attention: c.addAttention ? try AttentionBlock(L, "mid_block.attentions.0", channels: channels, height: h, width: w,
-                                                           headDim: midHeadDim, groups: c.attnNormNumGroups ?? c.normNumGroups,
-                                                           rescaleOutputFactor: c.midBlockScaleFactor) : nil,
+            first: midFirst,
+            attention: midAttention,
             second: try ResnetBlock(L, "mid_block.resnets.1", inChannels: channels, outChannels: channels, height: h, width: w,
                                     outputScaleFactor: c.midBlockScaleFactor))
         // 5. up
@@ -179,16 +225,17 @@ public final class UNet {
         var next = skips.count - 1
         for (i, type) in c.upBlockTypes.enumerated() {
             let out = c.blockOutChannels[c.levels - 1 - i]
-            var resnets: [ResnetBlock] = [], attentions: [AttentionBlock] = [], indices: [Int] = [], skipChannels: [Int] = []
+            var resnets: [ResnetBlock] = [], attentions: [any SpatialMixing] = [], indices: [Int] = [], skipChannels: [Int] = []
             for j in 0...c.layersPerBlock {
                 let skip = skips[next]
                 precondition(skip.h == h && skip.w == w, "skip \(next) is \(skip.h)×\(skip.w), the up path is at \(h)×\(w)")
                 L.plan.activation = max(L.plan.activation, batch * (channels + skip.c) * h * w)
                 resnets.append(try ResnetBlock(L, "up_blocks.\(i).resnets.\(j)", inChannels: channels + skip.c,
                                                outChannels: out, height: h, width: w))
-                if type == "AttnUpBlock2D" {
-                    attentions.append(try AttentionBlock(L, "up_blocks.\(i).attentions.\(j)", channels: out, height: h, width: w,
-                                                         headDim: c.attentionHeadDim ?? out, groups: c.normNumGroups))
+                if UNetConfiguration.hasAttention(type) {
+                    let level = c.levels - 1 - i
+                    attentions.append(try mixer("up_blocks.\(i).attentions.\(j)", channels: out, h: h, w: w,
+                                                heads: c.crossAttention?.heads[level] ?? 0, layers: c.crossAttention?.layers[level] ?? 0))
                 }
                 indices.append(next); skipChannels.append(skip.c); next -= 1
                 channels = out
@@ -208,7 +255,7 @@ public final class UNet {
         try weights.checkAllUsed()
         parameterCount = weights.parameterCount
         workspace = try UNetWorkspace(stream: stream, config: c, batch: batch, height: height, width: width,
-                                      plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w })
+                                      contextLength: self.contextLength, plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w })
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
     }
 
@@ -234,16 +281,16 @@ public final class UNet {
         total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim)
         for d in downBlocks {
             for (j, r) in d.resnets.enumerated() where d.skipIndices[j] <= last {
-                total += resnet(r) + (d.attentions.isEmpty ? 0 : d.attentions[j].shape.macs)
+                total += resnet(r) + (d.attentions.isEmpty ? 0 : d.attentions[j].macs)
             }
             if let ds = d.downsample, d.skipIndices.last! <= last { total += ds.conv.shape.macs }
         }
-        if branch == nil { total += resnet(mid.first) + resnet(mid.second) + (mid.attention?.shape.macs ?? 0) }
+        if branch == nil { total += resnet(mid.first) + resnet(mid.second) + (mid.attention?.macs ?? 0) }
         // The up path runs from the resnet concatenating skip `branch` (skips are consumed deepest first).
         for u in upBlocks {
             var ran = false
             for (j, r) in u.resnets.enumerated() where u.skipIndices[j] <= last {
-                total += resnet(r) + (u.attentions.isEmpty ? 0 : u.attentions[j].shape.macs)
+                total += resnet(r) + (u.attentions.isEmpty ? 0 : u.attentions[j].macs)
                 ran = true
             }
             if ran { total += u.upsample?.conv.shape.macs ?? 0 }
@@ -255,14 +302,32 @@ public final class UNet {
 
     /// Runs the UNet on `sample` [batch, in_channels, H, W] at `timesteps` (one per sample) and
     /// returns the output [batch, out_channels, H, W].
-    public func callAsFunction(_ sample: [Float], timesteps: [Float]) throws -> [Float] {
+    /// A UNet2DConditionModel also takes `encoderHiddenStates` [batch, contextLength, cross_attention_dim].
+    public func callAsFunction(_ sample: [Float], timesteps: [Float], encoderHiddenStates: [Float]? = nil) throws -> [Float] {
         let inCount = batch * config.inChannels * height * width
         guard sample.count == inCount else { throw ModelError("sample has \(sample.count) values, the UNet takes \(inCount)") }
         guard timesteps.count == batch else { throw ModelError("\(timesteps.count) timesteps for a batch of \(batch)") }
+        if let states = encoderHiddenStates {
+            try setEncoderHiddenStates(states)
+        } else if config.isConditional {
+            throw ModelError("this UNet2DConditionModel needs encoder_hidden_states [\(batch), \(contextLength), \(config.crossAttention!.dim)]")
+        }
         try workspace.input.write(sample, queue: stream.queue)
         try workspace.timesteps.write(timesteps, queue: stream.queue)
         try forward()
         return try stream.download(workspace.output, count: batch * config.outChannels * height * width)
+    }
+
+    /// Uploads encoder_hidden_states [batch, contextLength, cross_attention_dim] for the following forward passes.
+    public func setEncoderHiddenStates(_ states: [Float]) throws {
+        guard let x = config.crossAttention else {
+            throw ModelError("encoder_hidden_states given to a UNet2DModel, which takes none")
+        }
+        let count = batch * contextLength * x.dim
+        guard states.count == count else {
+            throw ModelError("encoder_hidden_states has \(states.count) values; this UNet takes [\(batch), \(contextLength), \(x.dim)] = \(count)")
+        }
+        try workspace.context.write(states, queue: stream.queue)
     }
 
     /// The forward pass on the workspace: `workspace.input` and `workspace.timesteps` → `workspace.output`.

@@ -1,5 +1,7 @@
 // The configuration of a diffusers UNet2DModel (`config.json`), with diffusers' keys and defaults,
-// and the check that refuses anything this engine does not compute exactly.
+// and the check that refuses anything this engine does not compute exactly; a UNet2DConditionModel
+// (Stable Diffusion) is read into the same type with its cross-attention settings
+// (UNet2DConditionConfiguration.swift).
 // Port of diffusers.models.unets.unet_2d.UNet2DModel.__init__'s arguments (diffusers 0.42).
 import Foundation
 
@@ -32,8 +34,15 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
     public var classEmbedType: String?
     public var numClassEmbeds: Int?
     public var numTrainTimesteps: Int?
+    /// Set for a UNet2DConditionModel (its blocks are CrossAttn…/Transformer2DModel), nil for a UNet2DModel.
+    public var crossAttention: CrossAttentionConfiguration?
 
     public init() {}
+
+    /// Whether the model takes `encoder_hidden_states` (a UNet2DConditionModel).
+    public var isConditional: Bool { crossAttention != nil }
+    /// diffusers' class name of the model.
+    public var className: String { isConditional ? "UNet2DConditionModel" : "UNet2DModel" }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case sampleSize = "sample_size", inChannels = "in_channels", outChannels = "out_channels"
@@ -48,6 +57,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         case resnetTimeScaleShift = "resnet_time_scale_shift", addAttention = "add_attention"
         case classEmbedType = "class_embed_type", numClassEmbeds = "num_class_embeds"
         case numTrainTimesteps = "num_train_timesteps"
+        /// Not a config.json key of UNet2DModel: the conditional settings, in the fingerprint only.
+        case crossAttention = "cross_attention"
     }
 
     /// Missing keys take diffusers' defaults; an explicit `null` is kept as nil (e.g. attention_head_dim).
@@ -92,12 +103,17 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         numTrainTimesteps = try optional(.numTrainTimesteps, d.numTrainTimesteps)
     }
 
-    /// Reads and checks `config.json`: an unknown key or an unsupported value is an error naming it.
+    /// Reads and checks `config.json` of a UNet2DModel or a UNet2DConditionModel: an unknown key or
+    /// an unsupported value is an error naming it.
     public static func load(from url: URL) throws -> UNetConfiguration {
-        try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.map(\.rawValue))) { raw in
-            if let cls = raw["_class_name"] as? String, cls != "UNet2DModel" {
-                throw ModelError("\(url.path): _class_name \(cls) is not supported (only UNet2DModel)")
-            }
+        switch try configClassName(url) ?? "UNet2DModel" {
+        case "UNet2DModel":
+            return try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.filter { $0 != .crossAttention }.map(\.rawValue)))
+        case "UNet2DConditionModel":
+            let file: UNet2DConditionConfigFile = try decodeConfigJSON(url, knownKeys: UNet2DConditionConfigFile.knownKeys)
+            return try file.configuration(source: url.path)
+        case let other:
+            throw ModelError("\(url.path): _class_name \(other) is not supported (UNet2DModel or UNet2DConditionModel)")
         }
     }
 
@@ -113,13 +129,15 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         if upsampleType != "conv" { try refuse(.upsampleType, upsampleType, "only conv") }
         if let c = classEmbedType { try refuse(.classEmbedType, c, "class conditioning is not supported") }
         if let n = numClassEmbeds { try refuse(.numClassEmbeds, n, "class conditioning is not supported") }
-        if midBlockType != "UNetMidBlock2D" { try refuse(.midBlockType, midBlockType ?? "null", "only UNetMidBlock2D") }
+        let (attnDown, attnUp, midType) = isConditional
+            ? ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn") : ("AttnDownBlock2D", "AttnUpBlock2D", "UNetMidBlock2D")
+        if midBlockType != midType { try refuse(.midBlockType, midBlockType ?? "null", "only \(midType)") }
         if ![0, 1].contains(downsamplePadding) { try refuse(.downsamplePadding, downsamplePadding, "only 0 or 1") }
-        for t in downBlockTypes where !["DownBlock2D", "AttnDownBlock2D"].contains(t) {
-            try refuse(.downBlockTypes, t, "only DownBlock2D and AttnDownBlock2D")
+        for t in downBlockTypes where !["DownBlock2D", attnDown].contains(t) {
+            try refuse(.downBlockTypes, t, "only DownBlock2D and \(attnDown)")
         }
-        for t in upBlockTypes where !["UpBlock2D", "AttnUpBlock2D"].contains(t) {
-            try refuse(.upBlockTypes, t, "only UpBlock2D and AttnUpBlock2D")
+        for t in upBlockTypes where !["UpBlock2D", attnUp].contains(t) {
+            try refuse(.upBlockTypes, t, "only UpBlock2D and \(attnUp)")
         }
         let levels = blockOutChannels.count
         if levels == 0 { try refuse(.blockOutChannels, blockOutChannels, "at least one level") }
@@ -144,6 +162,18 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
                 try refuse(.attentionHeadDim, d, "must divide the mid block's \(blockOutChannels.last!) channels")
             }
         }
+        if let x = crossAttention {
+            let key = "attention_head_dim"
+            for (i, heads) in x.heads.enumerated() where heads < 1 || (downBlockTypes[i] == attnDown && blockOutChannels[i] % heads != 0) {
+                throw ModelError("\(source): unsupported \(key) = \(x.heads) (the head count of down block \(i) must divide its \(blockOutChannels[i]) channels)")
+            }
+            for (i, t) in upBlockTypes.enumerated() where t == attnUp && upChannels(i) % upHeads(i) != 0 {
+                throw ModelError("\(source): unsupported \(key) = \(x.heads) (the head count of up block \(i), \(upHeads(i)), must divide its \(upChannels(i)) channels)")
+            }
+            if blockOutChannels.last! % x.heads.last! != 0 {
+                throw ModelError("\(source): unsupported \(key) = \(x.heads) (the mid block's \(x.heads.last!) heads must divide its \(blockOutChannels.last!) channels)")
+            }
+        }
         if let t = timeEmbeddingDim, t < 1 { try refuse(.timeEmbeddingDim, t, "must be positive") }
         if normEps <= 0 { try refuse(.normEps, normEps, "must be positive") }
         if let s = sampleSize, s < 1 || s > 16384 { try refuse(.sampleSize, s, "must be 1…16384") }
@@ -152,6 +182,12 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
     // MARK: Derived sizes, as UNet2DModel computes them
 
     public var levels: Int { blockOutChannels.count }
+    /// Output channels of up block `i` (block_out_channels reversed).
+    public func upChannels(_ i: Int) -> Int { blockOutChannels[levels - 1 - i] }
+    /// Attention heads of up block `i` of a conditional UNet (the down blocks' heads reversed).
+    public func upHeads(_ i: Int) -> Int { crossAttention!.heads[levels - 1 - i] }
+    /// Whether blocks of `type` have attention (AttnDownBlock2D, CrossAttnUpBlock2D, …).
+    public static func hasAttention(_ type: String) -> Bool { type.hasPrefix("Attn") || type.hasPrefix("CrossAttn") }
     /// Width of the sinusoidal projection (Timesteps(block_out_channels[0], ...)).
     public var timeProjectionDim: Int { blockOutChannels[0] }
     /// Width of the time embedding fed to every resnet.

@@ -6,6 +6,23 @@ protocol CheckedConfiguration: Decodable {
     func validate(source: String) throws
 }
 
+/// The `_class_name` of the config file at `url` (nil when it has none); unreadable or non-object files
+/// are errors.
+func configClassName(_ url: URL) throws -> String? {
+    try readConfigObject(url).object["_class_name"] as? String
+}
+
+private func readConfigObject(_ url: URL) throws -> (data: Data, object: [String: Any]) {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
+    }
+    guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw ModelError("\(url.path) is not a JSON object")
+    }
+    return (data, raw)
+}
+
 /// Reads `url` as `T` after checking that every key (but `_`-prefixed ones) is in `knownKeys` and
 /// passes `check` on the raw object, then validates the values.
 func loadConfigJSON<T: CheckedConfiguration>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
@@ -16,13 +33,7 @@ func loadConfigJSON<T: CheckedConfiguration>(_ url: URL, knownKeys: Set<String>,
 
 /// Reads `url` as `T` after checking that every key (but `_`-prefixed ones) is in `knownKeys`.
 func decodeConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: ([String: Any]) throws -> Void = { _ in }) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw ModelError("cannot read \(url.path): \(error.localizedDescription)")
-    }
-    guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-        throw ModelError("\(url.path) is not a JSON object")
-    }
+    let (data, raw) = try readConfigObject(url)
     for key in raw.keys.sorted() where !key.hasPrefix("_") && !knownKeys.contains(key) {
         throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
     }

@@ -1,0 +1,71 @@
+// Stable Diffusion's UNet (UNet2DConditionModel) against diffusers: whole-model outputs at several
+// timesteps and DeepCache's shallow path at every skip branch, from PyTorch goldens written by
+// scripts/make_sd_unet_goldens.py (random weights at SD 1.x and 2.x settings, stored in float16 as
+// an fp16 variant and in bfloat16), relative L2 ≤ 1e-4; and the errors a user can run into.
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+import TestSupport
+
+@Suite struct ConditionalUNetTests {
+    static let models = ["sd15-layout", "sd2-layout"]
+
+    func load(_ name: String, stream: ComputeStream = try! ComputeStream()) throws -> (UNet, SafeTensorsFile) {
+        let dir = goldens.appendingPathComponent(name)
+        let golden = try SafeTensorsFile(path: dir.appendingPathComponent("golden.safetensors").path)
+        let shape = golden.tensors["sample"]!.shape, context = golden.tensors["encoder_hidden_states"]!.shape
+        let unet = try UNet(folder: ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3],
+                            contextLength: context[1])
+        return (unet, golden)
+    }
+
+    @Test(arguments: models, UNetParityTests.convolutionPaths)
+    func matchesDiffusers(model name: String, convolution: ConvolutionPath) throws {
+        let (unet, golden) = try load(name, stream: ComputeStream(convolution: convolution))
+        #expect(unet.config.isConditional)
+        let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
+        for t in [1, 500, 999] {
+            let expected = try golden.floats("output_t\(t)")
+            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states)
+            let (err, worst) = relativeL2(got, expected)
+            #expect(err <= 1e-4, "\(name) t=\(t) \(convolution): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
+        }
+    }
+
+    /// A partial step equals DeepCache's shallow path on diffusers' UNet2DConditionModel at every
+    /// branch (cache from a full step at another input and timestep), and equals a full step when
+    /// the cache comes from the same input.
+    @Test(arguments: models)
+    func partialStepsMatchDeepCache(model name: String) throws {
+        let (unet, golden) = try load(name)
+        let branches = golden.tensors.keys.filter { $0.hasPrefix("partial_m") }.count
+        #expect(branches == unet.branchCount)
+        let all = Set(0..<unet.branchCount), ws = unet.workspace, q = unet.stream.queue, N = unet.batch
+        try unet.prepareFeatureCache(branches: all)
+        try unet.setEncoderHiddenStates(try golden.floats("encoder_hidden_states"))
+        func run(_ input: String, _ t: String, _ pass: () throws -> Void) throws -> [Float] {
+            try ws.input.write(try golden.floats(input), queue: q)
+            try ws.timesteps.write(Array(repeating: try golden.floats(t)[0], count: N), queue: q)
+            try pass()
+            return try unet.stream.download(ws.output)
+        }
+        _ = try run("sample_full", "t_full") { try unet.forward(capturing: all) }
+        for m in 0..<branches {
+            let got = try run("sample_partial", "t_partial") { try unet.forwardPartial(branch: m) }
+            let want = try golden.floats("partial_m\(m)")
+            let (err, worst) = relativeL2(got, want)
+            #expect(err <= 1e-4, "\(name) branch \(m): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(want[worst])")
+        }
+        // Same input: every partial step reproduces the full step.
+        let full = try run("sample_partial", "t_partial") { try unet.forward(capturing: all) }
+        for m in 0..<branches {
+            let got = try run("sample_partial", "t_partial") { try unet.forwardPartial(branch: m) }
+            let (err, _) = relativeL2(got, full)
+            #expect(err <= 1e-5, "\(name) branch \(m): partial vs full at the same input, relative L2 \(err)")
+        }
+        // Partial steps cost less, deeper branches more.
+        let costs = (0..<branches).map { unet.macs(for: .partial(branch: $0)) }
+        #expect(costs == costs.sorted() && costs.last! < unet.macs)
+    }
+}
