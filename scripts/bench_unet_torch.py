@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Times diffusers' UNet2DModel (PyTorch CPU) and `flexiffusion bench unet` on the same model and
-batch, in one command, and prints the ratio.
+"""Times diffusers' UNet2DModel or UNet2DConditionModel (PyTorch CPU) and `flexiffusion bench unet`
+on the same model and batch, in one command, and prints the ratio.
 
 By default the model is the full google/ddpm-cifar10-32 configuration (35.7 M parameters) with
-random weights, written to a temporary folder (never committed). PyTorch uses as many threads as
-the machine has cores, as PoCL does.
+random weights, written to a temporary folder (never committed). `--config FILE` benchmarks any
+config.json with random weights on both sides (nothing written), e.g. Stable Diffusion 1.5's UNet
+(scripts/sd15-unet.config.json, 860 M parameters) at 64×64 latents, batch 2, 77 context tokens.
+PyTorch uses as many threads as the machine has cores, as PoCL does.
 
-    .venv-ref/bin/python scripts/bench_unet_torch.py --batch 16 [--model DIR] [--device D]
+    .venv-ref/bin/python scripts/bench_unet_torch.py --batch 16 [--model DIR | --config FILE] [--device D]
+    .venv-ref/bin/python scripts/bench_unet_torch.py --config scripts/sd15-unet.config.json --batch 2 --repeats 2
 """
 import argparse
 import json
@@ -18,7 +21,7 @@ import tempfile
 import time
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel
 
 CIFAR10 = dict(
     sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
@@ -32,6 +35,8 @@ CIFAR10 = dict(
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="diffusers folder (default: random-weight ddpm-cifar10-32 layout)")
+    ap.add_argument("--config", help="a UNet config.json to benchmark with random weights on both sides")
+    ap.add_argument("--context-length", type=int, default=77, help="encoder_hidden_states tokens (conditional UNets)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of PyTorch and flexiffusion (the machine is noisy)")
@@ -42,9 +47,18 @@ def main():
     threads = os.cpu_count()
     torch.set_num_threads(threads)
     tmp = None
-    if args.model:
-        model = UNet2DModel.from_pretrained(args.model)
-        path = args.model
+    source = []
+    if args.config:
+        with open(args.config) as f:
+            cls = UNet2DConditionModel if json.load(f).get("_class_name") == "UNet2DConditionModel" else UNet2DModel
+        torch.manual_seed(0)
+        model = cls.from_config(cls.load_config(args.config))
+        source = ["--config", args.config]
+    elif args.model:
+        config = UNet2DModel.load_config(args.model, subfolder="unet" if os.path.exists(os.path.join(args.model, "model_index.json")) else None)
+        cls = UNet2DConditionModel if config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
+        model = cls.from_pretrained(args.model, subfolder="unet" if os.path.exists(os.path.join(args.model, "model_index.json")) else None)
+        source = ["--model", args.model]
     else:
         torch.manual_seed(0)
         model = UNet2DModel(**CIFAR10)
@@ -54,22 +68,28 @@ def main():
         tmp = tempfile.TemporaryDirectory()
         path = tmp.name
         model.save_pretrained(path)
+        source = ["--model", path]
     model.eval()
     size = model.config.sample_size
     x = torch.randn(args.batch, model.config.in_channels, size, size)
     t = torch.randint(0, 1000, (args.batch,))
+    kwargs = {}
+    if isinstance(model, UNet2DConditionModel):
+        kwargs["encoder_hidden_states"] = torch.randn(args.batch, args.context_length, model.config.cross_attention_dim)
     params = sum(p.numel() for p in model.parameters())
-    cmd = [args.binary, "bench", "unet", "--model", path, "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
+    cmd = [args.binary, "bench", "unet", *source, "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
+    if isinstance(model, UNet2DConditionModel):
+        cmd += ["--context-length", str(args.context_length)]
     if args.device:
         cmd += ["--device", args.device]
     torch_rounds, our_rounds = [], []
     with torch.no_grad():
-        model(x, t)
+        model(x, t, **kwargs)
         for r in range(args.rounds):
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                model(x, t)
+                model(x, t, **kwargs)
                 times.append((time.perf_counter() - start) * 1000)
             torch_rounds.append(statistics.median(times))
             ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -78,10 +98,11 @@ def main():
                   f"ratio {our_rounds[-1] / torch_rounds[-1]:.2f}x", flush=True)
     torch_ms, our_ms = statistics.median(torch_rounds), statistics.median(our_rounds)
     gflops = ours["gflops"] * ours["median_ms"] / our_ms
-    print(f"model: {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}; "
+    print(f"model: {type(model).__name__}, {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}; "
           f"medians of {args.repeats} passes per round, median over {args.rounds} alternating rounds")
     print(f"PyTorch {torch.__version__} CPU ({threads} threads): {torch_ms:.1f} ms per forward")
-    print(f"flexiffusion: {our_ms:.1f} ms per forward ({gflops:.1f} GFLOP/s)")
+    print(f"flexiffusion: {our_ms:.1f} ms per forward ({gflops:.1f} GFLOP/s); device memory: weights "
+          f"{ours['weight_bytes'] / 2**30:.2f} GiB, workspace {ours['workspace_bytes'] / 2**30:.2f} GiB")
     print(f"ratio flexiffusion / PyTorch: {our_ms / torch_ms:.2f}x (below 1 is faster)")
 
 

@@ -186,9 +186,14 @@ public final class DeviceBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
         var flags = cl_mem_flags(CL_MEM_READ_WRITE)
         if context.device.kind == .cpu { flags |= cl_mem_flags(CL_MEM_ALLOC_HOST_PTR) }
         var status: cl_int = 0
-        let bytes = count * MemoryLayout<Element>.stride
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        let device = context.device
+        guard !overflow, UInt64(bytes) <= device.maxAllocationBytes else {
+            throw OpenCLError(call: "clCreateBuffer", detail: "a buffer of \(overflow ? "over 2^63" : formatBytes(UInt64(bytes))) exceeds the largest allocation \(device.name) allows, \(formatBytes(device.maxAllocationBytes)) (CL_DEVICE_MAX_MEM_ALLOC_SIZE; device memory \(formatBytes(device.globalMemoryBytes)))")
+        }
         guard let mem = clCreateBuffer(context.handle, flags, bytes, nil, &status), status == CL_SUCCESS else {
-            throw OpenCLError(call: "clCreateBuffer", status: status, detail: "\(bytes) bytes on \(context.device.name)")
+            throw OpenCLError(call: "clCreateBuffer", status: status,
+                              detail: "\(formatBytes(UInt64(bytes))) on \(device.name), which has \(formatBytes(device.globalMemoryBytes))")
         }
         handle = mem
         self.count = count
@@ -230,4 +235,12 @@ public final class DeviceBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
         try check(clEnqueueCopyBuffer(queue.handle, source.handle, handle, sourceOffset * s, offset * s, n * s, 0, nil, nil),
                   "clEnqueueCopyBuffer")
     }
+}
+
+/// Bytes as people read them: "3.2 GiB", "417 MiB", "12 kiB", "100 bytes".
+public func formatBytes(_ b: UInt64) -> String {
+    let gib = Double(b) / 1_073_741_824, mib = Double(b) / 1_048_576
+    if gib >= 1 { return String(format: "%.1f GiB", gib) }
+    if mib >= 1 { return String(format: "%.0f MiB", mib) }
+    return b >= 1024 ? String(format: "%.0f kiB", Double(b) / 1024) : "\(b) bytes"
 }

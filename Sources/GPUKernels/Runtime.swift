@@ -21,6 +21,8 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
     public let driverVersion: String
     public let computeUnits: Int
     public let globalMemoryBytes: UInt64
+    /// The largest single buffer (CL_DEVICE_MAX_MEM_ALLOC_SIZE).
+    public let maxAllocationBytes: UInt64
     public let localMemoryBytes: UInt64
     public let maxWorkGroupSize: Int
     public let supportsFP64: Bool
@@ -118,6 +120,7 @@ public enum OpenCLRuntime {
                 let cu: cl_uint = try deviceValue(id, CL_DEVICE_MAX_COMPUTE_UNITS)
                 let mem: cl_ulong = try deviceValue(id, CL_DEVICE_GLOBAL_MEM_SIZE)
                 let lmem: cl_ulong = try deviceValue(id, CL_DEVICE_LOCAL_MEM_SIZE)
+                let maxAlloc: cl_ulong = try deviceValue(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE)
                 let wg: Int = try deviceValue(id, CL_DEVICE_MAX_WORK_GROUP_SIZE)
                 result.append(DeviceInfo(
                     index: result.count, platformIndex: pi, platformName: platformName,
@@ -125,7 +128,7 @@ public enum OpenCLRuntime {
                     vendor: try deviceString(id, CL_DEVICE_VENDOR),
                     version: try deviceString(id, CL_DEVICE_VERSION),
                     driverVersion: try deviceString(id, CL_DRIVER_VERSION),
-                    computeUnits: Int(cu), globalMemoryBytes: mem, localMemoryBytes: lmem,
+                    computeUnits: Int(cu), globalMemoryBytes: mem, maxAllocationBytes: maxAlloc, localMemoryBytes: lmem,
                     maxWorkGroupSize: wg, supportsFP64: fp64 != 0, id: id, platform: platform))
             }
         }

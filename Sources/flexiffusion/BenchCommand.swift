@@ -226,25 +226,32 @@ struct BenchUNet: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "A UNet config.json to benchmark with random weights instead of --model.") var config: String?
     @Option(help: "Batch size.") var batch = 16
     @Option(help: "Image size (default: the config's sample_size).") var size: Int?
     @Option(help: "Timed forward passes (the median is reported).") var repeats = 5
-    @Flag(help: "Print {\"median_ms\": …, \"gflops\": …} as JSON.") var json = false
+    @Option(help: "Tokens of the random encoder_hidden_states a conditional UNet (Stable Diffusion) attends to.")
+    var contextLength = UNet.defaultContextLength
+    @Flag(help: "Print {\"median_ms\": …, \"gflops\": …, \"weight_bytes\": …, \"workspace_bytes\": …} as JSON.") var json = false
     @Flag(help: "After timing, run one profiled pass and list the kernels and GEMMs by time.") var profile = false
 
     func run() throws {
         guard model == nil || config == nil else { throw ValidationError("give either --model DIR or --config config.json, not both") }
-        let folder = config != nil ? nil : try ModelFolder(path: try model ?? DefaultModel.folder())
+        let folder = config != nil ? nil : try modelOptions.folder()
         let configuration = try UNetConfiguration.load(from: folder?.configURL ?? URL(fileURLWithPath: config!))
         guard let side = size ?? configuration.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
-        guard batch > 0, repeats > 0 else { throw ValidationError("--batch and --repeats must be positive") }
+        guard batch > 0, repeats > 0, contextLength > 0 else { throw ValidationError("--batch, --repeats and --context-length must be positive") }
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device), profiling: profile)
         let weights = try folder.map { WeightStore(file: try SafeTensorsFile(path: $0.weightsURL.path)) } ?? WeightStore(randomSeed: 0)
-        let unet = try UNet(config: configuration, weights: weights, stream: stream, batch: batch, height: side, width: side)
+        let unet = try UNet(config: configuration, weights: weights, stream: stream, batch: batch, height: side, width: side,
+                            contextLength: contextLength)
         let config = configuration
         var rng = SystemRandomNumberGenerator()
+        if let x = config.crossAttention {
+            try unet.setEncoderHiddenStates((0..<(batch * contextLength * x.dim)).map { _ in Float.random(in: -1...1, using: &rng) })
+        }
         let sample = (0..<(batch * config.inChannels * side * side)).map { _ in Float.random(in: -1...1, using: &rng) }
         try unet.workspace.input.write(sample, queue: stream.queue)
         try unet.workspace.timesteps.write((0..<batch).map { _ in Float(Int.random(in: 0..<1000, using: &rng)) }, queue: stream.queue)
@@ -261,10 +268,12 @@ struct BenchUNet: ParsableCommand {
         }
         let gflops = 2 * Double(unet.macs) / 1e9 / (ms / 1000)
         if json {
-            print(String(format: "{\"median_ms\": %.3f, \"gflops\": %.2f}", ms, gflops))
+            print(String(format: "{\"median_ms\": %.3f, \"gflops\": %.2f, \"weight_bytes\": %ld, \"workspace_bytes\": %ld}",
+                         ms, gflops, unet.weightBytes, unet.workspace.bytes))
         } else {
-            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath): \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
-            print("batch \(batch) at \(side)×\(side): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
+            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("device memory: weights \(formatBytes(UInt64(unet.weightBytes))), workspace \(formatBytes(UInt64(unet.workspace.bytes))) (of \(formatBytes(stream.device.globalMemoryBytes)))")
+            print("batch \(batch) at \(side)×\(side)\(config.isConditional ? " with \(contextLength) context tokens" : ""): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
         }
     }
 }

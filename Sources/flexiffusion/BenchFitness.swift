@@ -25,7 +25,8 @@ struct BenchFitness: ParsableCommand {
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (at least 3).") var plans: [String]
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Images per plan (the judges' sample).") var count = 1024
     @Option(help: "Images per chunk (the fitness's sample).") var chunk = 64
     @Option(help: "Seed of the noise.") var seed: UInt64 = 1000
@@ -37,7 +38,7 @@ struct BenchFitness: ParsableCommand {
         guard plans.count >= 3 else { throw ValidationError("give at least 3 plan files to rank") }
         guard chunk >= 2, count >= 2 * chunk else { throw ValidationError("--chunk must be at least 2 and --count at least two chunks") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: model, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+        let scoring = try PlanScoring(model: modelOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
                                       batch: batch, seed: seed)
         let (teacher, loaded, extractor, evaluator) = (scoring.teacher, scoring.plans, scoring.extractor, scoring.evaluator)
         let dims = extractor.dims

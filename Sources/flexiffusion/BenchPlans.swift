@@ -17,7 +17,8 @@ struct BenchPlans: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Images per forward pass.") var batch = 8
     @Option(help: "Sampler steps (DDIM).") var steps = 20
     @Option(help: "Rounds (each: a profiling round, then every plan once).") var rounds = 7
@@ -26,7 +27,7 @@ struct BenchPlans: ParsableCommand {
 
     func run() throws {
         guard batch > 0, steps > 0, rounds > 0 else { throw ValidationError("--batch, --steps and --rounds must be positive") }
-        let setup = try ModelSetup(model)
+        let setup = try ModelSetup(modelOptions)
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
         let sampling = PlanSampler(steps: steps)

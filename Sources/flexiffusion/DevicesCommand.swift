@@ -46,11 +46,6 @@ struct DevicesCommand: ParsableCommand {
     }
 }
 
-func formatBytes(_ b: UInt64) -> String {
-    let gib = Double(b) / 1_073_741_824
-    return gib >= 1 ? String(format: "%.1f GiB", gib) : String(format: "%.0f MiB", Double(b) / 1_048_576)
-}
-
 /// Left-aligned columns separated by two spaces; the first row is the header.
 func renderTable(_ rows: [[String]], rightAlign: Set<Int> = []) -> String {
     let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }

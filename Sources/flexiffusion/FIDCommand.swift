@@ -109,9 +109,9 @@ struct TeacherOptions: ParsableArguments {
 struct PlanScoring {
     let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
 
-    init(model: String?, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions, device: DeviceOptions,
+    init(model modelOptions: ModelOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions, device: DeviceOptions,
          batch: Int, seed: UInt64) throws {
-        setup = try ModelSetup(model)
+        setup = try ModelSetup(modelOptions)
         let config = setup.config
         self.teacher = try teacher.plan(branchCount: config.branchCount)
         plans = try paths.map { path -> StepPlan in
@@ -149,7 +149,8 @@ struct RFIDCommand: ParsableCommand {
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Images per plan.") var count = 256
     @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
     @Option(help: "Images per forward pass.") var batch = 32
@@ -159,7 +160,7 @@ struct RFIDCommand: ParsableCommand {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: model, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+        let scoring = try PlanScoring(model: modelOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
                                       batch: batch, seed: seed)
         let (teacher, loaded, stream, evaluator) = (scoring.teacher, scoring.plans, scoring.stream, scoring.evaluator)
         let cached = evaluator.teacherCached(samples: count)

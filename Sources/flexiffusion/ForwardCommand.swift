@@ -10,15 +10,18 @@ struct ForwardCommand: ParsableCommand {
         commandName: "forward",
         abstract: "Run the UNet once: read tensor `sample` [N,C,H,W], write the UNet's output as tensor `sample`.",
         discussion: """
-            Equivalent to diffusers' `UNet2DModel.from_pretrained(DIR)(sample, T).sample`. --model takes a \
+            Equivalent to diffusers' `UNet2DModel.from_pretrained(DIR)(sample, T).sample`, or for a \
+            UNet2DConditionModel (Stable Diffusion) `unet(sample, T, encoder_hidden_states=E).sample` with \
+            E the input file's tensor `encoder_hidden_states` [N, L, cross_attention_dim]. --model takes a \
             diffusers pipeline folder (model_index.json, unet/) or a UNet folder (config.json and \
-            diffusion_pytorch_model.safetensors). The output is written to a temporary file first, so an \
-            error never leaves a partial file.
+            diffusion_pytorch_model.safetensors; --variant fp16 reads diffusion_pytorch_model.fp16.safetensors). \
+            The output is written to a temporary file first, so an error never leaves a partial file.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
-    @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16).") var input: String
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
+    @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16), and `encoder_hidden_states` [N, L, D] for a conditional UNet.") var input: String
     @Option(help: "The timestep t (the same for every sample).") var timestep: Double
     @Option(help: "safetensors file to write (tensor `sample`, F32).") var output: String
 
@@ -35,17 +38,31 @@ struct ForwardCommand: ParsableCommand {
         guard info.shape.count == 4, info.shape.allSatisfy({ $0 > 0 }) else {
             throw ModelError("\(input): tensor `sample` has shape \(info.shape); expected [N, C, H, W]")
         }
-        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
+        let folder = try modelOptions.folder()
         let config = try UNetConfiguration.load(from: folder.configURL)
         let (n, c, h, w) = (info.shape[0], info.shape[1], info.shape[2], info.shape[3])
         guard c == config.inChannels else {
             throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
         }
+        var states: [Float]? = nil, contextLength = UNet.defaultContextLength
+        let statesInfo = file.tensors["encoder_hidden_states"]
+        if let x = config.crossAttention {
+            guard let e = statesInfo else {
+                throw ModelError("\(input): no tensor `encoder_hidden_states`, which this UNet2DConditionModel needs as [\(n), L, \(x.dim)] (has: \(file.names.joined(separator: ", ")))")
+            }
+            guard e.shape.count == 3, e.shape[0] == n, e.shape[1] > 0, e.shape[2] == x.dim else {
+                throw ModelError("\(input): tensor `encoder_hidden_states` has shape \(e.shape); the model needs [\(n), L, \(x.dim)] (batch of `sample`, any length L, cross_attention_dim \(x.dim))")
+            }
+            contextLength = e.shape[1]
+            states = try file.floats("encoder_hidden_states")
+        } else if statesInfo != nil {
+            throw ModelError("\(input) has `encoder_hidden_states`, but \(folder.configURL.path) is a UNet2DModel, which takes none")
+        }
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: n, height: h, width: w)
+                            stream: stream, batch: n, height: h, width: w, contextLength: contextLength)
         let start = DispatchTime.now().uptimeNanoseconds
-        let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n))
+        let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n), encoderHiddenStates: states)
         let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         try SafeTensorsWriter.write([("sample", [n, config.outChannels, h, w], out)], to: output)
         FileHandle.standardError.write("wrote \(output): sample [\(n), \(config.outChannels), \(h), \(w)] in \(formatMilliseconds(ms)) ms on \(stream.device.name)\n".data(using: .utf8)!)

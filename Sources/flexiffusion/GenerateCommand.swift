@@ -32,7 +32,8 @@ struct GenerateCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm (default: the model folder's scheduler, else ddim; or the plan's). pndm follows the folder's skip_prk_steps (default false: Runge–Kutta warm-up).") var scheduler: SchedulerKind?
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
@@ -51,7 +52,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
-        let setup = try ModelSetup(model, needsSampleSize: noise == nil)
+        let setup = try ModelSetup(modelOptions, needsSampleSize: noise == nil)
         let plan = try stepPlan(setup)
         var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
         if outputs.isEmpty { outputs.grid = "samples.png" }

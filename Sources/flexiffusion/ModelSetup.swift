@@ -1,7 +1,19 @@
 // A model as the sampling commands (generate, profile, rfid, search) open it.
 import Engine
+import ArgumentParser
 import Foundation
 import GPUKernels
+
+/// `--model` and `--variant`, shared by every command that loads a model.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Diffusers pipeline or UNet folder, or a Hugging Face id in the local cache (default: \(DefaultModel.summary)).")
+    var model: String?
+    @Option(help: "Weights variant, as diffusers' `variant=`: reads diffusion_pytorch_model.<variant>.safetensors (e.g. fp16).")
+    var variant: String?
+
+    /// The model folder (the embedded default model without --model).
+    func folder() throws -> ModelFolder { try ModelFolder(path: try model ?? DefaultModel.folder(), variant: variant) }
+}
 
 struct ModelSetup {
     /// The folder path, and the name latency tables and reports give it.
@@ -13,11 +25,11 @@ struct ModelSetup {
     let schedulerConfig: SchedulerConfiguration
     let weights: SafeTensorsFile
 
-    /// `model` as given by --model; nil is the embedded default model.
-    init(_ model: String?, needsSampleSize: Bool = true) throws {
-        path = try model ?? DefaultModel.folder()
-        name = model == nil ? "default (embedded fashion-mnist)" : path
-        folder = try ModelFolder(path: path)
+    /// The model --model and --variant name; no --model is the embedded default model.
+    init(_ options: ModelOptions, needsSampleSize: Bool = true) throws {
+        path = try options.model ?? DefaultModel.folder()
+        name = options.model == nil ? "default (embedded fashion-mnist)" : path
+        folder = try options.folder()
         config = try UNetConfiguration.load(from: folder.configURL)
         if needsSampleSize && config.sampleSize == nil { throw ModelError("\(path): the config has no sample_size; give the noise") }
         side = config.sampleSize ?? 0

@@ -27,7 +27,8 @@ struct PlanOutputOptions: ParsableArguments {
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
-    @Option(help: "Model to check branches against (default: the embedded model).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
     var sampler: PlanSampler {
@@ -43,7 +44,7 @@ struct PlanOutputOptions: ParsableArguments {
     }
 
     func modelConfig() throws -> UNetConfiguration {
-        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
+        let folder = try modelOptions.folder()
         return try UNetConfiguration.load(from: folder.configURL)
     }
 
@@ -155,13 +156,14 @@ struct PlanShow: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan file (or search results file: its best plan).") var plan: String?
-    @Option(help: "Model (default: the embedded model).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(name: .customLong("latency-table"), help: "Latency table from `flexiffusion profile` (default: \(LatencyTable.defaultURL.path)).") var latencyTable: String?
     @Option(help: "Batch size in the latency table (default: any).") var batch: Int?
     @Flag(help: "Print the plan's summary as JSON.") var json = false
 
     func run() throws {
-        let folder = try ModelFolder(path: try model ?? DefaultModel.folder())
+        let folder = try modelOptions.folder()
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard let plan else {
             if json { try printJSON(["branches": (0..<config.branchCount).map { config.branchName($0) }]); return }

@@ -22,7 +22,8 @@ struct ProfileCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Images per step (the search's default batch, so that a default search finds this table entry).") var batch = 32
     @Option(help: "Timed rounds (medians are reported).") var repeats = 5
     @Option(help: "Top kernels to list (0: skip the profiled pass).") var top = 15
@@ -32,7 +33,7 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
-        let setup = try ModelSetup(model)
+        let setup = try ModelSetup(modelOptions)
         let (config, side) = (setup.config, setup.side)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)

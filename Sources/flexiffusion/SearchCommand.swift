@@ -37,7 +37,8 @@ struct SearchCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var featureOptions: FeatureOptions
-    @Option(help: "Diffusers pipeline or UNet folder (default: \(DefaultModel.summary)).") var model: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String? { modelOptions.model }
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
     @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because a measured speed-up scatters around the prediction (whole runs on our 2-core machine: 4–10 % below it in one evaluation, up to 7 % above in another). 0 searches at the prediction alone.", valueName: "F"))
@@ -125,7 +126,7 @@ struct SearchCommand: ParsableCommand {
         if let real, !FileManager.default.fileExists(atPath: real) {
             throw ValidationError("--real \(real) does not exist (checked before the search, not after it)")
         }
-        let setup = try ModelSetup(model)
+        let setup = try ModelSetup(modelOptions)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
         let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)

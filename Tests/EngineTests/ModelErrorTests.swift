@@ -231,3 +231,81 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
         #expect(HuggingFaceCache.isRepositoryID("google/ddpm-cifar10-32"))
     }
 }
+
+/// Stable Diffusion's UNet: what a user can get wrong, each refused with the key, tensor or size named.
+@Suite struct ConditionalModelErrorTests {
+    @Test func missingOrMisshapedEncoderHiddenStates() throws {
+        let m = try ScratchModel(copying: "sd2-layout")
+        let unet = try m.load()
+        var rng = SeededGenerator(seed: freshSeed())
+        let sample = randomArray(4 * 16 * 16, &rng)
+        expectError(containing: ["UNet2DConditionModel needs encoder_hidden_states", "[1, 77, 40]"]) {
+            _ = try unet(sample, timesteps: [10])
+        }
+        expectError(containing: ["encoder_hidden_states has 10 values", "[1, 77, 40]"]) {
+            _ = try unet(sample, timesteps: [10], encoderHiddenStates: randomArray(10, &rng))
+        }
+        let plain = try ScratchModel(copying: "cifar-layout").load()
+        expectError(containing: ["UNet2DModel, which takes none"]) { try plain.setEncoderHiddenStates([1]) }
+        expectError(containing: ["UNet2DConditionModel", "text"]) {
+            _ = try GenerationPipeline(unet: unet, schedulerConfiguration: SchedulerConfiguration())
+        }
+    }
+
+    @Test func wrongCrossAttentionDimNamesTheTensor() throws {
+        let m = try ScratchModel(copying: "sd2-layout")
+        try m.editConfig { $0["cross_attention_dim"] = 768 }
+        expectError(containing: ["attn2.to_k.weight", "shape", "768"]) { _ = try m.load() }
+    }
+
+    @Test func unsupportedSettingsAreNamed() throws {
+        let cases: [(String, Any)] = [
+            ("down_block_types", ["CrossAttnDownBlock2D", "AttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]),
+            ("up_block_types", ["UpBlock2D", "CrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "CrossAttnUpBlock2D"]),
+            ("mid_block_type", "UNetMidBlock2DSimpleCrossAttn"), ("addition_embed_type", "text_time"),
+            ("addition_time_embed_dim", 256), ("class_embed_type", "timestep"), ("num_class_embeds", 10),
+            ("dual_cross_attention", true), ("num_attention_heads", 8), ("only_cross_attention", true),
+            ("encoder_hid_dim", 1024), ("time_cond_proj_dim", 256), ("attention_type", "gated"), ("conv_in_kernel", 5),
+            ("attention_head_dim", [1, 2, 3, 4]), ("attention_head_dim", [1, 2]), ("transformer_layers_per_block", [1, 0, 1, 1]),
+            ("cross_attention_dim", [40, 40, 64, 40]), ("layers_per_block", [1, 2, 1, 1]), ("act_fn", "gelu"),
+        ]
+        for (key, value) in cases {
+            let m = try ScratchModel(copying: "sd2-layout")
+            try m.editConfig { $0[key] = value }
+            let shown = (value as? [Any]).map { "\($0.first!)" } ?? "\(value)"
+            expectError(containing: [key, shown == "true" ? "true" : shown]) { _ = try m.load() }
+        }
+        let c = try ScratchModel(copying: "sd2-layout")
+        try c.editConfig { $0["_class_name"] = "UNetSpatioTemporalConditionModel" }
+        expectError(containing: ["_class_name UNetSpatioTemporalConditionModel"]) { _ = try c.load() }
+    }
+
+    @Test func truncatedWeightsAndVariantsAreClear() throws {
+        let m = try ScratchModel(copying: "sd2-layout")
+        let data = try Data(contentsOf: m.weights)
+        try data.prefix(data.count / 2).write(to: m.weights)
+        expectError(containing: ["truncated"]) { _ = try m.load() }
+
+        let p = try ScratchModel(copying: "sd15-layout")
+        let unetDir = p.dir.appendingPathComponent("unet")
+        #expect(try ModelFolder(path: p.dir.path, variant: "fp16").weightsURL.lastPathComponent == "diffusion_pytorch_model.fp16.safetensors")
+        #expect(try ModelFolder(path: p.dir.path).weightsURL.lastPathComponent == "diffusion_pytorch_model.fp16.safetensors")
+        expectError(containing: ["diffusion_pytorch_model.bf16.safetensors", "--variant bf16", "fp16"]) {
+            _ = try ModelFolder(path: p.dir.path, variant: "bf16")
+        }
+        try FileManager.default.copyItem(at: unetDir.appendingPathComponent("diffusion_pytorch_model.fp16.safetensors"),
+                                         to: unetDir.appendingPathComponent("diffusion_pytorch_model.ema.safetensors"))
+        expectError(containing: ["several variants", "--variant"]) { _ = try ModelFolder(path: p.dir.path) }
+        #expect(try ModelFolder(path: p.dir.path, variant: "ema").weightsURL.lastPathComponent == "diffusion_pytorch_model.ema.safetensors")
+    }
+
+    /// A workspace larger than the device is an error naming the bytes needed and the device's memory.
+    @Test func workspaceBeyondTheDeviceIsRefused() throws {
+        let m = try ScratchModel(copying: "sd2-layout")
+        let folder = try ModelFolder(path: m.dir.path)
+        let stream = try ComputeStream()
+        expectError(containing: ["of device memory", "workspace", "batch 4 at 8192×8192", stream.device.name, "has"]) {
+            _ = try UNet(folder: folder, stream: stream, batch: 4, height: 8192, width: 8192)
+        }
+    }
+}

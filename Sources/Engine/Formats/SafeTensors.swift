@@ -121,6 +121,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     public var names: [String] { tensors.keys.sorted() }
+    /// Elements of all tensors together (what they take as float32, divided by 4).
+    public var floatCount: Int { tensors.values.map { $0.shape.reduce(1, *) }.reduce(0, +) }
 
     /// The tensor's values as Float (F32, F16 and BF16).
     public func floats(_ name: String) throws -> [Float] {

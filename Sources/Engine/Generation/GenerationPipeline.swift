@@ -61,6 +61,9 @@ public final class GenerationPipeline {
 
     public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration) throws {
         try Sampler.checkCanSample(unet.config)
+        if unet.config.isConditional {
+            throw ModelError("this is a UNet2DConditionModel (Stable Diffusion): it samples from text through a pipeline with a text encoder and a VAE, which is not built yet; `forward`, `profile` and `bench unet` run it")
+        }
         self.unet = unet; self.schedulerConfiguration = schedulerConfiguration
     }
 

@@ -15,8 +15,10 @@ public struct ModelFolder: Sendable {
     }
 
     /// `path` is a folder, or a Hugging Face repository id (`org/name`) found in the local hub cache
-    /// as diffusers' `from_pretrained` finds it offline (`HuggingFaceCache`).
-    public init(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    /// as diffusers' `from_pretrained` finds it offline (`HuggingFaceCache`). `variant` picks
+    /// `diffusion_pytorch_model.<variant>.safetensors` as diffusers' `variant=` does; without one the
+    /// plain file is read, else the only variant file there is.
+    public init(path: String, variant: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         var root = URL(fileURLWithPath: path).standardizedFileURL
         var isDir: ObjCBool = false
         if !FileManager.default.fileExists(atPath: root.path), HuggingFaceCache.isRepositoryID(path) {
@@ -42,13 +44,32 @@ public struct ModelFolder: Sendable {
         guard fm.fileExists(atPath: configURL.path) else {
             throw ModelError("\(path): no \(configURL.path) (expected a diffusers pipeline folder with unet/config.json, or a UNet folder with config.json)")
         }
-        let candidates = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.safetensors"]
-        guard let w = candidates.map({ unetDir.appendingPathComponent($0) }).first(where: { fm.fileExists(atPath: $0.path) }) else {
-            let hasBin = fm.fileExists(atPath: unetDir.appendingPathComponent("diffusion_pytorch_model.bin").path)
-            throw ModelError("\(unetDir.path): no \(candidates[0])" + (hasBin
-                ? " (only a PyTorch .bin, which is not read: re-save with save_pretrained(..., safe_serialization=True))" : ""))
+        weightsURL = try Self.weights(in: unetDir, variant: variant)
+    }
+
+    /// The weights file of a model folder: `diffusion_pytorch_model[.variant].safetensors` (or
+    /// `model[.variant].safetensors`).
+    static func weights(in dir: URL, variant: String?) throws -> URL {
+        let fm = FileManager.default
+        let files = ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
+        let stems = ["diffusion_pytorch_model", "model"]
+        func exists(_ name: String) -> Bool { files.contains(name) }
+        if let v = variant {
+            guard !v.isEmpty, !v.contains("/") else { throw ModelError("--variant \(v) is not a variant name (e.g. fp16)") }
+            if let name = stems.map({ "\($0).\(v).safetensors" }).first(where: exists) { return dir.appendingPathComponent(name) }
+            throw ModelError("\(dir.path): no diffusion_pytorch_model.\(v).safetensors for --variant \(v) (has: \(files.filter { $0.hasSuffix(".safetensors") }.joined(separator: ", ")))")
         }
-        weightsURL = w
+        if let name = stems.map({ "\($0).safetensors" }).first(where: exists) { return dir.appendingPathComponent(name) }
+        let variants = files.filter { $0.hasPrefix("diffusion_pytorch_model.") && $0.hasSuffix(".safetensors") && $0.split(separator: ".").count == 3 }
+        if variants.count == 1 { return dir.appendingPathComponent(variants[0]) }
+        if !variants.isEmpty {
+            throw ModelError("\(dir.path): no diffusion_pytorch_model.safetensors but several variants (\(variants.joined(separator: ", "))); choose one with --variant")
+        }
+        if exists("diffusion_pytorch_model.safetensors.index.json") {
+            throw ModelError("\(dir.path): the weights are sharded (diffusion_pytorch_model.safetensors.index.json), which is not read yet: re-save with save_pretrained(..., max_shard_size=\"100GB\")")
+        }
+        throw ModelError("\(dir.path): no diffusion_pytorch_model.safetensors" + (exists("diffusion_pytorch_model.bin")
+            ? " (only a PyTorch .bin, which is not read: re-save with save_pretrained(..., safe_serialization=True))" : ""))
     }
 }
 

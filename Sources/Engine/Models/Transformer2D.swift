@@ -34,7 +34,7 @@ struct BasicTransformerBlock {
             (try L.tensor("\(prefix).\(name).weight", [C]), try L.tensor("\(prefix).\(name).bias", [C]))
         }
         func stacked(_ names: [String], _ shape: [Int]) throws -> DeviceBuffer<Float> {
-            try L.stream.upload(try names.flatMap { try L.store.take("\(prefix).\($0).weight", shape: shape) })
+            try L.upload(try names.flatMap { try L.store.take("\(prefix).\($0).weight", shape: shape) })
         }
         norm1 = try norm("norm1"); norm2 = try norm("norm2"); norm3 = try norm("norm3")
         selfQKV = try stacked(["attn1.to_q", "attn1.to_k", "attn1.to_v"], [C, C])

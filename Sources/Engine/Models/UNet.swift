@@ -28,8 +28,14 @@ final class WeightLoader {
     init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int, contextLength: Int) {
         self.store = store; self.stream = stream; self.config = config; self.batch = batch; self.contextLength = contextLength
     }
+    /// Bytes of weights uploaded so far.
+    private(set) var uploadedBytes = 0
     func tensor(_ name: String, _ shape: [Int]) throws -> DeviceBuffer<Float> {
-        try stream.upload(try store.take(name, shape: shape))
+        try upload(try store.take(name, shape: shape))
+    }
+    func upload(_ values: [Float]) throws -> DeviceBuffer<Float> {
+        uploadedBytes += 4 * values.count
+        return try stream.upload(values)
     }
 }
 
@@ -50,29 +56,32 @@ public final class UNetWorkspace {
     /// Bytes of device memory held.
     public let bytes: Int
 
+    /// Allocates the buffers; `weightBytes` already on the device count towards the check that
+    /// everything fits the device's memory (an error naming both figures when it does not).
     init(stream s: ComputeStream, config c: UNetConfiguration, batch: Int, height: Int, width: Int,
-         contextLength: Int, plan: SizePlan, skipCounts: [Int]) throws {
-        func buf(_ n: Int) throws -> DeviceBuffer<Float> { try s.buffer(max(1, n)) }
-        input = try buf(batch * c.inChannels * height * width)
-        output = try buf(batch * c.outChannels * height * width)
-        timesteps = try buf(batch)
-        timeSinusoid = try buf(batch * c.timeProjectionDim)
-        timeHidden = try buf(batch * c.timeEmbedDim)
-        timeEmbedding = try buf(batch * c.timeEmbedDim)
-        timeSiLU = try buf(batch * c.timeEmbedDim)
-        timeProjection = try buf(plan.timeProjection)
-        tA = try buf(plan.activation); tB = try buf(plan.activation); tC = try buf(plan.activation)
-        main = [try buf(plan.activation), try buf(plan.activation)]
-        concat = try buf(plan.activation)
-        convScratch = try buf(plan.convScratch)
-        attentionScratch = try buf(plan.attentionScratch)
-        context = try buf(batch * contextLength * (c.crossAttention?.dim ?? 0))
-        tokenWide = try buf(plan.tokenWide); tokenGated = try buf(plan.tokenGated); contextKV = try buf(plan.contextKV)
-        skips = try skipCounts.map(buf)
-        try s.reserve(.groupNormAffine, count: plan.groupNormAffine)
-        bytes = 4 * ([input, output, timesteps, timeSinusoid, timeHidden, timeEmbedding, timeSiLU, timeProjection,
-                      tA, tB, tC, concat, convScratch, attentionScratch, context, tokenWide, tokenGated, contextKV]
-                     + main + skips).map(\.count).reduce(0, +)
+         contextLength: Int, plan: SizePlan, skipCounts: [Int], weightBytes: Int) throws {
+        let sizes = [batch * c.inChannels * height * width, batch * c.outChannels * height * width, batch,
+                     batch * c.timeProjectionDim] + Array(repeating: batch * c.timeEmbedDim, count: 3)
+            + [plan.timeProjection] + Array(repeating: plan.activation, count: 6)
+            + [plan.convScratch, plan.attentionScratch, batch * contextLength * (c.crossAttention?.dim ?? 0),
+               plan.tokenWide, plan.tokenGated, plan.contextKV, plan.groupNormAffine] + skipCounts
+        bytes = 4 * sizes.map { max(1, $0) }.reduce(0, +)
+        let device = s.device
+        if UInt64(bytes + weightBytes) > device.globalMemoryBytes {
+            throw ModelError("the UNet needs \(formatBytes(UInt64(bytes + weightBytes))) of device memory (weights \(formatBytes(UInt64(weightBytes))), workspace \(formatBytes(UInt64(bytes))) for batch \(batch) at \(height)×\(width)); \(device.name) has \(formatBytes(device.globalMemoryBytes)): use a smaller --batch or size")
+        }
+        var next = sizes.makeIterator()
+        func buf() throws -> DeviceBuffer<Float> { try s.buffer(max(1, next.next()!)) }
+        input = try buf(); output = try buf(); timesteps = try buf()
+        timeSinusoid = try buf(); timeHidden = try buf(); timeEmbedding = try buf(); timeSiLU = try buf()
+        timeProjection = try buf()
+        tA = try buf(); tB = try buf(); tC = try buf()
+        main = [try buf(), try buf()]
+        concat = try buf()
+        convScratch = try buf(); attentionScratch = try buf(); context = try buf()
+        tokenWide = try buf(); tokenGated = try buf(); contextKV = try buf()
+        try s.reserve(.groupNormAffine, count: next.next()!)
+        skips = try skipCounts.map { _ in try buf() }
     }
 }
 
@@ -127,6 +136,8 @@ public final class UNet {
     let timeLinear1: (DeviceBuffer<Float>, DeviceBuffer<Float>), timeLinear2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
     let convIn: ConvLayer, normOut: GroupNormLayer, convOut: ConvLayer
     public let parameterCount: Int
+    /// Bytes of device memory the weights take.
+    public let weightBytes: Int
     /// Multiply-accumulates of one forward pass over the batch (convolutions, linears, attention).
     public let macs: Int
 
@@ -155,6 +166,9 @@ public final class UNet {
             throw ModelError("input size \(height)×\(width) is not supported: with \(c.levels) levels both sides must be positive multiples of \(c.spatialMultiple)")
         }
         config = c; self.batch = batch; self.height = height; self.width = width; self.stream = stream
+        if let floats = weights.file?.floatCount, UInt64(4 * floats) > stream.device.globalMemoryBytes {
+            throw ModelError("the UNet's weights take \(formatBytes(UInt64(4 * floats))) as float32; \(stream.device.name) has \(formatBytes(stream.device.globalMemoryBytes)) of memory")
+        }
         let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch, contextLength: self.contextLength)
         /// The attention layer after a resnet: UNet2DModel's spatial attention or a Transformer2DModel.
         func mixer(_ prefix: String, channels: Int, h: Int, w: Int, heads: Int, layers: Int) throws -> any SpatialMixing {
@@ -254,8 +268,10 @@ public final class UNet {
                                                                    outChannels: c.outChannels, kernelSize: 3, padding: 1))
         try weights.checkAllUsed()
         parameterCount = weights.parameterCount
+        weightBytes = L.uploadedBytes
         workspace = try UNetWorkspace(stream: stream, config: c, batch: batch, height: height, width: width,
-                                      contextLength: self.contextLength, plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w })
+                                      contextLength: self.contextLength, plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w },
+                                      weightBytes: L.uploadedBytes)
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
     }
 

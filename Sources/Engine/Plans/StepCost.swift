@@ -180,6 +180,12 @@ public final class StepProfiler {
         start = streams.initialNoise(images: 0..<sampler.unet.batch, imageSize: size)
         branches = Array(0..<sampler.unet.branchCount)
         try sampler.unet.prepareFeatureCache(branches: Set(branches))
+        // A conditional UNet attends to encoder_hidden_states: drawn like the noise (its values do
+        // not change the time, its length does).
+        if let x = sampler.unet.config.crossAttention {
+            let u = sampler.unet
+            try u.setEncoderHiddenStates(streams.initialNoise(images: 0..<u.batch, imageSize: u.contextLength * x.dim))
+        }
     }
 
     /// The step types measured, in order: full, partial at each branch, null, the scheduler update.
