@@ -59,6 +59,13 @@ case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
 case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
 case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
+# Stable Diffusion's UNet: no images from noise alone; variants named; forward needs its encoder states.
+sd=$(dirname "$(realpath "$0")")/../Tests/EngineTests/Goldens/sd15-layout
+case_ 1 "UNet2DConditionModel (Stable Diffusion)" generate --model "$sd" --count 2 --steps 2
+case_ 1 "UNet2DConditionModel (Stable Diffusion)" search --model "$sd" --speedup 2
+case_ 1 "no diffusion_pytorch_model.bf16.safetensors for --variant bf16" bench unet --model "$sd" --variant bf16 --batch 1
+case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd/../cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
+case_ 1 "is a UNet2DModel, which takes none" forward --input "$sd/golden.safetensors" --timestep 1 --output out.safetensors
 
 # Outputs through a symlink reach its target; a device node stays a device (made here, never /dev's own).
 ln -s written.png "$tmp/link.png"
@@ -76,7 +83,7 @@ else
 fi
 
 # No case may have written an output.
-if compgen -G "$tmp/*.png" > /dev/null || [[ -e $tmp/samples.png ]]; then
+if compgen -G "$tmp/*.png" > /dev/null || [[ -e $tmp/samples.png || -e $tmp/out.safetensors ]]; then
     failures=$((failures + 1)); echo "FAIL: a refused command wrote an image: $(ls "$tmp")"
 fi
 echo "CLI robustness: $((cases - failures)) of $cases cases as expected"

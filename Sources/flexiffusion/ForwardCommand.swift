@@ -41,9 +41,6 @@ struct ForwardCommand: ParsableCommand {
         let folder = try modelOptions.folder()
         let config = try UNetConfiguration.load(from: folder.configURL)
         let (n, c, h, w) = (info.shape[0], info.shape[1], info.shape[2], info.shape[3])
-        guard c == config.inChannels else {
-            throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
-        }
         var states: [Float]? = nil, contextLength = UNet.defaultContextLength
         let statesInfo = file.tensors["encoder_hidden_states"]
         if let x = config.crossAttention {
@@ -57,6 +54,9 @@ struct ForwardCommand: ParsableCommand {
             states = try file.floats("encoder_hidden_states")
         } else if statesInfo != nil {
             throw ModelError("\(input) has `encoder_hidden_states`, but \(folder.configURL.path) is a UNet2DModel, which takes none")
+        }
+        guard c == config.inChannels else {
+            throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
         }
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),

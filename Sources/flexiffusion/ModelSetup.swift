@@ -26,11 +26,14 @@ struct ModelSetup {
     let weights: SafeTensorsFile
 
     /// The model --model and --variant name; no --model is the embedded default model.
-    init(_ options: ModelOptions, needsSampleSize: Bool = true) throws {
+    /// `generates`: the command makes images from noise (generate, rfid, search), which a
+    /// conditional UNet cannot do without its text pipeline: refused here, before other checks.
+    init(_ options: ModelOptions, needsSampleSize: Bool = true, generates: Bool = true) throws {
         path = try options.model ?? DefaultModel.folder()
         name = options.model == nil ? "default (embedded fashion-mnist)" : path
         folder = try options.folder()
         config = try UNetConfiguration.load(from: folder.configURL)
+        if generates { try GenerationPipeline.checkCanGenerate(config) }
         if needsSampleSize && config.sampleSize == nil { throw ModelError("\(path): the config has no sample_size; give the noise") }
         side = config.sampleSize ?? 0
         schedulerConfig = try folder.schedulerConfiguration()

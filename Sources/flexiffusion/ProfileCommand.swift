@@ -33,7 +33,7 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
-        let setup = try ModelSetup(modelOptions)
+        let setup = try ModelSetup(modelOptions, generates: false)
         let (config, side) = (setup.config, setup.side)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)

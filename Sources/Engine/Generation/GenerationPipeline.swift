@@ -60,11 +60,17 @@ public final class GenerationPipeline {
     private var samplers: [PlanSampler: Sampler] = [:]
 
     public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration) throws {
-        try Sampler.checkCanSample(unet.config)
-        if unet.config.isConditional {
-            throw ModelError("this is a UNet2DConditionModel (Stable Diffusion): it samples from text through a pipeline with a text encoder and a VAE, which is not built yet; `forward`, `profile` and `bench unet` run it")
-        }
+        try Self.checkCanGenerate(unet.config)
         self.unet = unet; self.schedulerConfiguration = schedulerConfiguration
+    }
+
+    /// Checks that images can be generated from noise alone with a model of `config`: it predicts
+    /// the sample's shape and takes no text conditioning.
+    public static func checkCanGenerate(_ config: UNetConfiguration) throws {
+        try Sampler.checkCanSample(config)
+        if config.isConditional {
+            throw ModelError("this is a UNet2DConditionModel (Stable Diffusion): it samples from text through a pipeline with a text encoder and a VAE, which is not built yet; `forward`, `profile`, `plan show` and `bench unet` run it")
+        }
     }
 
     /// Images per forward pass.
