@@ -24,7 +24,10 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-std=c23"])]),
         // oneDNN convolutions on the host, for CPU devices (libdnnl opened at run time).
         .target(name: "CHostDNN", path: "Sources/CHostDNN", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources", "CHostDNN"]),
+        // Host math on mapped buffers (the row softmax), optimised in every configuration.
+        .target(name: "CHostMath", path: "Sources/CHostMath",
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-fno-math-errno", "-Wno-psabi"])]),
+        .target(name: "GPUKernels", dependencies: ["COpenCL", "CBLAS", "CKernelSources", "CHostDNN", "CHostMath"]),
         // The default model (models/fashion-mnist), embedded with #embed.
         .target(name: "CDefaultModel", path: "Sources/CDefaultModel", cSettings: [.unsafeFlags(["-std=c23"])]),
         .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel", "CZlib"]),

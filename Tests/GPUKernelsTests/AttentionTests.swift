@@ -26,11 +26,14 @@ import TestSupport
         expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4, "attention N\(N) C\(C) P\(P) heads \(H) via \(path)", seed: seed)
     }
 
-    @Test func softmaxRowsMatchesReference() throws {
-        let s = try ComputeStream(device: testDevice())
+    /// The kernel (CLBlast paths) and the host softmax (host-blas), rows not a multiple of 8 wide,
+    /// values far below the row's maximum.
+    @Test(arguments: gemmPaths(), [(7, 300), (33, 77), (3, 4096)])
+    func softmaxRowsMatchesReference(path: GemmPath, dims: (Int, Int)) throws {
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let (rows, cols) = (7, 300)
+        let (rows, cols) = dims
         let x = randomArray(rows * cols + 3, &rng, in: -20...20)
         let d = try s.upload(x)
         try s.softmaxRows(d, offset: 3, rows: rows, cols: cols)
@@ -41,6 +44,6 @@ import TestSupport
             let z = row.map { exp($0 - m) }.reduce(0, +)
             for j in 0..<cols { ref[3 + r * cols + j] = Float(exp(row[j] - m) / z) }
         }
-        expectClose(try s.download(d), ref, atol: 1e-7, rtol: 1e-5, "softmax rows", seed: seed)
+        expectClose(try s.download(d), ref, atol: 1e-7, rtol: 1e-5, "softmax rows \(rows)×\(cols) via \(path)", seed: seed)
     }
 }
