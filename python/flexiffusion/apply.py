@@ -1,0 +1,118 @@
+"""`apply_plan`: a plan's sampler as the pipeline's scheduler and its full / partial / null steps on
+the pipeline's UNet, for pipeline calls and hand-written loops alike; `PlanHandle.remove()` undoes it."""
+import functools
+import inspect
+
+from diffusers.models.unets.unet_2d import UNet2DOutput
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+from .plan import Plan, PlanError, load_plan
+from .schedulers import make_scheduler
+from .unet import SplitUNet
+
+
+class PlanHandle:
+    """What `apply_plan` changed on a pipeline. `step` is the index of the next model evaluation in
+    the current run (reset by the scheduler's `set_timesteps`, which every pipeline call makes)."""
+
+    def __init__(self, pipe, plan: Plan):
+        if not hasattr(pipe, "unet") or not hasattr(pipe, "scheduler"):
+            raise PlanError(f"{type(pipe).__name__} has no unet and scheduler")
+        self.pipe, self.plan = pipe, plan
+        self.split = SplitUNet(pipe.unet)
+        plan.validate(branch_count=self.split.branch_count)
+        self.scheduler = make_scheduler(plan.sampler, pipe.scheduler.config)
+        self.step = None  # None until set_timesteps starts a run
+        self._cache, self._last = {}, None
+        self._original_scheduler = pipe.scheduler
+        self._set_timesteps = self.scheduler.set_timesteps
+        self.scheduler.set_timesteps = self._planned_set_timesteps
+        if plan.sampler.eta != 0:
+            step = self.scheduler.step
+            self.scheduler.step = functools.wraps(step)(lambda *a, **k: step(*a, **{**k, "eta": plan.sampler.eta}))
+        pipe.scheduler = self.scheduler
+        self._unet_forward = type(pipe.unet).forward.__get__(pipe.unet)
+        self._signature = inspect.signature(type(pipe.unet).forward)
+        pipe.unet.forward = self._planned_forward
+        self.removed = False
+
+    # -- the scheduler ----------------------------------------------------------------------------
+
+    def _planned_set_timesteps(self, num_inference_steps=None, device=None, **kwargs):
+        s = self.plan.sampler
+        if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
+            raise PlanError("the plan sets the timesteps; call the pipeline without timesteps= or sigmas=")
+        if num_inference_steps is not None and num_inference_steps != s.steps:
+            raise PlanError(f"the plan runs {s.steps} {s.scheduler} steps; call the pipeline with num_inference_steps={s.steps} "
+                            f"(not {num_inference_steps})")
+        if s.timesteps is not None:
+            self._set_timesteps(device=device, timesteps=list(s.timesteps))
+        else:
+            self._set_timesteps(s.steps, device=device)
+        n = len(self.scheduler.timesteps)
+        if n != len(self.plan.actions):
+            raise PlanError(f"the scheduler makes {n} model evaluations, the plan has {len(self.plan.actions)} actions")
+        self.step, self._cache, self._last = 0, {}, None
+
+    # -- the UNet ---------------------------------------------------------------------------------
+
+    def _planned_forward(self, *args, **kwargs):
+        if self.step is None:
+            raise PlanError("a planned UNet runs inside a run: call scheduler.set_timesteps (every pipeline call does) first")
+        if self.step >= len(self.plan.actions):
+            raise PlanError(f"the plan has {len(self.plan.actions)} model evaluations and this is one more: "
+                            "call scheduler.set_timesteps to start a new run")
+        action = self.plan.actions[self.step]
+        bound = self._signature.bind(self.pipe.unet, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        return_dict = a.get("return_dict", True)
+        if action.kind == "full":
+            out, self._cache = self.split.full(self.plan.branches, self._unet_forward, args, kwargs)
+            self._last = out.sample if return_dict else out[0]
+            self.step += 1
+            return out
+        if action.kind == "partial":
+            for key in ("class_labels", "timestep_cond", "added_cond_kwargs", "down_block_additional_residuals",
+                        "mid_block_additional_residual", "down_intrablock_additional_residuals"):
+                if a.get(key) is not None:
+                    raise PlanError(f"step {self.step}: a partial step does not take {key}")
+            self._last = self.split.partial(action.branch, self._cache[action.branch], a["sample"], a["timestep"],
+                                            encoder_hidden_states=a.get("encoder_hidden_states"),
+                                            attention_mask=a.get("attention_mask"),
+                                            cross_attention_kwargs=a.get("cross_attention_kwargs"),
+                                            encoder_attention_mask=a.get("encoder_attention_mask"))
+        if a["sample"].shape != self._last.shape:
+            raise PlanError(f"step {self.step}: the input's shape {tuple(a['sample'].shape)} differs from the last step's "
+                            f"{tuple(self._last.shape)} (a null step returns the last output)")
+        self.step += 1
+        if not return_dict:
+            return (self._last,)
+        return (UNet2DConditionOutput if self.split.conditional else UNet2DOutput)(sample=self._last)
+
+    # -- undo -------------------------------------------------------------------------------------
+
+    def remove(self):
+        """Restores the pipeline's scheduler and UNet."""
+        if self.removed:
+            return
+        self.pipe.scheduler = self._original_scheduler
+        del self.pipe.unet.forward
+        self.removed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def apply_plan(pipe, plan) -> PlanHandle:
+    """Runs `plan` (a path to a plan or search results file, a dict, or a `Plan`) on `pipe`, a
+    diffusers pipeline with a UNet2DModel or UNet2DConditionModel: its scheduler becomes the plan's
+    sampler (`from_config` of the pipeline's scheduler config), and each model evaluation follows the
+    plan's action — in a pipeline call (`num_inference_steps` must be the plan's steps) and in a loop
+    over `pipe.scheduler.timesteps` after `pipe.scheduler.set_timesteps(...)`. Under classifier-free
+    guidance both halves of the batch follow the plan. A plan whose branches, step count or sampler
+    do not fit is refused with a `PlanError` naming why."""
+    return PlanHandle(pipe, load_plan(plan))
