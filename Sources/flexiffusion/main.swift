@@ -13,7 +13,7 @@ struct Flexiffusion: ParsableCommand {
             $FLEXIFFUSION_KERNELS_DIR loads kernels/*.cl from disk instead of the embedded copies.
             """,
         version: flexiffusionVersion,
-        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, BenchCommand.self, TuneGemmCommand.self])
+        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, TokenizeCommand.self, BenchCommand.self, TuneGemmCommand.self])
 }
 
 /// The version `--version` prints.
