@@ -22,55 +22,25 @@ out from diffusers' modules; the script first checks that its full pass reproduc
 
 Run: .venv-ref/bin/python scripts/make_sd_unet_goldens.py
 """
-import math
 import os
 import shutil
+import sys
 
 import torch
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_deepcache_goldens import down_layers, up_layers  # noqa: E402  (the skip-stack order)
+from make_unet_goldens import redraw  # noqa: E402  (every parameter redrawn)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
 TIMESTEPS = [1, 500, 999]
-
-
-def redraw(model, gen):
-    """Weights ~ N(0, 1/fan_in), norm scales ~ U(0.5, 1.5), biases ~ N(0, 0.1)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(max(1, p[0].numel())))
 
 
 def time_embedding(model, t, batch):
     emb = model.time_proj(torch.full((batch,), float(t))).to(dtype=torch.float32)
     return model.time_embedding(emb)
-
-
-def down_layers(model):
-    layers = []
-    for block in model.down_blocks:
-        attentions = getattr(block, "attentions", None)
-        for j, resnet in enumerate(block.resnets):
-            layers.append(("resnet", resnet, attentions[j] if attentions is not None else None))
-        if block.downsamplers is not None:
-            layers.append(("down", block.downsamplers[0], None))
-    return layers
-
-
-def up_layers(model):
-    layers = []
-    for block in model.up_blocks:
-        attentions = getattr(block, "attentions", None)
-        for j, resnet in enumerate(block.resnets):
-            last = j == len(block.resnets) - 1
-            ups = block.upsamplers[0] if (last and block.upsamplers is not None) else None
-            layers.append((resnet, attentions[j] if attentions is not None else None, ups))
-    return layers
 
 
 def run_down(model, x, emb, ctx, through):
