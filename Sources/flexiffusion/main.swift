@@ -17,7 +17,7 @@ struct Flexiffusion: ParsableCommand {
 }
 
 /// The version `--version` prints.
-let flexiffusionVersion = "0.5.0 (step plans, rFID, search; DDIM/DDPM on UNet2DModel)"
+let flexiffusionVersion = "0.6.0 (step plans, rFID, search; multistep solvers; UNet2DModel and Stable Diffusion's UNet2DConditionModel; CLIP tokenizer)"
 
 /// `--device`, shared by every command that runs on a device.
 struct DeviceOptions: ParsableArguments {
