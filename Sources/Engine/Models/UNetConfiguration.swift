@@ -164,6 +164,9 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         }
         if let x = crossAttention {
             let key = "attention_head_dim"
+            guard x.heads.count == levels, x.layers.count == levels, x.layers.allSatisfy({ $0 >= 1 }), x.dim >= 1 else {
+                throw ModelError("\(source): unsupported cross-attention settings (heads \(x.heads), transformer layers \(x.layers), cross_attention_dim \(x.dim)): one head count and one positive layer count per block (\(levels)) and a positive width")
+            }
             for (i, heads) in x.heads.enumerated() where heads < 1 || (downBlockTypes[i] == attnDown && blockOutChannels[i] % heads != 0) {
                 throw ModelError("\(source): unsupported \(key) = \(x.heads) (the head count of down block \(i) must divide its \(blockOutChannels[i]) channels)")
             }
