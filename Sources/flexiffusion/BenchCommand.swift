@@ -227,7 +227,6 @@ struct BenchUNet: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "A UNet config.json to benchmark with random weights instead of --model.") var config: String?
     @Option(help: "Batch size.") var batch = 16
     @Option(help: "Image size (default: the config's sample_size).") var size: Int?
@@ -238,7 +237,7 @@ struct BenchUNet: ParsableCommand {
     @Flag(help: "After timing, run one profiled pass and list the kernels and GEMMs by time.") var profile = false
 
     func run() throws {
-        guard model == nil || config == nil else { throw ValidationError("give either --model DIR or --config config.json, not both") }
+        guard modelOptions.model == nil || config == nil else { throw ValidationError("give either --model DIR or --config config.json, not both") }
         let folder = config != nil ? nil : try modelOptions.folder()
         let configuration = try UNetConfiguration.load(from: folder?.configURL ?? URL(fileURLWithPath: config!))
         guard let side = size ?? configuration.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }

@@ -26,7 +26,6 @@ struct BenchFitness: ParsableCommand {
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (at least 3).") var plans: [String]
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Images per plan (the judges' sample).") var count = 1024
     @Option(help: "Images per chunk (the fitness's sample).") var chunk = 64
     @Option(help: "Seed of the noise.") var seed: UInt64 = 1000
@@ -45,7 +44,7 @@ struct BenchFitness: ParsableCommand {
         let progress = ProgressLine("teacher (\(teacher.sampler))")
         let teacherRows = try evaluator.teacherFeatures(samples: count)
         progress.finish()
-        let realPath = realImages(real, model: model)
+        let realPath = realImages(real, model: modelOptions.model)
         let realStatistics = try realPath.map { try FIDStatistics(extractor: extractor).cachedStatistics(of: $0) }
 
         let chunks = count / chunk

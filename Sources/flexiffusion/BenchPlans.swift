@@ -18,7 +18,6 @@ struct BenchPlans: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Images per forward pass.") var batch = 8
     @Option(help: "Sampler steps (DDIM).") var steps = 20
     @Option(help: "Rounds (each: a profiling round, then every plan once).") var rounds = 7

@@ -150,7 +150,6 @@ struct RFIDCommand: ParsableCommand {
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Images per plan.") var count = 256
     @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
     @Option(help: "Images per forward pass.") var batch = 32

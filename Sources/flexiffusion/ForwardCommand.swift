@@ -20,7 +20,6 @@ struct ForwardCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16), and `encoder_hidden_states` [N, L, D] for a conditional UNet.") var input: String
     @Option(help: "The timestep t (the same for every sample).") var timestep: Double
     @Option(help: "safetensors file to write (tensor `sample`, F32).") var output: String

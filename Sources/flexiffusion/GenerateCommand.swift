@@ -33,7 +33,6 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm (default: the model folder's scheduler, else ddim; or the plan's). pndm follows the folder's skip_prk_steps (default false: Runge–Kutta warm-up).") var scheduler: SchedulerKind?
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?

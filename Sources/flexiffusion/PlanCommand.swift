@@ -28,7 +28,6 @@ struct PlanOutputOptions: ParsableArguments {
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
     var sampler: PlanSampler {
@@ -157,7 +156,6 @@ struct PlanShow: ParsableCommand {
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan file (or search results file: its best plan).") var plan: String?
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(name: .customLong("latency-table"), help: "Latency table from `flexiffusion profile` (default: \(LatencyTable.defaultURL.path)).") var latencyTable: String?
     @Option(help: "Batch size in the latency table (default: any).") var batch: Int?
     @Flag(help: "Print the plan's summary as JSON.") var json = false

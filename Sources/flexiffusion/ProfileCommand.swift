@@ -23,7 +23,6 @@ struct ProfileCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Images per step (the search's default batch, so that a default search finds this table entry).") var batch = 32
     @Option(help: "Timed rounds (medians are reported).") var repeats = 5
     @Option(help: "Top kernels to list (0: skip the profiled pass).") var top = 15

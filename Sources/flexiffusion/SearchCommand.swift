@@ -38,7 +38,6 @@ struct SearchCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var modelOptions: ModelOptions
-    var model: String? { modelOptions.model }
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
     @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because a measured speed-up scatters around the prediction (whole runs on our 2-core machine: 4–10 % below it in one evaluation, up to 7 % above in another). 0 searches at the prediction alone.", valueName: "F"))
@@ -147,7 +146,7 @@ struct SearchCommand: ParsableCommand {
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
-        let realPath = realImages(real, model: model)
+        let realPath = realImages(real, model: modelOptions.model)
         let session = SearchSession(
             configuration: c, evaluator: scorer,
             latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint) {
