@@ -1,6 +1,7 @@
 // GroupNorm (torch.nn.GroupNorm semantics, biased variance) with an optional fused SiLU, in two
 // kernels: statistics per (sample, group), then an element-wise normalisation that vectorises well
-// on CPU devices (a single fused kernel spent its time on per-element index arithmetic there).
+// on CPU devices (a single fused kernel spent its time on per-element index arithmetic there);
+// and LayerNorm over rows (Stable Diffusion's transformer blocks), on the same work-group sum.
 //
 // group_norm_stats: x [N, C, P] -> affine [N, C, 2] = (scale, shift) with scale = gamma[c] * rstd
 //   and shift = beta[c] - mean * scale, rstd = 1/sqrt(var + eps) of the channel's group; one
@@ -8,6 +9,9 @@
 //   is LS floats of local memory. Two passes over the group (mean, then centred variance).
 // group_norm_apply: y = x * scale + shift, then SiLU if apply_silu; y may alias x.
 //   global size (P, C, N); any local size.
+// layer_norm_rows: y[r, :] = (x[r, :] - mean) * rstd * gamma + beta over rows of `cols` features
+//   (torch.nn.LayerNorm, biased variance, two passes); one work-group per row, launched as global
+//   (LS * rows), local (LS), LS a power of two; `scratch` is LS floats of local memory; y may alias x.
 // No #defines.
 
 static float wg_sum(float v, __local float* scratch)
@@ -66,4 +70,23 @@ __kernel void group_norm_apply(__global const float* x, __global float* y, __glo
     float v = x[i] * affine[2 * nc] + affine[2 * nc + 1];
     if (apply_silu) v = v / (1.0f + exp(-v));
     y[i] = v;
+}
+
+__kernel void layer_norm_rows(__global const float* x, __global float* y,
+                              __global const float* gamma, __global const float* beta,
+                              const int cols, const float eps, __local float* scratch)
+{
+    const size_t row = get_group_id(0);
+    const int lid = get_local_id(0);
+    const int ls = get_local_size(0);
+    __global const float* xr = x + row * cols;
+    __global float* yr = y + row * cols;
+
+    float s = 0.0f;
+    for (int j = lid; j < cols; j += ls) s += xr[j];
+    const float mean = wg_sum(s, scratch) / (float)cols;
+    float q = 0.0f;
+    for (int j = lid; j < cols; j += ls) { const float d = xr[j] - mean; q += d * d; }
+    const float rstd = 1.0f / sqrt(wg_sum(q, scratch) / (float)cols + eps);
+    for (int j = lid; j < cols; j += ls) yr[j] = (xr[j] - mean) * rstd * gamma[j] + beta[j];
 }

@@ -1,12 +1,9 @@
 // Token-major operations of the transformer blocks in Stable Diffusion's UNet (diffusers'
 // Transformer2DModel / BasicTransformerBlock): layout changes between channel-first [N, C, P] and
-// token-major [N, P, C], LayerNorm over each token's features, and GEGLU.
+// token-major [N, P, C], and GEGLU (their LayerNorm is in group_norm.cl, beside GroupNorm).
 //
 // transpose_batched: x [N, R, K] -> y [N, K, R]; global size (K, R, N); y must not alias x. Work-items
 //   of one row read consecutive x and write with stride R (CPU devices vectorise along dimension 0).
-// layer_norm_rows: y[r, :] = (x[r, :] - mean) * rstd * gamma + beta over rows of `cols` features
-//   (torch.nn.LayerNorm, biased variance, two passes); one work-group per row, launched as global
-//   (LS * rows), local (LS), LS a power of two; `scratch` is LS floats of local memory; y may alias x.
 // geglu: x [rows, 2F] -> y [rows, F], y = x[:, :F] * gelu(x[:, F:]) with the exact (erf) GELU, as
 //   diffusers' GEGLU (`hidden, gate = proj(x).chunk(2, dim=-1); hidden * F.gelu(gate)`), erf within 1.5e-7;
 //   global size (F, rows); y must not alias x.
@@ -20,40 +17,6 @@ __kernel void transpose_batched(__global const float* x, __global float* y, cons
     if (k >= K || r >= R) return;
     const size_t base = (size_t)n * R * K;
     y[base + (size_t)k * R + r] = x[base + (size_t)r * K + k];
-}
-
-static float row_sum(float v, __local float* scratch)
-{
-    const int lid = get_local_id(0);
-    const int ls = get_local_size(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = ls >> 1; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
-__kernel void layer_norm_rows(__global const float* x, __global float* y,
-                              __global const float* gamma, __global const float* beta,
-                              const int cols, const float eps, __local float* scratch)
-{
-    const size_t row = get_group_id(0);
-    const int lid = get_local_id(0);
-    const int ls = get_local_size(0);
-    __global const float* xr = x + row * cols;
-    __global float* yr = y + row * cols;
-
-    float s = 0.0f;
-    for (int j = lid; j < cols; j += ls) s += xr[j];
-    const float mean = row_sum(s, scratch) / (float)cols;
-    float q = 0.0f;
-    for (int j = lid; j < cols; j += ls) { const float d = xr[j] - mean; q += d * d; }
-    const float rstd = 1.0f / sqrt(row_sum(q, scratch) / (float)cols + eps);
-    for (int j = lid; j < cols; j += ls) yr[j] = (xr[j] - mean) * rstd * gamma[j] + beta[j];
 }
 
 // erf(x) within 1.5e-7 (Abramowitz & Stegun 7.1.26): one exp and a division, where PoCL's erf took

@@ -1,4 +1,4 @@
-// Launcher for kernels/group_norm.cl: torch.nn.GroupNorm with an optional fused SiLU.
+// Launchers for kernels/group_norm.cl: torch.nn.GroupNorm with an optional fused SiLU, and torch.nn.LayerNorm over rows.
 extension ComputeStream {
     /// y = GroupNorm(x) · gamma + beta over x [N, C, P] in `groups` groups (then SiLU if asked); y may be x.
     public func groupNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>,
@@ -16,6 +16,18 @@ extension ComputeStream {
         ])
         try launch("group_norm", "group_norm_apply", global: [spatial, channels, batch], [
             .buffer(x.mem), .buffer(y.mem), .buffer(affine.mem), .int(channels), .int(spatial), .int(silu ? 1 : 0),
+        ])
+    }
+
+    /// torch.nn.LayerNorm(cols, eps) over each of `rows` rows of x [rows, cols]; y may be x.
+    public func layerNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>, beta: DeviceBuffer<Float>,
+                          rows: Int, cols: Int, eps: Float) throws {
+        precondition(x.count >= rows * cols && y.count >= rows * cols && gamma.count >= cols && beta.count >= cols,
+                     "layer norm buffers too small")
+        let ls = shared.reductionWorkGroupSize()
+        try launch("group_norm", "layer_norm_rows", global: [ls * rows], local: [ls], [
+            .buffer(x.mem), .buffer(y.mem), .buffer(gamma.mem), .buffer(beta.mem), .int(cols), .float(eps),
+            .local(bytes: ls * MemoryLayout<Float>.size),
         ])
     }
 }

@@ -1,4 +1,4 @@
-// Launchers for kernels/transformer.cl (layout changes, LayerNorm, GEGLU) and multi-head attention
+// Launchers for kernels/transformer.cl (layout changes, GEGLU) and multi-head attention
 // on token-major tensors, as Stable Diffusion's transformer blocks use them. Attention never holds
 // the whole score matrix: queries run in chunks whose scores fit a bound (SD 1.5 at 512×512 has
 // 4,096 positions; the full QKᵀ of 8 heads × batch 2 would be 1 GiB), each chunk as two
@@ -78,18 +78,6 @@ extension ComputeStream {
         precondition(x !== y, "transpose cannot run in place")
         try launch("transformer", "transpose_batched", global: [cols, rows, batch],
                    [.buffer(x.mem), .buffer(y.mem), .int(rows), .int(cols)])
-    }
-
-    /// torch.nn.LayerNorm(cols, eps) over each of `rows` rows of x [rows, cols]; y may be x.
-    public func layerNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>, beta: DeviceBuffer<Float>,
-                          rows: Int, cols: Int, eps: Float) throws {
-        precondition(x.count >= rows * cols && y.count >= rows * cols && gamma.count >= cols && beta.count >= cols,
-                     "layer norm buffers too small")
-        let ls = shared.reductionWorkGroupSize()
-        try launch("transformer", "layer_norm_rows", global: [ls * rows], local: [ls], [
-            .buffer(x.mem), .buffer(y.mem), .buffer(gamma.mem), .buffer(beta.mem), .int(cols), .float(eps),
-            .local(bytes: ls * MemoryLayout<Float>.size),
-        ])
     }
 
     /// diffusers' GEGLU after its projection: x [rows, 2F] → y [rows, F] = x[:, :F] · gelu(x[:, F:]).
