@@ -60,7 +60,15 @@ def up_layers(model):
     return layers
 
 
-def run_down(model, x, emb, through):
+def attend(attention, h, ctx):
+    """An attention layer on h: UNet2DModel's (no context), or a UNet2DConditionModel's
+    Transformer2DModel over encoder_hidden_states `ctx`."""
+    if ctx is None:
+        return attention(h)
+    return attention(h, encoder_hidden_states=ctx, return_dict=False)[0]
+
+
+def run_down(model, x, emb, through, ctx=None):
     """conv_in and the down layers through skip index `through`; returns the skip stack."""
     if model.config.center_input_sample:
         x = 2 * x - 1.0
@@ -72,14 +80,14 @@ def run_down(model, x, emb, through):
         if kind == "resnet":
             h = module(h, emb)
             if attention is not None:
-                h = attention(h)
+                h = attend(attention, h, ctx)
         else:
             h = module(h)
         skips.append(h)
     return skips
 
 
-def run_up(model, h, skips, emb, start, record=None):
+def run_up(model, h, skips, emb, start, record=None, ctx=None):
     """The up path from the resnet that concatenates skip `start` (the deepest when start is the
     last skip), consuming skips start, start-1, …, 0. `record` (a dict) gets the feature entering
     each resnet, keyed by the skip it concatenates."""
@@ -91,7 +99,7 @@ def run_up(model, h, skips, emb, start, record=None):
             record[m] = h.clone()
         h = resnet(torch.cat([h, skips[m]], dim=1), emb)
         if attention is not None:
-            h = attention(h)
+            h = attend(attention, h, ctx)
         if upsampler is not None:
             h = upsampler(h)
     h = model.conv_norm_out(h)
@@ -99,18 +107,20 @@ def run_up(model, h, skips, emb, start, record=None):
     return model.conv_out(h)
 
 
-def full_pass(model, x, t, record):
+def full_pass(model, x, t, record, ctx=None):
+    """The whole UNet (with `ctx`: a UNet2DConditionModel's encoder_hidden_states), recording into
+    `record` the feature entering each up resnet."""
     emb = time_embedding(model, t, x.shape[0])
-    skips = run_down(model, x, emb, through=10**9)
-    h = model.mid_block(skips[-1], emb)
-    return run_up(model, h, skips, emb, start=len(skips) - 1, record=record)
+    skips = run_down(model, x, emb, through=10**9, ctx=ctx)
+    h = model.mid_block(skips[-1], emb) if ctx is None else model.mid_block(skips[-1], emb, encoder_hidden_states=ctx)
+    return run_up(model, h, skips, emb, start=len(skips) - 1, record=record, ctx=ctx)
 
 
-def partial_pass(model, x, t, branch, cached):
+def partial_pass(model, x, t, branch, cached, ctx=None):
     emb = time_embedding(model, t, x.shape[0])
-    skips = run_down(model, x, emb, through=branch)
+    skips = run_down(model, x, emb, through=branch, ctx=ctx)
     assert len(skips) == branch + 1
-    return run_up(model, cached, skips, emb, start=branch)
+    return run_up(model, cached, skips, emb, start=branch, ctx=ctx)
 
 
 def run_plan(unet, sched, noise, actions):

@@ -31,62 +31,11 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_deepcache_goldens import down_layers, up_layers  # noqa: E402  (the skip-stack order)
+from make_deepcache_goldens import full_pass, partial_pass  # noqa: E402  (DeepCache's shallow path, with a context)
 from make_unet_goldens import redraw  # noqa: E402  (every parameter redrawn)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "EngineTests", "Goldens")
 TIMESTEPS = [1, 500, 999]
-
-
-def time_embedding(model, t, batch):
-    emb = model.time_proj(torch.full((batch,), float(t))).to(dtype=torch.float32)
-    return model.time_embedding(emb)
-
-
-def run_down(model, x, emb, ctx, through):
-    skips = [model.conv_in(x)]
-    for kind, module, attention in down_layers(model):
-        if len(skips) - 1 >= through:
-            break
-        h = skips[-1]
-        if kind == "resnet":
-            h = module(h, emb)
-            if attention is not None:
-                h = attention(h, encoder_hidden_states=ctx, return_dict=False)[0]
-        else:
-            h = module(h)
-        skips.append(h)
-    return skips
-
-
-def run_up(model, h, skips, emb, ctx, start, record=None):
-    layers = up_layers(model)
-    for i, (resnet, attention, upsampler) in enumerate(layers):
-        m = len(layers) - 1 - i
-        if m > start:
-            continue
-        if record is not None:
-            record[m] = h.clone()
-        h = resnet(torch.cat([h, skips[m]], dim=1), emb)
-        if attention is not None:
-            h = attention(h, encoder_hidden_states=ctx, return_dict=False)[0]
-        if upsampler is not None:
-            h = upsampler(h)
-    return model.conv_out(model.conv_act(model.conv_norm_out(h)))
-
-
-def full_pass(model, x, t, ctx, record):
-    emb = time_embedding(model, t, x.shape[0])
-    skips = run_down(model, x, emb, ctx, through=10**9)
-    h = model.mid_block(skips[-1], emb, encoder_hidden_states=ctx)
-    return run_up(model, h, skips, emb, ctx, start=len(skips) - 1, record=record)
-
-
-def partial_pass(model, x, t, ctx, branch, cached):
-    emb = time_embedding(model, t, x.shape[0])
-    skips = run_down(model, x, emb, ctx, through=branch)
-    assert len(skips) == branch + 1
-    return run_up(model, cached, skips, emb, ctx, start=branch)
 
 
 def make(name, config, seed, dtype, variant, pipeline):
@@ -117,12 +66,12 @@ def make(name, config, seed, dtype, variant, pipeline):
         x_full, x_partial = torch.randn(sample.shape, generator=gen), torch.randn(sample.shape, generator=gen)
         t_full, t_partial = 600.0, 300.0
         record = {}
-        out = full_pass(model, x_full, t_full, ctx, record)
+        out = full_pass(model, x_full, t_full, record, ctx=ctx)
         ref = model(x_full, t_full, encoder_hidden_states=ctx).sample
         assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
         tensors.update(sample_full=x_full, t_full=torch.tensor([t_full]), sample_partial=x_partial, t_partial=torch.tensor([t_partial]))
         for m in sorted(record):
-            tensors[f"partial_m{m}"] = partial_pass(model, x_partial, t_partial, ctx, m, record[m]).contiguous()
+            tensors[f"partial_m{m}"] = partial_pass(model, x_partial, t_partial, m, record[m], ctx=ctx).contiguous()
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "golden.safetensors"))
     params = sum(p.numel() for p in model.parameters())
     print(f"{name}: {params} parameters, {len(record)} branches, timesteps {TIMESTEPS}")
