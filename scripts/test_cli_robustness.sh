@@ -66,6 +66,15 @@ case_ 1 "UNet2DConditionModel (Stable Diffusion)" search --model "$sd" --speedup
 case_ 1 "no diffusion_pytorch_model.bf16.safetensors for --variant bf16" bench unet --model "$sd" --variant bf16 --batch 1
 case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd/../cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
 case_ 1 "is a UNet2DModel, which takes none" forward --input "$sd/golden.safetensors" --timestep 1 --output out.safetensors
+case_ 1 "is not a variant name" generate --variant a/b --count 2 --steps 2
+case_ 64 "--context-length must be positive" bench unet --context-length 0
+# The CLIP tokenizer: missing and malformed vocabulary files, bad lengths, missing options.
+mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#version: 0.2\n' > "$tmp/tok/merges.txt"
+case_ 1 "is not a JSON object of token" tokenize --tokenizer "$tmp/tok" --prompt a
+case_ 1 "cannot read" tokenize --tokenizer "$tmp/missing" --prompt a
+case_ 64 "--max-length must be at least 2" tokenize --tokenizer "$tmp/tok" --prompt a --max-length 0
+case_ 64 "give --tokenizer DIR or --model DIR" tokenize --prompt a
+case_ 64 "give --prompt TEXT or --prompts FILE" tokenize --tokenizer "$tmp/tok"
 
 # Outputs through a symlink reach its target; a device node stays a device (made here, never /dev's own).
 ln -s written.png "$tmp/link.png"
