@@ -57,6 +57,25 @@ __kernel void fill_channel_bias(__global float* y, const int offset, __global co
     y[offset + ((size_t)n * C + c) * P + p] = bias[c];
 }
 
+// The same for rows (P = 1): y[offset + r * C + c] = bias[c]. global size (C, R), the contiguous index
+// first: (1, C, R) leaves NVIDIA's driver one-item work-groups (SD's linear layers ran 100× slower).
+__kernel void fill_row_bias(__global float* y, const int offset, __global const float* bias, const int C)
+{
+    const int c = get_global_id(0);
+    const int r = get_global_id(1);
+    if (c >= C) return;
+    y[offset + (size_t)r * C + c] = bias[c];
+}
+
+// y[r * C + c] += bias[r * bias_row_stride + c]. global size (C, R).
+__kernel void add_row_bias(__global float* y, __global const float* bias, const int C, const int bias_row_stride)
+{
+    const int c = get_global_id(0);
+    const int r = get_global_id(1);
+    if (c >= C) return;
+    y[(size_t)r * C + c] += bias[r * bias_row_stride + c];
+}
+
 // y[n, c, p] += bias[n * bias_batch_stride + c]; stride 0 broadcasts one bias over the batch,
 // stride C adds a per-sample vector (a time embedding). global size (P, C, N).
 __kernel void add_channel_bias(__global float* y, __global const float* bias,

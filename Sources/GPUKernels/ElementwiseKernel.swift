@@ -38,6 +38,11 @@ extension ComputeStream {
     public func fillChannelBias(_ y: DeviceBuffer<Float>, offset: Int = 0, bias: DeviceBuffer<Float>,
                                 batch: Int, channels: Int, spatial: Int) throws {
         precondition(y.count >= offset + batch * channels * spatial && bias.count >= channels, "bias fill buffers too small")
+        if spatial == 1 {
+            try launch("elementwise", "fill_row_bias", global: [channels, batch],
+                       [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels)])
+            return
+        }
         try launch("elementwise", "fill_channel_bias", global: [spatial, channels, batch],
                    [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels), .int(spatial)])
     }
@@ -48,6 +53,11 @@ extension ComputeStream {
                                spatial: Int, biasBatchStride: Int) throws {
         precondition(y.count >= batch * channels * spatial, "bias add output too small")
         precondition(bias.count >= (batch - 1) * biasBatchStride + channels, "bias add vector too small")
+        if spatial == 1 {
+            try launch("elementwise", "add_row_bias", global: [channels, batch],
+                       [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(biasBatchStride)])
+            return
+        }
         try launch("elementwise", "add_channel_bias", global: [spatial, channels, batch],
                    [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(spatial), .int(biasBatchStride)])
     }

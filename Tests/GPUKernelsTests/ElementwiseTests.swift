@@ -8,8 +8,7 @@ import TestSupport
         let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let (N, C, P) = (3, 5, 37)
-        let n = N * C * P
+        let n = 555
         let a = randomArray(n, &rng, in: -6...6), b = randomArray(n, &rng)
         let da = try s.upload(a), db = try s.upload(b), dy = try s.buffer(n)
         try s.silu(da, output: dy, count: n)
@@ -23,21 +22,26 @@ import TestSupport
         try s.silu(dz, output: dz, count: n)
         expectClose(try s.download(dz), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu in place", seed: seed)
 
-        let perSample = randomArray(N * C, &rng)
-        let dBias = try s.upload(perSample)
-        for stride in [0, C] {
-            let dx = try s.upload(a)
-            try s.addChannelBias(dx, bias: dBias, batch: N, channels: C, spatial: P, biasBatchStride: stride)
-            var ref = a
-            for i in 0..<n { let c = (i / P) % C, nn = i / (C * P); ref[i] += perSample[nn * stride + c] }
-            expectClose(try s.download(dx), ref, atol: 1e-6, rtol: 1e-6, "add_channel_bias stride \(stride)", seed: seed)
+        // P = 37 (channel-major) and P = 1 (rows of a linear layer's output: its own kernels).
+        for (N, C, P) in [(3, 5, 37), (7, 11, 1)] {
+            let n = N * C * P
+            let a = randomArray(n, &rng)
+            let perSample = randomArray(N * C, &rng)
+            let dBias = try s.upload(perSample)
+            for stride in [0, C] {
+                let dx = try s.upload(a)
+                try s.addChannelBias(dx, bias: dBias, batch: N, channels: C, spatial: P, biasBatchStride: stride)
+                var ref = a
+                for i in 0..<n { let c = (i / P) % C, nn = i / (C * P); ref[i] += perSample[nn * stride + c] }
+                expectClose(try s.download(dx), ref, atol: 1e-6, rtol: 1e-6, "add_channel_bias P \(P) stride \(stride)", seed: seed)
+            }
+            let dFill = try s.upload(randomArray(n + 4 + 3, &rng))
+            let before = try s.download(dFill)
+            try s.fillChannelBias(dFill, offset: 4, bias: dBias, batch: N, channels: C, spatial: P)
+            var ref = before
+            for i in 0..<n { ref[4 + i] = perSample[(i / P) % C] }
+            expectClose(try s.download(dFill), ref, atol: 0, rtol: 0, "fill_channel_bias P \(P) at offset", seed: seed)
         }
-        let dFill = try s.upload(randomArray(n + 4, &rng))
-        let before = try s.download(dFill)
-        try s.fillChannelBias(dFill, offset: 4, bias: dBias, batch: N, channels: C, spatial: P)
-        var ref = before
-        for i in 0..<n { ref[4 + i] = perSample[(i / P) % C] }
-        expectClose(try s.download(dFill), ref, atol: 0, rtol: 0, "fill_channel_bias at offset", seed: seed)
     }
 
     @Test func upsampleAndConcat() throws {
