@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine without Swift: parity against the diffusers goldens, the UNet against
+# PyTorch CUDA (fp32 with TF32 off and on) in the same call, per-kernel profiles, `generate` and a
+# whole `flexiffusion search` timed there. Everything it prints also goes to $OUT/log.txt; plans,
+# profiles and reports are packed into $OUT/results.tar.gz.
+#
+# Prepare here (static binary, the OpenCL loader and CLBlast, diffusers as a wheel for the PyTorch side):
+#   swift build -c release --static-swift-stdlib --product flexiffusion
+#   mkdir -p .device && cp .build/release/flexiffusion .device/ && strip .device/flexiffusion && xz -T0 .device/flexiffusion
+#   cp -L /usr/lib/x86_64-linux-gnu/libclblast.so.1 /usr/lib/x86_64-linux-gnu/libOpenCL.so.1 .device/
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
+# and run there (.device and .whl carried):  bash scripts/gpu_session.sh [PARTS]
+# PARTS (default "parity bench generate search"): any of parity, bench, sd, profile, generate, search,
+# fid. The fid part runs scripts/plan_fid_check.py at 10,000 samples on the search's plans and the plain
+# solvers at their step counts (needs the Fashion-MNIST test images under $DATA, default .device/fashion-mnist).
+set -u
+OUT=${OUT:-/tmp/gpu-session}
+mkdir -p "$OUT" /tmp/gpu-session-work
+WORK=/tmp/gpu-session-work
+PARTS=${*:-parity bench generate search}
+DEVICE=${DEVICE:-gpu}  # flexiffusion --device
+PEAK=${PEAK_TFLOPS:-67}  # H100/H200 SXM FP32 (non-tensor) peak by NVIDIA's datasheet
+exec > >(tee -a "$OUT/log.txt") 2>&1
+
+BIN=$WORK/flexiffusion
+if [ ! -x "$BIN" ]; then xz -dc .device/flexiffusion.xz > "$BIN" && chmod +x "$BIN" || exit 1; fi
+export LD_LIBRARY_PATH=$PWD/.device${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if ! grep -qs nvidia /etc/OpenCL/vendors/*.icd "${OCL_ICD_VENDORS:-/nonexistent}"/*.icd; then
+    lib=$(ls /usr/local/nvidia/lib64/libnvidia-opencl.so* /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so* /usr/lib64/libnvidia-opencl.so* 2>/dev/null | head -1)
+    [ -z "$lib" ] && lib=$(find / -xdev -name 'libnvidia-opencl.so*' 2>/dev/null | head -1)
+    mkdir -p $WORK/icd && cp /etc/OpenCL/vendors/*.icd $WORK/icd/ 2>/dev/null
+    echo "$lib" > $WORK/icd/nvidia.icd && export OCL_ICD_VENDORS=$WORK/icd
+    echo "ICD: $lib"
+fi
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site
+fi
+export PYTHONUNBUFFERED=1
+step() { echo; echo "=== $* ($(date +%T))"; }
+TIMEFORMAT="wall %R s"
+
+step machine
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, torch.cuda.get_device_name(0))"
+"$BIN" --version
+"$BIN" devices
+
+for part in $PARTS; do case $part in
+parity)
+    step "parity: flexiffusion forward on the diffusers goldens, GPU"
+    python3 scripts/check_forward_goldens.py --binary "$BIN" --device "$DEVICE" ;;
+bench)
+    for b in 16 64; do
+        step "cifar UNet batch $b: PyTorch CUDA vs flexiffusion (OpenCL)"
+        python3 scripts/bench_unet_torch.py --torch-device cuda --device "$DEVICE" --binary "$BIN" --batch $b \
+            --repeats 20 --rounds 3 --peak-tflops "$PEAK"
+    done ;;
+sd)
+    step "SD 1.5 UNet batch 2, 64x64 latents, 77 tokens: PyTorch CUDA vs flexiffusion"
+    python3 scripts/bench_unet_torch.py --torch-device cuda --device "$DEVICE" --binary "$BIN" --batch 2 \
+        --config scripts/sd15-unet.config.json --repeats 10 --rounds 2 --peak-tflops "$PEAK" ;;
+profile)
+    step "per-kernel profile, cifar UNet batch 64"
+    "$BIN" bench unet --device "$DEVICE" --config scripts/ddpm-cifar10-32.config.json --batch 64 --repeats 5 --profile \
+        > $WORK/profile-cifar-b64.txt; tail -40 $WORK/profile-cifar-b64.txt
+    step "per-kernel profile, SD 1.5 UNet batch 2"
+    "$BIN" bench unet --device "$DEVICE" --config scripts/sd15-unet.config.json --batch 2 --repeats 3 --profile \
+        > $WORK/profile-sd15-b2.txt; tail -40 $WORK/profile-sd15-b2.txt ;;
+generate)
+    step "generate: default model, 64 images x 50 DDIM steps, GPU"
+    time "$BIN" generate --device "$DEVICE" --count 64 --steps 50 --out $WORK/generate.png --json
+    step "generate: the same, batch 64"
+    time "$BIN" generate --device "$DEVICE" --count 64 --steps 50 --batch 64 --out $WORK/generate-b64.png --json ;;
+search)
+    for s in ${SPEEDUPS:-5 10}; do
+        step "search --speedup $s, GPU (defaults)"
+        time timeout ${SEARCH_LIMIT:-240} "$BIN" search --device "$DEVICE" --speedup $s \
+            --out $WORK/search$s.json --svg $WORK/search$s.svg --html $WORK/search$s.html
+        cp $WORK/search$s.json "$OUT/" 2>/dev/null
+    done ;;
+fid)
+    step "FID at 10,000 samples: searched plans beside plain solvers (diffusers' UNet, CUDA)"
+    plans="leading:10 dpmsolver++:9 unipc:9 unipc3:9 unipc3:5 dpmsolver++:5 unipc:5 leading:20 unipc3:20"
+    for f in $WORK/search*.json; do [ -f "$f" ] && plans="$plans plan:$f"; done
+    python3 scripts/plan_fid_check.py models/fashion-mnist --count 10000 --data "${DATA:-.device/fashion-mnist}" $plans ;;
+*) echo "unknown part $part" ;;
+esac; done
+
+step done
+tar -czf "$OUT/results.tar.gz" -C $WORK --exclude flexiffusion --exclude icd . 2>/dev/null
+ls -la "$OUT"
