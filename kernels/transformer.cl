@@ -7,6 +7,12 @@
 // geglu: x [rows, 2F] -> y [rows, F], y = x[:, :F] * gelu(x[:, F:]) with the exact (erf) GELU, as
 //   diffusers' GEGLU (`hidden, gate = proj(x).chunk(2, dim=-1); hidden * F.gelu(gate)`), erf within 1.5e-7;
 //   global size (F, rows); y must not alias x.
+// gather_rows: y [rows, D] = table[ids[r], :] (token embeddings); global size (D, rows).
+// activation_inplace: x = quick_gelu(x) (x * sigmoid(1.702 x), kind 0) or the exact (erf) gelu (kind 1),
+//   as transformers' CLIP MLP; global size (count).
+// causal_mask: scores [H, rows, cols] of queries first..first+rows-1 (each head's block `rows` rows):
+//   entries of keys after their query become -inf, as the causal mask of CLIP's text encoder (the
+//   softmax then gives them 0); global size (cols, H * rows).
 // No #defines.
 
 __kernel void transpose_batched(__global const float* x, __global float* y, const int R, const int K)
@@ -37,4 +43,28 @@ __kernel void geglu(__global const float* x, __global float* y, const int F)
     const float h = x[r * 2 * F + f];
     const float g = x[r * 2 * F + F + f];
     y[r * F + f] = h * (0.5f * g * (1.0f + erf_as(g * 0.70710678118654752f)));
+}
+
+__kernel void gather_rows(__global const float* table, __global const int* ids, __global float* y, const int D)
+{
+    const int d = get_global_id(0);
+    const size_t r = get_global_id(1);
+    if (d >= D) return;
+    y[r * D + d] = table[(size_t)ids[r] * D + d];
+}
+
+__kernel void activation_inplace(__global float* x, const int count, const int kind)
+{
+    const int i = get_global_id(0);
+    if (i >= count) return;
+    const float v = x[i];
+    x[i] = kind == 0 ? v / (1.0f + exp(-1.702f * v)) : 0.5f * v * (1.0f + erf_as(v * 0.70710678118654752f));
+}
+
+__kernel void causal_mask(__global float* s, const int rows, const int cols, const int first)
+{
+    const int j = get_global_id(0);
+    const int rr = get_global_id(1);
+    if (j >= cols) return;
+    if (j > first + rr % rows) s[(size_t)rr * cols + j] = -INFINITY;
 }

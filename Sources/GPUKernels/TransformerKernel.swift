@@ -17,6 +17,11 @@ public struct TokenOperand {
     }
 }
 
+/// Activations of a transformer MLP (transformers' `hidden_act`).
+public enum TokenActivation: String, Sendable {
+    case quickGELU = "quick_gelu", gelu
+}
+
 /// The geometry of one attention call: `batch` samples, `queryLength` queries over `keyLength` keys,
 /// `heads` heads of `headDim` features.
 public struct TokenAttentionShape: Hashable, Sendable {
@@ -47,12 +52,12 @@ public struct TokenAttentionShape: Hashable, Sendable {
 }
 
 extension ComputeStream {
-    /// o = softmax(q kᵀ · scale) v per head, for q [N, Lq, C], k and v [N, Lk, C], o [N, Lq, C]
+    /// o = softmax(q kᵀ · scale) v per head (`causal`: query i sees keys 0…i only, as CLIP's text encoder), for q [N, Lq, C], k and v [N, Lk, C], o [N, Lq, C]
     /// (C = heads · headDim; each operand with its own row stride); scale defaults to 1/√headDim.
     /// `scratch` holds `shape.scratchCount(scoreLimit:)` floats; queries run `shape.chunk(scoreLimit:)` at a time.
     public func multiHeadAttention(query q: TokenOperand, key k: TokenOperand, value v: TokenOperand, output o: TokenOperand,
                                    shape s: TokenAttentionShape, scale: Float? = nil, scratch: DeviceBuffer<Float>,
-                                   scoreLimit: Int = TokenAttentionShape.defaultScoreLimit) throws {
+                                   scoreLimit: Int = TokenAttentionShape.defaultScoreLimit, causal: Bool = false) throws {
         let d = s.headDim, C = s.channels, Lk = s.keyLength, chunk = s.chunk(scoreLimit: scoreLimit)
         precondition(scratch.count >= s.heads * chunk * Lk, "attention needs \(s.heads * chunk * Lk) floats of scratch")
         precondition([q.ld, k.ld, v.ld, o.ld].allSatisfy { $0 >= C }, "attention row stride below heads × headDim")
@@ -68,6 +73,10 @@ extension ComputeStream {
                                a: GemmOperand(q.buffer, offset: q.offset + (n * s.queryLength + i0) * q.ld, ld: q.ld, stride: d),
                                b: GemmOperand(k.buffer, offset: k.offset + n * Lk * k.ld, ld: k.ld, stride: d),
                                c: GemmOperand(scratch, ld: Lk, stride: rows * Lk), batch: s.heads)
+                if causal {
+                    try launch("transformer", "causal_mask", global: [Lk, s.heads * rows],
+                               [.buffer(scratch.mem), .int(rows), .int(Lk), .int(i0)])
+                }
                 try softmaxRows(scratch, rows: s.heads * rows, cols: Lk)
                 try gemm.sgemm(queue: queue, m: rows, n: d, k: Lk,
                                a: GemmOperand(scratch, ld: Lk, stride: rows * Lk),
@@ -77,6 +86,20 @@ extension ComputeStream {
                 i0 += rows
             }
         }
+    }
+
+    /// y [rows, D] = table[ids[r]] for a table [V, D] (token embeddings); ids must be below V.
+    public func gatherRows(_ table: DeviceBuffer<Float>, ids: DeviceBuffer<Int32>, output y: DeviceBuffer<Float>,
+                           rows: Int, width D: Int) throws {
+        precondition(ids.count >= rows && y.count >= rows * D && table.count >= D, "gather buffers too small")
+        try launch("transformer", "gather_rows", global: [D, rows], [.buffer(table.mem), .buffer(ids.mem), .buffer(y.mem), .int(D)])
+    }
+
+    /// x = act(x) in place for transformers' `quick_gelu` (x·σ(1.702x)) or exact `gelu`.
+    public func activation(_ x: DeviceBuffer<Float>, count: Int, _ kind: TokenActivation) throws {
+        precondition(x.count >= count, "activation buffer too small")
+        try launch("transformer", "activation_inplace", global: [count],
+                   [.buffer(x.mem), .int(count), .int(kind == .quickGELU ? 0 : 1)])
     }
 
     /// x [N, R, K] → y [N, K, R]: channel-first [N, C, P] to token-major [N, P, C] and back.

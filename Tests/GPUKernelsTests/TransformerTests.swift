@@ -9,7 +9,8 @@ import TestSupport
 
 /// softmax(q kᵀ · scale) v per head in Double, for token-major q [N, Lq, ldq], k/v [N, Lk, ld].
 private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], kOffset: Int, ldk: Int,
-                                v: [Float], vOffset: Int, ldv: Int, n N: Int, lq: Int, lk: Int, heads: Int, d: Int) -> [Float] {
+                                v: [Float], vOffset: Int, ldv: Int, n N: Int, lq: Int, lk: Int, heads: Int, d: Int,
+                                causal: Bool = false) -> [Float] {
     let C = heads * d, scale = 1 / Double(d).squareRoot()
     var out = [Float](repeating: 0, count: N * lq * C)
     for n in 0..<N {
@@ -21,7 +22,7 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
                     for e in 0..<d {
                         acc += Double(q[qOffset + (n * lq + i) * ldq + h * d + e]) * Double(k[kOffset + (n * lk + j) * ldk + h * d + e])
                     }
-                    scores[j] = acc * scale
+                    scores[j] = causal && j > i ? -.infinity : acc * scale
                 }
                 let m = scores.max()!
                 let w = scores.map { exp($0 - m) }, z = w.reduce(0, +)
@@ -71,6 +72,53 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
                                      v: kvHost, vOffset: vOff, ldv: ldkv, n: N, lq: lq, lk: lk, heads: heads, d: d)
         expectClose(try s.download(out), ref, atol: 1e-5, rtol: 1e-4,
                     "attention N\(N) Lq\(lq) Lk\(lk) heads \(heads)×\(d), chunk \(shape.chunk(scoreLimit: limit)) via \(path)", seed: seed)
+    }
+
+    /// CLIP's causal self-attention: query i sees keys 0…i, in chunks (16 of 77 queries, one) and whole.
+    @Test(arguments: gemmPaths(), [(2, 77, 3, 16, 3 * 77 * 16), (1, 37, 2, 40, 1), (1, 20, 4, 8, 1 << 24)])
+    func causalAttentionMatchesReference(path: GemmPath, dims: (Int, Int, Int, Int, Int)) throws {
+        let (N, L, heads, d, limit) = dims
+        let s = try ComputeStream(device: testDevice(), gemm: path)
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let C = heads * d
+        let shape = TokenAttentionShape(batch: N, queryLength: L, keyLength: L, heads: heads, headDim: d)
+        let qkv = randomArray(N * L * 3 * C, &rng, in: -2...2)
+        let dq = try s.upload(qkv), out = try s.buffer(N * L * C), scratch = try s.buffer(shape.scratchCount(scoreLimit: limit))
+        try s.multiHeadAttention(query: TokenOperand(dq, ld: 3 * C), key: TokenOperand(dq, offset: C, ld: 3 * C),
+                                 value: TokenOperand(dq, offset: 2 * C, ld: 3 * C), output: TokenOperand(out, ld: C),
+                                 shape: shape, scratch: scratch, scoreLimit: limit, causal: true)
+        let ref = referenceAttention(q: qkv, qOffset: 0, ldq: 3 * C, k: qkv, kOffset: C, ldk: 3 * C, v: qkv, vOffset: 2 * C,
+                                     ldv: 3 * C, n: N, lq: L, lk: L, heads: heads, d: d, causal: true)
+        expectClose(try s.download(out), ref, atol: 1e-5, rtol: 1e-4,
+                    "causal attention N\(N) L\(L) heads \(heads)×\(d), chunk \(shape.chunk(scoreLimit: limit)) via \(path)", seed: seed)
+    }
+
+    /// Token embeddings (gather by id, repeated ids) and CLIP's MLP activations.
+    @Test func gatherAndActivations() throws {
+        let s = try ComputeStream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let (V, D, rows) = (50, 24, 31)
+        let table = randomArray(V * D, &rng)
+        let ids = (0..<rows).map { _ in Int32.random(in: 0..<Int32(V), using: &rng) } + [Int32(V - 1), 0]
+        let dIds = try DeviceBuffer<Int32>(context: s.context, count: ids.count)
+        try dIds.write(ids, queue: s.queue)
+        let y = try s.buffer(ids.count * D)
+        try s.gatherRows(try s.upload(table), ids: dIds, output: y, rows: ids.count, width: D)
+        let ref = ids.flatMap { Array(table[Int($0) * D ..< (Int($0) + 1) * D]) }
+        expectClose(try s.download(y), ref, atol: 0, rtol: 0, "gather_rows", seed: seed)
+
+        let x = randomArray(1000, &rng, in: -12...12)
+        for kind in [TokenActivation.quickGELU, .gelu] {
+            let dx = try s.upload(x)
+            try s.activation(dx, count: x.count, kind)
+            let want = x.map { v -> Float in
+                let v = Double(v)
+                return Float(kind == .quickGELU ? v / (1 + exp(-1.702 * v)) : 0.5 * v * (1 + erf(v / 2.0.squareRoot())))
+            }
+            expectClose(try s.download(dx), want, atol: 1e-6, rtol: 1e-5, "activation \(kind.rawValue)", seed: seed)
+        }
     }
 
     @Test func chunkBoundsTheScores() {
