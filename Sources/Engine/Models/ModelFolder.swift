@@ -49,26 +49,29 @@ public struct ModelFolder: Sendable {
 
     /// The weights file of a model folder: `diffusion_pytorch_model[.variant].safetensors` (or
     /// `model[.variant].safetensors`).
-    static func weights(in dir: URL, variant: String?) throws -> URL {
+    /// `stems` are the file names tried, the first one named in errors (a transformers model: `["model"]`).
+    static func weights(in dir: URL, variant: String?, stems: [String] = ["diffusion_pytorch_model", "model"]) throws -> URL {
         let fm = FileManager.default
         let files = ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
-        let stems = ["diffusion_pytorch_model", "model"]
+        let main = stems[0]
         func exists(_ name: String) -> Bool { files.contains(name) }
         if let v = variant {
             guard !v.isEmpty, !v.contains("/") else { throw ModelError("--variant \(v) is not a variant name (e.g. fp16)") }
             if let name = stems.map({ "\($0).\(v).safetensors" }).first(where: exists) { return dir.appendingPathComponent(name) }
-            throw ModelError("\(dir.path): no diffusion_pytorch_model.\(v).safetensors for --variant \(v) (has: \(files.filter { $0.hasSuffix(".safetensors") }.joined(separator: ", ")))")
+            throw ModelError("\(dir.path): no \(main).\(v).safetensors for --variant \(v) (has: \(files.filter { $0.hasSuffix(".safetensors") }.joined(separator: ", ")))")
         }
         if let name = stems.map({ "\($0).safetensors" }).first(where: exists) { return dir.appendingPathComponent(name) }
-        let variants = files.filter { $0.hasPrefix("diffusion_pytorch_model.") && $0.hasSuffix(".safetensors") && $0.split(separator: ".").count == 3 }
+        let variants = files.filter { name in
+            stems.contains { name.hasPrefix("\($0).") } && name.hasSuffix(".safetensors") && name.split(separator: ".").count == 3
+        }
         if variants.count == 1 { return dir.appendingPathComponent(variants[0]) }
         if !variants.isEmpty {
-            throw ModelError("\(dir.path): no diffusion_pytorch_model.safetensors but several variants (\(variants.joined(separator: ", "))); choose one with --variant")
+            throw ModelError("\(dir.path): no \(main).safetensors but several variants (\(variants.joined(separator: ", "))); choose one with --variant")
         }
-        if exists("diffusion_pytorch_model.safetensors.index.json") {
-            throw ModelError("\(dir.path): the weights are sharded (diffusion_pytorch_model.safetensors.index.json), which is not read yet: re-save with save_pretrained(..., max_shard_size=\"100GB\")")
+        if exists("\(main).safetensors.index.json") {
+            throw ModelError("\(dir.path): the weights are sharded (\(main).safetensors.index.json), which is not read yet: re-save with save_pretrained(..., max_shard_size=\"100GB\")")
         }
-        throw ModelError("\(dir.path): no diffusion_pytorch_model.safetensors" + (exists("diffusion_pytorch_model.bin")
+        throw ModelError("\(dir.path): no \(main).safetensors" + (exists("\(main).bin") || exists("pytorch_model.bin")
             ? " (only a PyTorch .bin, which is not read: re-save with save_pretrained(..., safe_serialization=True))" : ""))
     }
 }
@@ -163,6 +166,15 @@ public final class WeightStore {
         }
         used.insert(name)
         return try file.floats(stored)
+    }
+
+    /// Whether the file holds `name` (always false for random weights).
+    public func has(_ name: String) -> Bool { byName[name] != nil }
+
+    /// Marks `name` as used when the file has it: buffers checkpoints carry that the model does not
+    /// read (transformers 4's `position_ids`).
+    public func ignore(_ name: String) {
+        if byName[name] != nil { used.insert(name) }
     }
 
     /// Throws if the file holds tensors the configuration did not use.

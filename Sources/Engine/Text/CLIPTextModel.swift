@@ -1,0 +1,188 @@
+// transformers' CLIPTextModel on the engine: token and position embeddings, pre-LN transformer layers
+// with causal self-attention and a quick_gelu or gelu MLP, the final LayerNorm — the text encoder of
+// Stable Diffusion 1.x (CLIP ViT-L/14's, quick_gelu) and 2.x (OpenCLIP ViT-H's, gelu, 23 layers).
+// `last_hidden_state` is what StableDiffusionPipeline conditions on; `clipSkip` as diffusers' encode_prompt.
+// Port of transformers.models.clip.modeling_clip (CLIPTextTransformer), transformers 5.
+import Foundation
+import GPUKernels
+
+/// A text encoder's config.json (transformers' `CLIPTextConfig`): the keys that shape the model are
+/// read with transformers' defaults; keys that do not change inference (dropout, initialisation,
+/// token ids, `projection_dim`, transformers' generation defaults) are ignored.
+public struct CLIPTextConfiguration: Sendable, Equatable {
+    public var vocabSize = 49408, hiddenSize = 512, intermediateSize = 2048, layers = 12, heads = 8
+    public var maxPositions = 77
+    public var layerNormEps: Float = 1e-5
+    public var activation: TokenActivation = .quickGELU
+
+    public init() {}
+    public var headDim: Int { hiddenSize / heads }
+
+    /// Reads `url`: a `CLIPTextModel` (`model_type` clip_text_model); anything else, or values the
+    /// engine does not run, are errors naming the key.
+    public static func load(from url: URL) throws -> CLIPTextConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(url.path): \(error.localizedDescription)") }
+        guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError("\(url.path) is not a JSON object")
+        }
+        if let type = raw["model_type"] as? String, type != "clip_text_model" {
+            throw ModelError("\(url.path): model_type \(type) is not a CLIP text model (clip_text_model)")
+        }
+        if let arch = raw["architectures"] as? [String], let other = arch.first(where: { $0 != "CLIPTextModel" }) {
+            throw ModelError("\(url.path): architecture \(other) is not supported (CLIPTextModel only; SDXL's CLIPTextModelWithProjection is not read yet)")
+        }
+        struct Keys: Decodable {
+            var vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, max_position_embeddings: Int?
+            var layer_norm_eps: Double?
+            var hidden_act: String?
+        }
+        let keys: Keys
+        do { keys = try JSONDecoder().decode(Keys.self, from: data) } catch { throw ModelError("\(url.path): \(describe(error))") }
+        var c = CLIPTextConfiguration()
+        for (key, value, field) in [("vocab_size", keys.vocab_size, \CLIPTextConfiguration.vocabSize),
+                                    ("hidden_size", keys.hidden_size, \.hiddenSize),
+                                    ("intermediate_size", keys.intermediate_size, \.intermediateSize),
+                                    ("num_hidden_layers", keys.num_hidden_layers, \.layers),
+                                    ("num_attention_heads", keys.num_attention_heads, \.heads),
+                                    ("max_position_embeddings", keys.max_position_embeddings, \.maxPositions)] {
+            guard let value else { continue }
+            guard value > 0 && value < 1 << 24 else { throw ModelError("\(url.path): \(key) = \(value) is not a positive integer below 2^24") }
+            c[keyPath: field] = value
+        }
+        if let eps = keys.layer_norm_eps {
+            guard eps > 0 && eps < 1 else { throw ModelError("\(url.path): layer_norm_eps = \(eps) is not a small positive number") }
+            c.layerNormEps = Float(eps)
+        }
+        if let name = keys.hidden_act {
+            guard let act = TokenActivation(rawValue: name) else {
+                throw ModelError("\(url.path): hidden_act = \(name) is not supported (quick_gelu or gelu)")
+            }
+            c.activation = act
+        }
+        guard c.hiddenSize % c.heads == 0 else {
+            throw ModelError("\(url.path): hidden_size \(c.hiddenSize) is not a multiple of num_attention_heads \(c.heads)")
+        }
+        return c
+    }
+}
+
+/// The text encoder on a device, for up to `batch` sequences of at most `maxPositions` tokens.
+public final class CLIPTextModel {
+    public let config: CLIPTextConfiguration
+    public let batch: Int
+    public let stream: ComputeStream
+    /// Parameters read from the weights file.
+    public let parameterCount: Int
+
+    struct Layer {
+        let norm1: (DeviceBuffer<Float>, DeviceBuffer<Float>), norm2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+        /// q, k and v projections stacked into one [3D, D] weight and [3D] bias.
+        let qkv: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+        let out: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+        let fc1: (DeviceBuffer<Float>, DeviceBuffer<Float>), fc2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+    }
+    let tokenEmbedding: DeviceBuffer<Float>, positionEmbedding: DeviceBuffer<Float>
+    let layers: [Layer]
+    let finalNorm: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+    let ids: DeviceBuffer<Int32>
+    let hidden: DeviceBuffer<Float>, normed: DeviceBuffer<Float>, attention: DeviceBuffer<Float>
+    let wide: DeviceBuffer<Float>, scratch: DeviceBuffer<Float>
+    /// The last call's output [N, L, D].
+    public let output: DeviceBuffer<Float>
+
+    /// A `text_encoder` folder (config.json and model[.variant].safetensors, as transformers saves it).
+    public convenience init(folder: URL, variant: String? = nil, stream: ComputeStream, batch: Int) throws {
+        let config = try CLIPTextConfiguration.load(from: folder.appendingPathComponent("config.json"))
+        let url = try ModelFolder.weights(in: folder, variant: variant, stems: ["model"])
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: url.path) } catch { throw ModelError("\(url.path): \(error)") }
+        try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch)
+    }
+
+    /// Weights named as transformers 5 saves them, or with transformers 4's `text_model.` prefix.
+    public init(config: CLIPTextConfiguration, weights store: WeightStore, stream: ComputeStream, batch: Int) throws {
+        precondition(batch > 0, "a text encoder needs a batch of at least one sequence")
+        self.config = config; self.batch = batch; self.stream = stream
+        let (V, D, I, P) = (config.vocabSize, config.hiddenSize, config.intermediateSize, config.maxPositions)
+        let prefix = store.has("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
+        func take(_ name: String, _ shape: [Int]) throws -> [Float] { try store.take(prefix + name, shape: shape) }
+        func up(_ name: String, _ shape: [Int]) throws -> DeviceBuffer<Float> { try stream.upload(try take(name, shape)) }
+        func norm(_ name: String) throws -> (DeviceBuffer<Float>, DeviceBuffer<Float>) {
+            (try up("\(name).weight", [D]), try up("\(name).bias", [D]))
+        }
+        tokenEmbedding = try up("embeddings.token_embedding.weight", [V, D])
+        positionEmbedding = try up("embeddings.position_embedding.weight", [P, D])
+        store.ignore(prefix + "embeddings.position_ids")
+        layers = try (0..<config.layers).map { i in
+            let l = "encoder.layers.\(i)"
+            let qkvWeight = try ["q", "k", "v"].flatMap { try take("\(l).self_attn.\($0)_proj.weight", [D, D]) }
+            let qkvBias = try ["q", "k", "v"].flatMap { try take("\(l).self_attn.\($0)_proj.bias", [D]) }
+            return Layer(norm1: try norm("\(l).layer_norm1"), norm2: try norm("\(l).layer_norm2"),
+                         qkv: (try stream.upload(qkvWeight), try stream.upload(qkvBias)),
+                         out: (try up("\(l).self_attn.out_proj.weight", [D, D]), try up("\(l).self_attn.out_proj.bias", [D])),
+                         fc1: (try up("\(l).mlp.fc1.weight", [I, D]), try up("\(l).mlp.fc1.bias", [I])),
+                         fc2: (try up("\(l).mlp.fc2.weight", [D, I]), try up("\(l).mlp.fc2.bias", [D])))
+        }
+        finalNorm = try norm("final_layer_norm")
+        try store.checkAllUsed()
+        parameterCount = store.parameterCount
+
+        let rows = batch * P
+        let shape = TokenAttentionShape(batch: batch, queryLength: P, keyLength: P, heads: config.heads, headDim: config.headDim)
+        ids = try DeviceBuffer<Int32>(context: stream.context, count: rows)
+        hidden = try stream.buffer(rows * D); normed = try stream.buffer(rows * D); attention = try stream.buffer(rows * D)
+        wide = try stream.buffer(rows * max(3 * D, I))
+        scratch = try stream.buffer(shape.scratchCount(scoreLimit: TokenAttentionShape.scoreLimit(on: stream.device)))
+        output = try stream.buffer(rows * D)
+    }
+
+    /// Runs the encoder on `ids` (one array per sequence, all of one length ≤ max_position_embeddings;
+    /// the tokenizer pads them to 77). `clipSkip` k > 0 takes the output of layer L − k through the final
+    /// LayerNorm, as diffusers' `encode_prompt(clip_skip=k)`. Returns `output` ([N, L, D], on the device).
+    @discardableResult
+    public func encode(_ ids: [[Int]], clipSkip: Int = 0) throws -> DeviceBuffer<Float> {
+        let (V, D, I) = (config.vocabSize, config.hiddenSize, config.intermediateSize)
+        guard let L = ids.first?.count, L > 0 else { throw ModelError("the text encoder needs at least one non-empty sequence") }
+        guard ids.count <= batch else { throw ModelError("\(ids.count) sequences for a text encoder built for \(batch)") }
+        guard ids.allSatisfy({ $0.count == L }) else {
+            throw ModelError("token sequences of different lengths (\(Set(ids.map(\.count)).sorted())): pad them to one length")
+        }
+        guard L <= config.maxPositions else {
+            throw ModelError("\(L) tokens exceed the text encoder's max_position_embeddings \(config.maxPositions)")
+        }
+        if let bad = ids.joined().first(where: { $0 < 0 || $0 >= V }) {
+            throw ModelError("token id \(bad) is outside the text encoder's vocabulary (\(V) tokens)")
+        }
+        guard clipSkip >= 0 && clipSkip <= config.layers else {
+            throw ModelError("clip_skip \(clipSkip) must be from 0 to \(config.layers) (the encoder has \(config.layers) layers)")
+        }
+        let N = ids.count, rows = N * L, s = stream
+        try self.ids.write(ids.joined().map { Int32($0) }, queue: s.queue)
+        try s.gatherRows(tokenEmbedding, ids: self.ids, output: hidden, rows: rows, width: D)
+        // Positions 0..<L added to every sequence: a per-"channel" bias over [N, L·D].
+        try s.addChannelBias(hidden, bias: positionEmbedding, batch: N, channels: L * D, spatial: 1, biasBatchStride: 0)
+        let shape = TokenAttentionShape(batch: N, queryLength: L, keyLength: L, heads: config.heads, headDim: config.headDim)
+        let limit = TokenAttentionShape.scoreLimit(on: s.device)
+        for layer in layers.prefix(config.layers - clipSkip) {
+            try s.layerNorm(hidden, output: normed, gamma: layer.norm1.0, beta: layer.norm1.1, rows: rows, cols: D, eps: config.layerNormEps)
+            try s.linear(normed, weight: layer.qkv.0, bias: layer.qkv.1, output: wide, batch: rows, inFeatures: D, outFeatures: 3 * D)
+            try s.multiHeadAttention(query: TokenOperand(wide, ld: 3 * D), key: TokenOperand(wide, offset: D, ld: 3 * D),
+                                     value: TokenOperand(wide, offset: 2 * D, ld: 3 * D), output: TokenOperand(attention, ld: D),
+                                     shape: shape, scratch: scratch, scoreLimit: limit, causal: true)
+            try s.linearAccumulate(attention, weight: layer.out.0, bias: layer.out.1, into: hidden, rows: rows, inFeatures: D, outFeatures: D)
+            try s.layerNorm(hidden, output: normed, gamma: layer.norm2.0, beta: layer.norm2.1, rows: rows, cols: D, eps: config.layerNormEps)
+            try s.linear(normed, weight: layer.fc1.0, bias: layer.fc1.1, output: wide, batch: rows, inFeatures: D, outFeatures: I)
+            try s.activation(wide, count: rows * I, config.activation)
+            try s.linearAccumulate(wide, weight: layer.fc2.0, bias: layer.fc2.1, into: hidden, rows: rows, inFeatures: I, outFeatures: D)
+        }
+        try s.layerNorm(hidden, output: output, gamma: finalNorm.0, beta: finalNorm.1, rows: rows, cols: D, eps: config.layerNormEps)
+        return output
+    }
+
+    /// `encode` read back to the host: [N, L, D].
+    public func callAsFunction(_ ids: [[Int]], clipSkip: Int = 0) throws -> [Float] {
+        try encode(ids, clipSkip: clipSkip)
+        return try stream.download(output, count: ids.count * ids[0].count * config.hiddenSize)
+    }
+}
