@@ -177,10 +177,11 @@ public final class WeightStore {
         if byName[name] != nil { used.insert(name) }
     }
 
-    /// Throws if the file holds tensors the configuration did not use.
-    public func checkAllUsed() throws {
+    /// Throws if the file holds tensors the configuration did not use (but those under `prefixes`: the
+    /// half of a model not built).
+    public func checkAllUsed(except prefixes: [String] = []) throws {
         guard let file else { return }
-        let extra = byName.keys.filter { !used.contains($0) }.sorted()
+        let extra = byName.keys.filter { name in !used.contains(name) && !prefixes.contains { name.hasPrefix($0) } }.sorted()
         if !extra.isEmpty {
             throw ModelError("\(file.path): unexpected tensor\(extra.count > 1 ? "s" : "") \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? " and \(extra.count - 5) more" : "") not used by the configuration")
         }

@@ -4,6 +4,20 @@
 // diffusers.models.attention_processor.Attention (as UNet2DModel builds it), diffusers 0.42.
 import GPUKernels
 
+/// The scratch buffers the blocks below use: a UNet's workspace or an autoencoder's.
+protocol BlockWorkspace: AnyObject {
+    var tA: DeviceBuffer<Float> { get }
+    var tB: DeviceBuffer<Float> { get }
+    var tC: DeviceBuffer<Float> { get }
+    var convScratch: DeviceBuffer<Float> { get }
+    var attentionScratch: DeviceBuffer<Float> { get }
+    /// silu(time embedding) [N, timeEmbedDim] and the resnets' projection of it (unused without one).
+    var timeSiLU: DeviceBuffer<Float> { get }
+    var timeProjection: DeviceBuffer<Float> { get }
+}
+
+extension UNetWorkspace: BlockWorkspace {}
+
 /// A convolution with its weights, at the fixed batch and image size of the UNet it belongs to.
 public struct ConvLayer {
     public let shape: Conv2dShape
@@ -21,7 +35,7 @@ public struct ConvLayer {
         loader.plan.activation = max(loader.plan.activation, shape.inputCount, shape.outputCount)
     }
 
-    func callAsFunction(_ s: ComputeStream, _ ws: UNetWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
+    func callAsFunction(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
         try s.conv2d(x, weight: weight, bias: bias, output: y, shape: shape, scratch: ws.convScratch)
     }
 }
@@ -45,40 +59,43 @@ struct GroupNormLayer {
 }
 
 /// ResnetBlock2D (time_embedding_norm "default"):
-/// y = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))) / output_scale_factor.
+/// y = (shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))) / output_scale_factor;
+/// without a time embedding (an autoencoder's, temb_channels None) the projection term is absent.
 public final class ResnetBlock {
     public let inChannels: Int, outChannels: Int, height: Int, width: Int
     let norm1: GroupNormLayer, conv1: ConvLayer, norm2: GroupNormLayer, conv2: ConvLayer, shortcut: ConvLayer?
-    let timeWeight: DeviceBuffer<Float>, timeBias: DeviceBuffer<Float>
+    let time: (weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>)?
     let timeChannels: Int, batch: Int, outputScale: Float
 
     init(_ loader: WeightLoader, _ prefix: String, inChannels: Int, outChannels: Int, height: Int, width: Int,
-         outputScaleFactor: Double = 1) throws {
+         outputScaleFactor: Double = 1, timeEmbedding: Bool = true) throws {
         let c = loader.config, b = loader.batch
         self.inChannels = inChannels; self.outChannels = outChannels; self.height = height; self.width = width
         batch = b; timeChannels = c.timeEmbedDim; outputScale = Float(1 / outputScaleFactor)
         norm1 = try GroupNormLayer(loader, "\(prefix).norm1", channels: inChannels, groups: c.normNumGroups, eps: c.normEps)
         conv1 = try ConvLayer(loader, "\(prefix).conv1", shape: Conv2dShape(
             batch: b, inChannels: inChannels, height: height, width: width, outChannels: outChannels, kernelSize: 3, padding: 1))
-        timeWeight = try loader.tensor("\(prefix).time_emb_proj.weight", [outChannels, c.timeEmbedDim])
-        timeBias = try loader.tensor("\(prefix).time_emb_proj.bias", [outChannels])
+        time = timeEmbedding ? (try loader.tensor("\(prefix).time_emb_proj.weight", [outChannels, c.timeEmbedDim]),
+                                try loader.tensor("\(prefix).time_emb_proj.bias", [outChannels])) : nil
         norm2 = try GroupNormLayer(loader, "\(prefix).norm2", channels: outChannels, groups: c.normNumGroups, eps: c.normEps)
         conv2 = try ConvLayer(loader, "\(prefix).conv2", shape: Conv2dShape(
             batch: b, inChannels: outChannels, height: height, width: width, outChannels: outChannels, kernelSize: 3, padding: 1))
         shortcut = inChannels == outChannels ? nil : try ConvLayer(loader, "\(prefix).conv_shortcut", shape: Conv2dShape(
             batch: b, inChannels: inChannels, height: height, width: width, outChannels: outChannels, kernelSize: 1))
-        loader.plan.timeProjection = max(loader.plan.timeProjection, b * outChannels)
+        if timeEmbedding { loader.plan.timeProjection = max(loader.plan.timeProjection, b * outChannels) }
     }
 
     /// x [N, inChannels, H, W] → y [N, outChannels, H, W]; uses the workspace's tA, tB, tC.
-    func forward(_ s: ComputeStream, _ ws: UNetWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
+    func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
         let P = height * width
         try norm1(s, x, ws.tA, batch: batch, spatial: P, silu: true)
         try conv1(s, ws, ws.tA, ws.tB)
-        try s.linear(ws.timeSiLU, weight: timeWeight, bias: timeBias, output: ws.timeProjection,
-                     batch: batch, inFeatures: timeChannels, outFeatures: outChannels)
-        try s.addChannelBias(ws.tB, bias: ws.timeProjection, batch: batch, channels: outChannels, spatial: P,
-                             biasBatchStride: outChannels)
+        if let time {
+            try s.linear(ws.timeSiLU, weight: time.weight, bias: time.bias, output: ws.timeProjection,
+                         batch: batch, inFeatures: timeChannels, outFeatures: outChannels)
+            try s.addChannelBias(ws.tB, bias: ws.timeProjection, batch: batch, channels: outChannels, spatial: P,
+                                 biasBatchStride: outChannels)
+        }
         try norm2(s, ws.tB, ws.tA, batch: batch, spatial: P, silu: true)
         try conv2(s, ws, ws.tA, ws.tC)   // dropout is the identity at inference
         var residual = x
@@ -116,7 +133,7 @@ public final class AttentionBlock {
     }
 
     /// In place on x [N, C, H, W]; uses the workspace's tA and tB.
-    func forward(_ s: ComputeStream, _ ws: UNetWorkspace, _ x: DeviceBuffer<Float>) throws {
+    func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>) throws {
         try norm(s, x, ws.tA, batch: shape.batch, spatial: shape.spatial, silu: false)
         try s.attention(ws.tA, output: ws.tB, weights: weights, shape: shape, scratch: ws.attentionScratch)
         try s.addScale(ws.tB, x, output: x, count: shape.batch * channels * shape.spatial, scale: outputScale)
@@ -137,7 +154,7 @@ public final class Downsample {
     }
     public var outHeight: Int { conv.shape.outHeight }
     public var outWidth: Int { conv.shape.outWidth }
-    func forward(_ s: ComputeStream, _ ws: UNetWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
+    func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
         try conv(s, ws, x, y)
     }
 }
@@ -153,7 +170,7 @@ public final class Upsample {
             kernelSize: 3, padding: 1))
     }
     /// x [N, C, H, W] → y [N, C, 2H, 2W]; uses the workspace's tA.
-    func forward(_ s: ComputeStream, _ ws: UNetWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
+    func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
         try s.upsampleNearest2x(x, output: ws.tA, batch: batch, channels: channels, height: height, width: width)
         try conv(s, ws, ws.tA, y)
     }
