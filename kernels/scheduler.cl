@@ -8,6 +8,9 @@
 //   y = c_x0 * x0 + c_eps * eps + c_sample * x + sigma * noise (noise unread when sigma is 0).
 //   global size (n).
 // multistep_combine: see below.
+// guidance_combine: y [2, n] holds the unconditional then the conditional model outputs of one batch;
+//   both halves become u + g (c - u) (classifier-free guidance, diffusers' order of operations), so
+//   the scheduler then updates two identical copies of the sample. global size (n).
 // No #defines.
 
 __kernel void scheduler_step(__global const float* x, __global const float* m, __global const float* noise,
@@ -51,4 +54,14 @@ __kernel void multistep_combine(__global const float* x, __global const float* h
     if (c2 != 0.0f) v += c2 * h2[i];
     if (c3 != 0.0f) v += c3 * h3[i];
     y[i] = v;
+}
+
+__kernel void guidance_combine(__global float* y, const int n, const float g)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    const float u = y[i], c = y[n + i];
+    const float v = u + g * (c - u);
+    y[i] = v;
+    y[n + i] = v;
 }

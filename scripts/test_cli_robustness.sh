@@ -61,7 +61,11 @@ case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
 case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
 # Stable Diffusion's UNet: no images from noise alone; variants named; forward needs its encoder states.
 sd=$(dirname "$(realpath "$0")")/../Tests/EngineTests/Goldens/sd15-layout
-case_ 1 "UNet2DConditionModel (Stable Diffusion)" generate --model "$sd" --count 2 --steps 2
+case_ 64 "give --prompt TEXT or --prompts FILE" generate --model "$sd" --count 2 --steps 2
+case_ 1 "no tokenizer/ folder" generate --model "$sd" --prompt "a cat" --steps 2
+case_ 1 "is a UNet folder" generate --model "$sd/unet" --prompt "a cat" --steps 2
+case_ 64 "--prompt is for Stable Diffusion pipelines" generate --prompt "a cat" --steps 2
+case_ 64 "initial latents with --latents" generate --model "$sd" --prompt "a cat" --noise "$sd/golden.safetensors"
 case_ 1 "UNet2DConditionModel (Stable Diffusion)" search --model "$sd" --speedup 2
 case_ 1 "no diffusion_pytorch_model.bf16.safetensors for --variant bf16" bench unet --model "$sd" --variant bf16 --batch 1
 case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd/../cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors

@@ -48,4 +48,11 @@ extension ComputeStream {
             .buffer(y.mem), .int(n), .float(cx), .float(coefficients[0]), .float(coefficients[1]), .float(coefficients[2]), .float(coefficients[3]),
         ])
     }
+
+    /// Classifier-free guidance in place on y [2, n] (unconditional half first): both halves become
+    /// u + g·(c − u).
+    public func guidanceCombine(_ y: DeviceBuffer<Float>, half n: Int, scale g: Float) throws {
+        precondition(y.count >= 2 * n, "guidance buffer too small")
+        try launch("scheduler", "guidance_combine", global: [n], [.buffer(y.mem), .int(n), .float(g)])
+    }
 }

@@ -20,7 +20,7 @@ struct TimestepList: ExpressibleByArgument {
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate images with a diffusers UNet and DDIM, DDPM, DPM-Solver, UniPC or Euler sampling.",
+        abstract: "Generate images with a diffusers UNet (or a Stable Diffusion pipeline, from prompts) and DDIM, DDPM, DPM-Solver, UniPC, Euler or PNDM sampling.",
         discussion: """
             The scheduler is the model folder's (its scheduler config's `_class_name`) unless --scheduler \
             names another; its settings come from that config as diffusers' `XScheduler.from_config` would \
@@ -29,6 +29,13 @@ struct GenerateCommand: ParsableCommand {
             --seed (Sources/Engine/Generation/Noise.swift defines the streams: image i's noise is the same \
             whatever --batch), the same on every run and device; --noise gives the initial noise instead. \
             Outputs are written to temporary files and renamed, so an error never leaves a partial file.
+
+            A Stable Diffusion pipeline folder (UNet2DConditionModel, tokenizer, text_encoder, vae) generates \
+            from --prompt or --prompts as diffusers' StableDiffusionPipeline: classifier-free guidance with \
+            --guidance-scale (the --negative-prompt, else "", as the unconditional half of each UNet batch), \
+            latents of image i from --seed's stream (C·H/8·W/8 values each; --latents FILE gives them as \
+            tensor `latents`, as diffusers' `latents=`), the folder's scheduler (PNDM for SD 1.5) and 50 \
+            steps; PNGs and --output-tensor hold the decoded images, --output-latents the final latents.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -46,11 +53,27 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("output-tensor"), help: "Write the final samples in model space (about [-1, 1], not clamped) as tensor `sample`.") var outputTensor: String?
     @Option(help: "Write one PNG grid of all images here (default: samples.png when no other output is given).") var out: String?
     @Option(name: .customLong("out-dir"), help: "Write one PNG per image into this folder.") var outDir: String?
+    @Option(help: "Text-to-image: the prompt of every image (Stable Diffusion pipeline folders).") var prompt: String?
+    @Option(help: "Text-to-image: a file with one prompt per line, one image each (blank lines skipped).") var prompts: String?
+    @Option(name: .customLong("negative-prompt"), help: "Text-to-image: the negative prompt (the unconditional half of guidance; default \"\").") var negativePrompt: String?
+    @Option(name: .customLong("guidance-scale"), help: "Text-to-image: classifier-free guidance scale (≤ 1: no guidance, one UNet half).") var guidanceScale: Float = 7.5
+    @Option(help: "Text-to-image: image height in pixels (default: the UNet's sample_size × the VAE's scale factor).") var height: Int?
+    @Option(help: "Text-to-image: image width in pixels (default: as --height).") var width: Int?
+    @Option(help: "Text-to-image: safetensors file with the initial latents as tensor `latents` [N, C, H/8, W/8], unit variance.") var latents: String?
+    @Option(name: .customLong("output-latents"), help: "Text-to-image: write the final latents as tensor `latents`.") var outputLatents: String?
     @Flag(help: "Print a JSON summary on standard output.") var json = false
 
     func run() throws {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
+        let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
+                                             ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
+                                             ("--output-latents", outputLatents != nil)]
+        let conditional = try ModelSetup(modelOptions, needsSampleSize: false, generates: false).config.isConditional
+        if conditional { return try runTextToImage() }
+        if let given = textOptions.first(where: \.1) {
+            throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
+        }
         let setup = try ModelSetup(modelOptions, needsSampleSize: noise == nil)
         let plan = try stepPlan(setup)
         var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)

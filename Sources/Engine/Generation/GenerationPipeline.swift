@@ -69,7 +69,7 @@ public final class GenerationPipeline {
     public static func checkCanGenerate(_ config: UNetConfiguration) throws {
         try Sampler.checkCanSample(config)
         if config.isConditional {
-            throw ModelError("this is a UNet2DConditionModel (Stable Diffusion): it samples from text through a pipeline with a text encoder and a VAE, which is not built yet; `forward`, `profile`, `plan show` and `bench unet` run it")
+            throw ModelError("this is a UNet2DConditionModel (Stable Diffusion): it samples from text, through `generate --prompt` on its pipeline folder (TextToImagePipeline); rfid and search from prompts are not built yet; `forward`, `profile`, `plan show` and `bench unet` run it")
         }
     }
 

@@ -14,6 +14,13 @@ public final class Sampler {
     /// Every step's timestep repeated over the batch, uploaded once: step i's are at i·batch.
     let timesteps: DeviceBuffer<Float>
     var count: Int { unet.batch * unet.config.inChannels * unet.height * unet.width }
+    /// Classifier-free guidance: the UNet's batch holds the unconditional then the conditional half of
+    /// the same images, and after every network evaluation both halves of its output become
+    /// u + scale·(c − u), so the scheduler updates two identical copies of the sample (which needs a
+    /// deterministic scheduler). nil: no guidance.
+    public var guidanceScale: Float? {
+        didSet { precondition(guidanceScale == nil || unet.batch % 2 == 0, "guidance needs an even UNet batch (two halves)") }
+    }
 
     /// Checks that a model predicts the sample's shape (out_channels = in_channels), as sampling needs.
     public static func checkCanSample(_ config: UNetConfiguration) throws {
@@ -113,6 +120,7 @@ public final class Sampler {
         case .partial(let m): try unet.forwardPartial(branch: m)
         case .null: break
         }
+        if let g = guidanceScale { try s.guidanceCombine(ws.output, half: count / 2, scale: g) }
     }
 
     /// The scheduler update of step `i` from the last model output (a multistep solver's history

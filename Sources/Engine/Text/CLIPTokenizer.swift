@@ -16,7 +16,7 @@ public struct CLIPTokenizer: Sendable {
     /// The length `callAsFunction` pads and truncates to (CLIP's 77 positions).
     public let maxLength: Int
 
-    /// Reads a tokenizer folder (`vocab.json`, `merges.txt`, and the pad token from
+    /// Reads a tokenizer folder (`vocab.json` and `merges.txt`, else `tokenizer.json`; the pad token from
     /// `special_tokens_map.json` or `tokenizer_config.json` when present; SD 2.x pads with "!").
     public init(folder: URL, maxLength: Int? = nil) throws {
         let vocab = folder.appendingPathComponent("vocab.json"), merges = folder.appendingPathComponent("merges.txt")
@@ -31,7 +31,43 @@ public struct CLIPTokenizer: Sendable {
             else if let p = (object["pad_token"] as? [String: Any])?["content"] as? String { pad = p }
             if let l = object["model_max_length"] as? Int, l > 0, l < 1_000_000 { length = l }
         }
+        let fast = folder.appendingPathComponent("tokenizer.json")
+        if !FileManager.default.fileExists(atPath: vocab.path), FileManager.default.fileExists(atPath: fast.path) {
+            let (v, m) = try Self.readFastTokenizer(fast)
+            try self.init(vocabulary: v, merges: m, padToken: pad, maxLength: maxLength ?? length)
+            return
+        }
         try self.init(vocabulary: vocab, merges: merges, padToken: pad, maxLength: maxLength ?? length)
+    }
+
+    /// The BPE vocabulary and merges of a `tokenizer.json` (Hugging Face tokenizers' file, which
+    /// transformers 5 saves instead of vocab.json and merges.txt): merges as ["a", "b"] pairs or "a b".
+    static func readFastTokenizer(_ url: URL) throws -> ([String: Int], [(String, String)]) {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(url.path): \(error.localizedDescription)") }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let model = object["model"] as? [String: Any] else {
+            throw ModelError("\(url.path) is not a tokenizers JSON file (no `model` object)")
+        }
+        guard (model["type"] as? String) == "BPE" else {
+            throw ModelError("\(url.path): model type \(model["type"] ?? "none") is not BPE, as CLIP's tokenizer is")
+        }
+        guard let rawVocab = model["vocab"] as? [String: Any] else { throw ModelError("\(url.path): no `model.vocab` object") }
+        var vocab: [String: Int] = [:]
+        for (token, id) in rawVocab {
+            guard let n = id as? Int else { throw ModelError("\(url.path): vocabulary entry \(token) has no integer id") }
+            vocab[token] = n
+        }
+        guard let rawMerges = model["merges"] as? [Any] else { throw ModelError("\(url.path): no `model.merges` list") }
+        let merges: [(String, String)] = try rawMerges.enumerated().map { i, entry in
+            if let pair = entry as? [String], pair.count == 2 { return (pair[0], pair[1]) }
+            if let text = entry as? String {
+                let parts = text.split(separator: " ")
+                if parts.count == 2 { return (String(parts[0]), String(parts[1])) }
+            }
+            throw ModelError("\(url.path): merge \(i) is not two symbols: \(entry)")
+        }
+        return (vocab, merges)
     }
 
     public init(vocabulary vocabURL: URL, merges mergesURL: URL, padToken: String = "<|endoftext|>", maxLength: Int = 77) throws {

@@ -1,0 +1,81 @@
+// `flexiffusion generate` on a Stable Diffusion pipeline folder: maps the text-to-image options onto
+// Engine's TextToImagePipeline and writes what it returns.
+import ArgumentParser
+import Engine
+import Foundation
+import GPUKernels
+
+extension GenerateCommand {
+    func runTextToImage() throws {
+        if noise != nil { throw ValidationError("--noise is for UNet2DModels; give a Stable Diffusion pipeline's initial latents with --latents") }
+        guard (prompt == nil) != (prompts == nil) else {
+            throw ValidationError("a Stable Diffusion pipeline generates from text: give --prompt TEXT or --prompts FILE (one of them)")
+        }
+        let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
+        let folder = try StableDiffusionFolder(path: setup.path, variant: modelOptions.variant)
+        let plan = try stepPlan(setup)
+
+        var promptList: [String]
+        if let prompt {
+            promptList = [prompt]
+        } else {
+            let path = prompts!
+            let text: String
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ModelError("cannot read --prompts \(path): \(error.localizedDescription)")
+            }
+            promptList = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !promptList.isEmpty else { throw ModelError("--prompts \(path) holds no prompt (one per line)") }
+        }
+        var initial: [Float]?, latentsShape: [Int]?
+        if let latents {
+            let file = try SafeTensorsFile(path: latents)
+            guard let key = ["latents", "sample"].first(where: { file.tensors[$0] != nil }) else {
+                throw ModelError("\(latents): no tensor `latents`")
+            }
+            latentsShape = file.tensors[key]!.shape
+            initial = try file.floats(key)
+        }
+        let n = count ?? latentsShape?.first ?? (prompts != nil ? promptList.count : 1)
+        if let given = latentsShape?.first, given != n { throw ValidationError("--count \(n) differs from the latents file's \(given) images") }
+        if promptList.count > 1 && promptList.count != n {
+            throw ValidationError("\(promptList.count) prompts for \(n) images: --count must match the prompts file (or give one --prompt)")
+        }
+
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let pipeline = try TextToImagePipeline(folder: folder, variant: modelOptions.variant, stream: stream, batch: min(batch, n),
+                                               height: height, width: width, guidanceScale: guidanceScale)
+        if let shape = latentsShape, shape.count != 4 || Array(shape.dropFirst()) != pipeline.latentShape {
+            throw ModelError("\(latents!): latents of shape \(shape); \(pipeline.width)×\(pipeline.height) images need [N, \(pipeline.latentShape.map(String.init).joined(separator: ", "))]")
+        }
+        var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
+        if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
+        try outputs.prepare(channels: pipeline.decoder.config.outChannels)
+        if let outputLatents { try SampleOutputs(tensor: outputLatents).prepare(channels: 0) }
+
+        let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
+            + (pipeline.guided ? ", guidance \(guidanceScale)" : "")
+        let progress = ProgressLine(label)
+        var images: [Float] = [], finalLatents: [Float] = []
+        try pipeline.generate(prompts: promptList, negativePrompts: negativePrompt.map { [$0] } ?? [], plan: plan,
+                              noise: GenerationNoise(seed: seed, initial: initial), count: n, progress: { p in
+            progress.update(p.stepsDone, of: p.stepsTotal)
+            return .proceed
+        }) { _, latents, decoded in
+            finalLatents += latents
+            images += decoded
+        }
+        progress.finish()
+        try outputs.write(images, shape: [n, pipeline.decoder.config.outChannels, pipeline.height, pipeline.width])
+        if let outputLatents { try SafeTensorsWriter.write([("latents", [n] + pipeline.latentShape, finalLatents)], to: outputLatents) }
+        let written = [outputs.isEmpty ? nil : outputs.summary(count: n), outputLatents].compactMap { $0 }.joined(separator: ", ")
+        if json {
+            try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
+                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "guidance_scale": guidanceScale,
+                           "height": pipeline.height, "width": pipeline.width,
+                           "outputs": [outputs.grid, outputs.folder, outputs.tensor, outputLatents].compactMap { $0 }])
+        } else {
+            say("\(n) images of \(pipeline.width)×\(pipeline.height), \(label), \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(written)")
+        }
+    }
+}
