@@ -5,46 +5,19 @@ padding with <|endoftext|> and SD 2.x's with "!".
 
 Needs `pip install transformers` and `pip install --no-deps open_clip_torch` (CI installs both).
 """
-import gzip
 import json
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-def write_clip_vocabulary(folder):
-    """vocab.json and merges.txt from open_clip's BPE file, as HF's CLIP tokenizer files are made."""
-    import importlib.util
-    spec = importlib.util.find_spec("open_clip")  # (not imported: it needs torchvision; the file is enough)
-    if spec is None:
-        raise AssertionError("open_clip_torch is not installed: pip install --no-deps open_clip_torch")
-    path = os.path.join(spec.submodule_search_locations[0], "bpe_simple_vocab_16e6.txt.gz")
-    merges = gzip.open(path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    with open(os.path.join(folder, "vocab.json"), "w") as f:
-        json.dump({v: i for i, v in enumerate(vocab)}, f)
-    with open(os.path.join(folder, "merges.txt"), "w") as f:
-        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+sys.path.insert(0, str(REPO / "scripts"))
+from make_tiny_sd_pipeline import write_clip_vocabulary  # noqa: E402
 
 
 def prompts():

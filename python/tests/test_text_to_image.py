@@ -1,0 +1,119 @@
+"""`flexiffusion generate --prompt` against diffusers' StableDiffusionPipeline on a tiny random-weight
+pipeline with the real CLIP vocabulary (scripts/make_tiny_sd_pipeline.py): the same latents in, 10
+steps, guidance 7.5 with negative prompts, on the folder's PNDM (skip_prk_steps) and on DPM-Solver++
+and Euler from its config, and a plan with partial and null steps under guidance against the same plan
+through `flexiffusion.apply_plan` on diffusers; final latents and decoded images (before clamping)
+within 1e-3 relative L2.
+
+Needs transformers and `pip install --no-deps open_clip_torch` (CI installs both) and the engine
+binary (FLEXIFFUSION_BIN, default .build/debug/flexiffusion).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
+sys.path.insert(0, str(REPO / "scripts"))
+from make_tiny_sd_pipeline import make_pipeline  # noqa: E402
+
+
+def relative_l2(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+class TextToImageParity(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        from diffusers import StableDiffusionPipeline
+        if not (BIN.is_file() and os.access(BIN, os.X_OK)):
+            raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.folder = os.path.join(cls.tmp.name, "pipeline")
+        make_pipeline(cls.folder, seed=0)
+        cls.pipe = StableDiffusionPipeline.from_pretrained(cls.folder, safety_checker=None, requires_safety_checker=False)
+        cls.pipe.set_progress_bar_config(disable=True)
+        cls.default_scheduler = cls.pipe.scheduler
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def check(self, name, prompts, negative, guidance, scheduler=None, engine_scheduler=None, count=None, seed=1, plan=None):
+        from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+        classes = {"dpmsolver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+        pipe = self.pipe
+        pipe.scheduler = classes[scheduler].from_config(self.default_scheduler.config) if scheduler else self.default_scheduler
+        handle = None
+        if plan is not None:
+            from flexiffusion import apply_plan
+            plan_path = os.path.join(self.tmp.name, f"{name}-plan.json")
+            with open(plan_path, "w") as f:
+                json.dump(plan, f)
+            handle = apply_plan(pipe, plan_path)
+        n = count or len(prompts)
+        latents = torch.randn((n, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
+        tmp = self.tmp.name
+        save_file({"latents": latents}, os.path.join(tmp, f"{name}-in.safetensors"))
+        with torch.no_grad():
+            want = pipe(prompt=prompts if count is None else prompts * n,
+                        negative_prompt=None if negative is None else [negative] * n, latents=latents.clone(),
+                        num_inference_steps=10, guidance_scale=guidance, output_type="latent").images
+            want_images = pipe.vae.decode(want / pipe.vae.config.scaling_factor).sample
+        if handle is not None:
+            handle.remove()
+        cmd = [str(BIN), "generate", "--model", self.folder, "--latents", os.path.join(tmp, f"{name}-in.safetensors"), "--steps", "10",
+               "--guidance-scale", str(guidance), "--output-latents", os.path.join(tmp, f"{name}-latents.safetensors"),
+               "--output-tensor", os.path.join(tmp, f"{name}-images.safetensors"), "--batch", "2"]
+        if count is None:
+            with open(os.path.join(tmp, f"{name}.txt"), "w") as f:
+                f.write("\n".join(prompts) + "\n")
+            cmd += ["--prompts", os.path.join(tmp, f"{name}.txt")]
+        else:
+            cmd += ["--prompt", prompts[0], "--count", str(count)]
+        if negative is not None:
+            cmd += ["--negative-prompt", negative]
+        if engine_scheduler:
+            cmd += ["--scheduler", engine_scheduler]
+        if plan is not None:
+            cmd = [c for c in cmd if c not in ("--steps", "10")] + ["--plan", plan_path]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        got = load_file(os.path.join(tmp, f"{name}-latents.safetensors"))["latents"]
+        got_images = load_file(os.path.join(tmp, f"{name}-images.safetensors"))["sample"]
+        self.assertEqual(tuple(got.shape), tuple(want.shape))
+        self.assertEqual(tuple(got_images.shape), tuple(want_images.shape))
+        # The latents moved: the UNet and the guidance matter to the result.
+        self.assertGreater(relative_l2(want, latents * (self.default_scheduler if scheduler is None else pipe.scheduler).init_noise_sigma), 0.05)
+        e_latents, e_images = relative_l2(got, want), relative_l2(got_images, want_images)
+        print(f"{name}: latents {e_latents:.2e}, images {e_images:.2e}")
+        self.assertLessEqual(e_latents, 1e-3, name)
+        self.assertLessEqual(e_images, 1e-3, name)
+
+    def test_pndm_from_the_folder_with_negative_prompts(self):
+        self.check("pndm", ["a red bicycle leaning on a brick wall", "Two cats on a sofa, watercolor!!", "🍕 pizza at 3 a.m."],
+                   "blurry, low quality", 7.5)
+
+    def test_dpm_solver_one_prompt_several_images(self):
+        self.check("dpmsolver", ["a lighthouse on a cliff at dusk"], None, 7.5, scheduler="dpmsolver++", engine_scheduler="dpmsolver++",
+                   count=3, seed=2)
+
+    def test_euler_without_guidance(self):
+        self.check("euler", ["an empty street in the rain", "a bowl of fruit"], None, 1.0, scheduler="euler", engine_scheduler="euler", seed=3)
+
+    def test_plan_with_partial_and_null_steps_under_guidance(self):
+        actions = ["full", "partial:1", "null", "full", "partial:0", "partial:1", "full", "null", "partial:1", "full"]
+        plan = {"format": "flexiffusion-step-plan", "version": 1,
+                "sampler": {"scheduler": "dpmsolver++", "steps": 10, "order": 2}, "actions": actions}
+        self.check("plan", ["a harbour with small boats", "a snowy mountain village"], "text, watermark", 7.5, plan=plan, seed=4)
+
+
+if __name__ == "__main__":
+    unittest.main()
