@@ -21,4 +21,17 @@ import TestSupport
         try s.multistepCombine(sample: dx, history: dh, coefficients: c, sampleCoefficient: cx, output: dx, count: n)
         expectClose(try s.download(dx), ref, atol: 1e-6, rtol: 1e-5, "multistep_combine in place", seed: seed)
     }
+
+    /// Classifier-free guidance: both halves of [uncond; cond] become u + g(c − u); g = 1 gives c.
+    @Test(arguments: [7.5, 1.0, 0.0]) func guidanceCombine(scale: Float) throws {
+        let s = try ComputeStream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let n = 777 + Int.random(in: 0..<41, using: &rng)
+        let y = randomArray(2 * n, &rng, in: -3...3)
+        let dy = try s.upload(y)
+        try s.guidanceCombine(dy, half: n, scale: scale)
+        let guided = (0..<n).map { y[$0] + scale * (y[n + $0] - y[$0]) }
+        expectClose(try s.download(dy), guided + guided, atol: 1e-6, rtol: 1e-6, "guidance_combine g=\(scale)", seed: seed)
+    }
 }
