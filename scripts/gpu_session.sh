@@ -11,7 +11,8 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
 # and run there (.device and .whl carried):  bash scripts/gpu_session.sh [PARTS]
 # PARTS (default "parity bench generate search"): any of parity, bench, sd, profile, generate, search,
-# fid. The fid part runs scripts/plan_fid_check.py at 10,000 samples on the search's plans and the plain
+# fid, t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
+# .device/clip-vocab from `make_tiny_sd_pipeline.py --write-vocabulary .device/clip-vocab`). The fid part runs scripts/plan_fid_check.py at 10,000 samples on the search's plans and the plain
 # solvers at their step counts (needs the Fashion-MNIST test images under $DATA, default .device/fashion-mnist).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
@@ -84,9 +85,28 @@ fid)
     plans="leading:10 dpmsolver++:9 unipc:9 unipc3:9 unipc3:5 dpmsolver++:5 unipc:5 leading:20 unipc3:20"
     for f in $WORK/search*.json; do [ -f "$f" ] && plans="$plans plan:$f"; done
     python3 scripts/plan_fid_check.py models/fashion-mnist --count 10000 --data "${DATA:-.device/fashion-mnist}" $plans ;;
+t2i)
+    step "text-to-image: SD 1.5's full configuration (random weights, fp16 files), 512x512, PNDM 50 steps, guidance 7.5"
+    python3 scripts/make_tiny_sd_pipeline.py $WORK/sd15 --sd15 --vocabulary .device/clip-vocab 2>&1 | tail -1
+    time "$BIN" generate --model $WORK/sd15 --variant fp16 --device "$DEVICE" --prompt "a photograph of an astronaut riding a horse" \
+        --steps 50 --out $WORK/sd15.png --json
+    step "the same in diffusers (PyTorch CUDA, float32, TF32 off)"
+    python3 - "$WORK/sd15" <<'PY'
+import sys, time, torch
+from diffusers import StableDiffusionPipeline
+torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False
+pipe = StableDiffusionPipeline.from_pretrained(sys.argv[1], variant="fp16", torch_dtype=torch.float32, safety_checker=None,
+                                               requires_safety_checker=False).to("cuda")
+pipe.set_progress_bar_config(disable=True)
+for run in range(2):
+    torch.cuda.synchronize(); t = time.perf_counter()
+    pipe("a photograph of an astronaut riding a horse", num_inference_steps=50, guidance_scale=7.5)
+    torch.cuda.synchronize(); print(f"diffusers run {run + 1}: {time.perf_counter() - t:.2f} s per image (50 steps)", flush=True)
+PY
+    ;;
 *) echo "unknown part $part" ;;
 esac; done
 
 step done
-tar -czf "$OUT/results.tar.gz" -C $WORK --exclude flexiffusion --exclude icd . 2>/dev/null
+tar -czf "$OUT/results.tar.gz" -C $WORK --exclude flexiffusion --exclude icd --exclude sd15 . 2>/dev/null
 ls -la "$OUT"

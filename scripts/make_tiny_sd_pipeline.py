@@ -62,7 +62,7 @@ def scale_weights(model, gain=1.2):
                 p.copy_(0.05 * torch.randn(p.shape))
 
 
-def make_pipeline(out, seed=0, sample_size=8, sd15=False):
+def make_pipeline(out, seed=0, sample_size=8, sd15=False, vocabulary=None):
     import tempfile
 
     import torch
@@ -96,8 +96,10 @@ def make_pipeline(out, seed=0, sample_size=8, sd15=False):
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
                               skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
     with tempfile.TemporaryDirectory() as tmp:
-        write_clip_vocabulary(tmp)
-        tokenizer = CLIPTokenizer(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"), model_max_length=77)
+        folder = vocabulary or tmp
+        if vocabulary is None:
+            write_clip_vocabulary(tmp)
+        tokenizer = CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"), model_max_length=77)
     pipe = StableDiffusionPipeline(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -110,10 +112,18 @@ def make_pipeline(out, seed=0, sample_size=8, sd15=False):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out")
+    ap.add_argument("out", nargs="?", help="the pipeline folder to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-size", type=int, default=8, help="latent side (images are twice as large)")
     ap.add_argument("--sd15", action="store_true", help="Stable Diffusion 1.5's full configuration (random weights, fp16 variant)")
+    ap.add_argument("--vocabulary", help="a folder with vocab.json and merges.txt (default: built from open_clip's BPE file)")
+    ap.add_argument("--write-vocabulary", metavar="DIR", help="only write vocab.json and merges.txt into DIR")
     args = ap.parse_args()
-    make_pipeline(args.out, args.seed, args.sample_size, args.sd15)
-    print(f"wrote {args.out}")
+    if args.write_vocabulary:
+        os.makedirs(args.write_vocabulary, exist_ok=True)
+        write_clip_vocabulary(args.write_vocabulary)
+    else:
+        if not args.out:
+            ap.error("give the pipeline folder to write")
+        make_pipeline(args.out, args.seed, args.sample_size, args.sd15, args.vocabulary)
+    print(f"wrote {args.write_vocabulary or args.out}")
