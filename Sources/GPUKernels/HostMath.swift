@@ -1,0 +1,34 @@
+// Row softmax and GroupNorm on the host (Sources/CHostMath), for CPU devices whose GEMMs already run
+// there (buffers mapped zero-copy): the rows, or the (sample, group) pairs, split over every core.
+import CHostMath
+import Dispatch
+import Foundation
+
+enum HostSoftmax {
+    /// In-place softmax of `rows` rows of `cols` floats at `p`, on `threads` threads.
+    static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        let parts = max(1, min(threads, rows))
+        let base = UInt(bitPattern: p)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let start = rows * part / parts, end = rows * (part + 1) / parts
+            flex_softmax_rows(UnsafeMutablePointer<Float>(bitPattern: base)! + start * cols, end - start, cols)
+        }
+    }
+}
+
+enum HostGroupNorm {
+    /// GroupNorm (+ SiLU) of x [batch, channels, spatial] into y (which may be x), on `threads` threads.
+    static func groupNorm(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>,
+                          beta: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float, silu: Bool,
+                          threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        let pairs = batch * groups, parts = max(1, min(threads, pairs))
+        let (bx, by, bg, bb) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: gamma), UInt(bitPattern: beta))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let start = pairs * part / parts, end = pairs * (part + 1) / parts
+            flex_group_norm(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
+                            UnsafePointer<Float>(bitPattern: bg)!, UnsafePointer<Float>(bitPattern: bb)!,
+                            start, end - start, groups, channels / groups, spatial, eps, silu ? 1 : 0)
+        }
+    }
+}
