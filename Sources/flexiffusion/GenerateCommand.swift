@@ -69,8 +69,8 @@ struct GenerateCommand: ParsableCommand {
         let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
                                              ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
                                              ("--output-latents", outputLatents != nil)]
-        let conditional = try ModelSetup(modelOptions, needsSampleSize: false, generates: false).config.isConditional
-        if conditional { return try runTextToImage() }
+        let opened = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
+        if opened.config.isConditional { return try runTextToImage(opened) }
         if let given = textOptions.first(where: \.1) {
             throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
         }

@@ -6,12 +6,12 @@ import Foundation
 import GPUKernels
 
 extension GenerateCommand {
-    func runTextToImage() throws {
+    /// `setup`: the model as opened (a UNet2DConditionModel).
+    func runTextToImage(_ setup: ModelSetup) throws {
         if noise != nil { throw ValidationError("--noise is for UNet2DModels; give a Stable Diffusion pipeline's initial latents with --latents") }
         guard (prompt == nil) != (prompts == nil) else {
             throw ValidationError("a Stable Diffusion pipeline generates from text: give --prompt TEXT or --prompts FILE (one of them)")
         }
-        let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
         let folder = try StableDiffusionFolder(path: setup.path, variant: modelOptions.variant)
         let plan = try stepPlan(setup)
 

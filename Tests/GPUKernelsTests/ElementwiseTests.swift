@@ -74,13 +74,16 @@ import TestSupport
         // An offset mean and a wide range: a one-pass variance would lose precision here.
         let x = randomArray(n * c * p, &rng, in: 2...6)
         var gamma = randomArray(c, &rng, in: 0.5...1.5), beta = randomArray(c, &rng)
-        if p == 300 { gamma = gamma.map { $0 * 60 } }   // outputs far beyond ±87
+        // Outputs far beyond ±87: there x·scale and shift are ~400 and cancel to |y| ~ 10, where
+        // float32 and PoCL's exp leave ~2e-5 in SiLU's tiny negative tail (atol 1e-4 below).
+        if p == 300 { gamma = gamma.map { $0 * 60 } }
+        let atol: Float = p == 300 ? 1e-4 : 1e-5
         let ref = Reference.groupNorm(x, n: n, c: c, p: p, groups: groups, eps: 1e-6, gamma: gamma, beta: beta, silu: silu)
         let dx = try s.upload(x), dg = try s.upload(gamma), db = try s.upload(beta), dy = try s.buffer(x.count)
         try s.groupNorm(dx, output: dy, gamma: dg, beta: db, batch: n, channels: c, spatial: p, groups: groups, eps: 1e-6, silu: silu)
-        expectClose(try s.download(dy), ref, atol: 1e-5, rtol: 1e-4, "group_norm \(n)×\(c)×\(p) g\(groups) silu \(silu) via \(path)", seed: seed)
+        expectClose(try s.download(dy), ref, atol: atol, rtol: 1e-4, "group_norm \(n)×\(c)×\(p) g\(groups) silu \(silu) via \(path)", seed: seed)
         try s.groupNorm(dx, output: dx, gamma: dg, beta: db, batch: n, channels: c, spatial: p, groups: groups, eps: 1e-6, silu: silu)
-        expectClose(try s.download(dx), ref, atol: 1e-5, rtol: 1e-4, "group_norm in place", seed: seed)
+        expectClose(try s.download(dx), ref, atol: atol, rtol: 1e-4, "group_norm in place via \(path)", seed: seed)
     }
 
     @Test(arguments: [(128, false, 1.0), (128, true, 0.0), (33, true, 1.0), (64, false, 0.0)])

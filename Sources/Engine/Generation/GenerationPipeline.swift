@@ -28,6 +28,21 @@ public struct GenerationProgress: Sendable {
     public var seconds: Double
 }
 
+extension GenerationProgress {
+    /// The after-step observer of batch `b` (holding `images` of the run's `count`) for a progress
+    /// handler: steps done over all batches, images finished, seconds since `start` (uptime ns).
+    static func stepObserver(_ handler: ((GenerationProgress) -> GenerationControl)?, batch b: Int, steps: Int, total: Int,
+                             images: Range<Int>, count: Int, start: UInt64) -> ((Int) -> GenerationControl)? {
+        handler.map { handler in
+            { step in
+                handler(GenerationProgress(stepsDone: b * steps + step, stepsTotal: total,
+                                           imagesDone: images.lowerBound + (step == steps ? images.count : 0), count: count,
+                                           seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            }
+        }
+    }
+}
+
 /// What a progress handler returns: go on, or stop the run after the current step.
 public enum GenerationControl: Sendable { case proceed, stop }
 
@@ -114,13 +129,8 @@ public final class GenerationPipeline {
         var stopped = false
         for b in 0..<batches(count) {
             let images = (b * batch)..<min(count, (b + 1) * batch)
-            let observer: ((Int) -> GenerationControl)? = progress.map { handler in
-                { step in
-                    handler(GenerationProgress(stepsDone: b * steps + step, stepsTotal: total,
-                                               imagesDone: images.lowerBound + (step == steps ? images.count : 0), count: count,
-                                               seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-                }
-            }
+            let observer = GenerationProgress.stepObserver(progress, batch: b, steps: steps, total: total, images: images,
+                                                           count: count, start: start)
             guard try runBatch(plan: plan, noise: noise, batch: b, count: count, afterStep: observer) else { stopped = true; break }
             try sink(GeneratedBatch(index: b, images: images, samples: sampler.sampleBuffer, sampler: sampler))
         }

@@ -157,13 +157,8 @@ public final class TextToImagePipeline {
             }
             try sampler.setInitialNoise(guided ? latents + latents : latents)
             var variance = noise.streams.variance(images: (b * batch)..<((b + 1) * batch), imageSize: latentSize)
-            let ok = try sampler.runSteps(plan: plan, noiseSource: &variance, afterStep: progress.map { handler in
-                { step in
-                    handler(GenerationProgress(stepsDone: b * steps + step, stepsTotal: total,
-                                               imagesDone: images.lowerBound + (step == steps ? images.count : 0), count: count,
-                                               seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-                }
-            })
+            let ok = try sampler.runSteps(plan: plan, noiseSource: &variance, afterStep: GenerationProgress.stepObserver(
+                progress, batch: b, steps: steps, total: total, images: images, count: count, start: start))
             guard ok else { return false }
             // With guidance both halves hold the same latents: the first is the batch's.
             let final = try unet.stream.download(sampler.sampleBuffer, count: batch * latentSize)
