@@ -133,3 +133,17 @@ void flex_group_norm(const float *x, float *y, const float *gamma, const float *
                        channels_per_group, spatial, eps, silu);
     }
 }
+
+__attribute__((always_inline)) static inline void add_scale(const float *a, const float *b, float *y, long count, float scale) {
+    const long full = count / 8 * 8;
+    const v8f sv = splat(scale);
+    for (long i = 0; i < full; i += 8) store8(y + i, (load8(a + i) + load8(b + i)) * sv);
+    for (long i = full; i < count; i++) y[i] = (a[i] + b[i]) * scale;
+}
+
+#if defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void flex_add_scale(const float *a, const float *b, float *y, long count, float scale) {
+    add_scale(a, b, y, count, scale);
+}

@@ -1,5 +1,7 @@
 // Launchers for kernels/elementwise.cl: SiLU, ReLU, clamp, residual add with scale, scale and
 // shift, per-channel bias.
+import Dispatch
+
 extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
     public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
@@ -24,6 +26,16 @@ extension ComputeStream {
     public func addScale(_ a: DeviceBuffer<Float>, _ b: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
                          count: Int, scale: Float = 1) throws {
         precondition(a.count >= count && b.count >= count && y.count >= count, "add buffers too small")
+        if gemm.path == .hostBLAS {
+            // CPU devices whose GEMMs run on the host: one vectorised pass over mapped buffers.
+            if queue.profiling { try queue.finish() }
+            try queue.withMapped([a, b, y]) { p in
+                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+                HostElementwise.addScale(p[0], p[1], p[2], count: count, scale: scale)
+                if queue.profiling { recordHostTiming("add_scale (host)", DispatchTime.now().uptimeNanoseconds - t0) }
+            }
+            return
+        }
         try launch("elementwise", "add_scale", global: [count],
                    [.buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(count), .float(scale)])
     }

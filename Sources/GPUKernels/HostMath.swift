@@ -32,3 +32,27 @@ enum HostGroupNorm {
         }
     }
 }
+
+enum HostElementwise {
+    /// y = (a + b) · scale over `count` values, split over `threads` threads (y may be a or b).
+    static func addScale(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                         count: Int, scale: Float, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        let parts = max(1, min(threads, count / 16_384))
+        let (ba, bb, by) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let start = count * part / parts / 8 * 8, end = part == parts - 1 ? count : count * (part + 1) / parts / 8 * 8
+            flex_add_scale(UnsafePointer<Float>(bitPattern: ba)! + start, UnsafePointer<Float>(bitPattern: bb)! + start,
+                           UnsafeMutablePointer<Float>(bitPattern: by)! + start, end - start, scale)
+        }
+    }
+
+    /// y [N, CA + CB, P] = concat(a [N, CA, P], b [N, CB, P]) along channels: two copies per sample.
+    static func concatChannels(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                               batch: Int, channelsA: Int, channelsB: Int, spatial: Int) {
+        let (na, nb) = (channelsA * spatial, channelsB * spatial)
+        for n in 0..<batch {
+            (y + n * (na + nb)).update(from: a + n * na, count: na)
+            (y + n * (na + nb) + na).update(from: b + n * nb, count: nb)
+        }
+    }
+}

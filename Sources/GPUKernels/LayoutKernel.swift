@@ -1,5 +1,7 @@
 // Launchers for kernels/layout.cl: nearest-neighbour 2× upsampling, channel concatenation, copies
 // into a channel range and bilinear resizing.
+import Dispatch
+
 extension ComputeStream {
     /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")).
     public func upsampleNearest2x(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
@@ -18,6 +20,17 @@ extension ComputeStream {
         precondition(a.count >= batch * channelsA * spatial && b.count >= batch * channelsB * spatial
                      && y.count >= total, "concat buffers too small")
         precondition(y !== a && y !== b, "concat cannot run in place")
+        if gemm.path == .hostBLAS {
+            // CPU devices whose GEMMs run on the host: two memory copies per sample over mapped buffers
+            // (PoCL's per-element kernel moved ~3 GB/s).
+            if queue.profiling { try queue.finish() }
+            try queue.withMapped([a, b, y]) { p in
+                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+                HostElementwise.concatChannels(p[0], p[1], p[2], batch: batch, channelsA: channelsA, channelsB: channelsB, spatial: spatial)
+                if queue.profiling { recordHostTiming("concat (host)", DispatchTime.now().uptimeNanoseconds - t0) }
+            }
+            return
+        }
         try launch("layout", "concat_channels", global: [total], [
             .buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(batch), .int(channelsA), .int(channelsB), .int(spatial),
         ])

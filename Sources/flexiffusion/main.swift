@@ -17,7 +17,7 @@ struct Flexiffusion: ParsableCommand {
 }
 
 /// The version `--version` prints.
-let flexiffusionVersion = "0.6.0 (step plans, rFID, search; multistep solvers; UNet2DModel and Stable Diffusion's UNet2DConditionModel; CLIP tokenizer)"
+let flexiffusionVersion = "0.7.0 (step plans, rFID, search; multistep solvers; UNet2DModel and UNet2DConditionModel; Stable Diffusion text-to-image: CLIP tokenizer and text encoder, VAE, guidance)"
 
 /// `--device`, shared by every command that runs on a device.
 struct DeviceOptions: ParsableArguments {

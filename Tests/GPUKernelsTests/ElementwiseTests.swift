@@ -4,8 +4,10 @@ import Testing
 import TestSupport
 
 @Suite struct ElementwiseTests {
-    @Test func siluAddScaleAndChannelBias() throws {
-        let s = try ComputeStream(device: testDevice())
+    /// On every GEMM path (host-blas adds on the host, split over threads: 40,003 values leave a ragged end).
+    @Test(arguments: gemmPaths())
+    func siluAddScaleAndChannelBias(path: GemmPath) throws {
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let n = 555
@@ -14,7 +16,11 @@ import TestSupport
         try s.silu(da, output: dy, count: n)
         expectClose(try s.download(dy), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu", seed: seed)
         try s.addScale(da, db, output: dy, count: n, scale: 1 / 1.4142135)
-        expectClose(try s.download(dy), zip(a, b).map { ($0 + $1) * (1 / 1.4142135) }, atol: 1e-6, rtol: 1e-6, "add_scale", seed: seed)
+        expectClose(try s.download(dy), zip(a, b).map { ($0 + $1) * (1 / 1.4142135) }, atol: 1e-6, rtol: 1e-6, "add_scale via \(path)", seed: seed)
+        let big = 40_003, x1 = randomArray(big, &rng), x2 = randomArray(big, &rng)
+        let d1 = try s.upload(x1), d2 = try s.upload(x2)
+        try s.addScale(d1, d2, output: d2, count: big, scale: 0.5)   // into one of its inputs, as the attention residual does
+        expectClose(try s.download(d2), zip(x1, x2).map { ($0 + $1) * 0.5 }, atol: 1e-6, rtol: 1e-6, "add_scale in place, \(big) values", seed: seed)
         try s.scale(da, output: dy, count: n, by: -0.75, plus: 0.5)
         expectClose(try s.download(dy), a.map { $0 * -0.75 + 0.5 }, atol: 1e-7, rtol: 1e-7, "scale_shift", seed: seed)
         // In place.
@@ -44,8 +50,9 @@ import TestSupport
         }
     }
 
-    @Test func upsampleAndConcat() throws {
-        let s = try ComputeStream(device: testDevice())
+    @Test(arguments: gemmPaths())
+    func upsampleAndConcat(path: GemmPath) throws {
+        let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let (N, C, H, W) = (2, 3, 5, 7)

@@ -10,3 +10,6 @@ void flex_softmax_rows(float *p, long rows, long cols);
 /// callers split the pairs over threads).
 void flex_group_norm(const float *x, float *y, const float *gamma, const float *beta, long first, long count,
                      long groups, long channels_per_group, long spatial, float eps, int silu);
+
+/// y[i] = (a[i] + b[i]) * scale for i < count (y may be a or b; single-threaded).
+void flex_add_scale(const float *a, const float *b, float *y, long count, float scale);
