@@ -57,6 +57,16 @@ import TestSupport
                 _ = try AutoencoderKL(folder: tmp, part: .decoder, stream: stream, batch: 1, height: 32, width: 32)
             }
         }
+        // A config from before latents_mean, latents_std, shift_factor and the quant-conv switches (as
+        // SD 1.5's vae/config.json) takes diffusers' defaults.
+        var older = config
+        for key in ["latents_mean", "latents_std", "shift_factor"] {
+            older = older.replacingOccurrences(of: "  \"\(key)\": null,\n", with: "")
+        }
+        #expect(!older.contains("latents_mean") && !older.contains("shift_factor"))
+        try older.write(to: tmp.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        let plain = try AutoencoderKL(folder: tmp, part: .decoder, stream: stream, batch: 1, height: 16, width: 16)
+        #expect(plain.config.shiftFactor == nil && plain.config.useQuantConv)
         try expectConfigError(("\"act_fn\": \"silu\"", "\"act_fn\": \"gelu\""), ["act_fn gelu"])
         try expectConfigError(("\"latents_mean\": null", "\"latents_mean\": [0.1, 0.2, 0.3, 0.4]"), ["latents_mean", "not supported"])
         try expectConfigError(("\"norm_num_groups\": 8", "\"norm_num_groups\": 6"), ["not a multiple of norm_num_groups 6"])

@@ -46,7 +46,8 @@ public struct AutoencoderKLConfiguration: Decodable, Equatable, Sendable {
         useQuantConv = try value(.useQuantConv, d.useQuantConv); usePostQuantConv = try value(.usePostQuantConv, d.usePostQuantConv)
         midBlockAddAttention = try value(.midBlockAddAttention, d.midBlockAddAttention)
         _ = try c.decodeIfPresent(Bool.self, forKey: .forceUpcast)   // the engine computes in float32 anyway
-        for key in [CodingKeys.latentsMean, .latentsStd] where try c.decodeNil(forKey: key) == false && c.contains(key) {
+        // (Older configs, SD 1.x's among them, have neither key: check presence before null.)
+        for key in [CodingKeys.latentsMean, .latentsStd] where try c.contains(key) && !c.decodeNil(forKey: key) {
             throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "per-channel latent statistics (SDXL/SD3 VAEs) are not supported; only null")
         }
     }
