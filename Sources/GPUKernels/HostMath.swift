@@ -4,15 +4,25 @@ import CHostMath
 import Dispatch
 import Foundation
 
+/// Runs `body` concurrently on `parts` contiguous slices of 0..<count (at least one, at most `count`);
+/// every boundary but the end is a multiple of `align`. Pointers cross into `body` as bit patterns.
+private func splitOverCores(count: Int, parts: Int, align: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
+    let parts = max(1, min(parts, count))
+    DispatchQueue.concurrentPerform(iterations: parts) { part in
+        let start = count * part / parts / align * align
+        let end = part == parts - 1 ? count : count * (part + 1) / parts / align * align
+        body(start..<end)
+    }
+}
+
+private let cores = ProcessInfo.processInfo.activeProcessorCount
+
 enum HostSoftmax {
     /// In-place softmax of `rows` rows of `cols` floats at `p`, on `threads` threads.
-    static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        let parts = max(1, min(threads, rows))
+    static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, threads: Int = cores) {
         let base = UInt(bitPattern: p)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let start = rows * part / parts, end = rows * (part + 1) / parts
-            flex_softmax_rows(UnsafeMutablePointer<Float>(bitPattern: base)! + start * cols, end - start, cols)
+        splitOverCores(count: rows, parts: threads) { r in
+            flex_softmax_rows(UnsafeMutablePointer<Float>(bitPattern: base)! + r.lowerBound * cols, r.count, cols)
         }
     }
 }
@@ -21,28 +31,25 @@ enum HostGroupNorm {
     /// GroupNorm (+ SiLU) of x [batch, channels, spatial] into y (which may be x), on `threads` threads.
     static func groupNorm(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>,
                           beta: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float, silu: Bool,
-                          threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        let pairs = batch * groups, parts = max(1, min(threads, pairs))
+                          threads: Int = cores) {
         let (bx, by, bg, bb) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: gamma), UInt(bitPattern: beta))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let start = pairs * part / parts, end = pairs * (part + 1) / parts
+        splitOverCores(count: batch * groups, parts: threads) { pairs in
             flex_group_norm(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
                             UnsafePointer<Float>(bitPattern: bg)!, UnsafePointer<Float>(bitPattern: bb)!,
-                            start, end - start, groups, channels / groups, spatial, eps, silu ? 1 : 0)
+                            pairs.lowerBound, pairs.count, groups, channels / groups, spatial, eps, silu ? 1 : 0)
         }
     }
 }
 
 enum HostElementwise {
-    /// y = (a + b) · scale over `count` values, split over `threads` threads (y may be a or b).
+    /// y = (a + b) · scale over `count` values, split over `threads` threads in slices of at least
+    /// 16 Ki values, aligned to C's 8-float vectors (y may be a or b).
     static func addScale(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                         count: Int, scale: Float, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        let parts = max(1, min(threads, count / 16_384))
+                         count: Int, scale: Float, threads: Int = cores) {
         let (ba, bb, by) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let start = count * part / parts / 8 * 8, end = part == parts - 1 ? count : count * (part + 1) / parts / 8 * 8
-            flex_add_scale(UnsafePointer<Float>(bitPattern: ba)! + start, UnsafePointer<Float>(bitPattern: bb)! + start,
-                           UnsafeMutablePointer<Float>(bitPattern: by)! + start, end - start, scale)
+        splitOverCores(count: count, parts: min(threads, count / 16_384), align: 8) { r in
+            flex_add_scale(UnsafePointer<Float>(bitPattern: ba)! + r.lowerBound, UnsafePointer<Float>(bitPattern: bb)! + r.lowerBound,
+                           UnsafeMutablePointer<Float>(bitPattern: by)! + r.lowerBound, r.count, scale)
         }
     }
 

@@ -66,9 +66,9 @@ public final class TextToImagePipeline {
         guard h > 0, w > 0, h % f == 0, w % f == 0 else {
             throw ModelError("height and width must be positive multiples of the VAE's scale factor \(f) (got \(h)×\(w))")
         }
+        let sequences = guidanceScale > 1 ? 2 * batch : batch   // the UNet's batch and the text encoder's
         tokenizer = try CLIPTokenizer(folder: folder.tokenizer)
-        textEncoder = try CLIPTextModel(folder: folder.textEncoder, variant: variant, stream: stream,
-                                        batch: guidanceScale > 1 ? 2 * batch : batch)
+        textEncoder = try CLIPTextModel(folder: folder.textEncoder, variant: variant, stream: stream, batch: sequences)
         guard textEncoder.config.hiddenSize == cross.dim else {
             throw ModelError("the text encoder's hidden_size \(textEncoder.config.hiddenSize) differs from the UNet's cross_attention_dim \(cross.dim)")
         }
@@ -79,7 +79,7 @@ public final class TextToImagePipeline {
             throw ModelError("the VAE's latent_channels \(vaeConfig.latentChannels) differ from the UNet's in_channels \(config.inChannels)")
         }
         unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.unet.weightsURL.path)), stream: stream,
-                        batch: guidanceScale > 1 ? 2 * batch : batch, height: h / f, width: w / f, contextLength: tokenizer.maxLength)
+                        batch: sequences, height: h / f, width: w / f, contextLength: tokenizer.maxLength)
         let vaeFile = try ModelFolder.weights(in: folder.vae, variant: variant)
         decoder = try AutoencoderKL(config: vaeConfig, weights: WeightStore(file: SafeTensorsFile(path: vaeFile.path)), part: .decoder,
                                     stream: stream, batch: batch, height: h, width: w)
