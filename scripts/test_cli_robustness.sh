@@ -72,6 +72,44 @@ case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd
 case_ 1 "is a UNet2DModel, which takes none" forward --input "$sd/golden.safetensors" --timestep 1 --output out.safetensors
 case_ 1 "is not a variant name" generate --variant a/b --count 2 --steps 2
 case_ 64 "--context-length must be positive" bench unet --context-length 0
+# Text-to-image on a pipeline assembled from the goldens (SD 2-layout UNet, gelu CLIP text encoder,
+# VAE; a byte-level vocabulary of 514 tokens, which python3 writes): bad sizes, scales, prompt files,
+# latents and samplers named — and one run that works, so the folder itself is sound.
+goldens=$(dirname "$(realpath "$0")")/../Tests/EngineTests/Goldens
+pipe="$tmp/sd-pipeline"
+mkdir -p "$pipe/unet" "$pipe/text_encoder" "$pipe/vae" "$pipe/tokenizer" "$pipe/scheduler"
+cp "$goldens/sd2-layout/config.json" "$goldens/sd2-layout/diffusion_pytorch_model.safetensors" "$pipe/unet/"
+cp "$goldens/clip-text-gelu/config.json" "$goldens/clip-text-gelu/model.fp16.safetensors" "$pipe/text_encoder/"
+cp "$goldens/vae-layout/config.json" "$goldens/vae-layout/diffusion_pytorch_model.safetensors" "$pipe/vae/"
+printf '{"_class_name": "StableDiffusionPipeline"}' > "$pipe/model_index.json"
+printf '{"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "skip_prk_steps": true, "steps_offset": 1}' > "$pipe/scheduler/scheduler_config.json"
+python3 - "$pipe/tokenizer" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+chars = [chr(c) for c in cs]
+vocab = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+json.dump({t: i for i, t in enumerate(vocab)}, open(sys.argv[1] + "/vocab.json", "w"))
+open(sys.argv[1] + "/merges.txt", "w").write("#version: 0.2\n")
+PY
+printf '\n  \n' > "$tmp/no-prompts.txt"
+printf 'a\nb\nc\n' > "$tmp/three-prompts.txt"
+case_ 0 "" generate --model "$pipe" --prompt "a cat" --steps 2 --height 32 --width 32 --out t2i.png
+if [[ ! -s $tmp/t2i.png ]]; then failures=$((failures + 1)); echo "FAIL: the text-to-image run wrote no t2i.png"; fi
+rm -f "$tmp/t2i.png"   # (the one output a case here may write: the check at the end counts the rest)
+case_ 1 "at most 65536" generate --model "$pipe" --prompt a --height 4611686018427387904 --steps 2
+case_ 1 "positive multiples of the VAE's scale factor 4" generate --model "$pipe" --prompt a --height 18 --steps 2
+case_ 1 "the guidance scale must be finite" generate --model "$pipe" --prompt a --guidance-scale nan --steps 2
+case_ 1 "holds no prompt" generate --model "$pipe" --prompts "$tmp/no-prompts.txt" --steps 2
+case_ 1 "cannot read --prompts" generate --model "$pipe" --prompts "$tmp/missing.txt" --steps 2
+case_ 64 "3 prompts for 2 images" generate --model "$pipe" --prompts "$tmp/three-prompts.txt" --count 2 --steps 2
+case_ 1 "draws variance noise" generate --model "$pipe" --prompt a --scheduler ddpm --steps 2 --height 32 --width 32
+case_ 1 "latents of shape [2, 4, 16, 16]; 32×32 images need [N, 4, 8, 8]" generate --model "$pipe" --prompt a --latents "$goldens/sd2-layout/golden.safetensors" --steps 2 --height 32 --width 32
+case_ 64 "give --prompt TEXT or --prompts FILE" generate --model "$pipe" --prompt a --prompts "$tmp/three-prompts.txt"
+
 # The CLIP tokenizer: missing and malformed vocabulary files, bad lengths, missing options.
 mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#version: 0.2\n' > "$tmp/tok/merges.txt"
 case_ 1 "is not a JSON object of token" tokenize --tokenizer "$tmp/tok" --prompt a

@@ -63,8 +63,8 @@ public final class TextToImagePipeline {
         let vaeConfig = try AutoencoderKLConfiguration.load(from: folder.vae.appendingPathComponent("config.json"))
         let f = vaeConfig.downscale
         let h = height ?? (config.sampleSize ?? 64) * f, w = width ?? (config.sampleSize ?? 64) * f
-        guard h > 0, w > 0, h % f == 0, w % f == 0 else {
-            throw ModelError("height and width must be positive multiples of the VAE's scale factor \(f) (got \(h)×\(w))")
+        guard h > 0, w > 0, h % f == 0, w % f == 0, h <= 1 << 16, w <= 1 << 16 else {
+            throw ModelError("height and width must be positive multiples of the VAE's scale factor \(f), at most 65536 (got \(h)×\(w))")
         }
         let sequences = guidanceScale > 1 ? 2 * batch : batch   // the UNet's batch and the text encoder's
         tokenizer = try CLIPTokenizer(folder: folder.tokenizer)
