@@ -238,7 +238,7 @@ public final class EvolutionarySearch {
         // DeepCache uniform (every step active) at each grid and N where it fits; the best-fitting first.
         var deepCache: [(Candidate, Double)] = []
         // (Only N dividing the grid's steps: then the member is exactly DeepCache's 1:L plan.)
-        for (g, n) in space.shapes where g % n == 0 && n < g {
+        for (g, n) in space.shapes where space.actions(grid: g) % n == 0 && n < space.actions(grid: g) {
             for b in 0..<space.branchCount {
                 let c = space.deepCache(segments: n, branch: b, grid: g)
                 let cc = try cost.cost(c)
@@ -249,17 +249,27 @@ public final class EvolutionarySearch {
         for c in bestFitting.prefix(max(1, state.settings.population / 2)) { add(c, .deepcache) }
         // The same DeepCache members on every other solver, the two best-fitting of each.
         for s in space.solvers {
-            for c in bestFitting.prefix(2) { add(Candidate(segments: c.segments, grid: c.grid, solver: s), .deepcache) }
+            for c in bestFitting.prefix(2) {
+                // (Where the solver's actions on the grid split into the same N segments: PNDM evaluates once more than the others.)
+                let g = c.grid ?? space.sampler.steps
+                if space.actions(grid: g, solver: s) % c.count == 0 {
+                    add(space.deepCache(segments: c.count, branch: c.segments[0].branch, grid: c.grid, solver: s), .deepcache)
+                }
+            }
         }
         // DDIM on the teacher's grid with the most steps that fit, and DDIM on each coarser grid's
         // own timesteps where it fits (the DDIM baseline when its step count is a grid).
         if let n = try space.segmentCounts.reversed().first(where: { try cost.cost(space.ddim(segments: $0)) <= state.budget }) {
             add(space.ddim(segments: n), .ddim)
         }
-        for g in space.grids.dropFirst() where try cost.cost(space.ddim(segments: g, grid: g)) <= state.budget {
-            add(space.ddim(segments: g, grid: g), .ddim)
-            // Every other solver with as many steps (the solver baselines when the step count is a grid).
-            for s in space.solvers { add(space.ddim(segments: g, grid: g, solver: s), .solver) }
+        for g in space.grids.dropFirst() {
+            let plain = space.ddim(segments: space.actions(grid: g), grid: g)
+            if try cost.cost(plain) <= state.budget { add(plain, .ddim) }
+            // Every other solver with as many steps (the solver baselines when the step count is a grid;
+            // they may fit where the teacher's scheduler does not: PNDM evaluates once more).
+            for s in space.solvers where try cost.cost(space.ddim(segments: g, grid: g, solver: s)) <= state.budget {
+                add(space.ddim(segments: g, grid: g, solver: s), .solver)
+            }
         }
         var tries = 0
         while out.count < state.settings.population && tries < 1000 {

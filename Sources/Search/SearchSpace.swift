@@ -129,9 +129,6 @@ public struct SearchSpace: Sendable {
     /// `solvers`: other samplers for the grids (the teacher's own is left out).
     public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = [], solvers: [SolverChoice] = []) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
-        guard sampler.evaluations == sampler.steps else {
-            throw ModelError("the search cannot run over \(sampler) yet: its model evaluations are not its steps")
-        }
         for n in segmentCounts where n < 1 || n > sampler.steps {
             throw ModelError("\(n) segments: must be 1…\(sampler.steps) for a \(sampler.steps)-step sampler")
         }
@@ -160,10 +157,16 @@ public struct SearchSpace: Sendable {
     /// The canonical grid field for a grid of `g` steps (nil for the teacher's).
     public func gridField(_ g: Int) -> Int? { g == sampler.steps ? nil : g }
 
+    /// Model evaluations (plan actions) of a grid of `g` steps on `solver` (nil: the teacher's
+    /// scheduler): its steps, except for PNDM (one more with PLMS alone).
+    public func actions(grid g: Int, solver: SolverChoice? = nil) -> Int {
+        (solver.map { $0.sampler(steps: g) } ?? sampler.with(steps: g)).evaluations
+    }
+
     /// Segment counts on a grid of `g` steps: the teacher's are `segmentCounts`; a coarser grid's are
-    /// those that fit, and G itself (plain DDIM with G steps).
+    /// those that fit, and its actions on each sampler (the plain sampler with G steps: G, or G + 1 for PNDM).
     public func counts(grid g: Int) -> [Int] {
-        g == sampler.steps ? segmentCounts : Array(Set(segmentCounts.filter { $0 <= g } + [g])).sorted()
+        g == sampler.steps ? segmentCounts : Array(Set(segmentCounts.filter { $0 <= g } + [g, actions(grid: g)])).sorted()
     }
 
     /// Every (grid, segment count) pair of the space.
@@ -174,16 +177,28 @@ public struct SearchSpace: Sendable {
         (max(1, range.lowerBound)...max(1, min(range.upperBound, steps))).filter { steps % $0 == 0 }
     }
 
-    /// Lengths of `n` segments on the teacher's grid, or on a grid of `grid` steps.
-    public func lengths(_ n: Int, grid: Int? = nil) -> [Int] { StepPlan.segmentLengths(steps: grid ?? sampler.steps, count: n) }
+    /// Lengths of `n` segments on the teacher's grid, or on a grid of `grid` steps (on `solver`, nil: the teacher's scheduler).
+    public func lengths(_ n: Int, grid: Int? = nil, solver: SolverChoice? = nil) -> [Int] {
+        StepPlan.segmentLengths(steps: actions(grid: grid ?? sampler.steps, solver: solver), count: n)
+    }
 
     /// Lengths of `c`'s segments.
-    public func lengths(_ c: Candidate) -> [Int] { lengths(c.count, grid: c.grid) }
+    public func lengths(_ c: Candidate) -> [Int] { lengths(c.count, grid: c.grid, solver: c.solver) }
+
+    /// `c` made to fit its sampler's actions (where solvers' evaluations differ, as PNDM's from the
+    /// others'): at most one segment per action, each segment's k within its length. Others unchanged.
+    public func fitted(_ c: Candidate) -> Candidate {
+        let g = c.grid ?? sampler.steps
+        if c.count > actions(grid: g, solver: c.solver) { return reshaped(c, grid: g, count: actions(grid: g, solver: c.solver)) }
+        let l = lengths(c)
+        guard zip(c.segments, l).contains(where: { $0.active > $1 }) else { return c }
+        return c.with(segments: zip(c.segments, l).map { SegmentGene(active: min($0.active, $1), branch: $0.branch) })
+    }
 
     /// Whether `c` lies in this space.
     public func contains(_ c: Candidate) -> Bool {
         let g = c.grid ?? sampler.steps
-        guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count) else { return false }
+        guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(grid: g, solver: c.solver) else { return false }
         guard c.solver == nil || solvers.contains(c.solver!) else { return false }
         return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
@@ -196,7 +211,7 @@ public struct SearchSpace: Sendable {
 
     /// DeepCache uniform with interval L = G / n at `branch` on a grid of G steps (default the teacher's): every step active.
     public func deepCache(segments n: Int, branch: Int, grid: Int? = nil, solver: SolverChoice? = nil) -> Candidate {
-        Candidate(segments: lengths(n, grid: grid).map { SegmentGene(active: $0, branch: branch) }, grid: grid.flatMap(gridField), solver: solverField(solver))
+        Candidate(segments: lengths(n, grid: grid, solver: solver).map { SegmentGene(active: $0, branch: branch) }, grid: grid.flatMap(gridField), solver: solverField(solver))
     }
 
     /// A random candidate: a grid, then a segment count on it, then every segment's genes (and a solver, when there are others).
@@ -208,18 +223,22 @@ public struct SearchSpace: Sendable {
         }
         // (No draw without other solvers: the same candidates as before solvers existed.)
         let solver = solvers.isEmpty ? nil : solverChoices.randomElement(using: &rng)!
-        return Candidate(segments: segments, grid: gridField(g), solver: solver)
+        return fitted(Candidate(segments: segments, grid: gridField(g), solver: solver))
     }
 
     /// `c`'s genes carried to `n` segments on a grid of `g` steps, each segment keeping the active
     /// fraction and branch of the segment at the same relative position.
-    func reshaped(_ c: Candidate, grid g: Int, count n: Int) -> Candidate {
-        let old = lengths(c), new = lengths(n, grid: g)
+    func reshaped(_ c: Candidate, grid g: Int, count n: Int, solver: SolverChoice?? = nil) -> Candidate {
+        let solver = solver ?? c.solver
+        let n = min(n, actions(grid: g, solver: solver))
+        // (A candidate relabelled to a solver with fewer actions than its segments: its lengths on the teacher's scheduler.)
+        let old = c.count <= actions(grid: c.grid ?? sampler.steps, solver: c.solver) ? lengths(c) : lengths(c.count, grid: c.grid)
+        let new = lengths(n, grid: g, solver: solver)
         return Candidate(segments: new.enumerated().map { i, l in
             let j = min(c.count - 1, i * c.count / n)
-            let fraction = Double(c.segments[j].active) / Double(old[j])
+            let fraction = Double(c.segments[j].active) / Double(max(1, old[j]))
             return SegmentGene(active: max(1, min(l, Int((fraction * Double(l)).rounded()))), branch: c.segments[j].branch)
-        }, grid: gridField(g), solver: c.solver)
+        }, grid: gridField(g), solver: solver)
     }
 
     /// Each segment's k or b changes with `probability` (at least one gene changes), mostly by one
@@ -228,7 +247,7 @@ public struct SearchSpace: Sendable {
     public func mutate(_ c: Candidate, probability: Double, using rng: inout some RandomNumberGenerator) -> Candidate {
         if !solvers.isEmpty && Double.random(in: 0..<1, using: &rng) < 0.1 {
             let other = solverChoices.filter { $0 != c.solver }.randomElement(using: &rng)!
-            return Candidate(segments: c.segments, grid: c.grid, solver: other)
+            return fitted(Candidate(segments: c.segments, grid: c.grid, solver: other))
         }
         let g = c.grid ?? sampler.steps
         let others = shapes.filter { $0.grid != g || $0.count != c.count }
@@ -273,11 +292,11 @@ public struct SearchSpace: Sendable {
     /// first parent's grid and N). The child runs on the first parent's solver.
     public func crossover(_ a: Candidate, _ b: Candidate, using rng: inout some RandomNumberGenerator) -> Candidate {
         if a.count == b.count && a.grid == b.grid {
-            return a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 })
+            return fitted(a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }))
         }
         let cut = Int.random(in: 1..<max(2, a.count), using: &rng)
-        let carried = reshaped(b, grid: a.grid ?? sampler.steps, count: a.count)
-        return a.with(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] })
+        let carried = reshaped(b, grid: a.grid ?? sampler.steps, count: a.count, solver: .some(a.solver))
+        return fitted(a.with(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] }))
     }
 }
 
@@ -301,7 +320,7 @@ public struct CostModel: Sendable {
 
     /// The teacher's cost (every step full).
     public var teacherCost: Double {
-        useMACs ? Double(sampler.steps * latencies.fullMACs) : Double(sampler.steps) * latencies.fullMs
+        useMACs ? Double(sampler.evaluations * latencies.fullMACs) : Double(sampler.evaluations) * latencies.fullMs
     }
 
     public func speedup(_ c: Candidate) throws -> Double { teacherCost / (try cost(c)) }

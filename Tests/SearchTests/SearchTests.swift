@@ -109,6 +109,45 @@ final class SyntheticScorer: CandidateScorer {
         #expect(throws: ModelError.self) { try SearchSpace(sampler: PlanSampler(scheduler: .ddim, steps: 100, eta: 0.5), segmentCounts: [5], branchCount: 6, solvers: [unipc]) }
     }
 
+    /// A PNDM teacher (Stable Diffusion's scheduler; PLMS evaluates G + 1 times on G steps) beside
+    /// solvers that evaluate G times: segments divide each candidate's own evaluations, members stay
+    /// members through random draws, mutation, crossover and repair, and their plans run.
+    @Test func pndmTeacherSegmentsItsEvaluations() throws {
+        let pndm = PlanSampler(scheduler: .pndm, steps: 50, skipPRKSteps: true)
+        #expect(pndm.evaluations == 51)
+        let space = try SearchSpace(sampler: pndm, segmentCounts: Array(4...50), branchCount: 6, grids: [25, 15], solvers: SolverChoice.usual)
+        #expect(space.actions(grid: 15) == 16 && space.actions(grid: 15, solver: SolverChoice.usual[0]) == 15)
+        #expect(space.counts(grid: 15).contains(16) && space.counts(grid: 15).contains(15))
+        // Plain PNDM with 15 steps: 16 segments of one full step, every action full.
+        let plain = space.ddim(segments: 16, grid: 15)
+        let plainActions = try plain.plan(pndm).actions
+        #expect(space.contains(plain) && plainActions == Array(repeating: .full, count: 16))
+        // A solver's plain 15 steps: 15 segments; 16 would not fit its 15 evaluations.
+        let unipc = try SolverChoice(parsing: "unipc2")
+        #expect(space.contains(space.ddim(segments: 15, grid: 15, solver: unipc)))
+        #expect(!space.contains(Candidate(segments: plain.segments, grid: 15, solver: unipc)))
+        // DeepCache 1:3 on the teacher's 51 evaluations is DeepCache's own plan.
+        let dc = space.deepCache(segments: 17, branch: 2)
+        let dcActions = try dc.plan(pndm).actions, reference = try StepPlan.deepCacheUniform(pndm, interval: 3, branch: 2).actions
+        #expect(space.contains(dc) && dcActions == reference)
+        // Moving plain PNDM-15 onto a solver refits it to 15 segments.
+        let moved = space.fitted(Candidate(segments: plain.segments, grid: 15, solver: unipc))
+        #expect(space.contains(moved) && moved.count == 15)
+        let cost = CostModel(latencies: try syntheticLatencies(), sampler: pndm)
+        #expect(cost.teacherCost == 51 * 100, "the teacher costs its 51 evaluations")
+        var rng = SplitMix64(seed: freshSeed())
+        for _ in 0..<300 {
+            let a = space.random(using: &rng), b = space.random(using: &rng)
+            let m = space.mutate(a, probability: 0.25, using: &rng), x = space.crossover(a, b, using: &rng)
+            for c in [a, b, m, x] {
+                #expect(space.contains(c), "\(c.key)")
+                let plan = try c.plan(pndm)
+                #expect(plan.actions.count == plan.sampler.evaluations, "\(c.key)")
+            }
+            if let r = try cost.repair(x, budget: cost.teacherCost / 3, space: space, using: &rng) { #expect(space.contains(r), "\(r.key)") }
+        }
+    }
+
     @Test func coarserGridsHoldDDIMAndDeepCacheOnTheirOwnTimesteps() throws {
         let space = try SearchSpace(sampler: sampler, segmentCounts: Array(4...30), branchCount: 6, grids: [37, 50, 100])
         #expect(space.grids == [100, 50, 37])
