@@ -73,3 +73,32 @@ __kernel void resize_bilinear(__global const float* x, const int x_offset, __glo
     const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
     y[i] = (1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e);
 }
+
+// resize_bilinear of an RGB image x [N, 3, H, W] to one grey channel y [N, 1, OH, OW]: each channel
+// resized as resize_bilinear does (clamped to [lo, hi] first), then combined with ITU-R 601-2 luma
+// weights (0.299 R + 0.587 G + 0.114 B, as PIL's convert("L")). global size (N*OH*OW).
+__kernel void resize_bilinear_luma(__global const float* x, const int x_offset, __global float* y,
+                                   const int N, const int H, const int W, const int OH, const int OW,
+                                   const float lo, const float hi)
+{
+    const int i = get_global_id(0);
+    if (i >= N * OH * OW) return;
+    const int ox = i % OW;
+    const int oy = (i / OW) % OH;
+    const int n = i / (OW * OH);
+    const float sy = (float)H / (float)OH, sx = (float)W / (float)OW;
+    const float ry = fmax(sy * ((float)oy + 0.5f) - 0.5f, 0.0f);
+    const float rx = fmax(sx * ((float)ox + 0.5f) - 0.5f, 0.0f);
+    const int y0 = (int)ry, x0 = (int)rx;
+    const int dy = (y0 < H - 1) ? W : 0, dx = (x0 < W - 1) ? 1 : 0;
+    const float ly = ry - (float)y0, lx = rx - (float)x0;
+    const float weights[3] = {0.299f, 0.587f, 0.114f};
+    float sum = 0.0f;
+    for (int c = 0; c < 3; c++) {
+        __global const float* p = x + x_offset + ((size_t)n * 3 + c) * H * W + (size_t)y0 * W + x0;
+        const float a = clamp(p[0], lo, hi), b = clamp(p[dx], lo, hi);
+        const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
+        sum += weights[c] * ((1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e));
+    }
+    y[i] = sum;
+}

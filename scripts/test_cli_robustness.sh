@@ -66,7 +66,10 @@ case_ 1 "no tokenizer/ folder" generate --model "$sd" --prompt "a cat" --steps 2
 case_ 1 "is a UNet folder" generate --model "$sd/unet" --prompt "a cat" --steps 2
 case_ 64 "--prompt is for Stable Diffusion pipelines" generate --prompt "a cat" --steps 2
 case_ 64 "initial latents with --latents" generate --model "$sd" --prompt "a cat" --noise "$sd/golden.safetensors"
-case_ 1 "UNet2DConditionModel (Stable Diffusion)" search --model "$sd" --speedup 2
+case_ 64 "its images come from text; give a prompt set with --prompts FILE" search --model "$sd" --speedup 2
+case_ 64 "its images come from text; give a prompt set with --prompts FILE" rfid "$tmp/eta.json" --model "$sd"
+case_ 64 "--prompts and --negative-prompt are for Stable Diffusion pipelines" search --speedup 2 --prompts "$tmp/three-prompts.txt"
+case_ 64 "--prompts and --negative-prompt are for Stable Diffusion pipelines" rfid "$tmp/eta.json" --negative-prompt blurry
 case_ 1 "no diffusion_pytorch_model.bf16.safetensors for --variant bf16" bench unet --model "$sd" --variant bf16 --batch 1
 case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd/../cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
 case_ 1 "is a UNet2DModel, which takes none" forward --input "$sd/golden.safetensors" --timestep 1 --output out.safetensors
@@ -109,6 +112,11 @@ case_ 64 "3 prompts for 2 images" generate --model "$pipe" --prompts "$tmp/three
 case_ 1 "draws variance noise" generate --model "$pipe" --prompt a --scheduler ddpm --steps 2 --height 32 --width 32
 case_ 1 "latents of shape [2, 4, 16, 16]; 32×32 images need [N, 4, 8, 8]" generate --model "$pipe" --prompt a --latents "$goldens/sd2-layout/golden.safetensors" --steps 2 --height 32 --width 32
 case_ 64 "give --prompt TEXT or --prompts FILE" generate --model "$pipe" --prompt a --prompts "$tmp/three-prompts.txt"
+case_ 1 "no tokenizer/ folder" search --model "$sd" --speedup 2 --prompts "$tmp/three-prompts.txt"
+case_ 1 "cannot read --prompts" search --model "$pipe" --speedup 2 --prompts "$tmp/missing.txt" --features fashion
+case_ 1 "holds no prompt" rfid "$tmp/eta.json" --model "$pipe" --prompts "$tmp/no-prompts.txt" --features fashion
+case_ 64 "--eta applies to a DDIM teacher only" search --model "$pipe" --speedup 2 --prompts "$tmp/three-prompts.txt" --eta 0.5
+case_ 64 "--guidance-scale must be finite" profile --model "$pipe" --guidance-scale inf --batch 1
 
 # The CLIP tokenizer: missing and malformed vocabulary files, bad lengths, missing options.
 mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#version: 0.2\n' > "$tmp/tok/merges.txt"

@@ -19,6 +19,17 @@ public final class CLContext: @unchecked Sendable {
         self.device = device
     }
     deinit { clReleaseContext(handle) }
+
+    private let bytesLock = NSLock()
+    private var liveBytes = 0, peakBytes = 0
+    /// Bytes of the context's buffers alive now, and the most alive at once.
+    public var allocatedBytes: (now: Int, peak: Int) { bytesLock.withLock { (liveBytes, peakBytes) } }
+    func track(_ delta: Int) {
+        bytesLock.withLock {
+            liveBytes += delta
+            peakBytes = max(peakBytes, liveBytes)
+        }
+    }
 }
 
 /// An in-order command queue. With `profiling`, every event carries start/end times.
@@ -198,8 +209,12 @@ public final class DeviceBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
         handle = mem
         self.count = count
         self.context = context
+        context.track(bytes)
     }
-    deinit { clReleaseMemObject(handle) }
+    deinit {
+        clReleaseMemObject(handle)
+        context.track(-byteCount)
+    }
 
     public var mem: cl_mem { handle }
 

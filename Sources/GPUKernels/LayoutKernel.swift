@@ -64,4 +64,17 @@ extension ComputeStream {
             .int(outChannels), .int(outHeight), .int(outWidth), .float(range.lowerBound), .float(range.upperBound),
         ])
     }
+
+    /// `resizeBilinear` of RGB images x [N, 3, H, W] (from element `inputOffset`) to grey y [N, 1, OH, OW]:
+    /// each channel resized, then 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2 luma, as PIL's convert("L")).
+    public func resizeBilinearLuma(_ x: DeviceBuffer<Float>, inputOffset: Int = 0, output y: DeviceBuffer<Float>,
+                                   batch: Int, height: Int, width: Int, outHeight: Int, outWidth: Int,
+                                   clampTo range: ClosedRange<Float> = -Float.greatestFiniteMagnitude...Float.greatestFiniteMagnitude) throws {
+        precondition(x.count >= inputOffset + batch * 3 * height * width && y.count >= batch * outHeight * outWidth, "resize buffers too small")
+        precondition(x !== y, "resize cannot run in place")
+        try launch("layout", "resize_bilinear_luma", global: [batch * outHeight * outWidth], [
+            .buffer(x.mem), .int(inputOffset), .buffer(y.mem), .int(batch), .int(height), .int(width),
+            .int(outHeight), .int(outWidth), .float(range.lowerBound), .float(range.upperBound),
+        ])
+    }
 }

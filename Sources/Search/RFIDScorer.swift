@@ -58,11 +58,11 @@ public final class RFIDScorer: SearchEvaluator {
 
     /// One row of `images` images of `plan` from the fitness seed, as PNG.
     public func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? {
-        let pipeline = evaluator.pipeline, u = pipeline.unet
+        let pipeline = evaluator.pipeline, shape = pipeline.imageShape
         var samples: [Float] = []
-        try pipeline.generate(plan: plan, noise: GenerationNoise(seed: evaluator.seed), count: images) { samples += try $0.download() }
-        let g = PNG.grid(samples, count: images, channels: u.config.outChannels, height: u.height, width: u.width, columns: images)
-        return PNG.encode(width: g.width, height: g.height, channels: u.config.outChannels, pixels: g.pixels)
+        try pipeline.generateImages(plan: plan, noise: GenerationNoise(seed: evaluator.seed), count: images) { samples += $1 }
+        let g = PNG.grid(samples, count: images, channels: shape[0], height: shape[1], width: shape[2], columns: images)
+        return PNG.encode(width: g.width, height: g.height, channels: shape[0], pixels: g.pixels)
     }
 
     /// Seconds to generate `images` images of `plan` from the noise of seed + 99, read back to the
@@ -71,7 +71,7 @@ public final class RFIDScorer: SearchEvaluator {
         let pipeline = evaluator.pipeline
         try pipeline.unet.stream.finish()
         let t0 = DispatchTime.now().uptimeNanoseconds
-        try pipeline.generate(plan: plan, noise: GenerationNoise(seed: evaluator.seed &+ 99), count: images) { _ = try $0.download() }
+        try pipeline.generateImages(plan: plan, noise: GenerationNoise(seed: evaluator.seed &+ 99), count: images) { _, _ in }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 

@@ -115,7 +115,7 @@ public struct SearchConfiguration: Sendable {
         switch grids {
         case .none: return []
         case .auto:
-            let d = Self.ddimSteps(steps: steps, target: target)
+            let d = Self.ddimSteps(steps: teacher.evaluations, target: target)
             let wanted = [steps / 2, d] + (withSolvers ? [Int((1.5 * Double(d)).rounded()), 2 * d] : [])
             return Array(Set(wanted)).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
         case .steps(let list):
@@ -133,9 +133,12 @@ public struct LatencySource {
     public var fingerprint: String
     /// Measures them when the table has none for this device, model and batch.
     public var measure: () throws -> StepLatencies
+    /// The UNet's batch the latencies are for, when it is not the search's image batch (twice it with
+    /// classifier-free guidance).
+    public var batch: Int?
 
-    public init(table: URL, fingerprint: String, measure: @escaping () throws -> StepLatencies) {
-        self.table = table; self.fingerprint = fingerprint; self.measure = measure
+    public init(table: URL, fingerprint: String, batch: Int? = nil, measure: @escaping () throws -> StepLatencies) {
+        self.table = table; self.fingerprint = fingerprint; self.batch = batch; self.measure = measure
     }
 }
 
@@ -251,7 +254,7 @@ public final class SearchSession {
             _ = handler(.latencies(.resultsFile, table: latencySource.table))
         } else {
             let table = try LatencyTable.load(from: latencySource.table, missingOK: true)
-            if let e = table.lookup(device: c.device, fingerprint: latencySource.fingerprint, batch: c.batch) {
+            if let e = table.lookup(device: c.device, fingerprint: latencySource.fingerprint, batch: latencySource.batch ?? c.batch) {
                 latencies = e
                 _ = handler(.latencies(.table(measured: e.measured), table: latencySource.table))
             } else {
@@ -327,7 +330,7 @@ public final class SearchSession {
     /// The Pareto front, the baselines, FID against real data, measured speed-ups, the report and picture.
     func finish(_ search: EvolutionarySearch, best: SearchRecord, report: SearchReport, target: Double, requested: Double,
                 before: (run: Int, shared: Int), handler: (SearchEvent) -> SearchControl) throws -> SearchResult {
-        let c = configuration, samples = c.samples, steps = c.teacher.steps
+        let c = configuration, samples = c.samples, steps = c.teacher.steps, evaluations = c.teacher.evaluations
         var report = report
         let records = Array(search.state.records.values)
         let front = EvolutionarySearch.paretoFront(records, samples: samples)
@@ -361,13 +364,13 @@ public final class SearchSession {
                                                    fid: try fid(evaluator.statistics(best.candidate, samples: samples)), plan: bestPlan), best), bestPlan))
         // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid (a member
         // of the space when that step count is one of its grids: then its scores are reused).
-        let ddimSteps = SearchConfiguration.ddimSteps(steps: steps, target: target)
+        let ddimSteps = SearchConfiguration.ddimSteps(steps: evaluations, target: target)
         let ddimPlan = try StepPlan.ddim(steps: ddimSteps, eta: c.teacher.eta)
         let ddimMember = search.space.ddim(segments: ddimSteps, grid: ddimSteps)
         let ddimKey = search.space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
         _ = handler(.scoringBaselines(ddimSteps: ddimSteps))
         let ddim = try evaluator.rfid(plan: ddimPlan, samples: samples)
-        entries.append((try withPaired(ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(steps) / Double(ddimSteps),
+        entries.append((try withPaired(ReportEntry(name: "ddim \(ddimSteps) steps", key: ddimKey, predictedSpeedup: Double(evaluations) / Double(ddimSteps),
                                                    rfid: ddim.rfid, fid: try fid(ddim.statistics), plan: ddimPlan)), ddimPlan))
         // DPM-Solver++ (2M) and UniPC (2) with the same number of model evaluations: what users switch
         // to instead of a plan (members of the space when the search runs other solvers and the step
@@ -381,7 +384,7 @@ public final class SearchSession {
                 let name = s.scheduler == .dpmsolverPlusPlus ? "dpmsolver++ \(s.order!)M" : s.description
                 entries.append((try withPaired(ReportEntry(name: "\(name) \(ddimSteps) steps",
                                                            key: search.space.contains(member) ? member.key : "\(s)-\(ddimSteps)",
-                                                           predictedSpeedup: Double(steps) / Double(ddimSteps), rfid: scored.rfid,
+                                                           predictedSpeedup: Double(evaluations) / Double(ddimSteps), rfid: scored.rfid,
                                                            fid: try fid(scored.statistics), plan: plan)), plan))
             }
         }
@@ -389,9 +392,9 @@ public final class SearchSession {
         // on the teacher's grid or a coarser one, on any solver of the space.
         if let dc = records.filter({ $0.origin == .deepcache && $0.score(samples) != nil }).min(by: { $0.score(samples)! < $1.score(samples)! }) {
             let onSampler = dc.candidate.sampler(c.teacher), g = onSampler.steps
-            let L = g / dc.candidate.count, b = dc.candidate.segments[0].branch
-            let plan = try StepPlan.deepCacheUniform(onSampler, interval: L, branch: b)
-            let on = dc.candidate.solver.map { " on \($0) \(g)" } ?? (g == steps ? "" : " on DDIM \(g)")
+            let L = dc.candidate.segments[0].active, b = dc.candidate.segments[0].branch
+            let plan = try dc.candidate.plan(c.teacher)   // (deepCacheUniform(onSampler, interval: L, branch: b): its segments are L long)
+            let on = dc.candidate.solver.map { " on \($0) \(g)" } ?? (g == steps ? "" : " on \(c.teacher.scheduler == .ddim ? "DDIM" : c.teacher.scheduler.rawValue) \(g)")
             entries.append((try withPaired(ReportEntry(name: "deepcache N=\(L) branch \(b)" + on, key: dc.candidate.key,
                                                        predictedSpeedup: dc.predictedSpeedup, rfid: try rfidOf(dc, plan),
                                                        fid: try fid(evaluator.statistics(dc.candidate, samples: samples)), plan: plan), dc), plan))

@@ -26,6 +26,7 @@ struct BenchFitness: ParsableCommand {
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (at least 3).") var plans: [String]
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Images per plan (the judges' sample).") var count = 1024
     @Option(help: "Images per chunk (the fitness's sample).") var chunk = 64
     @Option(help: "Seed of the noise.") var seed: UInt64 = 1000
@@ -37,7 +38,7 @@ struct BenchFitness: ParsableCommand {
         guard plans.count >= 3 else { throw ValidationError("give at least 3 plan files to rank") }
         guard chunk >= 2, count >= 2 * chunk else { throw ValidationError("--chunk must be at least 2 and --count at least two chunks") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: modelOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+        let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
                                       batch: batch, seed: seed)
         let (teacher, loaded, extractor, evaluator) = (scoring.teacher, scoring.plans, scoring.extractor, scoring.evaluator)
         let dims = extractor.dims
@@ -80,7 +81,7 @@ struct BenchFitness: ParsableCommand {
         let taus = judges.map { name, judge in (name, tau(chunkRFID, judge), tau(chunkPaired, judge)) }
         if json {
             try printJSON([
-                "count": count, "chunk": chunk, "chunks": chunks, "seed": seed, "teacher": teacher.sampler.description, "features": featureOptions.features,
+                "count": count, "chunk": chunk, "chunks": chunks, "seed": seed, "teacher": teacher.sampler.description, "features": featureOptions.name(forText: scoring.scored.isTextToImage),
                 "plans": loaded.indices.map { i -> [String: Any] in
                     var row: [String: Any] = ["plan": plans[i], "sampler": loaded[i].sampler.description, "rfid": judgeRFID[i], "paired": judgePaired[i],
                                               "chunk_rfid_mean": meanSD(chunkRFID[i]).0, "chunk_rfid_sd": meanSD(chunkRFID[i]).1,

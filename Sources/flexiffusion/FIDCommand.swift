@@ -7,29 +7,38 @@ import GPUKernels
 
 /// `--features`: which network turns images into FID features.
 struct FeatureOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images), inception (FID's Inception-v3, 2048-d, from the folder scripts/convert_inception.py writes: $FLEXIFFUSION_INCEPTION or ~/.cache/flexiffusion/inception-v3-fid), or a folder holding either (config.json, model.safetensors).",
+    @Option(help: ArgumentHelp("Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images; other images are resized to it, RGB as luma), inception (FID's Inception-v3, 2048-d, from the folder scripts/convert_inception.py writes: $FLEXIFFUSION_INCEPTION or ~/.cache/flexiffusion/inception-v3-fid), or a folder holding either (config.json, model.safetensors). Default: fashion, and inception for a Stable Diffusion pipeline's images.",
                                valueName: "fashion|inception|dir"))
-    var features = "fashion"
+    var features: String?
 
-    /// The network for batches of `batch` images of channels × height × width.
-    func extractor(stream: ComputeStream, batch: Int, channels: Int, height: Int, width: Int) throws -> FeatureExtractor {
+    /// The network's name: the option, else fashion (inception for text-to-image, `forText`).
+    func name(forText: Bool = false) -> String { features ?? (forText ? "inception" : "fashion") }
+
+    /// The network for batches of `batch` images of channels × height × width (`forText`: see `name`).
+    func extractor(stream: ComputeStream, batch: Int, channels: Int, height: Int, width: Int, forText: Bool = false) throws -> FeatureExtractor {
         func inception(_ folder: String) throws -> FeatureExtractor {
             try InceptionV3FID(folder: folder, stream: stream, batch: batch, channels: channels, height: height, width: width)
         }
-        switch features {
-        case "fashion": return try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: batch)
+        func fashion(_ folder: String) throws -> FeatureExtractor {
+            let net = try FashionFeatureNet(folder: folder, stream: stream, batch: batch)
+            if [net.channels, net.height, net.width] == [channels, height, width] { return net }
+            return try ResizedFeatures(net, channels: channels, height: height, width: width)
+        }
+        let chosen = name(forText: forText)
+        switch chosen {
+        case "fashion": return try fashion(DefaultModel.featureNetFolder())
         case "inception": return try inception(InceptionV3FID.defaultFolder())
         default:
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: features, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("--features \(features): not fashion, not inception and not a feature-network folder")
+            guard FileManager.default.fileExists(atPath: chosen, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--features \(chosen): not fashion, not inception and not a feature-network folder")
             }
-            let config = URL(fileURLWithPath: features).appendingPathComponent("config.json")
+            let config = URL(fileURLWithPath: chosen).appendingPathComponent("config.json")
             if let data = try? Data(contentsOf: config), let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                raw["_class_name"] as? String == "InceptionV3FID" {
-                return try inception(features)
+                return try inception(chosen)
             }
-            return try FashionFeatureNet(folder: features, stream: stream, batch: batch)
+            return try fashion(chosen)
         }
     }
 }
@@ -83,47 +92,51 @@ struct FIDCommand: ParsableCommand {
         if json {
             print(String(format: "{\"fid\": %.10g}", fid))
         } else {
-            print(String(format: "FID %.4f", fid) + "  (\(featureOptions.features) features, \(first.dims)-d; \(first.count.map(String.init) ?? "stats") vs \(second.count.map(String.init) ?? "stats") images)")
+            print(String(format: "FID %.4f", fid) + "  (\(featureOptions.name()) features, \(first.dims)-d; \(first.count.map(String.init) ?? "stats") vs \(second.count.map(String.init) ?? "stats") images)")
         }
     }
 }
 
 /// `--teacher`: the plan scores are against.
 struct TeacherOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The teacher every rFID is against: a step count (DDIM with every step full, eta 0) or a plan file.", valueName: "steps|plan"))
-    var teacher = "100"
+    @Option(help: ArgumentHelp("The teacher every rFID is against: a step count (every step full: DDIM with eta 0, or a Stable Diffusion pipeline's own scheduler) or a plan file (default: 100 steps; 50 for a pipeline).", valueName: "steps|plan"))
+    var teacher: String?
 
-    func plan(branchCount: Int) throws -> StepPlan {
-        if let steps = Int(teacher) {
-            guard steps > 0 else { throw ValidationError("--teacher \(teacher): give a positive step count or a plan file") }
-            return StepPlan.teacher(PlanSampler(scheduler: .ddim, steps: steps))
+    /// The teacher plan; `folderSampler` makes a text-to-image pipeline's sampler for a step count (nil: DDIM).
+    func plan(branchCount: Int, folderSampler: ((Int) throws -> PlanSampler)? = nil) throws -> StepPlan {
+        let given = teacher ?? (folderSampler == nil ? "100" : "50")
+        if let steps = Int(given) {
+            guard steps > 0 else { throw ValidationError("--teacher \(given): give a positive step count or a plan file") }
+            return StepPlan.teacher(try folderSampler?(steps) ?? PlanSampler(scheduler: .ddim, steps: steps))
         }
-        let p = try StepPlan.load(from: URL(fileURLWithPath: teacher))
-        do { try p.validate(branchCount: branchCount) } catch let e as ModelError { throw ModelError("\(teacher): \(e.message)") }
+        let p = try StepPlan.load(from: URL(fileURLWithPath: given))
+        do { try p.validate(branchCount: branchCount) } catch let e as ModelError { throw ModelError("\(given): \(e.message)") }
         return p
     }
 }
 
-/// What `rfid` and `bench fitness` share: the model, the teacher, the plan files checked against the
-/// model, and an rFID evaluator on the device.
+/// What `rfid` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
+/// a prompt set), the teacher, the plan files checked against the model, and an rFID evaluator on the device.
 struct PlanScoring {
     let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
+    let scored: ScoredPipeline
 
-    init(model modelOptions: ModelOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions, device: DeviceOptions,
-         batch: Int, seed: UInt64) throws {
-        setup = try ModelSetup(modelOptions)
-        let config = setup.config
-        self.teacher = try teacher.plan(branchCount: config.branchCount)
+    init(model modelOptions: ModelOptions, prompts: PromptOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions,
+         device: DeviceOptions, batch: Int, seed: UInt64) throws {
+        setup = try ModelSetup(modelOptions, generates: false)
+        try prompts.check(setup)
+        let config = setup.config, setup = setup
+        self.teacher = try teacher.plan(branchCount: config.branchCount,
+                                        folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
         plans = try paths.map { path -> StepPlan in
             let p = try StepPlan.load(from: URL(fileURLWithPath: path))
             do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
             return p
         }
         stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
-        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
-        extractor = try features.extractor(stream: stream, batch: batch, channels: config.outChannels, height: setup.side, width: setup.side)
-        evaluator = try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: self.teacher, seed: seed,
-                                      modelKey: try RFIDEvaluator.modelKey(folder: setup.folder))
+        scored = try ScoredPipeline(setup, prompts: prompts, features: features, variant: modelOptions.variant, stream: stream, batch: batch)
+        extractor = scored.extractor
+        evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
     }
 }
 
@@ -142,7 +155,10 @@ struct RFIDCommand: ParsableCommand {
             full) runs from the same noise. The teacher's features are computed once and cached \
             (~/.cache/flexiffusion/teacher-features/, keyed by the model's bytes, the teacher, seed, batch and \
             feature network). The search scores plans with the same code: a plan from a search results file \
-            gets the score the search gave it, for the same --teacher, --seed, --batch, --count and features.
+            gets the score the search gave it, for the same --teacher, --seed, --batch, --count and features. \
+            A Stable Diffusion pipeline folder is scored over a prompt set (--prompts FILE: image i from prompt \
+            i mod n, --negative-prompt, --guidance-scale) on its decoded images; its teacher is the folder's \
+            scheduler at 50 steps unless --teacher says otherwise.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -150,6 +166,7 @@ struct RFIDCommand: ParsableCommand {
     @OptionGroup var teacherOptions: TeacherOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Images per plan.") var count = 256
     @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
     @Option(help: "Images per forward pass.") var batch = 32
@@ -159,7 +176,7 @@ struct RFIDCommand: ParsableCommand {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: modelOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
+        let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
                                       batch: batch, seed: seed)
         let (teacher, loaded, stream, evaluator) = (scoring.teacher, scoring.plans, scoring.stream, scoring.evaluator)
         let cached = evaluator.teacherCached(samples: count)
@@ -181,9 +198,9 @@ struct RFIDCommand: ParsableCommand {
                              p.fullSteps, p.partialSteps, p.nullSteps, progress.elapsed))
             }
         }
-        let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(featureOptions.features) features"
+        let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(featureOptions.name(forText: scoring.scored.isTextToImage)) features"
         if json {
-            try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": featureOptions.features,
+            try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": featureOptions.name(forText: scoring.scored.isTextToImage),
                            "teacher": ["sampler": teacher.sampler.description, "cached": cached, "seconds": teacherSeconds], "plans": rows])
         } else {
             print(String(format: "rFID %@; teacher features %@ (%.1f s) on %@", note, cached ? "cached" : "computed", teacherSeconds, stream.device.name))

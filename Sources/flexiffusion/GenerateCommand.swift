@@ -135,11 +135,7 @@ struct GenerateCommand: ParsableCommand {
             if let timesteps, let steps, steps != timesteps.values.count { throw ValidationError("--steps \(steps) differs from the \(timesteps.values.count) --timesteps") }
             let steps = self.steps ?? timesteps?.values.count ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
-            let order = kind.isMultistep ? solverOrder ?? setup.schedulerConfig.solverOrder : nil
-            let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta ?? 0, order: order,
-                                      skipPRKSteps: kind == .pndm ? setup.schedulerConfig.skipPRKSteps : nil, timesteps: timesteps?.values)
-            do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
-            return StepPlan.teacher(sampler)
+            return StepPlan.teacher(try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values))
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
         do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }

@@ -15,18 +15,7 @@ extension GenerateCommand {
         let folder = try StableDiffusionFolder(path: setup.path, variant: modelOptions.variant)
         let plan = try stepPlan(setup)
 
-        var promptList: [String]
-        if let prompt {
-            promptList = [prompt]
-        } else {
-            let path = prompts!
-            let text: String
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ModelError("cannot read --prompts \(path): \(error.localizedDescription)")
-            }
-            promptList = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            guard !promptList.isEmpty else { throw ModelError("--prompts \(path) holds no prompt (one per line)") }
-        }
+        let promptList = try prompt.map { [$0] } ?? readPrompts(prompts!)
         var initial: [Float]?, latentsShape: [Int]?
         if let latents {
             let file = try SafeTensorsFile(path: latents)

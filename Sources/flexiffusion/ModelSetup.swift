@@ -50,6 +50,16 @@ struct ModelSetup {
         return kind
     }
 
+    /// Every step full on `kind` (default: the folder's scheduler, else DDIM) with `steps` steps, the
+    /// folder's solver order and PNDM mode where they apply.
+    func sampler(_ kind: SchedulerKind? = nil, steps: Int, eta: Float = 0, order: Int? = nil, timesteps: [Int]? = nil) throws -> PlanSampler {
+        let kind = try kind ?? folderScheduler() ?? .ddim
+        let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta, order: kind.isMultistep ? order ?? schedulerConfig.solverOrder : nil,
+                                  skipPRKSteps: kind == .pndm ? schedulerConfig.skipPRKSteps : nil, timesteps: timesteps)
+        do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
+        return sampler
+    }
+
     /// The UNet on `stream` for batches of `batch` (of the model's sample size unless given).
     func unet(stream: ComputeStream, batch: Int, height: Int? = nil, width: Int? = nil) throws -> UNet {
         try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: height ?? side, width: width ?? side)

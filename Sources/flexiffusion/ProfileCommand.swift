@@ -24,6 +24,8 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Images per step (the search's default batch, so that a default search finds this table entry).") var batch = 32
+    @Option(name: .customLong("guidance-scale"), help: "A Stable Diffusion pipeline: the guidance scale its search uses; above 1 the UNet runs both halves, 2 × --batch, as `search` and `generate` run it.")
+    var guidanceScale: Float = 7.5
     @Option(help: "Timed rounds (medians are reported).") var repeats = 5
     @Option(help: "Top kernels to list (0: skip the profiled pass).") var top = 15
     @Option(name: .customLong("latency-table"), help: "Latency table to update.") var latencyTable: String = LatencyTable.defaultURL.path
@@ -34,6 +36,9 @@ struct ProfileCommand: ParsableCommand {
         guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
         let setup = try ModelSetup(modelOptions, generates: false)
         let (config, side) = (setup.config, setup.side)
+        guard guidanceScale.isFinite else { throw ValidationError("--guidance-scale must be finite") }
+        // (The UNet's batch: both halves of classifier-free guidance for a text-to-image model.)
+        let batch = config.isConditional && guidanceScale > 1 ? 2 * self.batch : self.batch
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
         let sampler = try Sampler(unet: setup.unet(stream: stream, batch: batch),

@@ -32,17 +32,27 @@ struct SearchCommand: ParsableCommand {
             with measured speed-ups (median over --measure-rounds of a plan's batch timed beside a teacher \
             batch); the front is drawn to --svg, and --html (a static page) shows the table, the front and the \
             teacher's, the best plan's and the baselines' images from the same seeds side by side. \
-            `generate --plan OUT` runs the best plan.
+            `generate --plan OUT` runs the best plan. \
+            A Stable Diffusion pipeline folder is searched over a prompt set (--prompts FILE, e.g. \
+            prompts/everyday-scenes.txt): image i comes from prompt i mod n and the seed's latents, with \
+            classifier-free guidance (--guidance-scale; both halves follow the plan), decoded by the VAE and \
+            scored by --features (default inception; fashion resizes to 28×28 grey, a CI-sized stand-in). \
+            Its teacher is the folder's scheduler (PNDM for SD 1.5) at 50 steps unless --scheduler or --steps say \
+            otherwise; its latencies are the UNet's at twice --batch with guidance (`profile --batch B` on the \
+            pipeline measures the same).
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
     @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because a measured speed-up scatters around the prediction (whole runs on our 2-core machine: 4–10 % below it in one evaluation, up to 7 % above in another). 0 searches at the prediction alone.", valueName: "F"))
     var margin = 0.08
-    @Option(help: "Teacher steps (DDIM).") var steps = 100
+    @Option(help: "Teacher steps (default: 100; 50 for a Stable Diffusion pipeline).") var steps: Int?
+    @Option(help: ArgumentHelp("The teacher's scheduler (default: ddim; a Stable Diffusion pipeline's own, e.g. pndm for SD 1.5).", valueName: "kind"))
+    var scheduler: SchedulerKind?
     @Option(help: "Teacher's DDIM eta.") var eta: Float = 0
     @Option(help: "Images per fitness evaluation.") var samples = 64
     @Option(name: .customLong("screen-samples"), help: "Images children are screened on (default: --batch).") var screenSamples: Int?
@@ -125,19 +135,28 @@ struct SearchCommand: ParsableCommand {
         if let real, !FileManager.default.fileExists(atPath: real) {
             throw ValidationError("--real \(real) does not exist (checked before the search, not after it)")
         }
-        let setup = try ModelSetup(modelOptions)
+        let setup = try ModelSetup(modelOptions, generates: false)
+        let textToImage = setup.config.isConditional
+        try promptOptions.check(setup)
+        let teacherKind = try scheduler ?? (textToImage ? setup.folderScheduler() : nil) ?? .ddim
+        if eta != 0 && teacherKind != .ddim { throw ValidationError("--eta applies to a DDIM teacher only") }
+        guard (steps ?? 1) > 0 else { throw ValidationError("--steps must be positive") }
+        let teacher = try setup.sampler(teacherKind, steps: steps ?? (textToImage ? 50 : 100), eta: eta)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
-        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
-        let teacher = PlanSampler(scheduler: .ddim, steps: steps, eta: eta)
-        let extractor = try featureOptions.extractor(stream: stream, batch: batch, channels: setup.config.outChannels, height: setup.side, width: setup.side)
-        let modelKey = try RFIDEvaluator.modelKey(folder: setup.folder)
-        let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: extractor, teacher: StepPlan.teacher(teacher), seed: seed, modelKey: modelKey),
+        let scored = try ScoredPipeline(setup, prompts: promptOptions, features: featureOptions, variant: modelOptions.variant, stream: stream, batch: batch)
+        let pipeline = scored.pipeline
+        if scored.isTextToImage, !json {
+            say("text-to-image: \(promptOptions.prompts!) (\(try readPrompts(promptOptions.prompts!).count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
+        }
+        let modelKey = scored.key
+        let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: scored.extractor, teacher: StepPlan.teacher(teacher),
+                                                             seed: seed, modelKey: modelKey),
                                 fitness: fitness)
 
         var c = SearchConfiguration(target: speedup.map { .speedup($0) } ?? .latencyMs(latencyMs!), teacher: teacher, batch: batch,
                                     out: URL(fileURLWithPath: out), modelName: setup.name, modelKey: modelKey, device: device.name,
-                                    features: featureOptions.features, branchCount: pipeline.unet.branchCount)
+                                    features: featureOptions.name(forText: scored.isTextToImage), branchCount: pipeline.unet.branchCount)
         c.margin = margin; c.samples = samples; c.screenSamples = screenSamples
         c.population = population; c.children = children; c.generations = generations
         c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
@@ -149,14 +168,14 @@ struct SearchCommand: ParsableCommand {
         let realPath = realImages(real, model: modelOptions.model)
         let session = SearchSession(
             configuration: c, evaluator: scorer,
-            latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint) {
+            latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint, batch: pipeline.unet.batch) {
                 try StepProfiler(sampler: pipeline.sampler(for: teacher)).measure(repeats: 5, model: setup.name)
             },
             realStatistics: {
                 guard let realPath else { return nil }
                 let progress = ProgressLine("features of \(realPath)")
                 defer { progress.finish() }
-                return try FIDStatistics(extractor: extractor).cachedStatistics(of: realPath) { progress.update($0, of: $1, unit: "images") }
+                return try FIDStatistics(extractor: scored.extractor).cachedStatistics(of: realPath) { progress.update($0, of: $1, unit: "images") }
             })
 
         let interrupt = Interrupt()
@@ -180,5 +199,7 @@ struct SearchCommand: ParsableCommand {
         case .finished(let result):
             try printReport(result)
         }
+        let memory = stream.context.allocatedBytes
+        say("device memory: at most \(formatBytes(UInt64(memory.peak))) in the engine's buffers (weights, workspaces, features; \(formatBytes(UInt64(memory.now))) at the end) of the \(formatBytes(device.globalMemoryBytes)) \(device.name) has")
     }
 }

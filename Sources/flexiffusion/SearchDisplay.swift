@@ -26,8 +26,8 @@ extension SearchCommand {
         if r.bestIsDDIM {
             print("  = the DDIM baseline itself: no plan with cached or skipped steps scored below plain DDIM with \(r.ddimSteps) steps here")
         }
-        print(String(format: "%d plans scored in %.0f s; %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
-                     r.scored, r.seconds, r.report.stepsRun, r.report.stepsShared, r.teacherSeconds))
+        print(String(format: "%d plans scored in %.0f s (%.1f s per plan on %d images); %d sampler steps run, %d skipped by shared prefixes; teacher batches %.0f s",
+                     r.scored, r.seconds, r.seconds / Double(max(1, r.scored)), samples, r.report.stepsRun, r.report.stepsShared, r.teacherSeconds))
         print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`), \(r.svg.path) and \(r.html.path)")
     }
 }

@@ -45,6 +45,26 @@ import TestSupport
         expectClose(try s.download(dy), ref, atol: 5e-6, rtol: 1e-5, "resize \(h)×\(w)×\(c) → \(oh)×\(ow)×\(co)", seed: seed)
     }
 
+    /// (batch, height, width, output height, output width)
+    @Test(arguments: [(2, 16, 16, 28, 28), (1, 64, 48, 28, 28), (3, 5, 9, 7, 4)])
+    func lumaResizeMatchesReference(_ n: Int, _ h: Int, _ w: Int, _ oh: Int, _ ow: Int) throws {
+        let s = try ComputeStream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let offset = 2 * h * w
+        let x = randomArray(offset + n * 3 * h * w, &rng, in: -1.5...1.5)
+        let dy = try s.upload(randomArray(n * oh * ow, &rng, in: 100...200))
+        try s.resizeBilinearLuma(try s.upload(x), inputOffset: offset, output: dy, batch: n, height: h, width: w,
+                                 outHeight: oh, outWidth: ow, clampTo: -1...1)
+        let rgb = Self.resizeReference(x, offset: offset, n: n, c: 3, h: h, w: w, outChannels: 3, oh: oh, ow: ow, lo: -1, hi: 1)
+        let p = oh * ow
+        let ref = (0..<(n * p)).map { i -> Float in
+            let (b, q) = (i / p, i % p)
+            return 0.299 * rgb[(b * 3) * p + q] + 0.587 * rgb[(b * 3 + 1) * p + q] + 0.114 * rgb[(b * 3 + 2) * p + q]
+        }
+        expectClose(try s.download(dy), ref, atol: 5e-6, rtol: 1e-5, "luma resize \(h)×\(w) → \(oh)×\(ow)", seed: seed)
+    }
+
     @Test func copyChannelsBuildsAConcatenation() throws {
         let s = try ComputeStream(device: testDevice())
         let seed = freshSeed()

@@ -47,8 +47,8 @@ class TextToImageParity(unittest.TestCase):
         cls.tmp.cleanup()
 
     def check(self, name, prompts, negative, guidance, scheduler=None, engine_scheduler=None, count=None, seed=1, plan=None):
-        from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
-        classes = {"dpmsolver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+        classes = {"dpmsolver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler, "ddim": DDIMScheduler}
         pipe = self.pipe
         pipe.scheduler = classes[scheduler].from_config(self.default_scheduler.config) if scheduler else self.default_scheduler
         handle = None
@@ -108,11 +108,54 @@ class TextToImageParity(unittest.TestCase):
     def test_euler_without_guidance(self):
         self.check("euler", ["an empty street in the rain", "a bowl of fruit"], None, 1.0, scheduler="euler", engine_scheduler="euler", seed=3)
 
+    def test_ddim_from_the_pndm_config_under_guidance(self):
+        # (DDIMScheduler.from_config of SD's PNDM config: steps_offset 1, leading spacing, set_alpha_to_one false.)
+        self.check("ddim", ["a kitchen with a kettle on the stove", "a dog running on a beach"], None, 7.5, scheduler="ddim",
+                   engine_scheduler="ddim", seed=5)
+
     def test_plan_with_partial_and_null_steps_under_guidance(self):
         actions = ["full", "partial:1", "null", "full", "partial:0", "partial:1", "full", "null", "partial:1", "full"]
         plan = {"format": "flexiffusion-step-plan", "version": 1,
                 "sampler": {"scheduler": "dpmsolver++", "steps": 10, "order": 2}, "actions": actions}
         self.check("plan", ["a harbour with small boats", "a snowy mountain village"], "text, watermark", 7.5, plan=plan, seed=4)
+
+    def test_search_from_prompts_writes_a_plan_that_generate_and_rfid_run(self):
+        # The CI-sized search: the folder's PNDM teacher at 50 steps, the project's prompt set, guidance
+        # 7.5, the Fashion-MNIST network on the decoded images resized to 28×28 grey.
+        tmp = self.tmp.name
+        prompts = str(REPO / "prompts" / "everyday-scenes.txt")
+        out = os.path.join(tmp, "search.json")
+        common = ["--model", self.folder, "--prompts", prompts, "--features", "fashion", "--batch", "4"]
+        run = subprocess.run([str(BIN), "search", *common, "--speedup", "3", "--samples", "8", "--generations", "1",
+                              "--population", "4", "--children", "4", "--no-measure", "--out", out,
+                              "--latency-table", os.path.join(tmp, "latency.json"), "--json"], capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        summary = json.loads(run.stdout)
+        best = summary["best"]
+        self.assertGreaterEqual(best["predicted_speedup"], 3.0)
+        with open(out) as f:
+            results = json.load(f)
+        self.assertEqual((results["sampler"]["scheduler"], results["sampler"]["steps"]), ("pndm", 50), "the folder's scheduler at 50 steps")
+        self.assertEqual(results["latencies"]["batch"], 8, "the UNet's latencies at twice the batch (guidance)")
+        self.assertIn("device memory", run.stderr)
+        # The search never ends worse than a baseline it holds (plain DDIM, DPM-Solver++, UniPC at the budget).
+        for b in summary["baselines"]:
+            if b["name"].startswith(("ddim", "dpmsolver", "unipc")):
+                self.assertLessEqual(best["rfid"], b["rfid"] + 1e-9, b["name"])
+        # generate --plan runs the results file's best plan on the pipeline.
+        gen = subprocess.run([str(BIN), "generate", "--model", self.folder, "--plan", out, "--prompt", "a cat on a windowsill",
+                              "--count", "2", "--output-tensor", os.path.join(tmp, "search-images.safetensors"), "--json"],
+                             capture_output=True, text=True)
+        self.assertEqual(gen.returncode, 0, gen.stderr)
+        images = load_file(os.path.join(tmp, "search-images.safetensors"))["sample"]
+        self.assertEqual(tuple(images.shape), (2, 3, 16, 16))
+        self.assertTrue(torch.isfinite(images).all())
+        # rfid gives the file's best plan the score the search gave it (the same teacher features, from the cache).
+        score = subprocess.run([str(BIN), "rfid", out, *common, "--count", "8", "--json"], capture_output=True, text=True)
+        self.assertEqual(score.returncode, 0, score.stderr)
+        result = json.loads(score.stdout)
+        self.assertTrue(result["teacher"]["cached"])
+        self.assertAlmostEqual(result["plans"][0]["rfid"], best["rfid"], places=6)
 
 
 if __name__ == "__main__":

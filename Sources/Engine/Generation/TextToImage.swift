@@ -111,18 +111,57 @@ public final class TextToImagePipeline {
         return list[i]
     }
 
-    /// Writes batch `b`'s text embeddings (negative then positive halves with guidance) into the UNet's context.
-    func encodePrompts(_ prompts: [String], negative: [String], batch b: Int, count: Int) throws {
-        let images = (b * batch)..<((b + 1) * batch)
-        let positive = try images.map { try tokenizer(pick(prompts, min($0, count - 1), "prompt", count: count)) }
-        var ids = positive
-        if guided {
-            let neg = negative.isEmpty ? [""] : negative
-            ids = try images.map { try tokenizer(pick(neg, min($0, count - 1), "negative prompt", count: count)) } + positive
-        }
+    /// Writes batch `b`'s text embeddings (negative then positive halves with guidance) into the UNet's
+    /// context: image i's prompt is `prompt(i)`, its negative prompt `negative(i)` (images past the
+    /// run's `count`, which fill a last batch, take the last image's).
+    func encodePrompts(prompt: (Int) throws -> String, negative: (Int) throws -> String, batch b: Int, count: Int) throws {
+        let images = ((b * batch)..<((b + 1) * batch)).map { min($0, count - 1) }
+        let positive = try images.map { try tokenizer(try prompt($0)) }
+        let ids = guided ? try images.map { try tokenizer(try negative($0)) } + positive : positive
         let states = try textEncoder.encode(ids)
         try unet.workspace.context.copy(from: states, count: ids.count * ids[0].count * textEncoder.config.hiddenSize,
                                         queue: unet.stream.queue)
+    }
+
+    /// Runs batch `b` of `plan`: encodes its prompts (see `encodePrompts`), sets its latents — images
+    /// b·B ..< (b+1)·B of `noise` (given latents, zeros past their `count` images, or the seed's
+    /// stream), or `resume`'s sample at step `resume.step` — and runs the steps (`beforeStep`,
+    /// `afterStep` as GenerationPipeline's `runBatch`). The latents are left in the sampler: read them
+    /// with `finalLatents`. Returns false when `afterStep` stopped the batch.
+    @discardableResult
+    public func runBatch(prompt: (Int) throws -> String, negative: (Int) throws -> String, plan: StepPlan, noise: GenerationNoise,
+                         batch b: Int, count: Int, resume: (step: Int, sample: [Float])? = nil,
+                         beforeStep: ((Int, Sampler) throws -> Void)? = nil,
+                         afterStep: ((Int) -> GenerationControl)? = nil) throws -> Bool {
+        let sampler = try sampler(for: plan.sampler)
+        try encodePrompts(prompt: prompt, negative: negative, batch: b, count: count)
+        let slots = (b * batch)..<((b + 1) * batch)
+        if let resume {
+            try sampler.setSample(resume.sample)
+        } else {
+            var latents: [Float]
+            if let given = noise.initial {
+                let end = min(count, slots.upperBound)
+                latents = Array(given[(slots.lowerBound * latentSize)..<(end * latentSize)])
+                latents += Array(repeating: 0, count: (slots.upperBound - end) * latentSize)
+            } else {
+                latents = noise.streams.initialNoise(images: slots, imageSize: latentSize)
+            }
+            try sampler.setInitialNoise(guided ? latents + latents : latents)
+        }
+        var variance = noise.streams.variance(images: slots, imageSize: latentSize)
+        return try sampler.runSteps(plan: plan, from: resume?.step ?? 0, noiseSource: &variance,
+                                    beforeStep: beforeStep.map { f in { i in try f(i, sampler) } }, afterStep: afterStep)
+    }
+
+    /// The latents [batch, C, h, w] of the batch last run with `s` (images `images`, for the message
+    /// when they hold non-finite values). With guidance both halves hold the same latents: the first is the batch's.
+    public func finalLatents(_ s: PlanSampler, images: Range<Int>) throws -> [Float] {
+        let final = try unet.stream.download(try sampler(for: s).sampleBuffer, count: batch * latentSize)
+        if let bad = final.firstIndex(where: { !$0.isFinite }) {
+            throw ModelError("the latents of image \(images.lowerBound + bad / latentSize) hold non-finite values (\(final[bad])): the sampler diverged, or the latents or the weights hold NaN or Inf")
+        }
+        return final
     }
 
     /// Generates `count` images from `prompts` (one for all, or one per image) with `plan`, handing each
@@ -141,33 +180,81 @@ public final class TextToImagePipeline {
         if let initial = noise.initial, initial.count != count * latentSize {
             throw ModelError("the latents have \(initial.count) values; \(count) images of \(latentShape) need \(count * latentSize)")
         }
-        let sampler = try sampler(for: plan.sampler)
-        try sampler.prepare(plan)
+        let negatives = negativePrompts.isEmpty ? [""] : negativePrompts
+        try sampler(for: plan.sampler).prepare(plan)
         let steps = plan.actions.count, total = batches(count) * steps
         let start = DispatchTime.now().uptimeNanoseconds
         for b in 0..<batches(count) {
             let images = (b * batch)..<min(count, (b + 1) * batch)
-            try encodePrompts(prompts, negative: negativePrompts, batch: b, count: count)
-            var latents: [Float]
-            if let given = noise.initial {
-                latents = Array(given[(images.lowerBound * latentSize)..<(images.upperBound * latentSize)])
-                latents += Array(repeating: 0, count: (batch - images.count) * latentSize)
-            } else {
-                latents = noise.streams.initialNoise(images: (b * batch)..<((b + 1) * batch), imageSize: latentSize)
-            }
-            try sampler.setInitialNoise(guided ? latents + latents : latents)
-            var variance = noise.streams.variance(images: (b * batch)..<((b + 1) * batch), imageSize: latentSize)
-            let ok = try sampler.runSteps(plan: plan, noiseSource: &variance, afterStep: GenerationProgress.stepObserver(
-                progress, batch: b, steps: steps, total: total, images: images, count: count, start: start))
+            let ok = try runBatch(prompt: { try self.pick(prompts, $0, "prompt", count: count) },
+                                  negative: { try self.pick(negatives, $0, "negative prompt", count: count) },
+                                  plan: plan, noise: noise, batch: b, count: count,
+                                  afterStep: GenerationProgress.stepObserver(progress, batch: b, steps: steps, total: total, images: images,
+                                                                             count: count, start: start))
             guard ok else { return false }
-            // With guidance both halves hold the same latents: the first is the batch's.
-            let final = try unet.stream.download(sampler.sampleBuffer, count: batch * latentSize)
-            if let bad = final.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError("the latents of image \(images.lowerBound + bad / latentSize) hold non-finite values (\(final[bad])): the sampler diverged, or the latents or the weights hold NaN or Inf")
-            }
+            let final = try finalLatents(plan.sampler, images: images)
             let decoded = try decoder.decodeScaled(final)
             try sink(images, Array(final[..<(images.count * latentSize)]), Array(decoded[..<(images.count * imageSize)]))
         }
         return true
+    }
+}
+
+/// A text-to-image pipeline over a prompt set, as rFID and the search use it: image i is generated
+/// from prompt i mod n (and the negative prompt, if any) and the seed's latents, and decoded by the VAE
+/// on the device.
+public final class PromptedPipeline: ImagePipeline {
+    public let pipeline: TextToImagePipeline
+    public let prompts: [String], negativePrompt: String
+
+    public init(_ pipeline: TextToImagePipeline, prompts: [String], negativePrompt: String = "") throws {
+        guard !prompts.isEmpty else { throw ModelError("a prompt set needs at least one prompt") }
+        self.pipeline = pipeline; self.prompts = prompts; self.negativePrompt = negativePrompt
+    }
+
+    public var unet: UNet { pipeline.unet }
+    public var batch: Int { pipeline.batch }
+    public var imageShape: [Int] { [pipeline.decoder.config.outChannels, pipeline.height, pipeline.width] }
+    public func sampler(for s: PlanSampler) throws -> Sampler { try pipeline.sampler(for: s) }
+
+    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
+        let scheduler = try sampler(for: s).scheduler
+        return scheduler.isDeterministic && scheduler.historyLength == 0
+    }
+
+    @discardableResult
+    public func runBatch(plan: StepPlan, noise: GenerationNoise, batch b: Int, count: Int, resume: (step: Int, sample: [Float])?,
+                         beforeStep: ((Int, Sampler) throws -> Void)?, afterStep: ((Int) -> GenerationControl)?) throws -> Bool {
+        let ok = try pipeline.runBatch(prompt: { self.prompts[$0 % self.prompts.count] }, negative: { _ in self.negativePrompt },
+                                       plan: plan, noise: noise, batch: b, count: count, resume: resume,
+                                       beforeStep: beforeStep, afterStep: afterStep)
+        guard ok else { return false }
+        try pipeline.decoder.decodeScaledOnDevice(try pipeline.finalLatents(plan.sampler, images: (b * batch)..<((b + 1) * batch)))
+        return true
+    }
+
+    public func images(of plan: StepPlan) throws -> DeviceBuffer<Float> { pipeline.decoder.output }
+
+    /// A key of everything that determines the images besides the plan and the seed: the UNet's,
+    /// text encoder's and VAE's weights and configs, the tokenizer's files, the prompts, the guidance
+    /// scale and the image size (rFID's teacher-feature cache is keyed by it).
+    public static func contentKey(folder: StableDiffusionFolder, variant: String?, prompts: [String], negativePrompt: String,
+                                  guidanceScale: Float, height: Int, width: Int) throws -> String {
+        var h = FNV1a()
+        h.add(Array(try RFIDEvaluator.modelKey(folder: folder.unet).utf8))
+        let fm = FileManager.default
+        for dir in [folder.textEncoder, folder.vae] {
+            let weights = try ModelFolder.weights(in: dir, variant: variant)
+            for url in [weights, dir.appendingPathComponent("config.json")] {
+                h.add(Array(url.lastPathComponent.utf8))
+                h.add(try Data(contentsOf: url))
+            }
+        }
+        for name in ((try? fm.contentsOfDirectory(atPath: folder.tokenizer.path)) ?? []).sorted() {
+            h.add(Array(name.utf8))
+            h.add((try? Data(contentsOf: folder.tokenizer.appendingPathComponent(name))) ?? Data())
+        }
+        h.add(Array("prompts \(prompts.count)|\(prompts.joined(separator: "\n"))|negative \(negativePrompt)|guidance \(guidanceScale)|\(height)x\(width)".utf8))
+        return h.hex
     }
 }

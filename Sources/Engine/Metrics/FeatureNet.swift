@@ -130,3 +130,40 @@ public final class FashionFeatureNet: FeatureExtractor {
         return try stream.download(logitsBuffer, count: batch * config.numClasses)
     }
 }
+
+/// A feature network fed images of another size: each batch is clamped to [-1, 1] and resized
+/// bilinearly to the network's input (as pytorch-fid resizes to 299), RGB converted to grey by ITU-R
+/// 601-2 luma (PIL's convert("L")) or grey repeated to RGB where the channels differ. It lets the
+/// Fashion-MNIST network score a text-to-image pipeline's RGB images (a CI-sized stand-in for
+/// Inception, which resizes itself).
+public final class ResizedFeatures: FeatureExtractor {
+    public let inner: FeatureExtractor
+    public let channels: Int, height: Int, width: Int
+    let resized: DeviceBuffer<Float>
+
+    public init(_ inner: FeatureExtractor, channels: Int, height: Int, width: Int) throws {
+        guard channels == inner.channels || (channels == 3 && inner.channels == 1) || (channels == 1 && inner.channels == 3) else {
+            throw ModelError("the \(inner.name) feature network takes \(inner.channels)-channel images; \(channels)-channel images cannot be converted to them")
+        }
+        guard height > 0, width > 0 else { throw ModelError("images of \(height)×\(width) cannot be resized") }
+        self.inner = inner; self.channels = channels; self.height = height; self.width = width
+        resized = try inner.stream.buffer(inner.batch * inner.channels * inner.height * inner.width)
+    }
+
+    public var name: String { inner.name }
+    public var fingerprint: String { "\(inner.fingerprint) resized from \(channels)×\(height)×\(width)" }
+    public var dims: Int { inner.dims }
+    public var batch: Int { inner.batch }
+    public var stream: ComputeStream { inner.stream }
+
+    public func extract(_ images: DeviceBuffer<Float>, into features: DeviceBuffer<Float>, row: Int) throws {
+        if channels == 3 && inner.channels == 1 {
+            try stream.resizeBilinearLuma(images, output: resized, batch: batch, height: height, width: width,
+                                          outHeight: inner.height, outWidth: inner.width, clampTo: -1...1)
+        } else {
+            try stream.resizeBilinear(images, output: resized, batch: batch, channels: channels, height: height, width: width,
+                                      outChannels: inner.channels, outHeight: inner.height, outWidth: inner.width, clampTo: -1...1)
+        }
+        try inner.extract(resized, into: features, row: row)
+    }
+}

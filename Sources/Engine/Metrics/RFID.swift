@@ -14,7 +14,7 @@ import Foundation
 import GPUKernels
 
 public final class RFIDEvaluator {
-    public let pipeline: GenerationPipeline
+    public let pipeline: any ImagePipeline
     public let extractor: FeatureExtractor
     /// The plan every score is against (every step full on its sampler, usually).
     public let teacher: StepPlan
@@ -37,25 +37,25 @@ public final class RFIDEvaluator {
 
     /// `modelKey` identifies the weights and configs (`modelKey(folder:)`); teacher features are
     /// cached under `cacheDirectory`.
-    public init(pipeline: GenerationPipeline, extractor: FeatureExtractor, teacher: StepPlan, seed: UInt64, modelKey: String,
+    public init(pipeline: any ImagePipeline, extractor: FeatureExtractor, teacher: StepPlan, seed: UInt64, modelKey: String,
                 maxStates: Int = 2048,
                 cacheDirectory: URL = flexiffusionCacheDirectory().appendingPathComponent("teacher-features")) throws {
-        let u = pipeline.unet
-        guard extractor.batch == u.batch, extractor.channels == u.config.outChannels, extractor.height == u.height, extractor.width == u.width else {
-            throw ModelError("the \(extractor.name) feature network takes \(extractor.batch) × \(extractor.channels)×\(extractor.height)×\(extractor.width), the sampler makes \(u.batch) × \(u.config.outChannels)×\(u.height)×\(u.width)")
+        let u = pipeline.unet, shape = pipeline.imageShape
+        guard extractor.batch == pipeline.batch, [extractor.channels, extractor.height, extractor.width] == shape else {
+            throw ModelError("the \(extractor.name) feature network takes \(extractor.batch) × \(extractor.channels)×\(extractor.height)×\(extractor.width), the pipeline makes \(pipeline.batch) × \(shape.map(String.init).joined(separator: "×"))")
         }
         try teacher.validate(branchCount: u.branchCount)
         self.pipeline = pipeline; self.extractor = extractor; self.teacher = teacher; self.seed = seed; self.maxStates = maxStates
-        featureBuffer = try u.stream.buffer(u.batch * extractor.dims)
+        featureBuffer = try u.stream.buffer(pipeline.batch * extractor.dims)
         let t = teacher.sampler
         // (PNDM's mode and explicit timesteps only where present: the keys of the caches made before them stay.)
         teacherKey = FNV1a.hex((["teacher-features v2", modelKey, t.scheduler.rawValue, "\(t.steps)", "\(t.eta)", t.order.map { "order \($0)" } ?? "", teacher.compact,
-                                 "\(seed)", "\(u.batch)", extractor.name, extractor.fingerprint]
+                                 "\(seed)", "\(pipeline.batch)", extractor.name, extractor.fingerprint]
                                 + [t.skipPRKSteps.map { "skip_prk_steps \($0)" }, t.timesteps.map { "timesteps \($0)" }].compactMap { $0 }).joined(separator: "|"))
         teacherFile = cacheDirectory.appendingPathComponent("\(teacherKey).safetensors")
         if let file = try? SafeTensorsFile(path: teacherFile.path) {
             for name in file.names where name.hasPrefix("batch_") {
-                if let b = Int(name.dropFirst(6)), let v = try? file.floats(name), v.count == u.batch * extractor.dims { teacherFeatures[b] = v }
+                if let b = Int(name.dropFirst(6)), let v = try? file.floats(name), v.count == pipeline.batch * extractor.dims { teacherFeatures[b] = v }
             }
         }
     }
@@ -89,12 +89,12 @@ public final class RFIDEvaluator {
             self.clock += 1
             self.states[key] = (try sampler.currentSample(), self.clock)
             if self.states.count > self.maxStates, let old = self.states.min(by: { $0.value.used < $1.value.used })?.key { self.states[old] = nil }
-        })
+        }, afterStep: nil)
         if counted {
             stepsRun += plan.actions.count - (resume?.step ?? 0)
             stepsShared += resume?.step ?? 0
         }
-        try extractor.extract(try pipeline.sampler(for: plan.sampler).sampleBuffer, into: featureBuffer, row: 0)
+        try extractor.extract(try pipeline.images(of: plan), into: featureBuffer, row: 0)
         let f = try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
         guard f.allSatisfy({ $0.isFinite }) else {
             throw ModelError("\(plan.sampler), batch \(b): the image features hold non-finite values (the sampler diverged, or the noise or the weights hold NaN or Inf); nothing is scored")

@@ -256,19 +256,33 @@ public final class AutoencoderKL {
     /// `vae.decode(z).sample` for z [N, latent_channels, H/f, W/f] (unscaled: divide a pipeline's latents
     /// by `scaling_factor` first, as `decodeScaled` does). Returns [N, out_channels, H, W], about [-1, 1].
     public func decode(_ latents: [Float]) throws -> [Float] {
+        try decodeOnDevice(latents)
+        return try stream.download(ws.output, count: imageCount)
+    }
+
+    /// `decode`, leaving the images in `output` on the device.
+    public func decodeOnDevice(_ latents: [Float]) throws {
         guard part == .decoder else { throw ModelError("this AutoencoderKL was built as the encoder; decoding needs the decoder") }
         guard latents.count == latentCount else {
             throw ModelError("latents have \(latents.count) values; the decoder takes [\(batch), \(config.latentChannels), \(latentHeight), \(latentWidth)] = \(latentCount)")
         }
         try ws.input.write(latents, queue: stream.queue)
         try run()
-        return try stream.download(ws.output, count: imageCount)
     }
+
+    /// The decoder's images [batch, out_channels, H, W] after `decodeOnDevice` (the encoder's moments after `encode`).
+    public var output: DeviceBuffer<Float> { ws.output }
 
     /// The pipelines' decoding of their latents: `vae.decode(latents / scaling_factor + shift_factor)`.
     public func decodeScaled(_ latents: [Float]) throws -> [Float] {
+        try decodeScaledOnDevice(latents)
+        return try stream.download(ws.output, count: imageCount)
+    }
+
+    /// `decodeScaled`, leaving the images in `output` on the device.
+    public func decodeScaledOnDevice(_ latents: [Float]) throws {
         let scale = Float(1 / config.scalingFactor), shift = Float(config.shiftFactor ?? 0)
-        return try decode(latents.map { $0 * scale + shift })
+        try decodeOnDevice(latents.map { $0 * scale + shift })
     }
 
     /// `vae.encode(x).latent_dist` for images x [N, in_channels, H, W] in [-1, 1]: its mean and its
