@@ -1,6 +1,6 @@
 // 2-D convolution support: im2col lowering (the GEMM itself runs through the GEMM path).
 //
-// im2col: x [N, C, H, W] -> col [N, C*KH*KW, OH*OW] ("batched"), or with wide = 1 the same
+// im2col: images n0 ..< n0 + N of x [·, C, H, W] -> col [N, C*KH*KW, OH*OW] ("batched"), or with wide = 1 the same
 //   patches as col [C*KH*KW, N*OH*OW], so that one GEMM covers the whole batch; zero outside the
 //   padded input. global size (OH*OW, C*KH*KW, N); any local size. pad_top/pad_left give the
 //   asymmetric padding diffusers' Downsample2D uses with padding 0 (F.pad (0,1,0,1)); the
@@ -12,7 +12,7 @@
 //   the same arguments.
 // No #defines.
 
-__kernel void im2col(__global const float* x, __global float* col,
+__kernel void im2col(__global const float* x, const int n0, __global float* col,
                      const int N, const int C, const int H, const int W,
                      const int KH, const int KW, const int stride,
                      const int pad_top, const int pad_left,
@@ -33,7 +33,7 @@ __kernel void im2col(__global const float* x, __global float* col,
     const int ix = ox * stride - pad_left + kx;
     float v = 0.0f;
     if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-        v = x[((size_t)(n * C + c) * H + iy) * W + ix];
+        v = x[((size_t)((n0 + n) * C + c) * H + iy) * W + ix];
     col[(wide ? ((size_t)r * N + n) * P : ((size_t)n * (C * KH * KW) + r) * P) + p] = v;
 }
 
@@ -48,7 +48,7 @@ __kernel void unfold_batch(__global const float* tmp, const int tmp_offset,
     y[((size_t)n * Co + co) * P + p] = tmp[tmp_offset + ((size_t)co * N + n) * P + p] + b;
 }
 
-__kernel void im2col_rows(__global const float* x, __global float* col,
+__kernel void im2col_rows(__global const float* x, const int n0, __global float* col,
                           const int N, const int C, const int H, const int W,
                           const int KH, const int KW, const int stride,
                           const int pad_top, const int pad_left,
@@ -69,7 +69,7 @@ __kernel void im2col_rows(__global const float* x, __global float* col,
         for (int ox = 0; ox < OW; ++ox) dst[ox] = 0.0f;
         return;
     }
-    __global const float* src = x + ((size_t)(n * C + c) * H + iy) * W;
+    __global const float* src = x + ((size_t)((n0 + n) * C + c) * H + iy) * W;
     for (int ox = 0; ox < OW; ++ox) {
         const int ix = ox * stride - pad_left + kx;
         dst[ox] = (ix >= 0 && ix < W) ? src[ix] : 0.0f;

@@ -11,7 +11,8 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
 # and run there (.device and .whl carried):  bash scripts/gpu_session.sh [PARTS]
 # PARTS (default "parity bench generate search"): any of parity, bench, sd, profile, generate, search,
-# fid, t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
+# fid, t2i-search (SD 1.5's full configuration: device memory at the search's default batch and a small
+# search over the prompt set), t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
 # .device/clip-vocab from `make_tiny_sd_pipeline.py --write-vocabulary .device/clip-vocab`). The fid part runs scripts/plan_fid_check.py at 10,000 samples on the search's plans and the plain
 # solvers at their step counts (needs the Fashion-MNIST test images under $DATA, default .device/fashion-mnist).
 set -u
@@ -104,6 +105,16 @@ for run in range(2):
     torch.cuda.synchronize(); print(f"diffusers run {run + 1}: {time.perf_counter() - t:.2f} s per image (50 steps)", flush=True)
 PY
     ;;
+t2i-search)
+    step "text-to-image search on SD 1.5's full configuration (random weights, 512x512): memory at the search's default batch, then a small search"
+    [ -d $WORK/sd15 ] || python3 scripts/make_tiny_sd_pipeline.py $WORK/sd15 --sd15 --vocabulary .device/clip-vocab 2>&1 | tail -1
+    # (batch 32 with guidance: the UNet runs 64, the VAE decodes 32 images of 512x512; two steps are enough for the memory.)
+    time timeout 150 "$BIN" generate --model $WORK/sd15 --variant fp16 --device "$DEVICE" --prompt "a kitchen table with fruit" \
+        --count 32 --batch 32 --steps 2 --out $WORK/sd15-b32.png --json
+    time timeout ${SEARCH_LIMIT:-330} "$BIN" search --model $WORK/sd15 --variant fp16 --device "$DEVICE" --prompts prompts/everyday-scenes.txt \
+        --speedup 3 --features fashion --samples ${T2I_SAMPLES:-16} --batch 8 --generations ${T2I_GENERATIONS:-1} --population 4 --children 4 --no-measure \
+        --out $WORK/sd15-search.json --latency-table $WORK/latency.json
+    cp $WORK/sd15-search.json "$OUT/" 2>/dev/null ;;
 *) echo "unknown part $part" ;;
 esac; done
 

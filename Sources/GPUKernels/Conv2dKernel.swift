@@ -64,14 +64,23 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
         needsIm2col && outSpatial <= Conv2dAlgorithm.wideUpToSpatial ? .wide : .batched
     }
 
-    /// Floats of scratch space `conv2d` needs with `algorithm` (default: the preferred one).
-    public func scratchCount(_ algorithm: Conv2dAlgorithm? = nil) -> Int {
+    /// Floats of scratch space `conv2d` needs with `algorithm` (default: the preferred one) and, for
+    /// `batched`, `chunk` images lowered at a time (default `batchedChunk`).
+    public func scratchCount(_ algorithm: Conv2dAlgorithm? = nil, chunk: Int? = nil) -> Int {
         guard needsIm2col else { return 0 }
         switch algorithm ?? preferredAlgorithm {
-        case .batched: return batch * patch * outSpatial
+        case .batched: return (chunk ?? batchedChunk) * patch * outSpatial
         case .wide: return batch * (patch + outChannels) * outSpatial
         }
     }
+
+    /// The most floats the `batched` lowering's columns take at once (1 GiB): larger batches are
+    /// lowered and multiplied a chunk of images at a time (a VAE decoder at 512×512 and batch 32 would
+    /// otherwise need 72 GiB for one buffer, past every GPU's largest allocation).
+    public static let batchedScratchLimit = 1 << 28
+
+    /// Images the `batched` lowering takes at a time: as many as fit `batchedScratchLimit`, at least one.
+    public var batchedChunk: Int { max(1, min(batch, Self.batchedScratchLimit / max(1, patch * outSpatial))) }
     public var scratchCount: Int { scratchCount() }
     /// Multiply-accumulates of one call.
     public var macs: Int { batch * outChannels * outSpatial * patch }
@@ -97,12 +106,16 @@ extension ComputeStream {
     /// im2col of x [N, C, H, W] into col [N, C·k·k, OH·OW] (batched) or [C·k·k, N·OH·OW] (wide), one
     /// output element per work-item (coalesced writes on GPUs) or, with `rowwiseIm2col` (the default
     /// on CPU devices, where PoCL spends its time on per-element index arithmetic), one output row.
-    public func im2col(_ input: DeviceBuffer<Float>, into col: DeviceBuffer<Float>, shape s: Conv2dShape, wide: Bool) throws {
-        precondition(input.count >= s.inputCount && col.count >= s.batch * s.patch * s.outSpatial,
+    /// `images` (default all) of the batch are lowered into col as a batch of their own.
+    public func im2col(_ input: DeviceBuffer<Float>, into col: DeviceBuffer<Float>, shape s: Conv2dShape, wide: Bool,
+                       images: Range<Int>? = nil) throws {
+        let images = images ?? 0..<s.batch
+        precondition(images.lowerBound >= 0 && images.upperBound <= s.batch && !images.isEmpty, "im2col images \(images) outside batch \(s.batch)")
+        precondition(input.count >= s.inputCount && col.count >= images.count * s.patch * s.outSpatial,
                      "im2col buffers too small for \(s)")
         try launch("conv2d", rowwiseIm2col ? "im2col_rows" : "im2col",
-                   global: [rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, s.batch], [
-            .buffer(input.mem), .buffer(col.mem), .int(s.batch), .int(s.inChannels), .int(s.height), .int(s.width),
+                   global: [rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, images.count], [
+            .buffer(input.mem), .int(images.lowerBound), .buffer(col.mem), .int(images.count), .int(s.inChannels), .int(s.height), .int(s.width),
             .int(s.kernelHeight), .int(s.kernelWidth), .int(s.stride), .int(s.padTop), .int(s.padLeft),
             .int(s.outHeight), .int(s.outWidth), .int(wide ? 1 : 0),
         ])
@@ -110,10 +123,11 @@ extension ComputeStream {
 
     /// y = conv2d(x, weight [Co, Ci, k, k]) + bias [Co]; output [N, Co, OH, OW], through the stream's
     /// convolution path. `scratch` holds at least `shape.scratchCount` floats when the shape needs
-    /// im2col on the im2col-gemm path (`algorithm` picks the lowering there).
+    /// im2col on the im2col-gemm path (`algorithm` picks the lowering there; `batched` lowers `chunk`
+    /// images at a time, default `shape.batchedChunk`, and scratch holds `shape.scratchCount(.batched, chunk:)`).
     public func conv2d(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
                        output: DeviceBuffer<Float>, shape s: Conv2dShape, scratch: DeviceBuffer<Float>? = nil,
-                       algorithm: Conv2dAlgorithm? = nil) throws {
+                       algorithm: Conv2dAlgorithm? = nil, chunk: Int? = nil) throws {
         precondition(input.count >= s.inputCount, "conv2d input too small for \(s)")
         precondition(weight.count >= s.weightCount, "conv2d weight too small for \(s)")
         precondition(output.count >= s.outputCount, "conv2d output too small for \(s)")
@@ -123,9 +137,10 @@ extension ComputeStream {
         }
         let P = s.outSpatial
         let algorithm = s.needsIm2col ? (algorithm ?? s.preferredAlgorithm) : .batched
+        let chunk = max(1, min(s.batch, chunk ?? s.batchedChunk))
         if s.needsIm2col {
-            guard let scratch, scratch.count >= s.scratchCount(algorithm) else {
-                preconditionFailure("conv2d \(s) needs \(s.scratchCount(algorithm)) floats of scratch")
+            guard let scratch, scratch.count >= s.scratchCount(algorithm, chunk: chunk) else {
+                preconditionFailure("conv2d \(s) needs \(s.scratchCount(algorithm, chunk: chunk)) floats of scratch")
             }
         }
         if algorithm == .wide, let scratch {
@@ -140,21 +155,24 @@ extension ComputeStream {
             ])
             return
         }
-        let b: GemmOperand
-        if s.needsIm2col, let scratch {
-            try im2col(input, into: scratch, shape: s, wide: false)
-            b = GemmOperand(scratch, ld: P, stride: s.patch * P)
-        } else {
-            b = GemmOperand(input, ld: P, stride: s.inChannels * P)
-        }
         if let bias {
             precondition(bias.count >= s.outChannels, "conv2d bias too small")
             try fillChannelBias(output, bias: bias, batch: s.batch, channels: s.outChannels, spatial: P)
         }
-        try gemm.sgemm(queue: queue, m: s.outChannels, n: P, k: s.patch,
-                       a: GemmOperand(weight, ld: s.patch, stride: 0), b: b,
-                       beta: bias == nil ? 0 : 1, c: GemmOperand(output, ld: P, stride: s.outChannels * P),
-                       batch: s.batch)
+        guard s.needsIm2col, let scratch else {
+            return try gemm.sgemm(queue: queue, m: s.outChannels, n: P, k: s.patch,
+                                  a: GemmOperand(weight, ld: s.patch, stride: 0), b: GemmOperand(input, ld: P, stride: s.inChannels * P),
+                                  beta: bias == nil ? 0 : 1, c: GemmOperand(output, ld: P, stride: s.outChannels * P), batch: s.batch)
+        }
+        // Images `chunk` at a time: lowered into the scratch, then one strided-batched GEMM into their outputs.
+        for first in stride(from: 0, to: s.batch, by: chunk) {
+            let images = first..<min(s.batch, first + chunk)
+            try im2col(input, into: scratch, shape: s, wide: false, images: images)
+            try gemm.sgemm(queue: queue, m: s.outChannels, n: P, k: s.patch,
+                           a: GemmOperand(weight, ld: s.patch, stride: 0), b: GemmOperand(scratch, ld: P, stride: s.patch * P),
+                           beta: bias == nil ? 0 : 1, c: GemmOperand(output, offset: first * s.outChannels * P, ld: P, stride: s.outChannels * P),
+                           batch: images.count)
+        }
     }
 
     /// torch.nn.Linear: y [N, out] = x [N, in] · weightᵀ + bias, weight [out, in].

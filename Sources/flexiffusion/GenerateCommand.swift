@@ -118,7 +118,7 @@ struct GenerateCommand: ParsableCommand {
         try outputs.write(samples, shape: shape)
         if json {
             try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
-                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name,
+                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "device_memory_peak_bytes": stream.context.allocatedBytes.peak,
                            "outputs": [outputs.grid, outputs.folder, outputs.tensor].compactMap { $0 }])
         } else {
             say("\(n) images, \(label), \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(outputs.summary(count: n))")

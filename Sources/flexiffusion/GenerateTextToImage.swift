@@ -60,7 +60,7 @@ extension GenerateCommand {
         let written = [outputs.isEmpty ? nil : outputs.summary(count: n), outputLatents].compactMap { $0 }.joined(separator: ", ")
         if json {
             try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
-                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "guidance_scale": guidanceScale,
+                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "device_memory_peak_bytes": stream.context.allocatedBytes.peak, "guidance_scale": guidanceScale,
                            "height": pipeline.height, "width": pipeline.width,
                            "outputs": [outputs.grid, outputs.folder, outputs.tensor, outputLatents].compactMap { $0 }])
         } else {

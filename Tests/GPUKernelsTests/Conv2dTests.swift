@@ -28,6 +28,18 @@ import TestSupport
                 try checkConv2d(path: path, shape: sh, algorithm: algorithm, rowwise: rowwise)
             }
         }
+        // The batched lowering a chunk of images at a time (two: a ragged last chunk for odd batches).
+        if sh.batch > 1 { try checkConv2d(path: path, shape: sh, algorithm: .batched, rowwise: false, chunk: 2) }
+    }
+
+    /// Chunks keep the batched lowering's scratch within its limit, at least one image at a time.
+    @Test func batchedScratchIsChunked() {
+        let vae = Conv2dShape(batch: 32, inChannels: 256, height: 512, width: 512, outChannels: 256, kernelSize: 3, stride: 1, padding: 1)
+        #expect(vae.batchedChunk == 1 && vae.scratchCount(.batched) == 256 * 9 * 512 * 512, "one 512×512 image: 2.4 GB, not 72 GiB")
+        let unet = Conv2dShape(batch: 64, inChannels: 320, height: 64, width: 64, outChannels: 320, kernelSize: 3, stride: 1, padding: 1)
+        #expect(unet.batchedChunk == Conv2dShape.batchedScratchLimit / (320 * 9 * 4096) && unet.scratchCount(.batched) <= Conv2dShape.batchedScratchLimit)
+        let small = Self.shapes[0]
+        #expect(small.batchedChunk == small.batch && small.scratchCount(.batched) == small.batch * small.patch * small.outSpatial)
     }
 
     /// oneDNN on the host, where the device is a CPU and libdnnl is installed.
@@ -40,7 +52,7 @@ import TestSupport
     }
 
     func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool,
-                     convolution: ConvolutionPath = .im2colGemm) throws {
+                     convolution: ConvolutionPath = .im2colGemm, chunk: Int? = nil) throws {
         let s = try ComputeStream(device: testDevice(), gemm: path, convolution: convolution)
         s.rowwiseIm2col = rowwise
         let seed = freshSeed()
@@ -49,17 +61,18 @@ import TestSupport
         let w = randomArray(sh.weightCount, &rng, in: -0.5...0.5)
         let bias = randomArray(sh.outChannels, &rng)
         let dx = try s.upload(x), dw = try s.upload(w), db = try s.upload(bias)
-        let scratch = sh.scratchCount(algorithm) > 0 ? try s.buffer(sh.scratchCount(algorithm)) : nil
+        let count = sh.scratchCount(algorithm, chunk: chunk)
+        let scratch = count > 0 ? try s.buffer(count) : nil
         let pad = (sh.padTop, sh.padLeft, sh.padBottom, sh.padRight)
         for withBias in [true, false] {
             // Pre-fill the output with garbage: every element must be written.
             let dy = try s.upload(randomArray(sh.outputCount, &rng, in: 100...200))
-            try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch, algorithm: algorithm)
+            try s.conv2d(dx, weight: dw, bias: withBias ? db : nil, output: dy, shape: sh, scratch: scratch, algorithm: algorithm, chunk: chunk)
             let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w,
                                        bias: withBias ? bias : nil, outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth,
                                        stride: sh.stride, pad: pad)
             expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
-                        "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn" : "\(algorithm) rowwise \(rowwise) \(path)")", seed: seed)
+                        "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn" : "\(algorithm) rowwise \(rowwise) \(path)\(chunk.map { " chunk \($0)" } ?? "")")", seed: seed)
         }
     }
 
