@@ -147,3 +147,39 @@ __attribute__((target_clones("arch=x86-64-v3", "default")))
 void flex_add_scale(const float *a, const float *b, float *y, long count, float scale) {
     add_scale(a, b, y, count, scale);
 }
+
+__attribute__((always_inline)) static inline void channel_bias(float *y, const float *bias, long first, long count, long channels,
+                                                               long spatial, long batch_stride, int add) {
+    for (long r = first; r < first + count; r++) {
+        const float b = bias[(r / channels) * batch_stride + r % channels];
+        const v8f bv = splat(b);
+        float *row = y + r * spatial;
+        const long full = spatial / 8 * 8;
+        if (add) {
+            for (long p = 0; p < full; p += 8) store8(row + p, load8(row + p) + bv);
+            for (long p = full; p < spatial; p++) row[p] += b;
+        } else {
+            for (long p = 0; p < full; p += 8) store8(row + p, bv);
+            for (long p = full; p < spatial; p++) row[p] = b;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void flex_channel_bias(float *y, const float *bias, long first, long count, long channels, long spatial, long batch_stride, int add) {
+    channel_bias(y, bias, first, count, channels, spatial, batch_stride, add);
+}
+
+void flex_upsample_nearest2x(const float *x, float *y, long first, long count, long height, long width) {
+    for (long plane = first; plane < first + count; plane++) {
+        const float *src = x + plane * height * width;
+        float *dst = y + plane * 4 * height * width;
+        for (long i = 0; i < height; i++) {
+            float *r0 = dst + 2 * i * 2 * width;
+            for (long j = 0; j < width; j++) r0[2 * j] = r0[2 * j + 1] = src[i * width + j];
+            memcpy(r0 + 2 * width, r0, 2 * width * sizeof(float));
+        }
+    }
+}

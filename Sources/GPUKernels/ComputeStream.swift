@@ -17,6 +17,9 @@ public final class ComputeStream {
     private var kernels: [String: CLKernel] = [:]
     private var scratchBuffers: [ScratchKind: DeviceBuffer<Float>] = [:]
     var hostConvolutions: [HostConvolutionKey: HostConvolution] = [:]
+    var preparedWeights: [PreparedWeightsKey: PreparedWeights] = [:]
+    /// oneDNN convolutions in its preferred (blocked) layouts, else on NCHW (`HostConvolution.blockedByDefault`).
+    public var blockedHostConvolutions = HostConvolution.blockedByDefault
 
     /// How convolutions run: oneDNN on the host (CPU devices, the default there when libdnnl is
     /// installed) or im2col + GEMM on the device.

@@ -55,6 +55,10 @@ extension ComputeStream {
                        [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels)])
             return
         }
+        if gemm.path == .hostBLAS {
+            return try hostChannelBias(y, offset: offset, bias: bias, batch: batch, channels: channels, spatial: spatial,
+                                       batchStride: 0, add: false)
+        }
         try launch("elementwise", "fill_channel_bias", global: [spatial, channels, batch],
                    [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels), .int(spatial)])
     }
@@ -70,7 +74,23 @@ extension ComputeStream {
                        [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(biasBatchStride)])
             return
         }
+        if gemm.path == .hostBLAS {
+            return try hostChannelBias(y, offset: 0, bias: bias, batch: batch, channels: channels, spatial: spatial,
+                                       batchStride: biasBatchStride, add: true)
+        }
         try launch("elementwise", "add_channel_bias", global: [spatial, channels, batch],
                    [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(spatial), .int(biasBatchStride)])
+    }
+
+    /// `fillChannelBias` / `addChannelBias` on the host for CPU devices whose GEMMs run there: one
+    /// vectorised pass over the mapped buffers.
+    private func hostChannelBias(_ y: DeviceBuffer<Float>, offset: Int, bias: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int,
+                                 batchStride: Int, add: Bool) throws {
+        if queue.profiling { try queue.finish() }
+        try queue.withMapped([y, bias]) { p in
+            let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            HostElementwise.channelBias(p[0] + offset, p[1], batch: batch, channels: channels, spatial: spatial, batchStride: batchStride, add: add)
+            if queue.profiling { recordHostTiming("\(add ? "add" : "fill")_channel_bias (host)", DispatchTime.now().uptimeNanoseconds - t0) }
+        }
     }
 }

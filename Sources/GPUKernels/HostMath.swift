@@ -62,4 +62,25 @@ enum HostElementwise {
             (y + n * (na + nb) + na).update(from: b + n * nb, count: nb)
         }
     }
+
+    /// y [N, C, P] (from element `offset`) = bias[n · batchStride + c], or += it (`add`), over the
+    /// (n, c) rows split over `threads` threads.
+    static func channelBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int,
+                            batchStride: Int, add: Bool, threads: Int = cores) {
+        let (by, bb) = (UInt(bitPattern: y), UInt(bitPattern: bias))
+        splitOverCores(count: batch * channels, parts: min(threads, batch * channels * spatial / 16_384)) { r in
+            flex_channel_bias(UnsafeMutablePointer<Float>(bitPattern: by)!, UnsafePointer<Float>(bitPattern: bb)!, r.lowerBound, r.count,
+                              channels, spatial, batchStride, add ? 1 : 0)
+        }
+    }
+
+    /// Nearest-neighbour 2× upsampling of x [planes, H, W] into y [planes, 2H, 2W], planes split over `threads` threads.
+    static func upsampleNearest2x(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int, height: Int, width: Int,
+                                  threads: Int = cores) {
+        let (bx, by) = (UInt(bitPattern: x), UInt(bitPattern: y))
+        splitOverCores(count: planes, parts: min(threads, planes * height * width / 16_384)) { r in
+            flex_upsample_nearest2x(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!, r.lowerBound, r.count,
+                                    height, width)
+        }
+    }
 }

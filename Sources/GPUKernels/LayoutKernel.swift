@@ -9,6 +9,16 @@ extension ComputeStream {
         let n = batch * channels * height * width
         precondition(x.count >= n && y.count >= 4 * n, "upsample buffers too small")
         precondition(x !== y, "upsample cannot run in place")
+        if gemm.path == .hostBLAS {
+            // CPU devices whose GEMMs run on the host: row copies over the mapped buffers.
+            if queue.profiling { try queue.finish() }
+            try queue.withMapped([x, y]) { p in
+                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+                HostElementwise.upsampleNearest2x(p[0], p[1], planes: batch * channels, height: height, width: width)
+                if queue.profiling { recordHostTiming("upsample_nearest2x (host)", DispatchTime.now().uptimeNanoseconds - t0) }
+            }
+            return
+        }
         try launch("layout", "upsample_nearest2x", global: [4 * n],
                    [.buffer(x.mem), .buffer(y.mem), .int(batch * channels), .int(height), .int(width)])
     }

@@ -48,12 +48,36 @@ import TestSupport
         guard try testDevice().kind == .cpu else { return }
         #expect(ConvolutionPath.oneDNNAvailable, "libdnnl.so.2 is missing: CI installs libdnnl-dev")
         guard ConvolutionPath.oneDNNAvailable else { return }
-        try checkConv2d(path: .hostBLAS, shape: sh, algorithm: .batched, rowwise: false, convolution: .oneDNN)
+        for blocked in [true, false] {
+            try checkConv2d(path: .hostBLAS, shape: sh, algorithm: .batched, rowwise: false, convolution: .oneDNN, blocked: blocked)
+        }
+    }
+
+    /// oneDNN's blocked layouts keep a reordered copy of each weight buffer: a new buffer (an old one
+    /// freed, perhaps at the same address) and another shape get their own.
+    @Test func oneDNNWeightCopiesFollowTheirBuffers() throws {
+        guard try testDevice().kind == .cpu, ConvolutionPath.oneDNNAvailable else { return }
+        let s = try ComputeStream(device: testDevice(), gemm: .hostBLAS, convolution: .oneDNN)
+        s.blockedHostConvolutions = true
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        for sh in [Self.shapes[5], Self.shapes[5], Self.shapes[0], Self.shapes[5]] {
+            let x = randomArray(sh.inputCount, &rng), w = randomArray(sh.weightCount, &rng, in: -0.5...0.5)
+            let dx = try s.upload(x), dw = try s.upload(w), dy = try s.buffer(sh.outputCount)
+            for _ in 0..<2 {   // (the second run reads the prepared copy)
+                try s.conv2d(dx, weight: dw, bias: nil, output: dy, shape: sh)
+                let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w, bias: nil,
+                                           outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth, stride: sh.stride,
+                                           pad: (sh.padTop, sh.padLeft, sh.padBottom, sh.padRight))
+                expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4, "oneDNN blocked \(sh), fresh weights", seed: seed)
+            }
+        }
     }
 
     func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool,
-                     convolution: ConvolutionPath = .im2colGemm, chunk: Int? = nil) throws {
+                     convolution: ConvolutionPath = .im2colGemm, chunk: Int? = nil, blocked: Bool = true) throws {
         let s = try ComputeStream(device: testDevice(), gemm: path, convolution: convolution)
+        s.blockedHostConvolutions = blocked
         s.rowwiseIm2col = rowwise
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
@@ -72,7 +96,7 @@ import TestSupport
                                        bias: withBias ? bias : nil, outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth,
                                        stride: sh.stride, pad: pad)
             expectClose(try s.download(dy), ref, atol: 1e-4, rtol: 1e-4,
-                        "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn" : "\(algorithm) rowwise \(rowwise) \(path)\(chunk.map { " chunk \($0)" } ?? "")")", seed: seed)
+                        "conv2d \(sh) bias \(withBias) via \(convolution == .oneDNN ? "onednn\(blocked ? " blocked" : "")" : "\(algorithm) rowwise \(rowwise) \(path)\(chunk.map { " chunk \($0)" } ?? "")")", seed: seed)
         }
     }
 

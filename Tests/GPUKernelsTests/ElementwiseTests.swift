@@ -28,8 +28,9 @@ import TestSupport
         try s.silu(dz, output: dz, count: n)
         expectClose(try s.download(dz), a.map(Reference.silu), atol: 1e-6, rtol: 1e-5, "silu in place", seed: seed)
 
-        // P = 37 (channel-major) and P = 1 (rows of a linear layer's output: its own kernels).
-        for (N, C, P) in [(3, 5, 37), (7, 11, 1)] {
+        // P = 37 (channel-major), P = 1 (rows of a linear layer's output: its own kernels), and one
+        // large enough for the host path to split its rows over threads (ragged: 132 rows of 515).
+        for (N, C, P) in [(3, 5, 37), (7, 11, 1), (4, 33, 515)] {
             let n = N * C * P
             let a = randomArray(n, &rng)
             let perSample = randomArray(N * C, &rng)
@@ -55,11 +56,14 @@ import TestSupport
         let s = try ComputeStream(device: testDevice(), gemm: path)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let (N, C, H, W) = (2, 3, 5, 7)
-        let x = randomArray(N * C * H * W, &rng)
-        let dx = try s.upload(x), dy = try s.buffer(4 * x.count)
-        try s.upsampleNearest2x(dx, output: dy, batch: N, channels: C, height: H, width: W)
-        expectClose(try s.download(dy), Reference.upsampleNearest2x(x, nc: N * C, h: H, w: W), atol: 0, rtol: 0, "upsample", seed: seed)
+        // (The second is large enough for the host path to split its planes over threads.)
+        for (N, C, H, W) in [(2, 3, 5, 7), (2, 41, 17, 33)] {
+            let x = randomArray(N * C * H * W, &rng)
+            let dx = try s.upload(x), dy = try s.buffer(4 * x.count)
+            try s.upsampleNearest2x(dx, output: dy, batch: N, channels: C, height: H, width: W)
+            expectClose(try s.download(dy), Reference.upsampleNearest2x(x, nc: N * C, h: H, w: W), atol: 0, rtol: 0, "upsample \(N)×\(C)×\(H)×\(W) via \(path)", seed: seed)
+        }
+        let (N, C) = (2, 3)
 
         let (CA, CB, P) = (4, 6, 13)
         let a = randomArray(N * CA * P, &rng), b = randomArray(N * CB * P, &rng)

@@ -10,13 +10,24 @@ int flex_dnnl_available(void);
 const char *flex_dnnl_error(void);
 
 /// A forward-inference convolution of NCHW f32 tensors with OIHW weights and explicit padding.
-/// Returns NULL on failure (see flex_dnnl_error()). `impl` receives oneDNN's implementation name.
+/// `blocked`: the convolution runs in the layouts oneDNN prefers (e.g. nChw16c), the input and output
+/// reordered around it; else on NCHW directly. Returns NULL on failure (see flex_conv_error()).
+/// `impl` receives oneDNN's implementation name.
+#include <stddef.h>
 FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
-                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
+                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias, int blocked,
                            char *impl, int impl_capacity);
 
-/// Runs the convolution on host pointers; 0 on success.
-int flex_conv_execute(FlexConv *conv, const float *x, const float *weight, const float *bias, float *y);
+/// Bytes of the weights in the convolution's own layout; 0 when it takes OIHW as given.
+size_t flex_conv_weights_bytes(const FlexConv *conv);
+
+/// Reorders OIHW `weight` into `out` (flex_conv_weights_bytes(conv) bytes) in the convolution's
+/// layout; 0 on success (nothing to do when that size is 0).
+int flex_conv_prepare_weights(FlexConv *conv, const float *weight, void *out);
+
+/// Runs the convolution on host pointers, the weights in the convolution's layout (the OIHW weights
+/// themselves when flex_conv_weights_bytes is 0); 0 on success.
+int flex_conv_execute(FlexConv *conv, const float *x, const void *weight, const float *bias, float *y);
 
 void flex_conv_destroy(FlexConv *conv);
 

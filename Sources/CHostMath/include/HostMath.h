@@ -13,3 +13,11 @@ void flex_group_norm(const float *x, float *y, const float *gamma, const float *
 
 /// y[i] = (a[i] + b[i]) * scale for i < count (y may be a or b; single-threaded).
 void flex_add_scale(const float *a, const float *b, float *y, long count, float scale);
+
+/// y[(n, c, p)] = bias[n * batch_stride + c] (add: +=) for the (n, c) rows first ..< first + count of
+/// y [N, C, P] (row r = n * channels + c; single-threaded).
+void flex_channel_bias(float *y, const float *bias, long first, long count, long channels, long spatial, long batch_stride, int add);
+
+/// Nearest-neighbour 2x upsampling of the planes first ..< first + count of x [planes, H, W] into
+/// y [planes, 2H, 2W] (single-threaded).
+void flex_upsample_nearest2x(const float *x, float *y, long first, long count, long height, long width);
