@@ -46,10 +46,27 @@ __kernel void copy_channels(__global const float* x, __global float* y,
     y[((size_t)n * CD + offset + c) * P + p] = x[i];
 }
 
+// F.interpolate's bilinear value (align_corners=False) at output pixel (oy, ox) of one H×W plane
+// resized to OH×OW, its four taps clamped to [lo, hi] first. Source index as PyTorch computes it:
+// (dst + 0.5) * (in / out) - 0.5, clamped at 0.
+inline float bilinear_at(__global const float* plane, const int H, const int W, const int OH, const int OW,
+                         const int oy, const int ox, const float lo, const float hi)
+{
+    const float sy = (float)H / (float)OH, sx = (float)W / (float)OW;
+    const float ry = fmax(sy * ((float)oy + 0.5f) - 0.5f, 0.0f);
+    const float rx = fmax(sx * ((float)ox + 0.5f) - 0.5f, 0.0f);
+    const int y0 = (int)ry, x0 = (int)rx;
+    const int dy = (y0 < H - 1) ? W : 0, dx = (x0 < W - 1) ? 1 : 0;
+    const float ly = ry - (float)y0, lx = rx - (float)x0;
+    __global const float* p = plane + (size_t)y0 * W + x0;
+    const float a = clamp(p[0], lo, hi), b = clamp(p[dx], lo, hi);
+    const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
+    return (1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e);
+}
+
 // F.interpolate(x, size=(OH, OW), mode="bilinear", align_corners=False) of x [N, CI, H, W] (read
 // from element x_offset on) clamped to [lo, hi] first, into y [N, CO, OH, OW]; output channel c reads
-// input channel c % CI (a grey image becomes RGB). Source index as PyTorch computes it:
-// (dst + 0.5) * (in / out) - 0.5, clamped at 0. global size (N*CO*OH*OW).
+// input channel c % CI (a grey image becomes RGB). global size (N*CO*OH*OW).
 __kernel void resize_bilinear(__global const float* x, const int x_offset, __global float* y,
                               const int N, const int CI, const int H, const int W,
                               const int CO, const int OH, const int OW, const float lo, const float hi)
@@ -62,16 +79,7 @@ __kernel void resize_bilinear(__global const float* x, const int x_offset, __glo
     t /= OH;
     const int c = t % CO;
     const int n = t / CO;
-    const float sy = (float)H / (float)OH, sx = (float)W / (float)OW;
-    const float ry = fmax(sy * ((float)oy + 0.5f) - 0.5f, 0.0f);
-    const float rx = fmax(sx * ((float)ox + 0.5f) - 0.5f, 0.0f);
-    const int y0 = (int)ry, x0 = (int)rx;
-    const int dy = (y0 < H - 1) ? W : 0, dx = (x0 < W - 1) ? 1 : 0;
-    const float ly = ry - (float)y0, lx = rx - (float)x0;
-    __global const float* p = x + x_offset + ((size_t)n * CI + (c % CI)) * H * W + (size_t)y0 * W + x0;
-    const float a = clamp(p[0], lo, hi), b = clamp(p[dx], lo, hi);
-    const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
-    y[i] = (1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e);
+    y[i] = bilinear_at(x + x_offset + ((size_t)n * CI + (c % CI)) * H * W, H, W, OH, OW, oy, ox, lo, hi);
 }
 
 // resize_bilinear of an RGB image x [N, 3, H, W] to one grey channel y [N, 1, OH, OW]: each channel
@@ -86,19 +94,8 @@ __kernel void resize_bilinear_luma(__global const float* x, const int x_offset, 
     const int ox = i % OW;
     const int oy = (i / OW) % OH;
     const int n = i / (OW * OH);
-    const float sy = (float)H / (float)OH, sx = (float)W / (float)OW;
-    const float ry = fmax(sy * ((float)oy + 0.5f) - 0.5f, 0.0f);
-    const float rx = fmax(sx * ((float)ox + 0.5f) - 0.5f, 0.0f);
-    const int y0 = (int)ry, x0 = (int)rx;
-    const int dy = (y0 < H - 1) ? W : 0, dx = (x0 < W - 1) ? 1 : 0;
-    const float ly = ry - (float)y0, lx = rx - (float)x0;
-    const float weights[3] = {0.299f, 0.587f, 0.114f};
-    float sum = 0.0f;
-    for (int c = 0; c < 3; c++) {
-        __global const float* p = x + x_offset + ((size_t)n * 3 + c) * H * W + (size_t)y0 * W + x0;
-        const float a = clamp(p[0], lo, hi), b = clamp(p[dx], lo, hi);
-        const float d = clamp(p[dy], lo, hi), e = clamp(p[dy + dx], lo, hi);
-        sum += weights[c] * ((1.0f - ly) * ((1.0f - lx) * a + lx * b) + ly * ((1.0f - lx) * d + lx * e));
-    }
-    y[i] = sum;
+    __global const float* image = x + x_offset + (size_t)n * 3 * H * W;
+    y[i] = 0.299f * bilinear_at(image, H, W, OH, OW, oy, ox, lo, hi)
+         + 0.587f * bilinear_at(image + (size_t)H * W, H, W, OH, OW, oy, ox, lo, hi)
+         + 0.114f * bilinear_at(image + (size_t)2 * H * W, H, W, OH, OW, oy, ox, lo, hi);
 }
