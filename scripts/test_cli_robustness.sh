@@ -126,6 +126,21 @@ case_ 64 "--max-length must be at least 2" tokenize --tokenizer "$tmp/tok" --pro
 case_ 64 "give --tokenizer DIR or --model DIR" tokenize --prompt a
 case_ 64 "give --prompt TEXT or --prompts FILE" tokenize --tokenizer "$tmp/tok"
 
+# The unpacked default model is compared with the embedded bytes: a same-size corruption is rewritten.
+cases=$((cases + 1))
+xdg="$tmp/xdg"
+XDG_CACHE_HOME="$xdg" "$bin" plan show > /dev/null 2>&1
+weights=$(ls "$xdg"/flexiffusion/default-model-*/unet/diffusion_pytorch_model.safetensors 2> /dev/null)
+if [[ -z $weights ]]; then
+    failures=$((failures + 1)); echo "FAIL: plan show did not unpack the default model under \$XDG_CACHE_HOME"
+else
+    sum=$(cksum < "$weights")
+    printf '\xff\xff\xff\xff' | dd of="$weights" bs=1 seek=4096 conv=notrunc status=none
+    XDG_CACHE_HOME="$xdg" "$bin" plan show > /dev/null 2>&1
+    if [[ $(cksum < "$weights") != "$sum" ]]; then failures=$((failures + 1)); echo "FAIL: a corrupted unpacked default model was not rewritten"; fi
+fi
+rm -rf "$xdg"
+
 # Outputs through a symlink reach its target; a device node stays a device (made here, never /dev's own).
 ln -s written.png "$tmp/link.png"
 (cd "$tmp" && "$bin" generate --steps 2 --count 2 --out link.png > /dev/null 2>&1)

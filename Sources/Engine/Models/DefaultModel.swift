@@ -30,8 +30,9 @@ public enum DefaultModel {
         let dir = flexiffusionCacheDirectory().appendingPathComponent("\(prefix)-\(hash.hex)")
         for f in files {
             let url = dir.appendingPathComponent(String(cString: f.path))
-            let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
-            if size == Int(f.length) { continue }
+            // (The whole file compared with the embedded bytes: a same-size corruption is rewritten too.)
+            if let data = try? Data(contentsOf: url, options: .alwaysMapped), data.count == Int(f.length),
+               f.length == 0 || data.withUnsafeBytes({ memcmp($0.baseAddress!, f.bytes, Int(f.length)) == 0 }) { continue }
             do {
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             } catch {
