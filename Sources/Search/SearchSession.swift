@@ -149,8 +149,9 @@ public enum SearchEvent {
     case latencies(LatencyOrigin, table: URL)
     /// The search starts (or continues): its constraint and space.
     case started(SearchStart)
-    /// The results file is replaced by a new search.
-    case replacing(URL)
+    /// The results file is replaced by a new search; the file it held was moved to `keptAs` (when it
+    /// could be).
+    case replacing(URL, keptAs: URL?)
     /// After every evaluation and generation.
     case progress(SearchProgress)
     case scoringBaselines(ddimSteps: Int)
@@ -245,7 +246,13 @@ public final class SearchSession {
         if case .shard = c.mode, previous == nil {
             throw ModelError("\(c.out.path) does not exist: create it first with a merge (same options), so that every shard uses its latencies")
         }
-        if !c.resume && !distributed && exists { _ = handler(.replacing(c.out)) }
+        if !c.resume && !distributed && exists {
+            // The earlier results are kept beside it (one generation back), not lost at the first evaluation.
+            let kept = URL(fileURLWithPath: c.stem + ".previous.json")
+            try? FileManager.default.removeItem(at: kept)
+            let moved = (try? FileManager.default.moveItem(at: c.out, to: kept)) != nil
+            _ = handler(.replacing(c.out, keptAs: moved ? kept : nil))
+        }
 
         // Latencies: the results file's, else the table's, else measured now and added to the table.
         let latencies: StepLatencies

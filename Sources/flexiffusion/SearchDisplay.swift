@@ -62,7 +62,8 @@ final class SearchDisplay {
 
     func show(_ event: SearchEvent) {
         switch event {
-        case .replacing(let url): say("note: \(url.path) exists and will be replaced (use --resume to continue it)")
+        case .replacing(let url, let kept):
+            say("note: \(url.path) exists: a new search replaces it (use --resume to continue it); " + (kept.map { "the earlier file is kept as \($0.path)" } ?? "the earlier file could not be kept"))
         case .latencies(.resultsFile, _): break
         case .latencies(.table(let measured), let table): say("latencies: \(table.path) (measured \(measured))")
         case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (flexiffusion profile)…")

@@ -632,6 +632,16 @@ final class SyntheticEvaluator: SearchEvaluator {
         var foreign = configuration(other, seed: seed, resume: true)
         foreign.modelKey = "another"
         #expect(throws: ModelError.self) { _ = try session(foreign, evaluator, dir: other, measured: measured).run() }
+        // A new search over a finished results file keeps that file beside it, stopped or not.
+        var kept: URL? = nil
+        let restart = try session(configuration(other, seed: seed), evaluator, dir: other, measured: measured).run { event in
+            if case .replacing(_, let k) = event { kept = k }
+            return .stop
+        }
+        guard case .interrupted = restart else { Issue.record("outcome \(restart)"); return }
+        #expect(kept?.lastPathComponent == "search.previous.json")
+        let previous = try SearchReport.load(from: other.appendingPathComponent("search.previous.json"))
+        #expect(previous.state.complete && previous.bestPlan == again.report.bestPlan, "the finished search is kept")
     }
 
     /// Shards over two evaluators, merged after each phase, end where one process ends; the shard
