@@ -189,7 +189,11 @@ struct SearchCommand: ParsableCommand {
         switch outcome {
         case .interrupted(let scored):
             say("interrupted: \(out) holds \(scored) scored plans; continue with --resume")
-            throw ExitCode(130)
+            // (Everything is written and the device idle; _exit skips the libraries' static destructors,
+            // which ran against their worker threads in a few of many interrupted runs, issue 22 item 6.)
+            try stream.finish()
+            fflush(nil)
+            _exit(130)
         case .shardScored(let scored, let missing, let file):
             if missing == 0 { say("the search is complete: nothing for shards to score; run without --shard (with --resume) for the report") }
             else { say("shard \(shard!): scored \(scored) of the phase's \(missing) unscored plans into \(file.path); merge with --merge") }
