@@ -141,6 +141,14 @@ else
 fi
 rm -rf "$xdg"
 
+# Files that are not regular files, and one path for two outputs.
+mkfifo "$tmp/fifo"
+case_ 1 "not a regular file (a FIFO" generate --noise "$tmp/fifo" --steps 2
+mkdir -p "$tmp/folder.safetensors"
+case_ 1 "is a folder, not a safetensors file" generate --noise "$tmp/folder.safetensors" --steps 2
+rm -rf "$tmp/fifo" "$tmp/folder.safetensors"
+case_ 1 "--out and --output-tensor are the same file" generate --steps 2 --count 2 --out same.out --output-tensor ./same.out
+
 # Ctrl-C during a search (as `timeout -s INT` sends it: to the command, then again to its group, which
 # once counted as a second Ctrl-C and exited from the signal thread mid-search): the search stops at
 # the next evaluation, leaves a valid results file and exits with 130.

@@ -37,11 +37,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // (O_NONBLOCK: a FIFO given as the file would block the open until a writer came.)
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw ModelError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ModelError("cannot stat \(path)") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ModelError("\(path) is \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "not a regular file (a FIFO, socket or device)"), not a safetensors file")
+        }
         length = Int(st.st_size)
         guard length >= 8 else { throw ModelError("\(path): not a safetensors file (\(length) bytes, shorter than its 8-byte header length)") }
         guard let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
