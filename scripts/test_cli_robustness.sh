@@ -141,6 +141,14 @@ else
 fi
 rm -rf "$xdg"
 
+# Image files by their first bytes, whatever their names (an IDX file renamed).
+idx=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+if [[ -f $idx ]]; then
+    cp "$idx" "$tmp/renamed.data"
+    case_ 0 "" fid renamed.data renamed.data --limit 8
+    rm -f "$tmp/renamed.data"
+fi
+
 # Files that are not regular files, and one path for two outputs.
 mkfifo "$tmp/fifo"
 case_ 1 "not a regular file (a FIFO" generate --noise "$tmp/fifo" --steps 2

@@ -37,6 +37,15 @@ public struct ImageSet: Sendable {
             let (c, h, w, px) = try PNGDecoder.decode(try readFile(path), name: path)
             return ImageSet(count: 1, channels: c, height: h, width: w, values: px)
         }
+        // Other names by their first bytes: an IDX image file (magic 0x00000803; gzip's 1F 8B, checked
+        // again after unpacking) or a PNG.
+        if let head = FileHandle(forReadingAtPath: path).map({ h in defer { try? h.close() }; return [UInt8](h.readData(ofLength: 8)) }) {
+            if head.starts(with: [0, 0, 8, 3]) || head.starts(with: [0x1F, 0x8B]) { return try loadIDX(path, limit: limit) }
+            if head.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+                let (c, h, w, px) = try PNGDecoder.decode(try readFile(path), name: path)
+                return ImageSet(count: 1, channels: c, height: h, width: w, values: px)
+            }
+        }
         throw ModelError("\(path): not an image folder, .safetensors tensor file, IDX file or .npz statistics")
     }
 
