@@ -56,7 +56,7 @@ struct FlexConv {
     int has_bias;
 };
 
-/// A reorder from `from` to `to` (NULL and 0 where they are equal); `bytes` receives `to`'s size.
+/// A reorder primitive from `from` to `to` into *out (NULL where they are equal); 0 on success.
 static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, dnnl_primitive_t *out) {
     *out = NULL;
     if (p_dnnl_memory_desc_equal(from, to)) return 0;

@@ -2,7 +2,6 @@
 // projection are 1×1 convolutions, softmax(QKᵀ/√d)·V runs as two strided-batched GEMMs around
 // kernels/attention.cl's row softmax. Port of the math of diffusers' Attention (AttnProcessor2_0)
 // as UNet2DModel's attention blocks use it, without the group norm and residual around it.
-import Dispatch
 
 /// The geometry of one attention call: x [batch, channels, spatial] with `heads` heads.
 public struct AttentionShape: Hashable, Sendable {
@@ -81,13 +80,7 @@ extension ComputeStream {
     public func softmaxRows(_ s: DeviceBuffer<Float>, offset: Int = 0, rows: Int, cols: Int) throws {
         precondition(s.count >= offset + rows * cols, "softmax buffer too small")
         if gemm.path == .hostBLAS {
-            if queue.profiling { try queue.finish() }
-            try queue.withMapped([s]) { p in
-                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
-                HostSoftmax.softmaxRows(p[0] + offset, rows: rows, cols: cols)
-                if queue.profiling { recordHostTiming("softmax (host)", DispatchTime.now().uptimeNanoseconds - t0) }
-            }
-            return
+            return try onHost("softmax (host)", [s]) { p in HostSoftmax.softmaxRows(p[0] + offset, rows: rows, cols: cols) }
         }
         let ls = shared.reductionWorkGroupSize()
         try launch("attention", "softmax_rows", global: [ls * rows], local: [ls],

@@ -37,6 +37,23 @@ public final class ComputeStream {
         hostTimings.append(KernelTiming(name: name, nanoseconds: nanoseconds))
     }
 
+    /// Runs `body` on the host over `buffers` mapped (CPU devices, whose buffers are host memory). On a
+    /// profiling queue the queue is drained first, so that the host work is timed alone and recorded as
+    /// `name` (and the mapping as "map", with `timeMapping`).
+    func onHost<T>(_ name: @autoclosure () -> String, _ buffers: [DeviceBuffer<Float>], timeMapping: Bool = false,
+                   _ body: ([UnsafeMutablePointer<Float>]) throws -> T) throws -> T {
+        let profiling = queue.profiling
+        if profiling { try queue.finish() }
+        let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        return try queue.withMapped(buffers) { p in
+            let t0 = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            if profiling && timeMapping { recordHostTiming("map", t0 - start) }
+            let result = try body(p)
+            if profiling { recordHostTiming(name(), DispatchTime.now().uptimeNanoseconds - t0) }
+            return result
+        }
+    }
+
     /// im2col one output row per work-item (the default on CPU devices) rather than one element.
     public var rowwiseIm2col: Bool
 

@@ -1,6 +1,5 @@
 // Launchers for kernels/elementwise.cl: SiLU, ReLU, clamp, residual add with scale, scale and
 // shift, per-channel bias.
-import Dispatch
 
 extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
@@ -28,13 +27,7 @@ extension ComputeStream {
         precondition(a.count >= count && b.count >= count && y.count >= count, "add buffers too small")
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: one vectorised pass over mapped buffers.
-            if queue.profiling { try queue.finish() }
-            try queue.withMapped([a, b, y]) { p in
-                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
-                HostElementwise.addScale(p[0], p[1], p[2], count: count, scale: scale)
-                if queue.profiling { recordHostTiming("add_scale (host)", DispatchTime.now().uptimeNanoseconds - t0) }
-            }
-            return
+            return try onHost("add_scale (host)", [a, b, y]) { p in HostElementwise.addScale(p[0], p[1], p[2], count: count, scale: scale) }
         }
         try launch("elementwise", "add_scale", global: [count],
                    [.buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(count), .float(scale)])
@@ -86,11 +79,8 @@ extension ComputeStream {
     /// vectorised pass over the mapped buffers.
     private func hostChannelBias(_ y: DeviceBuffer<Float>, offset: Int, bias: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int,
                                  batchStride: Int, add: Bool) throws {
-        if queue.profiling { try queue.finish() }
-        try queue.withMapped([y, bias]) { p in
-            let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        try onHost("\(add ? "add" : "fill")_channel_bias (host)", [y, bias]) { p in
             HostElementwise.channelBias(p[0] + offset, p[1], batch: batch, channels: channels, spatial: spatial, batchStride: batchStride, add: add)
-            if queue.profiling { recordHostTiming("\(add ? "add" : "fill")_channel_bias (host)", DispatchTime.now().uptimeNanoseconds - t0) }
         }
     }
 }

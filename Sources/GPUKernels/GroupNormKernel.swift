@@ -1,5 +1,4 @@
 // Launchers for kernels/group_norm.cl: torch.nn.GroupNorm with an optional fused SiLU, and torch.nn.LayerNorm over rows.
-import Dispatch
 
 extension ComputeStream {
     /// y = GroupNorm(x) · gamma + beta over x [N, C, P] in `groups` groups (then SiLU if asked); y may be x.
@@ -12,14 +11,10 @@ extension ComputeStream {
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: vectorised C over mapped buffers (PoCL's two
             // kernels took a fifth of the cifar UNet's pass).
-            if queue.profiling { try queue.finish() }  // time the host work alone, not the kernels before it
-            try queue.withMapped([x, y, gamma, beta]) { p in
-                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            return try onHost("group norm (host)", [x, y, gamma, beta]) { p in
                 HostGroupNorm.groupNorm(p[0], p[1], gamma: p[2], beta: p[3], batch: batch, channels: channels, spatial: spatial,
                                         groups: groups, eps: eps, silu: silu)
-                if queue.profiling { recordHostTiming("group norm (host)", DispatchTime.now().uptimeNanoseconds - t0) }
             }
-            return
         }
         let affine = try scratch(.groupNormAffine, count: 2 * batch * channels)
         let ls = shared.reductionWorkGroupSize()

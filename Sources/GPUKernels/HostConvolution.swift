@@ -127,17 +127,10 @@ extension ComputeStream {
                       output: DeviceBuffer<Float>, shape: Conv2dShape) throws {
         let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: blockedHostConvolutions)
         let conv = try hostConvolution(shape, hasBias: bias != nil)
-        if queue.profiling { try queue.finish() }  // time the mapping alone, not the kernels before it
-        let start = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
-        try queue.withMapped([input, weight, output] + (bias.map { [$0] } ?? [])) { p in
-            if queue.profiling { recordHostTiming("map", DispatchTime.now().uptimeNanoseconds - start) }
-            let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        try onHost("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
+                   [input, weight, output] + (bias.map { [$0] } ?? []), timeMapping: true) { p in
             let w = conv.weightsBytes > 0 ? try preparedWeights(weight, mapped: p[1], for: conv, key: key) : UnsafeRawPointer(p[1])
             try conv(p[0], w, bias == nil ? nil : p[3], p[2])
-            if queue.profiling {
-                recordHostTiming("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
-                                 DispatchTime.now().uptimeNanoseconds - t0)
-            }
         }
     }
 }

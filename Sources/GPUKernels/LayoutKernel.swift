@@ -1,6 +1,5 @@
 // Launchers for kernels/layout.cl: nearest-neighbour 2× upsampling, channel concatenation, copies
 // into a channel range and bilinear resizing.
-import Dispatch
 
 extension ComputeStream {
     /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")).
@@ -11,13 +10,9 @@ extension ComputeStream {
         precondition(x !== y, "upsample cannot run in place")
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: row copies over the mapped buffers.
-            if queue.profiling { try queue.finish() }
-            try queue.withMapped([x, y]) { p in
-                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            return try onHost("upsample_nearest2x (host)", [x, y]) { p in
                 HostElementwise.upsampleNearest2x(p[0], p[1], planes: batch * channels, height: height, width: width)
-                if queue.profiling { recordHostTiming("upsample_nearest2x (host)", DispatchTime.now().uptimeNanoseconds - t0) }
             }
-            return
         }
         try launch("layout", "upsample_nearest2x", global: [4 * n],
                    [.buffer(x.mem), .buffer(y.mem), .int(batch * channels), .int(height), .int(width)])
@@ -33,13 +28,9 @@ extension ComputeStream {
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: two memory copies per sample over mapped buffers
             // (PoCL's per-element kernel moved ~3 GB/s).
-            if queue.profiling { try queue.finish() }
-            try queue.withMapped([a, b, y]) { p in
-                let t0 = queue.profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            return try onHost("concat (host)", [a, b, y]) { p in
                 HostElementwise.concatChannels(p[0], p[1], p[2], batch: batch, channelsA: channelsA, channelsB: channelsB, spatial: spatial)
-                if queue.profiling { recordHostTiming("concat (host)", DispatchTime.now().uptimeNanoseconds - t0) }
             }
-            return
         }
         try launch("layout", "concat_channels", global: [total], [
             .buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(batch), .int(channelsA), .int(channelsB), .int(spatial),

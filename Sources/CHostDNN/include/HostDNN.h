@@ -11,7 +11,7 @@ const char *flex_dnnl_error(void);
 
 /// A forward-inference convolution of NCHW f32 tensors with OIHW weights and explicit padding.
 /// `blocked`: the convolution runs in the layouts oneDNN prefers (e.g. nChw16c), the input and output
-/// reordered around it; else on NCHW directly. Returns NULL on failure (see flex_conv_error()).
+/// reordered around it; else on NCHW directly. Returns NULL on failure (see flex_dnnl_error()).
 /// `impl` receives oneDNN's implementation name.
 #include <stddef.h>
 FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
