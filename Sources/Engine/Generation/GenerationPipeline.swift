@@ -16,6 +16,14 @@ public struct GenerationNoise: Sendable {
 
     public init(seed: UInt64, initial: [Float]? = nil) { self.seed = seed; self.initial = initial }
     public var streams: NoiseStreams { NoiseStreams(seed: seed) }
+
+    /// Initial noise of the run's images `slots` (a batch, [slots.count, …] of `imageSize` values each):
+    /// the seed's stream, or the given noise of a `count`-image run (zeros past its last image).
+    public func initial(_ slots: Range<Int>, imageSize: Int, count: Int) -> [Float] {
+        guard let given = initial else { return streams.initialNoise(images: slots, imageSize: imageSize) }
+        let end = min(count, slots.upperBound)
+        return Array(given[(slots.lowerBound * imageSize)..<(end * imageSize)]) + Array(repeating: 0, count: (slots.upperBound - end) * imageSize)
+    }
 }
 
 /// Progress of a generation, after each sampler step (or each batch, where steps are not reported).
@@ -101,15 +109,6 @@ public final class GenerationPipeline {
         return made
     }
 
-    /// Whether a run of `s` can resume from its sample alone: no variance noise at any step (DDIM with
-    /// eta 0) and no history of model outputs (not a multistep solver).
-    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
-        let scheduler = try sampler(for: s).scheduler
-        return scheduler.isDeterministic && scheduler.historyLength == 0
-    }
-
-    /// Number of batches for `count` images.
-    public func batches(_ count: Int) -> Int { (count + batch - 1) / batch }
 
     /// Generates `count` images with `plan` and hands each batch to `sink`, in order. `progress` is
     /// called after every step (the queue drained first) and may stop the run; without it the
@@ -140,12 +139,7 @@ public final class GenerationPipeline {
     /// Initial noise of batch `b` [B, C, H, W]: images b·B ..< (b+1)·B of the seed's stream, or of the
     /// given noise (zeros past its `count` images).
     public func initialNoise(_ noise: GenerationNoise, batch b: Int, count: Int) -> [Float] {
-        let images = (b * batch)..<((b + 1) * batch)
-        guard let given = noise.initial else { return noise.streams.initialNoise(images: images, imageSize: imageSize) }
-        let end = min(count, images.upperBound)
-        var out = Array(given[(images.lowerBound * imageSize)..<(end * imageSize)])
-        out += Array(repeating: 0, count: (images.upperBound - end) * imageSize)
-        return out
+        noise.initial((b * batch)..<((b + 1) * batch), imageSize: imageSize, count: count)
     }
 
     /// Runs batch `b` of `plan` on its sampler: from the batch's initial noise, or from `resume`'s

@@ -15,8 +15,6 @@ public protocol ImagePipeline: AnyObject {
     var imageShape: [Int] { get }
     /// The sampler of `s` (made once, then reused).
     func sampler(for s: PlanSampler) throws -> Sampler
-    /// Whether a run of `s` can resume from its sample alone (no variance noise, no solver history).
-    func resumesFromSample(_ s: PlanSampler) throws -> Bool
     /// Runs batch `b` of `plan` (images b·B ..< (b+1)·B of the seed's streams; `count` images in the
     /// run) from its initial noise, or from `resume`'s sample at step `resume.step`; `beforeStep`
     /// before each step after the first run here, `afterStep` after each (may stop: returns false).
@@ -32,6 +30,13 @@ public protocol ImagePipeline: AnyObject {
 extension ImagePipeline {
     /// Number of batches for `count` images.
     public func batches(_ count: Int) -> Int { (count + batch - 1) / batch }
+
+    /// Whether a run of `s` can resume from its sample alone: no variance noise at any step (DDIM with
+    /// eta 0) and no history of model outputs (not a multistep solver).
+    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
+        let scheduler = try sampler(for: s).scheduler
+        return scheduler.isDeterministic && scheduler.historyLength == 0
+    }
 
     /// Values of one image.
     public var imageValues: Int { imageShape.reduce(1, *) }

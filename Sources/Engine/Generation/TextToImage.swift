@@ -139,14 +139,7 @@ public final class TextToImagePipeline {
         if let resume {
             try sampler.setSample(resume.sample)
         } else {
-            var latents: [Float]
-            if let given = noise.initial {
-                let end = min(count, slots.upperBound)
-                latents = Array(given[(slots.lowerBound * latentSize)..<(end * latentSize)])
-                latents += Array(repeating: 0, count: (slots.upperBound - end) * latentSize)
-            } else {
-                latents = noise.streams.initialNoise(images: slots, imageSize: latentSize)
-            }
+            let latents = noise.initial(slots, imageSize: latentSize, count: count)
             try sampler.setInitialNoise(guided ? latents + latents : latents)
         }
         var variance = noise.streams.variance(images: slots, imageSize: latentSize)
@@ -216,11 +209,6 @@ public final class PromptedPipeline: ImagePipeline {
     public var batch: Int { pipeline.batch }
     public var imageShape: [Int] { [pipeline.decoder.config.outChannels, pipeline.height, pipeline.width] }
     public func sampler(for s: PlanSampler) throws -> Sampler { try pipeline.sampler(for: s) }
-
-    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
-        let scheduler = try sampler(for: s).scheduler
-        return scheduler.isDeterministic && scheduler.historyLength == 0
-    }
 
     @discardableResult
     public func runBatch(plan: StepPlan, noise: GenerationNoise, batch b: Int, count: Int, resume: (step: Int, sample: [Float])?,
