@@ -251,8 +251,7 @@ public final class EvolutionarySearch {
         for s in space.solvers {
             for c in bestFitting.prefix(2) {
                 // (Where the solver's actions on the grid split into the same N segments: PNDM evaluates once more than the others.)
-                let g = c.grid ?? space.sampler.steps
-                if space.actions(grid: g, solver: s) % c.count == 0 {
+                if space.actions(grid: space.gridSteps(c), solver: s) % c.count == 0 {
                     add(space.deepCache(segments: c.count, branch: c.segments[0].branch, grid: c.grid, solver: s), .deepcache)
                 }
             }

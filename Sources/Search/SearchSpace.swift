@@ -163,6 +163,12 @@ public struct SearchSpace: Sendable {
         (solver.map { $0.sampler(steps: g) } ?? sampler.with(steps: g)).evaluations
     }
 
+    /// The step count of `c`'s grid (the teacher's when it has none).
+    public func gridSteps(_ c: Candidate) -> Int { c.grid ?? sampler.steps }
+
+    /// The model evaluations of `c`'s sampler: how many actions its segments divide.
+    public func actions(_ c: Candidate) -> Int { actions(grid: gridSteps(c), solver: c.solver) }
+
     /// Segment counts on a grid of `g` steps: the teacher's are `segmentCounts`; a coarser grid's are
     /// those that fit, and its actions on each sampler (the plain sampler with G steps: G, or G + 1 for PNDM).
     public func counts(grid g: Int) -> [Int] {
@@ -188,8 +194,7 @@ public struct SearchSpace: Sendable {
     /// `c` made to fit its sampler's actions (where solvers' evaluations differ, as PNDM's from the
     /// others'): at most one segment per action, each segment's k within its length. Others unchanged.
     public func fitted(_ c: Candidate) -> Candidate {
-        let g = c.grid ?? sampler.steps
-        if c.count > actions(grid: g, solver: c.solver) { return reshaped(c, grid: g, count: actions(grid: g, solver: c.solver)) }
+        if c.count > actions(c) { return reshaped(c, grid: gridSteps(c), count: actions(c), solver: c.solver) }
         let l = lengths(c)
         guard zip(c.segments, l).contains(where: { $0.active > $1 }) else { return c }
         return c.with(segments: zip(c.segments, l).map { SegmentGene(active: min($0.active, $1), branch: $0.branch) })
@@ -197,8 +202,8 @@ public struct SearchSpace: Sendable {
 
     /// Whether `c` lies in this space.
     public func contains(_ c: Candidate) -> Bool {
-        let g = c.grid ?? sampler.steps
-        guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(grid: g, solver: c.solver) else { return false }
+        let g = gridSteps(c)
+        guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(c) else { return false }
         guard c.solver == nil || solvers.contains(c.solver!) else { return false }
         return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
@@ -228,11 +233,10 @@ public struct SearchSpace: Sendable {
 
     /// `c`'s genes carried to `n` segments on a grid of `g` steps, each segment keeping the active
     /// fraction and branch of the segment at the same relative position.
-    func reshaped(_ c: Candidate, grid g: Int, count n: Int, solver: SolverChoice?? = nil) -> Candidate {
-        let solver = solver ?? c.solver
+    func reshaped(_ c: Candidate, grid g: Int, count n: Int, solver: SolverChoice?) -> Candidate {
         let n = min(n, actions(grid: g, solver: solver))
         // (A candidate relabelled to a solver with fewer actions than its segments: its lengths on the teacher's scheduler.)
-        let old = c.count <= actions(grid: c.grid ?? sampler.steps, solver: c.solver) ? lengths(c) : lengths(c.count, grid: c.grid)
+        let old = c.count <= actions(c) ? lengths(c) : lengths(c.count, grid: c.grid)
         let new = lengths(n, grid: g, solver: solver)
         return Candidate(segments: new.enumerated().map { i, l in
             let j = min(c.count - 1, i * c.count / n)
@@ -249,7 +253,7 @@ public struct SearchSpace: Sendable {
             let other = solverChoices.filter { $0 != c.solver }.randomElement(using: &rng)!
             return fitted(Candidate(segments: c.segments, grid: c.grid, solver: other))
         }
-        let g = c.grid ?? sampler.steps
+        let g = gridSteps(c)
         let others = shapes.filter { $0.grid != g || $0.count != c.count }
         // (Segments of one step have no genes to change: plain DDIM on its own grid changes shape.)
         let fixed = lengths(c).allSatisfy { $0 == 1 }
@@ -259,7 +263,7 @@ public struct SearchSpace: Sendable {
             // (One grid draws nothing more: the same choices as before grids existed.)
             let pool = grids.count > 1 && !sameGrid.isEmpty && Bool.random(using: &rng) ? sameGrid : others
             let pick = pool.randomElement(using: &rng)!
-            return reshaped(c, grid: pick.grid, count: pick.count)
+            return reshaped(c, grid: pick.grid, count: pick.count, solver: c.solver)
         }
         var segments = c.segments
         let lengths = lengths(c)
@@ -295,7 +299,7 @@ public struct SearchSpace: Sendable {
             return fitted(a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }))
         }
         let cut = Int.random(in: 1..<max(2, a.count), using: &rng)
-        let carried = reshaped(b, grid: a.grid ?? sampler.steps, count: a.count, solver: .some(a.solver))
+        let carried = reshaped(b, grid: gridSteps(a), count: a.count, solver: a.solver)
         return fitted(a.with(segments: a.segments.indices.map { i in i < cut ? a.segments[i] : carried.segments[i] }))
     }
 }
