@@ -124,7 +124,7 @@ struct PlanScoring {
     init(model modelOptions: ModelOptions, prompts: PromptOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions,
          device: DeviceOptions, batch: Int, seed: UInt64) throws {
         setup = try ModelSetup(modelOptions, generates: false)
-        try prompts.check(setup)
+        let promptSet = try prompts.check(setup)
         let config = setup.config, setup = setup
         self.teacher = try teacher.plan(branchCount: config.branchCount,
                                         folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
@@ -134,7 +134,8 @@ struct PlanScoring {
             return p
         }
         stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
-        scored = try ScoredPipeline(setup, prompts: prompts, features: features, variant: modelOptions.variant, stream: stream, batch: batch)
+        scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
+                                    stream: stream, batch: batch)
         extractor = scored.extractor
         evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
     }

@@ -25,24 +25,29 @@ struct PromptOptions: ParsableArguments {
     var guidanceScale: Float = 7.5
 
     /// Checks that the options fit the model: a prompt set exactly for a Stable Diffusion pipeline,
-    /// which must hold a prompt (read here, before any work).
-    func check(_ setup: ModelSetup) throws {
-        if setup.config.isConditional {
-            guard let prompts else {
-                throw ValidationError("\(setup.path) is a Stable Diffusion pipeline: its images come from text; give a prompt set with --prompts FILE (e.g. prompts/everyday-scenes.txt)")
+    /// which must hold a prompt. Returns that prompt set (read here, once, before any work); nil for a
+    /// UNet2DModel.
+    func check(_ setup: ModelSetup) throws -> [String]? {
+        guard setup.config.isConditional else {
+            if prompts != nil || negativePrompt != nil {
+                throw ValidationError("--prompts and --negative-prompt are for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
             }
-            _ = try readPrompts(prompts)
-            guard guidanceScale.isFinite else { throw ValidationError("--guidance-scale must be finite, not \(guidanceScale)") }
-        } else if prompts != nil || negativePrompt != nil {
-            throw ValidationError("--prompts and --negative-prompt are for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
+            return nil
         }
+        guard let prompts else {
+            throw ValidationError("\(setup.path) is a Stable Diffusion pipeline: its images come from text; give a prompt set with --prompts FILE (e.g. prompts/everyday-scenes.txt)")
+        }
+        let list = try readPrompts(prompts)
+        guard guidanceScale.isFinite else { throw ValidationError("--guidance-scale must be finite, not \(guidanceScale)") }
+        return list
     }
 
-    /// The pipeline over the prompt set for batches of `batch` images, and the key of everything
-    /// besides the plan that determines its images (for the teacher-feature cache and results files).
-    func pipeline(_ setup: ModelSetup, variant: String?, stream: ComputeStream, batch: Int) throws -> (pipeline: PromptedPipeline, key: String) {
+    /// The pipeline over the prompt set `list` (as `check` returned it) for batches of `batch` images,
+    /// and the key of everything besides the plan that determines its images (for the teacher-feature
+    /// cache and results files).
+    func pipeline(_ setup: ModelSetup, prompts list: [String], variant: String?, stream: ComputeStream, batch: Int) throws
+        -> (pipeline: PromptedPipeline, key: String) {
         let folder = try StableDiffusionFolder(path: setup.path, variant: variant)
-        let list = try readPrompts(prompts!)
         let t2i = try TextToImagePipeline(folder: folder, variant: variant, stream: stream, batch: batch, guidanceScale: guidanceScale)
         let key = try PromptedPipeline.contentKey(folder: folder, variant: variant, prompts: list, negativePrompt: negativePrompt ?? "",
                                                   guidanceScale: guidanceScale, height: t2i.height, width: t2i.width)
@@ -59,10 +64,11 @@ struct ScoredPipeline {
     let extractor: FeatureExtractor
     var isTextToImage: Bool { pipeline is PromptedPipeline }
 
-    init(_ setup: ModelSetup, prompts: PromptOptions, features: FeatureOptions, variant: String?, stream: ComputeStream, batch: Int) throws {
-        try prompts.check(setup)
-        if setup.config.isConditional {
-            (pipeline, key) = try prompts.pipeline(setup, variant: variant, stream: stream, batch: batch)
+    /// `promptSet`: what `prompts.check(setup)` returned (a pipeline's prompt set, nil for a UNet2DModel).
+    init(_ setup: ModelSetup, prompts: PromptOptions, promptSet: [String]?, features: FeatureOptions, variant: String?,
+         stream: ComputeStream, batch: Int) throws {
+        if let promptSet {
+            (pipeline, key) = try prompts.pipeline(setup, prompts: promptSet, variant: variant, stream: stream, batch: batch)
         } else {
             try GenerationPipeline.checkCanGenerate(setup.config)
             pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)

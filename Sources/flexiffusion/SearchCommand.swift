@@ -137,17 +137,18 @@ struct SearchCommand: ParsableCommand {
         }
         let setup = try ModelSetup(modelOptions, generates: false)
         let textToImage = setup.config.isConditional
-        try promptOptions.check(setup)
+        let promptSet = try promptOptions.check(setup)
         let teacherKind = try scheduler ?? (textToImage ? setup.folderScheduler() : nil) ?? .ddim
         if eta != 0 && teacherKind != .ddim { throw ValidationError("--eta applies to a DDIM teacher only") }
         guard (steps ?? 1) > 0 else { throw ValidationError("--steps must be positive") }
         let teacher = try setup.sampler(teacherKind, steps: steps ?? (textToImage ? 50 : 100), eta: eta)
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
-        let scored = try ScoredPipeline(setup, prompts: promptOptions, features: featureOptions, variant: modelOptions.variant, stream: stream, batch: batch)
+        let scored = try ScoredPipeline(setup, prompts: promptOptions, promptSet: promptSet, features: featureOptions, variant: modelOptions.variant,
+                                        stream: stream, batch: batch)
         let pipeline = scored.pipeline
-        if scored.isTextToImage, !json {
-            say("text-to-image: \(promptOptions.prompts!) (\(try readPrompts(promptOptions.prompts!).count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
+        if let promptSet, !json {
+            say("text-to-image: \(promptOptions.prompts!) (\(promptSet.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
         }
         let modelKey = scored.key
         let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: scored.extractor, teacher: StepPlan.teacher(teacher),
