@@ -69,12 +69,12 @@ struct GenerateCommand: ParsableCommand {
         let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
                                              ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
                                              ("--output-latents", outputLatents != nil)]
-        let opened = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
-        if opened.config.isConditional { return try runTextToImage(opened) }
+        let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
+        if setup.config.isConditional { return try runTextToImage(setup) }
         if let given = textOptions.first(where: \.1) {
             throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
         }
-        let setup = try ModelSetup(modelOptions, needsSampleSize: noise == nil)
+        try setup.check(needsSampleSize: noise == nil, generates: true)
         let plan = try stepPlan(setup)
         var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
         if outputs.isEmpty { outputs.grid = "samples.png" }

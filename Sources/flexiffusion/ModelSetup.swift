@@ -31,13 +31,22 @@ struct ModelSetup {
     init(_ options: ModelOptions, needsSampleSize: Bool = true, generates: Bool = true) throws {
         path = try options.model ?? DefaultModel.folder()
         name = options.model == nil ? "default (embedded fashion-mnist)" : path
-        folder = try options.folder()
+        folder = try ModelFolder(path: path, variant: options.variant)
         config = try UNetConfiguration.load(from: folder.configURL)
-        if generates { try GenerationPipeline.checkCanGenerate(config) }
-        if needsSampleSize && config.sampleSize == nil { throw ModelError("\(path): the config has no sample_size; give the noise") }
         side = config.sampleSize ?? 0
+        try Self.check(config, path: path, needsSampleSize: needsSampleSize, generates: generates)
         schedulerConfig = try folder.schedulerConfiguration()
         weights = try SafeTensorsFile(path: folder.weightsURL.path)
+    }
+
+    /// The checks `init` makes (`needsSampleSize`, `generates`), for a model opened without them.
+    func check(needsSampleSize: Bool, generates: Bool) throws {
+        try Self.check(config, path: path, needsSampleSize: needsSampleSize, generates: generates)
+    }
+
+    private static func check(_ config: UNetConfiguration, path: String, needsSampleSize: Bool, generates: Bool) throws {
+        if generates { try GenerationPipeline.checkCanGenerate(config) }
+        if needsSampleSize && config.sampleSize == nil { throw ModelError("\(path): the config has no sample_size; give the noise") }
     }
 
     /// The scheduler kind the folder's scheduler config names (nil without a config or a class name);
