@@ -59,6 +59,24 @@ case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
 case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
 case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
+# A number that does not fit its field is named (JSONDecoder alone says "not valid JSON").
+sed 's/"in_channels": *[0-9]*/"in_channels": 3.7/' "$model/unet/config.json" > "$tmp/bad-model/unet/config.json"
+case_ 1 "in_channels: 3.7 does not fit this field" generate --model "$tmp/bad-model" --count 2 --steps 2
+sed 's/"sample_size": *[0-9]*/"sample_size": 1e30/' "$model/unet/config.json" > "$tmp/bad-model/unet/config.json"
+case_ 1 "sample_size: not a whole number" generate --model "$tmp/bad-model" --count 2 --steps 2
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2.5}, "actions": ["full", "full"]}' > "$tmp/fractional.json"
+case_ 1 "sampler.steps: 2.5 does not fit this field" plan show "$tmp/fractional.json"
+# What generate refuses, plan show and rfid refuse too (the sampler is built on the model's scheduler config).
+python3 -c 'import json; print(json.dumps({"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 1001}, "actions": ["full"] * 1001}))' > "$tmp/steps1001.json"
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "dpmsolver++", "steps": 2, "timesteps": [1500, 500]}, "actions": ["full", "full"]}' > "$tmp/timesteps1500.json"
+for cmd in "plan show" "rfid --count 2" "generate --count 2 --plan"; do
+    case_ 1 "1001 steps: a run takes between 1 and the 1000 training timesteps" $cmd "$tmp/steps1001.json"
+    case_ 1 "must be strictly decreasing within 0…999" $cmd "$tmp/timesteps1500.json"
+done
+# The same values as options are the command line's fault (64).
+case_ 64 "1001 steps: a run takes between 1 and the 1000" generate --steps 1001 --count 2
+case_ 64 "must be strictly decreasing within 0…999" generate --scheduler dpmsolver++ --timesteps 1500,500 --count 2
+case_ 64 "1001 steps: a run takes between 1 and the 1000" plan teacher --steps 1001
 # Stable Diffusion's UNet: no images from noise alone; variants named; forward needs its encoder states.
 sd=$(dirname "$(realpath "$0")")/../Tests/EngineTests/Goldens/sd15-layout
 case_ 64 "give --prompt TEXT or --prompts FILE" generate --model "$sd" --count 2 --steps 2
@@ -73,7 +91,7 @@ case_ 64 "--prompts and --negative-prompt are for Stable Diffusion pipelines" rf
 case_ 1 "no diffusion_pytorch_model.bf16.safetensors for --variant bf16" bench unet --model "$sd" --variant bf16 --batch 1
 case_ 1 "no tensor \`encoder_hidden_states\`" forward --model "$sd" --input "$sd/../cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
 case_ 1 "is a UNet2DModel, which takes none" forward --input "$sd/golden.safetensors" --timestep 1 --output out.safetensors
-case_ 1 "is not a variant name" generate --variant a/b --count 2 --steps 2
+case_ 64 "is not a variant name" generate --variant a/b --count 2 --steps 2
 case_ 64 "--context-length must be positive" bench unet --context-length 0
 # Text-to-image on a pipeline assembled from the goldens (SD 2-layout UNet, gelu CLIP text encoder,
 # VAE; a byte-level vocabulary of 514 tokens, which python3 writes): bad sizes, scales, prompt files,
@@ -103,13 +121,13 @@ printf 'a\nb\nc\n' > "$tmp/three-prompts.txt"
 case_ 0 "" generate --model "$pipe" --prompt "a cat" --steps 2 --height 32 --width 32 --out t2i.png
 if [[ ! -s $tmp/t2i.png ]]; then failures=$((failures + 1)); echo "FAIL: the text-to-image run wrote no t2i.png"; fi
 rm -f "$tmp/t2i.png"   # (the one output a case here may write: the check at the end counts the rest)
-case_ 1 "at most 65536" generate --model "$pipe" --prompt a --height 4611686018427387904 --steps 2
-case_ 1 "positive multiples of the VAE's scale factor 4" generate --model "$pipe" --prompt a --height 18 --steps 2
-case_ 1 "the guidance scale must be finite" generate --model "$pipe" --prompt a --guidance-scale nan --steps 2
+case_ 64 "at most 65536" generate --model "$pipe" --prompt a --height 4611686018427387904 --steps 2
+case_ 64 "positive multiples of the VAE's scale factor 4" generate --model "$pipe" --prompt a --height 18 --steps 2
+case_ 64 "the guidance scale must be finite" generate --model "$pipe" --prompt a --guidance-scale nan --steps 2
 case_ 1 "holds no prompt" generate --model "$pipe" --prompts "$tmp/no-prompts.txt" --steps 2
 case_ 1 "cannot read --prompts" generate --model "$pipe" --prompts "$tmp/missing.txt" --steps 2
 case_ 64 "3 prompts for 2 images" generate --model "$pipe" --prompts "$tmp/three-prompts.txt" --count 2 --steps 2
-case_ 1 "draws variance noise" generate --model "$pipe" --prompt a --scheduler ddpm --steps 2 --height 32 --width 32
+case_ 64 "draws variance noise" generate --model "$pipe" --prompt a --scheduler ddpm --steps 2 --height 32 --width 32
 case_ 1 "latents of shape [2, 4, 16, 16]; 32×32 images need [N, 4, 8, 8]" generate --model "$pipe" --prompt a --latents "$goldens/sd2-layout/golden.safetensors" --steps 2 --height 32 --width 32
 case_ 64 "give --prompt TEXT or --prompts FILE" generate --model "$pipe" --prompt a --prompts "$tmp/three-prompts.txt"
 case_ 1 "no tokenizer/ folder" search --model "$sd" --speedup 2 --prompts "$tmp/three-prompts.txt"
@@ -155,7 +173,7 @@ case_ 1 "not a regular file (a FIFO" generate --noise "$tmp/fifo" --steps 2
 mkdir -p "$tmp/folder.safetensors"
 case_ 1 "is a folder, not a safetensors file" generate --noise "$tmp/folder.safetensors" --steps 2
 rm -rf "$tmp/fifo" "$tmp/folder.safetensors"
-case_ 1 "--out and --output-tensor are the same file" generate --steps 2 --count 2 --out same.out --output-tensor ./same.out
+case_ 64 "--out and --output-tensor are the same file" generate --steps 2 --count 2 --out same.out --output-tensor ./same.out
 
 # Ctrl-C during a search (as `timeout -s INT` sends it: to the command, then again to its group, which
 # once counted as a second Ctrl-C and exited from the signal thread mid-search): the search stops at

@@ -40,7 +40,7 @@ struct BenchPlans: ParsableCommand {
                                                branches: [0, 2, 3, 1].map { min($0, branches - 1) }))
         }
         for path in plan {
-            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
+            let p = try StepPlan.load(from: URL(fileURLWithPath: path), branchCount: branches, schedulerConfiguration: setup.schedulerConfig)
             guard p.sampler == sampling else { throw ValidationError("\(path) is for \(p.sampler), the benchmark runs \(sampling) (--steps)") }
             plans.append(p)
         }

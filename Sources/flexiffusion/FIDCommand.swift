@@ -103,15 +103,13 @@ struct TeacherOptions: ParsableArguments {
     var teacher: String?
 
     /// The teacher plan; `folderSampler` makes a text-to-image pipeline's sampler for a step count (nil: DDIM).
-    func plan(branchCount: Int, folderSampler: ((Int) throws -> PlanSampler)? = nil) throws -> StepPlan {
+    func plan(branchCount: Int, schedulerConfiguration: SchedulerConfiguration, folderSampler: ((Int) throws -> PlanSampler)? = nil) throws -> StepPlan {
         let given = teacher ?? (folderSampler == nil ? "100" : "50")
         if let steps = Int(given) {
             guard steps > 0 else { throw ValidationError("--teacher \(given): give a positive step count or a plan file") }
             return StepPlan.teacher(try folderSampler?(steps) ?? PlanSampler(scheduler: .ddim, steps: steps))
         }
-        let p = try StepPlan.load(from: URL(fileURLWithPath: given))
-        do { try p.validate(branchCount: branchCount) } catch let e as ModelError { throw ModelError("\(given): \(e.message)") }
-        return p
+        return try StepPlan.load(from: URL(fileURLWithPath: given), branchCount: branchCount, schedulerConfiguration: schedulerConfiguration)
     }
 }
 
@@ -126,12 +124,10 @@ struct PlanScoring {
         setup = try ModelSetup(modelOptions, generates: false)
         let promptSet = try prompts.check(setup)
         let config = setup.config, setup = setup
-        self.teacher = try teacher.plan(branchCount: config.branchCount,
+        self.teacher = try teacher.plan(branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig,
                                         folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
-        plans = try paths.map { path -> StepPlan in
-            let p = try StepPlan.load(from: URL(fileURLWithPath: path))
-            do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(path): \(e.message)") }
-            return p
+        plans = try paths.map {
+            try StepPlan.load(from: URL(fileURLWithPath: $0), branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         }
         stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
         scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,

@@ -137,8 +137,7 @@ struct GenerateCommand: ParsableCommand {
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
             return StepPlan.teacher(try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values))
         }
-        let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
-        do { try p.validate(branchCount: setup.config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
+        let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: setup.config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         if let scheduler, scheduler != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
         if let steps, steps != p.sampler.steps { throw ValidationError("--steps \(steps) differs from the plan's \(p.sampler.steps)") }
         if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }

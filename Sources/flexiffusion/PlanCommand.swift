@@ -43,12 +43,13 @@ struct PlanOutputOptions: ParsableArguments {
     }
 
     func modelConfig() throws -> UNetConfiguration {
-        let folder = try modelOptions.folder()
-        return try UNetConfiguration.load(from: folder.configURL)
+        try UNetConfiguration.load(from: try modelOptions.folder().configURL)
     }
 
     func emit(_ plan: StepPlan) throws {
-        try plan.validate(branchCount: try modelConfig().branchCount)
+        let folder = try modelOptions.folder()
+        try plan.validate(branchCount: try UNetConfiguration.load(from: folder.configURL).branchCount,
+                          schedulerConfiguration: try folder.schedulerConfiguration())
         if let out {
             try plan.write(to: out)
             FileHandle.standardError.write("wrote \(out): \(plan.description); \(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null steps\n".data(using: .utf8)!)
@@ -169,9 +170,9 @@ struct PlanShow: ParsableCommand {
             for m in 0..<config.branchCount { print("  \(m): \(config.branchName(m))") }
             return
         }
-        let p = try StepPlan.load(from: URL(fileURLWithPath: plan))
-        do { try p.validate(branchCount: config.branchCount) } catch let e as ModelError { throw ModelError("\(plan): \(e.message)") }
-        let teacher = try teacherOptions.plan(branchCount: config.branchCount)
+        let schedulerConfig = try folder.schedulerConfiguration()
+        let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
+        let teacher = try teacherOptions.plan(branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
         let url = latencyTable.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
         let table = try LatencyTable.load(from: url, missingOK: latencyTable == nil)
         let names = table.devices.keys.sorted()

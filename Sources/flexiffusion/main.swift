@@ -1,5 +1,6 @@
 // The `flexiffusion` command line.
 import ArgumentParser
+import Engine
 import Foundation
 
 struct Flexiffusion: ParsableCommand {
@@ -31,14 +32,21 @@ struct DeviceOptions: ParsableArguments {
 // there, say) is reported with that subcommand's usage rather than the top level's.
 var command: ParsableCommand
 do { command = try Flexiffusion.parseAsRoot() } catch { Flexiffusion.exit(withError: error) }
-do { try command.run() } catch let error as ValidationError {
+func exitWithUsage(_ message: String) -> Never {
     let usage = Flexiffusion.usageString(for: type(of: command))
     let path = usage.split(separator: " ").prefix { !"<[-".contains($0.first!) }.joined(separator: " ")
     FileHandle.standardError.write(Data("""
-        Error: \(error.message)
+        Error: \(message)
         Usage: \(usage)
           See '\(path) --help' for more information.
 
         """.utf8))
     Flexiffusion.exit(withError: ExitCode.validationFailure)
+}
+// Exit codes: 64 when the command line is wrong (an option's value or combination, also one the model
+// cannot take), 1 when a file, a device or the work is.
+do { try command.run() } catch let error as ValidationError {
+    exitWithUsage(error.message)
+} catch let error as ModelError where error.isArgument {
+    exitWithUsage(error.message)
 } catch { Flexiffusion.exit(withError: error) }

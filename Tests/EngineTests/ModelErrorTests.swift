@@ -94,6 +94,45 @@ func expectError(containing needles: [String], sourceLocation: SourceLocation = 
         }
     }
 
+    /// JSONDecoder calls 3.7 for an Int "not valid JSON" and names no key; the readers name it.
+    @Test func numbersThatDoNotFitTheirFieldAreNamed() throws {
+        for (key, value, needle) in [("in_channels", 3.7 as Any, "in_channels: 3.7 does not fit"), ("block_out_channels", [32, 64.5] as Any, "block_out_channels.1: 64.5"),
+                                     ("layers_per_block", 1e30 as Any, "layers_per_block: 1e+30"), ("sample_size", 1e30 as Any, "sample_size: not a whole number"),
+                                     ("sample_size", "big" as Any, "sample_size: not a whole number")] {
+            let m = try ScratchModel(copying: "cifar-layout")
+            try m.editConfig { $0[key] = value }
+            expectError(containing: ["config.json", needle]) { _ = try m.load() }
+        }
+        let plan = #"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2.5}, "actions": ["full", "full"]}"#
+        expectError(containing: ["sampler.steps: 2.5 does not fit this field"]) { _ = try StepPlan.decode(Data(plan.utf8)) }
+    }
+
+    /// A plan is checked against the model's scheduler config as sampling builds it: what `generate`
+    /// refuses, `plan show` and `rfid` refuse too. Such values are the file's fault, given as
+    /// arguments the caller's.
+    @Test func plansAreCheckedAgainstTheSchedulerConfig() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-plan-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = SchedulerConfiguration()
+        for (sampler, needle) in [(PlanSampler(scheduler: .ddim, steps: 1001), "1001 steps: a run takes between 1 and the 1000 training timesteps"),
+                                  (PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 2, order: 2, timesteps: [1500, 500]), "strictly decreasing within 0…999")] {
+            let url = dir.appendingPathComponent("plan.json")
+            try StepPlan.teacher(sampler).write(to: url)
+            _ = try StepPlan.load(from: url)   // well formed on its own
+            do {
+                _ = try StepPlan.load(from: url, branchCount: 4, schedulerConfiguration: config)
+                Issue.record("\(sampler) accepted")
+            } catch let e as ModelError {
+                #expect(e.message.contains(url.path) && e.message.contains(needle), "\(e.message)")
+                #expect(!e.isArgument, "a plan file's value is the file's fault")
+            }
+            do { _ = try sampler.scheduler(configuration: config); Issue.record("\(sampler) built") } catch let e as ModelError {
+                #expect(e.isArgument && e.message.contains(needle), "\(e.message)")
+            }
+        }
+    }
+
     @Test func missingFilesAndBadInputsAreClear() throws {
         expectError(containing: ["does not exist"]) { _ = try ModelFolder(path: "/nonexistent/model") }
         let m = try ScratchModel(copying: "cifar-layout")

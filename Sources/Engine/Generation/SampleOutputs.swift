@@ -23,7 +23,7 @@ public struct SampleOutputs: Sendable {
             throw ModelError("PNG output needs 1 or 3 channels; the model has \(channels) (write a tensor file instead)")
         }
         if let grid, let tensor, URL(fileURLWithPath: grid).standardizedFileURL == URL(fileURLWithPath: tensor).standardizedFileURL {
-            throw ModelError("--out and --output-tensor are the same file (\(grid)): one would replace the other")
+            throw ModelError(argument: "--out and --output-tensor are the same file (\(grid)): one would replace the other")
         }
         for path in [grid, tensor].compactMap({ $0 }) {
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path

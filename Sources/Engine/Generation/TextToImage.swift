@@ -54,7 +54,7 @@ public final class TextToImagePipeline {
     public init(folder: StableDiffusionFolder, variant: String? = nil, stream: ComputeStream, batch: Int,
                 height: Int? = nil, width: Int? = nil, guidanceScale: Float = 7.5) throws {
         guard batch > 0 else { throw ModelError("the batch must be positive, not \(batch)") }
-        guard guidanceScale.isFinite else { throw ModelError("the guidance scale must be finite, not \(guidanceScale)") }
+        guard guidanceScale.isFinite else { throw ModelError(argument: "the guidance scale must be finite, not \(guidanceScale)") }
         let config = try UNetConfiguration.load(from: folder.unet.configURL)
         guard let cross = config.crossAttention else {
             throw ModelError("\(folder.unet.configURL.path): a UNet2DModel; text-to-image needs a UNet2DConditionModel")
@@ -64,7 +64,7 @@ public final class TextToImagePipeline {
         let f = vaeConfig.downscale
         let h = height ?? (config.sampleSize ?? 64) * f, w = width ?? (config.sampleSize ?? 64) * f
         guard h > 0, w > 0, h % f == 0, w % f == 0, h <= 1 << 16, w <= 1 << 16 else {
-            throw ModelError("height and width must be positive multiples of the VAE's scale factor \(f), at most 65536 (got \(h)×\(w))")
+            throw ModelError(argument: "height and width must be positive multiples of the VAE's scale factor \(f), at most 65536 (got \(h)×\(w))")
         }
         let sequences = guidanceScale > 1 ? 2 * batch : batch   // the UNet's batch and the text encoder's
         tokenizer = try CLIPTokenizer(folder: folder.tokenizer)
@@ -93,7 +93,7 @@ public final class TextToImagePipeline {
         let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration))
         if guided {
             guard made.scheduler.isDeterministic else {
-                throw ModelError("\(s) draws variance noise at its steps, which guidance does not support here yet (the two halves would diverge): use a deterministic sampler (ddim with eta 0, pndm, dpmsolver++, unipc, euler)")
+                throw ModelError(argument: "\(s) draws variance noise at its steps, which guidance does not support here yet (the two halves would diverge): use a deterministic sampler (ddim with eta 0, pndm, dpmsolver++, unipc, euler)")
             }
             made.guidanceScale = guidanceScale
         }

@@ -39,8 +39,7 @@ public struct AutoencoderKLConfiguration: Decodable, Equatable, Sendable {
         blockOutChannels = try value(.blockOutChannels, d.blockOutChannels)
         layersPerBlock = try value(.layersPerBlock, d.layersPerBlock); normNumGroups = try value(.normNumGroups, d.normNumGroups)
         actFn = try value(.actFn, d.actFn)
-        if let s = try? c.decodeIfPresent(Int.self, forKey: .sampleSize) { sampleSize = s }
-        else if let s = try? c.decodeIfPresent([Int].self, forKey: .sampleSize) { sampleSize = s.first }
+        sampleSize = try c.decodeSampleSize(forKey: .sampleSize) ?? sampleSize
         scalingFactor = try value(.scalingFactor, d.scalingFactor)
         shiftFactor = try c.decodeIfPresent(Double.self, forKey: .shiftFactor)
         useQuantConv = try value(.useQuantConv, d.useQuantConv); usePostQuantConv = try value(.usePostQuantConv, d.usePostQuantConv)

@@ -56,7 +56,7 @@ public struct ModelFolder: Sendable {
         let main = stems[0]
         func exists(_ name: String) -> Bool { files.contains(name) }
         if let v = variant {
-            guard !v.isEmpty, !v.contains("/") else { throw ModelError("--variant \(v) is not a variant name (e.g. fp16)") }
+            guard !v.isEmpty, !v.contains("/") else { throw ModelError(argument: "--variant \(v) is not a variant name (e.g. fp16)") }
             if let name = stems.map({ "\($0).\(v).safetensors" }).first(where: exists) { return dir.appendingPathComponent(name) }
             throw ModelError("\(dir.path): no \(main).\(v).safetensors for --variant \(v) (has: \(files.filter { $0.hasSuffix(".safetensors") }.joined(separator: ", ")))")
         }

@@ -106,8 +106,7 @@ struct UNet2DConditionConfigFile: Decodable {
             if c.contains(Key(key)) { current = try c.decodeIfPresent(T.self, forKey: Key(key)) }
         }
         // sample_size may be an int or [h, w]; only its first value is kept (it does not affect the graph).
-        if let s = try? c.decodeIfPresent(Int.self, forKey: Key("sample_size")) { sampleSize = s }
-        else if let s = try? c.decodeIfPresent([Int].self, forKey: Key("sample_size")) { sampleSize = s.first }
+        sampleSize = try c.decodeSampleSize(forKey: Key("sample_size"))
         try value("in_channels", &inChannels); try value("out_channels", &outChannels)
         try value("center_input_sample", &centerInputSample); try value("flip_sin_to_cos", &flipSinToCos)
         try value("freq_shift", &freqShift)

@@ -72,8 +72,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         }
         let d = UNetConfiguration()
         // sample_size may be an int or [h, w]; only its first value is kept (it does not affect the graph).
-        if let s = try? c.decodeIfPresent(Int.self, forKey: .sampleSize) { sampleSize = s }
-        else if let s = try? c.decodeIfPresent([Int].self, forKey: .sampleSize) { sampleSize = s.first }
+        sampleSize = try c.decodeSampleSize(forKey: .sampleSize)
         inChannels = try value(.inChannels, d.inChannels)
         outChannels = try value(.outChannels, d.outChannels)
         centerInputSample = try value(.centerInputSample, d.centerInputSample)

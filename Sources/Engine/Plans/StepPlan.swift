@@ -236,6 +236,16 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
         } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") }
     }
 
+    /// Reads a plan file and checks it against a model (`validate(branchCount:schedulerConfiguration:)`);
+    /// errors name the file. What `generate` runs, `plan show` and `rfid` accept, and nothing else.
+    public static func load(from url: URL, branchCount: Int, schedulerConfiguration: SchedulerConfiguration) throws -> StepPlan {
+        let plan = try load(from: url)
+        do { try plan.validate(branchCount: branchCount, schedulerConfiguration: schedulerConfiguration) } catch let e as ModelError {
+            throw ModelError("\(url.path): \(e.message)")
+        }
+        return plan
+    }
+
     /// Writes the plan (to a temporary file, then renamed).
     public func write(to path: String) throws { try write(to: URL(fileURLWithPath: path)) }
 
@@ -253,6 +263,14 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
                 }
             }
         }
+    }
+
+    /// Checks the plan against a model: its branches, and that its sampler can be built on the model's
+    /// scheduler config (the steps and any explicit timesteps within its training timesteps, settings
+    /// the scheduler supports), as sampling builds it.
+    public func validate(branchCount: Int, schedulerConfiguration: SchedulerConfiguration) throws {
+        try validate(branchCount: branchCount)
+        _ = try sampler.scheduler(configuration: schedulerConfiguration)
     }
 
     /// Checks that the plan fits a sampler of `scheduler` with `steps` steps.

@@ -59,7 +59,7 @@ public struct EulerDiscreteScheduler: Scheduler {
         var sigmas = s.map { Float($0) }
         sigmas.append(c.finalSigmasType == .zero ? 0 : full[0])
         guard t.allSatisfy({ $0 >= 0 && $0 <= Double(T - 1) }) else {
-            throw ModelError("\(source): \(steps) steps with steps_offset \(c.stepsOffset) give timesteps outside 0…\(T - 1)")
+            throw ModelError(argument: "\(source): \(steps) steps with steps_offset \(c.stepsOffset) give timesteps outside 0…\(T - 1)")
         }
         self.sigmas = sigmas
         modelTimesteps = t.map { Float($0) }

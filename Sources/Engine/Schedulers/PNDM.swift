@@ -46,7 +46,7 @@ public struct PNDMScheduler: Scheduler {
         }
         let skip = skipPRKSteps ?? c.skipPRKSteps
         if !skip && steps < 4 {
-            throw ModelError("\(source): Runge–Kutta warm-up needs at least 4 steps, not \(steps) (diffusers fails there too); use skip_prk_steps")
+            throw ModelError(argument: "\(source): Runge–Kutta warm-up needs at least 4 steps, not \(steps) (diffusers fails there too); use skip_prk_steps")
         }
         configuration = c
         schedule = NoiseSchedule(c)
@@ -97,7 +97,7 @@ public struct PNDMScheduler: Scheduler {
                 }
             }
             guard (0..<T).contains(base), prev < T else {
-                throw ModelError("\(source): \(c.timestepSpacing) spacing with \(steps) steps reaches timestep \(max(base, prev)), beyond the \(T) training timesteps (diffusers fails there too)")
+                throw ModelError(argument: "\(source): \(c.timestepSpacing) spacing with \(steps) steps reaches timestep \(max(base, prev)), beyond the \(T) training timesteps (diffusers fails there too)")
             }
             let a = alphas[base], aPrev = prev >= 0 ? alphas[prev] : finalAlpha
             let b = 1 - a, bPrev = 1 - aPrev

@@ -126,7 +126,7 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
     /// Checks that a run of `steps` steps fits the training timesteps.
     func checkSteps(_ steps: Int) throws {
         guard steps >= 1, steps <= numTrainTimesteps else {
-            throw ModelError("--steps \(steps) must be between 1 and the \(numTrainTimesteps) training timesteps")
+            throw ModelError(argument: "\(steps) steps: a run takes between 1 and the \(numTrainTimesteps) training timesteps")
         }
     }
 

@@ -48,16 +48,16 @@ enum SolverSigmas {
 
     /// An explicit timestep list: `steps` values, strictly decreasing, within the training steps; not with Karras sigmas.
     static func checkExplicit(_ t: [Int], _ c: SchedulerConfiguration, steps: Int, source: String) throws {
-        guard t.count == steps else { throw ModelError("\(source): \(t.count) timesteps for \(steps) steps") }
+        guard t.count == steps else { throw ModelError(argument: "\(source): \(t.count) timesteps for \(steps) steps") }
         guard t.allSatisfy({ (0..<c.numTrainTimesteps).contains($0) }), zip(t, t.dropFirst()).allSatisfy({ $0 > $1 }) else {
-            throw ModelError("\(source): timesteps \(t) must be strictly decreasing within 0…\(c.numTrainTimesteps - 1)")
+            throw ModelError(argument: "\(source): timesteps \(t) must be strictly decreasing within 0…\(c.numTrainTimesteps - 1)")
         }
-        if c.useKarrasSigmas { throw ModelError("\(source): explicit timesteps with use_karras_sigmas = true (diffusers refuses them too)") }
+        if c.useKarrasSigmas { throw ModelError(argument: "\(source): explicit timesteps with use_karras_sigmas = true (diffusers refuses them too)") }
     }
 
     static func checked(_ t: [Int], _ s: [Float], T: Int, steps: Int, offset: Int, source: String) throws -> ([Int], [Float]) {
         guard t.allSatisfy({ (0..<T).contains($0) }) else {
-            throw ModelError("\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
+            throw ModelError(argument: "\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
         }
         return (t, s)
     }

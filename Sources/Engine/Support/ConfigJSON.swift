@@ -38,7 +38,18 @@ func decodeConfigJSON<T: Decodable>(_ url: URL, knownKeys: Set<String>, check: (
         throw ModelError("\(url.path): unsupported key \(key) = \(raw[key].map { "\($0)" } ?? "null")")
     }
     try check(raw)
-    do { return try JSONDecoder().decode(T.self, from: data) } catch {
+    do { return try decodeJSON(T.self, from: data, object: raw) } catch let e as ModelError { throw ModelError("\(url.path): \(e.message)") } catch {
         throw ModelError("\(url.path): \(describe(error))")
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// diffusers' `sample_size`: a whole number or [height, width] (its first value is kept; it does not
+    /// shape the graph); absent or null is nil; anything else is an error naming the key.
+    func decodeSampleSize(forKey key: Key) throws -> Int? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let s = try? decode(Int.self, forKey: key) { return s }
+        if let s = try? decode([Int].self, forKey: key), let first = s.first { return first }
+        throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "not a whole number or [height, width]")
     }
 }

@@ -29,7 +29,7 @@ extension VersionedJSONFile {
         do { object = try JSONSerialization.jsonObject(with: data) } catch { throw ModelError("not a valid \(kind): not valid JSON") }
         guard let raw = object as? [String: Any] else { throw ModelError("not a valid \(kind): not a JSON object") }
         try checkHeader(raw)
-        do { return try JSONDecoder().decode(Self.self, from: data) } catch let e as ModelError { throw e } catch {
+        do { return try decodeJSON(Self.self, from: data, object: raw) } catch let e as ModelError { throw e } catch {
             throw ModelError("not a valid \(kind): \(describe(error))")
         }
     }
@@ -55,6 +55,39 @@ extension VersionedJSONFile {
 
     /// Writes the file atomically (a temporary file renamed over it).
     public func write(to url: URL) throws { try writeAtomically(jsonData(), to: url.path) }
+}
+
+/// `T` from `data`, whose parsed form is `object`. JSONDecoder reports a number that does not fit its
+/// field (3.7 or 1e30 where a whole number belongs, −1 where an unsigned one does) as "not valid JSON",
+/// naming no key; that error names the field here, found by decoding again with each such number
+/// replaced by 0.
+func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, object: Any) throws -> T {
+    do { return try JSONDecoder().decode(T.self, from: data) } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
+        var suspects: [(path: [Any], value: Double)] = []
+        func walk(_ v: Any, _ path: [Any]) {
+            if let d = v as? [String: Any] { for (k, x) in d { walk(x, path + [k]) } }
+            else if let a = v as? [Any] { for (i, x) in a.enumerated() { walk(x, path + [i]) } }
+            else if let n = v as? NSNumber, !(v is Bool) {
+                let d = n.doubleValue
+                if d != d.rounded() || abs(d) >= 9.2e18 || d < 0 { suspects.append((path, d)) }
+            }
+        }
+        walk(object, [])
+        func replacing(_ v: Any, _ path: ArraySlice<Any>) -> Any {
+            guard let head = path.first else { return 0 }
+            if var d = v as? [String: Any], let k = head as? String { d[k] = replacing(d[k] as Any, path.dropFirst()); return d }
+            if var a = v as? [Any], let i = head as? Int { a[i] = replacing(a[i], path.dropFirst()); return a }
+            return v
+        }
+        // Fractional and huge numbers first: negative ones fit most fields.
+        for s in suspects.sorted(by: { ($0.value < 0 && $0.value == $0.value.rounded() ? 1 : 0) < ($1.value < 0 && $1.value == $1.value.rounded() ? 1 : 0) }) {
+            guard let fixed = try? JSONSerialization.data(withJSONObject: replacing(object, s.path[...])) else { continue }
+            do { _ = try JSONDecoder().decode(T.self, from: fixed) } catch DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty { continue } catch {}
+            let key = s.path.map { "\($0)" }.joined(separator: ".")
+            throw ModelError("\(key): \(s.value) does not fit this field (it takes \(s.value < 0 ? "a number ≥ 0" : "a whole number"))")
+        }
+        throw DecodingError.dataCorrupted(ctx)
+    }
 }
 
 /// "key.path: what went wrong" for a decoding error.

@@ -38,7 +38,7 @@ public struct CLIPTextConfiguration: Sendable, Equatable {
             var hidden_act: String?
         }
         let keys: Keys
-        do { keys = try JSONDecoder().decode(Keys.self, from: data) } catch { throw ModelError("\(url.path): \(describe(error))") }
+        do { keys = try decodeJSON(Keys.self, from: data, object: raw) } catch { throw ModelError("\(url.path): \(describe(error))") }
         var c = CLIPTextConfiguration()
         for (key, value, field) in [("vocab_size", keys.vocab_size, \CLIPTextConfiguration.vocabSize),
                                     ("hidden_size", keys.hidden_size, \.hiddenSize),
