@@ -9,12 +9,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0 cases=0
 
-# case EXPECTED_RC FRAGMENT ARGS… — runs `bin ARGS…` (60 s at most) and checks its exit code and stderr.
+# case EXPECTED_RC FRAGMENT ARGS… — runs `bin ARGS…` (60 s at most) and checks its exit code and stderr;
+# case EXPECTED_RC FRAGMENT env VAR=… "$bin" ARGS… runs it with a changed environment.
 case_() {
     local want=$1 fragment=$2; shift 2
     cases=$((cases + 1))
     local out rc
-    out=$(cd "$tmp" && timeout 60 "$bin" "$@" 2>&1 >/dev/null)
+    if [[ $1 == env ]]; then   # (case_ RC FRAGMENT env VAR=… "$bin" ARGS…: with a changed environment)
+        out=$(cd "$tmp" && timeout 60 "$@" 2>&1 >/dev/null)
+    else
+        out=$(cd "$tmp" && timeout 60 "$bin" "$@" 2>&1 >/dev/null)
+    fi
     rc=$?
     if [[ $rc != "$want" || $out != *"$fragment"* ]]; then
         failures=$((failures + 1))
@@ -158,6 +163,14 @@ else
     if [[ $(cksum < "$weights") != "$sum" ]]; then failures=$((failures + 1)); echo "FAIL: a corrupted unpacked default model was not rewritten"; fi
 fi
 rm -rf "$xdg"
+
+# A cache that cannot be written (its parent is a file; root may write anywhere else): named, with
+# the way out, for PoCL's kernel cache (PoCL then offers no device) and for the default model's.
+mkdir -p "$tmp/home" && touch "$tmp/home/.cache"
+case_ 1 "PoCL (the CPU driver) cannot create its kernel cache in $tmp/home/.cache/pocl (Not a directory)" env -u POCL_CACHE_DIR HOME="$tmp/home" XDG_CACHE_HOME= "$bin" devices
+case_ 1 "cache/flexiffusion/default-model-" env POCL_CACHE_DIR="$tmp/pocl" HOME="$tmp/home" XDG_CACHE_HOME= "$bin" plan show
+case_ 1 "Not a directory (the cache folder is" env POCL_CACHE_DIR="$tmp/pocl" HOME="$tmp/home" XDG_CACHE_HOME= "$bin" plan show
+rm -rf "$tmp/home" "$tmp/pocl"
 
 # Image files by their first bytes, whatever their names (an IDX file renamed).
 idx=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz

@@ -51,9 +51,30 @@ public enum OpenCLRuntime {
         if let gpu = all.first(where: { $0.kind == .gpu }) { return gpu }
         if let cpu = all.first(where: { $0.kind == .cpu }) { return cpu }
         guard let first = all.first else {
-            throw OpenCLError(call: "device selection", detail: "no OpenCL device found (is an ICD such as pocl-opencl-icd installed?)")
+            throw OpenCLError(call: "device selection", detail: noDeviceReason())
         }
         return first
+    }
+
+    /// Why no device was found, in words: PoCL (the CPU driver) offers no device when it cannot create
+    /// its kernel cache, which otherwise looks like a missing driver.
+    public static func noDeviceReason(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let cache: String
+        if let dir = environment["POCL_CACHE_DIR"], !dir.isEmpty { cache = dir }
+        else if let xdg = environment["XDG_CACHE_HOME"], xdg.hasPrefix("/") { cache = xdg + "/pocl" }
+        else if let home = environment["HOME"], home.hasPrefix("/") { cache = home + "/.cache/pocl" }
+        else { cache = "" }
+        if !cache.isEmpty, FileManager.default.fileExists(atPath: "/etc/OpenCL/vendors/pocl.icd") {
+            var problem: String?
+            do { try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true) } catch {
+                problem = describeFileError(error)
+            }
+            if problem == nil, access(cache, W_OK) != 0 { problem = String(cString: strerror(errno)) }
+            if let problem {
+                return "no OpenCL device found: PoCL (the CPU driver) cannot create its kernel cache in \(cache) (\(problem)); make it writable, or set POCL_CACHE_DIR (or HOME) to a writable folder"
+            }
+        }
+        return "no OpenCL device found (is an ICD such as pocl-opencl-icd installed?)"
     }
 
     /// Selects a device from `spec` (`--device`), else from $FLEXIFFUSION_DEVICE, else the default.
@@ -157,4 +178,16 @@ func deviceValue<T: FixedWidthInteger>(_ device: cl_device_id, _ param: Int32) t
     try check(clGetDeviceInfo(device, cl_device_info(param), MemoryLayout<T>.size, &value, nil),
               "clGetDeviceInfo(\(param))")
     return value
+}
+
+/// A file-system error in words: the underlying POSIX error ("Not a directory", "Read-only file
+/// system") where Foundation says only "The operation could not be completed (NSCocoaErrorDomain error 512)".
+public func describeFileError(_ error: Error) -> String {
+    let ns = error as NSError
+    // (On Linux the underlying error casts to Error, not to NSError.)
+    if let u = (ns.userInfo[NSUnderlyingErrorKey] as? Error).map({ $0 as NSError }), u.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(u.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    return ns.localizedDescription
 }

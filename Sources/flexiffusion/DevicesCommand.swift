@@ -1,6 +1,7 @@
 // `flexiffusion devices`: every OpenCL platform and device, and which one is selected.
 import ArgumentParser
 import Foundation
+import Engine
 import GPUKernels
 
 struct DevicesCommand: ParsableCommand {
@@ -30,7 +31,7 @@ struct DevicesCommand: ParsableCommand {
             return
         }
         if all.isEmpty {
-            throw ValidationError("no OpenCL device found: install an ICD (Debian: pocl-opencl-icd for the CPU, or your GPU vendor's)")
+            throw ModelError(OpenCLRuntime.noDeviceReason())
         }
         var table: [[String]] = [["", "#", "platform", "device", "type", "CUs", "memory", "fp64", "OpenCL", "GEMM path"]]
         for d in all {

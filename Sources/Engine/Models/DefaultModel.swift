@@ -36,7 +36,7 @@ public enum DefaultModel {
             do {
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             } catch {
-                throw ModelError("cannot create \(url.deletingLastPathComponent().path) for \(what): \(error.localizedDescription)")
+                throw ModelError("cannot create \(url.deletingLastPathComponent().path) for \(what): \(describeFileError(error)) (the cache folder is $XDG_CACHE_HOME/flexiffusion, else $HOME/.cache/flexiffusion: point either at a writable folder)")
             }
             try writeAtomically(Data(bytes: f.bytes, count: Int(f.length)), to: url.path)
         }

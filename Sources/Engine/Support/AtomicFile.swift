@@ -1,5 +1,6 @@
 // Writing files so that an error never leaves a half-written one under the user's name.
 import Foundation
+import GPUKernels
 
 /// Writes `data` to a temporary file beside `path`, then renames it into place, so that a failure
 /// never leaves a half-written file under the user's name. A symlink is written through (its target
@@ -19,7 +20,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
             throw ModelError("cannot write \(path): \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
-        do { try handle.write(contentsOf: data) } catch { throw ModelError("cannot write \(path): \(error.localizedDescription)") }
+        do { try handle.write(contentsOf: data) } catch { throw ModelError("cannot write \(path): \(describeFileError(error))") }
         return
     }
     let url = URL(fileURLWithPath: target)
