@@ -138,6 +138,10 @@ public enum PNGDecoder {
             o += 12 + length
         }
         guard width > 0, height > 0, !idat.isEmpty else { throw ModelError("\(name): PNG has no image data") }
+        // (Bounded before any size arithmetic: 2^32 − 1 by 2^32 − 1 overflows it.)
+        guard width <= 1 << 16, height <= 1 << 16, width * height <= 1 << 28 else {
+            throw ModelError("\(name): a \(width)×\(height) PNG is beyond what this reader takes (each side ≤ 65536, ≤ 2^28 pixels)")
+        }
         let samples = [0: 1, 2: 3, 4: 2, 6: 4][colorType]!
         let stride = width * samples
         let expected = height * (stride + 1)

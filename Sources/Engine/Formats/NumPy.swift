@@ -83,7 +83,6 @@ public enum NumPy {
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             .map { s -> Int in guard let v = Int(s), v >= 0 else { throw ModelError("\(name): bad shape \(shapeField)") }; return v }
         guard !fortran || shape.count <= 1 else { throw ModelError("\(name): Fortran-ordered arrays are not supported") }
-        let count = shape.reduce(1, *)
         let body = start + headerLength
         let size: Int
         switch descr {
@@ -91,7 +90,10 @@ public enum NumPy {
         case "<f4", "=f4": size = 4
         default: throw ModelError("\(name): dtype \(descr) is not supported (float32 or float64, little-endian)")
         }
-        guard bytes.count - body >= count * size else {
+        var count = 1, overflow = false
+        for n in shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: n) }
+        let (byteCount, tooMany) = count.multipliedReportingOverflow(by: size)
+        guard !overflow, !tooMany, bytes.count - body >= byteCount else {
             throw ModelError("\(name): \(bytes.count - body) bytes of data for shape \(shape) of \(descr)")
         }
         let values: [Double] = bytes.withUnsafeBytes { raw in

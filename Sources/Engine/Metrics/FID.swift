@@ -81,13 +81,21 @@ func symmetrize(_ m: inout [Double], n: Int) {
     for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { let v = (m[i * n + j] + m[j * n + i]) / 2; m[i * n + j] = v; m[j * n + i] = v } }
 }
 
+/// The eigenvalues (and `vectors`) of a symmetric matrix; LAPACK's failure to converge (extreme values
+/// in a statistics file) is an error about the statistics.
+private func eigen(_ m: inout [Double], n: Int, vectors: Bool) throws -> [Double] {
+    do { return try HostBLAS.symmetricEigen(&m, n: n, vectors: vectors) } catch let e as OpenCLError where e.call == "dsyevd_" && e.detail?.hasPrefix("did not converge") == true {
+        throw ModelError("Fréchet distance: the covariance's eigendecomposition \(e.detail!); the statistics hold extreme values")
+    }
+}
+
 /// FID between two feature distributions (see the top of this file).
 public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) throws -> Double {
     guard a.dims == b.dims else { throw ModelError("feature dimensions differ: \(a.dims) and \(b.dims)") }
     let d = a.dims
     // √Σ₁ = V diag(√max(λ, 0)) Vᵀ; dsyevd leaves eigenvector j in row j (row-major view).
     var vectors = a.sigma
-    let lambda = try HostBLAS.symmetricEigen(&vectors, n: d, vectors: true)
+    let lambda = try eigen(&vectors, n: d, vectors: true)
     var scaled = vectors
     for j in 0..<d {
         let s = max(lambda[j], 0).squareRoot()
@@ -118,7 +126,7 @@ public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) thro
         }
     }
     symmetrize(&m, n: d)
-    let mu = try HostBLAS.symmetricEigen(&m, n: d, vectors: false)
+    let mu = try eigen(&m, n: d, vectors: false)
     let traceRoot = mu.reduce(0) { $0 + max($1, 0).squareRoot() }
     var meanTerm = 0.0, traces = 0.0
     for i in 0..<d {

@@ -142,11 +142,13 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         if levels == 0 { try refuse(.blockOutChannels, blockOutChannels, "at least one level") }
         if downBlockTypes.count != levels { try refuse(.downBlockTypes, downBlockTypes, "needs one per block_out_channels entry (\(levels))") }
         if upBlockTypes.count != levels { try refuse(.upBlockTypes, upBlockTypes, "needs one per block_out_channels entry (\(levels))") }
-        if layersPerBlock < 1 { try refuse(.layersPerBlock, layersPerBlock, "at least 1") }
-        if inChannels < 1 { try refuse(.inChannels, inChannels, "at least 1") }
-        if outChannels < 1 { try refuse(.outChannels, outChannels, "at least 1") }
+        // (Upper bounds far beyond any model keep the size arithmetic from overflowing.)
+        if levels > 16 { try refuse(.blockOutChannels, blockOutChannels, "at most 16 levels") }
+        if !(1...64).contains(layersPerBlock) { try refuse(.layersPerBlock, layersPerBlock, "1…64") }
+        if !(1...65536).contains(inChannels) { try refuse(.inChannels, inChannels, "1…65536") }
+        if !(1...65536).contains(outChannels) { try refuse(.outChannels, outChannels, "1…65536") }
         if normNumGroups < 1 { try refuse(.normNumGroups, normNumGroups, "must be positive") }
-        for c in blockOutChannels where c < 1 || c % normNumGroups != 0 {
+        for c in blockOutChannels where c < 1 || c > 65536 || c % normNumGroups != 0 {
             try refuse(.blockOutChannels, blockOutChannels, "each must be a positive multiple of norm_num_groups \(normNumGroups)")
         }
         if let g = attnNormNumGroups, g < 1 || blockOutChannels.last! % g != 0 {
@@ -163,8 +165,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         }
         if let x = crossAttention {
             let key = "attention_head_dim"
-            guard x.heads.count == levels, x.layers.count == levels, x.layers.allSatisfy({ $0 >= 1 }), x.dim >= 1 else {
-                throw ModelError("\(source): unsupported cross-attention settings (heads \(x.heads), transformer layers \(x.layers), cross_attention_dim \(x.dim)): one head count and one positive layer count per block (\(levels)) and a positive width")
+            guard x.heads.count == levels, x.layers.count == levels, x.layers.allSatisfy({ (1...64).contains($0) }), (1...65536).contains(x.dim) else {
+                throw ModelError("\(source): unsupported cross-attention settings (heads \(x.heads), transformer layers \(x.layers), cross_attention_dim \(x.dim)): one head count and one layer count (1…64) per block (\(levels)) and a width of 1…65536")
             }
             for (i, heads) in x.heads.enumerated() where heads < 1 || (downBlockTypes[i] == attnDown && blockOutChannels[i] % heads != 0) {
                 throw ModelError("\(source): unsupported \(key) = \(x.heads) (the head count of down block \(i) must divide its \(blockOutChannels[i]) channels)")
@@ -176,8 +178,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
                 throw ModelError("\(source): unsupported \(key) = \(x.heads) (the mid block's \(x.heads.last!) heads must divide its \(blockOutChannels.last!) channels)")
             }
         }
-        if let t = timeEmbeddingDim, t < 1 { try refuse(.timeEmbeddingDim, t, "must be positive") }
-        if normEps <= 0 { try refuse(.normEps, normEps, "must be positive") }
+        if let t = timeEmbeddingDim, !(1...(1 << 20)).contains(t) { try refuse(.timeEmbeddingDim, t, "1…1048576") }
+        if !(normEps > 0 && normEps.isFinite) { try refuse(.normEps, normEps, "must be positive") }
         if let s = sampleSize, s < 1 || s > 16384 { try refuse(.sampleSize, s, "must be 1…16384") }
     }
 

@@ -56,8 +56,8 @@ public struct StepLatencies: Codable, Equatable, Sendable {
         for (name, v) in times where !(v.isFinite && v >= 0) || (name == "full_ms" && v <= 0) {
             throw ModelError("\(model), batch \(batch): \(name) = \(v) (latencies must be finite, ≥ 0, and a full step's > 0)")
         }
-        for (name, v) in [("full_macs", fullMACs)] + partialMACs.map({ ("partial_macs[\($0.key)]", $0.value) }) where v < 0 {
-            throw ModelError("\(model), batch \(batch): \(name) = \(v) (must be ≥ 0)")
+        for (name, v) in [("full_macs", fullMACs)] + partialMACs.map({ ("partial_macs[\($0.key)]", $0.value) }) where v < 0 || v > 1 << 53 {
+            throw ModelError("\(model), batch \(batch): \(name) = \(v) (must be in 0…2^53)")
         }
         if batch < 1 { throw ModelError("\(model): batch \(batch) (must be positive)") }
     }
@@ -86,11 +86,15 @@ public struct StepLatencies: Codable, Equatable, Sendable {
 
     /// Predicted latency and MACs of a whole plan: the sum over its steps.
     public func cost(of plan: StepPlan) throws -> PlanCost {
-        var ms = 0.0, macs = 0
-        for a in plan.actions { ms += try milliseconds(a); macs += try self.macs(a) }
+        var ms = 0.0, macs = 0, overflow = false
+        for a in plan.actions where !overflow {
+            ms += try milliseconds(a)
+            (macs, overflow) = macs.addingReportingOverflow(try self.macs(a))
+        }
+        let (teacherMACs, teacherOverflow) = plan.actions.count.multipliedReportingOverflow(by: fullMACs)
+        guard !overflow, !teacherOverflow else { throw ModelError("\(model), batch \(batch): the MACs of \(plan.actions.count) steps exceed 2^63") }
         let teacher = Double(plan.actions.count) * fullMs
-        return PlanCost(milliseconds: ms, macs: macs, speedup: teacher / ms,
-                        macsSpeedup: Double(plan.actions.count * fullMACs) / Double(max(macs, 1)))
+        return PlanCost(milliseconds: ms, macs: macs, speedup: teacher / ms, macsSpeedup: Double(teacherMACs) / Double(max(macs, 1)))
     }
 }
 

@@ -227,6 +227,8 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
             var plan: StepPlan
             if let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == "flexiffusion-search" {
                 guard let best = raw["best_plan"], !(best is NSNull) else { throw ModelError("the search has not scored a plan yet (no best_plan)") }
+                // (JSONSerialization traps on a top-level value that is not an object or array.)
+                guard best is [String: Any] else { throw ModelError("best_plan is not a step plan (a JSON object)") }
                 plan = try decode(try JSONSerialization.data(withJSONObject: best))
             } else {
                 plan = try decode(data)

@@ -48,7 +48,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             throw ModelError("\(source): use_karras_sigmas with beta_schedule squaredcos_cap_v2 (fractional timesteps) is not supported")
         }
         configuration = c
-        schedule = NoiseSchedule(c)
+        schedule = try NoiseSchedule(c)
         (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: finalType, karrasFinalIsLast: false,
                                                     explicit: explicit, source: source)
         finalSigmasZero = finalType == .zero

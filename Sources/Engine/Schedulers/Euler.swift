@@ -25,7 +25,7 @@ public struct EulerDiscreteScheduler: Scheduler {
         let source = "EulerDiscreteScheduler"
         try c.checkSteps(steps)
         configuration = c
-        schedule = NoiseSchedule(c)
+        schedule = try NoiseSchedule(c)
         let T = c.numTrainTimesteps
         let spacing = c.value(.timestepSpacing, c.timestepSpacing, defaultFor: .linspace)
         var t: [Double]

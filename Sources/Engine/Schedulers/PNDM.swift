@@ -49,11 +49,11 @@ public struct PNDMScheduler: Scheduler {
             throw ModelError(argument: "\(source): Runge–Kutta warm-up needs at least 4 steps, not \(steps) (diffusers fails there too); use skip_prk_steps")
         }
         configuration = c
-        schedule = NoiseSchedule(c)
+        schedule = try NoiseSchedule(c)
         self.steps = steps
         self.skipPRKSteps = skip
         let T = c.numTrainTimesteps, ratio = T / steps
-        let ascending = Array(DDIMScheduler.spacedTimesteps(c, steps: steps).reversed())
+        let ascending = Array(try DDIMScheduler.spacedTimesteps(c, steps: steps, source: "PNDMScheduler").reversed())
         var prk: [Int] = [], plms: [Int]
         if skip {
             // concatenate([_t[:-1], _t[-2:-1], _t[-1:]])[::-1]

@@ -118,8 +118,14 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         }
         if thresholding { try refuse("thresholding", true, "dynamic thresholding is not supported") }
         if rescaleBetasZeroSnr { try refuse("rescale_betas_zero_snr", true, "not supported") }
-        if numTrainTimesteps < 2 { try refuse("num_train_timesteps", numTrainTimesteps, "at least 2") }
-        if clipSampleRange <= 0 { try refuse("clip_sample_range", clipSampleRange, "must be positive") }
+        if !(2...100_000).contains(numTrainTimesteps) { try refuse("num_train_timesteps", numTrainTimesteps, "2…100000") }
+        // (A beta of 1 or more makes ᾱ zero or negative, a beta of 0 makes σ zero: σ's logarithm is then not a number.)
+        for (key, beta) in [("beta_start", betaStart), ("beta_end", betaEnd)] where !(beta > 0 && beta < 1) {
+            try refuse(key, beta, "betas are in (0, 1)")
+        }
+        if !(0..<numTrainTimesteps).contains(stepsOffset) { try refuse("steps_offset", stepsOffset, "0…num_train_timesteps − 1") }
+        _ = try NoiseSchedule(self)   // (betas that leave no noise level defined)
+        if !(clipSampleRange > 0 && clipSampleRange.isFinite) { try refuse("clip_sample_range", clipSampleRange, "must be positive") }
         if !(1...3).contains(solverOrder) { try refuse("solver_order", solverOrder, "1, 2 or 3") }
     }
 
@@ -181,7 +187,8 @@ public struct NoiseSchedule: Sendable {
     /// (the multistep solvers' and Euler's schedule).
     public var sigmas: [Float] { alphasCumprod.map { ((1 - $0) / $0).squareRoot() } }
 
-    public init(_ c: SchedulerConfiguration) {
+    /// The schedule of `c`; an error when its betas drive ᾱ to zero in float32 (σ would be infinite).
+    public init(_ c: SchedulerConfiguration) throws {
         let T = c.numTrainTimesteps
         switch c.betaSchedule {
         case .scaledLinear:
@@ -193,9 +200,15 @@ public struct NoiseSchedule: Sendable {
         case .linear:
             betas = NoiseSchedule.linspace(Float(c.betaStart), Float(c.betaEnd), T)
         }
+        if let t = betas.firstIndex(where: { !($0 > 0 && $0 < 1) }) {
+            throw ModelError("the scheduler config's betas (\(c.betaSchedule), beta_start \(c.betaStart), beta_end \(c.betaEnd)) give beta \(betas[t]) in float32 at training step \(t): each must be in (0, 1)")
+        }
         // torch.cumprod over float32 accumulates in double on the CPU.
         var product = 1.0
         alphasCumprod = betas.map { b in product *= Double(1 - b); return Float(product) }
+        if let t = alphasCumprod.firstIndex(where: { !($0 > 0) }) {
+            throw ModelError("the scheduler config's betas (\(c.betaSchedule), beta_start \(c.betaStart), beta_end \(c.betaEnd)) drive ᾱ to \(alphasCumprod[t]) by training step \(t): no noise level is defined there")
+        }
     }
 
     /// torch.linspace(start, end, steps, dtype=float32): from both ends towards the middle.
@@ -285,25 +298,29 @@ public struct DDIMScheduler: Scheduler {
         try c.checkSteps(steps)
         guard eta >= 0, eta <= 1 else { throw ModelError("eta \(eta) must be in [0, 1] (DDIM's range: above 1 its noise exceeds the step's variance)") }
         configuration = c
-        schedule = NoiseSchedule(c)
+        schedule = try NoiseSchedule(c)
         self.eta = eta
         stepRatio = c.numTrainTimesteps / steps
-        timesteps = DDIMScheduler.spacedTimesteps(c, steps: steps)
+        timesteps = try DDIMScheduler.spacedTimesteps(c, steps: steps)
     }
 
-    /// set_timesteps for the three spacings (shared with DDPM).
-    static func spacedTimesteps(_ c: SchedulerConfiguration, steps: Int) -> [Int] {
+    /// set_timesteps for the three spacings (shared with DDPM and PNDM); an error where steps_offset
+    /// pushes a timestep past the training steps (diffusers indexes out of range there).
+    static func spacedTimesteps(_ c: SchedulerConfiguration, steps: Int, source: String = "DDIMScheduler") throws -> [Int] {
         let T = c.numTrainTimesteps
+        let t: [Int]
         switch c.timestepSpacing {
         case .linspace:
             // np.linspace(0, T - 1, steps).round()[::-1]
-            return linspace(0, Double(T - 1), steps).map { Int($0.rounded(.toNearestOrEven)) }.reversed()
+            t = linspace(0, Double(T - 1), steps).map { Int($0.rounded(.toNearestOrEven)) }.reversed()
         case .trailing:
-            return trailingTimesteps(T: T, steps: steps)
+            t = trailingTimesteps(T: T, steps: steps)
         case .leading:
             let ratio = T / steps
-            return (0..<steps).map { $0 * ratio + c.stepsOffset }.reversed()
+            t = (0..<steps).map { $0 * ratio + c.stepsOffset }.reversed()
         }
+        try SolverSigmas.checkRange(t, T: T, steps: steps, offset: c.stepsOffset, source: source)
+        return t
     }
 
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {
@@ -339,8 +356,8 @@ public struct DDPMScheduler: Scheduler {
         try c.validate()
         try c.checkSteps(steps)
         configuration = c
-        schedule = NoiseSchedule(c)
-        timesteps = DDIMScheduler.spacedTimesteps(c, steps: steps)
+        schedule = try NoiseSchedule(c)
+        timesteps = try DDIMScheduler.spacedTimesteps(c, steps: steps, source: "DDPMScheduler")
     }
 
     public func coefficients(step index: Int) -> SchedulerStepCoefficients {

@@ -40,6 +40,7 @@ enum SolverSigmas {
                 return try checked(t, s, T: T, steps: steps, offset: offset, source: source)
             }
         } else {
+            try checkRange(t, T: T, steps: steps, offset: offset, source: source)
             s = t.map { full[$0] }
         }
         s.append(finalType == .zero ? 0 : full[0])
@@ -56,10 +57,14 @@ enum SolverSigmas {
     }
 
     static func checked(_ t: [Int], _ s: [Float], T: Int, steps: Int, offset: Int, source: String) throws -> ([Int], [Float]) {
+        try checkRange(t, T: T, steps: steps, offset: offset, source: source)
+        return (t, s)
+    }
+
+    static func checkRange(_ t: [Int], T: Int, steps: Int, offset: Int, source: String) throws {
         guard t.allSatisfy({ (0..<T).contains($0) }) else {
             throw ModelError(argument: "\(source): \(steps) steps with steps_offset \(offset) give timesteps outside 0…\(T - 1)")
         }
-        return (t, s)
     }
 
     /// `_convert_to_karras`: ρ = 7 interpolation from σ_max to σ_min over `steps` points, float64.
@@ -82,7 +87,8 @@ enum SolverSigmas {
         for (i, l) in logSigmas.enumerated() where logSigma - Double(l) >= 0 { low = i }
         low = min(low, logSigmas.count - 2)
         let lo = Double(logSigmas[low]), hi = Double(logSigmas[low + 1])
-        let w = min(max((lo - logSigma) / (lo - hi), 0), 1)
+        // (Two equal neighbours — tiny betas in float32 — give 0/0: either end will do.)
+        let raw = (lo - logSigma) / (lo - hi), w = raw.isNaN ? 0 : min(max(raw, 0), 1)
         return (1 - w) * Double(low) + w * Double(low + 1)
     }
 

@@ -41,7 +41,7 @@ public struct UniPCMultistepScheduler: Scheduler {
             throw ModelError("\(source): predict_x0 false with final_sigmas_type zero gives NaN at the last step (as in diffusers); choose sigma_min")
         }
         configuration = c
-        schedule = NoiseSchedule(c)
+        schedule = try NoiseSchedule(c)
         predictX0 = c.predictX0
         (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: c.finalSigmasType,
                                                     karrasFinalIsLast: true, source: source)
