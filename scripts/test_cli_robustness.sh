@@ -44,7 +44,8 @@ case_ 64 "--steps must be positive" plan teacher --steps=-5
 case_ 64 "--steps must be positive" plan deepcache --interval 3 --steps=-5
 case_ 64 "more than any scheduler trains for" plan deepcache --interval 3 --steps 9223372036854775807
 case_ 64 "--batch and --repeats must be positive" bench kernels --batch 0
-case_ 64 "bytes of samples in memory" generate --count 4611686018427387904
+case_ 64 "is more than a run takes" generate --count 4611686018427387904
+case_ 64 "image grid" generate --count 100000000000
 case_ 64 "--prk-steps applies to pndm only" plan teacher --prk-steps
 case_ 64 "explicit timesteps work with" generate --scheduler unipc --timesteps 999,500
 case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999

@@ -66,6 +66,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
+        if let count, count > 1 << 40 { throw ValidationError("--count \(count) is more than a run takes (2^40 images)") }
         let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
                                              ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
                                              ("--output-latents", outputLatents != nil)]
@@ -97,25 +98,19 @@ struct GenerateCommand: ParsableCommand {
         try outputs.prepare(channels: shape[1])
 
         let n = shape[0]
-        // (The images are kept on the host until written: refuse a count that cannot fit, before any work.)
-        let (values, overflow) = n.multipliedReportingOverflow(by: shape[1] * shape[2] * shape[3])
-        let memory = ProcessInfo.processInfo.physicalMemory
-        if overflow || UInt64(values) > memory / 8 {
-            throw ValidationError("--count \(n) needs \(overflow ? "more than 2^63" : "\(UInt64(values) * 4)") bytes of samples in memory; this machine has \(memory): generate fewer images per run")
-        }
+        try checkHeldOutputs(outputs, shape: shape)
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: min(batch, n), height: shape[2], width: shape[3]),
                                               schedulerConfiguration: setup.schedulerConfig)
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
         let progress = ProgressLine(label)
-        var samples: [Float] = []
-        samples.reserveCapacity(n * pipeline.imageSize)
+        let writer = try SampleWriter(outputs, shape: shape)
         try pipeline.generate(plan: plan, noise: generation, count: n, progress: { p in
             progress.update(p.stepsDone, of: p.stepsTotal)
             return .proceed
-        }) { batch in samples += try batch.download() }
+        }) { batch in try writer.append(try batch.download()[...], images: batch.images) }
         progress.finish()
-        try outputs.write(samples, shape: shape)
+        try writer.finish()
         if json {
             try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
                            "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "device_memory_peak_bytes": stream.context.allocatedBytes.peak,
@@ -144,6 +139,15 @@ struct GenerateCommand: ParsableCommand {
         if let solverOrder, solverOrder != p.sampler.order { throw ValidationError("--solver-order \(solverOrder) differs from the plan's \(p.sampler)") }
         if let timesteps, timesteps.values != p.sampler.timesteps { throw ValidationError("--timesteps differs from the plan's \(p.sampler)") }
         return p
+    }
+}
+
+/// Outputs are written batch by batch; a grid keeps its 8-bit pixels until the end: refuse one that
+/// cannot fit in memory before any work (the PNG folder and the tensor file have no such limit).
+func checkHeldOutputs(_ outputs: SampleOutputs, shape: [Int]) throws {
+    let held = outputs.heldBytes(shape: shape), memory = Double(ProcessInfo.processInfo.physicalMemory)
+    if held > memory / 4 {
+        throw ValidationError(String(format: "--count %d makes a %.3g-byte image grid (this machine has %.3g bytes of memory): write the images with --out-dir or --output-tensor instead, which are written batch by batch", shape[0], held, memory))
     }
 }
 

@@ -45,18 +45,21 @@ extension GenerateCommand {
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
             + (pipeline.guided ? ", guidance \(guidanceScale)" : "")
         let progress = ProgressLine(label)
-        var images: [Float] = [], finalLatents: [Float] = []
+        let shape = [n, pipeline.decoder.config.outChannels, pipeline.height, pipeline.width]
+        try checkHeldOutputs(outputs, shape: shape)
+        let writer = outputs.isEmpty ? nil : try SampleWriter(outputs, shape: shape)
+        let latentsWriter = try outputLatents.map { try SafeTensorsStreamWriter(path: $0, name: "latents", shape: [n] + pipeline.latentShape) }
         try pipeline.generate(prompts: promptList, negativePrompts: negativePrompt.map { [$0] } ?? [], plan: plan,
                               noise: GenerationNoise(seed: seed, initial: initial), count: n, progress: { p in
             progress.update(p.stepsDone, of: p.stepsTotal)
             return .proceed
-        }) { _, latents, decoded in
-            finalLatents += latents
-            images += decoded
+        }) { images, latents, decoded in
+            try latentsWriter?.append(latents[...])
+            try writer?.append(decoded[...], images: images)
         }
         progress.finish()
-        try outputs.write(images, shape: [n, pipeline.decoder.config.outChannels, pipeline.height, pipeline.width])
-        if let outputLatents { try SafeTensorsWriter.write([("latents", [n] + pipeline.latentShape, finalLatents)], to: outputLatents) }
+        try writer?.finish()
+        try latentsWriter?.finish()
         let written = [outputs.isEmpty ? nil : outputs.summary(count: n), outputLatents].compactMap { $0 }.joined(separator: ", ")
         if json {
             try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,

@@ -103,4 +103,34 @@ import TestSupport
         let first = g.pixels[((2 * g.width) + 2) * 3]
         #expect(first == PNG.pixels(images[0]))
     }
+
+    /// Outputs written batch by batch (what generate does, holding one batch) are the files written
+    /// at once: grid, PNG folder and tensor, byte for byte; an unfinished writer leaves no file.
+    @Test func outputsWrittenByBatchEqualOutputsWrittenAtOnce() throws {
+        var rng = SeededGenerator(seed: freshSeed())
+        let shape = [5, 3, 4, 6], samples = randomArray(5 * 3 * 4 * 6, &rng, in: -1.2...1.2)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-writer-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func outputs(_ tag: String) -> SampleOutputs {
+            SampleOutputs(grid: dir.appendingPathComponent("\(tag).png").path, folder: dir.appendingPathComponent(tag).path,
+                          tensor: dir.appendingPathComponent("\(tag).safetensors").path)
+        }
+        let once = outputs("once"), batched = outputs("batched")
+        try once.prepare(channels: 3); try batched.prepare(channels: 3)
+        try once.write(samples, shape: shape)
+        let writer = try SampleWriter(batched, shape: shape)
+        let size = 3 * 4 * 6
+        for images in [0..<2, 2..<4, 4..<5] { try writer.append(samples[(images.lowerBound * size)..<(images.upperBound * size)], images: images) }
+        try writer.finish()
+        for (a, b) in [(once.grid!, batched.grid!), (once.tensor!, batched.tensor!)] + (0..<5).map({ i in
+            (once.folder! + String(format: "/%05d.png", i), batched.folder! + String(format: "/%05d.png", i)) }) {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)), "\(b)")
+        }
+        #expect(try SafeTensorsFile(path: batched.tensor!).floats("sample") == samples)
+        // Dropped before finish(): no tensor file, no temporary left.
+        let unfinished = SampleOutputs(tensor: dir.appendingPathComponent("unfinished.safetensors").path)
+        do { let w = try SampleWriter(unfinished, shape: shape); try w.append(samples[..<size], images: 0..<1) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("unfinished") }.isEmpty)
+    }
 }

@@ -38,18 +38,35 @@ public enum PNG {
     /// A grid of the images of `batch` [N, C, H, W] (C 1 or 3), `columns` wide, with a 2-pixel border.
     public static func grid(_ images: [Float], count n: Int, channels c: Int, height h: Int, width w: Int,
                             columns: Int? = nil) -> (width: Int, height: Int, pixels: [UInt8]) {
-        let cols = columns ?? Int(Double(n).squareRoot().rounded(.up))
-        let rows = (n + cols - 1) / cols
-        let pad = 2
-        let W = cols * (w + pad) + pad, H = rows * (h + pad) + pad
-        var out = [UInt8](repeating: 0, count: W * H * c)
-        for i in 0..<n {
-            let ox = pad + (i % cols) * (w + pad), oy = pad + (i / cols) * (h + pad)
+        var g = Grid(count: n, channels: c, height: h, width: w, columns: columns)
+        for i in 0..<n { g.place(images[(i * c * h * w)..<((i + 1) * c * h * w)], at: i) }
+        return (g.width, g.height, g.pixels)
+    }
+
+    /// A grid filled an image at a time (8-bit pixels only are kept).
+    public struct Grid {
+        public let count: Int, channels: Int, imageHeight: Int, imageWidth: Int, columns: Int
+        public let width: Int, height: Int
+        public private(set) var pixels: [UInt8]
+        static let pad = 2
+
+        public init(count n: Int, channels c: Int, height h: Int, width w: Int, columns: Int? = nil) {
+            self.count = n; channels = c; imageHeight = h; imageWidth = w
+            self.columns = columns ?? Int(Double(n).squareRoot().rounded(.up))
+            let rows = (n + self.columns - 1) / self.columns
+            width = self.columns * (w + Self.pad) + Self.pad; height = rows * (h + Self.pad) + Self.pad
+            pixels = [UInt8](repeating: 0, count: width * height * c)
+        }
+
+        /// Image `i` [C, H, W] in model space.
+        public mutating func place(_ image: ArraySlice<Float>, at i: Int) {
+            let (c, h, w, W) = (channels, imageHeight, imageWidth, width)
+            let ox = Self.pad + (i % columns) * (w + Self.pad), oy = Self.pad + (i / columns) * (h + Self.pad)
+            let base = image.startIndex
             for y in 0..<h { for x in 0..<w { for ch in 0..<c {
-                out[((oy + y) * W + ox + x) * c + ch] = pixels(images[((i * c + ch) * h + y) * w + x])
+                pixels[((oy + y) * W + ox + x) * c + ch] = PNG.pixels(image[base + (ch * h + y) * w + x])
             } } }
         }
-        return (W, H, out)
     }
 
     static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {

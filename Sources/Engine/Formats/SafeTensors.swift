@@ -147,6 +147,43 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 /// Writes F32 tensors as a safetensors file, atomically (a temporary file renamed into place).
+/// One float32 tensor written to a safetensors file a piece at a time (its shape known up front), as
+/// `generate --output-tensor` writes batches; atomic as `writeAtomically`: `finish()` puts it in place.
+public final class SafeTensorsStreamWriter {
+    public let name: String, shape: [Int]
+    private let file: AtomicFile
+    private var written = 0
+    private let count: Int
+
+    public init(path: String, name: String, shape: [Int]) throws {
+        self.name = name; self.shape = shape
+        count = shape.reduce(1, *)
+        file = try AtomicFile(path)
+        var json = try JSONSerialization.data(withJSONObject: [name: ["dtype": "F32", "shape": shape, "data_offsets": [0, 4 * count]]],
+                                              options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }  // pad so the data starts 8-byte aligned
+        var head = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { head.append(contentsOf: $0) }
+        head.append(json)
+        try file.write(head)
+    }
+
+    /// The next values, in order.
+    public func append(_ values: ArraySlice<Float>) throws {
+        precondition(written + values.count <= count, "tensor \(name): more than the \(count) values of \(shape)")
+        var data = Data(capacity: 4 * values.count)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        try file.write(data)
+        written += values.count
+    }
+
+    /// Puts the file in place once every value was written.
+    public func finish() throws {
+        precondition(written == count, "tensor \(name): \(written) of \(count) values written")
+        try file.commit()
+    }
+}
+
 public enum SafeTensorsWriter {
     public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])], to path: String,
                              metadata: [String: String] = [:]) throws {

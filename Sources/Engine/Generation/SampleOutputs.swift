@@ -36,23 +36,68 @@ public struct SampleOutputs: Sendable {
 
     /// Writes `samples` of `shape` [N, C, H, W] to every output.
     public func write(_ samples: [Float], shape: [Int]) throws {
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        if let tensor { try SafeTensorsWriter.write([("sample", shape, samples)], to: tensor) }
-        if let grid {
-            let g = PNG.grid(samples, count: n, channels: c, height: h, width: w)
-            try writeAtomically(PNG.encode(width: g.width, height: g.height, channels: c, pixels: g.pixels), to: grid)
-        }
-        if let folder {
-            for i in 0..<n {
-                let px = (0..<(h * w)).flatMap { p in (0..<c).map { ch in PNG.pixels(samples[(i * c + ch) * h * w + p]) } }
-                try writeAtomically(PNG.encode(width: w, height: h, channels: c, pixels: px),
-                                    to: URL(fileURLWithPath: folder).appendingPathComponent(String(format: "%05d.png", i)).path)
-            }
-        }
+        let writer = try SampleWriter(self, shape: shape)
+        try writer.append(samples[...], images: 0..<shape[0])
+        try writer.finish()
+    }
+
+    /// Host memory the outputs hold until the end: the grid's 8-bit pixels (the PNG folder and the
+    /// tensor file are written batch by batch).
+    public func heldBytes(shape: [Int]) -> Double {
+        guard grid != nil else { return 0 }
+        let (n, c, h, w) = (Double(shape[0]), Double(shape[1]), Double(shape[2]), Double(shape[3]))
+        let cols = n.squareRoot().rounded(.up), rows = (n / cols).rounded(.up)
+        return (cols * (w + 2) + 2) * (rows * (h + 2) + 2) * c
     }
 
     /// "a.png, dir/ (N PNGs), x.safetensors".
     public func summary(count: Int) -> String {
         [grid, folder.map { "\($0)/ (\(count) PNGs)" }, tensor].compactMap { $0 }.joined(separator: ", ")
+    }
+}
+
+/// The outputs written batch by batch, so that a run holds one batch of samples (and a grid's 8-bit
+/// pixels) whatever its count: each folder PNG as its image comes, the tensor file's values in order
+/// (renamed into place by `finish()`), the grid filled and written at the end. Images come in order.
+public final class SampleWriter {
+    public let outputs: SampleOutputs
+    public let shape: [Int]
+    private var grid: PNG.Grid?
+    private let tensor: SafeTensorsStreamWriter?
+    private var next = 0
+
+    public init(_ outputs: SampleOutputs, shape: [Int]) throws {
+        precondition(shape.count == 4, "samples are [N, C, H, W]")
+        self.outputs = outputs; self.shape = shape
+        grid = outputs.grid == nil ? nil : PNG.Grid(count: shape[0], channels: shape[1], height: shape[2], width: shape[3])
+        tensor = try outputs.tensor.map { try SafeTensorsStreamWriter(path: $0, name: "sample", shape: shape) }
+    }
+
+    /// The samples of `images` (the next ones), [count, C, H, W] in model space.
+    public func append(_ samples: ArraySlice<Float>, images: Range<Int>) throws {
+        let (c, h, w) = (shape[1], shape[2], shape[3]), size = c * h * w
+        precondition(images.lowerBound == next && images.upperBound <= shape[0] && samples.count == images.count * size,
+                     "images \(images) after \(next) of \(shape[0]), \(samples.count) values")
+        try tensor?.append(samples)
+        for (k, i) in images.enumerated() {
+            let image = samples[(samples.startIndex + k * size)..<(samples.startIndex + (k + 1) * size)]
+            grid?.place(image, at: i)
+            if let folder = outputs.folder {
+                let base = image.startIndex
+                let px = (0..<(h * w)).flatMap { p in (0..<c).map { ch in PNG.pixels(image[base + ch * h * w + p]) } }
+                try writeAtomically(PNG.encode(width: w, height: h, channels: c, pixels: px),
+                                    to: URL(fileURLWithPath: folder).appendingPathComponent(String(format: "%05d.png", i)).path)
+            }
+        }
+        next = images.upperBound
+    }
+
+    /// Writes the grid and puts the tensor file in place, once every image came.
+    public func finish() throws {
+        precondition(next == shape[0], "\(next) of \(shape[0]) images written")
+        try tensor?.finish()
+        if let g = grid, let path = outputs.grid {
+            try writeAtomically(PNG.encode(width: g.width, height: g.height, channels: shape[1], pixels: g.pixels), to: path)
+        }
     }
 }
