@@ -64,6 +64,10 @@ case_ 1 "skip_prk_steps applies to pndm only" generate --plan "$tmp/skip-ddim.js
 case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
 case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
+mkdir -p "$tmp/pngs" && "$bin" generate --steps 2 --count 2 --out-dir "$tmp/pngs" > /dev/null 2>&1
+case_ 64 "must be positive" fid "$tmp/pngs" "$tmp/pngs" --limit 0
+case_ 64 "must be positive" fid "$tmp/pngs" "$tmp/pngs" --limit=-5
+rm -rf "$tmp/pngs"
 case_ 1 "norm_num_groups = 0" generate --model "$tmp/bad-model" --count 2 --steps 2
 # A number that does not fit its field is named (JSONDecoder alone says "not valid JSON").
 sed 's/"in_channels": *[0-9]*/"in_channels": 3.7/' "$model/unet/config.json" > "$tmp/bad-model/unet/config.json"

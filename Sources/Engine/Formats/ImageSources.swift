@@ -17,6 +17,7 @@ public struct ImageSet: Sendable {
 
     /// Reads a folder of PNGs (sorted by name), a .safetensors file, or an IDX file (.gz or not).
     public static func load(_ path: String, limit: Int? = nil) throws -> ImageSet {
+        if let limit, limit < 1 { throw ModelError(argument: "--limit \(limit): the number of images to use must be positive") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelError("\(path) does not exist")
