@@ -64,6 +64,9 @@ case_ 1 "skip_prk_steps applies to pndm only" generate --plan "$tmp/skip-ddim.js
 case_ 1 "not a valid step plan" generate --plan "$tmp/garbage.json" --count 2
 case_ 1 "cannot read step plan" generate --plan "$tmp/missing.json" --count 2
 case_ 1 "truncated IDX file" fid "$tmp/huge-idx3-ubyte" "$tmp/huge-idx3-ubyte"
+# NaN in an image set: an error naming the image, never a finite FID.
+python3 -c 'import json, struct, sys; h = json.dumps({"sample": {"dtype": "F32", "shape": [2, 1, 28, 28], "data_offsets": [0, 6272]}}).encode(); sys.stdout.buffer.write(struct.pack("<Q", len(h)) + h + struct.pack("<1568f", float("nan"), *[0.1] * 1567))' > "$tmp/nan-images.safetensors"
+case_ 1 "image 0 holds non-finite values" fid "$tmp/nan-images.safetensors" "$tmp/nan-images.safetensors"
 mkdir -p "$tmp/pngs" && "$bin" generate --steps 2 --count 2 --out-dir "$tmp/pngs" > /dev/null 2>&1
 case_ 64 "must be positive" fid "$tmp/pngs" "$tmp/pngs" --limit 0
 case_ 64 "must be positive" fid "$tmp/pngs" "$tmp/pngs" --limit=-5

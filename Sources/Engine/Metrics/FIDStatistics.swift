@@ -50,13 +50,20 @@ public final class FIDStatistics {
         while start < images.count {
             let take = min(e.batch, images.count - start)
             var chunk = Array(images.values[(start * size)..<((start + take) * size)])
+            if let bad = chunk.firstIndex(where: { !$0.isFinite }) {
+                throw ModelError("image \(start + bad / size) holds non-finite values (first: \(chunk[bad])): FID is not defined for it")
+            }
             if take < e.batch { chunk += Array(repeating: 0, count: (e.batch - take) * size) }
             try scratch.write(chunk, queue: e.stream.queue)
             try append(scratch, take: take, at: start, into: stats)
             start += take
             progress?(start, images.count)
         }
-        return try stats.statistics(rows: images.count)
+        let result = try stats.statistics(rows: images.count)
+        guard result.mu.allSatisfy(\.isFinite), result.sigma.allSatisfy(\.isFinite) else {
+            throw ModelError("the \(e.name) features of these images are not finite (the feature network's weights, or extreme pixel values)")
+        }
+        return result
     }
 
     /// Extracts features of the `take` first images of a device batch into rows `row…` of `stats`.
