@@ -19,30 +19,43 @@ public struct SegmentGene: Codable, Hashable, Sendable {
     public init(active: Int, branch: Int) { self.active = active; self.branch = branch }
 }
 
-/// A sampler a grid may run on instead of the teacher's scheduler: a kind and, for a multistep
-/// solver, its order. Written "unipc2", "dpmsolver++2", "euler", "ddim".
+/// A sampler a grid may run on instead of the teacher's scheduler: a kind, for a multistep solver
+/// its order, and a timestep spacing other than the model's config's. Written "unipc2",
+/// "dpmsolver++2", "euler", "ddim", "unipc3-trailing".
 public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible {
     public var scheduler: SchedulerKind
     public var order: Int?
+    /// The timestep spacing (nil: the scheduler config's).
+    public var spacing: TimestepSpacing?
 
-    public init(_ scheduler: SchedulerKind, order: Int? = nil) throws {
+    public init(_ scheduler: SchedulerKind, order: Int? = nil, spacing: TimestepSpacing? = nil) throws {
         guard [.ddim, .dpmsolverPlusPlus, .dpmsolver, .unipc, .euler].contains(scheduler) else {
             throw ModelError("the search cannot choose \(scheduler) (ddim, dpmsolver++, dpmsolver, unipc or euler)")
         }
         self.scheduler = scheduler
         self.order = scheduler.isMultistep ? (order ?? 2) : nil
+        self.spacing = spacing
         if let o = self.order, !(1...3).contains(o) { throw ModelError("solver order must be 1, 2 or 3, not \(o)") }
         if order != nil && !scheduler.isMultistep { throw ModelError("\(scheduler) has no solver order") }
     }
 
-    /// "unipc2", "unipc" (order 2), "dpmsolver++3", "ddim".
+    /// "unipc2", "unipc" (order 2), "dpmsolver++3", "ddim", "unipc3-trailing" (a spacing after the dash).
     public init(parsing text: String) throws {
-        let digits = text.reversed().prefix { $0.isNumber }
-        let name = String(text.dropLast(digits.count))
+        let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let solver = parts.first ?? ""
+        let digits = solver.reversed().prefix { $0.isNumber }
+        let name = String(solver.dropLast(digits.count))
         guard let kind = SchedulerKind(rawValue: name) else {
-            throw ModelError("unknown solver \"\(text)\" (e.g. unipc2, dpmsolver++2, dpmsolver++3, euler, ddim)")
+            throw ModelError("unknown solver \"\(text)\" (e.g. unipc2, dpmsolver++2, dpmsolver++3, euler, ddim, unipc3-trailing)")
         }
-        try self.init(kind, order: digits.isEmpty ? nil : Int(String(digits.reversed())))
+        var spacing: TimestepSpacing? = nil
+        if parts.count == 2 {
+            guard let s = TimestepSpacing(rawValue: parts[1]) else {
+                throw ModelError("unknown spacing \"\(parts[1])\" in solver \"\(text)\" (\(TimestepSpacing.names))")
+            }
+            spacing = s
+        }
+        try self.init(kind, order: digits.isEmpty ? nil : Int(String(digits.reversed())), spacing: spacing)
     }
 
     /// DPM-Solver++ (2M) and UniPC (bh2, order 2): what users pick instead of DDIM (the report's baselines).
@@ -52,17 +65,19 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
     /// on the default model (1,024 images: FID 82.2 against UniPC 2's 84.1; docs/search-experiment.md).
     public static let searchedByDefault = usual + [try! SolverChoice(.unipc, order: 3)]
 
-    public var description: String { scheduler.rawValue + (order.map(String.init) ?? "") }
+    public var description: String { scheduler.rawValue + (order.map(String.init) ?? "") + (spacing.map { "-\($0)" } ?? "") }
 
     /// The sampler with `steps` steps (eta 0).
-    public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order) }
+    public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order, spacing: spacing) }
 
     /// Whether grids may run on other solvers beside `teacher`: not when it has an eta or an explicit
     /// timestep list, which another solver would not carry (not the same family of plans).
     public static func canRunBeside(_ teacher: PlanSampler) -> Bool { teacher.eta == 0 && teacher.timesteps == nil }
 
-    /// Whether `sampler` is this choice (kind and order).
-    public func isSampler(_ sampler: PlanSampler) -> Bool { sampler.scheduler == scheduler && sampler.order == order }
+    /// Whether `sampler` is this choice (kind, order and spacing).
+    public func isSampler(_ sampler: PlanSampler) -> Bool {
+        sampler.scheduler == scheduler && sampler.order == order && sampler.spacing == spacing
+    }
 }
 
 /// A point of the search space. Canonical: a segment without partial steps (k = 1) has branch 0,

@@ -6,6 +6,7 @@ import Foundation
 import GPUKernels
 
 extension SchedulerKind: ExpressibleByArgument {}
+extension TimestepSpacing: ExpressibleByArgument {}
 
 /// `--timesteps 999,850,…`: integers, first to last.
 struct TimestepList: ExpressibleByArgument {
@@ -45,6 +46,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
     @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler; e.g. Align Your Steps' 999,850,736,645,545,455,343,233,124,24). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
+    @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of its config's: leading, trailing or linspace (diffusers' timestep_spacing).")
+    var spacing: TimestepSpacing?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
     @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
     @Option(help: "Images per forward pass (images do not depend on it).") var batch = 32
@@ -130,7 +133,7 @@ struct GenerateCommand: ParsableCommand {
             if let timesteps, let steps, steps != timesteps.values.count { throw ValidationError("--steps \(steps) differs from the \(timesteps.values.count) --timesteps") }
             let steps = self.steps ?? timesteps?.values.count ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
-            return StepPlan.teacher(try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values))
+            return StepPlan.teacher(try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values, spacing: spacing))
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: setup.config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         if let scheduler, scheduler != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
@@ -138,6 +141,7 @@ struct GenerateCommand: ParsableCommand {
         if let eta, eta != p.sampler.eta { throw ValidationError("--eta \(eta) differs from the plan's \(p.sampler.eta)") }
         if let solverOrder, solverOrder != p.sampler.order { throw ValidationError("--solver-order \(solverOrder) differs from the plan's \(p.sampler)") }
         if let timesteps, timesteps.values != p.sampler.timesteps { throw ValidationError("--timesteps differs from the plan's \(p.sampler)") }
+        if let spacing, spacing != p.sampler.spacing { throw ValidationError("--timestep-spacing \(spacing) differs from the plan's \(p.sampler)") }
         return p
     }
 }

@@ -61,10 +61,11 @@ struct ModelSetup {
 
     /// Every step full on `kind` (default: the folder's scheduler, else DDIM) with `steps` steps, the
     /// folder's solver order and PNDM mode where they apply.
-    func sampler(_ kind: SchedulerKind? = nil, steps: Int, eta: Float = 0, order: Int? = nil, timesteps: [Int]? = nil) throws -> PlanSampler {
+    func sampler(_ kind: SchedulerKind? = nil, steps: Int, eta: Float = 0, order: Int? = nil, timesteps: [Int]? = nil,
+                 spacing: TimestepSpacing? = nil) throws -> PlanSampler {
         let kind = try kind ?? folderScheduler() ?? .ddim
         let sampler = PlanSampler(scheduler: kind, steps: steps, eta: eta, order: kind.isMultistep ? order ?? schedulerConfig.solverOrder : nil,
-                                  skipPRKSteps: kind == .pndm ? schedulerConfig.skipPRKSteps : nil, timesteps: timesteps)
+                                  skipPRKSteps: kind == .pndm ? schedulerConfig.skipPRKSteps : nil, timesteps: timesteps, spacing: spacing)
         do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
         return sampler
     }

@@ -27,12 +27,14 @@ struct PlanOutputOptions: ParsableArguments {
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
     @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
+    @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of the model's config: leading, trailing or linspace.")
+    var spacing: TimestepSpacing?
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
     var sampler: PlanSampler {
         PlanSampler(scheduler: scheduler, steps: timesteps?.values.count ?? steps, eta: eta, order: solverOrder,
-                    skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values)
+                    skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values, spacing: spacing)
     }
 
     /// (ArgumentParser checks option groups before any builder runs: a builder never sees bad steps.)

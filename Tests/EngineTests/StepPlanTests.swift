@@ -44,6 +44,31 @@ import TestSupport
         #expect(error?.message.contains(path.path) == true)
     }
 
+    /// A plan's timestep spacing replaces the config's as `from_config(config, timestep_spacing=…)`
+    /// does (goldens of each spacing are in SolverTests/SchedulerTests; python/tests checks plans
+    /// with spacings against diffusers); it is written, compared and refused beside explicit timesteps.
+    @Test func spacingReplacesTheConfigs() throws {
+        let config = SchedulerConfiguration()   // leading, as DDIM's default
+        for kind in [SchedulerKind.ddim, .unipc, .dpmsolverPlusPlus, .euler, .pndm] {
+            for spacing in [TimestepSpacing.leading, .trailing, .linspace] {
+                var direct = config
+                direct.timestepSpacing = spacing
+                direct.presentKeys.insert("timestep_spacing")
+                let sampler = PlanSampler(scheduler: kind, steps: 7, spacing: spacing)
+                #expect(try sampler.scheduler(configuration: config).timesteps
+                        == PlanSampler(scheduler: kind, steps: 7).scheduler(configuration: direct).timesteps, "\(kind) \(spacing)")
+                let plan = StepPlan.teacher(sampler)
+                #expect(try StepPlan.decode(plan.jsonData()) == plan)
+            }
+        }
+        #expect(try PlanSampler(scheduler: .unipc, steps: 7, spacing: .trailing).scheduler(configuration: config).timesteps
+                != PlanSampler(scheduler: .unipc, steps: 7).scheduler(configuration: config).timesteps, "the spacing changes the timesteps")
+        #expect(throws: ModelError.self) { try PlanSampler(scheduler: .euler, steps: 2, timesteps: [999, 500], spacing: .trailing).validate() }
+        #expect(throws: ModelError.self) {
+            try StepPlan.teacher(PlanSampler(scheduler: .unipc, steps: 5, spacing: .trailing)).validate(sampler: PlanSampler(scheduler: .unipc, steps: 5))
+        }
+    }
+
     @Test func refusesMismatchWithModelAndSampler() throws {
         let plan = try StepPlan.deepCacheUniform(PlanSampler(steps: 10), interval: 3, branch: 6)
         #expect(throws: ModelError.self) { try plan.validate(branchCount: 6) }

@@ -109,6 +109,25 @@ final class SyntheticScorer: CandidateScorer {
         #expect(throws: ModelError.self) { try SearchSpace(sampler: PlanSampler(scheduler: .ddim, steps: 100, eta: 0.5), segmentCounts: [5], branchCount: 6, solvers: [unipc]) }
     }
 
+    /// The timestep spacing is part of the solver gene: "unipc3-trailing" is another solver, its
+    /// plans carry the spacing, and it keys, prints and parses as written.
+    @Test func spacingIsPartOfTheSolverGene() throws {
+        let trailing = try SolverChoice(parsing: "unipc3-trailing"), plain = try SolverChoice(parsing: "unipc3")
+        #expect(trailing.spacing == .trailing && trailing.order == 3 && trailing.description == "unipc3-trailing" && plain.spacing == nil)
+        #expect(try SolverChoice(parsing: "ddim-leading").spacing == .leading)
+        for bad in ["unipc3-sideways", "unipc-", "-trailing"] {
+            #expect(throws: ModelError.self, "\(bad)") { try SolverChoice(parsing: bad) }
+        }
+        let space = try SearchSpace(sampler: sampler, segmentCounts: Array(4...20), branchCount: 6, grids: [10], solvers: [plain, trailing])
+        #expect(space.solvers == [plain, trailing], "the same solver with another spacing is another choice")
+        let c = space.ddim(segments: 10, grid: 10, solver: trailing)
+        #expect(space.contains(c) && c.key.hasPrefix("unipc3-trailing:G10:N10:") && c.key != space.ddim(segments: 10, grid: 10, solver: plain).key)
+        #expect(try c.plan(sampler).sampler == PlanSampler(scheduler: .unipc, steps: 10, order: 3, spacing: .trailing))
+        #expect(try JSONDecoder().decode(Candidate.self, from: JSONEncoder().encode(c)) == c)
+        // The teacher's own scheduler with a spacing is not the teacher.
+        #expect(try SolverChoice(parsing: "ddim-trailing").isSampler(sampler) == false)
+    }
+
     /// A PNDM teacher (Stable Diffusion's scheduler; PLMS evaluates G + 1 times on G steps) beside
     /// solvers that evaluate G times: segments divide each candidate's own evaluations, members stay
     /// members through random draws, mutation, crossover and repair, and their plans run.

@@ -11,6 +11,7 @@ SEARCH_FORMAT = "flexiffusion-search"
 SCHEDULERS = ("ddim", "ddpm", "dpmsolver++", "dpmsolver", "unipc", "euler", "pndm")
 MULTISTEP = ("dpmsolver++", "dpmsolver", "unipc")
 TAKES_TIMESTEPS = ("dpmsolver++", "dpmsolver", "euler")
+SPACINGS = ("leading", "trailing", "linspace")
 
 
 class PlanError(ValueError):
@@ -48,6 +49,7 @@ class Sampler:
     order: Optional[int] = None
     skip_prk_steps: Optional[bool] = None
     timesteps: Optional[Tuple[int, ...]] = None
+    timestep_spacing: Optional[str] = None
 
     @property
     def evaluations(self) -> int:
@@ -77,6 +79,10 @@ class Sampler:
             ts = self.timesteps
             if len(ts) != self.steps or ts[-1] < 0 or any(a <= b for a, b in zip(ts, ts[1:])):
                 raise PlanError(f"timesteps {list(ts)} must be {self.steps} strictly decreasing values ≥ 0")
+            if self.timestep_spacing is not None:
+                raise PlanError(f"explicit timesteps and a {self.timestep_spacing} spacing exclude each other")
+        if self.timestep_spacing is not None and self.timestep_spacing not in SPACINGS:
+            raise PlanError(f"timestep_spacing {self.timestep_spacing!r} is not one of {', '.join(SPACINGS)}")
 
     def to_dict(self) -> Dict:
         d = {"scheduler": self.scheduler, "steps": self.steps, "eta": self.eta}
@@ -86,6 +92,8 @@ class Sampler:
             d["skip_prk_steps"] = self.skip_prk_steps
         if self.timesteps is not None:
             d["timesteps"] = list(self.timesteps)
+        if self.timestep_spacing is not None:
+            d["timestep_spacing"] = self.timestep_spacing
         return d
 
 
@@ -162,7 +170,8 @@ def _from_dict(doc: Mapping, source: str) -> Plan:
         raise PlanError(f"{source}: the sampler needs scheduler and steps")
     ts = s.get("timesteps")
     sampler = Sampler(scheduler=s["scheduler"], steps=s["steps"], eta=float(s.get("eta", 0) or 0), order=s.get("order"),
-                      skip_prk_steps=s.get("skip_prk_steps"), timesteps=tuple(ts) if ts is not None else None)
+                      skip_prk_steps=s.get("skip_prk_steps"), timesteps=tuple(ts) if ts is not None else None,
+                      timestep_spacing=s.get("timestep_spacing"))
     raw = doc.get("actions")
     if not isinstance(raw, Sequence) or isinstance(raw, str):
         raise PlanError(f"{source}: actions must be a list")

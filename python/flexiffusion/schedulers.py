@@ -1,5 +1,5 @@
 """The diffusers scheduler of a plan's sampler: `from_config` of the pipeline's own scheduler
-config, with the plan's solver, order and PNDM mode — the engine's choices where a config leaves
+config, with the plan's solver, order, PNDM mode and timestep spacing — the engine's choices where a config leaves
 them open (Sources/Engine/Schedulers)."""
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler,
                        UniPCMultistepScheduler)
@@ -23,6 +23,8 @@ def make_scheduler(sampler: Sampler, config):
         overrides["solver_order"] = sampler.order
     if sampler.scheduler == "pndm":
         overrides["skip_prk_steps"] = True if sampler.skip_prk_steps is None else sampler.skip_prk_steps
+    if sampler.timestep_spacing is not None:
+        overrides["timestep_spacing"] = sampler.timestep_spacing
     try:
         return CLASSES[sampler.scheduler].from_config(config, **overrides)
     except (ValueError, TypeError, NotImplementedError) as e:

@@ -46,6 +46,14 @@ PLANS = {
     "deepcache-pndm": ["plan", "deepcache", "--scheduler", "pndm", "--steps", "9", "--interval", "2", "--branch", "1"],
     "timesteps-dpmsolver++": ["plan", "deepcache", "--scheduler", "dpmsolver++", "--timesteps", "999,800,600,400,250,120,40,5",
                               "--interval", "2", "--branch", "0"],
+    # The spacing instead of the config's (diffusers' from_config(config, timestep_spacing=…)).
+    "trailing-unipc3": ["plan", "segments", "--scheduler", "unipc", "--solver-order", "3", "--steps", "6",
+                        "--timestep-spacing", "trailing", "--segments", "2", "--interval", "2", "--branch", "1"],
+    "trailing-ddim": ["plan", "deepcache", "--steps", "5", "--timestep-spacing", "trailing", "--interval", "2", "--branch", "2"],
+    "leading-dpmsolver++": ["plan", "teacher", "--scheduler", "dpmsolver++", "--steps", "7", "--timestep-spacing", "leading"],
+    "trailing-euler": ["plan", "teacher", "--scheduler", "euler", "--steps", "6", "--timestep-spacing", "trailing"],
+    "linspace-pndm": ["plan", "deepcache", "--scheduler", "pndm", "--steps", "8", "--timestep-spacing", "linspace",
+                      "--interval", "3", "--branch", "0"],
 }
 
 

@@ -104,7 +104,7 @@ public final class GenerationPipeline {
     /// The sampler of `s` on this pipeline's UNet (made once, then reused).
     public func sampler(for s: PlanSampler) throws -> Sampler {
         if let existing = samplers[s] { return existing }
-        let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration))
+        let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration), planSampler: s)
         samplers[s] = made
         return made
     }

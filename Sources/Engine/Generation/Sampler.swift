@@ -29,11 +29,13 @@ public final class Sampler {
         }
     }
 
-    public init(unet: UNet, scheduler: any Scheduler) throws {
+    /// `planSampler`: what plans for this sampler name (default: the scheduler's own description;
+    /// pipelines pass the sampler they built it from, which may carry a spacing).
+    public init(unet: UNet, scheduler: any Scheduler, planSampler: PlanSampler? = nil) throws {
         try Self.checkCanSample(unet.config)
         self.unet = unet
         self.scheduler = scheduler
-        planSampler = scheduler.planSampler
+        self.planSampler = planSampler ?? scheduler.planSampler
         let n = unet.batch * unet.config.inChannels * unet.height * unet.width
         sample = try unet.stream.buffer(n)
         updater = try SchedulerUpdater(scheduler: scheduler, stream: unet.stream, count: n)

@@ -90,7 +90,7 @@ public final class TextToImagePipeline {
     /// The sampler of `s` (made once), with this pipeline's guidance.
     public func sampler(for s: PlanSampler) throws -> Sampler {
         if let existing = samplers[s] { return existing }
-        let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration))
+        let made = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration), planSampler: s)
         if guided {
             guard made.scheduler.isDeterministic else {
                 throw ModelError(argument: "\(s) draws variance noise at its steps, which guidance does not support here yet (the two halves would diverge): use a deterministic sampler (ddim with eta 0, pndm, dpmsolver++, unipc, euler)")

@@ -98,13 +98,17 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     /// An explicit timestep list, first to last (as Align Your Steps schedules give them), instead of
     /// the configuration's spacing: `steps` values, strictly decreasing (DPM-Solver and Euler only).
     public var timesteps: [Int]?
+    /// The timestep spacing instead of the scheduler config's (`timestep_spacing`, as
+    /// `from_config(config, timestep_spacing=…)` sets it); nil: the config's.
+    public var spacing: TimestepSpacing?
 
     public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil, skipPRKSteps: Bool? = nil,
-                timesteps: [Int]? = nil) {
+                timesteps: [Int]? = nil, spacing: TimestepSpacing? = nil) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
         self.order = scheduler.isMultistep ? (order ?? 2) : nil
         self.skipPRKSteps = scheduler == .pndm ? (skipPRKSteps ?? true) : nil
         self.timesteps = timesteps
+        self.spacing = spacing
     }
 
     /// The number of model evaluations, one plan action each: the steps, except for PNDM (N + 1
@@ -113,7 +117,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         scheduler == .pndm ? PNDMScheduler.evaluations(steps: steps, skipPRKSteps: skipPRKSteps ?? true) : steps
     }
 
-    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps", timesteps }
+    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps", timesteps, spacing = "timestep_spacing" }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -123,13 +127,14 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         if skip != nil && kind != .pndm { throw ModelError("skip_prk_steps applies to pndm only (the sampler is \(kind))") }
         self.init(scheduler: kind, steps: try c.decode(Int.self, forKey: .steps),
                   eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order, skipPRKSteps: skip,
-                  timesteps: try c.decodeIfPresent([Int].self, forKey: .timesteps))
+                  timesteps: try c.decodeIfPresent([Int].self, forKey: .timesteps),
+                  spacing: try c.decodeIfPresent(TimestepSpacing.self, forKey: .spacing))
     }
 
-    /// The same scheduler, eta, order and PNDM mode with `steps` steps (a coarser grid; an explicit
-    /// timestep list does not carry over).
+    /// The same scheduler, eta, order, PNDM mode and spacing with `steps` steps (a coarser grid; an
+    /// explicit timestep list does not carry over).
     public func with(steps: Int) -> PlanSampler {
-        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps)
+        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps, spacing: spacing)
     }
 
     /// "ddim 50 steps", "ddim 50 steps, eta 0.5", "dpmsolver++ 20 steps, order 2", "pndm 50 steps (PLMS, 51 evaluations)".
@@ -137,6 +142,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         "\(scheduler) \(steps) steps" + (eta != 0 ? ", eta \(eta)" : "") + (order.map { ", order \($0)" } ?? "")
             + (skipPRKSteps.map { " (\($0 ? "PLMS" : "PRK + PLMS"), \(evaluations) evaluations)" } ?? "")
             + (timesteps.map { ", timesteps \($0.map(String.init).joined(separator: ","))" } ?? "")
+            + (spacing.map { ", \($0) spacing" } ?? "")
     }
 
     /// Checks what the sampler settings must satisfy.
@@ -156,12 +162,23 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
             guard timesteps.last! >= 0, zip(timesteps, timesteps.dropFirst()).allSatisfy({ $0 > $1 }) else {
                 throw ModelError("timesteps \(timesteps) must be strictly decreasing and ≥ 0")
             }
+            if let spacing { throw ModelError("explicit timesteps and a \(spacing) spacing exclude each other") }
         }
+    }
+
+    /// `c` with this sampler's spacing, where it names one (as a key the file gave).
+    public func configuration(_ c: SchedulerConfiguration) -> SchedulerConfiguration {
+        guard let spacing else { return c }
+        var c = c
+        c.timestepSpacing = spacing
+        c.presentKeys.insert(SchedulerConfiguration.CodingKeys.timestepSpacing.rawValue)
+        return c
     }
 
     /// This sampler's scheduler.
     public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
         try validate()
+        let configuration = self.configuration(configuration)
         switch scheduler {
         case .ddpm: return try DDPMScheduler(configuration: configuration, steps: steps)
         case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
@@ -285,7 +302,8 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
     /// Checks that the plan fits `other` (scheduler, steps and order).
     public func validate(sampler other: PlanSampler) throws {
         try validate(scheduler: other.scheduler, steps: other.steps)
-        guard sampler.order == other.order, sampler.skipPRKSteps == other.skipPRKSteps, sampler.timesteps == other.timesteps else {
+        guard sampler.order == other.order, sampler.skipPRKSteps == other.skipPRKSteps, sampler.timesteps == other.timesteps,
+              sampler.spacing == other.spacing else {
             throw ModelError("the plan is for \(sampler), the sampler is \(other)")
         }
     }
