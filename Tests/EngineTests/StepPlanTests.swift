@@ -2,7 +2,7 @@
 // NumPy goldens), partial steps against the full pass and against a Python reference of DeepCache's
 // shallow path on diffusers (Goldens/cifar-layout/deepcache.safetensors, scripts/make_deepcache_goldens.py),
 // and null steps against the DDIM jump they stand for.
-import Engine
+@testable import Engine
 import Foundation
 import GPUKernels
 import Testing
@@ -64,6 +64,9 @@ import TestSupport
         #expect(try PlanSampler(scheduler: .unipc, steps: 7, spacing: .trailing).scheduler(configuration: config).timesteps
                 != PlanSampler(scheduler: .unipc, steps: 7).scheduler(configuration: config).timesteps, "the spacing changes the timesteps")
         #expect(throws: ModelError.self) { try PlanSampler(scheduler: .euler, steps: 2, timesteps: [999, 500], spacing: .trailing).validate() }
+        // rFID's memo and prefix states tell plans apart by their spacing (they once shared one score).
+        let keys = Set([nil, TimestepSpacing.leading, .trailing].map { RFIDEvaluator.contentKey(StepPlan.teacher(PlanSampler(scheduler: .unipc, steps: 5, spacing: $0))) })
+        #expect(keys.count == 3)
         #expect(throws: ModelError.self) {
             try StepPlan.teacher(PlanSampler(scheduler: .unipc, steps: 5, spacing: .trailing)).validate(sampler: PlanSampler(scheduler: .unipc, steps: 5))
         }

@@ -48,10 +48,11 @@ public final class RFIDEvaluator {
         self.pipeline = pipeline; self.extractor = extractor; self.teacher = teacher; self.seed = seed; self.maxStates = maxStates
         featureBuffer = try u.stream.buffer(pipeline.batch * extractor.dims)
         let t = teacher.sampler
-        // (PNDM's mode and explicit timesteps only where present: the keys of the caches made before them stay.)
+        // (PNDM's mode, explicit timesteps and a spacing only where present: the keys of the caches made before them stay.)
         teacherKey = FNV1a.hex((["teacher-features v2", modelKey, t.scheduler.rawValue, "\(t.steps)", "\(t.eta)", t.order.map { "order \($0)" } ?? "", teacher.compact,
                                  "\(seed)", "\(pipeline.batch)", extractor.name, extractor.fingerprint]
-                                + [t.skipPRKSteps.map { "skip_prk_steps \($0)" }, t.timesteps.map { "timesteps \($0)" }].compactMap { $0 }).joined(separator: "|"))
+                                + [t.skipPRKSteps.map { "skip_prk_steps \($0)" }, t.timesteps.map { "timesteps \($0)" },
+                                   t.spacing.map { "spacing \($0)" }].compactMap { $0 }).joined(separator: "|"))
         teacherFile = cacheDirectory.appendingPathComponent("\(teacherKey).safetensors")
         if let file = try? SafeTensorsFile(path: teacherFile.path) {
             for name in file.names where name.hasPrefix("batch_") {
@@ -68,7 +69,7 @@ public final class RFIDEvaluator {
     /// A key of what determines a plan's samples: its sampler and its actions (before step `end`).
     static func contentKey(_ plan: StepPlan, end: Int? = nil) -> String {
         let s = plan.sampler
-        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|\(s.skipPRKSteps.map { "\($0)" } ?? "")|\(s.timesteps ?? [])|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
+        return "\(s.scheduler.rawValue)|\(s.steps)|\(s.eta)|\(s.order ?? 0)|\(s.skipPRKSteps.map { "\($0)" } ?? "")|\(s.timesteps ?? [])|\(s.spacing?.rawValue ?? "")|" + plan.actions.prefix(end ?? plan.actions.count).map(\.description).joined(separator: ",")
     }
 
     /// Features of batch `b` of `plan`'s samples [B × dims]. `boundaries` are steps (> 0) before
