@@ -61,9 +61,13 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
     /// DPM-Solver++ (2M) and UniPC (bh2, order 2): what users pick instead of DDIM (the report's baselines).
     public static let usual = [try! SolverChoice(.dpmsolverPlusPlus, order: 2), try! SolverChoice(.unipc, order: 2)]
 
-    /// The search's default solvers: the usual ones and UniPC of order 3, which ranked first at 9 steps
-    /// on the default model (1,024 images: FID 82.2 against UniPC 2's 84.1; docs/search-experiment.md).
-    public static let searchedByDefault = usual + [try! SolverChoice(.unipc, order: 3)]
+    /// The search's default solvers: the usual ones, UniPC of order 3, which ranked first at 9 steps
+    /// on the default model (1,024 images: FID 82.2 against UniPC 2's 84.1; docs/search-experiment.md),
+    /// and UniPC 3 and DPM-Solver++ 2 with trailing timesteps, whatever the config's spacing: on the
+    /// default model (config: leading) trailing took UniPC 3's rFID from 23.6 to 15.0 at 5 steps and
+    /// DPM-Solver++'s from 7.0 to 4.2 at 10 (512 images).
+    public static let searchedByDefault = usual + [try! SolverChoice(.unipc, order: 3), try! SolverChoice(.unipc, order: 3, spacing: .trailing),
+                                                   try! SolverChoice(.dpmsolverPlusPlus, order: 2, spacing: .trailing)]
 
     public var description: String { scheduler.rawValue + (order.map(String.init) ?? "") + (spacing.map { "-\($0)" } ?? "") }
 
