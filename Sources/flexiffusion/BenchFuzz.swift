@@ -1,6 +1,6 @@
 // `flexiffusion bench fuzz`: mutation fuzzing of the file readers (FileFuzzer). Each input is written to
 // a file and read as the commands read it; a trap or a hang stops the run with the input left on disk
-// and its path printed, so that it can be replayed (`--replay FILE --reader R`).
+// and its path printed, so that it can be replayed (`--replay FILE --readers R`).
 import ArgumentParser
 import Engine
 import Foundation
@@ -39,7 +39,7 @@ struct BenchFuzz: ParsableCommand {
     @Option(help: "Seconds one input may take before it counts as a hang.") var timeout = 10.0
     @Option(help: "Folder for the inputs (the one being read is left there after a trap or a hang; default: a temporary folder).")
     var directory: String?
-    @Option(help: "Read FILE once with --reader (one reader) and print what it gives.") var replay: String?
+    @Option(help: "Read FILE once with --readers R (one reader) and print what it gives.") var replay: String?
     @Flag(help: "Print the figures as JSON.") var json = false
 
     func validate() throws {
@@ -69,10 +69,10 @@ struct BenchFuzz: ParsableCommand {
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-fuzz-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for sig in [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT] {
-            signal(sig) { s in
+            signal(sig) { _ in
+                // (The runtime's own message, "Fatal error: …", is printed above this.)
                 writeCrashNote("\nfuzz: signal while reading an input: ")
-                signal(s, SIG_DFL)
-                raise(s)
+                _exit(70)
             }
         }
         let limit = UInt64(timeout * 1e9)

@@ -149,7 +149,8 @@ class Plan:
 
     def __str__(self) -> str:
         c = self.counts
-        return (f"{self.sampler.scheduler} {self.sampler.steps} steps: {c['full']} full, {c['partial']} partial, "
+        spacing = f", {self.sampler.timestep_spacing} spacing" if self.sampler.timestep_spacing else ""
+        return (f"{self.sampler.scheduler} {self.sampler.steps} steps{spacing}: {c['full']} full, {c['partial']} partial, "
                 f"{c['null']} null" + (f" ({self.description})" if self.description else ""))
 
 
