@@ -22,7 +22,9 @@ enum FuzzSeeds {
                                                             actions: [.full, .null, .partial(branch: 0), .full, .null, .full])),
                          ("dpmsolver++ timesteps", StepPlan.teacher(PlanSampler(scheduler: .dpmsolverPlusPlus, steps: 4, order: 2, timesteps: [999, 700, 400, 100]))),
                          ("pndm runge-kutta", StepPlan.teacher(PlanSampler(scheduler: .pndm, steps: 5, skipPRKSteps: false))),
-                         ("ddim eta", StepPlan.teacher(PlanSampler(steps: 3, eta: 0.5)))]
+                         ("ddim eta", StepPlan.teacher(PlanSampler(steps: 3, eta: 0.5))),
+                         ("unipc trailing spacing", StepPlan(sampler: PlanSampler(scheduler: .unipc, steps: 4, order: 3, spacing: .trailing),
+                                                             actions: [.full, .partial(branch: 2), .null, .full]))]
                 .map { ($0.0, [UInt8](try $0.1.jsonData())) }
             let best = try JSONSerialization.jsonObject(with: Data(plans[0].1))
             plans.append(("search results", [UInt8](try JSONSerialization.data(withJSONObject: ["format": "flexiffusion-search", "version": 1, "best_plan": best]))))
