@@ -209,6 +209,19 @@ if [[ $rc != 130 || $out != *"interrupted: "* || $out == *"interrupted again"* ]
 fi
 rm -f "$tmp"/interrupted*
 
+# Ctrl-C during generate: it stops at the next step, removes what it wrote (outputs are streamed
+# batch by batch) and exits with 130 — all outputs or none.
+cases=$((cases + 1))
+mkdir -p "$tmp/partial"
+out=$(cd "$tmp" && timeout --preserve-status -s INT 8 "$bin" generate --steps 50 --count 4096 --batch 16 \
+      --out-dir partial --output-tensor partial.safetensors 2>&1 >/dev/null)
+rc=$?
+if [[ $rc != 130 || $out != *"interrupted: nothing written"* || -n $(ls -A "$tmp/partial") ]] || compgen -G "$tmp/.partial*" > /dev/null \
+   || [[ -e $tmp/partial.safetensors ]]; then
+    failures=$((failures + 1)); echo "FAIL: generate interrupted by SIGINT → rc $rc, left: $(ls -A "$tmp" "$tmp/partial" | tr '\n' ' '), stderr: ${out: -200}"
+fi
+rm -rf "$tmp/partial"
+
 # Outputs through a symlink reach its target; a device node stays a device (made here, never /dev's own).
 ln -s written.png "$tmp/link.png"
 (cd "$tmp" && "$bin" generate --steps 2 --count 2 --out link.png > /dev/null 2>&1)

@@ -107,13 +107,15 @@ struct GenerateCommand: ParsableCommand {
                                               schedulerConfiguration: setup.schedulerConfig)
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
         let progress = ProgressLine(label)
-        let writer = try SampleWriter(outputs, shape: shape)
-        try pipeline.generate(plan: plan, noise: generation, count: n, progress: { p in
+        let interrupt = Interrupt()
+        var writer: SampleWriter? = try SampleWriter(outputs, shape: shape)
+        let completed = try pipeline.generate(plan: plan, noise: generation, count: n, progress: { p in
             progress.update(p.stepsDone, of: p.stepsTotal)
-            return .proceed
-        }) { batch in try writer.append(try batch.download()[...], images: batch.images) }
+            return interrupt.requested ? .stop : .proceed
+        }) { batch in try writer?.append(try batch.download()[...], images: batch.images) }
         progress.finish()
-        try writer.finish()
+        guard completed else { writer = nil; throw interruptedRun() }
+        try writer?.finish()
         if json {
             try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
                            "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "device_memory_peak_bytes": stream.context.allocatedBytes.peak,
@@ -144,6 +146,13 @@ struct GenerateCommand: ParsableCommand {
         if let spacing, spacing != p.sampler.spacing { throw ValidationError("--timestep-spacing \(spacing) differs from the plan's \(p.sampler)") }
         return p
     }
+}
+
+/// Ctrl-C during generation stops at the next step; the outputs written so far are removed (a run
+/// writes all or nothing), and the command exits with 130.
+func interruptedRun() -> ExitCode {
+    FileHandle.standardError.write(Data("interrupted: nothing written\n".utf8))
+    return ExitCode(130)
 }
 
 /// Outputs are written batch by batch; a grid keeps its 8-bit pixels until the end: refuse one that

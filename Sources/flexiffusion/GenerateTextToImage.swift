@@ -47,17 +47,19 @@ extension GenerateCommand {
         let progress = ProgressLine(label)
         let shape = [n, pipeline.decoder.config.outChannels, pipeline.height, pipeline.width]
         try checkHeldOutputs(outputs, shape: shape)
-        let writer = outputs.isEmpty ? nil : try SampleWriter(outputs, shape: shape)
-        let latentsWriter = try outputLatents.map { try SafeTensorsStreamWriter(path: $0, name: "latents", shape: [n] + pipeline.latentShape) }
-        try pipeline.generate(prompts: promptList, negativePrompts: negativePrompt.map { [$0] } ?? [], plan: plan,
-                              noise: GenerationNoise(seed: seed, initial: initial), count: n, progress: { p in
+        let interrupt = Interrupt()
+        var writer = outputs.isEmpty ? nil : try SampleWriter(outputs, shape: shape)
+        var latentsWriter = try outputLatents.map { try SafeTensorsStreamWriter(path: $0, name: "latents", shape: [n] + pipeline.latentShape) }
+        let completed = try pipeline.generate(prompts: promptList, negativePrompts: negativePrompt.map { [$0] } ?? [], plan: plan,
+                                              noise: GenerationNoise(seed: seed, initial: initial), count: n, progress: { p in
             progress.update(p.stepsDone, of: p.stepsTotal)
-            return .proceed
+            return interrupt.requested ? .stop : .proceed
         }) { images, latents, decoded in
             try latentsWriter?.append(latents[...])
             try writer?.append(decoded[...], images: images)
         }
         progress.finish()
+        guard completed else { writer = nil; latentsWriter = nil; throw interruptedRun() }
         try writer?.finish()
         try latentsWriter?.finish()
         let written = [outputs.isEmpty ? nil : outputs.summary(count: n), outputLatents].compactMap { $0 }.joined(separator: ", ")

@@ -128,9 +128,14 @@ import TestSupport
             #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)), "\(b)")
         }
         #expect(try SafeTensorsFile(path: batched.tensor!).floats("sample") == samples)
-        // Dropped before finish(): no tensor file, no temporary left.
-        let unfinished = SampleOutputs(tensor: dir.appendingPathComponent("unfinished.safetensors").path)
-        do { let w = try SampleWriter(unfinished, shape: shape); try w.append(samples[..<size], images: 0..<1) }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("unfinished") }.isEmpty)
+        // Dropped before finish() (a failed or interrupted run): no tensor file, no temporary, none of
+        // the folder's PNGs it wrote — and the files that were there before stay.
+        let unfinished = SampleOutputs(folder: dir.appendingPathComponent("unfinished").path,
+                                       tensor: dir.appendingPathComponent("unfinished.safetensors").path)
+        try unfinished.prepare(channels: 3)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: unfinished.folder! + "/notes.txt"))
+        do { let w = try SampleWriter(unfinished, shape: shape); try w.append(samples[..<(2 * size)], images: 0..<2) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("unfinished.") }.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: unfinished.folder!) == ["notes.txt"])
     }
 }

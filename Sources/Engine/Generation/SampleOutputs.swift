@@ -59,12 +59,20 @@ public struct SampleOutputs: Sendable {
 /// The outputs written batch by batch, so that a run holds one batch of samples (and a grid's 8-bit
 /// pixels) whatever its count: each folder PNG as its image comes, the tensor file's values in order
 /// (renamed into place by `finish()`), the grid filled and written at the end. Images come in order.
+/// Dropped before `finish()` (a failed or interrupted run), it removes the PNGs it wrote and the
+/// tensor's temporary file: a run writes all its outputs or none.
 public final class SampleWriter {
     public let outputs: SampleOutputs
     public let shape: [Int]
     private var grid: PNG.Grid?
     private let tensor: SafeTensorsStreamWriter?
     private var next = 0
+    private var written: [String] = []
+    private var finished = false
+
+    deinit {
+        if !finished { for path in written { try? FileManager.default.removeItem(atPath: path) } }
+    }
 
     public init(_ outputs: SampleOutputs, shape: [Int]) throws {
         precondition(shape.count == 4, "samples are [N, C, H, W]")
@@ -85,8 +93,9 @@ public final class SampleWriter {
             if let folder = outputs.folder {
                 let base = image.startIndex
                 let px = (0..<(h * w)).flatMap { p in (0..<c).map { ch in PNG.pixels(image[base + ch * h * w + p]) } }
-                try writeAtomically(PNG.encode(width: w, height: h, channels: c, pixels: px),
-                                    to: URL(fileURLWithPath: folder).appendingPathComponent(String(format: "%05d.png", i)).path)
+                let path = URL(fileURLWithPath: folder).appendingPathComponent(String(format: "%05d.png", i)).path
+                try writeAtomically(PNG.encode(width: w, height: h, channels: c, pixels: px), to: path)
+                written.append(path)
             }
         }
         next = images.upperBound
@@ -99,5 +108,6 @@ public final class SampleWriter {
         if let g = grid, let path = outputs.grid {
             try writeAtomically(PNG.encode(width: g.width, height: g.height, channels: shape[1], pixels: g.pixels), to: path)
         }
+        finished = true
     }
 }
