@@ -56,8 +56,8 @@ import Testing
         var png = [UInt8](PNG.encode(width: 2, height: 2, channels: 1, pixels: [1, 2, 3, 4]))
         png.replaceSubrange(16..<24, with: [0xFF, 0, 0, 0xFF, 0xFF, 0, 0, 0])
         cases.append((.png, "4278190335×4278190080 PNG", png, "beyond what this reader takes"))
-        let npy = FuzzSeeds.npy(descr: "<f8", fortranOrder: "False", shape: "(4611686018427387904, 4)", data: Array(repeating: 0, count: 24))
-        cases.append((.npz, "npy shape product beyond 2^63", FuzzSeeds.zip([("mu.npy", npy), ("sigma.npy", npy)], deflate: false), "bytes of data for shape"))
+        let npy = NumPy.npy(descr: "<f8", fortranOrder: "False", shape: "(4611686018427387904, 4)", data: Array(repeating: 0, count: 24))
+        cases.append((.npz, "npy shape product beyond 2^63", NumPy.zip([("mu.npy", npy), ("sigma.npy", npy)], deflate: false), "bytes of data for shape"))
         for (reader, what, bytes, needle) in cases {
             let file = path("found.\(reader.fileExtension)")
             try Data(bytes).write(to: URL(fileURLWithPath: file))

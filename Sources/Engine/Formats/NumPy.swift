@@ -34,6 +34,24 @@ enum Zlib {
         guard status == Z_STREAM_END else { throw ModelError("\(name): corrupt compressed data (zlib status \(status))") }
         return out
     }
+
+    /// zlib's deflate at level 9 over a whole input (zip entries, PNG data, gzip files).
+    static func deflate(_ input: [UInt8], format: Format) -> [UInt8] {
+        var stream = z_stream()
+        precondition(deflateInit2_(&stream, 9, Z_DEFLATED, format.windowBits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                                   Int32(MemoryLayout<z_stream>.size)) == Z_OK, "zlib deflateInit2 failed")
+        defer { deflateEnd(&stream) }
+        var input = input, out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 32)
+        let produced: Int = input.withUnsafeMutableBufferPointer { inp in
+            out.withUnsafeMutableBufferPointer { o in
+                stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
+                stream.next_out = o.baseAddress; stream.avail_out = uInt(o.count)
+                precondition(CZlib.deflate(&stream, Z_FINISH) == Z_STREAM_END, "zlib deflate did not finish")
+                return o.count - Int(stream.avail_out)
+            }
+        }
+        return Array(out.prefix(produced))
+    }
 }
 
 /// A float array from a .npy file, as float64, with its shape.
@@ -108,15 +126,19 @@ public enum NumPy {
     /// A float64 .npy file (version 1.0, C order).
     public static func npy(_ a: NumPyArray) -> Data {
         let shape = a.shape.count == 1 ? "(\(a.shape[0]),)" : "(" + a.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '<f8', 'fortran_order': False, 'shape': \(shape), }"
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var out = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        let n = header.utf8.count
-        out.append(contentsOf: [UInt8(n & 0xFF), UInt8(n >> 8)])
-        out.append(contentsOf: Array(header.utf8))
-        for v in a.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
-        return out
+        var data = [UInt8]()
+        data.reserveCapacity(8 * a.values.count)
+        for v in a.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        return Data(npy(descr: "<f8", fortranOrder: "False", shape: shape, data: data))
+    }
+
+    /// A version 1.0 .npy file whose header says `descr`, `fortranOrder` and `shape` as written (the
+    /// fuzzer writes odd ones), padded as numpy pads it, then `data`.
+    static func npy(descr: String, fortranOrder: String, shape: String, data: [UInt8]) -> [UInt8] {
+        var header = "{'descr': '\(descr)', 'fortran_order': \(fortranOrder), 'shape': \(shape), }"
+        header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+        let n = min(header.utf8.count, 0xFFFF)
+        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 0xFF), UInt8(n >> 8)] + Array(header.utf8.prefix(n)) + data
     }
 
     // MARK: .npz (zip)
@@ -169,25 +191,30 @@ public enum NumPy {
 
     /// Writes arrays as a .npz archive (entries stored, as np.savez writes them), atomically.
     public static func saveNPZ(_ arrays: [(String, NumPyArray)], to path: String) throws {
-        var body = Data(), directory = Data()
+        let entries = try arrays.map { name, array -> (String, [UInt8]) in
+            let file = npy(array)
+            guard file.count < 0xFFFF_FFFF else { throw ModelError("\(name) is too large for a zip entry") }
+            return ("\(name).npy", [UInt8](file))
+        }
+        try writeAtomically(Data(zip(entries, deflate: false)), to: path)
+    }
+
+    /// A zip archive of `entries` (name, content): stored, as np.savez writes them, or deflated, as
+    /// np.savez_compressed does. Version 2.0, no flags, DOS time/date 1980-01-01 00:00.
+    static func zip(_ entries: [(String, [UInt8])], deflate: Bool) -> [UInt8] {
         func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
         func le32(_ v: Int) -> [UInt8] { le16(v & 0xFFFF) + le16((v >> 16) & 0xFFFF) }
-        for (name, array) in arrays {
-            let file = npy(array), fileName = Array("\(name).npy".utf8)
-            guard file.count < 0xFFFF_FFFF else { throw ModelError("\(name) is too large for a zip entry") }
-            let crc = file.withUnsafeBytes { Int(crc32(0, $0.bindMemory(to: UInt8.self).baseAddress, uInt($0.count))) }
+        var body: [UInt8] = [], directory: [UInt8] = []
+        for (name, content) in entries {
+            let packed = deflate ? Zlib.deflate(content, format: .raw) : content, nameBytes = Array(name.utf8)
+            let crc = content.withUnsafeBufferPointer { Int(crc32(0, $0.baseAddress, uInt($0.count))) }
+            let common = le16(20) + le16(0) + le16(deflate ? 8 : 0) + le16(0) + le16(0x21) + le32(crc) + le32(packed.count) + le32(content.count)
+                + le16(nameBytes.count) + le16(0)
             let offset = body.count
-            // version 2.0, no flags, stored, DOS time/date 1980-01-01 00:00.
-            let common = le16(20) + le16(0) + le16(0) + le16(0) + le16(0x21) + le32(crc) + le32(file.count) + le32(file.count)
-                + le16(fileName.count) + le16(0)
-            body.append(contentsOf: le32(0x0403_4B50) + common + fileName)
-            body.append(file)
-            directory.append(contentsOf: le32(0x0201_4B50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(offset) + fileName)
+            body += le32(0x0403_4B50) + common + nameBytes + packed
+            directory += le32(0x0201_4B50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(offset) + nameBytes
         }
-        var out = body
-        out.append(directory)
-        out.append(contentsOf: le32(0x0605_4B50) + le16(0) + le16(0) + le16(arrays.count) + le16(arrays.count)
-                   + le32(directory.count) + le32(body.count) + le16(0))
-        try writeAtomically(out, to: path)
+        return body + directory + le32(0x0605_4B50) + le16(0) + le16(0) + le16(entries.count) + le16(entries.count)
+            + le32(directory.count) + le32(body.count) + le16(0)
     }
 }

@@ -152,13 +152,13 @@ public struct FileFuzzer {
         func entry(_ name: String, _ count: Int) -> (String, [UInt8]) {
             let valid = chance(0.5)
             let data = (0..<(valid ? count * 8 : below(200))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            return ("\(name).npy", FuzzSeeds.npy(descr: chance(0.7) ? "<f8" : descrs[below(descrs.count)], fortranOrder: chance(0.9) ? "False" : "True",
+            return ("\(name).npy", NumPy.npy(descr: chance(0.7) ? "<f8" : descrs[below(descrs.count)], fortranOrder: chance(0.9) ? "False" : "True",
                                                  shape: valid && chance(0.5) ? (count == 3 ? "(3,)" : "(3, 3)") : shape(), data: data))
         }
         var entries = [entry("mu", 3), entry("sigma", 9)]
         if chance(0.1) { entries.removeLast() }
         if chance(0.1) { entries.append(entry("extra", 1)) }
-        return FuzzSeeds.zip(entries, deflate: chance(0.5))
+        return NumPy.zip(entries, deflate: chance(0.5))
     }
 
     /// JSON values replaced, removed, added or retyped at random paths (the safetensors header is

@@ -38,19 +38,14 @@ enum FuzzSeeds {
         case .idx:
             let pixels = (0..<(3 * 5 * 4)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let images: [UInt8] = [0, 0, 8, 3] + be32(3) + be32(5) + be32(4) + pixels
-            return [("images", images), ("images gzipped", compress(images, gzip: true)), ("labels", [0, 0, 8, 1] + be32(3) + [1, 7, 9])]
+            return [("images", images), ("images gzipped", Zlib.deflate(images, format: .gzip)), ("labels", [0, 0, 8, 1] + be32(3) + [1, 7, 9])]
         case .npz:
             let d = 3
             var sigma = [Double](repeating: 0, count: d * d)
             for i in 0..<d { for j in 0..<d { sigma[i * d + j] = i == j ? 2 : 0.25 } }
-            let stats = FeatureStatistics(mu: [0.5, -1, 2], sigma: sigma)
-            let url = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-fuzz-seed-\(getpid()).npz")
-            defer { try? FileManager.default.removeItem(at: url) }
-            try stats.saveNPZ(url.path)
-            let stored = [UInt8](try Data(contentsOf: url))
-            let deflated = zip([("mu.npy", [UInt8](NumPy.npy(NumPyArray(shape: [d], values: stats.mu)))),
-                                ("sigma.npy", [UInt8](NumPy.npy(NumPyArray(shape: [d, d], values: sigma))))])
-            return [("stored", stored), ("deflated", deflated)]
+            let entries = [("mu.npy", [UInt8](NumPy.npy(NumPyArray(shape: [d], values: [0.5, -1, 2])))),
+                           ("sigma.npy", [UInt8](NumPy.npy(NumPyArray(shape: [d, d], values: sigma))))]
+            return [("stored", NumPy.zip(entries, deflate: false)), ("deflated", NumPy.zip(entries, deflate: true))]
         case .png:
             let grey = [UInt8](PNG.encode(width: 5, height: 3, channels: 1, pixels: (0..<15).map { _ in UInt8(truncatingIfNeeded: rng.next()) }))
             let rgb = [UInt8](PNG.encode(width: 4, height: 4, channels: 3, pixels: (0..<48).map { _ in UInt8(truncatingIfNeeded: rng.next()) }))
@@ -100,62 +95,16 @@ enum FuzzSeeds {
         return try? JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + Int(n))]))
     }
 
-    // MARK: zip, gzip, PNG
+    // MARK: PNG
 
     private static func be32(_ v: Int) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
-    private static func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
-    private static func le32(_ v: Int) -> [UInt8] { le16(v & 0xFFFF) + le16((v >> 16) & 0xFFFF) }
-
-    /// zlib's deflate: raw (zip entries), zlib (PNG) or gzip.
-    static func compress(_ input: [UInt8], gzip: Bool = false, raw: Bool = false) -> [UInt8] {
-        var stream = z_stream()
-        let bits: Int32 = raw ? -MAX_WBITS : gzip ? 16 + MAX_WBITS : MAX_WBITS
-        precondition(deflateInit2_(&stream, 9, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK)
-        defer { deflateEnd(&stream) }
-        var input = input, out = [UInt8](repeating: 0, count: input.count + 1024)
-        let produced: Int = input.withUnsafeMutableBufferPointer { inp in
-            out.withUnsafeMutableBufferPointer { o in
-                stream.next_in = inp.baseAddress; stream.avail_in = uInt(inp.count)
-                stream.next_out = o.baseAddress; stream.avail_out = uInt(o.count)
-                precondition(deflate(&stream, Z_FINISH) == Z_STREAM_END)
-                return o.count - Int(stream.avail_out)
-            }
-        }
-        return Array(out.prefix(produced))
-    }
-
-    /// A .npy file: a version 1.0 header dictionary of `descr`, `fortranOrder` and `shape` (as written),
-    /// padded as numpy pads it, then `data`.
-    static func npy(descr: String, fortranOrder: String, shape: String, data: [UInt8]) -> [UInt8] {
-        var header = "{'descr': '\(descr)', 'fortran_order': \(fortranOrder), 'shape': \(shape), }"
-        header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
-        let n = min(header.utf8.count, 0xFFFF)
-        return [0x93] + Array("NUMPY".utf8) + [1, 0] + le16(n) + Array(header.utf8.prefix(n)) + data
-    }
-
-    /// A zip of entries, deflated (as np.savez_compressed writes them) or stored (np.savez).
-    static func zip(_ entries: [(String, [UInt8])], deflate: Bool = true) -> [UInt8] {
-        var body: [UInt8] = [], directory: [UInt8] = []
-        for (name, content) in entries {
-            let packed = deflate ? compress(content, raw: true) : content, nameBytes = Array(name.utf8)
-            let crc = content.withUnsafeBufferPointer { Int(crc32(0, $0.baseAddress, uInt($0.count))) }
-            let common = le16(20) + le16(0) + le16(deflate ? 8 : 0) + le16(0) + le16(0x21) + le32(crc) + le32(packed.count) + le32(content.count)
-                + le16(nameBytes.count) + le16(0)
-            let offset = body.count
-            body += le32(0x0403_4B50) + common + nameBytes + packed
-            directory += le32(0x0201_4B50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(offset) + nameBytes
-        }
-        return body + directory + le32(0x0605_4B50) + le16(0) + le16(0) + le16(entries.count) + le16(entries.count)
-            + le32(directory.count) + le32(body.count) + le16(0)
-    }
-
     /// The PNG with its IDAT recompressed by zlib at level 9 (Huffman blocks; the encoder stores).
     private static func recompressPNG(_ png: [UInt8]) -> [UInt8] {
         // IHDR is the first chunk (8 + 25 bytes), IDAT the second.
         let idatLength = png[33..<37].reduce(0) { $0 << 8 | Int($1) }
         let zlibData = Array(png[41..<(41 + idatLength)])
         guard let raw = try? Zlib.inflate(zlibData, format: .zlib, name: "seed") else { return png }
-        let packed = compress(raw)
+        let packed = Zlib.deflate(raw, format: .zlib)
         var chunk = Array("IDAT".utf8) + packed
         let crc = chunk.withUnsafeMutableBufferPointer { Int(crc32(0, $0.baseAddress, uInt($0.count))) }
         chunk = be32(packed.count) + chunk + be32(crc)
