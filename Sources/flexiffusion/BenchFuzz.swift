@@ -45,22 +45,24 @@ struct BenchFuzz: ParsableCommand {
     func validate() throws {
         guard iterations > 0 else { throw ValidationError("--iterations must be positive") }
         guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
-        if replay != nil && chosenReaders().count != 1 { throw ValidationError("--replay needs one reader (--readers R)") }
+        let chosen = try chosenReaders()
+        if replay != nil && chosen.count != 1 { throw ValidationError("--replay needs one reader (--readers R)") }
     }
 
-    func chosenReaders() -> [FuzzReader] {
+    /// The readers --readers names (all without it); an unknown name is an error.
+    func chosenReaders() throws -> [FuzzReader] {
         guard let readers else { return FuzzReader.allCases }
-        return readers.split(separator: ",").compactMap { FuzzReader(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+        return try readers.split(separator: ",").map { name in
+            guard let r = FuzzReader(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("unknown reader \(name) (\(FuzzReader.names))")
+            }
+            return r
+        }
     }
 
     func run() throws {
-        if let readers {
-            for name in readers.split(separator: ",") where FuzzReader(rawValue: name.trimmingCharacters(in: .whitespaces)) == nil {
-                throw ValidationError("unknown reader \(name) (\(FuzzReader.names))")
-            }
-        }
         if let replay {
-            let fuzzer = try FileFuzzer(reader: chosenReaders()[0], seed: seed)
+            let fuzzer = try FileFuzzer(reader: try chosenReaders()[0], seed: seed)
             print("\(replay): \(fuzzer.read(replay))")
             return
         }
@@ -88,7 +90,7 @@ struct BenchFuzz: ParsableCommand {
         }
         watchdog.start()
         var rows: [[String: Any]] = []
-        for reader in chosenReaders() {
+        for reader in try chosenReaders() {
             var fuzzer = try FileFuzzer(reader: reader, seed: seed)
             let path = dir.appendingPathComponent("input-\(reader.rawValue).\(reader.fileExtension)").path
             // The seeds themselves must be read.
