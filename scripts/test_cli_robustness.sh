@@ -45,7 +45,11 @@ case_ 64 "--steps must be positive" plan deepcache --interval 3 --steps=-5
 case_ 64 "more than any scheduler trains for" plan deepcache --interval 3 --steps 9223372036854775807
 case_ 64 "--batch and --repeats must be positive" bench kernels --batch 0
 case_ 64 "is more than a run takes" generate --count 4611686018427387904
-case_ 64 "image grid" generate --count 100000000000
+case_ 64 "--count 100000000000 makes a 9" generate --count 100000000000
+case_ 64 "--iterations must be positive" bench fuzz --iterations 0
+case_ 64 "--timeout must be a positive number" bench fuzz --timeout nan
+case_ 64 "unknown reader bogus" bench fuzz --readers png,bogus
+case_ 64 "--replay needs one reader" bench fuzz --replay "$tmp/eta.json"
 case_ 64 "--prk-steps applies to pndm only" plan teacher --prk-steps
 case_ 64 "explicit timesteps work with" generate --scheduler unipc --timesteps 999,500
 case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999

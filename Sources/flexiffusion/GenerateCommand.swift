@@ -160,7 +160,8 @@ func interruptedRun() -> ExitCode {
 func checkHeldOutputs(_ outputs: SampleOutputs, shape: [Int]) throws {
     let held = outputs.heldBytes(shape: shape), memory = Double(ProcessInfo.processInfo.physicalMemory)
     if held > memory / 4 {
-        throw ValidationError(String(format: "--count %d makes a %.3g-byte image grid (this machine has %.3g bytes of memory): write the images with --out-dir or --output-tensor instead, which are written batch by batch", shape[0], held, memory))
+        throw ValidationError("--count \(shape[0]) makes a " + String(format: "%.3g-byte image grid (this machine has %.3g bytes of memory)", held, memory)
+                              + ": write the images with --out-dir or --output-tensor instead, which are written batch by batch")
     }
 }
 

@@ -19,7 +19,7 @@ final class ProgressLine {
         let t = elapsed
         let rate = Double(done) / max(t, 1e-9)
         let eta = done > 0 ? Double(total - done) / rate : .nan
-        let figures = String(format: "%d/%d %@  %.1f %@/s%@", done, total, unit, rate, unit,
+        let figures = String(format: "%ld/%ld %@  %.1f %@/s%@", done, total, unit, rate, unit,
                              eta.isFinite ? String(format: "  ETA %.0f s", eta) : "") + (note.isEmpty ? "" : "  " + note)
         if interactive {
             let width = 24, filled = width * done / max(1, total)

@@ -52,10 +52,19 @@ public enum PNG {
 
         public init(count n: Int, channels c: Int, height h: Int, width w: Int, columns: Int? = nil) {
             self.count = n; channels = c; imageHeight = h; imageWidth = w
-            self.columns = columns ?? Int(Double(n).squareRoot().rounded(.up))
+            self.columns = columns ?? Self.columns(count: n)
             let rows = (n + self.columns - 1) / self.columns
             width = self.columns * (w + Self.pad) + Self.pad; height = rows * (h + Self.pad) + Self.pad
             pixels = [UInt8](repeating: 0, count: width * height * c)
+        }
+
+        /// Columns of a grid of `n` images: as near square as whole rows allow.
+        public static func columns(count n: Int) -> Int { Int(Double(n).squareRoot().rounded(.up)) }
+
+        /// Bytes of a grid of `n` images of c × h × w (the product in floating point: no overflow for any count a run takes).
+        public static func bytes(count n: Int, channels c: Int, height h: Int, width w: Int) -> Double {
+            let cols = columns(count: n), rows = (n + cols - 1) / cols
+            return Double(cols * (w + pad) + pad) * Double(rows * (h + pad) + pad) * Double(c)
         }
 
         /// Image `i` [C, H, W] in model space.

@@ -44,10 +44,7 @@ public struct SampleOutputs: Sendable {
     /// Host memory the outputs hold until the end: the grid's 8-bit pixels (the PNG folder and the
     /// tensor file are written batch by batch).
     public func heldBytes(shape: [Int]) -> Double {
-        guard grid != nil else { return 0 }
-        let (n, c, h, w) = (Double(shape[0]), Double(shape[1]), Double(shape[2]), Double(shape[3]))
-        let cols = n.squareRoot().rounded(.up), rows = (n / cols).rounded(.up)
-        return (cols * (w + 2) + 2) * (rows * (h + 2) + 2) * c
+        grid == nil ? 0 : PNG.Grid.bytes(count: shape[0], channels: shape[1], height: shape[2], width: shape[3])
     }
 
     /// "a.png, dir/ (N PNGs), x.safetensors".
