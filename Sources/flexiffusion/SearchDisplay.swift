@@ -32,8 +32,8 @@ extension SearchCommand {
     }
 }
 
-/// Ctrl-C: the first asks the search to stop at the next evaluation (the results file stays valid);
-/// a second ends the process.
+/// Ctrl-C: the first asks the work to stop at its next check (`search` at the next evaluation, its
+/// results file valid; `generate` at the next step, its outputs removed); a second ends the process.
 final class Interrupt: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
