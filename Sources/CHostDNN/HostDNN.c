@@ -46,7 +46,7 @@ const char *flex_dnnl_error(void) { return error; }
 
 struct FlexConv {
     dnnl_primitive_t primitive;
-    // The caller's plain layouts (NCHW, OIHW), and the ones the convolution chose (blocked, e.g.
+    // The caller's layouts (NCHW or nChw{8,16}c activations, OIHW weights), and the ones the convolution chose (blocked, e.g.
     // nChw16c, where that is faster); a reorder primitive between them where they differ.
     dnnl_memory_desc_t src, weights, bias, dst;
     dnnl_memory_desc_t conv_src, conv_weights, conv_dst;
@@ -78,10 +78,47 @@ void flex_conv_destroy(FlexConv *conv) {
     free(conv);
 }
 
+/// The caller's layout of an activation: NCHW (block 0 or 1) or nChw8c / nChw16c.
+static int activation_tag(int block, dnnl_format_tag_t *tag) {
+    switch (block) {
+    case 0: case 1: *tag = dnnl_nchw; return 0;
+    case 8: *tag = dnnl_nChw8c; return 0;
+    case 16: *tag = dnnl_nChw16c; return 0;
+    default: snprintf(error, sizeof error, "no activation layout with channel blocks of %d", block); return 1;
+    }
+}
+
+int flex_dnnl_preferred_block(void) {
+    if (!flex_dnnl_available()) return 0;
+    // A typical UNet convolution (64 -> 64 channels, 3x3, 16x16) in the layouts oneDNN picks.
+    dnnl_dims_t src = {2, 64, 16, 16}, wei = {64, 64, 3, 3}, strides = {1, 1}, pad = {1, 1};
+    dnnl_memory_desc_t s, w, d;
+    dnnl_convolution_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL;
+    int block = 0;
+    if (p_dnnl_memory_desc_init_by_tag(&s, 4, src, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
+        p_dnnl_memory_desc_init_by_tag(&w, 4, wei, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
+        p_dnnl_memory_desc_init_by_tag(&d, 4, src, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
+        p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &s, &w, NULL, &d,
+                                             strides, pad, pad) == dnnl_success &&
+        p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) == dnnl_success) {
+        const dnnl_memory_desc_t *md = p_dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+        if (md->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 &&
+            (b->inner_blks[0] == 8 || b->inner_blks[0] == 16) && b->strides[0] >= b->strides[1] &&
+            b->strides[1] >= b->strides[2] && b->strides[2] >= b->strides[3])
+            block = (int)b->inner_blks[0];
+    }
+    if (pd) p_dnnl_primitive_desc_destroy(pd);
+    return block;
+}
+
 FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
-                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias, int blocked,
-                           char *impl, int impl_capacity) {
+                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
+                           int src_block, int dst_block, int blocked, char *impl, int impl_capacity) {
     if (!flex_dnnl_available()) return NULL;
+    dnnl_format_tag_t src_tag, dst_tag;
+    if (activation_tag(src_block, &src_tag) || activation_tag(dst_block, &dst_tag)) return NULL;
     FlexConv *conv = calloc(1, sizeof *conv);
     if (!conv) return NULL;
     int oh = (h + pad_top + pad_bottom - kh) / stride + 1, ow = (w + pad_left + pad_right - kw) / stride + 1;
@@ -92,10 +129,10 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, in
     dnnl_format_tag_t layout = blocked ? dnnl_format_tag_any : dnnl_nchw;
     dnnl_primitive_desc_t pd = NULL;
     conv->has_bias = has_bias;
-    if (p_dnnl_memory_desc_init_by_tag(&conv->src, 4, src, dnnl_f32, dnnl_nchw) != dnnl_success ||
+    if (p_dnnl_memory_desc_init_by_tag(&conv->src, 4, src, dnnl_f32, src_tag) != dnnl_success ||
         p_dnnl_memory_desc_init_by_tag(&conv->weights, 4, wei, dnnl_f32, dnnl_oihw) != dnnl_success ||
         p_dnnl_memory_desc_init_by_tag(&conv->bias, 1, bia, dnnl_f32, dnnl_x) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&conv->dst, 4, dst, dnnl_f32, dnnl_nchw) != dnnl_success ||
+        p_dnnl_memory_desc_init_by_tag(&conv->dst, 4, dst, dnnl_f32, dst_tag) != dnnl_success ||
         p_dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, layout) != dnnl_success ||
         p_dnnl_memory_desc_init_by_tag(&any_weights, 4, wei, dnnl_f32, blocked ? dnnl_format_tag_any : dnnl_oihw) != dnnl_success ||
         p_dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, layout) != dnnl_success ||
@@ -108,8 +145,8 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, in
         if (pd) p_dnnl_primitive_desc_destroy(pd);
         flex_conv_destroy(conv);
         // (Where no blocked implementation takes the shape, e.g. tensors past 2^31 elements, the plain one may.)
-        return blocked ? flex_conv_create(n, c, h, w, o, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right, has_bias, 0,
-                                          impl, impl_capacity) : NULL;
+        return blocked ? flex_conv_create(n, c, h, w, o, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right, has_bias,
+                                          src_block, dst_block, 0, impl, impl_capacity) : NULL;
     }
     conv->conv_src = *p_dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     conv->conv_weights = *p_dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);

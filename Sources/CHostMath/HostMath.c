@@ -183,3 +183,145 @@ void flex_upsample_nearest2x(const float *x, float *y, long first, long count, l
         }
     }
 }
+
+// MARK: oneDNN's blocked layout nChw{B}c (B = 8 or 16): [N][C/B][P][B], the channels of one block
+// interleaved at every position. CPU convolutions read and write it without reorders, so a UNet keeps
+// its activations in it between them (see ActivationLayout).
+
+// GroupNorm over the unit of `unit` channels (whole groups and whole blocks: lcm(channels per group,
+// B)) starting at x and y: `unit` / B blocks of [P][B]. As group_norm_one: two passes in double per
+// group (mean, then the centred variance), accumulated per channel in float vectors flushed every
+// 128 positions; then y = x * scale + shift per channel, SiLU when `silu`. `work` holds 2 * unit doubles.
+__attribute__((always_inline)) static inline void group_norm_unit_blocked(const float *x, float *y, const float *gamma, const float *beta,
+                                                                         long unit, long cpg, long spatial, long block, float eps, int silu,
+                                                                         double *work) {
+    double *sum = work, *mean = work + unit;
+    const long blocks = unit / block, lanes = block / 8;
+    for (long c = 0; c < unit; c++) sum[c] = 0.0;
+    for (long b = 0; b < blocks; b++) {
+        for (long l = 0; l < lanes; l++) {
+            const float *p = x + b * spatial * block + l * 8;
+            v8f s8 = splat(0.0f);
+            for (long j = 0; j < spatial; j++) {
+                s8 += load8(p + j * block);
+                if ((j & 127) == 127 || j == spatial - 1) {
+                    for (int k = 0; k < 8; k++) sum[b * block + l * 8 + k] += s8[k];
+                    s8 = splat(0.0f);
+                }
+            }
+        }
+    }
+    const double n = (double)(cpg * spatial);
+    for (long g = 0; g < unit / cpg; g++) {
+        double s = 0.0;
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) s += sum[c];
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) mean[c] = s / n;
+    }
+    for (long c = 0; c < unit; c++) sum[c] = 0.0;
+    for (long b = 0; b < blocks; b++) {
+        for (long l = 0; l < lanes; l++) {
+            const float *p = x + b * spatial * block + l * 8;
+            v8f m8;
+            for (int k = 0; k < 8; k++) m8[k] = (float)mean[b * block + l * 8 + k];
+            v8f q8 = splat(0.0f);
+            for (long j = 0; j < spatial; j++) {
+                const v8f d = load8(p + j * block) - m8;
+                q8 += d * d;
+                if ((j & 127) == 127 || j == spatial - 1) {
+                    for (int k = 0; k < 8; k++) sum[b * block + l * 8 + k] += q8[k];
+                    q8 = splat(0.0f);
+                }
+            }
+        }
+    }
+    // sum[c] becomes the channel's scale, mean[c] its shift.
+    for (long g = 0; g < unit / cpg; g++) {
+        double q = 0.0;
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) q += sum[c];
+        const float rstd = (float)(1.0 / sqrt(q / n + eps));
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) {
+            const float scale = gamma[c] * rstd;
+            sum[c] = scale;
+            mean[c] = beta[c] - (float)mean[c] * scale;
+        }
+    }
+    for (long b = 0; b < blocks; b++) {
+        for (long l = 0; l < lanes; l++) {
+            v8f a, s;
+            for (int k = 0; k < 8; k++) { a[k] = (float)sum[b * block + l * 8 + k]; s[k] = (float)mean[b * block + l * 8 + k]; }
+            const float *p = x + b * spatial * block + l * 8;
+            float *q = y + b * spatial * block + l * 8;
+            for (long j = 0; j < spatial; j++) {
+                v8f v = load8(p + j * block) * a + s;
+                if (silu) v = v / (1.0f + exp8(-v));
+                store8(q + j * block, v);
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const float *beta, long first, long count,
+                             long channels, long channels_per_group, long unit, long spatial, long block, float eps, int silu,
+                             double *work) {
+    const long units = channels / unit;
+    for (long i = first; i < first + count; i++) {
+        const long offset = (i / units) * channels * spatial + (i % units) * unit * spatial, c0 = (i % units) * unit;
+        group_norm_unit_blocked(x + offset, y + offset, gamma + c0, beta + c0, unit, channels_per_group, spatial, block, eps, silu, work);
+    }
+}
+
+__attribute__((always_inline)) static inline void channel_bias_blocked(float *y, const float *bias, long first, long count, long channels,
+                                                                       long spatial, long block, long batch_stride, int add) {
+    const long blocks = channels / block, lanes = block / 8;
+    for (long r = first; r < first + count; r++) {
+        const float *b = bias + (r / blocks) * batch_stride + (r % blocks) * block;
+        float *row = y + r * spatial * block;
+        for (long l = 0; l < lanes; l++) {
+            const v8f bv = load8(b + l * 8);
+            if (add) {
+                for (long p = 0; p < spatial; p++) store8(row + p * block + l * 8, load8(row + p * block + l * 8) + bv);
+            } else {
+                for (long p = 0; p < spatial; p++) store8(row + p * block + l * 8, bv);
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+void flex_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
+                               long batch_stride, int add) {
+    channel_bias_blocked(y, bias, first, count, channels, spatial, block, batch_stride, add);
+}
+
+void flex_upsample_nearest2x_blocked(const float *x, float *y, long first, long count, long height, long width, long block) {
+    const size_t bytes = (size_t)block * sizeof(float);
+    for (long plane = first; plane < first + count; plane++) {
+        const float *src = x + plane * height * width * block;
+        float *dst = y + plane * 4 * height * width * block;
+        for (long i = 0; i < height; i++) {
+            float *r0 = dst + 2 * i * 2 * width * block;
+            for (long j = 0; j < width; j++) {
+                memcpy(r0 + 2 * j * block, src + (i * width + j) * block, bytes);
+                memcpy(r0 + (2 * j + 1) * block, src + (i * width + j) * block, bytes);
+            }
+            memcpy(r0 + 2 * width * block, r0, 2 * width * bytes);
+        }
+    }
+}
+
+void flex_reorder_blocked(const float *x, float *y, long first, long count, long spatial, long block, int to_blocked) {
+    for (long plane = first; plane < first + count; plane++) {
+        const float *src = x + plane * spatial * block;
+        float *dst = y + plane * spatial * block;
+        if (to_blocked) {
+            for (long c = 0; c < block; c++) for (long p = 0; p < spatial; p++) dst[p * block + c] = src[c * spatial + p];
+        } else {
+            for (long c = 0; c < block; c++) for (long p = 0; p < spatial; p++) dst[c * spatial + p] = src[p * block + c];
+        }
+    }
+}

@@ -20,6 +20,9 @@ public final class ComputeStream {
     var preparedWeights: [PreparedWeightsKey: PreparedWeights] = [:]
     /// oneDNN convolutions in its preferred (blocked) layouts, else on NCHW (`HostConvolution.blockedByDefault`).
     public var blockedHostConvolutions = HostConvolution.blockedByDefault
+    /// Whether models keep their activations in that blocked layout between convolutions (see
+    /// `activationLayout(channels:)`; read when a model is built).
+    public var carryBlockedLayout = ActivationLayout.carriedByDefault
 
     /// How convolutions run: oneDNN on the host (CPU devices, the default there when libdnnl is
     /// installed) or im2col + GEMM on the device.

@@ -125,16 +125,20 @@ extension ComputeStream {
     /// convolution path. `scratch` holds at least `shape.scratchCount` floats when the shape needs
     /// im2col on the im2col-gemm path (`algorithm` picks the lowering there; `batched` lowers `chunk`
     /// images at a time, default `shape.batchedChunk`, and scratch holds `shape.scratchCount(.batched, chunk:)`).
+    /// The input and output are in `inputLayout` and `outputLayout` (blocked ones on the oneDNN path only).
     public func conv2d(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
                        output: DeviceBuffer<Float>, shape s: Conv2dShape, scratch: DeviceBuffer<Float>? = nil,
-                       algorithm: Conv2dAlgorithm? = nil, chunk: Int? = nil) throws {
+                       algorithm: Conv2dAlgorithm? = nil, chunk: Int? = nil,
+                       inputLayout: ActivationLayout = .nchw, outputLayout: ActivationLayout = .nchw) throws {
         precondition(input.count >= s.inputCount, "conv2d input too small for \(s)")
         precondition(weight.count >= s.weightCount, "conv2d weight too small for \(s)")
         precondition(output.count >= s.outputCount, "conv2d output too small for \(s)")
         precondition(output !== input, "conv2d cannot run in place")
         if convolutionPath == .oneDNN {
-            return try conv2dOnHost(input, weight: weight, bias: bias, output: output, shape: s)
+            return try conv2dOnHost(input, weight: weight, bias: bias, output: output, shape: s,
+                                    inputLayout: inputLayout, outputLayout: outputLayout)
         }
+        precondition(inputLayout == .nchw && outputLayout == .nchw, "blocked activations need the oneDNN convolution path")
         let P = s.outSpatial
         let algorithm = s.needsIm2col ? (algorithm ?? s.preferredAlgorithm) : .batched
         let chunk = max(1, min(s.batch, chunk ?? s.batchedChunk))

@@ -58,10 +58,18 @@ extension ComputeStream {
 
     /// y[n, c, p] += bias[n · batchStride + c] for y [N, C, P]: batchStride 0 broadcasts one vector,
     /// batchStride C adds one vector per sample (a projected time embedding).
+    /// y in `layout` (blocked layouts on the host only).
     public func addChannelBias(_ y: DeviceBuffer<Float>, bias: DeviceBuffer<Float>, batch: Int, channels: Int,
-                               spatial: Int, biasBatchStride: Int) throws {
+                               spatial: Int, biasBatchStride: Int, layout: ActivationLayout = .nchw) throws {
         precondition(y.count >= batch * channels * spatial, "bias add output too small")
         precondition(bias.count >= (batch - 1) * biasBatchStride + channels, "bias add vector too small")
+        if layout != .nchw && spatial > 1 {
+            precondition(gemm.path == .hostBLAS && channels % layout.block == 0, "bias add in \(layout) needs host operations and whole blocks")
+            return try onHost("add_channel_bias (host)", [y, bias]) { p in
+                HostElementwise.channelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial, block: layout.block,
+                                                   batchStride: biasBatchStride, add: true)
+            }
+        }
         if spatial == 1 {
             try launch("elementwise", "add_row_bias", global: [channels, batch],
                        [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(biasBatchStride)])

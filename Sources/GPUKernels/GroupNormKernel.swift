@@ -2,10 +2,18 @@
 
 extension ComputeStream {
     /// y = GroupNorm(x) · gamma + beta over x [N, C, P] in `groups` groups (then SiLU if asked); y may be x.
+    /// Both in `layout` (blocked layouts on the host only).
     public func groupNorm(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, gamma: DeviceBuffer<Float>,
                           beta: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int,
-                          eps: Float, silu: Bool = false) throws {
+                          eps: Float, silu: Bool = false, layout: ActivationLayout = .nchw) throws {
         precondition(groups > 0 && channels % groups == 0, "GroupNorm: \(channels) channels do not split into \(groups) groups")
+        if layout != .nchw && spatial > 1 {
+            precondition(gemm.path == .hostBLAS && channels % layout.block == 0, "GroupNorm in \(layout) needs host operations and whole blocks")
+            return try onHost("group norm (host)", [x, y, gamma, beta]) { p in
+                HostGroupNorm.groupNormBlocked(p[0], p[1], gamma: p[2], beta: p[3], batch: batch, channels: channels, spatial: spatial,
+                                               groups: groups, block: layout.block, eps: eps, silu: silu)
+            }
+        }
         precondition(x.count >= batch * channels * spatial && y.count >= batch * channels * spatial, "GroupNorm buffers too small")
         precondition(gamma.count >= channels && beta.count >= channels, "GroupNorm affine parameters too small")
         if gemm.path == .hostBLAS {

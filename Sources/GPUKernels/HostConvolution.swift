@@ -52,12 +52,14 @@ public final class HostConvolution {
     /// the cifar UNet at batch 16 took 2,109 ms that way against 2,423 ms on plain NCHW, README).
     public static let blockedByDefault = ProcessInfo.processInfo.environment["FLEXIFFUSION_ONEDNN_LAYOUT"] != "plain"
 
-    init(shape s: Conv2dShape, hasBias: Bool, blocked: Bool) throws {
+    init(_ key: HostConvolutionKey) throws {
+        let s = key.shape
         var impl = [CChar](repeating: 0, count: 128)
         guard let h = flex_conv_create(Int32(s.batch), Int32(s.inChannels), Int32(s.height), Int32(s.width),
                                        Int32(s.outChannels), Int32(s.kernelHeight), Int32(s.kernelWidth), Int32(s.stride),
                                        Int32(s.padTop), Int32(s.padLeft), Int32(s.padBottom), Int32(s.padRight),
-                                       hasBias ? 1 : 0, blocked ? 1 : 0, &impl, Int32(impl.count)) else {
+                                       key.hasBias ? 1 : 0, Int32(key.inputLayout.block), Int32(key.outputLayout.block),
+                                       key.blocked ? 1 : 0, &impl, Int32(impl.count)) else {
             throw OpenCLError(call: "oneDNN convolution", detail: String(cString: flex_dnnl_error()))
         }
         handle = h
@@ -96,14 +98,17 @@ struct PreparedWeightsKey: Hashable {
 extension ComputeStream {
     /// Builds the oneDNN primitive for `shape` now (when that is the path), so that the first
     /// convolution of that shape does not.
-    public func prepareConvolution(_ shape: Conv2dShape, hasBias: Bool) throws {
-        if convolutionPath == .oneDNN { _ = try hostConvolution(shape, hasBias: hasBias) }
+    public func prepareConvolution(_ shape: Conv2dShape, hasBias: Bool, inputLayout: ActivationLayout = .nchw,
+                                   outputLayout: ActivationLayout = .nchw) throws {
+        if convolutionPath == .oneDNN {
+            _ = try hostConvolution(HostConvolutionKey(shape: shape, hasBias: hasBias, blocked: blockedHostConvolutions,
+                                                       inputLayout: inputLayout, outputLayout: outputLayout))
+        }
     }
 
-    func hostConvolution(_ shape: Conv2dShape, hasBias: Bool) throws -> HostConvolution {
-        let key = HostConvolutionKey(shape: shape, hasBias: hasBias, blocked: blockedHostConvolutions)
+    func hostConvolution(_ key: HostConvolutionKey) throws -> HostConvolution {
         if let c = hostConvolutions[key] { return c }
-        let c = try HostConvolution(shape: shape, hasBias: hasBias, blocked: blockedHostConvolutions)
+        let c = try HostConvolution(key)
         hostConvolutions[key] = c
         return c
     }
@@ -122,11 +127,12 @@ extension ComputeStream {
         return UnsafeRawPointer(p.bytes)
     }
 
-    /// conv2d through oneDNN on the mapped buffers.
+    /// conv2d through oneDNN on the mapped buffers, the input and output in the given layouts.
     func conv2dOnHost(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
-                      output: DeviceBuffer<Float>, shape: Conv2dShape) throws {
-        let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: blockedHostConvolutions)
-        let conv = try hostConvolution(shape, hasBias: bias != nil)
+                      output: DeviceBuffer<Float>, shape: Conv2dShape, inputLayout: ActivationLayout, outputLayout: ActivationLayout) throws {
+        let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: blockedHostConvolutions,
+                                     inputLayout: inputLayout, outputLayout: outputLayout)
+        let conv = try hostConvolution(key)
         try onHost("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
                    [input, weight, output] + (bias.map { [$0] } ?? []), timeMapping: true) { p in
             let w = conv.weightsBytes > 0 ? try preparedWeights(weight, mapped: p[1], for: conv, key: key) : UnsafeRawPointer(p[1])
@@ -138,5 +144,8 @@ extension ComputeStream {
 struct HostConvolutionKey: Hashable {
     let shape: Conv2dShape
     let hasBias: Bool
+    /// The convolution itself in oneDNN's preferred layouts (else NCHW).
     let blocked: Bool
+    /// The caller's layouts of the input and output.
+    let inputLayout: ActivationLayout, outputLayout: ActivationLayout
 }

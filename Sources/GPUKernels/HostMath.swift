@@ -41,6 +41,27 @@ enum HostGroupNorm {
     }
 }
 
+extension HostGroupNorm {
+    /// GroupNorm (+ SiLU) of x in nChw{block}c into y (which may be x): units of lcm(channels per group,
+    /// block) channels of one sample, split over `threads` threads.
+    static func groupNormBlocked(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>,
+                                 beta: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int, block: Int,
+                                 eps: Float, silu: Bool, threads: Int = cores) {
+        let cpg = channels / groups
+        var (a, b) = (cpg, block)
+        while b != 0 { (a, b) = (b, a % b) }
+        let unit = cpg / a * block
+        let (bx, by, bg, bb) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: gamma), UInt(bitPattern: beta))
+        splitOverCores(count: batch * channels / unit, parts: threads) { units in
+            let work = UnsafeMutablePointer<Double>.allocate(capacity: 2 * unit)
+            defer { work.deallocate() }
+            flex_group_norm_blocked(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
+                                    UnsafePointer<Float>(bitPattern: bg)!, UnsafePointer<Float>(bitPattern: bb)!,
+                                    units.lowerBound, units.count, channels, cpg, unit, spatial, block, eps, silu ? 1 : 0, work)
+        }
+    }
+}
+
 enum HostElementwise {
     /// y = (a + b) · scale over `count` values, split over `threads` threads in slices of at least
     /// 16 Ki values, aligned to C's 8-float vectors (y may be a or b).
@@ -81,6 +102,36 @@ enum HostElementwise {
         splitOverCores(count: planes, parts: min(threads, planes * height * width / 16_384)) { r in
             flex_upsample_nearest2x(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!, r.lowerBound, r.count,
                                     height, width)
+        }
+    }
+
+    /// `channelBias` over y in nChw{block}c: the (n, channel block) rows split over `threads` threads.
+    static func channelBiasBlocked(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, batch: Int, channels: Int,
+                                   spatial: Int, block: Int, batchStride: Int, add: Bool, threads: Int = cores) {
+        let (by, bb) = (UInt(bitPattern: y), UInt(bitPattern: bias))
+        splitOverCores(count: batch * channels / block, parts: min(threads, batch * channels * spatial / 16_384)) { r in
+            flex_channel_bias_blocked(UnsafeMutablePointer<Float>(bitPattern: by)!, UnsafePointer<Float>(bitPattern: bb)!, r.lowerBound,
+                                      r.count, channels, spatial, block, batchStride, add ? 1 : 0)
+        }
+    }
+
+    /// `upsampleNearest2x` of blocked planes x [planes, H, W, block] into y [planes, 2H, 2W, block].
+    static func upsampleNearest2xBlocked(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int, height: Int,
+                                         width: Int, block: Int, threads: Int = cores) {
+        let (bx, by) = (UInt(bitPattern: x), UInt(bitPattern: y))
+        splitOverCores(count: planes, parts: min(threads, planes * height * width * block / 16_384)) { r in
+            flex_upsample_nearest2x_blocked(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
+                                            r.lowerBound, r.count, height, width, block)
+        }
+    }
+
+    /// NCHW planes [block, P] of x into blocked [P, block] planes of y (`toBlocked`), or back.
+    static func reorderBlocked(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int, spatial: Int, block: Int,
+                               toBlocked: Bool, threads: Int = cores) {
+        let (bx, by) = (UInt(bitPattern: x), UInt(bitPattern: y))
+        splitOverCores(count: planes, parts: min(threads, planes * spatial * block / 16_384)) { r in
+            flex_reorder_blocked(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!, r.lowerBound, r.count,
+                                 spatial, block, toBlocked ? 1 : 0)
         }
     }
 }

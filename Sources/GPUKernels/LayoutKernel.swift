@@ -2,12 +2,20 @@
 // into a channel range and bilinear resizing.
 
 extension ComputeStream {
-    /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")).
+    /// x [N, C, H, W] → y [N, C, 2H, 2W] (F.interpolate(scale_factor=2, mode="nearest")), both in
+    /// `layout` (blocked layouts on the host only).
     public func upsampleNearest2x(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
-                                  batch: Int, channels: Int, height: Int, width: Int) throws {
+                                  batch: Int, channels: Int, height: Int, width: Int, layout: ActivationLayout = .nchw) throws {
         let n = batch * channels * height * width
         precondition(x.count >= n && y.count >= 4 * n, "upsample buffers too small")
         precondition(x !== y, "upsample cannot run in place")
+        if layout != .nchw {
+            let B = layout.block
+            precondition(gemm.path == .hostBLAS && channels % B == 0, "upsampling in \(layout) needs host operations and whole blocks")
+            return try onHost("upsample_nearest2x (host)", [x, y]) { p in
+                HostElementwise.upsampleNearest2xBlocked(p[0], p[1], planes: batch * channels / B, height: height, width: width, block: B)
+            }
+        }
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: row copies over the mapped buffers.
             return try onHost("upsample_nearest2x (host)", [x, y]) { p in
@@ -18,9 +26,11 @@ extension ComputeStream {
                    [.buffer(x.mem), .buffer(y.mem), .int(batch * channels), .int(height), .int(width)])
     }
 
-    /// torch.cat([a, b], dim=1): a [N, CA, P], b [N, CB, P] → y [N, CA+CB, P].
+    /// torch.cat([a, b], dim=1): a [N, CA, P], b [N, CB, P] → y [N, CA+CB, P], all in `layout`. (In a
+    /// blocked layout whole blocks are concatenated, so each sample is the same two copies as in NCHW.)
     public func concatChannels(_ a: DeviceBuffer<Float>, _ b: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
-                               batch: Int, channelsA: Int, channelsB: Int, spatial: Int) throws {
+                               batch: Int, channelsA: Int, channelsB: Int, spatial: Int, layout: ActivationLayout = .nchw) throws {
+        precondition(channelsA % layout.block == 0 && channelsB % layout.block == 0, "concat in \(layout) needs whole blocks")
         let total = batch * (channelsA + channelsB) * spatial
         precondition(a.count >= batch * channelsA * spatial && b.count >= batch * channelsB * spatial
                      && y.count >= total, "concat buffers too small")

@@ -26,13 +26,31 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
         return ConvolutionPath.allCases.filter { (try? $0.check(for: d)) != nil }
     }
 
-    @Test(arguments: ["cifar-layout", "multihead-mid"], convolutionPaths)
-    func matchesDiffusers(model name: String, convolution: ConvolutionPath) throws {
+    /// How the convolutions run and where activations are kept between them: im2col + GEMM; oneDNN on
+    /// NCHW, in its blocked layout reordered around each convolution, or blocked throughout ("carried").
+    static var variants: [String] {
+        convolutionPaths.flatMap { $0 == .oneDNN ? ["onednn-plain", "onednn-blocked", "onednn-carried"] : [$0.rawValue] }
+    }
+
+    /// A stream for `variant` (see `variants`).
+    static func stream(_ variant: String) throws -> ComputeStream {
+        if !variant.hasPrefix("onednn") { return try ComputeStream(convolution: ConvolutionPath(rawValue: variant)!) }
+        let s = try ComputeStream(gemm: .hostBLAS, convolution: .oneDNN)
+        s.blockedHostConvolutions = variant != "onednn-plain"
+        s.carryBlockedLayout = variant == "onednn-carried"
+        return s
+    }
+
+    @Test(arguments: ["cifar-layout", "multihead-mid"], variants)
+    func matchesDiffusers(model name: String, convolution: String) throws {
         let dir = goldens.appendingPathComponent(name)
         let golden = try SafeTensorsFile(path: dir.appendingPathComponent("golden.safetensors").path)
         let shape = golden.tensors["sample"]!.shape
-        let stream = try ComputeStream(convolution: convolution)
+        let stream = try Self.stream(convolution)
         let unet = try UNet(folder: try ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3])
+        // (The carried variant must carry a blocked layout wherever oneDNN has one, or it tests nothing new.)
+        #expect((unet.layout != .nchw) == (convolution == "onednn-carried" && stream.convolutionLayout != .nchw),
+                "\(name) \(convolution): activations in \(unet.layout), oneDNN's layout \(stream.convolutionLayout)")
         let sample = try golden.floats("sample")
         for t in [1, 500, 999] {
             let expected = try golden.floats("output_t\(t)")

@@ -9,14 +9,19 @@ typedef struct FlexConv FlexConv;
 int flex_dnnl_available(void);
 const char *flex_dnnl_error(void);
 
-/// A forward-inference convolution of NCHW f32 tensors with OIHW weights and explicit padding.
+/// The channel block (8 or 16) of the layout oneDNN's convolutions prefer for activations here
+/// (nChw8c on AVX2, nChw16c on AVX-512), 0 when it is not such a layout or oneDNN is missing.
+int flex_dnnl_preferred_block(void);
+
+/// A forward-inference convolution of f32 tensors with OIHW weights and explicit padding. The caller's
+/// input and output are NCHW (`src_block`/`dst_block` 0) or nChw8c / nChw16c (8, 16).
 /// `blocked`: the convolution runs in the layouts oneDNN prefers (e.g. nChw16c), the input and output
-/// reordered around it; else on NCHW directly. Returns NULL on failure (see flex_dnnl_error()).
-/// `impl` receives oneDNN's implementation name.
+/// reordered around it where the caller's differ; else on NCHW. Returns NULL on failure (see
+/// flex_dnnl_error()). `impl` receives oneDNN's implementation name.
 #include <stddef.h>
 FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
-                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias, int blocked,
-                           char *impl, int impl_capacity);
+                           int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
+                           int src_block, int dst_block, int blocked, char *impl, int impl_capacity);
 
 /// Bytes of the weights in the convolution's own layout; 0 when it takes OIHW as given.
 size_t flex_conv_weights_bytes(const FlexConv *conv);

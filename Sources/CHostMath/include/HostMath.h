@@ -21,3 +21,23 @@ void flex_channel_bias(float *y, const float *bias, long first, long count, long
 /// Nearest-neighbour 2x upsampling of the planes first ..< first + count of x [planes, H, W] into
 /// y [planes, 2H, 2W] (single-threaded).
 void flex_upsample_nearest2x(const float *x, float *y, long first, long count, long height, long width);
+
+// oneDNN's blocked layout nChw{B}c for B = 8 or 16: x [N, C/B, P, B], C a multiple of B (see ActivationLayout).
+
+/// GroupNorm (+ SiLU) over blocked x into y (y may be x), for the units first ..< first + count, a unit
+/// being `unit` = lcm(channels_per_group, B) channels of one sample (unit i = n * (channels / unit) + u);
+/// `work` holds 2 * unit doubles (single-threaded).
+void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const float *beta, long first, long count,
+                             long channels, long channels_per_group, long unit, long spatial, long block, float eps, int silu,
+                             double *work);
+
+/// flex_channel_bias over blocked y, for the (n, channel block) rows first ..< first + count (row r = n * (C / B) + block).
+void flex_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
+                               long batch_stride, int add);
+
+/// Nearest-neighbour 2x upsampling of blocked planes [H, W, B] first ..< first + count into [2H, 2W, B].
+void flex_upsample_nearest2x_blocked(const float *x, float *y, long first, long count, long height, long width, long block);
+
+/// NCHW planes [B, P] to blocked [P, B] (to_blocked), or back, for planes first ..< first + count
+/// (plane i = n * (C / B) + channel block; x and y distinct).
+void flex_reorder_blocked(const float *x, float *y, long first, long count, long spatial, long block, int to_blocked);

@@ -25,8 +25,12 @@ final class WeightLoader {
     /// Tokens of encoder_hidden_states (conditional UNets).
     let contextLength: Int
     var plan = SizePlan()
-    init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int, contextLength: Int) {
+    /// The layout the blocks keep their activations in (the model's input and output stay NCHW).
+    let layout: ActivationLayout
+    init(store: WeightStore, stream: ComputeStream, config: UNetConfiguration, batch: Int, contextLength: Int,
+         layout: ActivationLayout = .nchw) {
         self.store = store; self.stream = stream; self.config = config; self.batch = batch; self.contextLength = contextLength
+        self.layout = layout
     }
     /// Bytes of weights uploaded so far.
     private(set) var uploadedBytes = 0
@@ -140,6 +144,9 @@ public final class UNet {
     public let weightBytes: Int
     /// Multiply-accumulates of one forward pass over the batch (convolutions, linears, attention).
     public let macs: Int
+    /// The layout of the activations between conv_in and conv_out, the feature cache's included
+    /// (`ComputeStream.activationLayout(channels:)`; UNet2DConditionModels keep NCHW).
+    public let layout: ActivationLayout
 
     /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width (and, for a
     /// UNet2DConditionModel, encoder_hidden_states of `contextLength` tokens).
@@ -169,7 +176,8 @@ public final class UNet {
         if let floats = weights.file?.floatCount, UInt64(4 * floats) > stream.device.globalMemoryBytes {
             throw ModelError("the UNet's weights take \(formatBytes(UInt64(4 * floats))) as float32; \(stream.device.name) has \(formatBytes(stream.device.globalMemoryBytes)) of memory")
         }
-        let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch, contextLength: self.contextLength)
+        layout = c.isConditional ? .nchw : stream.activationLayout(channels: c.blockOutChannels)
+        let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch, contextLength: self.contextLength, layout: layout)
         /// The attention layer after a resnet: UNet2DModel's spatial attention or a Transformer2DModel.
         func mixer(_ prefix: String, channels: Int, h: Int, w: Int, heads: Int, layers: Int) throws -> any SpatialMixing {
             if c.isConditional {
@@ -186,7 +194,8 @@ public final class UNet {
         timeLinear2 = (try L.tensor("time_embedding.linear_2.weight", [T, T]), try L.tensor("time_embedding.linear_2.bias", [T]))
         // 2. pre-process
         convIn = try ConvLayer(L, "conv_in", shape: Conv2dShape(batch: batch, inChannels: c.inChannels, height: height,
-                                                                 width: width, outChannels: C0, kernelSize: 3, padding: 1))
+                                                                 width: width, outChannels: C0, kernelSize: 3, padding: 1),
+                               input: .nchw)
         // The skip stack as (channels, height, width), to size its buffers and wire the up path.
         var skips: [(c: Int, h: Int, w: Int)] = [(C0, height, width)]
         // 3. down
@@ -265,7 +274,8 @@ public final class UNet {
         // 6. post-process
         normOut = try GroupNormLayer(L, "conv_norm_out", channels: C0, groups: c.normNumGroups, eps: c.normEps)
         convOut = try ConvLayer(L, "conv_out", shape: Conv2dShape(batch: batch, inChannels: C0, height: height, width: width,
-                                                                   outChannels: c.outChannels, kernelSize: 3, padding: 1))
+                                                                   outChannels: c.outChannels, kernelSize: 3, padding: 1),
+                                output: .nchw)
         try weights.checkAllUsed()
         parameterCount = weights.parameterCount
         weightBytes = L.uploadedBytes
@@ -471,7 +481,7 @@ public final class UNet {
             }
             try stream.concatChannels(current, ws.skips[block.skipIndices[j]], output: ws.concat, batch: batch,
                                       channelsA: resnet.inChannels - skipChannels, channelsB: skipChannels,
-                                      spatial: resnet.height * resnet.width)
+                                      spatial: resnet.height * resnet.width, layout: layout)
             let out = current === ws.main[0] ? ws.main[1] : ws.main[0]
             try resnet.forward(stream, ws, ws.concat, out)
             if !block.attentions.isEmpty { try block.attentions[j].forward(stream, ws, out) }

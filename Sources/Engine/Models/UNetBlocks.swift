@@ -23,20 +23,26 @@ public struct ConvLayer {
     public let shape: Conv2dShape
     let weight: DeviceBuffer<Float>
     let bias: DeviceBuffer<Float>
+    /// Layouts of its input and output (the loader's unless given).
+    let inputLayout: ActivationLayout, outputLayout: ActivationLayout
 
-    init(_ loader: WeightLoader, _ prefix: String, shape: Conv2dShape) throws {
+    init(_ loader: WeightLoader, _ prefix: String, shape: Conv2dShape, input: ActivationLayout? = nil,
+         output: ActivationLayout? = nil) throws {
         self.shape = shape
+        inputLayout = input ?? loader.layout
+        outputLayout = output ?? loader.layout
         weight = try loader.tensor("\(prefix).weight", [shape.outChannels, shape.inChannels, shape.kernelSize, shape.kernelSize])
         bias = try loader.tensor("\(prefix).bias", [shape.outChannels])
         if loader.stream.convolutionPath == .im2colGemm {
             loader.plan.convScratch = max(loader.plan.convScratch, shape.scratchCount)
         }
-        try loader.stream.prepareConvolution(shape, hasBias: true)
+        try loader.stream.prepareConvolution(shape, hasBias: true, inputLayout: inputLayout, outputLayout: outputLayout)
         loader.plan.activation = max(loader.plan.activation, shape.inputCount, shape.outputCount)
     }
 
     func callAsFunction(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
-        try s.conv2d(x, weight: weight, bias: bias, output: y, shape: shape, scratch: ws.convScratch)
+        try s.conv2d(x, weight: weight, bias: bias, output: y, shape: shape, scratch: ws.convScratch,
+                     inputLayout: inputLayout, outputLayout: outputLayout)
     }
 }
 
@@ -44,17 +50,20 @@ public struct ConvLayer {
 struct GroupNormLayer {
     let gamma: DeviceBuffer<Float>, beta: DeviceBuffer<Float>
     let channels: Int, groups: Int, eps: Float
+    /// Layout of its input and output (the loader's).
+    let layout: ActivationLayout
 
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, groups: Int, eps: Double) throws {
         gamma = try loader.tensor("\(prefix).weight", [channels])
         beta = try loader.tensor("\(prefix).bias", [channels])
+        layout = loader.layout
         loader.plan.groupNormAffine = max(loader.plan.groupNormAffine, 2 * loader.batch * channels)
         self.channels = channels; self.groups = groups; self.eps = Float(eps)
     }
 
     func callAsFunction(_ s: ComputeStream, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>, batch: Int, spatial: Int, silu: Bool) throws {
         try s.groupNorm(x, output: y, gamma: gamma, beta: beta, batch: batch, channels: channels, spatial: spatial,
-                        groups: groups, eps: eps, silu: silu)
+                        groups: groups, eps: eps, silu: silu, layout: layout)
     }
 }
 
@@ -66,12 +75,13 @@ public final class ResnetBlock {
     let norm1: GroupNormLayer, conv1: ConvLayer, norm2: GroupNormLayer, conv2: ConvLayer, shortcut: ConvLayer?
     let time: (weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>)?
     let timeChannels: Int, batch: Int, outputScale: Float
+    let layout: ActivationLayout
 
     init(_ loader: WeightLoader, _ prefix: String, inChannels: Int, outChannels: Int, height: Int, width: Int,
          outputScaleFactor: Double = 1, timeEmbedding: Bool = true) throws {
         let c = loader.config, b = loader.batch
         self.inChannels = inChannels; self.outChannels = outChannels; self.height = height; self.width = width
-        batch = b; timeChannels = c.timeEmbedDim; outputScale = Float(1 / outputScaleFactor)
+        batch = b; timeChannels = c.timeEmbedDim; outputScale = Float(1 / outputScaleFactor); layout = loader.layout
         norm1 = try GroupNormLayer(loader, "\(prefix).norm1", channels: inChannels, groups: c.normNumGroups, eps: c.normEps)
         conv1 = try ConvLayer(loader, "\(prefix).conv1", shape: Conv2dShape(
             batch: b, inChannels: inChannels, height: height, width: width, outChannels: outChannels, kernelSize: 3, padding: 1))
@@ -94,7 +104,7 @@ public final class ResnetBlock {
             try s.linear(ws.timeSiLU, weight: time.weight, bias: time.bias, output: ws.timeProjection,
                          batch: batch, inFeatures: timeChannels, outFeatures: outChannels)
             try s.addChannelBias(ws.tB, bias: ws.timeProjection, batch: batch, channels: outChannels, spatial: P,
-                                 biasBatchStride: outChannels)
+                                 biasBatchStride: outChannels, layout: layout)
         }
         try norm2(s, ws.tB, ws.tA, batch: batch, spatial: P, silu: true)
         try conv2(s, ws, ws.tA, ws.tC)   // dropout is the identity at inference
@@ -115,6 +125,8 @@ public final class AttentionBlock {
     let weights: AttentionWeights
     let shape: AttentionShape
     let outputScale: Float
+    /// Layout of x; the attention itself runs on NCHW (a blocked x is reordered around it).
+    let layout: ActivationLayout
 
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, height: Int, width: Int, headDim: Int,
          groups: Int, rescaleOutputFactor: Double = 1) throws {
@@ -129,14 +141,22 @@ public final class AttentionBlock {
         weights = AttentionWeights(query: q.0, queryBias: q.1, key: k.0, keyBias: k.1, value: v.0, valueBias: v.1, out: o.0, outBias: o.1)
         shape = AttentionShape(batch: loader.batch, channels: channels, spatial: height * width, heads: heads)
         outputScale = Float(1 / rescaleOutputFactor)
+        layout = loader.layout
         loader.plan.attentionScratch = max(loader.plan.attentionScratch, shape.scratchCount)
     }
 
-    /// In place on x [N, C, H, W]; uses the workspace's tA and tB.
+    /// In place on x [N, C, H, W]; uses the workspace's tA and tB (and tC in a blocked layout).
     func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>) throws {
-        try norm(s, x, ws.tA, batch: shape.batch, spatial: shape.spatial, silu: false)
-        try s.attention(ws.tA, output: ws.tB, weights: weights, shape: shape, scratch: ws.attentionScratch)
-        try s.addScale(ws.tB, x, output: x, count: shape.batch * channels * shape.spatial, scale: outputScale)
+        let (N, P) = (shape.batch, shape.spatial)
+        try norm(s, x, ws.tA, batch: N, spatial: P, silu: false)
+        if layout == .nchw {
+            try s.attention(ws.tA, output: ws.tB, weights: weights, shape: shape, scratch: ws.attentionScratch)
+            return try s.addScale(ws.tB, x, output: x, count: N * channels * P, scale: outputScale)
+        }
+        try s.reorder(ws.tA, output: ws.tC, from: layout, to: .nchw, batch: N, channels: channels, spatial: P)
+        try s.attention(ws.tC, output: ws.tB, weights: weights, shape: shape, scratch: ws.attentionScratch)
+        try s.reorder(ws.tB, output: ws.tC, from: .nchw, to: layout, batch: N, channels: channels, spatial: P)
+        try s.addScale(ws.tC, x, output: x, count: N * channels * P, scale: outputScale)
     }
 }
 
@@ -163,15 +183,16 @@ public final class Downsample {
 public final class Upsample {
     let conv: ConvLayer
     let channels: Int, height: Int, width: Int, batch: Int
+    let layout: ActivationLayout
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, height: Int, width: Int) throws {
-        self.channels = channels; self.height = height; self.width = width; batch = loader.batch
+        self.channels = channels; self.height = height; self.width = width; batch = loader.batch; layout = loader.layout
         conv = try ConvLayer(loader, "\(prefix).conv", shape: Conv2dShape(
             batch: loader.batch, inChannels: channels, height: 2 * height, width: 2 * width, outChannels: channels,
             kernelSize: 3, padding: 1))
     }
     /// x [N, C, H, W] → y [N, C, 2H, 2W]; uses the workspace's tA.
     func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
-        try s.upsampleNearest2x(x, output: ws.tA, batch: batch, channels: channels, height: height, width: width)
+        try s.upsampleNearest2x(x, output: ws.tA, batch: batch, channels: channels, height: height, width: width, layout: layout)
         try conv(s, ws, ws.tA, y)
     }
 }
