@@ -137,7 +137,8 @@ def main():
         print(f"PyTorch {torch.__version__} {where}, {label}: {torch_ms[mode]:.2f} ms per forward "
               f"({flop / (torch_ms[mode] * 1e6):.0f} GFLOP/s{peak(torch_ms[mode])})")
     print(f"flexiffusion: {our_ms:.2f} ms per forward ({gflops:.1f} GFLOP/s{peak(our_ms)}); device memory: weights "
-          f"{ours['weight_bytes'] / 2**30:.2f} GiB, workspace {ours['workspace_bytes'] / 2**30:.2f} GiB")
+          f"{ours['weight_bytes'] / 2**30:.2f} GiB, workspace {ours['workspace_bytes'] / 2**30:.2f} GiB; convolutions "
+          f"{ours.get('convolutions', '?')}, activations {ours.get('activations', '?')}")
     for mode in modes:
         print(f"ratio flexiffusion / PyTorch {mode}: {our_ms / torch_ms[mode]:.2f}x time "
               f"(speed {torch_ms[mode] / our_ms:.2f}x of PyTorch's; below 1x time is faster)")

@@ -1,5 +1,7 @@
 // oneDNN convolutions, opened with dlopen so that the binary runs where libdnnl is absent (GPU
-// machines); the declarations come from <oneapi/dnnl/dnnl.h> (Debian: libdnnl-dev).
+// machines): oneDNN 3 where it is installed (scripts/build-onednn.sh), else Debian 12's oneDNN 2.
+// The declarations come from <oneapi/dnnl/dnnl.h> (Debian: libdnnl-dev, version 2); the few that
+// differ in version 3 are declared below.
 #include "HostDNN.h"
 
 #include <dlfcn.h>
@@ -9,33 +11,92 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Functions whose ABI is the same in oneDNN 2 and 3 (memory descriptors pass as pointers: to a
+// struct in 2, an opaque handle in 3).
 #define DNNL_FUNCTIONS(X) \
-    X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_memory_desc_init_by_tag) \
-    X(dnnl_convolution_forward_desc_init) X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_destroy) \
+    X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_primitive_desc_destroy) \
     X(dnnl_primitive_desc_query) X(dnnl_primitive_create) X(dnnl_primitive_destroy) \
     X(dnnl_memory_create) X(dnnl_memory_destroy) X(dnnl_primitive_execute) \
     X(dnnl_primitive_desc_query_md) X(dnnl_memory_desc_equal) X(dnnl_memory_desc_get_size) \
     X(dnnl_reorder_primitive_desc_create)
+// oneDNN 2 only.
+#define DNNL2_FUNCTIONS(X) X(dnnl_memory_desc_init_by_tag) X(dnnl_convolution_forward_desc_init) X(dnnl_primitive_desc_create)
 
 #define DECLARE(name) static __typeof__(name) *p_##name;
 DNNL_FUNCTIONS(DECLARE)
+DNNL2_FUNCTIONS(DECLARE)
+
+// oneDNN 3 (3.x keeps its ABI), declared here since the headers are version 2's: a memory descriptor
+// is a handle, created, cloned and destroyed; convolutions have one primitive-descriptor constructor.
+typedef void *md3_t;
+static dnnl_status_t (*p3_memory_desc_create_with_tag)(md3_t *, int, const dnnl_dims_t, int, int);
+static dnnl_status_t (*p3_memory_desc_clone)(md3_t *, const void *);
+static dnnl_status_t (*p3_memory_desc_destroy)(md3_t);
+static dnnl_status_t (*p3_memory_desc_query)(const void *, int, void *);
+static dnnl_status_t (*p3_convolution_forward_primitive_desc_create)(
+    dnnl_primitive_desc_t *, dnnl_engine_t, int, int, const void *, const void *, const void *, const void *,
+    const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const void *);
+// The values of the enumerations this file uses, from oneDNN 3's dnnl_types.h / dnnl_common_types.h
+// (the same in 2 except the format tags and these queries).
+enum { V3_F32 = 3, V3_ANY = 1, V3_NCHW = 5, V3_NHWC = 22, V3_OIHW = 5, V3_X = 2, V3_NCHW8C = 102, V3_NCHW16C = 78,
+       V3_FORWARD_INFERENCE = 96, V3_CONVOLUTION_DIRECT = 1, V3_SRC_MD = 129, V3_WEIGHTS_MD = 131, V3_DST_MD = 133,
+       V3_FORMAT_KIND = 262, V3_INNER_NBLKS = 263, V3_INNER_BLKS = 264, V3_INNER_IDXS = 265, V3_STRIDES = 14, V3_BLOCKED = 2 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int available = 0;
+static int available = 0, version = 0;
 static char error[512] = "";
+static char library[256] = "";
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+/// Opens oneDNN 3 at `path` (0) or leaves everything unset (1).
+static int open_version3(const char *path) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return 1;
+#define LOAD3(name) if (!(p_##name = (__typeof__(name) *)dlsym(h, #name))) goto missing;
+    DNNL_FUNCTIONS(LOAD3)
+#define LOAD3P(field, name) if (!(*(void **)&field = dlsym(h, name))) goto missing;
+    LOAD3P(p3_memory_desc_create_with_tag, "dnnl_memory_desc_create_with_tag")
+    LOAD3P(p3_memory_desc_clone, "dnnl_memory_desc_clone")
+    LOAD3P(p3_memory_desc_destroy, "dnnl_memory_desc_destroy")
+    LOAD3P(p3_memory_desc_query, "dnnl_memory_desc_query")
+    LOAD3P(p3_convolution_forward_primitive_desc_create, "dnnl_convolution_forward_primitive_desc_create")
+    version = 3;
+    snprintf(library, sizeof library, "%s", path);
+    return 0;
+missing:
+    dlclose(h);
+    return 1;
+}
+
+/// Opens oneDNN 2 at `path` (0) or leaves it unset (1, with `error` saying why).
+static int open_version2(const char *path) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) { snprintf(error, sizeof error, "cannot open %s: %s", path, dlerror()); return 1; }
+#define LOAD(name) \
+    if (!(p_##name = (__typeof__(name) *)dlsym(h, #name))) { snprintf(error, sizeof error, "%s is neither oneDNN 2 nor 3: it lacks %s", path, #name); dlclose(h); return 1; }
+    DNNL_FUNCTIONS(LOAD)
+    DNNL2_FUNCTIONS(LOAD)
+    version = 2;
+    snprintf(library, sizeof library, "%s", path);
+    return 0;
+}
 
 static void open_library(void) {
     // oneDNN runs between OpenCL kernels on the same cores: its OpenMP threads should sleep when
     // idle instead of spinning against PoCL's workers (unless the user chose otherwise).
     setenv("OMP_WAIT_POLICY", "passive", 0);
-    void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!h) { snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2): %s", dlerror()); return; }
-#define LOAD(name) \
-    if (!(p_##name = (__typeof__(name) *)dlsym(h, #name))) { snprintf(error, sizeof error, "libdnnl.so.2 lacks %s", #name); return; }
-    DNNL_FUNCTIONS(LOAD)
+    // $FLEXIFFUSION_ONEDNN (a path or a library name, version 2 or 3), else oneDNN 3 first (its AVX2
+    // convolutions are brgemm kernels, faster than 2's): libdnnl.so.3 on the loader's path or where
+    // scripts/build-onednn.sh installs it, then Debian 12's libdnnl.so.2.
+    const char *chosen = getenv("FLEXIFFUSION_ONEDNN");
+    if (chosen && *chosen) {
+        if (open_version3(chosen) && open_version2(chosen)) return;
+    } else if (open_version3("libdnnl.so.3") && open_version3("/usr/local/lib/libdnnl.so.3") && open_version2("libdnnl.so.2")) {
+        snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/build-onednn.sh)");
+        return;
+    }
     if (p_dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) { snprintf(error, sizeof error, "dnnl_engine_create failed"); return; }
     if (p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) { snprintf(error, sizeof error, "dnnl_stream_create failed"); return; }
     available = 1;
@@ -43,13 +104,107 @@ static void open_library(void) {
 
 int flex_dnnl_available(void) { pthread_once(&once, open_library); return available; }
 const char *flex_dnnl_error(void) { return error; }
+int flex_dnnl_version(void) { return flex_dnnl_available() ? version : 0; }
+const char *flex_dnnl_library(void) { return library; }
+
+// Memory descriptors as pointers for both versions: to a heap copy of the struct (2), or the handle (3).
+typedef const void *md_t;
+
+enum layout { L_ANY, L_NCHW, L_OIHW, L_X, L_NCHW8C, L_NCHW16C, L_NHWC };
+
+static int tag_of(enum layout l) {
+    static const int v2[] = {dnnl_format_tag_any, dnnl_nchw, dnnl_oihw, dnnl_x, dnnl_nChw8c, dnnl_nChw16c, dnnl_nhwc};
+    static const int v3[] = {V3_ANY, V3_NCHW, V3_OIHW, V3_X, V3_NCHW8C, V3_NCHW16C, V3_NHWC};
+    return version == 3 ? v3[l] : v2[l];
+}
+
+static void md_free(md_t md) {
+    if (!md) return;
+    if (version == 3) p3_memory_desc_destroy((md3_t)md); else free((void *)md);
+}
+
+/// A descriptor of f32 `dims` in layout `l`, NULL on failure.
+static md_t md_create(int ndims, const dnnl_dims_t dims, enum layout l) {
+    if (version == 3) {
+        md3_t md = NULL;
+        return p3_memory_desc_create_with_tag(&md, ndims, dims, V3_F32, tag_of(l)) == dnnl_success ? md : NULL;
+    }
+    dnnl_memory_desc_t *md = malloc(sizeof *md);
+    if (md && p_dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, (dnnl_format_tag_t)tag_of(l)) == dnnl_success) return md;
+    free(md);
+    return NULL;
+}
+
+/// A copy of the descriptor `pd` reports for `what` (src, weights or dst), NULL on failure.
+static md_t md_query(dnnl_primitive_desc_t pd, int what) {
+    static const int v2[] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md};
+    static const int v3[] = {V3_SRC_MD, V3_WEIGHTS_MD, V3_DST_MD};
+    const void *q = (const void *)p_dnnl_primitive_desc_query_md(pd, (dnnl_query_t)(version == 3 ? v3[what] : v2[what]), 0);
+    if (!q) return NULL;
+    if (version == 3) {
+        md3_t md = NULL;
+        return p3_memory_desc_clone(&md, q) == dnnl_success ? md : NULL;
+    }
+    dnnl_memory_desc_t *md = malloc(sizeof *md);
+    if (md) memcpy(md, q, sizeof *md);
+    return md;
+}
+
+static int md_equal(md_t a, md_t b) { return p_dnnl_memory_desc_equal((const dnnl_memory_desc_t *)a, (const dnnl_memory_desc_t *)b); }
+static size_t md_size(md_t a) { return p_dnnl_memory_desc_get_size((const dnnl_memory_desc_t *)a); }
+static int memory_create(dnnl_memory_t *m, md_t md, void *data) {
+    return p_dnnl_memory_create(m, (const dnnl_memory_desc_t *)md, engine, data) != dnnl_success;
+}
+
+/// A forward-inference convolution's primitive descriptor, NULL when oneDNN has none.
+static dnnl_primitive_desc_t conv_pd(md_t src, md_t weights, md_t bias, md_t dst, const dnnl_dims_t strides,
+                                     const dnnl_dims_t pl, const dnnl_dims_t pr) {
+    dnnl_primitive_desc_t pd = NULL;
+    if (version == 3) {
+        dnnl_dims_t dilates = {0, 0};
+        if (p3_convolution_forward_primitive_desc_create(&pd, engine, V3_FORWARD_INFERENCE, V3_CONVOLUTION_DIRECT, src, weights, bias,
+                                                         dst, strides, dilates, pl, pr, NULL) != dnnl_success) return NULL;
+        return pd;
+    }
+    dnnl_convolution_desc_t desc;
+    if (p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, src, weights, bias, dst,
+                                             strides, pl, pr) != dnnl_success ||
+        p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) != dnnl_success) return NULL;
+    return pd;
+}
+
+/// The channel block of `md` when it is nChw8c or nChw16c (blocked over dimension 1 only, outer
+/// dimensions in order), -1 when it is NHWC, else 0.
+static int channel_block(md_t md) {
+    int kind, nblks;
+    const dnnl_dim_t *blks, *idxs, *strides;
+    if (version == 3) {
+        const dnnl_dims_t *b = NULL, *i = NULL, *s = NULL;
+        if (p3_memory_desc_query(md, V3_FORMAT_KIND, &kind) != dnnl_success || kind != V3_BLOCKED ||
+            p3_memory_desc_query(md, V3_INNER_NBLKS, &nblks) != dnnl_success ||
+            p3_memory_desc_query(md, V3_INNER_BLKS, &b) != dnnl_success || p3_memory_desc_query(md, V3_INNER_IDXS, &i) != dnnl_success ||
+            p3_memory_desc_query(md, V3_STRIDES, &s) != dnnl_success || !b || !i || !s) return 0;
+        blks = *b; idxs = *i; strides = *s;
+    } else {
+        const dnnl_memory_desc_t *d = md;
+        if (d->format_kind != dnnl_blocked) return 0;
+        kind = 0; nblks = d->format_desc.blocking.inner_nblks;
+        blks = d->format_desc.blocking.inner_blks; idxs = d->format_desc.blocking.inner_idxs; strides = d->format_desc.blocking.strides;
+    }
+    (void)kind;
+    // NHWC: no inner blocks, channels innermost, then width, height, samples.
+    if (nblks == 0) return strides[1] == 1 && strides[3] > strides[1] && strides[2] > strides[3] && strides[0] > strides[2] ? -1 : 0;
+    if (nblks != 1 || idxs[0] != 1 || (blks[0] != 8 && blks[0] != 16)) return 0;
+    if (!(strides[0] >= strides[1] && strides[1] >= strides[2] && strides[2] >= strides[3])) return 0;
+    return (int)blks[0];
+}
 
 struct FlexConv {
     dnnl_primitive_t primitive;
-    // The caller's layouts (NCHW or nChw{8,16}c activations, OIHW weights), and the ones the convolution chose (blocked, e.g.
-    // nChw16c, where that is faster); a reorder primitive between them where they differ.
-    dnnl_memory_desc_t src, weights, bias, dst;
-    dnnl_memory_desc_t conv_src, conv_weights, conv_dst;
+    // The caller's layouts (NCHW or nChw{8,16}c activations, OIHW weights), and the ones the convolution chose
+    // (blocked, e.g. nChw16c, where that is faster); a reorder primitive between them where they differ.
+    md_t src, weights, bias, dst;
+    md_t conv_src, conv_weights, conv_dst;
     dnnl_primitive_t src_reorder, weights_reorder, dst_reorder;
     void *src_buffer, *dst_buffer;
     size_t weights_bytes;
@@ -57,9 +212,9 @@ struct FlexConv {
 };
 
 /// A reorder primitive from `from` to `to` into *out (NULL where they are equal); 0 on success.
-static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, dnnl_primitive_t *out) {
+static int make_reorder(md_t from, md_t to, dnnl_primitive_t *out) {
     *out = NULL;
-    if (p_dnnl_memory_desc_equal(from, to)) return 0;
+    if (md_equal(from, to)) return 0;
     dnnl_primitive_desc_t pd = NULL;
     if (p_dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) != dnnl_success) return 1;
     int failed = p_dnnl_primitive_create(out, pd) != dnnl_success;
@@ -73,17 +228,20 @@ void flex_conv_destroy(FlexConv *conv) {
     if (conv->src_reorder) p_dnnl_primitive_destroy(conv->src_reorder);
     if (conv->weights_reorder) p_dnnl_primitive_destroy(conv->weights_reorder);
     if (conv->dst_reorder) p_dnnl_primitive_destroy(conv->dst_reorder);
+    md_t mds[] = {conv->src, conv->weights, conv->bias, conv->dst, conv->conv_src, conv->conv_weights, conv->conv_dst};
+    for (size_t i = 0; i < sizeof mds / sizeof mds[0]; i++) md_free(mds[i]);
     free(conv->src_buffer);
     free(conv->dst_buffer);
     free(conv);
 }
 
-/// The caller's layout of an activation: NCHW (block 0 or 1) or nChw8c / nChw16c.
-static int activation_tag(int block, dnnl_format_tag_t *tag) {
+/// The caller's layout of an activation: NCHW (block 0 or 1), nChw8c / nChw16c or NHWC (-1).
+static int activation_layout(int block, enum layout *l) {
     switch (block) {
-    case 0: case 1: *tag = dnnl_nchw; return 0;
-    case 8: *tag = dnnl_nChw8c; return 0;
-    case 16: *tag = dnnl_nChw16c; return 0;
+    case 0: case 1: *l = L_NCHW; return 0;
+    case 8: *l = L_NCHW8C; return 0;
+    case 16: *l = L_NCHW16C; return 0;
+    case -1: *l = L_NHWC; return 0;
     default: snprintf(error, sizeof error, "no activation layout with channel blocks of %d", block); return 1;
     }
 }
@@ -92,24 +250,11 @@ int flex_dnnl_preferred_block(void) {
     if (!flex_dnnl_available()) return 0;
     // A typical UNet convolution (64 -> 64 channels, 3x3, 16x16) in the layouts oneDNN picks.
     dnnl_dims_t src = {2, 64, 16, 16}, wei = {64, 64, 3, 3}, strides = {1, 1}, pad = {1, 1};
-    dnnl_memory_desc_t s, w, d;
-    dnnl_convolution_desc_t desc;
-    dnnl_primitive_desc_t pd = NULL;
-    int block = 0;
-    if (p_dnnl_memory_desc_init_by_tag(&s, 4, src, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
-        p_dnnl_memory_desc_init_by_tag(&w, 4, wei, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
-        p_dnnl_memory_desc_init_by_tag(&d, 4, src, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
-        p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &s, &w, NULL, &d,
-                                             strides, pad, pad) == dnnl_success &&
-        p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) == dnnl_success) {
-        const dnnl_memory_desc_t *md = p_dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-        const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
-        if (md->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 &&
-            (b->inner_blks[0] == 8 || b->inner_blks[0] == 16) && b->strides[0] >= b->strides[1] &&
-            b->strides[1] >= b->strides[2] && b->strides[2] >= b->strides[3])
-            block = (int)b->inner_blks[0];
-    }
+    md_t s = md_create(4, src, L_ANY), w = md_create(4, wei, L_ANY), d = md_create(4, src, L_ANY), chosen = NULL;
+    dnnl_primitive_desc_t pd = s && w && d ? conv_pd(s, w, NULL, d, strides, pad, pad) : NULL;
+    int block = pd && (chosen = md_query(pd, 0)) ? channel_block(chosen) : 0;
     if (pd) p_dnnl_primitive_desc_destroy(pd);
+    md_free(s); md_free(w); md_free(d); md_free(chosen);
     return block;
 }
 
@@ -117,30 +262,25 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, in
                            int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
                            int src_block, int dst_block, int blocked, char *impl, int impl_capacity) {
     if (!flex_dnnl_available()) return NULL;
-    dnnl_format_tag_t src_tag, dst_tag;
-    if (activation_tag(src_block, &src_tag) || activation_tag(dst_block, &dst_tag)) return NULL;
+    enum layout src_layout, dst_layout;
+    if (activation_layout(src_block, &src_layout) || activation_layout(dst_block, &dst_layout)) return NULL;
     FlexConv *conv = calloc(1, sizeof *conv);
     if (!conv) return NULL;
     int oh = (h + pad_top + pad_bottom - kh) / stride + 1, ow = (w + pad_left + pad_right - kw) / stride + 1;
     dnnl_dims_t src = {n, c, h, w}, wei = {o, c, kh, kw}, bia = {o}, dst = {n, o, oh, ow};
     dnnl_dims_t strides = {stride, stride}, pl = {pad_top, pad_left}, pr = {pad_bottom, pad_right};
-    dnnl_convolution_desc_t desc;
-    dnnl_memory_desc_t any_src, any_weights, any_dst;
-    dnnl_format_tag_t layout = blocked ? dnnl_format_tag_any : dnnl_nchw;
+    enum layout layout = blocked ? L_ANY : L_NCHW;
+    md_t any_src = NULL, any_weights = NULL, any_dst = NULL;
     dnnl_primitive_desc_t pd = NULL;
     conv->has_bias = has_bias;
-    if (p_dnnl_memory_desc_init_by_tag(&conv->src, 4, src, dnnl_f32, src_tag) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&conv->weights, 4, wei, dnnl_f32, dnnl_oihw) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&conv->bias, 1, bia, dnnl_f32, dnnl_x) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&conv->dst, 4, dst, dnnl_f32, dst_tag) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, layout) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&any_weights, 4, wei, dnnl_f32, blocked ? dnnl_format_tag_any : dnnl_oihw) != dnnl_success ||
-        p_dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, layout) != dnnl_success ||
-        p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &any_src,
-                                             &any_weights, has_bias ? &conv->bias : NULL, &any_dst,
-                                             strides, pl, pr) != dnnl_success ||
-        p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) != dnnl_success ||
-        p_dnnl_primitive_create(&conv->primitive, pd) != dnnl_success) {
+    int failed = !(conv->src = md_create(4, src, src_layout)) || !(conv->weights = md_create(4, wei, L_OIHW)) ||
+                 !(conv->bias = md_create(1, bia, L_X)) || !(conv->dst = md_create(4, dst, dst_layout)) ||
+                 !(any_src = md_create(4, src, layout)) || !(any_weights = md_create(4, wei, blocked ? L_ANY : L_OIHW)) ||
+                 !(any_dst = md_create(4, dst, layout)) ||
+                 !(pd = conv_pd(any_src, any_weights, has_bias ? conv->bias : NULL, any_dst, strides, pl, pr)) ||
+                 p_dnnl_primitive_create(&conv->primitive, pd) != dnnl_success;
+    md_free(any_src); md_free(any_weights); md_free(any_dst);
+    if (failed) {
         snprintf(error, sizeof error, "oneDNN has no convolution for %dx%dx%dx%d -> %d, k%dx%d s%d", n, c, h, w, o, kh, kw, stride);
         if (pd) p_dnnl_primitive_desc_destroy(pd);
         flex_conv_destroy(conv);
@@ -148,23 +288,24 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, in
         return blocked ? flex_conv_create(n, c, h, w, o, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right, has_bias,
                                           src_block, dst_block, 0, impl, impl_capacity) : NULL;
     }
-    conv->conv_src = *p_dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    conv->conv_weights = *p_dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    conv->conv_dst = *p_dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    conv->conv_src = md_query(pd, 0);
+    conv->conv_weights = md_query(pd, 1);
+    conv->conv_dst = md_query(pd, 2);
     if (impl && impl_capacity > 0) {
         const char *name = NULL;
         p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
         snprintf(impl, impl_capacity, "%s", name ? name : "?");
     }
     p_dnnl_primitive_desc_destroy(pd);
-    if (make_reorder(&conv->src, &conv->conv_src, &conv->src_reorder) ||
-        make_reorder(&conv->weights, &conv->conv_weights, &conv->weights_reorder) ||
-        make_reorder(&conv->conv_dst, &conv->dst, &conv->dst_reorder)) {
+    if (!conv->conv_src || !conv->conv_weights || !conv->conv_dst ||
+        make_reorder(conv->src, conv->conv_src, &conv->src_reorder) ||
+        make_reorder(conv->weights, conv->conv_weights, &conv->weights_reorder) ||
+        make_reorder(conv->conv_dst, conv->dst, &conv->dst_reorder)) {
         snprintf(error, sizeof error, "oneDNN cannot reorder to the layouts of its convolution for %dx%dx%dx%d -> %d", n, c, h, w, o);
         flex_conv_destroy(conv);
         return NULL;
     }
-    conv->weights_bytes = conv->weights_reorder ? p_dnnl_memory_desc_get_size(&conv->conv_weights) : 0;
+    conv->weights_bytes = conv->weights_reorder ? md_size(conv->conv_weights) : 0;
     return conv;
 }
 
@@ -179,8 +320,7 @@ int flex_conv_prepare_weights(FlexConv *conv, const float *weight, void *out) {
     if (!conv->weights_reorder) return 0;
     dnnl_memory_t from = NULL, to = NULL;
     int status = 1;
-    if (p_dnnl_memory_create(&from, &conv->weights, engine, (void *)weight) == dnnl_success &&
-        p_dnnl_memory_create(&to, &conv->conv_weights, engine, out) == dnnl_success) {
+    if (!memory_create(&from, conv->weights, (void *)weight) && !memory_create(&to, conv->conv_weights, out)) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
         pthread_mutex_lock(&lock);
         status = run(conv->weights_reorder, 2, args);
@@ -198,18 +338,16 @@ int flex_conv_execute(FlexConv *conv, const float *x, const void *weight, const 
     int status = 1;
     // (The blocked copies of the input and output are allocated at the first run, not when the
     // primitive is made: a model's size checks come first.)
-    size_t src_bytes = p_dnnl_memory_desc_get_size(&conv->conv_src), dst_bytes = p_dnnl_memory_desc_get_size(&conv->conv_dst);
+    size_t src_bytes = md_size(conv->conv_src), dst_bytes = md_size(conv->conv_dst);
     if ((conv->src_reorder && !conv->src_buffer && !(conv->src_buffer = malloc(src_bytes))) ||
         (conv->dst_reorder && !conv->dst_buffer && !(conv->dst_buffer = malloc(dst_bytes)))) {
         snprintf(error, sizeof error, "cannot allocate %zu bytes for oneDNN's blocked input and output", src_bytes + dst_bytes);
         return 1;
     }
-    if (p_dnnl_memory_create(&m[0], &conv->src, engine, (void *)x) == dnnl_success &&
-        p_dnnl_memory_create(&m[1], &conv->conv_weights, engine, (void *)weight) == dnnl_success &&
-        (!conv->has_bias || p_dnnl_memory_create(&m[2], &conv->bias, engine, (void *)bias) == dnnl_success) &&
-        p_dnnl_memory_create(&m[3], &conv->dst, engine, y) == dnnl_success &&
-        (!conv->src_reorder || p_dnnl_memory_create(&m[4], &conv->conv_src, engine, conv->src_buffer) == dnnl_success) &&
-        (!conv->dst_reorder || p_dnnl_memory_create(&m[5], &conv->conv_dst, engine, conv->dst_buffer) == dnnl_success)) {
+    if (!memory_create(&m[0], conv->src, (void *)x) && !memory_create(&m[1], conv->conv_weights, (void *)weight) &&
+        (!conv->has_bias || !memory_create(&m[2], conv->bias, (void *)bias)) && !memory_create(&m[3], conv->dst, y) &&
+        (!conv->src_reorder || !memory_create(&m[4], conv->conv_src, conv->src_buffer)) &&
+        (!conv->dst_reorder || !memory_create(&m[5], conv->conv_dst, conv->dst_buffer))) {
         dnnl_memory_t src = conv->src_reorder ? m[4] : m[0], dst = conv->dst_reorder ? m[5] : m[3];
         dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, m[0]}, {DNNL_ARG_TO, m[4]}}, out[2] = {{DNNL_ARG_FROM, m[5]}, {DNNL_ARG_TO, m[3]}};
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, dst}, {DNNL_ARG_BIAS, m[2]}};

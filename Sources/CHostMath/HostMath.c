@@ -184,30 +184,43 @@ void flex_upsample_nearest2x(const float *x, float *y, long first, long count, l
     }
 }
 
-// MARK: oneDNN's blocked layout nChw{B}c (B = 8 or 16): [N][C/B][P][B], the channels of one block
-// interleaved at every position. CPU convolutions read and write it without reorders, so a UNet keeps
-// its activations in it between them (see ActivationLayout).
+// MARK: oneDNN's layouts nChw{B}c (B = 8 or 16: [N][C/B][P][B], the channels of one block
+// interleaved at every position) and NHWC ([N][P][C], which is nChw{C}c: one block of all channels).
+// CPU convolutions read and write them without reorders, so a UNet keeps its activations in one of
+// them between convolutions (see ActivationLayout). B is a multiple of 8 (the vectors' lanes).
 
 // GroupNorm over the unit of `unit` channels (whole groups and whole blocks: lcm(channels per group,
-// B)) starting at x and y: `unit` / B blocks of [P][B]. As group_norm_one: two passes in double per
-// group (mean, then the centred variance), accumulated per channel in float vectors flushed every
-// 128 positions; then y = x * scale + shift per channel, SiLU when `silu`. `work` holds 2 * unit doubles.
+// B), or all channels in NHWC) of one sample at x and y: at position j, its 8-channel chunk k is at
+// (8k / B) * P * B + 8k % B + j * B. As group_norm_one: two passes in double per group (mean, then
+// the centred variance), accumulated per channel in float vectors flushed to double every 128
+// positions, then y = x * scale + shift per channel, SiLU when `silu`. `work` holds 3 * unit doubles.
 __attribute__((always_inline)) static inline void group_norm_unit_blocked(const float *x, float *y, const float *gamma, const float *beta,
                                                                          long unit, long cpg, long spatial, long block, float eps, int silu,
                                                                          double *work) {
     double *sum = work, *mean = work + unit;
-    const long blocks = unit / block, lanes = block / 8;
-    for (long c = 0; c < unit; c++) sum[c] = 0.0;
-    for (long b = 0; b < blocks; b++) {
-        for (long l = 0; l < lanes; l++) {
-            const float *p = x + b * spatial * block + l * 8;
+    float *acc = (float *)(work + 2 * unit);
+    const long chunks = unit / 8;
+#define CHUNK(k) (((8 * (k)) / block) * spatial * block + (8 * (k)) % block)
+    // Blocks of [P][B] are contiguous: one chunk at a time, its sums in a register. Where the unit is
+    // one block (NHWC), positions outermost instead, all chunks' sums in memory.
+    const int by_chunk = block < unit;
+    for (long c = 0; c < unit; c++) { sum[c] = 0.0; acc[c] = 0.0f; }
+    if (by_chunk) {
+        for (long k = 0; k < chunks; k++) {
             v8f s8 = splat(0.0f);
             for (long j = 0; j < spatial; j++) {
-                s8 += load8(p + j * block);
+                s8 += load8(x + CHUNK(k) + j * block);
                 if ((j & 127) == 127 || j == spatial - 1) {
-                    for (int k = 0; k < 8; k++) sum[b * block + l * 8 + k] += s8[k];
+                    for (int l = 0; l < 8; l++) sum[8 * k + l] += s8[l];
                     s8 = splat(0.0f);
                 }
+            }
+        }
+    } else {
+        for (long j = 0; j < spatial; j++) {
+            for (long k = 0; k < chunks; k++) store8(acc + 8 * k, load8(acc + 8 * k) + load8(x + CHUNK(k) + j * block));
+            if ((j & 127) == 127 || j == spatial - 1) {
+                for (long c = 0; c < unit; c++) { sum[c] += acc[c]; acc[c] = 0.0f; }
             }
         }
     }
@@ -217,47 +230,63 @@ __attribute__((always_inline)) static inline void group_norm_unit_blocked(const 
         for (long c = g * cpg; c < (g + 1) * cpg; c++) s += sum[c];
         for (long c = g * cpg; c < (g + 1) * cpg; c++) mean[c] = s / n;
     }
-    for (long c = 0; c < unit; c++) sum[c] = 0.0;
-    for (long b = 0; b < blocks; b++) {
-        for (long l = 0; l < lanes; l++) {
-            const float *p = x + b * spatial * block + l * 8;
-            v8f m8;
-            for (int k = 0; k < 8; k++) m8[k] = (float)mean[b * block + l * 8 + k];
+    // acc holds the means in float while the centred squares accumulate in sum.
+    float *m = acc, *q = acc + unit;
+    for (long c = 0; c < unit; c++) { sum[c] = 0.0; m[c] = (float)mean[c]; q[c] = 0.0f; }
+    if (by_chunk) {
+        for (long k = 0; k < chunks; k++) {
+            const v8f m8 = load8(m + 8 * k);
             v8f q8 = splat(0.0f);
             for (long j = 0; j < spatial; j++) {
-                const v8f d = load8(p + j * block) - m8;
+                const v8f d = load8(x + CHUNK(k) + j * block) - m8;
                 q8 += d * d;
                 if ((j & 127) == 127 || j == spatial - 1) {
-                    for (int k = 0; k < 8; k++) sum[b * block + l * 8 + k] += q8[k];
+                    for (int l = 0; l < 8; l++) sum[8 * k + l] += q8[l];
                     q8 = splat(0.0f);
                 }
             }
         }
-    }
-    // sum[c] becomes the channel's scale, mean[c] its shift.
-    for (long g = 0; g < unit / cpg; g++) {
-        double q = 0.0;
-        for (long c = g * cpg; c < (g + 1) * cpg; c++) q += sum[c];
-        const float rstd = (float)(1.0 / sqrt(q / n + eps));
-        for (long c = g * cpg; c < (g + 1) * cpg; c++) {
-            const float scale = gamma[c] * rstd;
-            sum[c] = scale;
-            mean[c] = beta[c] - (float)mean[c] * scale;
-        }
-    }
-    for (long b = 0; b < blocks; b++) {
-        for (long l = 0; l < lanes; l++) {
-            v8f a, s;
-            for (int k = 0; k < 8; k++) { a[k] = (float)sum[b * block + l * 8 + k]; s[k] = (float)mean[b * block + l * 8 + k]; }
-            const float *p = x + b * spatial * block + l * 8;
-            float *q = y + b * spatial * block + l * 8;
-            for (long j = 0; j < spatial; j++) {
-                v8f v = load8(p + j * block) * a + s;
-                if (silu) v = v / (1.0f + exp8(-v));
-                store8(q + j * block, v);
+    } else {
+        for (long j = 0; j < spatial; j++) {
+            for (long k = 0; k < chunks; k++) {
+                const v8f d = load8(x + CHUNK(k) + j * block) - load8(m + 8 * k);
+                store8(q + 8 * k, load8(q + 8 * k) + d * d);
+            }
+            if ((j & 127) == 127 || j == spatial - 1) {
+                for (long c = 0; c < unit; c++) { sum[c] += q[c]; q[c] = 0.0f; }
             }
         }
     }
+    // Per channel: scale in m, shift in q.
+    for (long g = 0; g < unit / cpg; g++) {
+        double qs = 0.0;
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) qs += sum[c];
+        const float rstd = (float)(1.0 / sqrt(qs / n + eps));
+        for (long c = g * cpg; c < (g + 1) * cpg; c++) {
+            const float scale = gamma[c] * rstd;
+            m[c] = scale;
+            q[c] = beta[c] - (float)mean[c] * scale;
+        }
+    }
+    if (by_chunk) {
+        for (long k = 0; k < chunks; k++) {
+            const v8f a = load8(m + 8 * k), b = load8(q + 8 * k);
+            for (long j = 0; j < spatial; j++) {
+                v8f v = load8(x + CHUNK(k) + j * block) * a + b;
+                if (silu) v = v / (1.0f + exp8(-v));
+                store8(y + CHUNK(k) + j * block, v);
+            }
+        }
+    } else {
+        for (long j = 0; j < spatial; j++) {
+            for (long k = 0; k < chunks; k++) {
+                v8f v = load8(x + CHUNK(k) + j * block) * load8(m + 8 * k) + load8(q + 8 * k);
+                if (silu) v = v / (1.0f + exp8(-v));
+                store8(y + CHUNK(k) + j * block, v);
+            }
+        }
+    }
+#undef CHUNK
 }
 
 #if defined(__x86_64__)
@@ -268,6 +297,8 @@ void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const
                              double *work) {
     const long units = channels / unit;
     for (long i = first; i < first + count; i++) {
+        // Units start at channel c0 = u * unit: in nChw{B}c at block c0 / B (unit is a multiple of
+        // B); in NHWC (B = channels) there is one unit per sample.
         const long offset = (i / units) * channels * spatial + (i % units) * unit * spatial, c0 = (i % units) * unit;
         group_norm_unit_blocked(x + offset, y + offset, gamma + c0, beta + c0, unit, channels_per_group, spatial, block, eps, silu, work);
     }
@@ -279,12 +310,10 @@ __attribute__((always_inline)) static inline void channel_bias_blocked(float *y,
     for (long r = first; r < first + count; r++) {
         const float *b = bias + (r / blocks) * batch_stride + (r % blocks) * block;
         float *row = y + r * spatial * block;
-        for (long l = 0; l < lanes; l++) {
-            const v8f bv = load8(b + l * 8);
-            if (add) {
-                for (long p = 0; p < spatial; p++) store8(row + p * block + l * 8, load8(row + p * block + l * 8) + bv);
-            } else {
-                for (long p = 0; p < spatial; p++) store8(row + p * block + l * 8, bv);
+        for (long p = 0; p < spatial; p++) {
+            for (long l = 0; l < lanes; l++) {
+                float *q = row + p * block + l * 8;
+                store8(q, add ? load8(q) + load8(b + l * 8) : load8(b + l * 8));
             }
         }
     }
@@ -323,5 +352,13 @@ void flex_reorder_blocked(const float *x, float *y, long first, long count, long
         } else {
             for (long c = 0; c < block; c++) for (long p = 0; p < spatial; p++) dst[c * spatial + p] = src[p * block + c];
         }
+    }
+}
+
+void flex_concat_nhwc(const float *a, const float *b, float *y, long first, long count, long channels_a, long channels_b) {
+    const size_t ba = (size_t)channels_a * sizeof(float), bb = (size_t)channels_b * sizeof(float);
+    for (long i = first; i < first + count; i++) {
+        memcpy(y + i * (channels_a + channels_b), a + i * channels_a, ba);
+        memcpy(y + i * (channels_a + channels_b) + channels_a, b + i * channels_b, bb);
     }
 }

@@ -1,6 +1,7 @@
 // How an activation [N, C, H, W] lies in memory. oneDNN's CPU convolutions run in a blocked layout
-// (nChw8c on AVX2, nChw16c on AVX-512); with NCHW activations every convolution reordered its input
-// and output (about 6 % of the cifar UNet's pass on the 2-core AMD VM). A model whose channel counts
+// (oneDNN 2: nChw8c on AVX2, nChw16c on AVX-512; oneDNN 3's brgemm kernels: NHWC); with NCHW
+// activations every convolution reordered its input and output (about 6 % of the cifar UNet's pass
+// on the 2-core AMD VM). A model whose channel counts
 // are multiples of the block keeps its activations blocked between convolutions instead, and the
 // host operations between them (GroupNorm, the channel bias, concatenation, upsampling, residual
 // adds) work on that layout directly.
@@ -12,26 +13,57 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
     case nchw
     /// nChw{B}c: [N, C/B, H, W, B], the B channels of a block interleaved at every position (C a multiple of B).
     case blocked(Int)
+    /// [N, H, W, C] (channels last; C a multiple of 8 here).
+    case nhwc
 
-    /// Channels per block (1 for NCHW).
-    public var block: Int {
-        if case .blocked(let b) = self { return b }
-        return 1
+    public var description: String {
+        switch self {
+        case .nchw: return "nchw"
+        case .blocked(let b): return "nChw\(b)c"
+        case .nhwc: return "nhwc"
+        }
     }
 
-    public var description: String { self == .nchw ? "nchw" : "nChw\(block)c" }
+    /// Whether `channels` fit this layout: whole blocks, or whole 8-float vectors in NHWC.
+    public func holds(channels: Int) -> Bool {
+        switch self {
+        case .nchw: return true
+        case .blocked(let b): return channels % b == 0
+        case .nhwc: return channels % 8 == 0
+        }
+    }
+
+    /// The channel block the host operations see: NHWC is nChw{C}c, NCHW nChw1c.
+    func hostBlock(channels: Int) -> Int {
+        switch self {
+        case .nchw: return 1
+        case .blocked(let b): return b
+        case .nhwc: return channels
+        }
+    }
+
+    /// How HostDNN names it: 0 NCHW, 8 or 16 nChw8c / nChw16c, -1 NHWC.
+    var oneDNNCode: Int32 {
+        switch self {
+        case .nchw: return 0
+        case .blocked(let b): return Int32(b)
+        case .nhwc: return -1
+        }
+    }
+
+    /// The index of element (n, c, p) of [N, C, P] in this layout.
+    func index(n: Int, c: Int, p: Int, channels C: Int, spatial P: Int) -> Int {
+        let B = hostBlock(channels: C)
+        return (n * C + c / B * B) * P + p * B + c % B
+    }
 
     /// The values of x [N, C, P] (NCHW) in this layout (the CPU reference of `reorder`).
     public func arrange(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> [Float] {
-        let B = block
-        guard B > 1 else { return x }
-        precondition(channels % B == 0 && x.count == batch * channels * spatial, "\(self) needs whole channel blocks")
+        precondition(holds(channels: channels) && x.count == batch * channels * spatial, "\(self) does not hold \(channels) channels")
         var y = [Float](repeating: 0, count: x.count)
         for n in 0..<batch {
             for c in 0..<channels {
-                for p in 0..<spatial {
-                    y[((n * channels + c / B * B) * spatial) + p * B + c % B] = x[(n * channels + c) * spatial + p]
-                }
+                for p in 0..<spatial { y[index(n: n, c: c, p: p, channels: channels, spatial: spatial)] = x[(n * channels + c) * spatial + p] }
             }
         }
         return y
@@ -39,15 +71,11 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
 
     /// The NCHW values of x [N, C, P] held in this layout.
     public func plain(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> [Float] {
-        let B = block
-        guard B > 1 else { return x }
-        precondition(channels % B == 0 && x.count == batch * channels * spatial, "\(self) needs whole channel blocks")
+        precondition(holds(channels: channels) && x.count == batch * channels * spatial, "\(self) does not hold \(channels) channels")
         var y = [Float](repeating: 0, count: x.count)
         for n in 0..<batch {
             for c in 0..<channels {
-                for p in 0..<spatial {
-                    y[(n * channels + c) * spatial + p] = x[((n * channels + c / B * B) * spatial) + p * B + c % B]
-                }
+                for p in 0..<spatial { y[(n * channels + c) * spatial + p] = x[index(n: n, c: c, p: p, channels: channels, spatial: spatial)] }
             }
         }
         return y
@@ -58,16 +86,20 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
     public static let variable = "FLEXIFFUSION_ONEDNN_LAYOUT"
     /// oneDNN's preferred activation layout on this machine, asked once.
     static let oneDNNPreferred: ActivationLayout = {
-        let b = Int(flex_dnnl_preferred_block())
-        return b > 1 ? .blocked(b) : .nchw
+        switch flex_dnnl_preferred_block() {
+        case -1: return .nhwc
+        case let b where b > 1: return .blocked(Int(b))
+        default: return .nchw
+        }
     }()
     static let carriedByDefault = ProcessInfo.processInfo.environment[variable].map { $0 == "carried" } ?? true
 }
 
 extension ComputeStream {
     /// The layout of oneDNN's convolutions here, when a model may carry it between them: oneDNN
-    /// convolutions in their preferred layouts (`blockedHostConvolutions`) whose input is nChw8c or
-    /// nChw16c, and the other operations on the host (host-blas GEMMs); else NCHW.
+    /// convolutions in their preferred layouts (`blockedHostConvolutions`) whose input is nChw8c,
+    /// nChw16c (oneDNN 2's jit kernels) or NHWC (oneDNN 3's brgemm kernels), and the other operations
+    /// on the host (host-blas GEMMs); else NCHW.
     public var convolutionLayout: ActivationLayout {
         guard convolutionPath == .oneDNN, blockedHostConvolutions, gemm.path == .hostBLAS else { return .nchw }
         return ActivationLayout.oneDNNPreferred
@@ -77,7 +109,7 @@ extension ComputeStream {
     /// `convolutionLayout` when `carryBlockedLayout` is on and every count is a multiple of its block, else NCHW.
     public func activationLayout(channels: [Int]) -> ActivationLayout {
         let l = convolutionLayout
-        guard carryBlockedLayout, l != .nchw, channels.allSatisfy({ $0 % l.block == 0 }) else { return .nchw }
+        guard carryBlockedLayout, l != .nchw, channels.allSatisfy({ l.holds(channels: $0) }) else { return .nchw }
         return l
     }
 
@@ -88,8 +120,8 @@ extension ComputeStream {
         precondition(x.count >= n && y.count >= n && x !== y, "reorder buffers too small or the same")
         if from == to { return try y.copy(from: x, count: n, queue: queue) }
         precondition(from == .nchw || to == .nchw, "reorders go through NCHW")
-        let B = max(from.block, to.block)
-        precondition(channels % B == 0 && gemm.path == .hostBLAS, "\(from) → \(to) needs whole channel blocks and host operations")
+        let other = from == .nchw ? to : from, B = other.hostBlock(channels: channels)
+        precondition(other.holds(channels: channels) && gemm.path == .hostBLAS, "\(from) → \(to) needs whole channel blocks and host operations")
         try onHost("reorder \(from)→\(to) (host)", [x, y]) { p in
             HostElementwise.reorderBlocked(p[0], p[1], planes: batch * channels / B, spatial: spatial, block: B, toBlocked: to != .nchw)
         }

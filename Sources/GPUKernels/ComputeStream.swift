@@ -30,6 +30,12 @@ public final class ComputeStream {
         didSet { precondition((try? convolutionPath.check(for: device)) != nil, "\(convolutionPath) cannot run on \(device.name)") }
     }
 
+    /// The convolution path as benchmarks print it: with the oneDNN library and whether it runs in its blocked layouts.
+    public var convolutionSummary: String {
+        guard convolutionPath == .oneDNN, let library = ConvolutionPath.oneDNNLibrary else { return convolutionPath.rawValue }
+        return "onednn, \(library), \(blockedHostConvolutions ? "blocked layouts" : "NCHW")"
+    }
+
     /// Small per-stream buffers that operations keep between calls.
     public enum ScratchKind: Hashable { case groupNormAffine }
     private var pendingEvents: [(String, CLEvent)] = []

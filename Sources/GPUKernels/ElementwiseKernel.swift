@@ -64,10 +64,10 @@ extension ComputeStream {
         precondition(y.count >= batch * channels * spatial, "bias add output too small")
         precondition(bias.count >= (batch - 1) * biasBatchStride + channels, "bias add vector too small")
         if layout != .nchw && spatial > 1 {
-            precondition(gemm.path == .hostBLAS && channels % layout.block == 0, "bias add in \(layout) needs host operations and whole blocks")
+            precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "bias add in \(layout) needs host operations and whole blocks")
             return try onHost("add_channel_bias (host)", [y, bias]) { p in
-                HostElementwise.channelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial, block: layout.block,
-                                                   batchStride: biasBatchStride, add: true)
+                HostElementwise.channelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial,
+                                                   block: layout.hostBlock(channels: channels), batchStride: biasBatchStride, add: true)
             }
         }
         if spatial == 1 {

@@ -8,10 +8,10 @@ extension ComputeStream {
                           eps: Float, silu: Bool = false, layout: ActivationLayout = .nchw) throws {
         precondition(groups > 0 && channels % groups == 0, "GroupNorm: \(channels) channels do not split into \(groups) groups")
         if layout != .nchw && spatial > 1 {
-            precondition(gemm.path == .hostBLAS && channels % layout.block == 0, "GroupNorm in \(layout) needs host operations and whole blocks")
+            precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "GroupNorm in \(layout) needs host operations and whole blocks")
             return try onHost("group norm (host)", [x, y, gamma, beta]) { p in
                 HostGroupNorm.groupNormBlocked(p[0], p[1], gamma: p[2], beta: p[3], batch: batch, channels: channels, spatial: spatial,
-                                               groups: groups, block: layout.block, eps: eps, silu: silu)
+                                               groups: groups, block: layout.hostBlock(channels: channels), eps: eps, silu: silu)
             }
         }
         precondition(x.count >= batch * channels * spatial && y.count >= batch * channels * spatial, "GroupNorm buffers too small")

@@ -13,15 +13,25 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
     /// Overrides the default choice: `im2col-gemm` or `onednn`.
     public static let variable = "FLEXIFFUSION_CONV"
 
-    /// Whether oneDNN (libdnnl.so.2) could be opened.
+    /// Whether oneDNN (libdnnl.so.3 or .so.2) could be opened.
     public static var oneDNNAvailable: Bool { flex_dnnl_available() != 0 }
 
+    /// The oneDNN opened, e.g. "oneDNN 3 (/usr/local/lib/libdnnl.so.3)"; nil when none could be.
+    public static var oneDNNLibrary: String? {
+        oneDNNAvailable ? "oneDNN \(flex_dnnl_version()) (\(String(cString: flex_dnnl_library())))" : nil
+    }
+
     /// onednn on CPU devices when libdnnl is installed, im2col-gemm elsewhere; $FLEXIFFUSION_CONV wins.
+    /// On CPU devices a library named by $FLEXIFFUSION_ONEDNN that cannot be opened is an error.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
         if let p = try environmentChoice(ConvolutionPath.self, variable, environment, call: "convolution path selection") {
             try p.check(for: device)
             return p
+        }
+        if device.kind == .cpu, let library = environment["FLEXIFFUSION_ONEDNN"], !library.isEmpty, !oneDNNAvailable {
+            // A library the user named is not silently replaced by the im2col path.
+            throw OpenCLError(call: "convolution path selection", detail: String(cString: flex_dnnl_error()))
         }
         return device.kind == .cpu && oneDNNAvailable ? .oneDNN : .im2colGemm
     }
@@ -58,7 +68,7 @@ public final class HostConvolution {
         guard let h = flex_conv_create(Int32(s.batch), Int32(s.inChannels), Int32(s.height), Int32(s.width),
                                        Int32(s.outChannels), Int32(s.kernelHeight), Int32(s.kernelWidth), Int32(s.stride),
                                        Int32(s.padTop), Int32(s.padLeft), Int32(s.padBottom), Int32(s.padRight),
-                                       key.hasBias ? 1 : 0, Int32(key.inputLayout.block), Int32(key.outputLayout.block),
+                                       key.hasBias ? 1 : 0, key.inputLayout.oneDNNCode, key.outputLayout.oneDNNCode,
                                        key.blocked ? 1 : 0, &impl, Int32(impl.count)) else {
             throw OpenCLError(call: "oneDNN convolution", detail: String(cString: flex_dnnl_error()))
         }

@@ -42,8 +42,8 @@ enum HostGroupNorm {
 }
 
 extension HostGroupNorm {
-    /// GroupNorm (+ SiLU) of x in nChw{block}c into y (which may be x): units of lcm(channels per group,
-    /// block) channels of one sample, split over `threads` threads.
+    /// GroupNorm (+ SiLU) of x in nChw{block}c (NHWC: block = channels) into y (which may be x): units
+    /// of lcm(channels per group, block) channels of one sample, split over `threads` threads.
     static func groupNormBlocked(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>,
                                  beta: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int, groups: Int, block: Int,
                                  eps: Float, silu: Bool, threads: Int = cores) {
@@ -53,7 +53,7 @@ extension HostGroupNorm {
         let unit = cpg / a * block
         let (bx, by, bg, bb) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: gamma), UInt(bitPattern: beta))
         splitOverCores(count: batch * channels / unit, parts: threads) { units in
-            let work = UnsafeMutablePointer<Double>.allocate(capacity: 2 * unit)
+            let work = UnsafeMutablePointer<Double>.allocate(capacity: 3 * unit)
             defer { work.deallocate() }
             flex_group_norm_blocked(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
                                     UnsafePointer<Float>(bitPattern: bg)!, UnsafePointer<Float>(bitPattern: bb)!,
@@ -132,6 +132,16 @@ enum HostElementwise {
         splitOverCores(count: planes, parts: min(threads, planes * spatial * block / 16_384)) { r in
             flex_reorder_blocked(UnsafePointer<Float>(bitPattern: bx)!, UnsafeMutablePointer<Float>(bitPattern: by)!, r.lowerBound, r.count,
                                  spatial, block, toBlocked ? 1 : 0)
+        }
+    }
+
+    /// torch.cat along channels in NHWC: a [positions, CA] and b [positions, CB] into y [positions, CA + CB].
+    static func concatNHWC(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                           positions: Int, channelsA: Int, channelsB: Int, threads: Int = cores) {
+        let (ba, bb, by) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
+        splitOverCores(count: positions, parts: min(threads, positions * (channelsA + channelsB) / 16_384)) { r in
+            flex_concat_nhwc(UnsafePointer<Float>(bitPattern: ba)!, UnsafePointer<Float>(bitPattern: bb)!, UnsafeMutablePointer<Float>(bitPattern: by)!,
+                             r.lowerBound, r.count, channelsA, channelsB)
         }
     }
 }

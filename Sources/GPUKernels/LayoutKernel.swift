@@ -10,8 +10,8 @@ extension ComputeStream {
         precondition(x.count >= n && y.count >= 4 * n, "upsample buffers too small")
         precondition(x !== y, "upsample cannot run in place")
         if layout != .nchw {
-            let B = layout.block
-            precondition(gemm.path == .hostBLAS && channels % B == 0, "upsampling in \(layout) needs host operations and whole blocks")
+            let B = layout.hostBlock(channels: channels)
+            precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "upsampling in \(layout) needs host operations and whole blocks")
             return try onHost("upsample_nearest2x (host)", [x, y]) { p in
                 HostElementwise.upsampleNearest2xBlocked(p[0], p[1], planes: batch * channels / B, height: height, width: width, block: B)
             }
@@ -26,15 +26,22 @@ extension ComputeStream {
                    [.buffer(x.mem), .buffer(y.mem), .int(batch * channels), .int(height), .int(width)])
     }
 
-    /// torch.cat([a, b], dim=1): a [N, CA, P], b [N, CB, P] → y [N, CA+CB, P], all in `layout`. (In a
-    /// blocked layout whole blocks are concatenated, so each sample is the same two copies as in NCHW.)
+    /// torch.cat([a, b], dim=1): a [N, CA, P], b [N, CB, P] → y [N, CA+CB, P], all in `layout`. (In
+    /// nChw{B}c whole blocks are concatenated, so each sample is the same two copies as in NCHW; NHWC
+    /// interleaves them at every position, on the host.)
     public func concatChannels(_ a: DeviceBuffer<Float>, _ b: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
                                batch: Int, channelsA: Int, channelsB: Int, spatial: Int, layout: ActivationLayout = .nchw) throws {
-        precondition(channelsA % layout.block == 0 && channelsB % layout.block == 0, "concat in \(layout) needs whole blocks")
+        precondition(layout.holds(channels: channelsA) && layout.holds(channels: channelsB), "concat in \(layout) needs whole blocks")
         let total = batch * (channelsA + channelsB) * spatial
         precondition(a.count >= batch * channelsA * spatial && b.count >= batch * channelsB * spatial
                      && y.count >= total, "concat buffers too small")
         precondition(y !== a && y !== b, "concat cannot run in place")
+        if layout == .nhwc {
+            precondition(gemm.path == .hostBLAS, "concat in NHWC needs host operations")
+            return try onHost("concat (host)", [a, b, y]) { p in
+                HostElementwise.concatNHWC(p[0], p[1], p[2], positions: batch * spatial, channelsA: channelsA, channelsB: channelsB)
+            }
+        }
         if gemm.path == .hostBLAS {
             // CPU devices whose GEMMs run on the host: two memory copies per sample over mapped buffers
             // (PoCL's per-element kernel moved ~3 GB/s).

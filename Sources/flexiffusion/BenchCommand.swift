@@ -267,10 +267,12 @@ struct BenchUNet: ParsableCommand {
         }
         let gflops = 2 * Double(unet.macs) / 1e9 / (ms / 1000)
         if json {
-            print(String(format: "{\"median_ms\": %.3f, \"gflops\": %.2f, \"weight_bytes\": %ld, \"workspace_bytes\": %ld}",
-                         ms, gflops, unet.weightBytes, unet.workspace.bytes))
+            let engine: [String: Any] = ["median_ms": (ms * 1000).rounded() / 1000, "gflops": (gflops * 100).rounded() / 100,
+                                         "weight_bytes": unet.weightBytes, "workspace_bytes": unet.workspace.bytes,
+                                         "convolutions": stream.convolutionSummary, "activations": "\(unet.layout)"]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: engine, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionPath): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
             print("device memory: weights \(formatBytes(UInt64(unet.weightBytes))), workspace \(formatBytes(UInt64(unet.workspace.bytes))) (of \(formatBytes(stream.device.globalMemoryBytes)))")
             print("batch \(batch) at \(side)×\(side)\(config.isConditional ? " with \(contextLength) context tokens" : ""): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
         }

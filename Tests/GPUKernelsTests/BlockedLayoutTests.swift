@@ -1,12 +1,15 @@
-// The operations a UNet runs between convolutions when it carries oneDNN's blocked layout (nChw8c,
-// nChw16c) against the CPU reference in NCHW, arranged into that layout; and oneDNN convolutions
-// whose input and output are blocked. Host operations: CPU devices only (host-blas).
+// The operations a UNet runs between convolutions when it carries oneDNN's layouts (nChw8c, nChw16c,
+// NHWC) against the CPU reference in NCHW, arranged into that layout; and oneDNN convolutions whose
+// input and output are in them. Host operations: CPU devices only (host-blas).
 import GPUKernels
 import Testing
 import TestSupport
 
 @Suite struct BlockedLayoutTests {
-    static let blocks = [8, 16]
+    static let layouts: [ActivationLayout] = [.blocked(8), .blocked(16), .nhwc]
+
+    /// A channel multiple the layout holds (NHWC: 8-float vectors).
+    static func unit(_ l: ActivationLayout) -> Int { if case .blocked(let b) = l { return b }; return 8 }
 
     /// A host-blas stream, or nil where the test device is not a CPU.
     static func hostStream() throws -> ComputeStream? {
@@ -14,12 +17,12 @@ import TestSupport
         return try ComputeStream(device: testDevice(), gemm: .hostBLAS)
     }
 
-    @Test(arguments: blocks)
-    func reorderRoundTrips(block B: Int) throws {
+    @Test(arguments: layouts)
+    func reorderRoundTrips(layout: ActivationLayout) throws {
         guard let s = try Self.hostStream() else { return }
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let layout = ActivationLayout.blocked(B)
+        let B = Self.unit(layout)
         // (The second is large enough for the planes to be split over threads.)
         for (N, C, P) in [(2, 2 * B, 13), (3, 4 * B, 37 * 29)] {
             let x = randomArray(N * C * P, &rng)
@@ -37,15 +40,14 @@ import TestSupport
     /// Channels per group below, equal to and above the block, not dividing it (3, 12 with B = 8:
     /// units of 24 channels), one group, and positions that are not a multiple of 128 (the float
     /// accumulators' flush), with and without SiLU; into another buffer and in place.
-    @Test(arguments: blocks, [(2, 24, 8, 49, true), (3, 48, 4, 300, false), (1, 64, 32, 17, true), (2, 32, 1, 130, true),
-                              (2, 96, 8, 64, false)])
-    func groupNormMatchesReference(block B: Int, dims: (Int, Int, Int, Int, Bool)) throws {
+    @Test(arguments: layouts, [(2, 24, 8, 49, true), (3, 48, 4, 300, false), (1, 64, 32, 17, true), (2, 32, 1, 130, true),
+                               (2, 96, 8, 64, false)])
+    func groupNormMatchesReference(layout: ActivationLayout, dims: (Int, Int, Int, Int, Bool)) throws {
         guard let s = try Self.hostStream() else { return }
         let (N, C, groups, P, silu) = dims
-        guard C % B == 0 else { return }
+        guard layout.holds(channels: C) else { return }
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let layout = ActivationLayout.blocked(B)
         // An offset mean and a wide range, as the NCHW test: a one-pass variance would lose precision.
         let x = randomArray(N * C * P, &rng, in: 2...6)
         let gamma = randomArray(C, &rng, in: 0.5...1.5), beta = randomArray(C, &rng)
@@ -61,12 +63,12 @@ import TestSupport
         expectClose(try s.download(dx), ref, atol: 1e-5, rtol: 1e-4, "group_norm in place in \(layout)", seed: seed)
     }
 
-    @Test(arguments: blocks)
-    func channelBiasUpsampleAndConcat(block B: Int) throws {
+    @Test(arguments: layouts)
+    func channelBiasUpsampleAndConcat(layout: ActivationLayout) throws {
         guard let s = try Self.hostStream() else { return }
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let layout = ActivationLayout.blocked(B)
+        let B = Self.unit(layout)
         for (N, C, H, W) in [(2, B, 3, 5), (3, 3 * B, 17, 33)] {
             let P = H * W
             let x = randomArray(N * C * P, &rng), perSample = randomArray(N * C, &rng)
@@ -95,14 +97,15 @@ import TestSupport
 
     /// oneDNN convolutions reading and writing any mix of NCHW and blocked activations (a UNet's
     /// conv_in, inner layers, conv_out), in its blocked layouts and on NCHW.
-    @Test(arguments: blocks)
-    func oneDNNConvolutionsTakeBlockedActivations(block B: Int) throws {
+    @Test(arguments: layouts)
+    func oneDNNConvolutionsTakeBlockedActivations(layout blocked: ActivationLayout) throws {
         guard try testDevice().kind == .cpu else { return }
         #expect(ConvolutionPath.oneDNNAvailable, "libdnnl.so.2 is missing: CI installs libdnnl-dev")
         guard ConvolutionPath.oneDNNAvailable else { return }
         let s = try ComputeStream(device: testDevice(), gemm: .hostBLAS, convolution: .oneDNN)
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
+        let B = Self.unit(blocked)
         let shapes = [
             Conv2dShape(batch: 2, inChannels: 3, height: 9, width: 7, outChannels: 2 * B, kernelSize: 3, stride: 1, padding: 1),
             Conv2dShape(batch: 2, inChannels: 2 * B, height: 8, width: 8, outChannels: B, kernelSize: 3, stride: 2,
@@ -110,10 +113,9 @@ import TestSupport
             Conv2dShape(batch: 3, inChannels: 3 * B, height: 5, width: 6, outChannels: B, kernelSize: 1),
             Conv2dShape(batch: 2, inChannels: B, height: 6, width: 5, outChannels: 3, kernelSize: 3, stride: 1, padding: 1),
         ]
-        let blocked = ActivationLayout.blocked(B)
         for sh in shapes {
-            let inLayout: ActivationLayout = sh.inChannels % B == 0 ? blocked : .nchw
-            let outLayout: ActivationLayout = sh.outChannels % B == 0 ? blocked : .nchw
+            let inLayout: ActivationLayout = blocked.holds(channels: sh.inChannels) ? blocked : .nchw
+            let outLayout: ActivationLayout = blocked.holds(channels: sh.outChannels) ? blocked : .nchw
             let x = randomArray(sh.inputCount, &rng), w = randomArray(sh.weightCount, &rng, in: -0.5...0.5), bias = randomArray(sh.outChannels, &rng)
             let ref = Reference.conv2d(x, n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w, bias: bias,
                                        outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth, stride: sh.stride,

@@ -1,4 +1,4 @@
-// Convolutions on the host through oneDNN (libdnnl.so.2, opened at run time): the convolution path
+// Convolutions on the host through oneDNN (libdnnl.so.3 or .so.2, opened at run time): the convolution path
 // for CPU OpenCL devices, whose buffers are host memory.
 #ifndef FLEXIFFUSION_HOST_DNN_H
 #define FLEXIFFUSION_HOST_DNN_H
@@ -9,12 +9,19 @@ typedef struct FlexConv FlexConv;
 int flex_dnnl_available(void);
 const char *flex_dnnl_error(void);
 
-/// The channel block (8 or 16) of the layout oneDNN's convolutions prefer for activations here
-/// (nChw8c on AVX2, nChw16c on AVX-512), 0 when it is not such a layout or oneDNN is missing.
+/// The major version of the oneDNN opened (2 or 3; 0 when none) and its library's name or path.
+/// $FLEXIFFUSION_ONEDNN (a path or library name, version 2 or 3) when set; else oneDNN 3 first,
+/// libdnnl.so.3 on the loader's path or in /usr/local/lib, then Debian 12's libdnnl.so.2.
+int flex_dnnl_version(void);
+const char *flex_dnnl_library(void);
+
+/// The layout oneDNN's convolutions prefer for activations here: its channel block (8 or 16) for
+/// nChw8c / nChw16c (oneDNN 2 on AVX2 / AVX-512), -1 for NHWC (oneDNN 3's brgemm kernels), 0 for
+/// anything else or when oneDNN is missing.
 int flex_dnnl_preferred_block(void);
 
 /// A forward-inference convolution of f32 tensors with OIHW weights and explicit padding. The caller's
-/// input and output are NCHW (`src_block`/`dst_block` 0) or nChw8c / nChw16c (8, 16).
+/// input and output are NCHW (`src_block`/`dst_block` 0), nChw8c / nChw16c (8, 16) or NHWC (-1).
 /// `blocked`: the convolution runs in the layouts oneDNN prefers (e.g. nChw16c), the input and output
 /// reordered around it where the caller's differ; else on NCHW. Returns NULL on failure (see
 /// flex_dnnl_error()). `impl` receives oneDNN's implementation name.

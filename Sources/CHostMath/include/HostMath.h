@@ -22,11 +22,12 @@ void flex_channel_bias(float *y, const float *bias, long first, long count, long
 /// y [planes, 2H, 2W] (single-threaded).
 void flex_upsample_nearest2x(const float *x, float *y, long first, long count, long height, long width);
 
-// oneDNN's blocked layout nChw{B}c for B = 8 or 16: x [N, C/B, P, B], C a multiple of B (see ActivationLayout).
+// oneDNN's layouts nChw{B}c for B = 8 or 16, x [N, C/B, P, B] with C a multiple of B, and NHWC
+// [N, P, C], which the functions below take as nChw{C}c (B = C, a multiple of 8). See ActivationLayout.
 
 /// GroupNorm (+ SiLU) over blocked x into y (y may be x), for the units first ..< first + count, a unit
 /// being `unit` = lcm(channels_per_group, B) channels of one sample (unit i = n * (channels / unit) + u);
-/// `work` holds 2 * unit doubles (single-threaded).
+/// `work` holds 3 * unit doubles (single-threaded).
 void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const float *beta, long first, long count,
                              long channels, long channels_per_group, long unit, long spatial, long block, float eps, int silu,
                              double *work);
@@ -41,3 +42,7 @@ void flex_upsample_nearest2x_blocked(const float *x, float *y, long first, long 
 /// NCHW planes [B, P] to blocked [P, B] (to_blocked), or back, for planes first ..< first + count
 /// (plane i = n * (C / B) + channel block; x and y distinct).
 void flex_reorder_blocked(const float *x, float *y, long first, long count, long spatial, long block, int to_blocked);
+
+/// torch.cat along channels in NHWC: the positions first ..< first + count (over all samples) of
+/// a [.., CA] and b [.., CB] into y [.., CA + CB].
+void flex_concat_nhwc(const float *a, const float *b, float *y, long first, long count, long channels_a, long channels_b);
