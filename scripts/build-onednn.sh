@@ -3,7 +3,7 @@
 # libdnnl.so.3 into a prefix (default /usr/local), where the engine opens it in preference to
 # Debian 12's libdnnl.so.2: oneDNN 3's AVX2 convolutions are brgemm kernels, which 2.6 lacks (it has
 # only jit:avx2 there), and PyTorch's CPU wheels use them. Only what the engine calls is built
-# (convolutions and reorders, inference, no graph API, examples or tests): about 25 minutes on two cores.
+# (convolutions and reorders, inference, no graph API, examples or tests): about 40 minutes on two cores.
 # Skips the build when the prefix already holds this version.
 #
 #   scripts/build-onednn.sh [PREFIX]
@@ -30,7 +30,7 @@ echo "$sha256  $work/onednn.tar.xz" | sha256sum -c --quiet -
 tar -xJf "$work/onednn.tar.xz" -C "$work"
 src="$work/oneDNN-$version"
 cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
-    -DONEDNN_BUILD_GRAPH=OFF -DONEDNN_BUILD_EXAMPLES=OFF -DONEDNN_BUILD_TESTS=OFF -DONEDNN_BUILD_DOC=OFF \
+    -DONEDNN_BUILD_GRAPH=OFF -DONEDNN_BUILD_EXAMPLES=OFF -DONEDNN_BUILD_TESTS=OFF \
     -DONEDNN_ENABLE_PRIMITIVE="CONVOLUTION;REORDER" -DONEDNN_ENABLE_WORKLOAD=INFERENCE -DONEDNN_CPU_RUNTIME=OMP > "$work/cmake.log" \
     || { cat "$work/cmake.log"; exit 1; }
 echo "building oneDNN $version (convolutions and reorders only) on $(nproc) cores"

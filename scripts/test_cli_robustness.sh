@@ -184,6 +184,12 @@ case_ 1 "cache/flexiffusion/default-model-" env POCL_CACHE_DIR="$tmp/pocl" HOME=
 case_ 1 "Not a directory (the cache folder is" env POCL_CACHE_DIR="$tmp/pocl" HOME="$tmp/home" XDG_CACHE_HOME= "$bin" plan show
 rm -rf "$tmp/home" "$tmp/pocl"
 
+# A oneDNN library named by FLEXIFFUSION_ONEDNN that cannot be opened, or is not oneDNN: an error
+# naming it, not a silent fall back to the slower im2col path.
+case_ 1 "cannot open $tmp/none/libdnnl.so.3" env FLEXIFFUSION_ONEDNN="$tmp/none/libdnnl.so.3" "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
+case_ 1 "libz.so.1 is neither oneDNN 2 nor 3" env FLEXIFFUSION_ONEDNN=libz.so.1 "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
+[[ ! -e $tmp/onednn.png ]] || { failures=$((failures + 1)); echo "FAIL: a failed oneDNN choice left $tmp/onednn.png"; }
+
 # Image files by their first bytes, whatever their names (an IDX file renamed).
 idx=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 if [[ -f $idx ]]; then
