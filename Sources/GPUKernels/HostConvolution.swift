@@ -22,9 +22,14 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
     }
 
     /// onednn on CPU devices when libdnnl is installed, im2col-gemm elsewhere; $FLEXIFFUSION_CONV wins.
-    /// On CPU devices a library named by $FLEXIFFUSION_ONEDNN that cannot be opened is an error.
+    /// On CPU devices a library named by $FLEXIFFUSION_ONEDNN that cannot be opened is an error, and
+    /// on any device an unknown $FLEXIFFUSION_ONEDNN_LAYOUT.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
+        if let layout = environment[ActivationLayout.variable], !["carried", "blocked", "plain"].contains(layout) {
+            throw OpenCLError(call: "convolution path selection",
+                              detail: "\(ActivationLayout.variable)=\(layout) is not a layout: use carried, blocked or plain")
+        }
         if let p = try environmentChoice(ConvolutionPath.self, variable, environment, call: "convolution path selection") {
             try p.check(for: device)
             return p
