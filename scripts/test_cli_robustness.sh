@@ -188,7 +188,7 @@ rm -rf "$tmp/home" "$tmp/pocl"
 # naming it, not a silent fall back to the slower im2col path.
 case_ 1 "cannot open $tmp/none/libdnnl.so.3" env FLEXIFFUSION_ONEDNN="$tmp/none/libdnnl.so.3" "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
 case_ 1 "libz.so.1 is neither oneDNN 2 nor 3" env FLEXIFFUSION_ONEDNN=libz.so.1 "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
-case_ 1 "FLEXIFFUSION_ONEDNN_LAYOUT=nhwc is not a layout: use carried, blocked or plain" env FLEXIFFUSION_ONEDNN_LAYOUT=nhwc "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
+case_ 1 "\$FLEXIFFUSION_ONEDNN_LAYOUT=nhwc is not one of carried, blocked, plain" env FLEXIFFUSION_ONEDNN_LAYOUT=nhwc "$bin" generate --steps 2 --count 2 --out "$tmp/onednn.png"
 [[ ! -e $tmp/onednn.png ]] || { failures=$((failures + 1)); echo "FAIL: a failed oneDNN choice left $tmp/onednn.png"; }
 
 # Image files by their first bytes, whatever their names (an IDX file renamed).

@@ -176,9 +176,10 @@ static dnnl_primitive_desc_t conv_pd(md_t src, md_t weights, md_t bias, md_t dst
 /// The channel block of `md` when it is nChw8c or nChw16c (blocked over dimension 1 only, outer
 /// dimensions in order), -1 when it is NHWC, else 0.
 static int channel_block(md_t md) {
-    int kind, nblks;
+    int nblks;
     const dnnl_dim_t *blks, *idxs, *strides;
     if (version == 3) {
+        int kind;
         const dnnl_dims_t *b = NULL, *i = NULL, *s = NULL;
         if (p3_memory_desc_query(md, V3_FORMAT_KIND, &kind) != dnnl_success || kind != V3_BLOCKED ||
             p3_memory_desc_query(md, V3_INNER_NBLKS, &nblks) != dnnl_success ||
@@ -188,10 +189,9 @@ static int channel_block(md_t md) {
     } else {
         const dnnl_memory_desc_t *d = md;
         if (d->format_kind != dnnl_blocked) return 0;
-        kind = 0; nblks = d->format_desc.blocking.inner_nblks;
+        nblks = d->format_desc.blocking.inner_nblks;
         blks = d->format_desc.blocking.inner_blks; idxs = d->format_desc.blocking.inner_idxs; strides = d->format_desc.blocking.strides;
     }
-    (void)kind;
     // NHWC: no inner blocks, channels innermost, then width, height, samples.
     if (nblks == 0) return strides[1] == 1 && strides[3] > strides[1] && strides[2] > strides[3] && strides[0] > strides[2] ? -1 : 0;
     if (nblks != 1 || idxs[0] != 1 || (blks[0] != 8 && blks[0] != 16)) return 0;

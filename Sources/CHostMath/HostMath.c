@@ -305,7 +305,7 @@ void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const
 }
 
 __attribute__((always_inline)) static inline void channel_bias_blocked(float *y, const float *bias, long first, long count, long channels,
-                                                                       long spatial, long block, long batch_stride, int add) {
+                                                                       long spatial, long block, long batch_stride) {
     const long blocks = channels / block, lanes = block / 8;
     for (long r = first; r < first + count; r++) {
         const float *b = bias + (r / blocks) * batch_stride + (r % blocks) * block;
@@ -313,7 +313,7 @@ __attribute__((always_inline)) static inline void channel_bias_blocked(float *y,
         for (long p = 0; p < spatial; p++) {
             for (long l = 0; l < lanes; l++) {
                 float *q = row + p * block + l * 8;
-                store8(q, add ? load8(q) + load8(b + l * 8) : load8(b + l * 8));
+                store8(q, load8(q) + load8(b + l * 8));
             }
         }
     }
@@ -322,9 +322,9 @@ __attribute__((always_inline)) static inline void channel_bias_blocked(float *y,
 #if defined(__x86_64__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
-void flex_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
-                               long batch_stride, int add) {
-    channel_bias_blocked(y, bias, first, count, channels, spatial, block, batch_stride, add);
+void flex_add_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
+                                   long batch_stride) {
+    channel_bias_blocked(y, bias, first, count, channels, spatial, block, batch_stride);
 }
 
 void flex_upsample_nearest2x_blocked(const float *x, float *y, long first, long count, long height, long width, long block) {

@@ -59,31 +59,28 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
 
     /// The values of x [N, C, P] (NCHW) in this layout (the CPU reference of `reorder`).
     public func arrange(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> [Float] {
-        precondition(holds(channels: channels) && x.count == batch * channels * spatial, "\(self) does not hold \(channels) channels")
-        var y = [Float](repeating: 0, count: x.count)
-        for n in 0..<batch {
-            for c in 0..<channels {
-                for p in 0..<spatial { y[index(n: n, c: c, p: p, channels: channels, spatial: spatial)] = x[(n * channels + c) * spatial + p] }
-            }
-        }
-        return y
+        permute(x, batch: batch, channels: channels, spatial: spatial, intoLayout: true)
     }
 
     /// The NCHW values of x [N, C, P] held in this layout.
     public func plain(_ x: [Float], batch: Int, channels: Int, spatial: Int) -> [Float] {
+        permute(x, batch: batch, channels: channels, spatial: spatial, intoLayout: false)
+    }
+
+    private func permute(_ x: [Float], batch: Int, channels: Int, spatial: Int, intoLayout: Bool) -> [Float] {
         precondition(holds(channels: channels) && x.count == batch * channels * spatial, "\(self) does not hold \(channels) channels")
         var y = [Float](repeating: 0, count: x.count)
         for n in 0..<batch {
             for c in 0..<channels {
-                for p in 0..<spatial { y[(n * channels + c) * spatial + p] = x[index(n: n, c: c, p: p, channels: channels, spatial: spatial)] }
+                for p in 0..<spatial {
+                    let (nchw, here) = ((n * channels + c) * spatial + p, index(n: n, c: c, p: p, channels: channels, spatial: spatial))
+                    if intoLayout { y[here] = x[nchw] } else { y[nchw] = x[here] }
+                }
             }
         }
         return y
     }
 
-    /// Which layout models keep their activations in by default: $FLEXIFFUSION_ONEDNN_LAYOUT =
-    /// carried (the default), blocked (NCHW between operations, reordered around each convolution) or plain.
-    public static let variable = "FLEXIFFUSION_ONEDNN_LAYOUT"
     /// oneDNN's preferred activation layout on this machine, asked once.
     static let oneDNNPreferred: ActivationLayout = {
         switch flex_dnnl_preferred_block() {
@@ -92,7 +89,19 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
         default: return .nchw
         }
     }()
-    static let carriedByDefault = ProcessInfo.processInfo.environment[variable].map { $0 == "carried" } ?? true
+}
+
+/// Where activations lie around oneDNN's convolutions, $FLEXIFFUSION_ONEDNN_LAYOUT: carried (the
+/// default: the blocked layout kept between convolutions, `ComputeStream.carryBlockedLayout`),
+/// blocked (NCHW between operations, reordered around each convolution) or plain (NCHW throughout,
+/// `ComputeStream.blockedHostConvolutions` off).
+public enum OneDNNLayoutMode: String, CaseIterable, Sendable {
+    case carried, blocked, plain
+
+    public static let variable = "FLEXIFFUSION_ONEDNN_LAYOUT"
+
+    /// The process's choice; an unknown value is refused by `ConvolutionPath.default(for:)`.
+    static let chosen = (try? environmentChoice(OneDNNLayoutMode.self, variable, ProcessInfo.processInfo.environment, call: "")) ?? .carried
 }
 
 extension ComputeStream {

@@ -18,11 +18,11 @@ public final class ComputeStream {
     private var scratchBuffers: [ScratchKind: DeviceBuffer<Float>] = [:]
     var hostConvolutions: [HostConvolutionKey: HostConvolution] = [:]
     var preparedWeights: [PreparedWeightsKey: PreparedWeights] = [:]
-    /// oneDNN convolutions in its preferred (blocked) layouts, else on NCHW (`HostConvolution.blockedByDefault`).
-    public var blockedHostConvolutions = HostConvolution.blockedByDefault
+    /// oneDNN convolutions in its preferred (blocked) layouts, else on NCHW (`OneDNNLayoutMode`; default on).
+    public var blockedHostConvolutions = OneDNNLayoutMode.chosen != .plain
     /// Whether models keep their activations in that blocked layout between convolutions (see
     /// `activationLayout(channels:)`; read when a model is built).
-    public var carryBlockedLayout = ActivationLayout.carriedByDefault
+    public var carryBlockedLayout = OneDNNLayoutMode.chosen == .carried
 
     /// How convolutions run: oneDNN on the host (CPU devices, the default there when libdnnl is
     /// installed) or im2col + GEMM on the device.

@@ -66,8 +66,8 @@ extension ComputeStream {
         if layout != .nchw && spatial > 1 {
             precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "bias add in \(layout) needs host operations and whole blocks")
             return try onHost("add_channel_bias (host)", [y, bias]) { p in
-                HostElementwise.channelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial,
-                                                   block: layout.hostBlock(channels: channels), batchStride: biasBatchStride, add: true)
+                HostElementwise.addChannelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial,
+                                                      block: layout.hostBlock(channels: channels), batchStride: biasBatchStride)
             }
         }
         if spatial == 1 {

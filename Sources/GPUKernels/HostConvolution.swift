@@ -26,10 +26,7 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
     /// on any device an unknown $FLEXIFFUSION_ONEDNN_LAYOUT.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
-        if let layout = environment[ActivationLayout.variable], !["carried", "blocked", "plain"].contains(layout) {
-            throw OpenCLError(call: "convolution path selection",
-                              detail: "\(ActivationLayout.variable)=\(layout) is not a layout: use carried, blocked or plain")
-        }
+        _ = try environmentChoice(OneDNNLayoutMode.self, OneDNNLayoutMode.variable, environment, call: "convolution path selection")
         if let p = try environmentChoice(ConvolutionPath.self, variable, environment, call: "convolution path selection") {
             try p.check(for: device)
             return p
@@ -61,11 +58,6 @@ public final class HostConvolution {
     let implementation: String
     /// Bytes of weights in the primitive's own layout (0: it reads OIHW as given).
     let weightsBytes: Int
-
-    /// Whether convolutions run in oneDNN's preferred (blocked) layouts by default, their input and
-    /// output reordered around each: $FLEXIFFUSION_ONEDNN_LAYOUT = blocked or plain (default blocked:
-    /// the cifar UNet at batch 16 took 2,109 ms that way against 2,423 ms on plain NCHW, README).
-    public static let blockedByDefault = ProcessInfo.processInfo.environment["FLEXIFFUSION_ONEDNN_LAYOUT"] != "plain"
 
     init(_ key: HostConvolutionKey) throws {
         let s = key.shape

@@ -105,13 +105,13 @@ enum HostElementwise {
         }
     }
 
-    /// `channelBias` over y in nChw{block}c: the (n, channel block) rows split over `threads` threads.
-    static func channelBiasBlocked(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, batch: Int, channels: Int,
-                                   spatial: Int, block: Int, batchStride: Int, add: Bool, threads: Int = cores) {
+    /// `channelBias`'s add over y in nChw{block}c: the (n, channel block) rows split over `threads` threads.
+    static func addChannelBiasBlocked(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, batch: Int, channels: Int,
+                                      spatial: Int, block: Int, batchStride: Int, threads: Int = cores) {
         let (by, bb) = (UInt(bitPattern: y), UInt(bitPattern: bias))
         splitOverCores(count: batch * channels / block, parts: min(threads, batch * channels * spatial / 16_384)) { r in
-            flex_channel_bias_blocked(UnsafeMutablePointer<Float>(bitPattern: by)!, UnsafePointer<Float>(bitPattern: bb)!, r.lowerBound,
-                                      r.count, channels, spatial, block, batchStride, add ? 1 : 0)
+            flex_add_channel_bias_blocked(UnsafeMutablePointer<Float>(bitPattern: by)!, UnsafePointer<Float>(bitPattern: bb)!, r.lowerBound,
+                                          r.count, channels, spatial, block, batchStride)
         }
     }
 

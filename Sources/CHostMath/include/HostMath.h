@@ -32,9 +32,9 @@ void flex_group_norm_blocked(const float *x, float *y, const float *gamma, const
                              long channels, long channels_per_group, long unit, long spatial, long block, float eps, int silu,
                              double *work);
 
-/// flex_channel_bias over blocked y, for the (n, channel block) rows first ..< first + count (row r = n * (C / B) + block).
-void flex_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
-                               long batch_stride, int add);
+/// flex_channel_bias's add over blocked y, for the (n, channel block) rows first ..< first + count (row r = n * (C / B) + block).
+void flex_add_channel_bias_blocked(float *y, const float *bias, long first, long count, long channels, long spatial, long block,
+                                   long batch_stride);
 
 /// Nearest-neighbour 2x upsampling of blocked planes [H, W, B] first ..< first + count into [2H, 2W, B].
 void flex_upsample_nearest2x_blocked(const float *x, float *y, long first, long count, long height, long width, long block);

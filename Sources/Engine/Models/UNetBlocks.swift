@@ -75,13 +75,12 @@ public final class ResnetBlock {
     let norm1: GroupNormLayer, conv1: ConvLayer, norm2: GroupNormLayer, conv2: ConvLayer, shortcut: ConvLayer?
     let time: (weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>)?
     let timeChannels: Int, batch: Int, outputScale: Float
-    let layout: ActivationLayout
 
     init(_ loader: WeightLoader, _ prefix: String, inChannels: Int, outChannels: Int, height: Int, width: Int,
          outputScaleFactor: Double = 1, timeEmbedding: Bool = true) throws {
         let c = loader.config, b = loader.batch
         self.inChannels = inChannels; self.outChannels = outChannels; self.height = height; self.width = width
-        batch = b; timeChannels = c.timeEmbedDim; outputScale = Float(1 / outputScaleFactor); layout = loader.layout
+        batch = b; timeChannels = c.timeEmbedDim; outputScale = Float(1 / outputScaleFactor)
         norm1 = try GroupNormLayer(loader, "\(prefix).norm1", channels: inChannels, groups: c.normNumGroups, eps: c.normEps)
         conv1 = try ConvLayer(loader, "\(prefix).conv1", shape: Conv2dShape(
             batch: b, inChannels: inChannels, height: height, width: width, outChannels: outChannels, kernelSize: 3, padding: 1))
@@ -104,7 +103,7 @@ public final class ResnetBlock {
             try s.linear(ws.timeSiLU, weight: time.weight, bias: time.bias, output: ws.timeProjection,
                          batch: batch, inFeatures: timeChannels, outFeatures: outChannels)
             try s.addChannelBias(ws.tB, bias: ws.timeProjection, batch: batch, channels: outChannels, spatial: P,
-                                 biasBatchStride: outChannels, layout: layout)
+                                 biasBatchStride: outChannels, layout: norm2.layout)
         }
         try norm2(s, ws.tB, ws.tA, batch: batch, spatial: P, silu: true)
         try conv2(s, ws, ws.tA, ws.tC)   // dropout is the identity at inference
@@ -125,8 +124,6 @@ public final class AttentionBlock {
     let weights: AttentionWeights
     let shape: AttentionShape
     let outputScale: Float
-    /// Layout of x; the attention itself runs on NCHW (a blocked x is reordered around it).
-    let layout: ActivationLayout
 
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, height: Int, width: Int, headDim: Int,
          groups: Int, rescaleOutputFactor: Double = 1) throws {
@@ -141,13 +138,13 @@ public final class AttentionBlock {
         weights = AttentionWeights(query: q.0, queryBias: q.1, key: k.0, keyBias: k.1, value: v.0, valueBias: v.1, out: o.0, outBias: o.1)
         shape = AttentionShape(batch: loader.batch, channels: channels, spatial: height * width, heads: heads)
         outputScale = Float(1 / rescaleOutputFactor)
-        layout = loader.layout
         loader.plan.attentionScratch = max(loader.plan.attentionScratch, shape.scratchCount)
     }
 
-    /// In place on x [N, C, H, W]; uses the workspace's tA and tB (and tC in a blocked layout).
+    /// In place on x [N, C, H, W] in the norm's layout; uses the workspace's tA and tB (and tC where
+    /// that is not NCHW: the attention itself runs on NCHW, reordered around it).
     func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>) throws {
-        let (N, P) = (shape.batch, shape.spatial)
+        let (N, P, layout) = (shape.batch, shape.spatial, norm.layout)
         try norm(s, x, ws.tA, batch: N, spatial: P, silu: false)
         if layout == .nchw {
             try s.attention(ws.tA, output: ws.tB, weights: weights, shape: shape, scratch: ws.attentionScratch)
@@ -183,16 +180,15 @@ public final class Downsample {
 public final class Upsample {
     let conv: ConvLayer
     let channels: Int, height: Int, width: Int, batch: Int
-    let layout: ActivationLayout
     init(_ loader: WeightLoader, _ prefix: String, channels: Int, height: Int, width: Int) throws {
-        self.channels = channels; self.height = height; self.width = width; batch = loader.batch; layout = loader.layout
+        self.channels = channels; self.height = height; self.width = width; batch = loader.batch
         conv = try ConvLayer(loader, "\(prefix).conv", shape: Conv2dShape(
             batch: loader.batch, inChannels: channels, height: 2 * height, width: 2 * width, outChannels: channels,
             kernelSize: 3, padding: 1))
     }
     /// x [N, C, H, W] → y [N, C, 2H, 2W]; uses the workspace's tA.
     func forward(_ s: ComputeStream, _ ws: some BlockWorkspace, _ x: DeviceBuffer<Float>, _ y: DeviceBuffer<Float>) throws {
-        try s.upsampleNearest2x(x, output: ws.tA, batch: batch, channels: channels, height: height, width: width, layout: layout)
+        try s.upsampleNearest2x(x, output: ws.tA, batch: batch, channels: channels, height: height, width: width, layout: conv.inputLayout)
         try conv(s, ws, ws.tA, y)
     }
 }
