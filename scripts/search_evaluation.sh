@@ -3,7 +3,8 @@
 # wall clock of `flexiffusion generate` (whole commands, and their sampling loops alone) and FID
 # against the Fashion-MNIST test set (domain features) for each. Columns: whole-command seconds and
 # speed-up over the teacher, the range of the rounds' ratios, the speed-up of the sampling loops alone,
-# FID, and rFID (FID against the teacher's images from the same seeds; when the teacher is among PLANS).
+# FID, the FIDs of its two halves (the first and the last ROUNDS/2 rounds' images; with ROUNDS ≥ 2), and
+# rFID (FID against the teacher's images from the same seeds; when the teacher is among PLANS).
 # Usage: scripts/search_evaluation.sh SEARCH.json COUNT SEED OUTDIR [path/to/flexiffusion]
 # (the issue's check is COUNT 10000 with a SEED the search did not use).
 # Environment:
@@ -69,11 +70,19 @@ for name in names:
         continue
     shape = [sum(s[0] for s, _ in parts)] + parts[0][0][1:]
     data = b"".join(d for _, d in parts)
-    header = json.dumps({"sample": {"dtype": "F32", "shape": shape, "data_offsets": [0, len(data)]}}).encode()
-    header += b" " * (-len(header) % 8)
-    with open(f"{out}/{name}.safetensors.tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header + data)
-    os.replace(f"{out}/{name}.safetensors.tmp", f"{out}/{name}.safetensors")
+    def write(path, shape, data):
+        header = json.dumps({"sample": {"dtype": "F32", "shape": shape, "data_offsets": [0, len(data)]}}).encode()
+        header += b" " * (-len(header) % 8)
+        with open(path + ".tmp", "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + data)
+        os.replace(path + ".tmp", path)
+    write(f"{out}/{name}.safetensors", shape, data)
+    # The halves: the first and the last half of the rounds (their spread says how far FID moves
+    # with the draw of noise).
+    if len(parts) >= 2:
+        h = len(parts) // 2
+        for i, half in enumerate([parts[:h], parts[h:]]):
+            write(f"{out}/{name}.half-{i}.safetensors", [sum(s[0] for s, _ in half)] + parts[0][0][1:], b"".join(d for _, d in half))
     for r in range(rounds):
         if os.path.exists(f"{out}/{name}.round-{r}.safetensors"):
             os.remove(f"{out}/{name}.round-{r}.safetensors")
@@ -81,15 +90,19 @@ PY
 
 # FID between two image sets, the number alone.
 fid_of() { "$bin" fid "$1" "$2" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/'; }
-printf "%-10s %10s %10s %14s %10s %10s %8s\n" plan seconds speedup "round ratios" "sampling" FID rFID | tee "$out/table.txt"
+printf "%-10s %10s %10s %14s %10s %10s %17s %8s\n" plan seconds speedup "round ratios" "sampling" FID "halves" rFID | tee "$out/table.txt"
 for name in $plans; do
     [ -f "$out/$name.safetensors" ] || continue
     fid=$(fid_of "$out/$name.safetensors" "$test_set")
+    halves="nan nan"
+    if [ -f "$out/$name.half-1.safetensors" ]; then
+        halves="$(fid_of "$out/$name.half-0.safetensors" "$test_set") $(fid_of "$out/$name.half-1.safetensors" "$test_set")"
+    fi
     rfid=nan
     if [ -f "$out/teacher.safetensors" ]; then
         rfid=$(fid_of "$out/teacher.safetensors" "$out/$name.safetensors")
     fi
-    python3 - "$out/times.txt" "$name" "$fid" "$rfid" <<'PY' | tee -a "$out/table.txt"
+    python3 - "$out/times.txt" "$name" "$fid" "$rfid" $halves <<'PY' | tee -a "$out/table.txt"
 import sys
 rows = [line.split() for line in open(sys.argv[1])]
 def seconds(name, column=None):
@@ -101,6 +114,7 @@ speedup = sum(teacher.values()) / total if teacher else float("nan")
 spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}" if ratios else "-"
 # the same ratio over the sampling loops alone (process start, kernel and model loading left out)
 sampling = sum(seconds("teacher", 5).values()) / sum(seconds(sys.argv[2], 5).values()) if teacher and len(rows[0]) > 5 else float("nan")
-print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {sampling:10.2f} {float(sys.argv[3]):10.2f} {abs(float(sys.argv[4])):8.3f}")  # (abs: the teacher against itself is ±0)
+halves = f"{float(sys.argv[5]):8.2f} {float(sys.argv[6]):8.2f}"
+print(f"{sys.argv[2]:<10} {total:10.1f} {speedup:10.2f} {spread:>14} {sampling:10.2f} {float(sys.argv[3]):10.2f} {halves:>17} {abs(float(sys.argv[4])):8.3f}")  # (abs: the teacher against itself is ±0)
 PY
 done

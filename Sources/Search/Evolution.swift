@@ -9,14 +9,23 @@ import Foundation
 /// Scores candidates: the fitness (rFID against the teacher by default) on the first `samples` images of a fixed seed set.
 public protocol CandidateScorer: AnyObject {
     func rfid(_ c: Candidate, samples: Int) throws -> Double
+    /// The final race's score of `c` on `samples` images (`by`: the race's judge).
+    func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double
 }
 
-/// What the search minimises.
+extension CandidateScorer {
+    public func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double { try rfid(c, samples: samples) }
+}
+
+/// What the search minimises, and what its final race judges by.
 public enum Fitness: String, NamedChoice {
     /// rFID: Fréchet distance between the plan's and the teacher's image features (two sets).
     case rfid
     /// The mean squared feature distance between each image and the teacher's from the same noise.
     case paired
+    /// FID against real data (a reference set of the search's own, e.g. the training set — not the
+    /// set the report's FID is measured on).
+    case fid
 }
 
 public struct SearchSettings: Codable, Equatable, Sendable {
@@ -42,11 +51,15 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     public var useMACs: Bool
     /// Stop starting generations when the next would end after this many seconds (nil: no limit).
     public var maxSeconds: Double?
+    /// The final race (successive halving of the contenders to more images; nil: none): the images of
+    /// its last rung, and what it judges by ("rfid" when nil).
+    public var finalSamples: Int?
+    public var finalJudge: String?
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
                 segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], fitness: Fitness = .rfid, useMACs: Bool = false,
-                maxSeconds: Double? = nil) {
+                maxSeconds: Double? = nil, finalSamples: Int? = nil, finalJudge: Fitness = .rfid) {
         self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
         self.population = population; self.children = children; self.generations = generations
         self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
@@ -54,12 +67,18 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         self.grids = grids?.isEmpty == true ? nil : grids
         self.solvers = solvers.isEmpty ? nil : solvers.map(\.description)
         self.fitness = fitness == .rfid ? nil : fitness.rawValue
+        self.finalSamples = finalSamples.flatMap { $0 > samples ? $0 : nil }
+        self.finalJudge = self.finalSamples == nil || finalJudge == .rfid ? nil : finalJudge.rawValue
     }
+
+    /// The race's judge.
+    public var judge: Fitness { finalJudge.flatMap(Fitness.init(rawValue:)) ?? .rfid }
 
     enum CodingKeys: String, CodingKey {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
         case segmentCounts = "segment_counts", grids, solvers, fitness, useMACs = "use_macs", maxSeconds = "max_seconds"
+        case finalSamples = "final_samples", finalJudge = "final_judge"
     }
 }
 
@@ -81,6 +100,8 @@ public struct SearchRecord: Codable, Equatable, Sendable {
     public var predictedSpeedup: Double
     /// rFID by sample count ("32", "64").
     public var rfid: [String: Double]
+    /// The final race's scores by sample count (nil: not a contender).
+    public var race: [String: Double]?
 
     public init(candidate: Candidate, origin: CandidateOrigin, generation: Int, predictedMs: Double, predictedSpeedup: Double, rfid: [String: Double]) {
         self.candidate = candidate; self.origin = origin; self.generation = generation
@@ -88,9 +109,10 @@ public struct SearchRecord: Codable, Equatable, Sendable {
     }
 
     public func score(_ samples: Int) -> Double? { rfid[String(samples)] }
+    public func raceScore(_ samples: Int) -> Double? { race?[String(samples)] }
 
     enum CodingKeys: String, CodingKey {
-        case candidate, origin, generation, predictedMs = "predicted_ms", predictedSpeedup = "predicted_speedup", rfid
+        case candidate, origin, generation, predictedMs = "predicted_ms", predictedSpeedup = "predicted_speedup", rfid, race
     }
 }
 
@@ -106,6 +128,21 @@ public struct GenerationLog: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey { case generation, evaluated, population, bestRFID = "best_rfid", seconds }
 }
 
+/// The final race: successive halving of the contenders (the population and the plain-solver,
+/// DDIM and best DeepCache members of generation 0) to more images, judged by `judge`.
+public struct RaceLog: Codable, Equatable, Sendable {
+    public struct Rung: Codable, Equatable, Sendable {
+        public var samples: Int
+        /// The contenders scored on this rung, best first, with their scores.
+        public var ranking: [String]
+        public var scores: [Double]
+    }
+    public var judge: String
+    public var rungs: [Rung]
+    /// The best of the last rung: the search's result.
+    public var winner: String
+}
+
 /// Everything a search knows; the results file holds it, so a search can resume from it.
 public struct SearchState: Codable, Sendable {
     public var settings: SearchSettings
@@ -119,9 +156,11 @@ public struct SearchState: Codable, Sendable {
     public var rngState: UInt64
     public var elapsedSeconds: Double = 0
     public var complete = false
+    /// The final race, once run (nil: none was asked for, or not yet).
+    public var race: RaceLog?
 
     enum CodingKeys: String, CodingKey {
-        case settings, budget, records, generations, population, rngState = "rng_state", elapsedSeconds = "elapsed_seconds", complete
+        case settings, budget, records, generations, population, rngState = "rng_state", elapsedSeconds = "elapsed_seconds", complete, race
     }
 }
 
@@ -140,6 +179,10 @@ public final class EvolutionarySearch {
     public enum SearchUpdate: Sendable {
         /// A candidate was scored on `samples` images.
         case evaluated(key: String, samples: Int, rfid: Double)
+        /// A contender of the final race was judged on `samples` images.
+        case judged(key: String, samples: Int, score: Double)
+        /// The final race starts a rung: `contenders` plans on `samples` images.
+        case rung(samples: Int, contenders: Int)
         /// Generation `index` (0: the initial population) was selected.
         case generation(index: Int)
         /// The search ended (all generations, or the time limit).
@@ -176,13 +219,16 @@ public final class EvolutionarySearch {
         if var resume {
             // The time limit and the number of generations may change (to give a search more time);
             // anything else would make a different search.
+            // The final race runs after the generations on memoised scores, so it may change too.
             var same = resume.settings
             same.maxSeconds = settings.maxSeconds; same.generations = settings.generations
+            same.finalSamples = settings.finalSamples; same.finalJudge = settings.finalJudge
+            if resume.race.map({ $0.judge != settings.judge.rawValue || $0.rungs.last?.samples != settings.finalSamples }) ?? false { resume.race = nil }
             guard same == settings else {
                 throw ModelError("the results file was made with other settings (\(resume.settings)); resume with the same options or start a new file")
             }
             resume.settings = settings
-            if resume.generations.count <= settings.generations { resume.complete = false }
+            if resume.generations.count <= settings.generations { resume.complete = false; resume.race = nil }
             state = resume
         } else {
             // (A hair over the exact quotient: a plan priced exactly at the target, such as DDIM with
@@ -194,12 +240,24 @@ public final class EvolutionarySearch {
     var now: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
     var elapsed: Double { clockBase + now - generationStart }
 
-    /// The best candidate so far by full-sample rFID.
-    public var best: SearchRecord? { state.population.first.flatMap { state.records[$0] } }
+    /// The best candidate so far: the final race's winner once it has run, else the best by the fitness on every sample.
+    public var best: SearchRecord? { (state.race?.winner ?? state.population.first).flatMap { state.records[$0] } }
+
+    /// The best of the population by the fitness on every sample (the evolution's result, before any race).
+    public var bestBeforeRace: SearchRecord? { state.population.first.flatMap { state.records[$0] } }
 
     /// Scores `c` on `samples` images unless memoised.
     @discardableResult
-    func evaluate(_ c: Candidate, origin: CandidateOrigin, generation: Int, samples: Int) throws -> Double {
+    func evaluate(_ c: Candidate, origin: CandidateOrigin, generation: Int, samples: Int, race: Bool = false) throws -> Double {
+        if race {
+            if let s = state.records[c.key]?.raceScore(samples) { return s }
+            if shouldStop() { throw Unwind.stopped }
+            let score = try scorer.judge(c, samples: samples, by: state.settings.judge)
+            state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).merging([String(samples): score]) { _, b in b }
+            state.elapsedSeconds = elapsed
+            try onUpdate(state, .judged(key: c.key, samples: samples, score: score))
+            return score
+        }
         if let s = state.records[c.key]?.score(samples) { return s }
         if shouldStop() { throw Unwind.stopped }
         let score = try scorer.rfid(c, samples: samples)
@@ -325,9 +383,51 @@ public final class EvolutionarySearch {
                    seconds: elapsed - started)
             try onUpdate(state, .generation(index: g))
         }
+        try runRace()
         state.complete = true
         state.elapsedSeconds = elapsed
         try onUpdate(state, .done)
+    }
+
+    /// The contenders of the final race: the population, and generation 0's plain DDIM and solver
+    /// members and its best DeepCache member (the baselines), ranked by the fitness on every sample.
+    public func raceContenders() -> [String] {
+        let n = state.settings.samples
+        var keys = state.population
+        let baselines = state.records.values.filter { $0.generation == 0 && ($0.origin == .ddim || $0.origin == .solver) && $0.score(n) != nil }
+        keys += baselines.map(\.candidate.key)
+        if let dc = state.records.values.filter({ $0.origin == .deepcache && $0.score(n) != nil })
+            .min(by: { ($0.score(n)!, $0.candidate.key) < ($1.score(n)!, $1.candidate.key) }) { keys.append(dc.candidate.key) }
+        return Array(Set(keys)).sorted { (state.records[$0]!.score(n)!, $0) < (state.records[$1]!.score(n)!, $1) }
+    }
+
+    /// The race's rungs: 4× the fitness's images at each, the last `finalSamples`.
+    public static func rungSamples(samples: Int, finalSamples: Int) -> [Int] {
+        var r: [Int] = []
+        var s = samples * 4
+        while s < finalSamples { r.append(s); s *= 4 }
+        return r + [finalSamples]
+    }
+
+    /// Successive halving to more images: every contender is judged on the first rung, the better
+    /// half (at least two) goes on to the next, and the best of the last rung wins. Scores are
+    /// memoised in the records, so a resumed race repeats nothing.
+    func runRace() throws {
+        let settings = state.settings
+        guard let final = settings.finalSamples, final > settings.samples else { state.race = nil; return }
+        if let race = state.race, race.judge == settings.judge.rawValue, race.rungs.last?.samples == final { return }
+        var contenders = raceContenders()
+        guard contenders.count >= 2 else { return }
+        var rungs: [RaceLog.Rung] = []
+        for (i, samples) in Self.rungSamples(samples: settings.samples, finalSamples: final).enumerated() {
+            if i > 0 { contenders = Array(contenders.prefix(max(2, (contenders.count + 1) / 2))) }
+            try onUpdate(state, .rung(samples: samples, contenders: contenders.count))
+            let scores = try evaluatePhase(contenders.map { (state.records[$0]!.candidate, state.records[$0]!.origin, state.records[$0]!.generation, samples) }, race: true)
+            let ranked = zip(contenders, scores).sorted { ($0.1, $0.0) < ($1.1, $1.0) }
+            contenders = ranked.map(\.0)
+            rungs.append(RaceLog.Rung(samples: samples, ranking: ranked.map(\.0), scores: ranked.map(\.1)))
+        }
+        state.race = RaceLog(judge: settings.judge.rawValue, rungs: rungs, winner: contenders[0])
     }
 
     /// Which slice of each phase's unscored plans this process scores (index in 0..<count).
@@ -335,20 +435,22 @@ public final class EvolutionarySearch {
 
 
     /// Scores independent evaluations (candidate, origin, generation, samples), in order.
-    func evaluatePhase(_ items: [(Candidate, CandidateOrigin, Int, Int)]) throws -> [Double] {
+    func evaluatePhase(_ items: [(Candidate, CandidateOrigin, Int, Int)], race: Bool = false) throws -> [Double] {
         if let shard {
             var seen = Set<String>()
-            let missing = items.filter { state.records[$0.0.key]?.score($0.3) == nil && seen.insert("\($0.0.key)@\($0.3)").inserted }
+            let missing = items.filter {
+                (race ? state.records[$0.0.key]?.raceScore($0.3) : state.records[$0.0.key]?.score($0.3)) == nil && seen.insert("\($0.0.key)@\($0.3)").inserted
+            }
             if !missing.isEmpty {
                 var scored = 0
                 for (i, item) in missing.enumerated() where shard.count > 0 && i % shard.count == shard.index {
-                    try evaluate(item.0, origin: item.1, generation: item.2, samples: item.3)
+                    try evaluate(item.0, origin: item.1, generation: item.2, samples: item.3, race: race)
                     scored += 1
                 }
                 throw Unwind.shard(scored: scored, missing: missing.count)
             }
         }
-        return try items.map { try evaluate($0.0, origin: $0.1, generation: $0.2, samples: $0.3) }
+        return try items.map { try evaluate($0.0, origin: $0.1, generation: $0.2, samples: $0.3, race: race) }
     }
 
     /// Adds scores from another process (a shard) to the memo.
@@ -356,6 +458,7 @@ public final class EvolutionarySearch {
         for (key, r) in records {
             if var mine = state.records[key] {
                 mine.rfid.merge(r.rfid) { a, _ in a }
+                if let race = r.race { mine.race = (mine.race ?? [:]).merging(race) { a, _ in a } }
                 mine.generation = min(mine.generation, r.generation)
                 state.records[key] = mine
             } else {

@@ -25,6 +25,7 @@ public enum HTMLReport {
         let samples = report.state.settings.samples
         let target = report.state.settings.speedup
         let timed = report.teacher?.measuredSpeedup != nil
+        let race = report.state.race
         var rows = ""
         func row(_ e: ReportEntry, emphasis: Bool = false) {
             let plan = e.plan.map { "\($0.sampler) — \($0.fullSteps) full, \($0.partialSteps) partial, \($0.nullSteps) null<br><code>\(esc($0.compact))</code>" } ?? ""
@@ -32,7 +33,9 @@ public enum HTMLReport {
                 String(format: "%.2f×", m) + (e.measuredRange.map { r in String(format: " <small>(%.2f–%.2f)</small>", r[0], r[1]) } ?? "")
             } ?? "–"
             rows += "<tr\(emphasis ? " class=\"best\"" : "")><td>\(esc(e.name))</td><td>\(number(e.predictedSpeedup, "%.2f×"))</td><td>\(measured)</td>"
-                + "<td>\(number(e.rfid, "%.3f"))</td><td>\(number(e.paired, "%.3f"))</td><td>\(number(e.fid, "%.2f"))</td><td class=\"plan\">\(plan)</td></tr>\n"
+                + "<td>\(number(e.rfid, "%.3f"))</td><td>\(number(e.paired, "%.3f"))</td><td>\(number(e.fid, "%.2f"))</td>"
+                + (race == nil ? "" : "<td>\(number(e.raceScore, "%.3f"))\(e.raceSamples.map { " <small>(\($0))</small>" } ?? "")</td>")
+                + "<td class=\"plan\">\(plan)</td></tr>\n"
         }
         if let teacher = report.teacher { row(teacher) }
         if let best = report.best { row(best, emphasis: true) }
@@ -70,8 +73,10 @@ public enum HTMLReport {
             \(report.state.records.count) plans scored in \(String(format: "%.0f", report.state.elapsedSeconds)) s.</p>
             <h2>The best plan and the baselines</h2>
             <table><tr><th>plan</th><th>predicted</th><th>measured\(timed ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
-            <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th><th>sampler and steps</th></tr>
+            <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th>\
+            \(race.map { "<th>final race: \($0.judge) <small>(images)</small></th>" } ?? "")<th>sampler and steps</th></tr>
             \(rows)</table>
+            \(race.map { r in "<p>The result is the winner of a final race by \(esc(r.judge == "fid" ? "FID against real data (the search's own reference set)" : r.judge)): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \
             images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/plan_fid_check.py make \
             1,000–10,000-image figures of chosen plans.</p>

@@ -11,7 +11,13 @@ public final class RFIDScorer: SearchEvaluator {
     /// What `rfid(_:samples:)` scores candidates by.
     public let fitness: Fitness
 
-    public init(evaluator: RFIDEvaluator, fitness: Fitness = .rfid) { self.evaluator = evaluator; self.fitness = fitness }
+    /// Real data's statistics, for the fid fitness or judge (read at the first use).
+    let reference: (() throws -> FeatureStatistics)?
+    private var referenceStatistics: FeatureStatistics?
+
+    public init(evaluator: RFIDEvaluator, fitness: Fitness = .rfid, reference: (() throws -> FeatureStatistics)? = nil) {
+        self.evaluator = evaluator; self.fitness = fitness; self.reference = reference
+    }
 
     /// The teacher's sampler: candidates' plans are made on it (or a coarser grid of it).
     public var teacherSampler: PlanSampler { evaluator.teacher.sampler }
@@ -30,14 +36,28 @@ public final class RFIDScorer: SearchEvaluator {
         return (1..<max(1, c.count)).map { lengths[0..<$0].reduce(0, +) }
     }
 
-    /// The candidate's fitness: rFID, or the paired feature distance (`fitness`).
-    public func rfid(_ c: Candidate, samples: Int) throws -> Double {
+    /// The candidate's fitness: rFID, the paired feature distance or FID against real data (`fitness`).
+    public func rfid(_ c: Candidate, samples: Int) throws -> Double { try judge(c, samples: samples, by: fitness) }
+
+    /// `c`'s score by `measure` on `samples` images.
+    public func judge(_ c: Candidate, samples: Int, by measure: Fitness) throws -> Double {
         let plan = try c.plan(teacherSampler)
         let starts = boundaries(c, steps: plan.actions.count)
-        switch fitness {
+        switch measure {
         case .rfid: return try evaluator.rfid(plan: plan, samples: samples, boundaries: starts, counted: true).rfid
         case .paired: return try evaluator.pairedDistance(plan: plan, samples: samples, boundaries: starts, counted: true)
+        case .fid:
+            return try frechetDistance(try evaluator.statistics(plan: plan, samples: samples, boundaries: starts, counted: true), try realStatistics())
         }
+    }
+
+    /// The reference statistics of the fid fitness.
+    public func realStatistics() throws -> FeatureStatistics {
+        if let referenceStatistics { return referenceStatistics }
+        guard let reference else { throw ModelError("FID against real data as the search's measure needs real images (none were given)") }
+        let s = try reference()
+        referenceStatistics = s
+        return s
     }
 
     /// The paired feature distance of any plan (features reused where computed before).

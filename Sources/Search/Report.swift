@@ -16,6 +16,9 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     public var paired: Double?
     /// FID against real data on the same samples (nil without real statistics).
     public var fid: Double?
+    /// The final race's score on the most images this plan was judged on (nil: not a contender).
+    public var raceScore: Double?
+    public var raceSamples: Int?
     public var plan: StepPlan?
 
     public init(name: String, key: String, predictedSpeedup: Double, measuredSpeedup: Double? = nil, rfid: Double? = nil,
@@ -26,7 +29,7 @@ public struct ReportEntry: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", measuredRange = "measured_speedup_range"
-        case rfid, paired, fid, plan
+        case rfid, paired, fid, raceScore = "race_score", raceSamples = "race_samples", plan
     }
 }
 
@@ -49,6 +52,8 @@ public struct SearchReport: VersionedJSONFile, Sendable {
     public var best: ReportEntry?
     public var pareto: [ReportEntry] = []
     public var baselines: [ReportEntry] = []
+    /// The final race's contenders, in the first rung's order (nil: no race).
+    public var race: [ReportEntry]?
     public var teacher: ReportEntry?
     /// The speed-up asked for, and the margin the search added to it (state.settings.speedup is the sum).
     public var requestedSpeedup: Double?
@@ -64,7 +69,16 @@ public struct SearchReport: VersionedJSONFile, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case format, version, model, modelKey = "model_key", device, sampler, batch, features, latencies
-        case bestPlan = "best_plan", best, pareto, baselines, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", state
+        case bestPlan = "best_plan", best, pareto, baselines, race, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", state
+    }
+}
+
+extension ReportEntry {
+    /// Takes the final race's score of this entry's plan, on the most images it was judged on.
+    mutating func setRace(_ state: SearchState) {
+        guard state.race != nil, let race = state.records[key]?.race,
+              let most = race.keys.compactMap(Int.init).max() else { return }
+        raceScore = race[String(most)]; raceSamples = most
     }
 }
 

@@ -60,6 +60,10 @@ public struct SearchConfiguration: Sendable {
     public var useMACs = false
     /// What the search minimises (the evaluator must score by it too).
     public var fitness = Fitness.rfid
+    /// The final race: successive halving of the contenders up to this many images (nil: none),
+    /// judged by `finalJudge` (the evaluator must know the real data for fid).
+    public var finalSamples: Int?
+    public var finalJudge = Fitness.rfid
     /// Start no generation that would end after this many minutes (nil: no limit).
     public var maxMinutes: Double?
     /// Timed rounds of each plan beside a teacher batch (0: none).
@@ -229,6 +233,10 @@ public final class SearchSession {
         guard c.batch > 0, c.samples >= 2 else { throw ModelError("samples must be at least 2 and the batch positive") }
         let screen = c.screenSamples ?? min(c.batch, c.samples)
         guard screen >= 2, screen <= c.samples else { throw ModelError("screen samples (\(screen)) must be 2…samples (\(c.samples))") }
+        if let f = c.finalSamples, f <= c.samples {
+            throw ModelError("the final race's images (\(f)) must be more than the fitness's \(c.samples) (0 turns the race off)")
+        }
+        guard c.fitness != .fid else { throw ModelError("FID against real data is a judge for the final race (many images), not the fitness of every plan: use rfid or paired") }
         if case .latencyMs = c.target, c.useMACs { throw ModelError("a latency target needs measured latencies; price by MACs with a speed-up target") }
         let counts = try c.counts()
         let distributed = c.mode != .search
@@ -291,7 +299,7 @@ public final class SearchSession {
         let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: screen, population: c.population, children: c.children,
                                       generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
                                       seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, fitness: c.fitness, useMACs: c.useMACs,
-                                      maxSeconds: c.maxMinutes.map { $0 * 60 })
+                                      maxSeconds: c.maxMinutes.map { $0 * 60 }, finalSamples: c.finalSamples, finalJudge: c.finalJudge)
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
                                   features: c.features, latencies: latencies, state: search.state)
@@ -369,6 +377,12 @@ public final class SearchSession {
         var entries: [(entry: ReportEntry, plan: StepPlan)] = []
         entries.append((try withPaired(ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: try rfidOf(best, bestPlan),
                                                    fid: try fid(evaluator.statistics(best.candidate, samples: samples)), plan: bestPlan), best), bestPlan))
+        // The evolution's own best, where the final race chose another plan.
+        if let first = search.bestBeforeRace, first.candidate.key != best.candidate.key {
+            let plan = try first.candidate.plan(c.teacher)
+            entries.append((try withPaired(ReportEntry(name: "best on \(samples) images", key: first.candidate.key, predictedSpeedup: first.predictedSpeedup,
+                                                       rfid: try rfidOf(first, plan), fid: try fid(evaluator.statistics(first.candidate, samples: samples)), plan: plan), first), plan))
+        }
         // Plain DDIM with as many steps as the speed-up allows, on its own timestep grid (a member
         // of the space when that step count is one of its grids: then its scores are reused).
         let ddimSteps = SearchConfiguration.ddimSteps(steps: evaluations, target: target)
@@ -432,8 +446,16 @@ public final class SearchSession {
                 for i in report.pareto.indices { measured(&report.pareto[i], ratios[entries.count + i]) }
             }
         }
+        for i in entries.indices { entries[i].entry.setRace(search.state) }
         report.best = entries[0].entry
         report.bestPlan = bestPlan
+        report.race = try search.state.race?.rungs.first?.ranking.map { key in
+            let r = search.state.records[key]!
+            var e = ReportEntry(name: r.origin.rawValue, key: key, predictedSpeedup: r.predictedSpeedup, rfid: r.score(samples), plan: try r.candidate.plan(c.teacher))
+            if byPaired { e.rfid = nil; e.paired = r.score(samples) }
+            e.setRace(search.state)
+            return e
+        }
         report.baselines = entries.dropFirst().map(\.entry)
         report.teacher = teacherEntry
         report.stepsRun = before.run + evaluator.stepsRun; report.stepsShared = before.shared + evaluator.stepsShared
@@ -461,11 +483,12 @@ public final class SearchSession {
     /// One shard: score this slice of the first phase with unscored plans, into the shard file.
     func runShard(_ search: EvolutionarySearch, index: Int, count: Int) throws -> SearchOutcome {
         let file = configuration.shardFile(index, of: count)
-        let known = Set(search.state.records.map { "\($0.key)@\($0.value.rfid.keys.sorted())" })
+        func signature(_ key: String, _ r: SearchRecord) -> String { "\(key)@\(r.rfid.keys.sorted())@\((r.race ?? [:]).keys.sorted())" }
+        let known = Set(search.state.records.map { signature($0.key, $0.value) })
         search.shard = (index, count)
         search.onUpdate = { state, _ in
             // Only what this shard scored travels in its file (the merge takes the union).
-            let mine = state.records.filter { !known.contains("\($0.key)@\($0.value.rfid.keys.sorted())") }
+            let mine = state.records.filter { !known.contains(signature($0.key, $0.value)) }
             try ShardFile(shard: index, count: count, records: mine).write(to: file)
         }
         if case let .shardScored(scored, missing) = try search.run() { return .shardScored(scored: scored, missing: missing, file: file) }

@@ -26,7 +26,12 @@ struct SearchCommand: ParsableCommand {
             are screened on the first --screen-samples and only those that would enter the population are \
             scored on all. States at segment boundaries are shared between candidates with the same prefix. \
             Every scored plan is kept in --out, which is rewritten after each evaluation: Ctrl-C leaves it valid \
-            and --resume continues (same options → the same result as an uninterrupted run). At the end: plain \
+            and --resume continues (same options → the same result as an uninterrupted run). Then a final race \
+            (successive halving; --final-samples, default 16 × --samples): the population and generation 0's plain \
+            DDIM, solver and best DeepCache plans are judged on 4 × --samples images, the better half on 4 times \
+            as many, up to --final-samples, by --final-judge (rfid, paired, or fid: FID against --final-real, by \
+            default the Fashion-MNIST training set for the default model); the best of the last rung is the \
+            result, so close plans are not decided on 64 images. At the end: plain \
             DDIM, DPM-Solver++ (2M) and UniPC with as many full steps as the speed-up allows and the best \
             DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) on the same --samples images are reported \
             with measured speed-ups (median over --measure-rounds of a plan's batch timed beside a teacher \
@@ -68,6 +73,9 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Coarser DDIM grids searched besides the teacher's: a list of step counts (each cut into segments as the teacher's steps are, with --segments up to its size and N = G, plain DDIM with G steps), auto (the teacher's steps / 2 and the DDIM baseline's ⌊T / (X(1 + F))⌋ steps), or none (the paper's space).", valueName: "list")) var grids = "auto"
     @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order; -leading, -trailing or -linspace after it replaces the config's timestep spacing, e.g. unipc3-trailing), or none (default: dpmsolver++2,unipc2,unipc3,unipc3-trailing,dpmsolver++2-trailing with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
     @Option(help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitness = Fitness.rfid
+    @Option(name: .customLong("final-samples"), help: ArgumentHelp("The final race: the population and generation 0's plain solvers, DDIM and best DeepCache plan are judged on 4 × --samples images, the better half of them on 4 times as many, and so on up to this many; the best of the last rung is the result (successive halving: rankings on 64 images are close to a coin toss between close plans). 0: no race, the best by the fitness on --samples images. Default: 16 × --samples.", valueName: "N")) var finalSamples: Int?
+    @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, or fid (FID against real data: --final-real, which should not be the set the report's FID uses).", valueName: "rfid|paired|fid")) var finalJudge = Fitness.rfid
+    @Option(name: .customLong("final-real"), help: "Real images or pytorch-fid statistics the fid judge compares with (default for the default model: the Fashion-MNIST training set, apart from the test set the report's FID uses).") var finalReal: String?
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
     @Option(help: "Real images or pytorch-fid statistics for FID (default for the default model: the Fashion-MNIST test set).") var real: String?
@@ -92,6 +100,19 @@ struct SearchCommand: ParsableCommand {
         guard batch > 0, samples >= 2 else { throw ValidationError("--samples must be at least 2 and --batch positive") }
         if let maxMinutes, !(maxMinutes > 0) { throw ValidationError("--max-minutes must be positive") }
         guard !(shard != nil && merge) else { throw ValidationError("--shard and --merge are separate steps") }
+        guard fitness != .fid else { throw ValidationError("--fitness fid: FID against real data needs many images; use it as --final-judge fid (the final race), with --fitness rfid or paired") }
+        if let finalSamples, finalSamples != 0, finalSamples <= samples {
+            throw ValidationError("--final-samples \(finalSamples) must be more than --samples (\(samples)), or 0 for no final race")
+        }
+        if finalJudge != .rfid && finalSamples == 0 { throw ValidationError("--final-judge \(finalJudge.rawValue) needs a final race (--final-samples is 0)") }
+    }
+
+    /// The training set beside the test set the default model's FID uses.
+    static let trainingSet = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+    /// The real images of the fid judge (nil: none given and no default).
+    func finalRealImages() -> String? {
+        finalReal ?? (modelOptions.model == nil && FileManager.default.fileExists(atPath: Self.trainingSet) ? Self.trainingSet : nil)
     }
 
     func mode() throws -> SearchConfiguration.Mode {
@@ -132,8 +153,14 @@ struct SearchCommand: ParsableCommand {
 
     func run() throws {
         let chosenSolvers = try solverChoice()
-        if let real, !FileManager.default.fileExists(atPath: real) {
-            throw ValidationError("--real \(real) does not exist (checked before the search, not after it)")
+        for (option, path) in [("--real", real), ("--final-real", finalReal)] {
+            if let path, !FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("\(option) \(path) does not exist (checked before the search, not after it)")
+            }
+        }
+        let judgeReal = finalRealImages()
+        if finalJudge == .fid && judgeReal == nil {
+            throw ValidationError("--final-judge fid needs real images: give --final-real (e.g. the training set; the default model's is \(Self.trainingSet))")
         }
         let setup = try ModelSetup(modelOptions, generates: false)
         let textToImage = setup.config.isConditional
@@ -151,9 +178,16 @@ struct SearchCommand: ParsableCommand {
             say("text-to-image: \(promptOptions.prompts!) (\(promptSet.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
         }
         let modelKey = scored.key
+        // Real images' feature statistics (cached on disk), with progress.
+        func statistics(of path: String) throws -> FeatureStatistics {
+            let progress = ProgressLine("features of \(path)")
+            defer { progress.finish() }
+            return try FIDStatistics(extractor: scored.extractor).cachedStatistics(of: path) { progress.update($0, of: $1, unit: "images") }
+        }
         let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: scored.extractor, teacher: StepPlan.teacher(teacher),
                                                              seed: seed, modelKey: modelKey),
-                                fitness: fitness)
+                                fitness: fitness,
+                                reference: judgeReal.map { path in { try statistics(of: path) } })
 
         var c = SearchConfiguration(target: speedup.map { .speedup($0) } ?? .latencyMs(latencyMs!), teacher: teacher, batch: batch,
                                     out: URL(fileURLWithPath: out), modelName: setup.name, modelKey: modelKey, device: device.name,
@@ -163,6 +197,7 @@ struct SearchCommand: ParsableCommand {
         c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
         c.solvers = chosenSolvers; c.fitness = fitness
+        c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
@@ -172,16 +207,12 @@ struct SearchCommand: ParsableCommand {
             latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint, batch: pipeline.unet.batch) {
                 try StepProfiler(sampler: pipeline.sampler(for: teacher)).measure(repeats: 5, model: setup.name)
             },
-            realStatistics: {
-                guard let realPath else { return nil }
-                let progress = ProgressLine("features of \(realPath)")
-                defer { progress.finish() }
-                return try FIDStatistics(extractor: scored.extractor).cachedStatistics(of: realPath) { progress.update($0, of: $1, unit: "images") }
-            })
+            realStatistics: { try realPath.map(statistics(of:)) })
 
         let interrupt = Interrupt()
         let display = SearchDisplay()
         display.fitnessName = fitness == .paired ? "paired" : "rFID"
+        display.judgeName = finalJudge == .fid ? "FID against \(judgeReal ?? "real data")" : finalJudge.rawValue
         let outcome = try session.run { event in
             display.show(event)
             return interrupt.requested ? .stop : .proceed

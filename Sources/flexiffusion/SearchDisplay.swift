@@ -14,12 +14,22 @@ extension SearchCommand {
             return
         }
         let measured = noMeasure ? "measured ×" : "measured × (median, range of \(measureRounds))"
-        var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "paired (\(samples))", "FID real (\(samples))"]]
+        let race = r.report.state.race
+        var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "paired (\(samples))", "FID real (\(samples))"]
+                                + (race.map { ["race: \($0.judge) (images)"] } ?? [])]
+        func figure(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "–" }
         for e in [r.teacher] + r.entries {
-            rows.append([e.name, String(format: "%.2f", e.predictedSpeedup), e.measuredSpeedup.map { m in String(format: "%.2f", m) + (e.measuredRange.map { $0[0] == $0[1] ? "" : String(format: " (%.2f–%.2f)", $0[0], $0[1]) } ?? "") } ?? "–",
-                         e.rfid.map { String(format: "%.3f", $0) } ?? "–", e.paired.map { String(format: "%.3f", $0) } ?? "–", e.fid.map { String(format: "%.2f", $0) } ?? "–"])
+            var timing = figure(e.measuredSpeedup, "%.2f")
+            if e.measuredSpeedup != nil, let range = e.measuredRange, range[0] != range[1] { timing += String(format: " (%.2f–%.2f)", range[0], range[1]) }
+            var row = [e.name, String(format: "%.2f", e.predictedSpeedup), timing, figure(e.rfid, "%.3f"), figure(e.paired, "%.3f"), figure(e.fid, "%.2f")]
+            if race != nil { row.append(e.raceScore.map { String(format: "%.3f (%d)", $0, e.raceSamples ?? 0) } ?? "–") }
+            rows.append(row)
         }
         print(renderTable(rows))
+        if let race {
+            let rungs = race.rungs.map { "\($0.ranking.count) on \($0.samples)" }.joined(separator: ", then ")
+            print("final race by \(race.judge): \(rungs) images; the best of the last rung is the result")
+        }
         print("fitness: \(fitness == .paired ? "paired feature distance" : "rFID"); figures on \(samples) samples (seed \(seed)) scatter: `flexiffusion bench fitness` and scripts/plan_fid_check.py make larger checks")
         let plan = r.report.bestPlan!
         print("best plan \(r.best.candidate.key) (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
@@ -72,6 +82,8 @@ final class SearchDisplay {
     let interactive = isatty(2) != 0
     /// What "best" is measured in.
     var fitnessName = "rFID"
+    /// What the final race judges by.
+    var judgeName = "rfid"
     private var drawn = false
     private var lastPlain = 0.0
 
@@ -87,6 +99,11 @@ final class SearchDisplay {
                        s.target, s.teacher.steps, s.requested, s.margin * 100, s.budget, s.useMACs ? "MACs" : "ms", s.batch, s.segmentCounts.count,
                        s.grids.map(String.init).joined(separator: ","), ([s.teacher.scheduler.rawValue] + s.solvers.map(\.description)).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
         case .progress(let p):
+            if case let .rung(images, contenders) = p.update {
+                finish()
+                say("final race (\(judgeName)): \(contenders) plans on \(images) images…")
+                return
+            }
             let done = max(0, p.generationsDone - 1), total = p.generations - 1
             let figures = String(format: "generation %d/%d  best %@ %@  %d scored  %.0f s%@", done, total, fitnessName,
                                  p.bestRFID.map { String(format: "%.3f", $0) } ?? "–", p.scored, p.elapsed,

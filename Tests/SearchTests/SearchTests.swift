@@ -244,10 +244,11 @@ final class SyntheticScorer: CandidateScorer {
     let sampler = PlanSampler(scheduler: .ddim, steps: 100)
 
     func makeSearch(seed: UInt64, scorer: CandidateScorer, resume: SearchState? = nil, grids: [Int] = [], solvers: [SolverChoice] = [],
-                    speedup: Double = 2.5) throws -> EvolutionarySearch {
+                    speedup: Double = 2.5, finalSamples: Int? = nil, judge: Fitness = .rfid) throws -> EvolutionarySearch {
         let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: grids, solvers: solvers)
         let settings = SearchSettings(speedup: speedup, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8,
-                                      seed: seed, segmentCounts: [5, 10, 20, 25], grids: grids, solvers: solvers)
+                                      seed: seed, segmentCounts: [5, 10, 20, 25], grids: grids, solvers: solvers,
+                                      finalSamples: finalSamples, finalJudge: judge)
         return try EvolutionarySearch(settings: settings, space: space, cost: CostModel(latencies: try syntheticLatencies(), sampler: sampler),
                                       scorer: scorer, resume: resume)
     }
@@ -359,6 +360,63 @@ extension EvolutionTests {
         #expect(b.best?.candidate.solver == unipc && b.best?.candidate != member, "seed \(seed): best \(b.best?.candidate.key ?? "none")")
         // A results file's solvers must be the space's.
         #expect(throws: ModelError.self) { try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: a.state, grids: [20, 10], speedup: 10) }
+    }
+
+    /// The final race: the population and generation 0's plain members are judged on 4× the images,
+    /// the better half on 16× (the last rung), and the best there is the result — here plain UniPC-10,
+    /// which the fitness on 16 images ranks out of the population. Every (plan, images) is judged
+    /// once, the race is deterministic, a race stopped midway resumes to the same result, and another
+    /// last rung on resume reruns the race on the memoised scores.
+    @Test func finalRaceJudgesContendersOnMoreImages() throws {
+        final class JudgePrefersUniPC10: CandidateScorer {
+            let base = SyntheticScorer()
+            var judged: [String] = []
+            let member = "unipc2:G10:N10:" + Array(repeating: "1", count: 10).joined(separator: ",")
+            func rfid(_ c: Candidate, samples: Int) throws -> Double { try base.rfid(c, samples: samples) + (c.key == member ? 1 : 0) }
+            func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double {
+                #expect(by == .fid)
+                judged.append("\(c.key)@\(samples)")
+                return c.key == member ? 0.001 : try base.rfid(c, samples: samples) + 1 / Double(c.count) + Double(samples) * 1e-6
+            }
+        }
+        let seed = freshSeed()
+        let scorer = JudgePrefersUniPC10()
+        let a = try makeSearch(seed: seed, scorer: scorer, grids: [20, 10], solvers: SolverChoice.usual, speedup: 10, finalSamples: 256, judge: .fid)
+        try a.run()
+        let race = try #require(a.state.race)
+        #expect(race.judge == "fid" && race.rungs.map(\.samples) == [64, 256], "\(race.rungs.map(\.samples))")
+        let contenders = a.raceContenders()
+        #expect(Set(race.rungs[0].ranking) == Set(contenders) && contenders.contains(scorer.member))
+        #expect(Set(a.state.population).isSubset(of: Set(contenders)))
+        #expect(race.rungs[1].ranking.count == max(2, (contenders.count + 1) / 2))
+        #expect(Set(race.rungs[1].ranking) == Set(race.rungs[0].ranking.prefix(race.rungs[1].ranking.count)), "the better half goes on")
+        #expect(race.rungs.allSatisfy { $0.scores == $0.scores.sorted() })
+        #expect(race.winner == scorer.member && a.best?.candidate.key == scorer.member, "seed \(seed): \(race.winner)")
+        #expect(a.bestBeforeRace?.candidate.key != scorer.member)
+        #expect(Set(scorer.judged).count == scorer.judged.count, "a (plan, images) pair is judged once")
+        #expect(a.state.records[scorer.member]?.raceScore(256) == 0.001)
+        // Deterministic, and resumable midway (through JSON, as the results file carries it).
+        let again = JudgePrefersUniPC10()
+        let first = try makeSearch(seed: seed, scorer: again, grids: [20, 10], solvers: SolverChoice.usual, speedup: 10, finalSamples: 256, judge: .fid)
+        first.shouldStop = { again.judged.count >= 3 }
+        #expect(try first.run() == .stopped)
+        #expect(first.state.race == nil && !first.state.complete)
+        let saved = try JSONDecoder().decode(SearchState.self, from: try JSONEncoder().encode(first.state))
+        let second = try makeSearch(seed: seed, scorer: again, resume: saved, grids: [20, 10], solvers: SolverChoice.usual, speedup: 10,
+                                    finalSamples: 256, judge: .fid)
+        try second.run()
+        #expect(second.state.race == race && again.judged.sorted() == scorer.judged.sorted(), "seed \(seed)")
+        // Another last rung on resume: the race runs again, judging only what is new.
+        let before = again.judged.count
+        let third = try makeSearch(seed: seed, scorer: again, resume: second.state, grids: [20, 10], solvers: SolverChoice.usual, speedup: 10,
+                                   finalSamples: 1024, judge: .fid)
+        try third.run()
+        #expect(third.state.race?.rungs.map(\.samples) == [64, 256, 1024])
+        #expect(again.judged.count - before == third.state.race!.rungs[2].ranking.count, "only the 1024-image rung is new")
+        // No race: the evolution's best is the result.
+        let plain = try makeSearch(seed: seed, scorer: JudgePrefersUniPC10(), grids: [20, 10], solvers: SolverChoice.usual, speedup: 10)
+        try plain.run()
+        #expect(plain.state.race == nil && plain.best?.candidate.key == plain.state.population.first)
     }
 
     /// Two shards score disjoint halves of each phase; a coordinator merges their records and
@@ -530,7 +588,10 @@ extension EvolutionTests {
 final class SyntheticEvaluator: SearchEvaluator {
     let scorer = SyntheticScorer()
     var calls: [String] { scorer.calls }
+    /// The final race's judge (nil: the synthetic rFID on more images).
+    var judgement: ((Candidate, Int) -> Double)?
     func rfid(_ c: Candidate, samples: Int) throws -> Double { try scorer.rfid(c, samples: samples) }
+    func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double { try judgement?(c, samples) ?? scorer.rfid(c, samples: samples) }
     func rfid(plan: StepPlan, samples: Int) throws -> (rfid: Double, statistics: FeatureStatistics) {
         let r = 1 - Double(plan.fullSteps) / Double(plan.actions.count) + 1 / Double(samples)
         return (r, FeatureStatistics(mu: [r], sigma: [1]))
@@ -593,6 +654,32 @@ final class SyntheticEvaluator: SearchEvaluator {
         var other = configuration(dir, seed: seed, resume: true)
         other.generations = 2
         #expect(throws: ModelError.self) { _ = try session(other, SyntheticEvaluator(), dir: dir, measured: Counter()).run() }
+    }
+
+    /// A search with a final race whose judge prefers plain DDIM-37: it becomes the best entry, the
+    /// evolution's own best is reported beside it, the contenders carry their race scores, and the
+    /// page says how the result was chosen.
+    @Test func finalRaceChoosesTheReportedBest() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = configuration(dir, seed: freshSeed())
+        c.generations = 2; c.finalSamples = 64; c.finalJudge = .fid
+        let evaluator = SyntheticEvaluator()
+        let ddim37 = "G37:N37:" + Array(repeating: "1", count: 37).joined(separator: ",")
+        evaluator.judgement = { candidate, samples in candidate.key == ddim37 ? 0.5 : 1 + Double(candidate.count) / 100 }
+        let outcome = try session(c, evaluator, dir: dir, measured: Counter()).run()
+        guard case .finished(let result) = outcome else { Issue.record("outcome \(outcome)"); return }
+        #expect(result.best.candidate.key == ddim37 && result.entries[0].key == ddim37)
+        #expect(result.entries[0].raceScore == 0.5 && result.entries[0].raceSamples == 64)
+        let first = try #require(result.entries.first { $0.name == "best on 16 images" })
+        #expect(first.key == result.report.state.population.first && first.raceScore != nil)
+        #expect(result.report.state.race?.rungs.map(\.samples) == [64])
+        let page = try String(contentsOf: result.html, encoding: .utf8)
+        #expect(page.contains("final race: fid") && page.contains("winner of a final race"))
+        let saved = try SearchReport.load(from: c.out)
+        #expect(saved.best?.key == ddim37 && saved.best?.raceScore == 0.5 && saved.bestPlan == result.report.bestPlan)
+        let contenders = try #require(saved.race)
+        #expect(contenders.map(\.key) == saved.state.race?.rungs[0].ranking && contenders.allSatisfy { $0.plan != nil && $0.raceSamples == 64 })
     }
 
     /// A whole search: latencies measured once into the table (then read from it), the report with
