@@ -14,7 +14,7 @@
 # fid, t2i-search (SD 1.5's full configuration: device memory at the search's default batch and a small
 # search over the prompt set), t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
 # .device/clip-vocab from `make_tiny_sd_pipeline.py --write-vocabulary .device/clip-vocab`). The fid part runs scripts/plan_fid_check.py at 10,000 samples on the search's plans and the plain
-# solvers at their step counts (needs the Fashion-MNIST test images under $DATA, default .device/fashion-mnist).
+# solvers at their step counts (needs the Fashion-MNIST test images under $DATA; the search part needs its training images there too, default .device/fashion-mnist).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 mkdir -p "$OUT" /tmp/gpu-session-work
@@ -75,9 +75,12 @@ generate)
     step "generate: the same, batch 64"
     time "$BIN" generate --device "$DEVICE" --count 64 --steps 50 --batch 64 --out $WORK/generate-b64.png --json ;;
 search)
-    for s in ${SPEEDUPS:-5 10}; do
-        step "search --speedup $s, GPU (defaults)"
+    # The final race judges by FID against the training set (the report's FID is against the test set).
+    data="${DATA:-.device/fashion-mnist}"
+    for s in ${SPEEDUPS:-5 10 20}; do
+        step "search --speedup $s, GPU (defaults; final race by FID against the training set on ${FINAL_SAMPLES:-4096} images)"
         time timeout ${SEARCH_LIMIT:-240} "$BIN" search --device "$DEVICE" --speedup $s \
+            --final-judge fid --final-real "$data/train-images-idx3-ubyte.gz" --final-samples ${FINAL_SAMPLES:-4096} --real "$data/t10k-images-idx3-ubyte.gz" \
             --out $WORK/search$s.json --svg $WORK/search$s.svg --html $WORK/search$s.html
         cp $WORK/search$s.json "$OUT/" 2>/dev/null
     done ;;

@@ -127,7 +127,7 @@ class TextToImageParity(unittest.TestCase):
         out = os.path.join(tmp, "search.json")
         common = ["--model", self.folder, "--prompts", prompts, "--features", "fashion", "--batch", "4"]
         run = subprocess.run([str(BIN), "search", *common, "--speedup", "3", "--samples", "8", "--generations", "1",
-                              "--population", "4", "--children", "4", "--no-measure", "--out", out,
+                              "--population", "4", "--children", "4", "--no-measure", "--final-samples", "0", "--out", out,
                               "--latency-table", os.path.join(tmp, "latency.json"), "--json"], capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
         summary = json.loads(run.stdout)
