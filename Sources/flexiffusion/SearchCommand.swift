@@ -213,6 +213,7 @@ struct SearchCommand: ParsableCommand {
         let display = SearchDisplay()
         display.fitnessName = fitness == .paired ? "paired" : "rFID"
         display.judgeName = finalJudge == .fid ? "FID against \(judgeReal ?? "real data")" : finalJudge.rawValue
+        display.judgeShort = finalJudge.rawValue
         let outcome = try session.run { event in
             display.show(event)
             return interrupt.requested ? .stop : .proceed

@@ -82,8 +82,10 @@ final class SearchDisplay {
     let interactive = isatty(2) != 0
     /// What "best" is measured in.
     var fitnessName = "rFID"
-    /// What the final race judges by.
-    var judgeName = "rfid"
+    /// What the final race judges by (in full, and in a word).
+    var judgeName = "rfid", judgeShort = "rfid"
+    /// The race's rung under way: its images, contenders and those judged (memoised ones are not reported).
+    private var rung: (images: Int, contenders: Int, done: Int)?
     private var drawn = false
     private var lastPlain = 0.0
 
@@ -102,6 +104,12 @@ final class SearchDisplay {
             if case let .rung(images, contenders) = p.update {
                 finish()
                 say("final race (\(judgeName)): \(contenders) plans on \(images) images…")
+                rung = (images, contenders, 0)
+                return
+            }
+            if case let .judged(key, images, score) = p.update, let r = rung, r.images == images {
+                rung!.done += 1
+                say(String(format: "  %d/%d  %@ %.3f  %@", r.done + 1, r.contenders, judgeShort, score, key))
                 return
             }
             let done = max(0, p.generationsDone - 1), total = p.generations - 1
