@@ -29,9 +29,9 @@ struct SearchCommand: ParsableCommand {
             and --resume continues (same options → the same result as an uninterrupted run). Then a final race \
             (successive halving; --final-samples, default 16 × --samples): the population and generation 0's plain \
             DDIM, solver and best DeepCache plans are judged on 4 × --samples images, the better half on 4 times \
-            as many, up to --final-samples, by --final-judge (rfid, paired, or fid: FID against --final-real, by \
-            default the Fashion-MNIST training set for the default model); the best of the last rung is the \
-            result, so close plans are not decided on 64 images. At the end: plain \
+            as many, up to --final-samples, by --final-judge (rfid, paired, or fid: FID against --final-real; \
+            the default for the default model is fid against the Fashion-MNIST training set, elsewhere rfid); \
+            the best of the last rung is the result, so close plans are not decided on 64 images. At the end: plain \
             DDIM, DPM-Solver++ (2M) and UniPC with as many full steps as the speed-up allows and the best \
             DeepCache uniform plan are scored the same way; rFID and FID against real data (--real) on the same --samples images are reported \
             with measured speed-ups (median over --measure-rounds of a plan's batch timed beside a teacher \
@@ -74,7 +74,7 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order; -leading, -trailing or -linspace after it replaces the config's timestep spacing, e.g. unipc3-trailing), or none (default: dpmsolver++2,unipc2,unipc3,unipc3-trailing,dpmsolver++2-trailing with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
     @Option(help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitness = Fitness.rfid
     @Option(name: .customLong("final-samples"), help: ArgumentHelp("The final race: the population and generation 0's plain solvers, DDIM and best DeepCache plan are judged on 4 × --samples images, the better half of them on 4 times as many, and so on up to this many; the best of the last rung is the result (successive halving: rankings on 64 images are close to a coin toss between close plans). 0: no race, the best by the fitness on --samples images. Default: 16 × --samples.", valueName: "N")) var finalSamples: Int?
-    @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, or fid (FID against real data: --final-real, which should not be the set the report's FID uses).", valueName: "rfid|paired|fid")) var finalJudge = Fitness.rfid
+    @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, or fid (FID against real data: --final-real, which should not be the set the report's FID uses). Default: fid where the search has real images of its own (the default model: its training set), else rfid.", valueName: "rfid|paired|fid")) var finalJudgeOption: Fitness?
     @Option(name: .customLong("final-real"), help: "Real images or pytorch-fid statistics the fid judge compares with (default for the default model: the Fashion-MNIST training set, apart from the test set the report's FID uses).") var finalReal: String?
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
@@ -104,11 +104,14 @@ struct SearchCommand: ParsableCommand {
         if let finalSamples, finalSamples != 0, finalSamples <= samples {
             throw ValidationError("--final-samples \(finalSamples) must be more than --samples (\(samples)), or 0 for no final race")
         }
-        if finalJudge != .rfid && finalSamples == 0 { throw ValidationError("--final-judge \(finalJudge.rawValue) needs a final race (--final-samples is 0)") }
+        if let j = finalJudgeOption, j != .rfid, finalSamples == 0 { throw ValidationError("--final-judge \(j.rawValue) needs a final race (--final-samples is 0)") }
     }
 
     /// The training set beside the test set the default model's FID uses.
     static let trainingSet = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+    /// What the race judges by: the option, else FID against real images where there are some of the search's own.
+    var finalJudge: Fitness { finalJudgeOption ?? (finalRealImages() == nil ? .rfid : .fid) }
 
     /// The real images of the fid judge (nil: none given and no default).
     func finalRealImages() -> String? {
