@@ -90,6 +90,11 @@ PY
 
 # FID between two image sets, the number alone.
 fid_of() { "$bin" fid "$1" "$2" --json | sed 's/.*"fid" *: *\([0-9.e+-]*\).*/\1/'; }
+# The test set's statistics once (pytorch-fid's .npz), not once per FID.
+case "$test_set" in
+*.npz) ;;
+*) "$bin" fid "$test_set" --save-stats "$out/test-set.npz" > /dev/null; test_set="$out/test-set.npz" ;;
+esac
 printf "%-10s %10s %10s %14s %10s %10s %17s %8s\n" plan seconds speedup "round ratios" "sampling" FID "halves" rFID | tee "$out/table.txt"
 for name in $plans; do
     [ -f "$out/$name.safetensors" ] || continue
