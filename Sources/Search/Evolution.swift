@@ -253,7 +253,7 @@ public final class EvolutionarySearch {
             if let s = state.records[c.key]?.raceScore(samples) { return s }
             if shouldStop() { throw Unwind.stopped }
             let score = try scorer.judge(c, samples: samples, by: state.settings.judge)
-            state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).merging([String(samples): score]) { _, b in b }
+            state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).merging([String(samples): score]) { $1 }
             state.elapsedSeconds = elapsed
             try onUpdate(state, .judged(key: c.key, samples: samples, score: score))
             return score
@@ -413,9 +413,9 @@ public final class EvolutionarySearch {
     /// half (at least two) goes on to the next, and the best of the last rung wins. Scores are
     /// memoised in the records, so a resumed race repeats nothing.
     func runRace() throws {
+        // (A race run before under other race settings was dropped when the state was resumed.)
         let settings = state.settings
-        guard let final = settings.finalSamples, final > settings.samples else { state.race = nil; return }
-        if let race = state.race, race.judge == settings.judge.rawValue, race.rungs.last?.samples == final { return }
+        guard state.race == nil, let final = settings.finalSamples else { return }
         var contenders = raceContenders()
         guard contenders.count >= 2 else { return }
         var rungs: [RaceLog.Rung] = []

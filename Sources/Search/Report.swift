@@ -86,10 +86,18 @@ extension SearchReport {
     /// Records the search's best so far (its entry and plan), as the file carries it between evaluations.
     mutating func setBest(_ best: SearchRecord?, samples: Int) throws {
         guard let best else { return }
-        let paired = state.settings.fitness == Fitness.paired.rawValue
-        self.best = ReportEntry(name: "best", key: best.candidate.key, predictedSpeedup: best.predictedSpeedup, rfid: paired ? nil : best.score(samples))
-        self.best?.paired = paired ? best.score(samples) : nil
+        self.best = entry(best, name: "best", samples: samples)
         bestPlan = try best.candidate.plan(sampler)
+    }
+
+    /// An entry for a scored record with its fitness on `samples` images as its rFID or paired
+    /// distance (whichever the search minimised), and its race score where it has one.
+    func entry(_ r: SearchRecord, name: String, samples: Int, plan: StepPlan? = nil) -> ReportEntry {
+        let paired = state.settings.fitness == Fitness.paired.rawValue
+        var e = ReportEntry(name: name, key: r.candidate.key, predictedSpeedup: r.predictedSpeedup, rfid: paired ? nil : r.score(samples), plan: plan)
+        e.paired = paired ? r.score(samples) : nil
+        e.setRace(state)
+        return e
     }
 }
 

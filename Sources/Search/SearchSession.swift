@@ -449,12 +449,10 @@ public final class SearchSession {
         for i in entries.indices { entries[i].entry.setRace(search.state) }
         report.best = entries[0].entry
         report.bestPlan = bestPlan
+        report.state = search.state
         report.race = try search.state.race?.rungs.first?.ranking.map { key in
             let r = search.state.records[key]!
-            var e = ReportEntry(name: r.origin.rawValue, key: key, predictedSpeedup: r.predictedSpeedup, rfid: r.score(samples), plan: try r.candidate.plan(c.teacher))
-            if byPaired { e.rfid = nil; e.paired = r.score(samples) }
-            e.setRace(search.state)
-            return e
+            return report.entry(r, name: r.origin.rawValue, samples: samples, plan: try r.candidate.plan(c.teacher))
         }
         report.baselines = entries.dropFirst().map(\.entry)
         report.teacher = teacherEntry
