@@ -201,6 +201,9 @@ struct SearchCommand: ParsableCommand {
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
         c.solvers = chosenSolvers; c.fitness = fitness
         c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
+        // The race's real images are read now (cached on disk after the first time), so that a file
+        // that is not images or statistics is refused before the search, not after it.
+        if c.finalSamples != nil && finalJudge == .fid { _ = try scorer.realStatistics() }
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
