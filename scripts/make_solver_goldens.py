@@ -74,7 +74,24 @@ EXPLICIT_CASES = [
     ("dpmsolver", "explicit timesteps: dpmsolver 3M, sigma_min", dict(algorithm_type="dpmsolver", solver_order=3, final_sigmas_type="sigma_min"),
      [980, 700, 690, 400, 120, 3]),
     ("euler", "explicit timesteps: euler, leading config", dict(DDIM_BASE), [999, 900, 500, 499, 250, 10]),
+    # UniPC's set_timesteps takes no list: the list with the σ its spacing branch computes for it (set_unipc_timesteps).
+    ("unipc", "explicit timesteps: unipc bh2 order 3, leading config", dict(DDIM_BASE, solver_order=3), [801, 640, 420, 230, 90]),
+    ("unipc", "explicit timesteps: unipc bh1, noise prediction, sigma_min", dict(solver_type="bh1", predict_x0=False, final_sigmas_type="sigma_min"),
+     [999, 700, 500, 499, 100, 7]),
 ]
+
+
+def set_unipc_timesteps(sched, timesteps):
+    """UniPC set up for len(timesteps) steps, then given `timesteps` and σ as its set_timesteps' spacing
+    branch computes them for any timesteps (no Karras/exponential/beta/flow sigmas): σ interpolated at
+    each timestep, then the final σ (0, or σ at timestep 0 for sigma_min)."""
+    import numpy as np
+    sched.set_timesteps(len(timesteps))
+    full = np.array(((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5)
+    sigmas = np.interp(np.array(timesteps, dtype=np.float64), np.arange(0, len(full)), full)
+    last = 0 if sched.config.final_sigmas_type == "zero" else ((1 - sched.alphas_cumprod[0]) / sched.alphas_cumprod[0]) ** 0.5
+    sched.sigmas = torch.from_numpy(np.concatenate([sigmas, [last]]).astype(np.float32))
+    sched.timesteps = torch.tensor(timesteps, dtype=torch.int64)
 
 CASES = [
     ("from DDIM config, 2M", dict(DDIM_BASE), 10),
@@ -101,7 +118,10 @@ def main():
                                    + [("euler", *c) for c in EULER_CASES] + [("pndm", *c) for c in PNDM_CASES] + EXPLICIT_CASES):
         sched = classes[kind].from_config(cfg)
         explicit = steps if isinstance(steps, list) else None
-        if explicit:
+        if explicit and kind == "unipc":
+            set_unipc_timesteps(sched, explicit)
+            steps = len(explicit)
+        elif explicit:
             sched.set_timesteps(timesteps=explicit)
             steps = len(explicit)
         else:

@@ -92,7 +92,10 @@ def solver(model, sampler):
         overrides["skip_prk_steps"] = sampler.get("skip_prk_steps", True)
     sched = SOLVERS[kind].from_pretrained(folder, **overrides)
     if sampler.get("timesteps"):
-        sched.set_timesteps(timesteps=sampler["timesteps"])
+        # (UniPC takes no list in set_timesteps: the package sets it and its σ, as the engine runs it.)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+        from flexiffusion.schedulers import set_explicit_timesteps
+        set_explicit_timesteps(sched, sampler["timesteps"])
     else:
         sched.set_timesteps(sampler["steps"])
     return sched

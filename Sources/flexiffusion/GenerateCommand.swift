@@ -45,7 +45,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
     @Option(help: "Sampling steps (default: 50 for DDIM, 20 for DPM-Solver, UniPC and Euler, the training steps for DDPM; or the plan's).") var steps: Int?
     @Option(help: "DDIM's eta (default: 0, deterministic, or the plan's).") var eta: Float?
-    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler; e.g. Align Your Steps' 999,850,736,645,545,455,343,233,124,24). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
+    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, unipc, euler; e.g. Align Your Steps' 999,850,736,645,545,455,343,233,124,24). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of its config's: leading, trailing or linspace (diffusers' timestep_spacing).")
     var spacing: TimestepSpacing?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?

@@ -26,7 +26,7 @@ struct PlanOutputOptions: ParsableArguments {
     @Flag(name: .customLong("prk-steps"), help: "pndm: begin with Runge–Kutta steps (skip_prk_steps false; default: PLMS only, as Stable Diffusion's configs set it).") var prkSteps = false
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default 2).") var solverOrder: Int?
     @Option(help: "DDIM's eta.") var eta: Float = 0
-    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
+    @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, unipc, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of the model's config: leading, trailing or linspace.")
     var spacing: TimestepSpacing?
     @OptionGroup var modelOptions: ModelOptions

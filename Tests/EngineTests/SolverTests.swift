@@ -42,7 +42,8 @@ let solverGoldens: [SolverGolden] = {
             return (s, s.sigmas, { _ in 1 })
         }
         if g.kind == "unipc" {
-            let s = try UniPCMultistepScheduler(configuration: config, steps: g.steps)
+            let s = try UniPCMultistepScheduler(configuration: config, steps: g.steps, timesteps: g.explicit_timesteps)
+            #expect(s.planSampler.timesteps == g.explicit_timesteps, "\(g.name): the plan sampler carries the explicit timesteps")
             return (s, s.sigmas, s.stepOrder)
         }
         let s = try DPMSolverMultistepScheduler(configuration: config, steps: g.steps, timesteps: g.explicit_timesteps)

@@ -7,7 +7,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from .plan import Plan, PlanError, load_plan
-from .schedulers import make_scheduler
+from .schedulers import make_scheduler, set_explicit_timesteps
 from .unet import SplitUNet
 
 
@@ -46,7 +46,7 @@ class PlanHandle:
             raise PlanError(f"the plan runs {s.steps} {s.scheduler} steps; call the pipeline with num_inference_steps={s.steps} "
                             f"(not {num_inference_steps})")
         if s.timesteps is not None:
-            self._set_timesteps(device=device, timesteps=list(s.timesteps))
+            set_explicit_timesteps(self.scheduler, s.timesteps, device, set_timesteps=self._set_timesteps)
         else:
             self._set_timesteps(s.steps, device=device)
         n = len(self.scheduler.timesteps)

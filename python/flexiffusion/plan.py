@@ -10,7 +10,7 @@ VERSION = 1
 SEARCH_FORMAT = "flexiffusion-search"
 SCHEDULERS = ("ddim", "ddpm", "dpmsolver++", "dpmsolver", "unipc", "euler", "pndm")
 MULTISTEP = ("dpmsolver++", "dpmsolver", "unipc")
-TAKES_TIMESTEPS = ("dpmsolver++", "dpmsolver", "euler")
+TAKES_TIMESTEPS = ("dpmsolver++", "dpmsolver", "euler", "unipc")
 SPACINGS = ("leading", "trailing", "linspace")
 
 

@@ -46,6 +46,9 @@ PLANS = {
     "deepcache-pndm": ["plan", "deepcache", "--scheduler", "pndm", "--steps", "9", "--interval", "2", "--branch", "1"],
     "timesteps-dpmsolver++": ["plan", "deepcache", "--scheduler", "dpmsolver++", "--timesteps", "999,800,600,400,250,120,40,5",
                               "--interval", "2", "--branch", "0"],
+    # UniPC takes no timestep list in diffusers: apply_plan sets the list and its σ after set_timesteps.
+    "timesteps-unipc3": ["plan", "segments", "--scheduler", "unipc", "--solver-order", "3", "--timesteps", "801,650,420,260,130,40",
+                         "--segments", "2", "--interval", "3", "--branch", "1"],
     # The spacing instead of the config's (diffusers' from_config(config, timestep_spacing=…)).
     "trailing-unipc3": ["plan", "segments", "--scheduler", "unipc", "--solver-order", "3", "--steps", "6",
                         "--timestep-spacing", "trailing", "--segments", "2", "--interval", "2", "--branch", "1"],

@@ -66,8 +66,9 @@ public enum SchedulerKind: String, NamedChoice {
     /// Whether the sampler keeps a history of model outputs (and has a solver order).
     public var isMultistep: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .unipc }
 
-    /// Whether the sampler takes an explicit timestep list (diffusers' `set_timesteps(timesteps=…)`).
-    public var takesTimesteps: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .euler }
+    /// Whether the sampler takes an explicit timestep list (diffusers' `set_timesteps(timesteps=…)`;
+    /// for UniPC, whose `set_timesteps` has no such argument, the timesteps and their σ set after it).
+    public var takesTimesteps: Bool { self == .dpmsolverPlusPlus || self == .dpmsolver || self == .euler || self == .unipc }
 
     /// The kind diffusers' scheduler class `name` (a config's `_class_name`) is, with the settings that
     /// choose between kinds; nil for classes not implemented here.
@@ -96,7 +97,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     /// PNDM's `skip_prk_steps` (nil for other schedulers; true, as Stable Diffusion sets it, when a file leaves it out).
     public var skipPRKSteps: Bool?
     /// An explicit timestep list, first to last (as Align Your Steps schedules give them), instead of
-    /// the configuration's spacing: `steps` values, strictly decreasing (DPM-Solver and Euler only).
+    /// the configuration's spacing: `steps` values, strictly decreasing (DPM-Solver, UniPC and Euler only).
     public var timesteps: [Int]?
     /// The timestep spacing instead of the scheduler config's (`timestep_spacing`, as
     /// `from_config(config, timestep_spacing=…)` sets it); nil: the config's.
@@ -156,7 +157,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         if skipPRKSteps == false && steps < 4 { throw ModelError("pndm with Runge–Kutta steps needs at least 4 steps, not \(steps)") }
         if let timesteps {
             guard scheduler.takesTimesteps else {
-                throw ModelError("explicit timesteps work with dpmsolver++, dpmsolver and euler (as diffusers' set_timesteps(timesteps=…)), not \(scheduler)")
+                throw ModelError("explicit timesteps work with dpmsolver++, dpmsolver, euler and unipc, not \(scheduler)")
             }
             guard timesteps.count == steps else { throw ModelError("\(timesteps.count) timesteps for \(steps) steps") }
             guard timesteps.last! >= 0, zip(timesteps, timesteps.dropFirst()).allSatisfy({ $0 > $1 }) else {
@@ -184,7 +185,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         case .ddim: return try DDIMScheduler(configuration: configuration, steps: steps, eta: eta)
         case .dpmsolverPlusPlus: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolverPlusPlus, order: order, timesteps: timesteps)
         case .dpmsolver: return try DPMSolverMultistepScheduler(configuration: configuration, steps: steps, algorithm: .dpmsolver, order: order, timesteps: timesteps)
-        case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order)
+        case .unipc: return try UniPCMultistepScheduler(configuration: configuration, steps: steps, order: order, timesteps: timesteps)
         case .euler: return try EulerDiscreteScheduler(configuration: configuration, steps: steps, timesteps: timesteps)
         case .pndm: return try PNDMScheduler(configuration: configuration, steps: steps, skipPRKSteps: skipPRKSteps)
         }

@@ -24,8 +24,11 @@ public struct UniPCMultistepScheduler: Scheduler {
     let bh2: Bool
     let predictX0: Bool
 
-    /// `order` defaults to the configuration's `solver_order` (2).
-    public init(configuration c: SchedulerConfiguration, steps: Int, order: Int? = nil) throws {
+    /// `order` defaults to the configuration's `solver_order` (2). `timesteps`: an explicit list
+    /// instead of the spacing. diffusers' UniPC takes none in `set_timesteps`; the list gives what its
+    /// spacing branch gives for those timesteps (σ of each, then the final σ), which is what the
+    /// Python package sets on the scheduler after `set_timesteps` (python/flexiffusion/apply.py).
+    public init(configuration c: SchedulerConfiguration, steps: Int, order: Int? = nil, timesteps explicit: [Int]? = nil) throws {
         try c.validate()
         let source = "UniPCMultistepScheduler"
         try c.checkSteps(steps)
@@ -44,8 +47,10 @@ public struct UniPCMultistepScheduler: Scheduler {
         schedule = try NoiseSchedule(c)
         predictX0 = c.predictX0
         (timesteps, sigmas) = try SolverSigmas.make(c, schedule: schedule, steps: steps, finalType: c.finalSigmasType,
-                                                    karrasFinalIsLast: true, source: source)
+                                                    karrasFinalIsLast: true, explicit: explicit, source: source)
+        explicitTimesteps = explicit != nil
     }
+    let explicitTimesteps: Bool
 
     public var historyLength: Int { order + 1 }
     public var keepsSamples: Bool { true }
@@ -143,5 +148,5 @@ public struct UniPCMultistepScheduler: Scheduler {
                           predictor: Combination(sampleCoefficient: predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0, history: history))
     }
 
-    public var planSampler: PlanSampler { PlanSampler(scheduler: .unipc, steps: timesteps.count, order: order) }
+    public var planSampler: PlanSampler { PlanSampler(scheduler: .unipc, steps: timesteps.count, order: order, timesteps: explicitTimesteps ? timesteps : nil) }
 }
