@@ -51,7 +51,8 @@ case_ 64 "--timeout must be a positive number" bench fuzz --timeout nan
 case_ 64 "unknown reader bogus" bench fuzz --readers png,bogus
 case_ 64 "--replay needs one reader" bench fuzz --replay "$tmp/eta.json"
 case_ 64 "--prk-steps applies to pndm only" plan teacher --prk-steps
-case_ 64 "explicit timesteps work with" generate --scheduler unipc --timesteps 999,500
+case_ 64 "explicit timesteps work with" generate --scheduler ddim --timesteps 999,500
+case_ 64 "must be strictly decreasing within 0…999" generate --scheduler unipc --timesteps 1200,500 --count 2
 case_ 64 "strictly decreasing" generate --scheduler euler --timesteps 500,999
 case_ 64 "--steps 4 differs from the 3 --timesteps" generate --scheduler euler --timesteps 999,500,0 --steps 4
 case_ 64 "is invalid for '--timesteps" generate --scheduler euler --timesteps 999,x

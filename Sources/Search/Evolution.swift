@@ -55,11 +55,13 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     /// its last rung, and what it judges by ("rfid" when nil).
     public var finalSamples: Int?
     public var finalJudge: String?
+    /// Whether mutation moves solver grids' timesteps (nil: no; files made before it existed).
+    public var timesteps: Bool?
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
                 segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], fitness: Fitness = .rfid, useMACs: Bool = false,
-                maxSeconds: Double? = nil, finalSamples: Int? = nil, finalJudge: Fitness = .rfid) {
+                maxSeconds: Double? = nil, finalSamples: Int? = nil, finalJudge: Fitness = .rfid, timesteps: Bool = false) {
         self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
         self.population = population; self.children = children; self.generations = generations
         self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
@@ -69,6 +71,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         self.fitness = fitness == .rfid ? nil : fitness.rawValue
         self.finalSamples = finalSamples.flatMap { $0 > samples ? $0 : nil }
         self.finalJudge = self.finalSamples == nil || finalJudge == .rfid ? nil : finalJudge.rawValue
+        self.timesteps = timesteps ? true : nil
     }
 
     /// The race's judge.
@@ -78,7 +81,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
         case segmentCounts = "segment_counts", grids, solvers, fitness, useMACs = "use_macs", maxSeconds = "max_seconds"
-        case finalSamples = "final_samples", finalJudge = "final_judge"
+        case finalSamples = "final_samples", finalJudge = "final_judge", timesteps = "search_timesteps"
     }
 }
 
@@ -497,7 +500,9 @@ public final class EvolutionarySearch {
         var tries = 0
         while out.count < settings.children && tries < 50 * settings.children {
             tries += 1
-            let crossing = out.count < crossovers && state.population.count >= 2
+            // (Crossovers get the first fifth of the tries: a population whose crossovers give only
+            // plans scored before — plain solvers on one small grid — must still get mutants.)
+            let crossing = out.count < crossovers && state.population.count >= 2 && tries <= 10 * settings.children
             var c: Candidate
             if crossing {
                 c = space.crossover(pick(using: &rng), pick(using: &rng), using: &rng)

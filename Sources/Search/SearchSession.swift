@@ -64,6 +64,11 @@ public struct SearchConfiguration: Sendable {
     /// judged by `finalJudge` (the evaluator must know the real data for fid).
     public var finalSamples: Int?
     public var finalJudge = Fitness.rfid
+    /// Whether mutation moves solver grids' timesteps (explicit lists, as Align Your Steps gives
+    /// them), starting from `schedulerConfiguration`'s spacing; when continuing a results file, its own choice.
+    public var searchTimesteps = true
+    /// The model's scheduler configuration (nil: solver grids keep their spacing's timesteps).
+    public var schedulerConfiguration: SchedulerConfiguration?
     /// Start no generation that would end after this many minutes (nil: no limit).
     public var maxMinutes: Double?
     /// Timed rounds of each plan beside a teacher batch (0: none).
@@ -169,6 +174,8 @@ public struct SearchStart: Sendable {
     public var target: Double, requested: Double, margin: Double, budget: Double, useMACs: Bool
     public var teacher: PlanSampler, batch: Int, segmentCounts: [Int], grids: [Int], solvers: [SolverChoice], branches: Int
     public var samples: Int, screenSamples: Int, seed: UInt64, device: String
+    /// Whether mutation moves solver grids' timesteps.
+    public var timesteps = false
 }
 
 public struct SearchProgress: Sendable {
@@ -295,11 +302,14 @@ public final class SearchSession {
             let had = previous.state.settings.grids.map { $0.map(String.init).joined(separator: ",") } ?? "none"
             throw ModelError("\(c.out.path) was searched with grids \(had) (files made before grids existed have none); continue it with those")
         }
-        let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse, solvers: solvers)
+        let searchTimesteps = previous.map { $0.state.settings.timesteps ?? false } ?? c.searchTimesteps
+        let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse, solvers: solvers,
+                                    timesteps: searchTimesteps ? c.schedulerConfiguration : nil)
         let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: screen, population: c.population, children: c.children,
                                       generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
                                       seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, fitness: c.fitness, useMACs: c.useMACs,
-                                      maxSeconds: c.maxMinutes.map { $0 * 60 }, finalSamples: c.finalSamples, finalJudge: c.finalJudge)
+                                      maxSeconds: c.maxMinutes.map { $0 * 60 }, finalSamples: c.finalSamples, finalJudge: c.finalJudge,
+                                      timesteps: space.searchesTimesteps)
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
                                   features: c.features, latencies: latencies, state: search.state)
@@ -316,7 +326,7 @@ public final class SearchSession {
 
         _ = handler(.started(SearchStart(target: target, requested: requested, margin: c.margin, budget: search.state.budget, useMACs: c.useMACs,
                                          teacher: c.teacher, batch: c.batch, segmentCounts: counts, grids: space.grids, solvers: space.solvers, branches: c.branchCount,
-                                         samples: c.samples, screenSamples: screen, seed: c.seed, device: c.device)))
+                                         samples: c.samples, screenSamples: screen, seed: c.seed, device: c.device, timesteps: space.searchesTimesteps)))
         var stopRequested = false
         search.shouldStop = { stopRequested }
         let started = Date()

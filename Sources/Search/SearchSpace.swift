@@ -9,6 +9,9 @@
 // A grid may also run on another solver than the teacher's (DPM-Solver++, UniPC, …: the `solvers`
 // of the space): plain UniPC with G steps and DeepCache on it are members then, so the search
 // cannot end worse than switching the solver, and caching on a solver's grid is searched with it.
+// A solver's grid may also carry an explicit timestep list (as Align Your Steps schedules do): with
+// a scheduler configuration, mutation moves single timesteps of a solver grid, starting from its
+// spacing's, so the search chooses where the few steps of a fast plan fall, not only how many.
 import Engine
 import Foundation
 
@@ -93,24 +96,34 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     public private(set) var grid: Int?
     /// The solver the grid runs on: nil for the teacher's scheduler.
     public private(set) var solver: SolverChoice?
+    /// The solver grid's explicit timesteps, first to last, instead of its spacing (nil: the spacing's).
+    public private(set) var timesteps: [Int]?
 
-    public init(segments: [SegmentGene], grid: Int? = nil, solver: SolverChoice? = nil) {
+    public init(segments: [SegmentGene], grid: Int? = nil, solver: SolverChoice? = nil, timesteps: [Int]? = nil) {
         self.segments = segments.map { $0.active <= 1 ? SegmentGene(active: $0.active, branch: 0) : $0 }
         self.grid = grid
         self.solver = solver
+        self.timesteps = solver == nil ? nil : timesteps
     }
 
-    /// The same grid and solver with other segments.
-    public func with(segments: [SegmentGene]) -> Candidate { Candidate(segments: segments, grid: grid, solver: solver) }
+    /// The same grid, solver and timesteps with other segments.
+    public func with(segments: [SegmentGene]) -> Candidate { Candidate(segments: segments, grid: grid, solver: solver, timesteps: timesteps) }
+
+    /// The same grid and segments with other timesteps (nil: the spacing's).
+    public func with(timesteps: [Int]?) -> Candidate { Candidate(segments: segments, grid: grid, solver: solver, timesteps: timesteps) }
 
     public var count: Int { segments.count }
 
     /// A short, unique text form: "N10:3b1,1,2b0,…" (k, then b where k > 1), "G50:N25:…" on a DDIM-50
-    /// grid, "unipc2:G10:N10:…" on a UniPC grid.
+    /// grid, "unipc2:G10:N10:…" on a UniPC grid, "unipc3@820.600.400.180:G4:N4:…" on explicit timesteps.
     public var key: String { head + prefixKey(count) }
 
-    /// "N10:", "G50:N25:" or "unipc2:G10:N10:": the solver, grid and segment count, which every prefix key starts with.
-    public var head: String { (solver.map { "\($0):" } ?? "") + (grid.map { "G\($0):" } ?? "") + "N\(count):" }
+    /// "N10:", "G50:N25:" or "unipc2:G10:N10:": the solver (and its timesteps), grid and segment
+    /// count, which every prefix key starts with.
+    public var head: String {
+        (solver.map { "\($0)" + (timesteps.map { "@" + $0.map(String.init).joined(separator: ".") } ?? "") + ":" } ?? "")
+            + (grid.map { "G\($0):" } ?? "") + "N\(count):"
+    }
 
     /// The key of the first `n` segments (prefix sharing: equal keys reach the same state).
     public func prefixKey(_ n: Int) -> String {
@@ -122,6 +135,9 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     /// The sampler the plan runs on: the teacher's, or the same scheduler with `grid` steps, or the
     /// candidate's solver with `grid` (or the teacher's) steps.
     public func sampler(_ teacher: PlanSampler) -> PlanSampler {
+        if let solver, let timesteps {
+            return PlanSampler(scheduler: solver.scheduler, steps: timesteps.count, order: solver.order, timesteps: timesteps)
+        }
         if let solver { return solver.sampler(steps: grid ?? teacher.steps) }
         return grid.map { teacher.with(steps: $0) } ?? teacher
     }
@@ -143,10 +159,15 @@ public struct SearchSpace: Sendable {
     public let grids: [Int]
     /// Solvers the grids may run on besides the teacher's scheduler.
     public let solvers: [SolverChoice]
+    /// The scheduler configuration whose timesteps solver grids start from when mutation moves them
+    /// (nil: solver grids keep their spacing's timesteps).
+    public let timestepConfiguration: SchedulerConfiguration?
 
     /// `grids`: coarser DDIM grids besides the teacher's (each 1…T − 1; T itself is always in);
-    /// `solvers`: other samplers for the grids (the teacher's own is left out).
-    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = [], solvers: [SolverChoice] = []) throws {
+    /// `solvers`: other samplers for the grids (the teacher's own is left out); `timesteps`: the
+    /// model's scheduler configuration, to search explicit timesteps of solver grids (nil: none).
+    public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = [], solvers: [SolverChoice] = [],
+                timesteps: SchedulerConfiguration? = nil) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
         for n in segmentCounts where n < 1 || n > sampler.steps {
             throw ModelError("\(n) segments: must be 1…\(sampler.steps) for a \(sampler.steps)-step sampler")
@@ -165,6 +186,42 @@ public struct SearchSpace: Sendable {
             throw ModelError("other solvers are searched only beside a teacher with eta 0 and spaced timesteps")
         }
         self.solvers = unique
+        self.timestepConfiguration = unique.contains(where: { $0.scheduler.takesTimesteps }) ? timesteps : nil
+    }
+
+    /// Whether mutation moves solver grids' timesteps.
+    public var searchesTimesteps: Bool { timestepConfiguration != nil }
+
+    /// The timesteps `c`'s sampler runs at (its explicit list, else its spacing's; nil where the
+    /// configuration cannot make its scheduler).
+    public func timesteps(of c: Candidate) -> [Int]? {
+        if let t = c.timesteps { return t }
+        guard let config = timestepConfiguration else { return nil }
+        return try? c.sampler(sampler).scheduler(configuration: config).timesteps
+    }
+
+    /// `c` with the timestep list `new` (strictly decreasing within the training timesteps, as the
+    /// caller keeps it); canonical: a list equal to the spacing's is dropped.
+    func moved(_ c: Candidate, timesteps new: [Int]) -> Candidate {
+        let spaced = timesteps(of: c.with(timesteps: nil))
+        return c.with(timesteps: new == spaced ? nil : new)
+    }
+
+    /// One timestep of `c`'s solver grid moved towards a neighbour (or the ends of the training
+    /// timesteps) by up to half the gap, at least 1; nil when none can move.
+    func timestepMove(_ c: Candidate, using rng: inout some RandomNumberGenerator) -> Candidate? {
+        guard let solver = c.solver, solver.scheduler.takesTimesteps, let config = timestepConfiguration,
+              var t = timesteps(of: c), !t.isEmpty else { return nil }
+        let top = config.numTrainTimesteps - 1
+        // Room above and below each timestep (strictly decreasing, within 0…T − 1).
+        let moves = t.indices.flatMap { i -> [(Int, Int)] in
+            let above = (i == 0 ? top + 1 : t[i - 1]) - t[i] - 1, below = t[i] - (i == t.count - 1 ? -1 : t[i + 1]) - 1
+            return (above > 0 ? [(i, above)] : []) + (below > 0 ? [(i, -below)] : [])
+        }
+        guard let (i, room) = moves.randomElement(using: &rng) else { return nil }
+        let size = Int.random(in: 1...max(1, (abs(room) + 1) / 2), using: &rng)
+        t[i] += room > 0 ? size : -size
+        return moved(c, timesteps: t)
     }
 
     /// The canonical solver field for `s` (nil for the teacher's scheduler).
@@ -224,6 +281,10 @@ public struct SearchSpace: Sendable {
         let g = gridSteps(c)
         guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(c) else { return false }
         guard c.solver == nil || solvers.contains(c.solver!) else { return false }
+        if let t = c.timesteps {
+            guard let config = timestepConfiguration, c.solver!.scheduler.takesTimesteps, t.count == g,
+                  t.allSatisfy({ (0..<config.numTrainTimesteps).contains($0) }), zip(t, t.dropFirst()).allSatisfy({ $0 > $1 }) else { return false }
+        }
         return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
 
@@ -261,16 +322,23 @@ public struct SearchSpace: Sendable {
             let j = min(c.count - 1, i * c.count / n)
             let fraction = Double(c.segments[j].active) / Double(max(1, old[j]))
             return SegmentGene(active: max(1, min(l, Int((fraction * Double(l)).rounded()))), branch: c.segments[j].branch)
-        }, grid: gridField(g), solver: solver)
+        }, grid: gridField(g), solver: solver, timesteps: g == gridSteps(c) && solver == c.solver ? c.timesteps : nil)
     }
 
     /// Each segment's k or b changes with `probability` (at least one gene changes), mostly by one
     /// step; rarely (when there is a choice) N or the grid changes instead, keeping each segment's
-    /// active fraction, or the solver changes, keeping the segments.
+    /// active fraction, or the solver changes, keeping the segments (and the timesteps, where the
+    /// other solver takes them), or (when the space searches timesteps) one timestep of a solver grid moves.
     public func mutate(_ c: Candidate, probability: Double, using rng: inout some RandomNumberGenerator) -> Candidate {
         if !solvers.isEmpty && Double.random(in: 0..<1, using: &rng) < 0.1 {
             let other = solverChoices.filter { $0 != c.solver }.randomElement(using: &rng)!
-            return fitted(Candidate(segments: c.segments, grid: c.grid, solver: other))
+            let kept = other?.scheduler.takesTimesteps == true ? c.timesteps : nil
+            return fitted(Candidate(segments: c.segments, grid: c.grid, solver: other, timesteps: kept))
+        }
+        // (No draw without timestep genes: the same candidates as before they existed.)
+        if searchesTimesteps, c.solver?.scheduler.takesTimesteps == true, Double.random(in: 0..<1, using: &rng) < 0.25,
+           let m = timestepMove(c, using: &rng) {
+            return m
         }
         let g = gridSteps(c)
         let others = shapes.filter { $0.grid != g || $0.count != c.count }
@@ -312,10 +380,14 @@ public struct SearchSpace: Sendable {
 
     /// Uniform crossover of two parents with the same grid and N (each segment from either); else
     /// the first parent's segments up to a random cut, then the second's fractions rescaled (on the
-    /// first parent's grid and N). The child runs on the first parent's solver.
+    /// first parent's grid and N). The child runs on the first parent's solver and timesteps (on the
+    /// same grid and solver, either parent's timesteps).
     public func crossover(_ a: Candidate, _ b: Candidate, using rng: inout some RandomNumberGenerator) -> Candidate {
         if a.count == b.count && a.grid == b.grid {
-            return fitted(a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }))
+            let child = fitted(a.with(segments: zip(a.segments, b.segments).map { Bool.random(using: &rng) ? $0 : $1 }))
+            // (Either parent's timesteps, where they differ on the same solver; no draw otherwise.)
+            if a.solver == b.solver && a.timesteps != b.timesteps && Bool.random(using: &rng) { return child.with(timesteps: b.timesteps) }
+            return child
         }
         let cut = Int.random(in: 1..<max(2, a.count), using: &rng)
         let carried = reshaped(b, grid: gridSteps(a), count: a.count, solver: a.solver)

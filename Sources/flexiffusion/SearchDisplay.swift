@@ -97,9 +97,9 @@ final class SearchDisplay {
         case .latencies(.table(let measured), let table): say("latencies: \(table.path) (measured \(measured))")
         case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (flexiffusion profile)…")
         case .started(let s):
-            say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, solvers %@, %d branches, %d samples (screen %d), seed %llu on %@",
+            say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, solvers %@%@, %d branches, %d samples (screen %d), seed %llu on %@",
                        s.target, s.teacher.steps, s.requested, s.margin * 100, s.budget, s.useMACs ? "MACs" : "ms", s.batch, s.segmentCounts.count,
-                       s.grids.map(String.init).joined(separator: ","), ([s.teacher.scheduler.rawValue] + s.solvers.map(\.description)).joined(separator: ","), s.branches, s.samples, s.screenSamples, s.seed, s.device))
+                       s.grids.map(String.init).joined(separator: ","), ([s.teacher.scheduler.rawValue] + s.solvers.map(\.description)).joined(separator: ","), s.timesteps ? " (timesteps searched)" : "", s.branches, s.samples, s.screenSamples, s.seed, s.device))
         case .progress(let p):
             if case let .rung(images, contenders) = p.update {
                 finish()

@@ -129,6 +129,64 @@ final class SyntheticScorer: CandidateScorer {
     }
 
     /// A PNDM teacher (Stable Diffusion's scheduler; PLMS evaluates G + 1 times on G steps) beside
+
+    /// Timestep genes: with the model's scheduler configuration, mutation moves one timestep of a
+    /// solver grid at a time (from the spacing's list on), keeping the list strictly decreasing within
+    /// the training timesteps; the list keys, plans and round-trips; a list equal to the spacing's is
+    /// no list; solver changes keep it where the other solver takes one; without the configuration,
+    /// or on DDIM grids, no list appears.
+    @Test func mutationMovesSolverTimesteps() throws {
+        let config = SchedulerConfiguration()
+        let unipc = try SolverChoice(parsing: "unipc3"), dpm = try SolverChoice(parsing: "dpmsolver++2")
+        let space = try SearchSpace(sampler: sampler, segmentCounts: Array(4...20), branchCount: 6, grids: [5, 8], solvers: [unipc, dpm], timesteps: config)
+        #expect(space.searchesTimesteps)
+        let plain = space.ddim(segments: 5, grid: 5, solver: unipc)
+        let spaced = try #require(space.timesteps(of: plain))
+        #expect(spaced == [999, 799, 599, 400, 200], "the solvers' default spacing (linspace)")
+        var rng = SplitMix64(seed: freshSeed())
+        var moved = 0
+        for _ in 0..<400 {
+            let child = space.mutate(plain, probability: 0.25, using: &rng)
+            #expect(space.contains(child), "\(child.key)")
+            guard let t = child.timesteps else { continue }
+            moved += 1
+            #expect(child.solver != nil && child.grid == plain.grid && child.segments == plain.segments, "a timestep move keeps the rest: \(child.key)")
+            #expect(t.count == 5 && zip(t, t.dropFirst()).allSatisfy { $0 > $1 } && t.allSatisfy { (0..<1000).contains($0) })
+            #expect(zip(t, spaced).filter { $0 != $1 }.count == 1, "one timestep moves: \(t)")
+            #expect(t != spaced, "a list equal to the spacing's is no list")
+            #expect(child.key.contains("@" + t.map(String.init).joined(separator: ".") + ":G5:N5:"))
+            let plan = try child.plan(sampler)
+            #expect(plan.sampler.timesteps == t && plan.sampler.spacing == nil && plan.sampler.order == child.solver!.order)
+            #expect(try plan.sampler.scheduler(configuration: config).timesteps == t)
+            #expect(try JSONDecoder().decode(Candidate.self, from: JSONEncoder().encode(child)) == child)
+        }
+        #expect(moved > 20, "mutation moves timesteps (\(moved) of 400)")
+        // Children of a moved candidate: segment mutations keep its list, timestep moves keep its
+        // segments, and a switch to another solver that takes timesteps keeps the list.
+        let once = try #require((0..<200).lazy.map { _ in space.mutate(plain, probability: 0.25, using: &rng) }.first { $0.timesteps != nil })
+        var switched = 0
+        for _ in 0..<300 {
+            let child = space.mutate(once, probability: 0.25, using: &rng)
+            #expect(space.contains(child), "\(child.key)")
+            if child.solver == once.solver && child.grid == once.grid && child.count == once.count {
+                #expect(child.timesteps == once.timesteps || child.segments == once.segments, "\(child.key) from \(once.key)")
+            }
+            if child.solver == dpm { switched += 1; #expect(child.timesteps == once.timesteps) }
+        }
+        #expect(switched > 0)
+        // DDIM grids and spaces without the configuration have none.
+        let noTimesteps = try SearchSpace(sampler: sampler, segmentCounts: Array(4...20), branchCount: 6, grids: [5, 8], solvers: [unipc, dpm])
+        #expect(!noTimesteps.searchesTimesteps && !noTimesteps.contains(once), "a list outside a space that searches none")
+        let ddim = space.ddim(segments: 5, grid: 5)
+        for _ in 0..<100 {
+            #expect(space.mutate(ddim, probability: 0.25, using: &rng).timesteps == nil)
+            #expect(noTimesteps.mutate(plain, probability: 0.25, using: &rng).timesteps == nil)
+        }
+        #expect(Candidate(segments: ddim.segments, grid: 5, timesteps: [900, 700, 500, 300, 100]).timesteps == nil, "no list without a solver")
+        // A list that is not strictly decreasing, or out of range, is not a member.
+        #expect(!space.contains(plain.with(timesteps: [800, 800, 480, 320, 160])) && !space.contains(plain.with(timesteps: [1000, 640, 480, 320, 160])))
+        #expect(space.contains(plain.with(timesteps: [999, 640, 480, 320, 0])))
+    }
     /// solvers that evaluate G times: segments divide each candidate's own evaluations, members stay
     /// members through random draws, mutation, crossover and repair, and their plans run.
     @Test func pndmTeacherSegmentsItsEvaluations() throws {
@@ -360,6 +418,36 @@ extension EvolutionTests {
         #expect(b.best?.candidate.solver == unipc && b.best?.candidate != member, "seed \(seed): best \(b.best?.candidate.key ?? "none")")
         // A results file's solvers must be the space's.
         #expect(throws: ModelError.self) { try makeSearch(seed: seed, scorer: SyntheticScorer(), resume: a.state, grids: [20, 10], speedup: 10) }
+    }
+
+    /// Timestep genes in the evolution: a scorer that rewards plain UniPC-5 for timesteps near a
+    /// hidden list gets a list nearer to it than the spacing's, and every generation makes children
+    /// even when the population is all plain solvers on one grid (their crossovers give only plans
+    /// scored before; crossovers once took every try then, and generations stopped making children).
+    @Test func searchMovesTimestepsTowardsBetterOnes() throws {
+        final class PrefersTimesteps: CandidateScorer {
+            let wanted = [900, 700, 420, 250, 60]
+            let spaced = [999, 799, 599, 400, 200]
+            func rfid(_ c: Candidate, samples: Int) throws -> Double {
+                guard c.solver != nil, c.grid == 5, c.segments.allSatisfy({ $0.active == 1 }) else { return 10 }
+                return Double(zip(c.timesteps ?? spaced, wanted).map { abs($0 - $1) }.reduce(0, +)) / 1000 + 1 / Double(samples)
+            }
+        }
+        let seed = freshSeed()
+        let solvers = [try SolverChoice(parsing: "unipc2")]
+        let space = try SearchSpace(sampler: sampler, segmentCounts: [5], branchCount: 6, grids: [5], solvers: solvers, timesteps: SchedulerConfiguration())
+        let settings = SearchSettings(speedup: 19, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8,
+                                      seed: seed, segmentCounts: [5], grids: [5], solvers: solvers, timesteps: true)
+        let scorer = PrefersTimesteps()
+        let search = try EvolutionarySearch(settings: settings, space: space, cost: CostModel(latencies: try syntheticLatencies(), sampler: sampler),
+                                            scorer: scorer, resume: nil)
+        try search.run()
+        let best = try #require(search.best)
+        let spacedScore = try scorer.rfid(space.ddim(segments: 5, grid: 5, solver: solvers[0]), samples: 16)
+        #expect(best.candidate.timesteps != nil && best.score(16)! < spacedScore, "seed \(seed): best \(best.candidate.key)")
+        for g in search.state.generations.dropFirst() { #expect(!g.evaluated.isEmpty, "seed \(seed): generation \(g.generation) made no children") }
+        for r in search.state.records.values { #expect(space.contains(r.candidate) && r.predictedMs <= search.state.budget, "\(r.candidate.key)") }
+        #expect(try best.candidate.plan(sampler).sampler.timesteps == best.candidate.timesteps)
     }
 
     /// The final race: the population and generation 0's plain members are judged on 4× the images,
