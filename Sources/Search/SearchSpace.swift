@@ -74,6 +74,9 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
 
     public var description: String { scheduler.rawValue + (order.map(String.init) ?? "") + (spacing.map { "-\($0)" } ?? "") }
 
+    /// The same solver on the config's spacing.
+    public var withoutSpacing: SolverChoice { var c = self; c.spacing = nil; return c }
+
     /// The sampler with `steps` steps (eta 0).
     public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order, spacing: spacing) }
 
@@ -96,14 +99,16 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     public private(set) var grid: Int?
     /// The solver the grid runs on: nil for the teacher's scheduler.
     public private(set) var solver: SolverChoice?
-    /// The solver grid's explicit timesteps, first to last, instead of its spacing (nil: the spacing's).
+    /// The solver grid's explicit timesteps, first to last, instead of its spacing (nil: the spacing's;
+    /// with a list, the solver has no spacing).
     public private(set) var timesteps: [Int]?
 
     public init(segments: [SegmentGene], grid: Int? = nil, solver: SolverChoice? = nil, timesteps: [Int]? = nil) {
         self.segments = segments.map { $0.active <= 1 ? SegmentGene(active: $0.active, branch: 0) : $0 }
         self.grid = grid
-        self.solver = solver
         self.timesteps = solver == nil ? nil : timesteps
+        // (An explicit list makes the solver's spacing moot: one key per plan.)
+        self.solver = self.timesteps == nil ? solver : solver?.withoutSpacing
     }
 
     /// The same grid, solver and timesteps with other segments.
@@ -280,7 +285,8 @@ public struct SearchSpace: Sendable {
     public func contains(_ c: Candidate) -> Bool {
         let g = gridSteps(c)
         guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(c) else { return false }
-        guard c.solver == nil || solvers.contains(c.solver!) else { return false }
+        // (A solver on an explicit list is a searched solver on any spacing.)
+        guard c.solver == nil || solvers.contains(c.solver!) || (c.timesteps != nil && solvers.map(\.withoutSpacing).contains(c.solver!)) else { return false }
         if let t = c.timesteps {
             guard let config = timestepConfiguration, c.solver!.scheduler.takesTimesteps, t.count == g,
                   t.allSatisfy({ (0..<config.numTrainTimesteps).contains($0) }), zip(t, t.dropFirst()).allSatisfy({ $0 > $1 }) else { return false }

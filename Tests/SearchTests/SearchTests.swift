@@ -186,6 +186,12 @@ final class SyntheticScorer: CandidateScorer {
         // A list that is not strictly decreasing, or out of range, is not a member.
         #expect(!space.contains(plain.with(timesteps: [800, 800, 480, 320, 160])) && !space.contains(plain.with(timesteps: [1000, 640, 480, 320, 160])))
         #expect(space.contains(plain.with(timesteps: [999, 640, 480, 320, 0])))
+        // A list makes the solver's spacing moot: one key per plan, a member where the solver is searched on some spacing.
+        let trailing = try SolverChoice(parsing: "unipc3-trailing")
+        let onTrailing = Candidate(segments: plain.segments, grid: 5, solver: trailing, timesteps: [999, 640, 480, 320, 0])
+        #expect(onTrailing.solver == unipc && onTrailing.key == plain.with(timesteps: [999, 640, 480, 320, 0]).key)
+        let trailingOnly = try SearchSpace(sampler: sampler, segmentCounts: Array(4...20), branchCount: 6, grids: [5], solvers: [trailing], timesteps: config)
+        #expect(trailingOnly.contains(onTrailing) && !trailingOnly.contains(plain))
     }
     /// solvers that evaluate G times: segments divide each candidate's own evaluations, members stay
     /// members through random draws, mutation, crossover and repair, and their plans run.
