@@ -287,9 +287,9 @@ public struct SearchSpace: Sendable {
         guard c.grid != sampler.steps, grids.contains(g), counts(grid: g).contains(c.count), c.count <= actions(c) else { return false }
         // (A solver on an explicit list is a searched solver on any spacing.)
         guard c.solver == nil || solvers.contains(c.solver!) || (c.timesteps != nil && solvers.map(\.withoutSpacing).contains(c.solver!)) else { return false }
+        // (A list is one the solver's scheduler takes: the checks of plans and schedulers themselves.)
         if let t = c.timesteps {
-            guard let config = timestepConfiguration, c.solver!.scheduler.takesTimesteps, t.count == g,
-                  t.allSatisfy({ (0..<config.numTrainTimesteps).contains($0) }), zip(t, t.dropFirst()).allSatisfy({ $0 > $1 }) else { return false }
+            guard t.count == g, let config = timestepConfiguration, (try? c.sampler(sampler).scheduler(configuration: config)) != nil else { return false }
         }
         return zip(c.segments, lengths(c)).allSatisfy { g, l in (1...l).contains(g.active) && (0..<branchCount).contains(g.branch) }
     }
