@@ -16,13 +16,14 @@ import unittest
 from pathlib import Path
 
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler, UNet2DConditionModel
+from diffusers import DDIMPipeline, DDIMScheduler, UNet2DConditionModel, UniPCMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 
 import flexiffusion
 from diffusers.utils import logging as diffusers_logging
 from flexiffusion import PlanError
+from flexiffusion.schedulers import set_explicit_timesteps
 
 diffusers_logging.set_verbosity_error()
 
@@ -179,6 +180,11 @@ class PipelineUse(unittest.TestCase):
             flexiffusion.load_plan({**self.plan, "version": 2})
         with self.assertRaisesRegex(PlanError, "cannot read step plan"):
             flexiffusion.load_plan("/nonexistent/plan.json")
+        # UniPC takes a list only where its σ are the timesteps' (set after set_timesteps).
+        with self.assertRaisesRegex(PlanError, "use_karras_sigmas"):
+            set_explicit_timesteps(UniPCMultistepScheduler(use_karras_sigmas=True), [900, 500, 100])
+        with self.assertRaisesRegex(PlanError, "outside the 1000 training timesteps"):
+            set_explicit_timesteps(UniPCMultistepScheduler(), [1200, 500, 100])
         # Outside a run, or past the plan's end.
         handle = flexiffusion.apply_plan(self.pipe, self.plan)
         x = torch.randn(1, 1, 28, 28)
