@@ -12,7 +12,9 @@
 #               so that a machine whose speed drifts over minutes slows all plans alike. Chunk r draws
 #               its noise from seed SEED + r. A plan's seconds are its rounds' sum; FID is over all
 #               of its COUNT images.
-#   BATCH (64), TEST_SET (Debian's t10k-images-idx3-ubyte.gz), PLANS (teacher best ddim deepcache).
+#   BATCH (64), TEST_SET (Debian's t10k-images-idx3-ubyte.gz), PLANS (teacher best ddim deepcache;
+#               the report's other baselines are named by their first word, dpmsolver++, unipc2, …,
+#               and the evolution's own pick before the final race is "pick").
 #   EXTRA_PLANS  more plans to run beside them, as NAME=PLAN.json words (e.g. "mine=plans/x.json").
 set -euo pipefail
 result="$1"; count="$2"; seed="$3"; out="$4"; bin="${5:-.build/release/flexiffusion}"
@@ -25,7 +27,11 @@ import json, sys
 report = json.load(open(sys.argv[1]))
 plans = {"best": report["best_plan"]}
 for b in report["baselines"]:
-    plans[b["name"].split()[0]] = b["plan"]
+    # "best on 64 images" is the evolution's own pick before the final race: "pick", so that it
+    # does not take the place of the race's result ("best").
+    name = "pick" if b["name"].startswith("best on ") else b["name"].split()[0]
+    assert name not in plans, f"two plans named {name} in {sys.argv[1]}"
+    plans[name] = b["plan"]
 for name, plan in plans.items():
     json.dump(plan, open(f"{sys.argv[2]}/{name}.plan.json", "w"), indent=2)
 PY
