@@ -88,11 +88,7 @@ public final class RFIDScorer: SearchEvaluator {
     /// Seconds to generate `images` images of `plan` from the noise of seed + 99, read back to the
     /// host as `generate` reads them (the search has run its kernels before).
     public func timeRun(_ plan: StepPlan, images: Int) throws -> Double {
-        let pipeline = evaluator.pipeline
-        try pipeline.unet.stream.finish()
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try pipeline.generateImages(plan: plan, noise: GenerationNoise(seed: evaluator.seed &+ 99), count: images) { _, _ in }
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        try evaluator.pipeline.timeGeneration(plan: plan, noise: GenerationNoise(seed: evaluator.seed &+ 99), count: images)
     }
 
 }

@@ -442,18 +442,14 @@ public final class SearchSession {
             var timed = entries.map(\.plan)
             if c.measureFront { timed += report.pareto.map { $0.plan! } }
             _ = handler(.timing(rounds: c.measureRounds, plans: timed.count, images: samples))
-            var ratios = Array(repeating: [Double](), count: timed.count)
-            for _ in 0..<c.measureRounds {
-                for (i, plan) in timed.enumerated() {
-                    let teacherSeconds = try evaluator.timeRun(teacherPlan, images: samples)
-                    ratios[i].append(teacherSeconds / (try evaluator.timeRun(plan, images: samples)))
-                }
-            }
+            let timings = try SpeedupTiming.measure(timed, against: teacherPlan, rounds: c.measureRounds, teacherTiming: .besideEachPlan) {
+                try evaluator.timeRun($0, images: samples)
+            }.plans
             teacherEntry.measuredSpeedup = 1
-            func measured(_ e: inout ReportEntry, _ r: [Double]) { e.measuredSpeedup = median(r); e.measuredRange = [spread(r).min, spread(r).max] }
-            for i in entries.indices { measured(&entries[i].entry, ratios[i]) }
+            func measured(_ e: inout ReportEntry, _ m: MeasuredSpeedup) { e.measuredSpeedup = m.median; e.measuredRange = [m.range.min, m.range.max] }
+            for i in entries.indices { measured(&entries[i].entry, timings[i]) }
             if c.measureFront {
-                for i in report.pareto.indices { measured(&report.pareto[i], ratios[entries.count + i]) }
+                for i in report.pareto.indices { measured(&report.pareto[i], timings[entries.count + i]) }
             }
         }
         for i in entries.indices { entries[i].entry.setRace(search.state) }

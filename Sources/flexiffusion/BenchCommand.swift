@@ -7,7 +7,7 @@ import GPUKernels
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks (they print figures; tests assert correctness).",
-        subcommands: [BenchKernels.self, BenchUNet.self, BenchPlans.self, BenchFitness.self, BenchFuzz.self])
+        subcommands: [BenchKernels.self, BenchUNet.self, BenchPlans.self, BenchSpeedups.self, BenchFitness.self, BenchFuzz.self])
 }
 
 /// Median of wall-clock milliseconds over `repeats` runs of `body`, after one warm-up run.

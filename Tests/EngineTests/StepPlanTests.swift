@@ -22,6 +22,36 @@ import TestSupport
         #expect(try StepPlan.load(from: URL(fileURLWithPath: path)) == plan)
     }
 
+    /// Speed-up timing: the rounds' order of runs and each ratio's teacher time, for both ways of
+    /// timing the teacher (a clock that drifts: every run takes longer than the one before it).
+    @Test func speedupTimingPairsTheTeacherWithThePlans() throws {
+        let teacher = StepPlan.teacher(PlanSampler(steps: 10))
+        let a = StepPlan.teacher(PlanSampler(steps: 5)), b = StepPlan.teacher(PlanSampler(steps: 2))
+        let drift = Double(freshSeed() % 7 + 1) / 100
+        final class Clock {
+            let drift: Double; var order: [Int] = []
+            init(drift: Double) { self.drift = drift }
+            func time(_ p: StepPlan) -> Double { order.append(p.fullSteps); return Double(p.fullSteps) * (1 + drift * Double(order.count)) }
+        }
+        var clock = Clock(drift: drift)
+        let beside = try SpeedupTiming.measure([a, b], against: teacher, rounds: 2, teacherTiming: .besideEachPlan, time: clock.time)
+        #expect(clock.order == [10, 5, 10, 2, 10, 5, 10, 2])
+        #expect(beside.teacherSeconds.count == 4 && beside.plans.map(\.ratios.count) == [2, 2])
+        // Round 1, plan a: teacher run 1, a run 2.
+        #expect(abs(beside.plans[0].ratios[0] - 10 * (1 + drift) / (5 * (1 + 2 * drift))) < 1e-12)
+        #expect(abs(beside.plans[1].median - median([10 * (1 + 3 * drift) / (2 * (1 + 4 * drift)), 10 * (1 + 7 * drift) / (2 * (1 + 8 * drift))])) < 1e-12)
+
+        clock = Clock(drift: drift)
+        let around = try SpeedupTiming.measure([a, b], against: teacher, rounds: 3, teacherTiming: .aroundEachRound, warmUp: true, time: clock.time)
+        #expect(clock.order == [10, 5, 2] + Array(repeating: [10, 5, 2, 10], count: 3).joined())
+        #expect(around.teacherSeconds.count == 6 && around.plans[1].seconds.count == 3)
+        // Round 1 (after 3 warm-up runs): teacher run 4, a run 5, b run 6, teacher run 7.
+        let teacherMean = 10 * ((1 + 4 * drift) + (1 + 7 * drift)) / 2
+        #expect(abs(around.plans[1].ratios[0] - teacherMean / (2 * (1 + 6 * drift))) < 1e-12)
+        #expect(around.plans[0].range.min <= around.plans[0].median && around.plans[0].median <= around.plans[0].range.max)
+        #expect(throws: ModelError.self) { try SpeedupTiming.measure([a], against: teacher, rounds: 0, teacherTiming: .besideEachPlan, time: { _ in 1 }) }
+    }
+
     /// Corrupt or mismatched plan files are refused with a message naming the problem.
     @Test(arguments: [
         ("{\"format\": \"flexiffusion-step-plan\", \"version\": 1, \"sampler\": {\"scheduler\": \"ddim\", \"steps\": 3, \"eta\": 0}, \"actions\": [\"full\", \"partial:1\"", "not a valid step plan"),

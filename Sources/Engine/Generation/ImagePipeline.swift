@@ -41,6 +41,15 @@ extension ImagePipeline {
     /// Values of one image.
     public var imageValues: Int { imageShape.reduce(1, *) }
 
+    /// Seconds to generate `count` images with `plan` from `noise`, read back to the host as
+    /// `generate` reads them (work queued before is finished first, outside the time).
+    public func timeGeneration(plan: StepPlan, noise: GenerationNoise, count: Int) throws -> Double {
+        try unet.stream.finish()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try generateImages(plan: plan, noise: noise, count: count) { _, _ in }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
     /// Generates `count` images with `plan` from `noise` and hands each batch's real images, read back
     /// to the host [n, C, H, W], to `sink` with their range. Non-finite values are an error naming the images.
     public func generateImages(plan: StepPlan, noise: GenerationNoise, count: Int, sink: (Range<Int>, [Float]) throws -> Void) throws {
