@@ -43,7 +43,7 @@ struct BenchSpeedups: ParsableCommand {
                                                                    roundDone: { progress.update($0, of: rounds, unit: "rounds") })
         progress.finish()
         var table = [["plan", "sampler", "full/partial/null", "median s", "speed-up", "range"]]
-        table.append(["teacher", scoring.teacher.sampler.description, "\(scoring.teacher.fullSteps)/0/0", String(format: "%.2f", median(teacherSeconds)), "1.00", "–"])
+        table.append(["teacher", scoring.teacher.sampler.description, "\(scoring.teacher.fullSteps)/\(scoring.teacher.partialSteps)/\(scoring.teacher.nullSteps)", String(format: "%.2f", median(teacherSeconds)), "1.00", "–"])
         var rows: [[String: Any]] = []
         for ((path, p), m) in zip(zip(plans, scoring.plans), timings) {
             table.append([path, p.sampler.description, "\(p.fullSteps)/\(p.partialSteps)/\(p.nullSteps)", String(format: "%.2f", m.medianSeconds),
