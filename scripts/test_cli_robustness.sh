@@ -50,6 +50,11 @@ case_ 64 "--iterations must be positive" bench fuzz --iterations 0
 case_ 64 "--images, --batch and --rounds must be positive" bench speedups "$tmp/eta.json" --rounds 0
 case_ 1 "garbage.json" bench speedups "$tmp/garbage.json"
 case_ 64 "is more than a run takes" bench speedups "$tmp/eta.json" --images 4611686018427387904
+case_ 64 "is more than a run takes" rfid "$tmp/eta.json" --count 4611686018427387904
+case_ 64 "is more than a run takes" bench fitness "$tmp/eta.json" "$tmp/eta.json" "$tmp/eta.json" --count 4611686018427387904
+case_ 64 "is more than a run takes" bench fitness "$tmp/eta.json" "$tmp/eta.json" "$tmp/eta.json" --count 128 --chunk 4611686018427387904
+case_ 64 "is more than a run takes" search --speedup 5 --samples 4611686018427387904 --out "$tmp/s.json"
+case_ 64 "is more than a run takes" search --speedup 5 --final-samples 4611686018427387904 --out "$tmp/s.json"
 case_ 64 "--timeout must be a positive number" bench fuzz --timeout nan
 case_ 64 "unknown reader bogus" bench fuzz --readers png,bogus
 case_ 64 "--replay needs one reader" bench fuzz --replay "$tmp/eta.json"

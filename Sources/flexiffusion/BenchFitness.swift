@@ -36,6 +36,8 @@ struct BenchFitness: ParsableCommand {
 
     func run() throws {
         guard plans.count >= 3 else { throw ValidationError("give at least 3 plan files to rank") }
+        try checkImageCount(count, option: "--count")
+        try checkImageCount(chunk, option: "--chunk")
         guard chunk >= 2, count >= 2 * chunk else { throw ValidationError("--chunk must be at least 2 and --count at least two chunks") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,

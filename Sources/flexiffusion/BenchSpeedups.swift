@@ -34,7 +34,7 @@ struct BenchSpeedups: ParsableCommand {
     func run() throws {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard images > 0, batch > 0, rounds > 0 else { throw ValidationError("--images, --batch and --rounds must be positive") }
-        if images > 1 << 40 { throw ValidationError("--images \(images) is more than a run takes (2^40 images)") }
+        try checkImageCount(images, option: "--images")
         let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions,
                                       device: deviceOptions, batch: batch, seed: seed)
         let pipeline = scoring.evaluator.pipeline, noise = GenerationNoise(seed: seed)

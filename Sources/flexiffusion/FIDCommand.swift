@@ -172,6 +172,7 @@ struct RFIDCommand: ParsableCommand {
     func run() throws {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
+        try checkImageCount(count, option: "--count")
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
                                       batch: batch, seed: seed)

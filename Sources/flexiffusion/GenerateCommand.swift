@@ -69,7 +69,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
-        if let count, count > 1 << 40 { throw ValidationError("--count \(count) is more than a run takes (2^40 images)") }
+        if let count { try checkImageCount(count, option: "--count") }
         let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
                                              ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
                                              ("--output-latents", outputLatents != nil)]
@@ -153,6 +153,12 @@ struct GenerateCommand: ParsableCommand {
 func interruptedRun() -> ExitCode {
     FileHandle.standardError.write(Data("interrupted: nothing written\n".utf8))
     return ExitCode(130)
+}
+
+/// A count of images above 2^40 is more than any run makes: refused before any work, not run until
+/// killed (and counts times image sizes stay far from overflowing).
+func checkImageCount(_ count: Int, option: String) throws {
+    if count > 1 << 40 { throw ValidationError("\(option) \(count) is more than a run takes (2^40 images)") }
 }
 
 /// Outputs are written batch by batch; a grid keeps its 8-bit pixels until the end: refuse one that

@@ -100,6 +100,8 @@ struct SearchCommand: ParsableCommand {
         guard !(macs && latencyMs != nil) else { throw ValidationError("--latency-ms needs measured latencies; with --macs give --speedup") }
         guard (0..<1).contains(margin) else { throw ValidationError("--margin \(margin): give a fraction in [0, 1), e.g. 0.08") }
         guard batch > 0, samples >= 2 else { throw ValidationError("--samples must be at least 2 and --batch positive") }
+        try checkImageCount(samples, option: "--samples")
+        if let finalSamples { try checkImageCount(finalSamples, option: "--final-samples") }
         if let maxMinutes, !(maxMinutes > 0) { throw ValidationError("--max-minutes must be positive") }
         guard !(shard != nil && merge) else { throw ValidationError("--shard and --merge are separate steps") }
         guard fitness != .fid else { throw ValidationError("--fitness fid: FID against real data needs many images; use it as --final-judge fid (the final race), with --fitness rfid or paired") }
