@@ -55,6 +55,9 @@ case_ 64 "is more than a run takes" bench fitness "$tmp/eta.json" "$tmp/eta.json
 case_ 64 "is more than a run takes" bench fitness "$tmp/eta.json" "$tmp/eta.json" "$tmp/eta.json" --count 128 --chunk 4611686018427387904
 case_ 64 "is more than a run takes" search --speedup 5 --samples 4611686018427387904 --out "$tmp/s.json"
 case_ 64 "is more than a run takes" search --speedup 5 --final-samples 4611686018427387904 --out "$tmp/s.json"
+case_ 64 "at most 10,000 each" search --speedup 5 --children 4611686018427387904 --out "$tmp/s.json"
+case_ 64 "at most 1,000" search --speedup 5 --measure-rounds 4611686018427387904 --out "$tmp/s.json"
+case_ 64 "segment counts above 1,000,000" search --speedup 5 --segments 1-4611686018427387904 --out "$tmp/s.json" --latency-table "$tmp/l.json"
 case_ 64 "--timeout must be a positive number" bench fuzz --timeout nan
 case_ 64 "unknown reader bogus" bench fuzz --readers png,bogus
 case_ 64 "--replay needs one reader" bench fuzz --replay "$tmp/eta.json"

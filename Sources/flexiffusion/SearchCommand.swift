@@ -103,6 +103,10 @@ struct SearchCommand: ParsableCommand {
         try checkImageCount(samples, option: "--samples")
         if let finalSamples { try checkImageCount(finalSamples, option: "--final-samples") }
         if let maxMinutes, !(maxMinutes > 0) { throw ValidationError("--max-minutes must be positive") }
+        // (Each generation scores up to --population + --children plans, and makes its children in
+        // up to 50 × --children tries: huge values ran on for days, or overflowed that product.)
+        guard population <= 10_000, children <= 10_000 else { throw ValidationError("--population and --children: at most 10,000 each") }
+        guard measureRounds <= 1000 else { throw ValidationError("--measure-rounds \(measureRounds): at most 1,000") }
         guard !(shard != nil && merge) else { throw ValidationError("--shard and --merge are separate steps") }
         guard fitness != .fid else { throw ValidationError("--fitness fid: FID against real data needs many images; use it as --final-judge fid (the final race), with --fitness rfid or paired") }
         if let finalSamples, finalSamples != 0, finalSamples <= samples {
@@ -133,6 +137,9 @@ struct SearchCommand: ParsableCommand {
 
     func segmentCounts() throws -> [Int] {
         if let dash = segments.firstIndex(of: "-"), let a = Int(segments[..<dash]), let b = Int(segments[segments.index(after: dash)...]), a <= b {
+            // (A segment count is at most the teacher's steps, which are at most 1,000,000: a larger
+            // end is refused here, not made into an array of that many counts.)
+            guard b <= 1_000_000 else { throw ValidationError("--segments \(segments): segment counts above 1,000,000 (more than any sampler's steps)") }
             return Array(a...b)
         }
         let list = segments.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
