@@ -137,9 +137,9 @@ struct SearchCommand: ParsableCommand {
 
     func segmentCounts() throws -> [Int] {
         if let dash = segments.firstIndex(of: "-"), let a = Int(segments[..<dash]), let b = Int(segments[segments.index(after: dash)...]), a <= b {
-            // (A segment count is at most the teacher's steps, which are at most 1,000,000: a larger
-            // end is refused here, not made into an array of that many counts.)
-            guard b <= 1_000_000 else { throw ValidationError("--segments \(segments): segment counts above 1,000,000 (more than any sampler's steps)") }
+            // (A segment count is at most the teacher's steps, which are at most PlanSampler.maxSteps: a
+            // larger end is refused here, not made into an array of that many counts.)
+            guard b <= PlanSampler.maxSteps else { throw ValidationError("--segments \(segments): segment counts above 1,000,000 (more than any sampler's steps)") }
             return Array(a...b)
         }
         let list = segments.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }

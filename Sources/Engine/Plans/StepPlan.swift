@@ -87,6 +87,9 @@ public enum SchedulerKind: String, NamedChoice {
 
 /// The sampler a plan is made for.
 public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible {
+    /// The most sampler steps any plan may have (no scheduler trains for more timesteps).
+    public static let maxSteps = 1_000_000
+
     public var scheduler: SchedulerKind
     /// Number of inference steps (`num_inference_steps`).
     public var steps: Int
@@ -149,7 +152,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     /// Checks what the sampler settings must satisfy.
     public func validate() throws {
         guard steps > 0 else { throw ModelError("sampler steps must be positive, not \(steps)") }
-        guard steps <= 1_000_000 else { throw ModelError("\(steps) sampler steps: more than any scheduler trains for (at most 1,000,000)") }
+        guard steps <= Self.maxSteps else { throw ModelError("\(steps) sampler steps: more than any scheduler trains for (at most 1,000,000)") }
         guard eta >= 0, eta <= 1 else { throw ModelError("eta must be in [0, 1] (DDIM's range: above 1 its noise exceeds the step's variance), not \(eta)") }
         if scheduler != .ddim && eta != 0 { throw ModelError("eta applies to DDIM only (the sampler is \(scheduler))") }
         if let order, !(1...3).contains(order) { throw ModelError("solver order must be 1, 2 or 3, not \(order)") }
