@@ -170,7 +170,7 @@ case_ 1 "no tokenizer/ folder" search --model "$sd" --speedup 2 --prompts "$tmp/
 case_ 1 "cannot read --prompts" search --model "$pipe" --speedup 2 --prompts "$tmp/missing.txt" --features fashion
 case_ 1 "holds no prompt" rfid "$tmp/eta.json" --model "$pipe" --prompts "$tmp/no-prompts.txt" --features fashion
 case_ 64 "--eta applies to a DDIM teacher only" search --model "$pipe" --speedup 2 --prompts "$tmp/three-prompts.txt" --eta 0.5
-case_ 64 "--guidance-scale must be finite" profile --model "$pipe" --guidance-scale inf --batch 1
+case_ 64 "the guidance scale must be finite" profile --model "$pipe" --guidance-scale inf --batch 1
 
 # The CLIP tokenizer: missing and malformed vocabulary files, bad lengths, missing options.
 mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#version: 0.2\n' > "$tmp/tok/merges.txt"

@@ -57,9 +57,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Write one PNG grid of all images here (default: samples.png when no other output is given).") var out: String?
     @Option(name: .customLong("out-dir"), help: "Write one PNG per image into this folder.") var outDir: String?
     @Option(help: "Text-to-image: the prompt of every image (Stable Diffusion pipeline folders).") var prompt: String?
-    @Option(help: "Text-to-image: a file with one prompt per line, one image each (blank lines skipped).") var prompts: String?
-    @Option(name: .customLong("negative-prompt"), help: "Text-to-image: the negative prompt (the unconditional half of guidance; default \"\").") var negativePrompt: String?
-    @Option(name: .customLong("guidance-scale"), help: "Text-to-image: classifier-free guidance scale (≤ 1: no guidance, one UNet half).") var guidanceScale: Float = 7.5
+    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Text-to-image: image height in pixels (default: the UNet's sample_size × the VAE's scale factor).") var height: Int?
     @Option(help: "Text-to-image: image width in pixels (default: as --height).") var width: Int?
     @Option(help: "Text-to-image: safetensors file with the initial latents as tensor `latents` [N, C, H/8, W/8], unit variance.") var latents: String?
@@ -70,59 +68,107 @@ struct GenerateCommand: ParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
         if let count { try checkImageCount(count, option: "--count") }
-        let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", prompts != nil), ("--negative-prompt", negativePrompt != nil),
-                                             ("--height", height != nil), ("--width", width != nil), ("--latents", latents != nil),
-                                             ("--output-latents", outputLatents != nil)]
         let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
-        if setup.config.isConditional { return try runTextToImage(setup) }
-        if let given = textOptions.first(where: \.1) {
-            throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
-        }
-        try setup.check(needsSampleSize: noise == nil, generates: true)
-        let plan = try stepPlan(setup)
-        var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
-        if outputs.isEmpty { outputs.grid = "samples.png" }
-
-        // The initial noise: from the file, or from the seed's stream.
-        var generation = GenerationNoise(seed: seed)
-        var shape: [Int]
-        if let noise {
-            let file = try SafeTensorsFile(path: noise)
-            guard let info = file.tensors["sample"] else { throw ModelError("\(noise): no tensor `sample`") }
-            guard info.shape.count == 4, info.shape[1] == setup.config.inChannels, info.shape.allSatisfy({ $0 > 0 }) else {
-                throw ModelError("\(noise): `sample` has shape \(info.shape); the model needs [N, \(setup.config.inChannels), H, W]")
-            }
-            if let count, count != info.shape[0] { throw ValidationError("--count \(count) differs from the noise file's \(info.shape[0]) images") }
-            shape = info.shape
-            generation.initial = try file.floats("sample")
+        let textToImage = setup.config.isConditional
+        // 1. The options that apply to this kind of model; the prompts.
+        let prompts = try textToImage ? promptSet() : nil
+        if textToImage {
+            if noise != nil { throw ValidationError("--noise is for UNet2DModels; give a Stable Diffusion pipeline's initial latents with --latents") }
         } else {
-            shape = [count ?? 64, setup.config.inChannels, setup.side, setup.side]
+            let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", promptOptions.prompts != nil),
+                                                 ("--negative-prompt", promptOptions.negativePrompt != nil), ("--height", height != nil),
+                                                 ("--width", width != nil), ("--latents", latents != nil), ("--output-latents", outputLatents != nil)]
+            if let given = textOptions.first(where: \.1) {
+                throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
+            }
+            try setup.check(needsSampleSize: noise == nil, generates: true)
         }
-        try outputs.prepare(channels: shape[1])
+        let plan = try stepPlan(setup)
 
-        let n = shape[0]
-        try checkHeldOutputs(outputs, shape: shape)
+        // 2. The initial noise (latents): from a file, or from the seed's streams.
+        var generation = GenerationNoise(seed: seed)
+        var given: [Int]?
+        if let path = noise ?? latents {
+            let file = try SafeTensorsFile(path: path)
+            let names = textToImage ? ["latents", "sample"] : ["sample"]
+            guard let key = names.first(where: { file.tensors[$0] != nil }) else { throw ModelError("\(path): no tensor `\(names[0])`") }
+            let shape = file.tensors[key]!.shape
+            if !textToImage {
+                guard shape.count == 4, shape[1] == setup.config.inChannels, shape.allSatisfy({ $0 > 0 }) else {
+                    throw ModelError("\(path): `sample` has shape \(shape); the model needs [N, \(setup.config.inChannels), H, W]")
+                }
+            }
+            if let count, let first = shape.first, count != first { throw ValidationError("--count \(count) differs from the \(textToImage ? "latents" : "noise") file's \(first) images") }
+            given = shape
+            generation.initial = try file.floats(key)
+        }
+        let n = count ?? given?.first ?? (textToImage ? (promptOptions.prompts != nil ? prompts!.prompts.count : 1) : 64)
+        if let prompts, prompts.prompts.count > 1 && prompts.prompts.count != n {
+            throw ValidationError("\(prompts.prompts.count) prompts for \(n) images: --count must match the prompts file (or give one --prompt)")
+        }
+
+        // 3. The pipeline (Engine decides which the folder gets), the outputs checked before any work.
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-        let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: min(batch, n), height: shape[2], width: shape[3]),
-                                              schedulerConfiguration: setup.schedulerConfig)
+        let pipeline = try setup.pipeline(PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
+                                                          height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
+                                                          prompts: prompts, guidanceScale: promptOptions.guidanceScale), stream: stream)
+        if textToImage, let shape = given, shape.count != 4 || Array(shape.dropFirst()) != pipeline.sampleShape {
+            let size = pipeline.imageShape
+            throw ModelError("\(latents!): latents of shape \(shape); \(size[2])×\(size[1]) images need [N, \(pipeline.sampleShape.map(String.init).joined(separator: ", "))]")
+        }
+        var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
+        if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
+        try outputs.prepare(channels: pipeline.imageShape[0])
+        if let outputLatents { try SampleOutputs(tensor: outputLatents).prepare(channels: 0) }
+        let shape = [n] + pipeline.imageShape
+        try checkHeldOutputs(outputs, shape: shape)
+
+        // 4. The batches, written as they come.
+        let guided = (pipeline as? TextToImagePipeline)?.guided ?? false
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
+            + (guided ? ", guidance \(promptOptions.guidanceScale)" : "")
         let progress = ProgressLine(label)
         let interrupt = Interrupt()
-        var writer: SampleWriter? = try SampleWriter(outputs, shape: shape)
+        var writer = outputs.isEmpty ? nil : try SampleWriter(outputs, shape: shape)
+        var latentsWriter = try outputLatents.map { try SafeTensorsStreamWriter(path: $0, name: "latents", shape: [n] + pipeline.sampleShape) }
         let completed = try pipeline.generate(plan: plan, noise: generation, count: n, progress: { p in
             progress.update(p.stepsDone, of: p.stepsTotal)
             return interrupt.requested ? .stop : .proceed
-        }) { batch in try writer?.append(try batch.download()[...], images: batch.images) }
-        progress.finish()
-        guard completed else { writer = nil; throw interruptedRun() }
-        try writer?.finish()
-        if json {
-            try printJSON(["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps, "null": plan.nullSteps,
-                           "seed": seed, "seconds": progress.elapsed, "device": stream.device.name, "device_memory_peak_bytes": stream.context.allocatedBytes.peak,
-                           "outputs": [outputs.grid, outputs.folder, outputs.tensor].compactMap { $0 }])
-        } else {
-            say("\(n) images, \(label), \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(outputs.summary(count: n))")
+        }) { batch in
+            if latentsWriter != nil { try latentsWriter?.append(try batch.latents()[...]) }
+            if writer != nil { try writer?.append(try batch.download()[...], images: batch.images) }
         }
+        progress.finish()
+        guard completed else { writer = nil; latentsWriter = nil; throw interruptedRun() }
+        try writer?.finish()
+        try latentsWriter?.finish()
+
+        // 5. What was written.
+        let files = [outputs.grid, outputs.folder, outputs.tensor, outputLatents].compactMap { $0 }
+        if json {
+            var summary: [String: Any] = ["count": n, "sampler": plan.sampler.description, "full": plan.fullSteps, "partial": plan.partialSteps,
+                                          "null": plan.nullSteps, "seed": seed, "seconds": progress.elapsed, "device": stream.device.name,
+                                          "device_memory_peak_bytes": stream.context.allocatedBytes.peak, "outputs": files]
+            if textToImage {
+                summary["guidance_scale"] = promptOptions.guidanceScale
+                summary["height"] = pipeline.imageShape[1]; summary["width"] = pipeline.imageShape[2]
+            }
+            try printJSON(summary)
+        } else {
+            let written = [outputs.isEmpty ? nil : outputs.summary(count: n), outputLatents].compactMap { $0 }.joined(separator: ", ")
+            let size = textToImage ? " of \(pipeline.imageShape[2])×\(pipeline.imageShape[1])" : ""
+            say("\(n) images\(size), \(label), \(String(format: "%.1f", progress.elapsed)) s on \(stream.device.name): wrote \(written)")
+        }
+    }
+
+    /// A Stable Diffusion pipeline's prompts: --prompt, or --prompts' file (one of them), with the
+    /// negative prompt; the guidance scale checked.
+    func promptSet() throws -> PromptSet {
+        guard (prompt == nil) != (promptOptions.prompts == nil) else {
+            throw ValidationError("a Stable Diffusion pipeline generates from text: give --prompt TEXT or --prompts FILE (one of them)")
+        }
+        try TextToImagePipeline.checkGuidance(promptOptions.guidanceScale)
+        return try PromptSet(try prompt.map { [$0] } ?? readPrompts(promptOptions.prompts!), negativePrompts: promptOptions.negativePrompts)
     }
 
     /// The plan file's plan (checked against the options given beside it), else every step full on

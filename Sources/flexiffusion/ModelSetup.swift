@@ -70,6 +70,11 @@ struct ModelSetup {
         return sampler
     }
 
+    /// The model's pipeline on `stream` (Engine decides which: PipelineLoader).
+    func pipeline(_ request: PipelineRequest, stream: ComputeStream) throws -> any ImagePipeline {
+        try PipelineLoader.open(folder, path: path, request: request, stream: stream)
+    }
+
     /// The UNet on `stream` for batches of `batch` (of the model's sample size unless given).
     func unet(stream: ComputeStream, batch: Int, height: Int? = nil, width: Int? = nil) throws -> UNet {
         try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: height ?? side, width: width ?? side)

@@ -36,7 +36,7 @@ struct ProfileCommand: ParsableCommand {
         guard batch > 0, repeats > 0, top >= 0 else { throw ValidationError("--batch and --repeats must be positive, --top ≥ 0") }
         let setup = try ModelSetup(modelOptions, generates: false)
         let (config, side) = (setup.config, setup.side)
-        guard guidanceScale.isFinite else { throw ValidationError("--guidance-scale must be finite") }
+        try TextToImagePipeline.checkGuidance(guidanceScale)
         // (The UNet's batch: both halves of classifier-free guidance for a text-to-image model.)
         let batch = config.isConditional && guidanceScale > 1 ? 2 * self.batch : self.batch
         let device = try OpenCLRuntime.select(deviceOptions.device)

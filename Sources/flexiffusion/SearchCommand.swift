@@ -189,7 +189,7 @@ struct SearchCommand: ParsableCommand {
                                         stream: stream, batch: batch)
         let pipeline = scored.pipeline
         if let promptSet, !json {
-            say("text-to-image: \(promptOptions.prompts!) (\(promptSet.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
+            say("text-to-image: \(promptOptions.prompts!) (\(promptSet.prompts.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
         }
         let modelKey = scored.key
         // Real images' feature statistics (cached on disk), with progress.

@@ -173,7 +173,7 @@ import TestSupport
         var features: [Float] = []
         let rows = try stream.buffer(4 * 128)
         try pipeline.generate(plan: plan, noise: GenerationNoise(seed: seed), count: 10) { batch in
-            try net.extract(batch.samples, into: rows, row: 0)
+            try net.extract(batch.output, into: rows, row: 0)
             features += try stream.download(rows).prefix(batch.images.count * 128)
         }
         let host = try FeatureStatistics(features: features, count: 10, dims: 128)

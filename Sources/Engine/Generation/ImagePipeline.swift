@@ -1,8 +1,10 @@
-// What rFID, the search's scorer and plan timing need of a pipeline, whatever makes its images:
-// batches of images from a step plan and a seed's noise, left on the device for a feature network.
-// GenerationPipeline (a UNet2DModel: its samples are the images) and PromptedPipeline (a Stable
-// Diffusion pipeline over a prompt set: latents decoded by the VAE) conform, so `rfid`, `search` and
-// their caches work the same on both.
+// What a pipeline is to the engine's one batch loop (BatchRunner.swift): a UNet with its samplers,
+// images per batch, and the two things that differ between pipelines — what a batch is conditioned
+// on before its steps (nothing for a UNet2DModel; text embeddings for Stable Diffusion) and how its
+// images come out of the final sample (the sample itself; latents decoded by a VAE). `generate`,
+// `rfid`, the search's scorer, plan timing and the tests run every pipeline through that loop.
+// GenerationPipeline (UNet2DModel) and TextToImagePipeline (StableDiffusionPipeline) conform; a new
+// pipeline (SDXL, image-to-image) is one more conformer, not one more loop.
 import Foundation
 import GPUKernels
 
@@ -11,64 +13,58 @@ public protocol ImagePipeline: AnyObject {
     var unet: UNet { get }
     /// Images per batch (the UNet's batch, or half of it with classifier-free guidance).
     var batch: Int { get }
-    /// One image's shape [C, H, W], as feature networks see it.
+    /// One image's shape [C, H, W] as the pipeline hands images out (and feature networks see them).
     var imageShape: [Int] { get }
-    /// The sampler of `s` (made once, then reused).
-    func sampler(for s: PlanSampler) throws -> Sampler
-    /// Runs batch `b` of `plan` (images b·B ..< (b+1)·B of the seed's streams; `count` images in the
-    /// run) from its initial noise, or from `resume`'s sample at step `resume.step`; `beforeStep`
-    /// before each step after the first run here, `afterStep` after each (may stop: returns false).
-    /// Afterwards `images(of:)` holds the batch's images.
-    @discardableResult
-    func runBatch(plan: StepPlan, noise: GenerationNoise, batch b: Int, count: Int, resume: (step: Int, sample: [Float])?,
-                  beforeStep: ((Int, Sampler) throws -> Void)?, afterStep: ((Int) -> GenerationControl)?) throws -> Bool
-    /// The images of the batch `runBatch` last ran with `plan`'s sampler, [batch, C, H, W] on the device
-    /// in model space (about [-1, 1]); valid until the next run.
-    func images(of plan: StepPlan) throws -> DeviceBuffer<Float>
+    /// The samplers of this pipeline's UNet (made once per plan sampler, with its guidance).
+    var samplers: SamplerCache { get }
+    /// Sets what the batch of run images `images` (one index per batch slot; a last batch is padded
+    /// with the run's last image) is conditioned on, before its steps.
+    func condition(images: [Int]) throws
+    /// The batch's images [batch, C, H, W] on the device, in model space (about [-1, 1]), from
+    /// `sampler`'s final sample (the run's images `images`, for messages); valid until the next batch.
+    func output(of sampler: Sampler, images: Range<Int>) throws -> DeviceBuffer<Float>
+    /// A key of everything that determines the images besides the plan and the seed: weights,
+    /// configs, prompts, guidance, size (rFID's teacher-feature cache and results files use it).
+    func contentKey() throws -> String
 }
 
 extension ImagePipeline {
-    /// Number of batches for `count` images.
-    public func batches(_ count: Int) -> Int { (count + batch - 1) / batch }
+    /// No conditioning (a UNet2DModel).
+    public func condition(images: [Int]) throws {}
 
-    /// Whether a run of `s` can resume from its sample alone: no variance noise at any step (DDIM with
-    /// eta 0) and no history of model outputs (not a multistep solver).
-    public func resumesFromSample(_ s: PlanSampler) throws -> Bool {
-        let scheduler = try sampler(for: s).scheduler
-        return scheduler.isDeterministic && scheduler.historyLength == 0
-    }
+    /// The sampler of `s` on this pipeline's UNet (made once, then reused).
+    public func sampler(for s: PlanSampler) throws -> Sampler { try samplers.sampler(for: s) }
 
-    /// Values of one image.
-    public var imageValues: Int { imageShape.reduce(1, *) }
-
-    /// Seconds to generate `count` images with `plan` from `noise`, read back to the host as
-    /// `generate` reads them (work queued before is finished first, outside the time).
-    public func timeGeneration(plan: StepPlan, noise: GenerationNoise, count: Int) throws -> Double {
-        try unet.stream.finish()
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try generateImages(plan: plan, noise: noise, count: count) { _, _ in }
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-    }
-
-    /// Generates `count` images with `plan` from `noise` and hands each batch's real images, read back
-    /// to the host [n, C, H, W], to `sink` with their range. Non-finite values are an error naming the images.
-    public func generateImages(plan: StepPlan, noise: GenerationNoise, count: Int, sink: (Range<Int>, [Float]) throws -> Void) throws {
-        guard count > 0 else { throw ModelError("the number of images must be positive, not \(count)") }
-        let size = imageValues
-        for b in 0..<batches(count) {
-            let images = (b * batch)..<min(count, (b + 1) * batch)
-            try runBatch(plan: plan, noise: noise, batch: b, count: count, resume: nil, beforeStep: nil, afterStep: nil)
-            let values = try unet.stream.download(try self.images(of: plan), count: images.count * size)
-            if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError("images \(images.lowerBound)…\(images.upperBound - 1) hold non-finite values (first: \(values[bad]) in image \(images.lowerBound + bad / size)): the sampler diverged, or the noise or the weights hold NaN or Inf")
-            }
-            try sink(images, values)
-        }
-    }
+    /// The pipeline's scheduler settings (the model folder's scheduler config).
+    public var schedulerConfiguration: SchedulerConfiguration { samplers.schedulerConfiguration }
 }
 
-extension GenerationPipeline: ImagePipeline {
-    public var imageShape: [Int] { [unet.config.outChannels, unet.height, unet.width] }
+/// The samplers of one UNet and scheduler configuration, one per plan sampler, made at first use.
+/// With classifier-free guidance (a scale above 1) the UNet's batch holds two halves of the same
+/// images and every sampler combines them, which needs a deterministic scheduler (the halves would
+/// diverge under variance noise).
+public final class SamplerCache {
+    public let unet: UNet
+    public let schedulerConfiguration: SchedulerConfiguration
+    /// The guidance scale every sampler applies (nil: none).
+    public let guidanceScale: Float?
+    private var made: [PlanSampler: Sampler] = [:]
 
-    public func images(of plan: StepPlan) throws -> DeviceBuffer<Float> { try sampler(for: plan.sampler).sampleBuffer }
+    public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration, guidanceScale: Float? = nil) {
+        precondition(guidanceScale == nil || unet.batch % 2 == 0, "guidance needs an even UNet batch (two halves)")
+        self.unet = unet; self.schedulerConfiguration = schedulerConfiguration; self.guidanceScale = guidanceScale
+    }
+
+    public func sampler(for s: PlanSampler) throws -> Sampler {
+        if let existing = made[s] { return existing }
+        let sampler = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration), planSampler: s)
+        if let guidanceScale {
+            guard sampler.scheduler.isDeterministic else {
+                throw ModelError(argument: "\(s) draws variance noise at its steps, which guidance does not support here yet (the two halves would diverge): use a deterministic sampler (ddim with eta 0, pndm, dpmsolver++, unipc, euler)")
+            }
+            sampler.guidanceScale = guidanceScale
+        }
+        made[s] = sampler
+        return sampler
+    }
 }

@@ -13,7 +13,9 @@ public final class Sampler {
     let updater: SchedulerUpdater
     /// Every step's timestep repeated over the batch, uploaded once: step i's are at i·batch.
     let timesteps: DeviceBuffer<Float>
-    var count: Int { unet.batch * unet.config.inChannels * unet.height * unet.width }
+    var count: Int { unet.batch * imageValues }
+    /// Values of one image's sample (C·H·W).
+    public var imageValues: Int { unet.config.inChannels * unet.height * unet.width }
     /// Classifier-free guidance: the UNet's batch holds the unconditional then the conditional half of
     /// the same images, and after every network evaluation both halves of its output become
     /// u + scale·(c − u), so the scheduler updates two identical copies of the sample (which needs a

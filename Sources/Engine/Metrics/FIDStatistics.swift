@@ -50,8 +50,8 @@ public final class FIDStatistics {
         while start < images.count {
             let take = min(e.batch, images.count - start)
             var chunk = Array(images.values[(start * size)..<((start + take) * size)])
-            if let bad = chunk.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError("image \(start + bad / size) holds non-finite values (first: \(chunk[bad])): FID is not defined for it")
+            if let bad = firstNonFinite(chunk, perImage: size, firstImage: start) {
+                throw ModelError("image \(bad.image) holds non-finite values (first: \(bad.value)): FID is not defined for it")
             }
             if take < e.batch { chunk += Array(repeating: 0, count: (e.batch - take) * size) }
             try scratch.write(chunk, queue: e.stream.queue)

@@ -77,15 +77,15 @@ public final class RFIDEvaluator {
     func features(plan: StepPlan, boundaries: [Int], batch b: Int, counted: Bool) throws -> [Float] {
         let shared = try pipeline.resumesFromSample(plan.sampler) ? boundaries.filter { $0 > 0 && $0 < plan.actions.count }.sorted() : []
         let keys = Dictionary(shared.map { ($0, "\(b)|" + Self.contentKey(plan, end: $0)) }, uniquingKeysWith: { a, _ in a })
-        var resume: (step: Int, sample: [Float])? = nil
+        var resume: ResumeState? = nil
         if let hit = shared.last(where: { states[keys[$0]!] != nil }) {
             let k = keys[hit]!
             clock += 1
             states[k]!.used = clock
-            resume = (hit, states[k]!.sample)
+            resume = ResumeState(step: hit, sample: states[k]!.sample)
         }
         let noise = GenerationNoise(seed: seed)
-        try pipeline.runBatch(plan: plan, noise: noise, batch: b, count: (b + 1) * batch, resume: resume, beforeStep: { i, sampler in
+        let images = try pipeline.runBatch(plan: plan, noise: noise, batch: b, count: (b + 1) * batch, resume: resume, beforeStep: { i, sampler in
             guard let key = keys[i], self.states[key] == nil else { return }
             self.clock += 1
             self.states[key] = (try sampler.currentSample(), self.clock)
@@ -95,9 +95,9 @@ public final class RFIDEvaluator {
             stepsRun += plan.actions.count - (resume?.step ?? 0)
             stepsShared += resume?.step ?? 0
         }
-        try extractor.extract(try pipeline.images(of: plan), into: featureBuffer, row: 0)
+        try extractor.extract(images!, into: featureBuffer, row: 0)
         let f = try extractor.stream.download(featureBuffer, count: batch * extractor.dims)
-        guard f.allSatisfy({ $0.isFinite }) else {
+        if firstNonFinite(f, perImage: extractor.dims) != nil {
             throw ModelError("\(plan.sampler), batch \(b): the image features hold non-finite values (the sampler diverged, or the noise or the weights hold NaN or Inf); nothing is scored")
         }
         return f

@@ -15,3 +15,11 @@ public struct ModelError: Error, CustomStringConvertible, Sendable {
     public init(argument message: String) { self.message = message; isArgument = true }
     public var description: String { message }
 }
+
+/// The first value of `values` that is not finite, with the image it lies in: `values` are rows of
+/// `perImage` values, the first being image `firstImage` (nil when every value is finite). The one
+/// non-finite check of samples, latents, images and features; each caller says what diverged.
+public func firstNonFinite(_ values: [Float], perImage: Int, firstImage: Int = 0) -> (image: Int, value: Float)? {
+    guard let bad = values.firstIndex(where: { !$0.isFinite }) else { return nil }
+    return (firstImage + bad / max(1, perImage), values[bad])
+}

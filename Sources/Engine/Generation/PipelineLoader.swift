@@ -1,0 +1,53 @@
+// Which pipeline a model folder gets, decided once for every command: a Stable Diffusion pipeline
+// folder (a UNet2DConditionModel beside its tokenizer, text encoder and VAE) becomes a
+// TextToImagePipeline over the request's prompts; a UNet2DModel a GenerationPipeline. SDXL and
+// image-to-image will be further cases here, each a pipeline of its own.
+import Foundation
+import GPUKernels
+
+/// What a run asks of a model, whichever pipeline the folder gets.
+public struct PipelineRequest: Sendable {
+    /// Images per batch (the UNet runs twice as many with classifier-free guidance).
+    public var batch: Int
+    /// The weights variant (diffusers' `variant=`).
+    public var variant: String?
+    /// Image height and width in pixels (default: the model's sample size; for a latent pipeline,
+    /// times the VAE's scale factor).
+    public var height: Int?, width: Int?
+    /// Text-to-image: the prompts (needed by a Stable Diffusion pipeline, refused for a UNet2DModel)
+    /// and the classifier-free guidance scale.
+    public var prompts: PromptSet?
+    public var guidanceScale: Float = 7.5
+
+    public init(batch: Int, variant: String? = nil, height: Int? = nil, width: Int? = nil, prompts: PromptSet? = nil,
+                guidanceScale: Float = 7.5) {
+        self.batch = batch; self.variant = variant; self.height = height; self.width = width
+        self.prompts = prompts; self.guidanceScale = guidanceScale
+    }
+}
+
+public enum PipelineLoader {
+    /// The pipeline of the model in `folder` (opened as `path`, for messages) on `stream`.
+    public static func open(_ folder: ModelFolder, path: String, request: PipelineRequest, stream: ComputeStream) throws -> any ImagePipeline {
+        let config = try UNetConfiguration.load(from: folder.configURL)
+        if config.isConditional {
+            guard let prompts = request.prompts else {
+                throw ModelError(argument: "\(path) is a Stable Diffusion pipeline: its images come from text, so it needs prompts")
+            }
+            return try TextToImagePipeline(folder: StableDiffusionFolder(folder, path: path), variant: request.variant, stream: stream,
+                                           batch: request.batch, prompts: prompts, height: request.height, width: request.width,
+                                           guidanceScale: request.guidanceScale)
+        }
+        guard request.prompts == nil else {
+            throw ModelError(argument: "prompts are for Stable Diffusion pipelines (a UNet2DConditionModel); \(path) is a UNet2DModel")
+        }
+        try GenerationPipeline.checkCanGenerate(config)
+        guard let height = request.height ?? config.sampleSize, let width = request.width ?? config.sampleSize else {
+            throw ModelError("\(path): the config has no sample_size; give the noise")
+        }
+        guard request.batch > 0 else { throw ModelError(argument: "the batch must be positive, not \(request.batch)") }
+        let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)), stream: stream,
+                            batch: request.batch, height: height, width: width)
+        return try GenerationPipeline(unet: unet, schedulerConfiguration: try folder.schedulerConfiguration(), folder: folder)
+    }
+}
