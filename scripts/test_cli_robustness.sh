@@ -72,11 +72,11 @@ case_ 64 "--repeats must be positive" tune-gemm --repeats 0
 case_ 64 "unknown solver" search --speedup 2 --solvers lms2
 case_ 64 "does not exist (checked before the search" search --speedup 2 --real /nonexistent
 case_ 64 "does not exist (checked before the search" search --speedup 2 --final-judge fid --final-real /nonexistent
-case_ 64 "must be more than --samples (64)" search --speedup 2 --final-samples 64
+case_ 64 "must be more than the fitness's (--samples 64)" search --speedup 2 --final-samples 64
 printf 'not an archive' > "$tmp/bad.npz"
 case_ 1 "bad.npz: not a .npz (zip) archive" search --speedup 2 --final-judge fid --final-real "$tmp/bad.npz" --out "$tmp/never.json"
 case_ 64 "needs a final race (--final-samples is 0)" search --speedup 2 --final-samples 0 --final-judge paired
-case_ 64 "use it as --final-judge fid" search --speedup 2 --fitness fid
+case_ 64 "it judges the final race (--final-judge fid)" search --speedup 2 --fitness fid
 case_ 64 "--final-judge fid needs real images: give --final-real" search --model models/fashion-mnist --speedup 2 --final-judge fid
 case_ 64 "Runge–Kutta steps needs at least 4 steps" plan teacher --scheduler pndm --prk-steps --steps 2
 case_ 64 "is invalid for '--scheduler" generate --scheduler lms

@@ -1,174 +1,32 @@
 // Evolutionary search over the segment-wise space: (μ + λ) selection under a latency constraint,
 // mutation and crossover, every scored candidate memoised, successive halving (children are
 // screened on the first `screenSamples` images; only those that would enter the population are
-// scored on all `samples`). Deterministic for a seed: the generator's state is saved with every
-// generation, so a resumed search continues exactly as an uninterrupted one would.
+// scored on all `samples`), shards (a process scores its slice of a phase). Deterministic for a
+// seed: the generator's state is saved with every generation, so a resumed search continues
+// exactly as an uninterrupted one would. The final race after the generations is FinalRace.swift;
+// what the state holds, SearchState.swift.
 import Engine
 import Foundation
 
 /// Scores candidates: the fitness (rFID against the teacher by default) on the first `samples` images of a fixed seed set.
 public protocol CandidateScorer: AnyObject {
-    func rfid(_ c: Candidate, samples: Int) throws -> Double
+    func fitness(_ c: Candidate, samples: Int) throws -> Double
     /// The final race's score of `c` on `samples` images (`by`: the race's judge).
     func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double
 }
 
 extension CandidateScorer {
-    public func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double { try rfid(c, samples: samples) }
+    public func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double { try fitness(c, samples: samples) }
 }
 
-/// What the search minimises, and what its final race judges by.
-public enum Fitness: String, NamedChoice {
-    /// rFID: Fréchet distance between the plan's and the teacher's image features (two sets).
-    case rfid
-    /// The mean squared feature distance between each image and the teacher's from the same noise.
-    case paired
-    /// FID against real data (a reference set of the search's own, e.g. the training set — not the
-    /// set the report's FID is measured on).
-    case fid
-}
-
-public struct SearchSettings: Codable, Equatable, Sendable {
-    /// Required predicted speed-up over the teacher.
-    public var speedup: Double
-    /// Images per fitness evaluation, and the smaller screening set (its first images).
-    public var samples: Int, screenSamples: Int
-    public var population: Int, children: Int, generations: Int
-    /// Per-gene mutation probability (AutoDiffusion's 0.25).
-    public var mutationProbability: Double
-    /// Fraction of children made by crossover.
-    public var crossoverFraction: Double
-    public var seed: UInt64
-    public var segmentCounts: [Int]
-    /// Coarser DDIM grids searched besides the teacher's (nil or empty: the teacher's grid only;
-    /// files made before grids existed have none).
-    public var grids: [Int]?
-    /// Other solvers the grids may run on ("unipc2", …; nil or empty: the teacher's scheduler only;
-    /// files made before solvers existed have none).
-    public var solvers: [String]?
-    /// What the search minimises: "rfid" (nil in files made before there was a choice) or "paired".
-    public var fitness: String?
-    public var useMACs: Bool
-    /// Stop starting generations when the next would end after this many seconds (nil: no limit).
-    public var maxSeconds: Double?
-    /// The final race (successive halving of the contenders to more images; nil: none): the images of
-    /// its last rung, and what it judges by ("rfid" when nil).
-    public var finalSamples: Int?
-    public var finalJudge: String?
-    /// Whether mutation moves solver grids' timesteps (nil: no; files made before it existed).
-    public var timesteps: Bool?
-
-    public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
-                generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
-                segmentCounts: [Int], grids: [Int]? = nil, solvers: [SolverChoice] = [], fitness: Fitness = .rfid, useMACs: Bool = false,
-                maxSeconds: Double? = nil, finalSamples: Int? = nil, finalJudge: Fitness = .rfid, timesteps: Bool = false) {
-        self.speedup = speedup; self.samples = samples; self.screenSamples = screenSamples
-        self.population = population; self.children = children; self.generations = generations
-        self.mutationProbability = mutationProbability; self.crossoverFraction = crossoverFraction; self.seed = seed
-        self.segmentCounts = segmentCounts; self.useMACs = useMACs; self.maxSeconds = maxSeconds
-        self.grids = grids?.isEmpty == true ? nil : grids
-        self.solvers = solvers.isEmpty ? nil : solvers.map(\.description)
-        self.fitness = fitness == .rfid ? nil : fitness.rawValue
-        self.finalSamples = finalSamples.flatMap { $0 > samples ? $0 : nil }
-        self.finalJudge = self.finalSamples == nil || finalJudge == .rfid ? nil : finalJudge.rawValue
-        self.timesteps = timesteps ? true : nil
-    }
-
-    /// The race's judge.
-    public var judge: Fitness { finalJudge.flatMap(Fitness.init(rawValue:)) ?? .rfid }
-
-    enum CodingKeys: String, CodingKey {
-        case speedup, samples, screenSamples = "screen_samples", population, children, generations
-        case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
-        case segmentCounts = "segment_counts", grids, solvers, fitness, useMACs = "use_macs", maxSeconds = "max_seconds"
-        case finalSamples = "final_samples", finalJudge = "final_judge", timesteps = "search_timesteps"
-    }
-}
-
-/// A scored candidate.
-/// Where a scored candidate came from.
-public enum CandidateOrigin: String, NamedChoice {
-    /// The initial population's members: DeepCache uniform, plain DDIM, plain other solvers, random fills.
-    case deepcache, ddim, solver, random
-    /// Children.
-    case mutation, crossover
-}
-
-public struct SearchRecord: Codable, Equatable, Sendable {
-    public var candidate: Candidate
-    /// How it was made: ddim, deepcache, random, mutation, crossover.
-    public var origin: CandidateOrigin
-    public var generation: Int
-    public var predictedMs: Double
-    public var predictedSpeedup: Double
-    /// rFID by sample count ("32", "64").
-    public var rfid: [String: Double]
-    /// The final race's scores by sample count (nil: not a contender).
-    public var race: [String: Double]?
-
-    public init(candidate: Candidate, origin: CandidateOrigin, generation: Int, predictedMs: Double, predictedSpeedup: Double, rfid: [String: Double]) {
-        self.candidate = candidate; self.origin = origin; self.generation = generation
-        self.predictedMs = predictedMs; self.predictedSpeedup = predictedSpeedup; self.rfid = rfid
-    }
-
-    public func score(_ samples: Int) -> Double? { rfid[String(samples)] }
-    public func raceScore(_ samples: Int) -> Double? { race?[String(samples)] }
-
-    enum CodingKeys: String, CodingKey {
-        case candidate, origin, generation, predictedMs = "predicted_ms", predictedSpeedup = "predicted_speedup", rfid, race
-    }
-}
-
-public struct GenerationLog: Codable, Equatable, Sendable {
-    public var generation: Int
-    /// Keys of the candidates first scored in this generation.
-    public var evaluated: [String]
-    /// The population after selection, best first.
-    public var population: [String]
-    public var bestRFID: Double
-    public var seconds: Double
-
-    enum CodingKeys: String, CodingKey { case generation, evaluated, population, bestRFID = "best_rfid", seconds }
-}
-
-/// The final race: successive halving of the contenders (the population and the plain-solver,
-/// DDIM and best DeepCache members of generation 0) to more images, judged by `judge`.
-public struct RaceLog: Codable, Equatable, Sendable {
-    public struct Rung: Codable, Equatable, Sendable {
-        public var samples: Int
-        /// The contenders scored on this rung, best first, with their scores.
-        public var ranking: [String]
-        public var scores: [Double]
-    }
-    public var judge: String
-    public var rungs: [Rung]
-    /// The best of the last rung: the search's result.
-    public var winner: String
-}
-
-/// Everything a search knows; the results file holds it, so a search can resume from it.
-public struct SearchState: Codable, Sendable {
-    public var settings: SearchSettings
-    /// Cost budget per batch (milliseconds, or MACs with use_macs).
-    public var budget: Double
-    public var records: [String: SearchRecord] = [:]
-    public var generations: [GenerationLog] = []
-    /// Population keys, best first.
-    public var population: [String] = []
-    /// SplitMix64 state after the last completed generation.
-    public var rngState: UInt64
-    public var elapsedSeconds: Double = 0
-    public var complete = false
-    /// The final race, once run (nil: none was asked for, or not yet).
-    public var race: RaceLog?
-
-    enum CodingKeys: String, CodingKey {
-        case settings, budget, records, generations, population, rngState = "rng_state", elapsedSeconds = "elapsed_seconds", complete, race
-    }
+/// One scoring a phase asks for: `candidate` on `samples` images (`origin` and `generation` for a
+/// record made by it).
+struct Evaluation {
+    var candidate: Candidate, origin: CandidateOrigin, generation: Int, samples: Int
 }
 
 public final class EvolutionarySearch {
-    public private(set) var state: SearchState
+    public internal(set) var state: SearchState
     public let space: SearchSpace
     public let cost: CostModel
     let scorer: CandidateScorer
@@ -180,8 +38,8 @@ public final class EvolutionarySearch {
 
     /// What changed in the state.
     public enum SearchUpdate: Sendable {
-        /// A candidate was scored on `samples` images.
-        case evaluated(key: String, samples: Int, rfid: Double)
+        /// A candidate was scored on `samples` images (its fitness).
+        case evaluated(key: String, samples: Int, score: Double)
         /// A contender of the final race was judged on `samples` images.
         case judged(key: String, samples: Int, score: Double)
         /// The final race starts a rung: `contenders` plans on `samples` images.
@@ -207,16 +65,12 @@ public final class EvolutionarySearch {
 
     /// A new search, or one resumed from `resume` (which must have the same settings).
     public init(settings: SearchSettings, space: SearchSpace, cost: CostModel, scorer: CandidateScorer, resume: SearchState? = nil) throws {
-        guard settings.speedup > 0, settings.samples >= 2, settings.screenSamples >= 2, settings.screenSamples <= settings.samples,
-              settings.population >= 2, settings.children >= 1, settings.generations >= 0,
-              (0...1).contains(settings.mutationProbability), (0...1).contains(settings.crossoverFraction) else {
-            throw ModelError("search settings out of range: speed-up > 0, 2 ≤ screen samples ≤ samples, population ≥ 2, children ≥ 1, probabilities in 0…1")
-        }
+        try settings.validate()
         guard Set(space.grids.dropFirst()) == Set(settings.grids ?? []) else {
             throw ModelError("the settings' grids (\(settings.grids ?? [])) are not the space's coarser grids (\(Array(space.grids.dropFirst())))")
         }
-        guard space.solvers.map(\.description) == settings.solvers ?? [] else {
-            throw ModelError("the settings' solvers (\(settings.solvers ?? [])) are not the space's (\(space.solvers))")
+        guard space.solvers == settings.solvers else {
+            throw ModelError("the settings' solvers (\(settings.solvers)) are not the space's (\(space.solvers))")
         }
         self.space = space; self.cost = cost; self.scorer = scorer
         if var resume {
@@ -225,8 +79,8 @@ public final class EvolutionarySearch {
             // The final race runs after the generations on memoised scores, so it may change too.
             var same = resume.settings
             same.maxSeconds = settings.maxSeconds; same.generations = settings.generations
-            same.finalSamples = settings.finalSamples; same.finalJudge = settings.finalJudge
-            if resume.race.map({ $0.judge != settings.judge.rawValue || $0.rungs.last?.samples != settings.finalSamples }) ?? false { resume.race = nil }
+            same.finalSamples = settings.finalSamples; same.judge = settings.judge
+            if resume.race.map({ $0.judge != settings.judge || $0.rungs.last?.samples != settings.finalSamples }) ?? false { resume.race = nil }
             guard same == settings else {
                 throw ModelError("the results file was made with other settings (\(resume.settings)); resume with the same options or start a new file")
             }
@@ -256,20 +110,20 @@ public final class EvolutionarySearch {
             if let s = state.records[c.key]?.raceScore(samples) { return s }
             if shouldStop() { throw Unwind.stopped }
             let score = try scorer.judge(c, samples: samples, by: state.settings.judge)
-            state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).merging([String(samples): score]) { $1 }
+            state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).adding([samples: score])
             state.elapsedSeconds = elapsed
             try onUpdate(state, .judged(key: c.key, samples: samples, score: score))
             return score
         }
         if let s = state.records[c.key]?.score(samples) { return s }
         if shouldStop() { throw Unwind.stopped }
-        let score = try scorer.rfid(c, samples: samples)
+        let score = try scorer.fitness(c, samples: samples)
         var record = try state.records[c.key] ?? SearchRecord(candidate: c, origin: origin, generation: generation,
-                                                              predictedMs: cost.cost(c), predictedSpeedup: cost.speedup(c), rfid: [:])
-        record.rfid[String(samples)] = score
+                                                              predictedMs: cost.cost(c), predictedSpeedup: cost.speedup(c))
+        record.fitness[samples] = score
         state.records[c.key] = record
         state.elapsedSeconds = elapsed
-        try onUpdate(state, .evaluated(key: c.key, samples: samples, rfid: score))
+        try onUpdate(state, .evaluated(key: c.key, samples: samples, score: score))
         return score
     }
 
@@ -362,7 +216,7 @@ public final class EvolutionarySearch {
             guard initial.count >= 2 else {
                 throw ModelError("fewer than 2 candidates reach a \(settings.speedup)× speed-up in this space: lower --speedup or widen --segments")
             }
-            _ = try evaluatePhase(initial.map { ($0.0, $0.1, 0, settings.samples) })
+            _ = try evaluatePhase(initial.map { Evaluation(candidate: $0.0, origin: $0.1, generation: 0, samples: settings.samples) })
             select(initial.map { $0.0.key }, generation: 0, evaluated: initial.map { $0.0.key }, rng: rng)
             try onUpdate(state, .generation(index: 0))
         }
@@ -377,11 +231,15 @@ public final class EvolutionarySearch {
             let children = try makeChildren(using: &rng)
             // Successive halving: children whose screening score would place them in the population
             // (ranked with the population's own screening scores) are scored on every sample.
-            let members = state.population.map { (state.records[$0]!.candidate, state.records[$0]!.origin, g, settings.screenSamples) }
-            let screen = try evaluatePhase(children.map { ($0.0, $0.1, g, settings.screenSamples) } + members)
+            let members = state.population.map {
+                Evaluation(candidate: state.records[$0]!.candidate, origin: state.records[$0]!.origin, generation: g, samples: settings.screenSamples)
+            }
+            let screen = try evaluatePhase(children.map { Evaluation(candidate: $0.0, origin: $0.1, generation: g, samples: settings.screenSamples) } + members)
             let pool = zip(children.map(\.0.key) + state.population, screen).map { ($0, $1) }
             let promoted = Set(pool.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(settings.population).map(\.0))
-            _ = try evaluatePhase(children.filter { promoted.contains($0.0.key) }.map { ($0.0, $0.1, g, settings.samples) })
+            _ = try evaluatePhase(children.filter { promoted.contains($0.0.key) }.map {
+                Evaluation(candidate: $0.0, origin: $0.1, generation: g, samples: settings.samples)
+            })
             select(state.population + children.map { $0.0.key }, generation: g, evaluated: children.map { $0.0.key }, rng: rng,
                    seconds: elapsed - started)
             try onUpdate(state, .generation(index: g))
@@ -392,76 +250,36 @@ public final class EvolutionarySearch {
         try onUpdate(state, .done)
     }
 
-    /// The contenders of the final race: the population, and generation 0's plain DDIM and solver
-    /// members and its best DeepCache member (the baselines), ranked by the fitness on every sample.
-    public func raceContenders() -> [String] {
-        let n = state.settings.samples
-        var keys = state.population
-        let baselines = state.records.values.filter { $0.generation == 0 && ($0.origin == .ddim || $0.origin == .solver) && $0.score(n) != nil }
-        keys += baselines.map(\.candidate.key)
-        if let dc = state.records.values.filter({ $0.origin == .deepcache && $0.score(n) != nil })
-            .min(by: { ($0.score(n)!, $0.candidate.key) < ($1.score(n)!, $1.candidate.key) }) { keys.append(dc.candidate.key) }
-        return Array(Set(keys)).sorted { (state.records[$0]!.score(n)!, $0) < (state.records[$1]!.score(n)!, $1) }
-    }
-
-    /// The race's rungs: 4× the fitness's images at each, the last `finalSamples`.
-    public static func rungSamples(samples: Int, finalSamples: Int) -> [Int] {
-        var r: [Int] = []
-        var s = samples * 4
-        while s < finalSamples { r.append(s); s *= 4 }
-        return r + [finalSamples]
-    }
-
-    /// Successive halving to more images: every contender is judged on the first rung, the better
-    /// half (at least two) goes on to the next, and the best of the last rung wins. Scores are
-    /// memoised in the records, so a resumed race repeats nothing.
-    func runRace() throws {
-        // (A race run before under other race settings was dropped when the state was resumed.)
-        let settings = state.settings
-        guard state.race == nil, let final = settings.finalSamples else { return }
-        var contenders = raceContenders()
-        guard contenders.count >= 2 else { return }
-        var rungs: [RaceLog.Rung] = []
-        for (i, samples) in Self.rungSamples(samples: settings.samples, finalSamples: final).enumerated() {
-            if i > 0 { contenders = Array(contenders.prefix(max(2, (contenders.count + 1) / 2))) }
-            try onUpdate(state, .rung(samples: samples, contenders: contenders.count))
-            let scores = try evaluatePhase(contenders.map { (state.records[$0]!.candidate, state.records[$0]!.origin, state.records[$0]!.generation, samples) }, race: true)
-            let ranked = zip(contenders, scores).sorted { ($0.1, $0.0) < ($1.1, $1.0) }
-            contenders = ranked.map(\.0)
-            rungs.append(RaceLog.Rung(samples: samples, ranking: ranked.map(\.0), scores: ranked.map(\.1)))
-        }
-        state.race = RaceLog(judge: settings.judge.rawValue, rungs: rungs, winner: contenders[0])
-    }
-
     /// Which slice of each phase's unscored plans this process scores (index in 0..<count).
     public var shard: (index: Int, count: Int)? = nil
 
 
-    /// Scores independent evaluations (candidate, origin, generation, samples), in order.
-    func evaluatePhase(_ items: [(Candidate, CandidateOrigin, Int, Int)], race: Bool = false) throws -> [Double] {
+    /// Scores independent evaluations, in order (the race's scores with `race`).
+    func evaluatePhase(_ items: [Evaluation], race: Bool = false) throws -> [Double] {
         if let shard {
             var seen = Set<String>()
-            let missing = items.filter {
-                (race ? state.records[$0.0.key]?.raceScore($0.3) : state.records[$0.0.key]?.score($0.3)) == nil && seen.insert("\($0.0.key)@\($0.3)").inserted
+            let missing = items.filter { e in
+                let record = state.records[e.candidate.key]
+                return (race ? record?.raceScore(e.samples) : record?.score(e.samples)) == nil && seen.insert("\(e.candidate.key)@\(e.samples)").inserted
             }
             if !missing.isEmpty {
                 var scored = 0
-                for (i, item) in missing.enumerated() where shard.count > 0 && i % shard.count == shard.index {
-                    try evaluate(item.0, origin: item.1, generation: item.2, samples: item.3, race: race)
+                for (i, e) in missing.enumerated() where shard.count > 0 && i % shard.count == shard.index {
+                    try evaluate(e.candidate, origin: e.origin, generation: e.generation, samples: e.samples, race: race)
                     scored += 1
                 }
                 throw Unwind.shard(scored: scored, missing: missing.count)
             }
         }
-        return try items.map { try evaluate($0.0, origin: $0.1, generation: $0.2, samples: $0.3, race: race) }
+        return try items.map { try evaluate($0.candidate, origin: $0.origin, generation: $0.generation, samples: $0.samples, race: race) }
     }
 
     /// Adds scores from another process (a shard) to the memo.
     public func merge(_ records: [String: SearchRecord]) {
         for (key, r) in records {
             if var mine = state.records[key] {
-                mine.rfid.merge(r.rfid) { a, _ in a }
-                if let race = r.race { mine.race = (mine.race ?? [:]).merging(race) { a, _ in a } }
+                mine.fitness = mine.fitness.adding(r.fitness)
+                if let race = r.race { mine.race = (mine.race ?? [:]).adding(race) }
                 mine.generation = min(mine.generation, r.generation)
                 state.records[key] = mine
             } else {
@@ -470,14 +288,14 @@ public final class EvolutionarySearch {
         }
     }
 
-    /// (μ + λ): the `population` best by full-sample rFID (ties by key, for determinism).
+    /// (μ + λ): the `population` best by the fitness on every sample (ties by key, for determinism).
     func select(_ keys: [String], generation: Int, evaluated: [String], rng: SplitMix64, seconds: Double? = nil) {
         let n = state.settings.samples
         let scored = Set(keys).compactMap { k in state.records[k]?.score(n).map { (k, $0) } }
         state.population = scored.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(state.settings.population).map(\.0)
         state.rngState = rng.state
         state.generations.append(GenerationLog(generation: generation, evaluated: evaluated, population: state.population,
-                                               bestRFID: state.population.first.flatMap { state.records[$0]?.score(n) } ?? .infinity,
+                                               bestFitness: state.population.first.flatMap { state.records[$0]?.score(n) } ?? .infinity,
                                                seconds: seconds ?? elapsed))
         state.elapsedSeconds = elapsed
     }
@@ -516,16 +334,5 @@ public final class EvolutionarySearch {
             out.append((c, crossing ? .crossover : .mutation))
         }
         return out
-    }
-
-    /// The non-dominated records by (predicted speed-up ↑, rFID on every sample ↓), fastest first.
-    public static func paretoFront(_ records: [SearchRecord], samples: Int) -> [SearchRecord] {
-        let scored = records.filter { $0.score(samples) != nil }
-        return scored.filter { r in
-            !scored.contains { o in
-                o.predictedSpeedup >= r.predictedSpeedup && o.score(samples)! <= r.score(samples)!
-                    && (o.predictedSpeedup > r.predictedSpeedup || o.score(samples)! < r.score(samples)!)
-            }
-        }.sorted { $0.predictedSpeedup > $1.predictedSpeedup }
     }
 }

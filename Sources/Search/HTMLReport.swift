@@ -51,7 +51,7 @@ public enum HTMLReport {
             gallery += "<tr><th>\(esc(s.name))</th><td><img alt=\"\(esc(s.name))\" src=\"data:image/png;base64,\(s.png.base64EncodedString())\"></td></tr>\n"
         }
         let settings = report.state.settings
-        let solvers = ([report.sampler.scheduler.rawValue] + (settings.solvers ?? [])).joined(separator: ", ")
+        let solvers = ([report.sampler.scheduler.rawValue] + settings.solvers.map(\.description)).joined(separator: ", ")
         let grids = ([report.sampler.steps] + (settings.grids ?? [])).map(String.init).joined(separator: ", ")
         return """
             <!DOCTYPE html>
@@ -68,7 +68,7 @@ public enum HTMLReport {
             <p>Teacher: \(esc(report.sampler.description)), every step full. Target: \(String(format: "%.2f", report.requestedSpeedup ?? target))× \
             (searched at \(String(format: "%.2f", target))× with a \(String(format: "%.0f", (report.margin ?? 0) * 100)) % margin), \
             predicted from the latency table of \(esc(report.device)) at batch \(report.batch). Space: grids of \(grids) steps on \(esc(solvers)), \
-            \(settings.segmentCounts.count) segment counts. Fitness: \(settings.fitness == "paired" ? "the paired feature distance to the teacher's image from the same noise" : "rFID against the teacher") \
+            \(settings.segmentCounts.count) segment counts. Fitness: \(settings.fitness == .paired ? "the paired feature distance to the teacher's image from the same noise" : "rFID against the teacher") \
             (\(esc(report.features)) features) on \(samples) images of seed \(settings.seed); \
             \(report.state.records.count) plans scored in \(String(format: "%.0f", report.state.elapsedSeconds)) s.</p>
             <h2>The best plan and the baselines</h2>
@@ -76,7 +76,7 @@ public enum HTMLReport {
             <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th>\
             \(race.map { "<th>final race: \($0.judge) <small>(images)</small></th>" } ?? "")<th>sampler and steps</th></tr>
             \(rows)</table>
-            \(race.map { r in "<p>The result is the winner of a final race by \(esc(r.judge == "fid" ? "FID against real data (the search's own reference set)" : r.judge)): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
+            \(race.map { r in "<p>The result is the winner of a final race by \(esc(r.judge == .fid ? "FID against real data (the search's own reference set)" : r.judge.rawValue)): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \
             images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/plan_fid_check.py make \
             1,000–10,000-image figures of chosen plans.</p>

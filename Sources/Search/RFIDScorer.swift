@@ -8,7 +8,7 @@ import GPUKernels
 
 public final class RFIDScorer: SearchEvaluator {
     public let evaluator: RFIDEvaluator
-    /// What `rfid(_:samples:)` scores candidates by.
+    /// What `fitness(_:samples:)` scores candidates by.
     public let fitness: Fitness
 
     /// Real data's statistics, for the fid fitness or judge (read at the first use).
@@ -37,7 +37,7 @@ public final class RFIDScorer: SearchEvaluator {
     }
 
     /// The candidate's fitness: rFID, the paired feature distance or FID against real data (`fitness`).
-    public func rfid(_ c: Candidate, samples: Int) throws -> Double { try judge(c, samples: samples, by: fitness) }
+    public func fitness(_ c: Candidate, samples: Int) throws -> Double { try judge(c, samples: samples, by: fitness) }
 
     /// `c`'s score by `measure` on `samples` images.
     public func judge(_ c: Candidate, samples: Int, by measure: Fitness) throws -> Double {
@@ -68,7 +68,7 @@ public final class RFIDScorer: SearchEvaluator {
         try evaluator.rfid(plan: plan, samples: samples)
     }
 
-    /// Statistics of candidate `c` on `samples` images (after `rfid` computed them, no new work).
+    /// Statistics of candidate `c` on `samples` images (after `fitness` computed them, no new work).
     public func statistics(_ c: Candidate, samples: Int) throws -> FeatureStatistics {
         try evaluator.statistics(plan: try c.plan(teacherSampler), samples: samples)
     }

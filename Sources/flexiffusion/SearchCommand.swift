@@ -95,23 +95,13 @@ struct SearchCommand: ParsableCommand {
     @Option(name: .customLong("latency-table"), help: "Latency table to read (and extend).") var latencyTable: String = LatencyTable.defaultURL.path
     @Flag(help: "Print the report as JSON (the results file's best, baselines and teacher) on standard output.") var json = false
 
+    /// What only the command line can get wrong (the search's own settings are checked by
+    /// SearchConfiguration.validate, before any work).
     func validate() throws {
         guard (speedup == nil) != (latencyMs == nil) else { throw ValidationError("give --speedup X or --latency-ms MS") }
-        guard !(macs && latencyMs != nil) else { throw ValidationError("--latency-ms needs measured latencies; with --macs give --speedup") }
-        guard (0..<1).contains(margin) else { throw ValidationError("--margin \(margin): give a fraction in [0, 1), e.g. 0.08") }
-        guard batch > 0, samples >= 2 else { throw ValidationError("--samples must be at least 2 and --batch positive") }
         try checkImageCount(samples, option: "--samples")
         if let finalSamples { try checkImageCount(finalSamples, option: "--final-samples") }
-        if let maxMinutes, !(maxMinutes > 0) { throw ValidationError("--max-minutes must be positive") }
-        // (Each generation scores up to --population + --children plans, and makes its children in
-        // up to 50 × --children tries: huge values ran on for days, or overflowed that product.)
-        guard population <= 10_000, children <= 10_000 else { throw ValidationError("--population and --children: at most 10,000 each") }
-        guard measureRounds <= 1000 else { throw ValidationError("--measure-rounds \(measureRounds): at most 1,000") }
         guard !(shard != nil && merge) else { throw ValidationError("--shard and --merge are separate steps") }
-        guard fitness != .fid else { throw ValidationError("--fitness fid: FID against real data needs many images; use it as --final-judge fid (the final race), with --fitness rfid or paired") }
-        if let finalSamples, finalSamples != 0, finalSamples <= samples {
-            throw ValidationError("--final-samples \(finalSamples) must be more than --samples (\(samples)), or 0 for no final race")
-        }
         if let j = finalJudgeOption, j != .rfid, finalSamples == 0 { throw ValidationError("--final-judge \(j.rawValue) needs a final race (--final-samples is 0)") }
     }
 
@@ -165,8 +155,26 @@ struct SearchCommand: ParsableCommand {
         catch let e as ModelError { throw ValidationError("--solvers \(solvers): \(e.message)") }
     }
 
+    /// The search's configuration from the options, for `setup`'s model and `device` (the model's
+    /// key is set once its pipeline is loaded).
+    func configuration(_ setup: ModelSetup, teacher: PlanSampler, device: String) throws -> SearchConfiguration {
+        var c = SearchConfiguration(target: speedup.map { .speedup($0) } ?? .latencyMs(latencyMs!), teacher: teacher, batch: batch,
+                                    out: URL(fileURLWithPath: out), modelName: setup.name, modelKey: "", device: device,
+                                    features: featureOptions.name(forText: setup.config.isConditional), branchCount: setup.config.branchCount)
+        c.margin = margin; c.samples = samples; c.screenSamples = screenSamples
+        c.population = population; c.children = children; c.generations = generations
+        c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
+        c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
+        c.solvers = try solverChoice(); c.fitness = fitness
+        c.searchTimesteps = searchTimesteps; c.schedulerConfiguration = setup.schedulerConfig
+        c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
+        c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
+        c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
+        return c
+    }
+
     func run() throws {
-        let chosenSolvers = try solverChoice()
+        // 1. The options: files that must exist, the model, the teacher, the configuration checked once.
         for (option, path) in [("--real", real), ("--final-real", finalReal)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(option) \(path) does not exist (checked before the search, not after it)")
@@ -184,6 +192,10 @@ struct SearchCommand: ParsableCommand {
         guard (steps ?? 1) > 0 else { throw ValidationError("--steps must be positive") }
         let teacher = try setup.sampler(teacherKind, steps: steps ?? (textToImage ? 50 : 100), eta: eta)
         let device = try OpenCLRuntime.select(deviceOptions.device)
+        var c = try configuration(setup, teacher: teacher, device: device.name)
+        try c.validate()
+
+        // 2. The pipeline on the device, its scorer, and the real images' statistics (cached on disk).
         let stream = try ComputeStream(device: device)
         let scored = try ScoredPipeline(setup, prompts: promptOptions, promptSet: promptSet, features: featureOptions, variant: modelOptions.variant,
                                         stream: stream, batch: batch)
@@ -191,34 +203,21 @@ struct SearchCommand: ParsableCommand {
         if let promptSet, !json {
             say("text-to-image: \(promptOptions.prompts!) (\(promptSet.prompts.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
         }
-        let modelKey = scored.key
-        // Real images' feature statistics (cached on disk), with progress.
+        c.modelKey = scored.key
         func statistics(of path: String) throws -> FeatureStatistics {
             let progress = ProgressLine("features of \(path)")
             defer { progress.finish() }
             return try FIDStatistics(extractor: scored.extractor).cachedStatistics(of: path) { progress.update($0, of: $1, unit: "images") }
         }
         let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: scored.extractor, teacher: StepPlan.teacher(teacher),
-                                                             seed: seed, modelKey: modelKey),
+                                                             seed: seed, modelKey: scored.key),
                                 fitness: fitness,
                                 reference: judgeReal.map { path in { try statistics(of: path) } })
-
-        var c = SearchConfiguration(target: speedup.map { .speedup($0) } ?? .latencyMs(latencyMs!), teacher: teacher, batch: batch,
-                                    out: URL(fileURLWithPath: out), modelName: setup.name, modelKey: modelKey, device: device.name,
-                                    features: featureOptions.name(forText: scored.isTextToImage), branchCount: pipeline.unet.branchCount)
-        c.margin = margin; c.samples = samples; c.screenSamples = screenSamples
-        c.population = population; c.children = children; c.generations = generations
-        c.mutationProbability = mutationProbability; c.crossoverFraction = crossover; c.seed = seed
-        c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
-        c.solvers = chosenSolvers; c.fitness = fitness
-        c.searchTimesteps = searchTimesteps; c.schedulerConfiguration = setup.schedulerConfig
-        c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
         // The race's real images are read now (cached on disk after the first time), so that a file
         // that is not images or statistics is refused before the search, not after it.
         if c.finalSamples != nil && finalJudge == .fid { _ = try scorer.realStatistics() }
-        c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
-        c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
 
+        // 3. The session, with its progress drawn and Ctrl-C stopping it between evaluations.
         let realPath = realImages(real, model: modelOptions.model)
         let session = SearchSession(
             configuration: c, evaluator: scorer,

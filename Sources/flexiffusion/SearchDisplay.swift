@@ -114,7 +114,7 @@ final class SearchDisplay {
             }
             let done = max(0, p.generationsDone - 1), total = p.generations - 1
             let figures = String(format: "generation %d/%d  best %@ %@  %d scored  %.0f s%@", done, total, fitnessName,
-                                 p.bestRFID.map { String(format: "%.3f", $0) } ?? "–", p.scored, p.elapsed,
+                                 p.bestFitness.map { String(format: "%.3f", $0) } ?? "–", p.scored, p.elapsed,
                                  p.eta.map { String(format: ", ETA %.0f s", $0) } ?? "")
             if interactive {
                 let bar = String(repeating: "█", count: 20 * p.generationsDone / max(1, p.generations))

@@ -35,19 +35,6 @@ final class ScratchModel {
     }
 }
 
-/// Runs `body`, which must throw an error whose description contains every one of `needles`.
-func expectError(containing needles: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
-    do {
-        try body()
-        Issue.record("no error; expected one mentioning \(needles)", sourceLocation: sourceLocation)
-    } catch {
-        let text = "\(error)"
-        for n in needles where !text.contains(n) {
-            Issue.record("error «\(text)» does not mention «\(n)»", sourceLocation: sourceLocation)
-        }
-    }
-}
-
 @Suite struct ModelErrorTests {
     @Test func wrongShapeNamesTheTensor() throws {
         let m = try ScratchModel(copying: "cifar-layout")

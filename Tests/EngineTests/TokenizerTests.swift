@@ -5,6 +5,7 @@
 import Engine
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct TokenizerTests {
     /// Every byte's character, each also closing a word, the merges' results and the specials.

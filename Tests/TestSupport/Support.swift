@@ -1,5 +1,5 @@
-// Test support shared by the test targets: the device under test, seeded random inputs, and the
-// atol + rtol·|ref| comparison.
+// Test support shared by the test targets: the device under test, seeded random inputs, the
+// atol + rtol·|ref| comparison, and the check that an error names what it should.
 import Foundation
 import Engine
 import GPUKernels
@@ -62,4 +62,17 @@ public func defaultModelSampler(batch: Int, steps: Int) throws -> (folder: Model
     let scheduler = try DDIMScheduler(configuration: SchedulerConfiguration.load(from: folder.schedulerConfigURL!), steps: steps)
     return (folder, try Sampler(unet: unet, scheduler: scheduler),
             try FashionFeatureNet(folder: DefaultModel.featureNetFolder(), stream: stream, batch: batch))
+}
+
+/// Runs `body`, which must throw an error whose description contains every one of `needles`.
+public func expectError(containing needles: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("no error; expected one mentioning \(needles)", sourceLocation: sourceLocation)
+    } catch {
+        let text = "\(error)"
+        for n in needles where !text.contains(n) {
+            Issue.record("error «\(text)» does not mention «\(n)»", sourceLocation: sourceLocation)
+        }
+    }
 }

@@ -11,9 +11,16 @@ public protocol VersionedJSONFile: Codable {
     static var version: Int { get }
     /// What the file is, for messages: "step plan", "latency table", ….
     static var kind: String { get }
+    /// The oldest version this build still reads (files of older versions are refused).
+    static var oldestReadableVersion: Int { get }
+    /// Brings a file read from an older readable version to this build's (it is written as this version).
+    mutating func migrate()
 }
 
 extension VersionedJSONFile {
+    public static var oldestReadableVersion: Int { version }
+    public mutating func migrate() {}
+
     /// Reads and checks `url`.
     public static func load(from url: URL) throws -> Self {
         let data: Data
@@ -29,7 +36,11 @@ extension VersionedJSONFile {
         do { object = try JSONSerialization.jsonObject(with: data) } catch { throw ModelError("not a valid \(kind): not valid JSON") }
         guard let raw = object as? [String: Any] else { throw ModelError("not a valid \(kind): not a JSON object") }
         try checkHeader(raw)
-        do { return try decodeJSON(Self.self, from: data, object: raw) } catch let e as ModelError { throw e } catch {
+        do {
+            var value = try decodeJSON(Self.self, from: data, object: raw)
+            value.migrate()
+            return value
+        } catch let e as ModelError { throw e } catch {
             throw ModelError("not a valid \(kind): \(describe(error))")
         }
     }
@@ -41,8 +52,9 @@ extension VersionedJSONFile {
             throw ModelError("not a \(kind): \"format\" is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(Self.format)\"")
         }
         guard let version = raw["version"] as? Int else { throw ModelError("\(kind) without a \"version\"") }
-        guard version == Self.version else {
-            throw ModelError("\(kind) version \(version) is not supported (this build reads version \(Self.version))")
+        guard (Self.oldestReadableVersion...Self.version).contains(version) else {
+            let readable = Self.oldestReadableVersion == Self.version ? "version \(Self.version)" : "versions \(Self.oldestReadableVersion)–\(Self.version)"
+            throw ModelError("\(kind) version \(version) is not supported (this build reads \(readable))")
         }
     }
 
