@@ -83,15 +83,19 @@ static int open_version2(const char *path) {
     return 0;
 }
 
+/// The library the first flex_dnnl_open asked for (empty: the defaults).
+static char requested[1024];
+
 static void open_library(void) {
     // oneDNN runs between OpenCL kernels on the same cores: its OpenMP threads should sleep when
     // idle instead of spinning against PoCL's workers (unless the user chose otherwise).
     setenv("OMP_WAIT_POLICY", "passive", 0);
-    // $FLEXIFFUSION_ONEDNN (a path or a library name, version 2 or 3), else oneDNN 3 first (its AVX2
-    // convolutions are brgemm kernels, faster than 2's): libdnnl.so.3 on the loader's path or where
-    // scripts/build-onednn.sh installs it, then Debian 12's libdnnl.so.2.
-    const char *chosen = getenv("FLEXIFFUSION_ONEDNN");
-    if (chosen && *chosen) {
+    // The library asked for ($FLEXIFFUSION_ONEDNN, read by the Swift side: a path or a library name,
+    // version 2 or 3), else oneDNN 3 first (its AVX2 convolutions are brgemm kernels, faster than
+    // 2's): libdnnl.so.3 on the loader's path or where scripts/build-onednn.sh installs it, then
+    // Debian 12's libdnnl.so.2.
+    const char *chosen = requested;
+    if (*chosen) {
         if (open_version3(chosen) && open_version2(chosen)) return;
     } else if (open_version3("libdnnl.so.3") && open_version3("/usr/local/lib/libdnnl.so.3") && open_version2("libdnnl.so.2")) {
         snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/build-onednn.sh)");
@@ -102,7 +106,21 @@ static void open_library(void) {
     available = 1;
 }
 
-int flex_dnnl_available(void) { pthread_once(&once, open_library); return available; }
+static pthread_mutex_t request_lock = PTHREAD_MUTEX_INITIALIZER;
+static int request_taken = 0;
+
+int flex_dnnl_open(const char *library) {
+    pthread_mutex_lock(&request_lock);
+    if (!request_taken) {
+        request_taken = 1;
+        if (library) snprintf(requested, sizeof requested, "%s", library);
+    }
+    pthread_mutex_unlock(&request_lock);
+    pthread_once(&once, open_library);
+    return available;
+}
+
+int flex_dnnl_available(void) { return flex_dnnl_open(NULL); }
 const char *flex_dnnl_error(void) { return error; }
 int flex_dnnl_version(void) { return flex_dnnl_available() ? version : 0; }
 const char *flex_dnnl_library(void) { return library; }

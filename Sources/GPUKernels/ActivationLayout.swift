@@ -83,6 +83,7 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
 
     /// oneDNN's preferred activation layout on this machine, asked once.
     static let oneDNNPreferred: ActivationLayout = {
+        guard ConvolutionPath.oneDNNAvailable else { return .nchw }
         switch flex_dnnl_preferred_block() {
         case -1: return .nhwc
         case let b where b > 1: return .blocked(Int(b))
@@ -98,10 +99,8 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
 public enum OneDNNLayoutMode: String, CaseIterable, Sendable {
     case carried, blocked, plain
 
-    public static let variable = "FLEXIFFUSION_ONEDNN_LAYOUT"
-
     /// The process's choice; an unknown value is refused by `ConvolutionPath.default(for:)`.
-    static let chosen = (try? environmentChoice(OneDNNLayoutMode.self, variable, ProcessInfo.processInfo.environment, call: "")) ?? .carried
+    static let chosen = (try? EngineEnvironment.oneDNNLayout.choice(OneDNNLayoutMode.self)) ?? .carried
 }
 
 extension ComputeStream {

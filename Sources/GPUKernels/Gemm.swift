@@ -14,26 +14,15 @@ public enum GemmPath: String, CaseIterable, Sendable, CustomStringConvertible {
 
     public var description: String { rawValue }
 
-    /// Overrides the default choice: one of `clblast`, `clblast-tuned`, `host-blas`.
-    public static let variable = "FLEXIFFUSION_GEMM"
-
     /// host-blas on CPU devices (measured fastest there), CLBlast elsewhere; $FLEXIFFUSION_GEMM wins.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GemmPath {
-        if let p = try environmentChoice(GemmPath.self, variable, environment, call: "GEMM path selection") { return p }
+        if let p = try EngineEnvironment.gemm.choice(GemmPath.self, in: environment) { return p }
         return device.kind == .cpu ? .hostBLAS : .clblast
     }
-}
 
-/// The case of `T` that $`variable` names, nil when it is unset or empty; any other value is an error
-/// that lists the choices.
-func environmentChoice<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ variable: String, _ environment: [String: String],
-                                                           call: String) throws -> T? where T.RawValue == String {
-    guard let raw = environment[variable], !raw.isEmpty else { return nil }
-    guard let value = T(rawValue: raw) else {
-        throw OpenCLError(call: call, detail: "$\(variable)=\(raw) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return value
+    /// Whether this path can run on `device` (host-blas maps its buffers on the host: CPU devices only).
+    public func runs(on device: DeviceInfo) -> Bool { self != .hostBLAS || device.kind == .cpu }
 }
 
 /// One matrix operand of a strided-batched GEMM: `buffer[offset + b * stride ...]`, leading dimension `ld`.
@@ -59,7 +48,7 @@ public final class GemmEngine: @unchecked Sendable {
     static let lock = NSLock()
 
     public init(path: GemmPath, device: DeviceInfo) throws {
-        if path == .hostBLAS && device.kind != .cpu {
+        if !path.runs(on: device) {
             throw OpenCLError(call: "GEMM path selection",
                               detail: "host-blas needs a CPU device (its buffers are mapped on the host); \(device.name) is a \(device.kind)")
         }
@@ -154,10 +143,8 @@ public enum CLBlastTuning {
 
     /// Where the tuned parameters of `device` are cached.
     public static func cacheFile(for device: DeviceInfo) -> URL {
-        let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
         let safe = "\(device.name)-\(device.driverVersion)".map { $0.isLetter || $0.isNumber ? $0 : "_" }
-        return base.appendingPathComponent("flexiffusion/clblast-xgemm-\(String(safe)).json")
+        return EngineEnvironment.cacheDirectory().appendingPathComponent("clblast-xgemm-\(String(safe)).json")
     }
 
     /// The parameters to use on `device`: the cached tuning result if present and well-formed.

@@ -41,8 +41,8 @@ public enum HostBLAS {
     }
 
     static let library: Result<Library, OpenCLError> = {
-        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = coreTypeForThisCPU() {
-            setenv("OPENBLAS_CORETYPE", core, 0)
+        if EngineEnvironment.openBLASCoreType.value() == nil, let core = coreTypeForThisCPU() {
+            setenv(EngineEnvironment.openBLASCoreType.name, core, 1)
         }
         let candidates = ["libopenblas.so.0", "libopenblas.so", "libcblas.so.3", "libblas.so.3"]
         for name in candidates {

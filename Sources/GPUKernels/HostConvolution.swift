@@ -10,11 +10,8 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
 
     public var description: String { rawValue }
 
-    /// Overrides the default choice: `im2col-gemm` or `onednn`.
-    public static let variable = "FLEXIFFUSION_CONV"
-
-    /// Whether oneDNN (libdnnl.so.3 or .so.2) could be opened.
-    public static var oneDNNAvailable: Bool { flex_dnnl_available() != 0 }
+    /// Whether oneDNN (the library $FLEXIFFUSION_ONEDNN names, else libdnnl.so.3 or .so.2) could be opened.
+    public static var oneDNNAvailable: Bool { flex_dnnl_open(EngineEnvironment.oneDNN.value()) != 0 }
 
     /// The oneDNN opened, e.g. "oneDNN 3 (/usr/local/lib/libdnnl.so.3)"; nil when none could be.
     public static var oneDNNLibrary: String? {
@@ -26,12 +23,12 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
     /// on any device an unknown $FLEXIFFUSION_ONEDNN_LAYOUT.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
-        _ = try environmentChoice(OneDNNLayoutMode.self, OneDNNLayoutMode.variable, environment, call: "convolution path selection")
-        if let p = try environmentChoice(ConvolutionPath.self, variable, environment, call: "convolution path selection") {
+        _ = try EngineEnvironment.oneDNNLayout.choice(OneDNNLayoutMode.self, in: environment)
+        if let p = try EngineEnvironment.convolution.choice(ConvolutionPath.self, in: environment) {
             try p.check(for: device)
             return p
         }
-        if device.kind == .cpu, let library = environment["FLEXIFFUSION_ONEDNN"], !library.isEmpty, !oneDNNAvailable {
+        if device.kind == .cpu, EngineEnvironment.oneDNN.value(in: environment) != nil, !oneDNNAvailable {
             // A library the user named is not silently replaced by the im2col path.
             throw OpenCLError(call: "convolution path selection", detail: String(cString: flex_dnnl_error()))
         }

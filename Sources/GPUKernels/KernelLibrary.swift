@@ -5,10 +5,6 @@ import Foundation
 
 /// The OpenCL C sources of `kernels/`, one per op family.
 public enum KernelLibrary {
-    /// Set to a directory to load `<family>.cl` from disk instead of the embedded copy, so that an
-    /// edited kernel can be tried without rebuilding.
-    public static let directoryVariable = "FLEXIFFUSION_KERNELS_DIR"
-
     /// The sources embedded at build time, by family name.
     public static let embedded: [String: String] = {
         var count: Int32 = 0
@@ -23,11 +19,11 @@ public enum KernelLibrary {
     /// The source of one family: from $FLEXIFFUSION_KERNELS_DIR when set, else embedded.
     public static func source(of family: String,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
-        if let dir = environment[directoryVariable], !dir.isEmpty {
+        if let dir = EngineEnvironment.kernelsDirectory.value(in: environment) {
             let path = URL(fileURLWithPath: dir).appendingPathComponent("\(family).cl").path
             do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw OpenCLError(call: "loading kernel source",
-                                  detail: "\(path) (from $\(directoryVariable)): \(error.localizedDescription)")
+                                  detail: "\(path) (from \(EngineEnvironment.kernelsDirectory)): \(error.localizedDescription)")
             }
         }
         guard let s = embedded[family] else {

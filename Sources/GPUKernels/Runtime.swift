@@ -36,9 +36,6 @@ public struct DeviceInfo: @unchecked Sendable, CustomStringConvertible {
 /// threads at once crashes inside PoCL (shared/OPENCL-NOTES.md), and a Swift `static let` is
 /// initialised exactly once, thread-safely.
 public enum OpenCLRuntime {
-    /// The environment variable that selects the device when `--device` is not given.
-    public static let deviceVariable = "FLEXIFFUSION_DEVICE"
-
     private static let discovery: Result<[DeviceInfo], OpenCLError> = Result { try discover() }
         .mapError { $0 as? OpenCLError ?? OpenCLError(call: "device discovery", detail: "\($0)") }
 
@@ -60,9 +57,9 @@ public enum OpenCLRuntime {
     /// its kernel cache, which otherwise looks like a missing driver.
     public static func noDeviceReason(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         let cache: String
-        if let dir = environment["POCL_CACHE_DIR"], !dir.isEmpty { cache = dir }
-        else if let xdg = environment["XDG_CACHE_HOME"], xdg.hasPrefix("/") { cache = xdg + "/pocl" }
-        else if let home = environment["HOME"], home.hasPrefix("/") { cache = home + "/.cache/pocl" }
+        if let dir = EngineEnvironment.poclCache.value(in: environment) { cache = dir }
+        else if let xdg = EngineEnvironment.cacheHome.absolutePath(in: environment) { cache = xdg + "/pocl" }
+        else if let home = EngineEnvironment.home.absolutePath(in: environment) { cache = home + "/.cache/pocl" }
         else { cache = "" }
         if !cache.isEmpty, FileManager.default.fileExists(atPath: "/etc/OpenCL/vendors/pocl.icd") {
             var problem: String?
@@ -83,10 +80,10 @@ public enum OpenCLRuntime {
     /// the first device of that type), or a case-insensitive substring of the device or platform name.
     public static func select(_ spec: String? = nil,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DeviceInfo {
-        let chosen = spec ?? environment[deviceVariable]
+        let chosen = spec ?? EngineEnvironment.device.value(in: environment)
         guard let raw = chosen?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return try defaultDevice() }
         let all = try devices()
-        let source = spec != nil ? "--device" : "$\(deviceVariable)"
+        let source = spec != nil ? "--device" : "\(EngineEnvironment.device)"
         let listing = all.map(\.description).joined(separator: "; ")
         if let i = Int(raw) {
             guard all.indices.contains(i) else {

@@ -41,7 +41,7 @@ struct DevicesCommand: ParsableCommand {
         }
         print(renderTable(table))
         let why = deviceOptions.device.map { "--device \($0)" }
-            ?? ProcessInfo.processInfo.environment[OpenCLRuntime.deviceVariable].map { "$\(OpenCLRuntime.deviceVariable)=\($0)" }
+            ?? EngineEnvironment.device.value().map { "\(EngineEnvironment.device)=\($0)" }
             ?? "default: the first GPU, else the first CPU"
         print("\n* selected device [\(def.index)] (\(why))")
     }

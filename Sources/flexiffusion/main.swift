@@ -1,6 +1,7 @@
 // The `flexiffusion` command line.
 import ArgumentParser
 import Engine
+import GPUKernels
 import Foundation
 
 struct Flexiffusion: ParsableCommand {
@@ -9,9 +10,10 @@ struct Flexiffusion: ParsableCommand {
         abstract: "Faster sampling for pre-trained diffusion models on any OpenCL device.",
         discussion: """
             Devices are chosen with --device (an index from `flexiffusion devices`, `gpu`, `cpu`, or part \
-            of a device name) or $FLEXIFFUSION_DEVICE; the default is the first GPU, else the first CPU device. \
-            $FLEXIFFUSION_GEMM picks the GEMM path (clblast, clblast-tuned, host-blas); \
-            $FLEXIFFUSION_KERNELS_DIR loads kernels/*.cl from disk instead of the embedded copies.
+            of a device name) or $FLEXIFFUSION_DEVICE; the default is the first GPU, else the first CPU device.
+
+            Environment variables:
+            \(EngineEnvironment.help)
             """,
         version: flexiffusionVersion,
         subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self, RFIDCommand.self, ForwardCommand.self, TokenizeCommand.self, BenchCommand.self, TuneGemmCommand.self])

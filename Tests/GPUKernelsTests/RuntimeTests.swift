@@ -31,7 +31,7 @@ import TestSupport
         let word = String(last.name.split(separator: " ").first!.lowercased())
         #expect(try OpenCLRuntime.select(word).name.lowercased().contains(word))
         // The variable applies when no --device is given, and --device wins over it.
-        let env = [OpenCLRuntime.deviceVariable: "\(last.index)"]
+        let env = [EngineEnvironment.device.name: "\(last.index)"]
         #expect(try OpenCLRuntime.select(nil, environment: env).index == last.index)
         #expect(try OpenCLRuntime.select("0", environment: env).index == 0)
         #expect(try OpenCLRuntime.select(nil, environment: [:]).index == OpenCLRuntime.defaultDevice().index)
@@ -49,7 +49,7 @@ import TestSupport
             #expect(e.description.contains("devices:"), "the error lists the devices: \(e)")
         }
         do {
-            _ = try OpenCLRuntime.select(nil, environment: [OpenCLRuntime.deviceVariable: spec])
+            _ = try OpenCLRuntime.select(nil, environment: [EngineEnvironment.device.name: spec])
             Issue.record("$FLEXIFFUSION_DEVICE=\(spec) was accepted")
         } catch let e as OpenCLError {
             #expect(e.description.contains("FLEXIFFUSION_DEVICE"), "\(e)")
@@ -74,7 +74,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: dir) }
         let edited = "// edited\n__kernel void k(__global float* x) { x[0] = 1.0f; }\n"
         try edited.write(to: dir.appendingPathComponent("elementwise.cl"), atomically: true, encoding: .utf8)
-        let env = [KernelLibrary.directoryVariable: dir.path]
+        let env = [EngineEnvironment.kernelsDirectory.name: dir.path]
         #expect(try KernelLibrary.source(of: "elementwise", environment: env) == edited)
         #expect(throws: OpenCLError.self) { try KernelLibrary.source(of: "conv2d", environment: env) }
         #expect(throws: OpenCLError.self) { try KernelLibrary.source(of: "no_such_family", environment: [:]) }
@@ -120,11 +120,11 @@ import TestSupport
 
     @Test func unknownGemmOrConvolutionPathIsAClearError() throws {
         let d = try testDevice()
-        #expect(throws: OpenCLError.self) { try GemmPath.default(for: d, environment: [GemmPath.variable: "fastest"]) }
-        #expect(try GemmPath.default(for: d, environment: [GemmPath.variable: "clblast"]) == .clblast)
+        #expect(throws: OpenCLError.self) { try GemmPath.default(for: d, environment: [EngineEnvironment.gemm.name: "fastest"]) }
+        #expect(try GemmPath.default(for: d, environment: [EngineEnvironment.gemm.name: "clblast"]) == .clblast)
         if d.kind != .cpu { #expect(throws: OpenCLError.self) { try GemmEngine(path: .hostBLAS, device: d) } }
-        #expect(throws: OpenCLError.self) { try ConvolutionPath.default(for: d, environment: [ConvolutionPath.variable: "winograd"]) }
-        #expect(try ConvolutionPath.default(for: d, environment: [ConvolutionPath.variable: "im2col-gemm"]) == .im2colGemm)
+        #expect(throws: OpenCLError.self) { try ConvolutionPath.default(for: d, environment: [EngineEnvironment.convolution.name: "winograd"]) }
+        #expect(try ConvolutionPath.default(for: d, environment: [EngineEnvironment.convolution.name: "im2col-gemm"]) == .im2colGemm)
         if d.kind != .cpu { #expect(throws: OpenCLError.self) { try ConvolutionPath.oneDNN.check(for: d) } }
     }
 }

@@ -5,12 +5,16 @@
 
 typedef struct FlexConv FlexConv;
 
-/// Opens libdnnl once; 1 when usable, else 0 and `flex_dnnl_error()` says why.
+/// Opens libdnnl once: `library` (a path or a library name, version 2 or 3) when not NULL, else the
+/// defaults below; 1 when usable, else 0 and `flex_dnnl_error()` says why. Later calls return the
+/// first's result, whatever they ask.
+int flex_dnnl_open(const char *library);
+/// flex_dnnl_open(NULL): the library opened, or the defaults when none was asked for yet.
 int flex_dnnl_available(void);
 const char *flex_dnnl_error(void);
 
 /// The major version of the oneDNN opened (2 or 3; 0 when none) and its library's name or path.
-/// $FLEXIFFUSION_ONEDNN (a path or library name, version 2 or 3) when set; else oneDNN 3 first,
+/// The library asked for when one was; else oneDNN 3 first,
 /// libdnnl.so.3 on the loader's path or in /usr/local/lib, then Debian 12's libdnnl.so.2.
 int flex_dnnl_version(void);
 const char *flex_dnnl_library(void);

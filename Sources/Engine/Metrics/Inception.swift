@@ -45,7 +45,7 @@ public final class InceptionV3FID: FeatureExtractor {
     /// Where `--features inception` looks: $FLEXIFFUSION_INCEPTION, else the converter's default
     /// (~/.cache/flexiffusion/inception-v3-fid).
     public static func defaultFolder() -> String {
-        ProcessInfo.processInfo.environment["FLEXIFFUSION_INCEPTION"]
+        EngineEnvironment.inception.value()
             ?? flexiffusionCacheDirectory().appendingPathComponent("inception-v3-fid").path
     }
 

@@ -1,6 +1,7 @@
 // Finding a UNet in a diffusers folder: a pipeline (model_index.json, unet/, scheduler/) or a bare
 // UNet folder (config.json + weights, optional scheduler_config.json).
 import Foundation
+import GPUKernels
 
 public struct ModelFolder: Sendable {
     public let root: URL
@@ -83,8 +84,8 @@ public struct HuggingFaceCache: Sendable {
     public let hub: URL
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
-        if let h = environment["HF_HUB_CACHE"], !h.isEmpty { hub = URL(fileURLWithPath: h) }
-        else if let h = environment["HF_HOME"], !h.isEmpty { hub = URL(fileURLWithPath: h).appendingPathComponent("hub") }
+        if let h = EngineEnvironment.huggingFaceHubCache.value(in: environment) { hub = URL(fileURLWithPath: h) }
+        else if let h = EngineEnvironment.huggingFaceHome.value(in: environment) { hub = URL(fileURLWithPath: h).appendingPathComponent("hub") }
         else { hub = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/huggingface/hub") }
     }
 

@@ -4,15 +4,8 @@
 import Foundation
 import GPUKernels
 
-/// ~/.cache/flexiffusion (or $XDG_CACHE_HOME/flexiffusion).
-public func flexiffusionCacheDirectory() -> URL {
-    // As the XDG base-directory spec says (and PoCL reads them): $XDG_CACHE_HOME when set to an
-    // absolute path (empty or relative values are ignored), else $HOME/.cache, else the account's home.
-    let env = ProcessInfo.processInfo.environment
-    if let xdg = env["XDG_CACHE_HOME"], xdg.hasPrefix("/") { return URL(fileURLWithPath: xdg).appendingPathComponent("flexiffusion") }
-    let home = env["HOME"].flatMap { $0.hasPrefix("/") ? URL(fileURLWithPath: $0) : nil } ?? FileManager.default.homeDirectoryForCurrentUser
-    return home.appendingPathComponent(".cache").appendingPathComponent("flexiffusion")
-}
+/// ~/.cache/flexiffusion (or $XDG_CACHE_HOME/flexiffusion): `EngineEnvironment.cacheDirectory()`.
+public func flexiffusionCacheDirectory() -> URL { EngineEnvironment.cacheDirectory() }
 
 extension UNetConfiguration {
     /// A fingerprint of the architecture (the configuration's JSON, keys sorted): latencies depend on it, not on the weights.
