@@ -93,34 +93,17 @@ public enum ActivationLayout: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Where activations lie around oneDNN's convolutions, $FLEXIFFUSION_ONEDNN_LAYOUT: carried (the
-/// default: the blocked layout kept between convolutions, `ComputeStream.carryBlockedLayout`),
+/// default: the blocked layout kept between convolutions, `Backends.activationLayout(channels:)`),
 /// blocked (NCHW between operations, reordered around each convolution) or plain (NCHW throughout,
-/// `ComputeStream.blockedHostConvolutions` off).
+/// `Backends.blockedConvolutions` off).
 public enum OneDNNLayoutMode: String, CaseIterable, Sendable {
     case carried, blocked, plain
 
     /// The process's choice; an unknown value is refused by `ConvolutionPath.default(for:)`.
-    static let chosen = (try? EngineEnvironment.oneDNNLayout.choice(OneDNNLayoutMode.self)) ?? .carried
+    public static let chosen = (try? EngineEnvironment.oneDNNLayout.choice(OneDNNLayoutMode.self)) ?? .carried
 }
 
 extension ComputeStream {
-    /// The layout of oneDNN's convolutions here, when a model may carry it between them: oneDNN
-    /// convolutions in their preferred layouts (`blockedHostConvolutions`) whose input is nChw8c,
-    /// nChw16c (oneDNN 2's jit kernels) or NHWC (oneDNN 3's brgemm kernels), and the other operations
-    /// on the host (host-blas GEMMs); else NCHW.
-    public var convolutionLayout: ActivationLayout {
-        guard convolutionPath == .oneDNN, blockedHostConvolutions, gemm.path == .hostBLAS else { return .nchw }
-        return ActivationLayout.oneDNNPreferred
-    }
-
-    /// The layout a model with these (inner) channel counts keeps its activations in: the blocked
-    /// `convolutionLayout` when `carryBlockedLayout` is on and every count is a multiple of its block, else NCHW.
-    public func activationLayout(channels: [Int]) -> ActivationLayout {
-        let l = convolutionLayout
-        guard carryBlockedLayout, l != .nchw, channels.allSatisfy({ l.holds(channels: $0) }) else { return .nchw }
-        return l
-    }
-
     /// x [N, C, P] from layout `from` into y in layout `to` (distinct buffers; a copy when they are equal).
     public func reorder(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, from: ActivationLayout, to: ActivationLayout,
                         batch: Int, channels: Int, spatial: Int) throws {
@@ -129,7 +112,7 @@ extension ComputeStream {
         if from == to { return try y.copy(from: x, count: n, queue: queue) }
         precondition(from == .nchw || to == .nchw, "reorders go through NCHW")
         let other = from == .nchw ? to : from, B = other.hostBlock(channels: channels)
-        precondition(other.holds(channels: channels) && gemm.path == .hostBLAS, "\(from) → \(to) needs whole channel blocks and host operations")
+        precondition(backends.supports(.reorder, layout: other, channels: channels), "\(from) → \(to) needs whole channel blocks and host operations")
         try onHost("reorder \(from)→\(to) (host)", [x, y]) { p in
             HostElementwise.reorderBlocked(p[0], p[1], planes: batch * channels / B, spatial: spatial, block: B, toBlocked: to != .nchw)
         }

@@ -75,15 +75,15 @@ extension ComputeStream {
                        c: GemmOperand(buffer, offset: offset, ld: P, stride: C * P), batch: s.batch)
     }
 
-    /// In-place softmax of each row of the [rows, cols] matrix at `offset` of `s`; on the host
-    /// (every core, mapped zero-copy) when the GEMMs run there too (host-blas on a CPU device).
+    /// In-place softmax of each row of the [rows, cols] matrix at `offset` of `s` (on the host, every
+    /// core over the mapped buffer, where the backends put it).
     public func softmaxRows(_ s: DeviceBuffer<Float>, offset: Int = 0, rows: Int, cols: Int) throws {
         precondition(s.count >= offset + rows * cols, "softmax buffer too small")
-        if gemm.path == .hostBLAS {
+        if backends.placement(.softmax) == .host {
             return try onHost("softmax (host)", [s]) { p in HostSoftmax.softmaxRows(p[0] + offset, rows: rows, cols: cols) }
         }
-        let ls = shared.reductionWorkGroupSize()
-        try launch("attention", "softmax_rows", global: [ls * rows], local: [ls],
+        let ls = backends.reductionWorkGroupSize
+        try launch(.softmaxRows, global: [ls * rows], local: [ls],
                    [.buffer(s.mem), .int(offset), .int(cols), .local(bytes: ls * MemoryLayout<Float>.size)])
     }
 }

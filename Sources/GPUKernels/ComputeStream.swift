@@ -1,5 +1,6 @@
-// A stream of work on one device: a command queue, its own kernel objects, the GEMM path and an
-// optional profiler. One stream per thread; streams on one device share its context and programs.
+// A stream of work on one device: a command queue, its own kernel objects, its backends (which
+// runs each operation: Backends.swift), host convolutions and prepared weights, scratch buffers and
+// an optional profiler. One stream per thread; streams on one device share its context and programs.
 import COpenCL
 import Foundation
 
@@ -14,26 +15,20 @@ public final class ComputeStream {
     public let shared: DeviceContext
     public let queue: CLCommandQueue
     public let gemm: GemmEngine
-    private var kernels: [String: CLKernel] = [:]
+    /// The kernel objects of every family launched so far (`Kernel` names them).
+    private var kernels: [Kernel: CLKernel] = [:]
     private var scratchBuffers: [ScratchKind: DeviceBuffer<Float>] = [:]
     var hostConvolutions: [HostConvolutionKey: HostConvolution] = [:]
     var preparedWeights: [PreparedWeightsKey: PreparedWeights] = [:]
-    /// oneDNN convolutions in its preferred (blocked) layouts, else on NCHW (`OneDNNLayoutMode`; default on).
-    public var blockedHostConvolutions = OneDNNLayoutMode.chosen != .plain
-    /// Whether models keep their activations in that blocked layout between convolutions (see
-    /// `activationLayout(channels:)`; read when a model is built).
-    public var carryBlockedLayout = OneDNNLayoutMode.chosen == .carried
 
-    /// How convolutions run: oneDNN on the host (CPU devices, the default there when libdnnl is
-    /// installed) or im2col + GEMM on the device.
-    public var convolutionPath: ConvolutionPath {
-        didSet { precondition((try? convolutionPath.check(for: device)) != nil, "\(convolutionPath) cannot run on \(device.name)") }
-    }
-
-    /// The convolution path as benchmarks print it: with the oneDNN library and whether it runs in its blocked layouts.
-    public var convolutionSummary: String {
-        guard convolutionPath == .oneDNN, let library = ConvolutionPath.oneDNNLibrary else { return convolutionPath.rawValue }
-        return "onednn, \(library), \(blockedHostConvolutions ? "blocked layouts" : "NCHW")"
+    /// Where each operation runs (Backends.swift): the launchers ask it. The GEMM path is fixed
+    /// when the stream is made; the convolution path and oneDNN's layouts may be changed (tests,
+    /// benchmarks) to any the device can run.
+    public var backends: Backends {
+        didSet {
+            precondition(backends.gemm == oldValue.gemm && backends.precision == oldValue.precision, "a stream's GEMM path and precision are fixed")
+            precondition((try? backends.convolution.check(for: device)) != nil, "\(backends.convolution) cannot run on \(device.name)")
+        }
     }
 
     /// Small per-stream buffers that operations keep between calls.
@@ -63,9 +58,6 @@ public final class ComputeStream {
         }
     }
 
-    /// im2col one output row per work-item (the default on CPU devices) rather than one element.
-    public var rowwiseIm2col: Bool
-
     /// Whether launches record their events for `takeTimings()`.
     public var recordsTimings: Bool { queue.profiling }
 
@@ -78,10 +70,10 @@ public final class ComputeStream {
         self.device = d
         shared = try DeviceContext.shared(for: d)
         queue = try CLCommandQueue(context: shared.context, profiling: profiling)
-        self.gemm = try GemmEngine(path: gemm ?? GemmPath.default(for: d), device: d)
-        rowwiseIm2col = d.kind == .cpu
+        let engine = try GemmEngine(path: gemm ?? GemmPath.default(for: d), device: d)
+        self.gemm = engine
         if let convolution { try convolution.check(for: d) }
-        convolutionPath = try convolution ?? ConvolutionPath.default(for: d)
+        backends = Backends(device: d, gemm: engine.path, convolution: try convolution ?? ConvolutionPath.default(for: d))
     }
 
     public var context: CLContext { shared.context }
@@ -114,20 +106,19 @@ public final class ComputeStream {
     /// Allocates the stream's scratch of `kind` for `count` floats now.
     public func reserve(_ kind: ScratchKind, count: Int) throws { _ = try scratch(kind, count: count) }
 
-    /// This stream's kernel object for `name` in `family`.cl (created on first use).
-    func kernel(_ family: String, _ name: String) throws -> CLKernel {
-        let key = "\(family).\(name)"
-        if let k = kernels[key] { return k }
-        let k = try CLKernel(program: try shared.program(family), name: name)
-        kernels[key] = k
-        return k
+    /// This stream's kernel object for `kernel`: its family's kernels are created together at the
+    /// first launch of any of them (a kernel its program lacks is an error then, naming it).
+    func kernel(_ kernel: Kernel) throws -> CLKernel {
+        if let k = kernels[kernel] { return k }
+        let family = kernel.family, program = try shared.program(family.fileName)
+        for k in family.kernels { kernels[k] = try CLKernel(program: program, name: k.name) }
+        return kernels[kernel]!
     }
 
-    /// Enqueues `family.name` over `global` work-items (with `local`, or the driver's choice).
-    func launch(_ family: String, _ name: String, global: [Int], local: [Int]? = nil,
-                _ args: [KernelArgument]) throws {
+    /// Enqueues `kernel` over `global` work-items (with `local`, or the driver's choice).
+    func launch(_ kernel: Kernel, global: [Int], local: [Int]? = nil, _ args: [KernelArgument]) throws {
         precondition(!global.isEmpty && global.count <= 3 && global.allSatisfy { $0 > 0 }, "bad global size \(global)")
-        let k = try kernel(family, name)
+        let k = try self.kernel(kernel)
         try k.setArguments(args)
         var g = global
         var event: cl_event? = nil
@@ -140,9 +131,9 @@ public final class ComputeStream {
             return clEnqueueNDRangeKernel(queue.handle, k.handle, cl_uint(g.count), nil, &g, nil, 0, nil, evp)
         }
         if st != CL_SUCCESS {
-            throw OpenCLError(call: "clEnqueueNDRangeKernel(\(name))", status: st, detail: "global \(global), local \(local.map { "\($0)" } ?? "auto")")
+            throw OpenCLError(call: "clEnqueueNDRangeKernel(\(kernel))", status: st, detail: "global \(global), local \(local.map { "\($0)" } ?? "auto")")
         }
-        if let event { pendingEvents.append((name, CLEvent(event))) }
+        if let event { pendingEvents.append((kernel.name, CLEvent(event))) }
     }
 
     /// Waits for the queue and returns the device time of every kernel launched since the last call,

@@ -113,8 +113,8 @@ extension ComputeStream {
         precondition(images.lowerBound >= 0 && images.upperBound <= s.batch && !images.isEmpty, "im2col images \(images) outside batch \(s.batch)")
         precondition(input.count >= s.inputCount && col.count >= images.count * s.patch * s.outSpatial,
                      "im2col buffers too small for \(s)")
-        try launch("conv2d", rowwiseIm2col ? "im2col_rows" : "im2col",
-                   global: [rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, images.count], [
+        try launch(backends.rowwiseIm2col ? .im2colRows : .im2col,
+                   global: [backends.rowwiseIm2col ? s.outHeight : s.outSpatial, s.patch, images.count], [
             .buffer(input.mem), .int(images.lowerBound), .buffer(col.mem), .int(images.count), .int(s.inChannels), .int(s.height), .int(s.width),
             .int(s.kernelHeight), .int(s.kernelWidth), .int(s.stride), .int(s.padTop), .int(s.padLeft),
             .int(s.outHeight), .int(s.outWidth), .int(wide ? 1 : 0),
@@ -134,7 +134,7 @@ extension ComputeStream {
         precondition(weight.count >= s.weightCount, "conv2d weight too small for \(s)")
         precondition(output.count >= s.outputCount, "conv2d output too small for \(s)")
         precondition(output !== input, "conv2d cannot run in place")
-        if convolutionPath == .oneDNN {
+        if backends.placement(.convolution) == .host {
             return try conv2dOnHost(input, weight: weight, bias: bias, output: output, shape: s,
                                     inputLayout: inputLayout, outputLayout: outputLayout)
         }
@@ -153,7 +153,7 @@ extension ComputeStream {
             try gemm.sgemm(queue: queue, m: s.outChannels, n: NP, k: s.patch, a: GemmOperand(weight, ld: s.patch),
                            b: GemmOperand(scratch, ld: NP), c: GemmOperand(scratch, offset: tmp, ld: NP))
             let biasBuffer = bias ?? weight  // unread when has_bias is 0
-            try launch("conv2d", "unfold_batch", global: [P, s.outChannels, s.batch], [
+            try launch(.unfoldBatch, global: [P, s.outChannels, s.batch], [
                 .buffer(scratch.mem), .int(tmp), .buffer(biasBuffer.mem), .buffer(output.mem), .int(s.batch),
                 .int(s.outChannels), .int(P), .int(bias == nil ? 0 : 1),
             ])

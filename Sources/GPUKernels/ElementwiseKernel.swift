@@ -5,19 +5,19 @@ extension ComputeStream {
     /// y = x · sigmoid(x) over `count` elements; y may be x.
     public func silu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
         precondition(x.count >= count && y.count >= count, "silu buffers too small")
-        try launch("elementwise", "silu", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
+        try launch(.silu, global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
     }
 
     /// y = max(x, 0) over `count` elements; y may be x.
     public func relu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int) throws {
         precondition(x.count >= count && y.count >= count, "relu buffers too small")
-        try launch("elementwise", "relu", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
+        try launch(.relu, global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count)])
     }
 
     /// y = min(max(x, lo), hi) over `count` elements; y may be x.
     public func clamp(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, to range: ClosedRange<Float>) throws {
         precondition(x.count >= count && y.count >= count, "clamp buffers too small")
-        try launch("elementwise", "clamp_values", global: [count],
+        try launch(.clampValues, global: [count],
                    [.buffer(x.mem), .buffer(y.mem), .int(count), .float(range.lowerBound), .float(range.upperBound)])
     }
 
@@ -25,18 +25,18 @@ extension ComputeStream {
     public func addScale(_ a: DeviceBuffer<Float>, _ b: DeviceBuffer<Float>, output y: DeviceBuffer<Float>,
                          count: Int, scale: Float = 1) throws {
         precondition(a.count >= count && b.count >= count && y.count >= count, "add buffers too small")
-        if gemm.path == .hostBLAS {
-            // CPU devices whose GEMMs run on the host: one vectorised pass over mapped buffers.
+        if backends.placement(.residualAdd) == .host {
+            // One vectorised pass over the mapped buffers.
             return try onHost("add_scale (host)", [a, b, y]) { p in HostElementwise.addScale(p[0], p[1], p[2], count: count, scale: scale) }
         }
-        try launch("elementwise", "add_scale", global: [count],
+        try launch(.addScale, global: [count],
                    [.buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(count), .float(scale)])
     }
 
     /// y = x · s + b; y may be x.
     public func scale(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, count: Int, by s: Float, plus b: Float = 0) throws {
         precondition(x.count >= count && y.count >= count, "scale buffers too small")
-        try launch("elementwise", "scale_shift", global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count), .float(s), .float(b)])
+        try launch(.scaleShift, global: [count], [.buffer(x.mem), .buffer(y.mem), .int(count), .float(s), .float(b)])
     }
 
     /// y[offset + (n, c, p)] = bias[c] for y [N, C, P] starting at element `offset`.
@@ -44,15 +44,15 @@ extension ComputeStream {
                                 batch: Int, channels: Int, spatial: Int) throws {
         precondition(y.count >= offset + batch * channels * spatial && bias.count >= channels, "bias fill buffers too small")
         if spatial == 1 {
-            try launch("elementwise", "fill_row_bias", global: [channels, batch],
+            try launch(.fillRowBias, global: [channels, batch],
                        [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels)])
             return
         }
-        if gemm.path == .hostBLAS {
+        if backends.placement(.channelBias) == .host {
             return try hostChannelBias(y, offset: offset, bias: bias, batch: batch, channels: channels, spatial: spatial,
                                        batchStride: 0, add: false)
         }
-        try launch("elementwise", "fill_channel_bias", global: [spatial, channels, batch],
+        try launch(.fillChannelBias, global: [spatial, channels, batch],
                    [.buffer(y.mem), .int(offset), .buffer(bias.mem), .int(channels), .int(spatial)])
     }
 
@@ -64,27 +64,26 @@ extension ComputeStream {
         precondition(y.count >= batch * channels * spatial, "bias add output too small")
         precondition(bias.count >= (batch - 1) * biasBatchStride + channels, "bias add vector too small")
         if layout != .nchw && spatial > 1 {
-            precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "bias add in \(layout) needs host operations and whole blocks")
+            precondition(backends.supports(.channelBias, layout: layout, channels: channels), "bias add in \(layout) needs host operations and whole blocks")
             return try onHost("add_channel_bias (host)", [y, bias]) { p in
                 HostElementwise.addChannelBiasBlocked(p[0], p[1], batch: batch, channels: channels, spatial: spatial,
                                                       block: layout.hostBlock(channels: channels), batchStride: biasBatchStride)
             }
         }
         if spatial == 1 {
-            try launch("elementwise", "add_row_bias", global: [channels, batch],
+            try launch(.addRowBias, global: [channels, batch],
                        [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(biasBatchStride)])
             return
         }
-        if gemm.path == .hostBLAS {
+        if backends.placement(.channelBias) == .host {
             return try hostChannelBias(y, offset: 0, bias: bias, batch: batch, channels: channels, spatial: spatial,
                                        batchStride: biasBatchStride, add: true)
         }
-        try launch("elementwise", "add_channel_bias", global: [spatial, channels, batch],
+        try launch(.addChannelBias, global: [spatial, channels, batch],
                    [.buffer(y.mem), .buffer(bias.mem), .int(channels), .int(spatial), .int(biasBatchStride)])
     }
 
-    /// `fillChannelBias` / `addChannelBias` on the host for CPU devices whose GEMMs run there: one
-    /// vectorised pass over the mapped buffers.
+    /// `fillChannelBias` / `addChannelBias` on the host: one vectorised pass over the mapped buffers.
     private func hostChannelBias(_ y: DeviceBuffer<Float>, offset: Int, bias: DeviceBuffer<Float>, batch: Int, channels: Int, spatial: Int,
                                  batchStride: Int, add: Bool) throws {
         try onHost("\(add ? "add" : "fill")_channel_bias (host)", [y, bias]) { p in

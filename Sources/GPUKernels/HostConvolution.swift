@@ -104,8 +104,8 @@ extension ComputeStream {
     /// convolution of that shape does not.
     public func prepareConvolution(_ shape: Conv2dShape, hasBias: Bool, inputLayout: ActivationLayout = .nchw,
                                    outputLayout: ActivationLayout = .nchw) throws {
-        if convolutionPath == .oneDNN {
-            _ = try hostConvolution(HostConvolutionKey(shape: shape, hasBias: hasBias, blocked: blockedHostConvolutions,
+        if backends.placement(.convolution) == .host {
+            _ = try hostConvolution(HostConvolutionKey(shape: shape, hasBias: hasBias, blocked: backends.blockedConvolutions,
                                                        inputLayout: inputLayout, outputLayout: outputLayout))
         }
     }
@@ -134,7 +134,7 @@ extension ComputeStream {
     /// conv2d through oneDNN on the mapped buffers, the input and output in the given layouts.
     func conv2dOnHost(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
                       output: DeviceBuffer<Float>, shape: Conv2dShape, inputLayout: ActivationLayout, outputLayout: ActivationLayout) throws {
-        let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: blockedHostConvolutions,
+        let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: backends.blockedConvolutions,
                                      inputLayout: inputLayout, outputLayout: outputLayout)
         let conv = try hostConvolution(key)
         try onHost("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",

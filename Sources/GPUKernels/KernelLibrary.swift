@@ -71,14 +71,4 @@ public final class DeviceContext: @unchecked Sendable {
         programs[key] = p
         return p
     }
-
-    /// The work-group size of reductions (GroupNorm statistics, softmax): the largest power of two
-    /// up to `cap` that the device allows; on CPU devices 16, where PoCL's larger work-groups spent
-    /// 3× longer in the softmax of the attention blocks (measured with `bench unet --profile`).
-    public func reductionWorkGroupSize(cap: Int? = nil) -> Int {
-        let cap = cap ?? (device.kind == .cpu ? 16 : 256)
-        var ls = 1
-        while ls * 2 <= min(cap, device.maxWorkGroupSize) { ls *= 2 }
-        return ls
-    }
 }

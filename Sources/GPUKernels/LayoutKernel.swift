@@ -11,18 +11,18 @@ extension ComputeStream {
         precondition(x !== y, "upsample cannot run in place")
         if layout != .nchw {
             let B = layout.hostBlock(channels: channels)
-            precondition(gemm.path == .hostBLAS && layout.holds(channels: channels), "upsampling in \(layout) needs host operations and whole blocks")
+            precondition(backends.supports(.upsample, layout: layout, channels: channels), "upsampling in \(layout) needs host operations and whole blocks")
             return try onHost("upsample_nearest2x (host)", [x, y]) { p in
                 HostElementwise.upsampleNearest2xBlocked(p[0], p[1], planes: batch * channels / B, height: height, width: width, block: B)
             }
         }
-        if gemm.path == .hostBLAS {
-            // CPU devices whose GEMMs run on the host: row copies over the mapped buffers.
+        if backends.placement(.upsample) == .host {
+            // Row copies over the mapped buffers.
             return try onHost("upsample_nearest2x (host)", [x, y]) { p in
                 HostElementwise.upsampleNearest2x(p[0], p[1], planes: batch * channels, height: height, width: width)
             }
         }
-        try launch("layout", "upsample_nearest2x", global: [4 * n],
+        try launch(.upsampleNearest2x, global: [4 * n],
                    [.buffer(x.mem), .buffer(y.mem), .int(batch * channels), .int(height), .int(width)])
     }
 
@@ -37,19 +37,18 @@ extension ComputeStream {
                      && y.count >= total, "concat buffers too small")
         precondition(y !== a && y !== b, "concat cannot run in place")
         if layout == .nhwc {
-            precondition(gemm.path == .hostBLAS, "concat in NHWC needs host operations")
+            precondition(backends.supports(.concat, layout: layout, channels: channelsA), "concat in NHWC needs host operations")
             return try onHost("concat (host)", [a, b, y]) { p in
                 HostElementwise.concatNHWC(p[0], p[1], p[2], positions: batch * spatial, channelsA: channelsA, channelsB: channelsB)
             }
         }
-        if gemm.path == .hostBLAS {
-            // CPU devices whose GEMMs run on the host: two memory copies per sample over mapped buffers
-            // (PoCL's per-element kernel moved ~3 GB/s).
+        if backends.placement(.concat) == .host {
+            // Two memory copies per sample over the mapped buffers (PoCL's per-element kernel moved ~3 GB/s).
             return try onHost("concat (host)", [a, b, y]) { p in
                 HostElementwise.concatChannels(p[0], p[1], p[2], batch: batch, channelsA: channelsA, channelsB: channelsB, spatial: spatial)
             }
         }
-        try launch("layout", "concat_channels", global: [total], [
+        try launch(.concatChannels, global: [total], [
             .buffer(a.mem), .buffer(b.mem), .buffer(y.mem), .int(batch), .int(channelsA), .int(channelsB), .int(spatial),
         ])
     }
@@ -61,7 +60,7 @@ extension ComputeStream {
         precondition(x.count >= batch * channels * spatial && y.count >= batch * outputChannels * spatial,
                      "copyChannels buffers too small")
         precondition(x !== y, "copyChannels cannot run in place")
-        try launch("layout", "copy_channels", global: [batch * channels * spatial], [
+        try launch(.copyChannels, global: [batch * channels * spatial], [
             .buffer(x.mem), .buffer(y.mem), .int(batch), .int(channels), .int(outputChannels), .int(offset), .int(spatial),
         ])
     }
@@ -77,7 +76,7 @@ extension ComputeStream {
         precondition(x.count >= inputOffset + batch * channels * height * width
                      && y.count >= batch * outChannels * outHeight * outWidth, "resize buffers too small")
         precondition(x !== y, "resize cannot run in place")
-        try launch("layout", "resize_bilinear", global: [batch * outChannels * outHeight * outWidth], [
+        try launch(.resizeBilinear, global: [batch * outChannels * outHeight * outWidth], [
             .buffer(x.mem), .int(inputOffset), .buffer(y.mem), .int(batch), .int(channels), .int(height), .int(width),
             .int(outChannels), .int(outHeight), .int(outWidth), .float(range.lowerBound), .float(range.upperBound),
         ])
@@ -90,7 +89,7 @@ extension ComputeStream {
                                    clampTo range: ClosedRange<Float> = -Float.greatestFiniteMagnitude...Float.greatestFiniteMagnitude) throws {
         precondition(x.count >= inputOffset + batch * 3 * height * width && y.count >= batch * outHeight * outWidth, "resize buffers too small")
         precondition(x !== y, "resize cannot run in place")
-        try launch("layout", "resize_bilinear_luma", global: [batch * outHeight * outWidth], [
+        try launch(.resizeBilinearLuma, global: [batch * outHeight * outWidth], [
             .buffer(x.mem), .int(inputOffset), .buffer(y.mem), .int(batch), .int(height), .int(width),
             .int(outHeight), .int(outWidth), .float(range.lowerBound), .float(range.upperBound),
         ])

@@ -25,7 +25,7 @@ extension ComputeStream {
         precondition(s.kernelSize > 0 && s.stride > 0 && s.padding >= 0 && 2 * s.padding <= s.kernelSize, "bad pooling window")
         precondition(s.outHeight > 0 && s.outWidth > 0, "pooling window larger than the input")
         precondition(x.count >= s.inputCount && y.count >= s.outputCount, "pool2d buffers too small")
-        try launch("pooling", "pool2d", global: [s.outWidth, s.outHeight, s.batch * s.channels], [
+        try launch(.pool2d, global: [s.outWidth, s.outHeight, s.batch * s.channels], [
             .buffer(x.mem), .buffer(y.mem), .int(s.height), .int(s.width), .int(s.outHeight), .int(s.outWidth),
             .int(s.kernelSize), .int(s.stride), .int(s.padding), .int(Int(mode.rawValue)), .int(countIncludePad ? 1 : 0),
         ])
@@ -34,6 +34,6 @@ extension ComputeStream {
     /// y[nc] = mean over the `spatial` values of x[nc].
     public func meanPoolSpatial(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, planes: Int, spatial: Int) throws {
         precondition(x.count >= planes * spatial && y.count >= planes, "mean pool buffers too small")
-        try launch("pooling", "mean_pool_spatial", global: [planes], [.buffer(x.mem), .buffer(y.mem), .int(planes), .int(spatial)])
+        try launch(.meanPoolSpatial, global: [planes], [.buffer(x.mem), .buffer(y.mem), .int(planes), .int(spatial)])
     }
 }

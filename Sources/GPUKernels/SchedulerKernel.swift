@@ -26,7 +26,7 @@ extension ComputeStream {
                               _ c: SchedulerStepCoefficients) throws {
         precondition(x.count >= n && m.count >= n && y.count >= n, "scheduler step buffers too small")
         precondition(c.noise == 0 || (noise?.count ?? 0) >= n, "scheduler step needs \(n) noise values")
-        try launch("scheduler", "scheduler_step", global: [n], [
+        try launch(.schedulerStep, global: [n], [
             .buffer(x.mem), .buffer(m.mem), .buffer((noise ?? x).mem), .buffer(y.mem), .int(n),
             .int32(c.prediction.rawValue), .float(c.sqrtAlphaProduct), .float(c.sqrtBetaProduct),
             .int(c.clipRange == nil ? 0 : 1), .float(c.clipRange ?? 0),
@@ -43,7 +43,7 @@ extension ComputeStream {
         precondition((1...4).contains(h.count) && c.count == h.count, "multistep combine takes 1…4 history buffers and as many coefficients")
         precondition(x.count >= n && y.count >= n && h.allSatisfy { $0.count >= n }, "multistep combine buffers too small")
         let buffers = (0..<4).map { h[min($0, h.count - 1)] }, coefficients = (0..<4).map { $0 < c.count ? c[$0] : 0 }
-        try launch("scheduler", "multistep_combine", global: [n], [
+        try launch(.multistepCombine, global: [n], [
             .buffer(x.mem), .buffer(buffers[0].mem), .buffer(buffers[1].mem), .buffer(buffers[2].mem), .buffer(buffers[3].mem),
             .buffer(y.mem), .int(n), .float(cx), .float(coefficients[0]), .float(coefficients[1]), .float(coefficients[2]), .float(coefficients[3]),
         ])
@@ -53,6 +53,6 @@ extension ComputeStream {
     /// u + g·(c − u).
     public func guidanceCombine(_ y: DeviceBuffer<Float>, half n: Int, scale g: Float) throws {
         precondition(y.count >= 2 * n, "guidance buffer too small")
-        try launch("scheduler", "guidance_combine", global: [n], [.buffer(y.mem), .int(n), .float(g)])
+        try launch(.guidanceCombine, global: [n], [.buffer(y.mem), .int(n), .float(g)])
     }
 }

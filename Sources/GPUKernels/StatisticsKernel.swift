@@ -9,8 +9,8 @@ extension ComputeStream {
         precondition(n >= 2, "a covariance needs at least 2 rows")
         precondition(x.count >= n * d && centred.count >= n * d && mean.count >= d && covariance.count >= d * d,
                      "feature statistics buffers too small")
-        try launch("statistics", "column_mean", global: [d], [.buffer(x.mem), .buffer(mean.mem), .int(n), .int(d)])
-        try launch("statistics", "center_columns", global: [d, n],
+        try launch(.columnMean, global: [d], [.buffer(x.mem), .buffer(mean.mem), .int(n), .int(d)])
+        try launch(.centerColumns, global: [d, n],
                    [.buffer(x.mem), .buffer(mean.mem), .buffer(centred.mem), .int(n), .int(d)])
         try gemm.sgemm(queue: queue, transA: true, m: d, n: d, k: n, alpha: 1 / Float(n - 1),
                        a: GemmOperand(centred, ld: d), b: GemmOperand(centred, ld: d), beta: 0,

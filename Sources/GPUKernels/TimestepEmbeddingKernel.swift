@@ -10,7 +10,7 @@ extension ComputeStream {
         let half = dim / 2
         precondition(half > 0 && Float(half) != downscaleFreqShift, "timestep embedding: dim \(dim) too small")
         precondition(timesteps.count >= batch && y.count >= batch * dim, "timestep embedding buffers too small")
-        try launch("timestep_embedding", "timestep_embedding", global: [dim, batch], [
+        try launch(.timestepEmbedding, global: [dim, batch], [
             .buffer(timesteps.mem), .buffer(y.mem), .int(dim), .int(half), .int(flipSinToCos ? 1 : 0),
             .float(Float(-log(maxPeriod))), .float(Float(half) - downscaleFreqShift), .float(scale),
         ])

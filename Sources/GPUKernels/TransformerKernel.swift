@@ -34,13 +34,7 @@ public struct TokenAttentionShape: Hashable, Sendable {
 
     /// Floats of score scratch the attention takes by default: 16 Mi (64 MiB).
     public static let defaultScoreLimit = 1 << 24
-    /// Floats of score scratch on `device`: the default on CPUs (chunks that stay near the caches), 512 MiB
-    /// on GPUs (or a quarter of the largest buffer), where SD 1.5's 4,096-query self-attention then runs
-    /// in one chunk per sample: eight 512-query chunks kept CLBlast's head-dim-40 products at ~0.5 TFLOP/s
-    /// on an H200.
-    public static func scoreLimit(on device: DeviceInfo) -> Int {
-        device.kind == .gpu ? max(defaultScoreLimit, min(1 << 27, Int(device.maxAllocationBytes / 16))) : defaultScoreLimit
-    }
+    /// (A stream's limit is `Backends.attentionScoreLimit`.)
     /// Queries per chunk so that the scores of all heads fit `scoreLimit` floats (at least one query).
     public func chunk(scoreLimit: Int = defaultScoreLimit) -> Int {
         max(1, min(queryLength, scoreLimit / (heads * keyLength)))
@@ -74,7 +68,7 @@ extension ComputeStream {
                                b: GemmOperand(k.buffer, offset: k.offset + n * Lk * k.ld, ld: k.ld, stride: d),
                                c: GemmOperand(scratch, ld: Lk, stride: rows * Lk), batch: s.heads)
                 if causal {
-                    try launch("transformer", "causal_mask", global: [Lk, s.heads * rows],
+                    try launch(.causalMask, global: [Lk, s.heads * rows],
                                [.buffer(scratch.mem), .int(rows), .int(Lk), .int(i0)])
                 }
                 try softmaxRows(scratch, rows: s.heads * rows, cols: Lk)
@@ -92,13 +86,13 @@ extension ComputeStream {
     public func gatherRows(_ table: DeviceBuffer<Float>, ids: DeviceBuffer<Int32>, output y: DeviceBuffer<Float>,
                            rows: Int, width D: Int) throws {
         precondition(ids.count >= rows && y.count >= rows * D && table.count >= D, "gather buffers too small")
-        try launch("transformer", "gather_rows", global: [D, rows], [.buffer(table.mem), .buffer(ids.mem), .buffer(y.mem), .int(D)])
+        try launch(.gatherRows, global: [D, rows], [.buffer(table.mem), .buffer(ids.mem), .buffer(y.mem), .int(D)])
     }
 
     /// x = act(x) in place for transformers' `quick_gelu` (x·σ(1.702x)) or exact `gelu`.
     public func activation(_ x: DeviceBuffer<Float>, count: Int, _ kind: TokenActivation) throws {
         precondition(x.count >= count, "activation buffer too small")
-        try launch("transformer", "activation_inplace", global: [count],
+        try launch(.activationInplace, global: [count],
                    [.buffer(x.mem), .int(count), .int(kind == .quickGELU ? 0 : 1)])
     }
 
@@ -106,7 +100,7 @@ extension ComputeStream {
     public func transposeBatched(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, batch: Int, rows: Int, cols: Int) throws {
         precondition(x.count >= batch * rows * cols && y.count >= batch * rows * cols, "transpose buffers too small")
         precondition(x !== y, "transpose cannot run in place")
-        try launch("transformer", "transpose_batched", global: [cols, rows, batch],
+        try launch(.transposeBatched, global: [cols, rows, batch],
                    [.buffer(x.mem), .buffer(y.mem), .int(rows), .int(cols)])
     }
 
@@ -114,7 +108,7 @@ extension ComputeStream {
     public func geglu(_ x: DeviceBuffer<Float>, output y: DeviceBuffer<Float>, rows: Int, features F: Int) throws {
         precondition(x.count >= rows * 2 * F && y.count >= rows * F, "geglu buffers too small")
         precondition(x !== y, "geglu cannot run in place")
-        try launch("transformer", "geglu", global: [F, rows], [.buffer(x.mem), .buffer(y.mem), .int(F)])
+        try launch(.geglu, global: [F, rows], [.buffer(x.mem), .buffer(y.mem), .int(F)])
     }
 
     /// y[r, :] += x[r, :] · Wᵀ + b for x [rows, in], W [out, in]: a linear layer added onto y (a residual).

@@ -89,13 +89,13 @@ struct BenchKernels: ParsableCommand {
 
     func run() throws {
         let device = try OpenCLRuntime.select(deviceOptions.device)
-        var chosen = GemmPath.allCases.filter { $0 != .hostBLAS || device.kind == .cpu }
+        var chosen = GemmPath.allCases.filter { $0.runs(on: device) }
         if let paths {
             chosen = try paths.split(separator: ",").map { raw in
                 guard let p = GemmPath(rawValue: String(raw)) else {
                     throw ValidationError("unknown GEMM path '\(raw)' (choose from \(GemmPath.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                if p == .hostBLAS && device.kind != .cpu { throw ValidationError("host-blas needs a CPU device; \(device.name) is a \(device.kind)") }
+                if !p.runs(on: device) { throw ValidationError("\(p) needs a CPU device; \(device.name) is a \(device.kind)") }
                 return p
             }
         }
@@ -115,7 +115,7 @@ struct BenchKernels: ParsableCommand {
         let lowerings: [Conv2dAlgorithm?] = algorithms ? Conv2dAlgorithm.allCases : [nil]
         // im2col + GEMM through each GEMM path; oneDNN's convolution as its own column on CPU devices.
         var variants: [(GemmPath, Conv2dAlgorithm?, ConvolutionPath)] = chosen.flatMap { p in lowerings.map { (p, $0, .im2colGemm) } }
-        if device.kind == .cpu && ConvolutionPath.oneDNNAvailable && paths == nil {
+        if (try? ConvolutionPath.oneDNN.check(for: device)) != nil && paths == nil {
             variants.append((.hostBLAS, nil, .oneDNN))
         }
         let names = variants.map { $0.2 == .oneDNN ? "onednn" : "\($0.0)\($0.1.map { "/\($0)" } ?? "")" }
@@ -269,10 +269,10 @@ struct BenchUNet: ParsableCommand {
         if json {
             let engine: [String: Any] = ["median_ms": (ms * 1000).rounded() / 1000, "gflops": (gflops * 100).rounded() / 100,
                                          "weight_bytes": unet.weightBytes, "workspace_bytes": unet.workspace.bytes,
-                                         "convolutions": stream.convolutionSummary, "activations": "\(unet.layout)"]
+                                         "convolutions": stream.backends.convolutionSummary, "activations": "\(unet.layout)"]
             print(String(decoding: try JSONSerialization.data(withJSONObject: engine, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print("\(stream.device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("\(stream.device.name), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
             print("device memory: weights \(formatBytes(UInt64(unet.weightBytes))), workspace \(formatBytes(UInt64(unet.workspace.bytes))) (of \(formatBytes(stream.device.globalMemoryBytes)))")
             print("batch \(batch) at \(side)×\(side)\(config.isConditional ? " with \(contextLength) context tokens" : ""): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
         }

@@ -1,4 +1,5 @@
-// `flexiffusion devices`: every OpenCL platform and device, and which one is selected.
+// `flexiffusion devices`: every OpenCL platform and device, which one is selected, and where each
+// operation runs on it (its backends table).
 import ArgumentParser
 import Foundation
 import Engine
@@ -7,8 +8,8 @@ import GPUKernels
 struct DevicesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devices",
-        abstract: "List every OpenCL platform and device (the selected one is marked with *).",
-        discussion: "With --device or $FLEXIFFUSION_DEVICE, the device it selects is marked; without, the default.")
+        abstract: "List every OpenCL platform and device (the selected one is marked with *), and where each operation runs on the selected one.",
+        discussion: "With --device or $FLEXIFFUSION_DEVICE, the device it selects is marked; without, the default. $FLEXIFFUSION_GEMM, $FLEXIFFUSION_CONV and $FLEXIFFUSION_ONEDNN_LAYOUT change its backends.")
 
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -18,6 +19,7 @@ struct DevicesCommand: ParsableCommand {
     func run() throws {
         let all = try OpenCLRuntime.devices()
         let def = try OpenCLRuntime.select(deviceOptions.device)
+        let backends = Backends(device: def, gemm: try GemmPath.default(for: def), convolution: try ConvolutionPath.default(for: def))
         if json {
             let rows: [[String: Any]] = all.map { d in [
                 "index": d.index, "platform": d.platformName, "name": d.name, "type": d.kind.rawValue,
@@ -25,7 +27,9 @@ struct DevicesCommand: ParsableCommand {
                 "fp64": d.supportsFP64, "version": d.version, "driver": d.driverVersion,
                 "gemm_path": (try? GemmPath.default(for: d).rawValue) ?? "?",
                 "selected": d.index == def.index,
-            ] }
+            ].merging(d.index == def.index ? ["backends": Dictionary(uniqueKeysWithValues: backends.rows.map {
+                ($0.operation.rawValue, ["placement": $0.placement.rawValue, "implementation": $0.implementation])
+            }), "precision": backends.precision.rawValue] : [:]) { a, _ in a } }
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -43,7 +47,8 @@ struct DevicesCommand: ParsableCommand {
         let why = deviceOptions.device.map { "--device \($0)" }
             ?? EngineEnvironment.device.value().map { "\(EngineEnvironment.device)=\($0)" }
             ?? "default: the first GPU, else the first CPU"
-        print("\n* selected device [\(def.index)] (\(why))")
+        print("\n* selected device [\(def.index)] (\(why)); where each operation runs on it (\(backends.precision)):\n")
+        print(renderTable([["operation", "runs on", "by"]] + backends.rows.map { [$0.operation.description, $0.placement.rawValue, $0.implementation] }))
     }
 }
 

@@ -78,7 +78,7 @@ struct ProfileCommand: ParsableCommand {
             try printJSON(out)
             return
         }
-        print("\(device.name), GEMM \(stream.gemm.path), convolutions \(stream.convolutionSummary); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
+        print("\(device.name), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
         var rows = [["step", "skips to", "ms", "× full", "GMACs/img", "× full MACs"]]
         let perImage = { (macs: Int) in String(format: "%.3f", Double(macs) / Double(batch) / 1e9) }
         rows.append(["full", "", formatMilliseconds(entry.fullMs), "1.00", perImage(entry.fullMACs), "1.00"])

@@ -36,8 +36,7 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
     static func stream(_ variant: String) throws -> ComputeStream {
         if !variant.hasPrefix("onednn") { return try ComputeStream(convolution: ConvolutionPath(rawValue: variant)!) }
         let s = try ComputeStream(gemm: .hostBLAS, convolution: .oneDNN)
-        s.blockedHostConvolutions = variant != "onednn-plain"
-        s.carryBlockedLayout = variant == "onednn-carried"
+        s.backends.oneDNNLayout = variant == "onednn-plain" ? .plain : variant == "onednn-carried" ? .carried : .blocked
         return s
     }
 
@@ -49,8 +48,8 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
         let stream = try Self.stream(convolution)
         let unet = try UNet(folder: try ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3])
         // (The carried variant must carry a blocked layout wherever oneDNN has one, or it tests nothing new.)
-        #expect((unet.layout != .nchw) == (convolution == "onednn-carried" && stream.convolutionLayout != .nchw),
-                "\(name) \(convolution): activations in \(unet.layout), oneDNN's layout \(stream.convolutionLayout)")
+        #expect((unet.layout != .nchw) == (convolution == "onednn-carried" && stream.backends.convolutionLayout != .nchw),
+                "\(name) \(convolution): activations in \(unet.layout), oneDNN's layout \(stream.backends.convolutionLayout)")
         let sample = try golden.floats("sample")
         for t in [1, 500, 999] {
             let expected = try golden.floats("output_t\(t)")

@@ -123,7 +123,7 @@ import TestSupport
             let dx = try s.upload(inLayout.arrange(x, batch: sh.batch, channels: sh.inChannels, spatial: sh.height * sh.width))
             let dw = try s.upload(w), db = try s.upload(bias), dy = try s.buffer(sh.outputCount)
             for convBlocked in [true, false] {
-                s.blockedHostConvolutions = convBlocked
+                s.backends.oneDNNLayout = convBlocked ? .blocked : .plain
                 try s.conv2d(dx, weight: dw, bias: db, output: dy, shape: sh, inputLayout: inLayout, outputLayout: outLayout)
                 expectClose(try s.download(dy), outLayout.arrange(ref, batch: sh.batch, channels: sh.outChannels, spatial: sh.outSpatial),
                             atol: 1e-4, rtol: 1e-4, "oneDNN \(sh) \(inLayout) → \(outLayout), convolution blocked \(convBlocked)", seed: seed)

@@ -58,7 +58,7 @@ import TestSupport
     @Test func oneDNNWeightCopiesFollowTheirBuffers() throws {
         guard try testDevice().kind == .cpu, ConvolutionPath.oneDNNAvailable else { return }
         let s = try ComputeStream(device: testDevice(), gemm: .hostBLAS, convolution: .oneDNN)
-        s.blockedHostConvolutions = true
+        s.backends.oneDNNLayout = .blocked
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         for sh in [Self.shapes[5], Self.shapes[5], Self.shapes[0], Self.shapes[5]] {
@@ -77,8 +77,8 @@ import TestSupport
     func checkConv2d(path: GemmPath, shape sh: Conv2dShape, algorithm: Conv2dAlgorithm, rowwise: Bool,
                      convolution: ConvolutionPath = .im2colGemm, chunk: Int? = nil, blocked: Bool = true) throws {
         let s = try ComputeStream(device: testDevice(), gemm: path, convolution: convolution)
-        s.blockedHostConvolutions = blocked
-        s.rowwiseIm2col = rowwise
+        s.backends.oneDNNLayout = blocked ? .blocked : .plain
+        s.backends.rowwiseIm2col = rowwise
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
         let x = randomArray(sh.inputCount, &rng)

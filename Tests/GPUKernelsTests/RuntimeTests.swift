@@ -68,6 +68,22 @@ import TestSupport
         }
     }
 
+    /// The named kernel handles are exactly each family's `__kernel`s, and every one is created on
+    /// the test device (a family's kernels are created together at its first launch).
+    @Test func kernelHandlesAreTheSourcesKernels() throws {
+        #expect(Set(KernelFamily.allCases.map(\.fileName)) == Set(KernelLibrary.embedded.keys))
+        let declaration = try Regex("__kernel\\s+void\\s+([A-Za-z_][A-Za-z0-9_]*)")
+        for family in KernelFamily.allCases {
+            let source = try #require(KernelLibrary.embedded[family.fileName])
+            let declared = source.matches(of: declaration).map { m in
+                String(source[m.range].split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).last!)
+            }
+            #expect(Set(declared) == Set(family.kernels.map(\.name)), "\(family.fileName).cl declares \(declared)")
+        }
+        let s = try ComputeStream(device: testDevice())
+        for k in Kernel.allCases { _ = try s.kernel(k) }
+    }
+
     @Test func kernelDirectoryVariableLoadsFromDisk() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-kernels-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -11,7 +11,7 @@ public func testDevice() throws -> DeviceInfo { try OpenCLRuntime.select() }
 /// The GEMM paths the test device supports (host-blas only on CPU devices).
 public func gemmPaths() -> [GemmPath] {
     guard let d = try? testDevice() else { return [] }
-    return GemmPath.allCases.filter { $0 != .hostBLAS || d.kind == .cpu }
+    return GemmPath.allCases.filter { $0.runs(on: d) }
 }
 
 /// A seeded generator (SplitMix64), so that a failure can be replayed from its printed seed.

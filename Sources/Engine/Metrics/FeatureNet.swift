@@ -80,7 +80,7 @@ public final class FashionFeatureNet: FeatureExtractor {
             convs.append(Conv(shape: shape, weight: try stream.upload(try store.take("\(name).weight", shape: [cout, cin, 3, 3])),
                               bias: try stream.upload(try store.take("\(name).bias", shape: [cout]))))
             try stream.prepareConvolution(shape, hasBias: true)
-            if stream.convolutionPath == .im2colGemm { scratchCount = max(scratchCount, shape.scratchCount) }
+            scratchCount = max(scratchCount, stream.backends.convolutionScratch(shape))
         }
         self.convs = convs
         flatCount = c2 * (s / 4) * (s / 4)

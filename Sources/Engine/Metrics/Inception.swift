@@ -121,7 +121,7 @@ public final class InceptionV3FID: FeatureExtractor {
             let weight = try stream.upload(try store.take("\(name).weight", shape: [out, x.channels, k.0, k.1]))
             let bias = try stream.upload(try store.take("\(name).bias", shape: [out]))
             try stream.prepareConvolution(shape, hasBias: true)
-            if stream.convolutionPath == .im2colGemm { scratchCount = max(scratchCount, shape.scratchCount) }
+            scratchCount = max(scratchCount, stream.backends.convolutionScratch(shape))
             let y = T(buffer: try alloc(shape.outputCount), channels: out, height: shape.outHeight, width: shape.outWidth)
             ops.append(.conv(shape, weight: weight, bias: bias, input: x.buffer, output: y.buffer))
             return y

@@ -73,7 +73,7 @@ public final class SpatialTransformer: SpatialMixing {
         L.plan.tokenWide = max(L.plan.tokenWide, N * P * 8 * C, N * P * 3 * C)
         L.plan.tokenGated = max(L.plan.tokenGated, N * P * 4 * C)
         L.plan.contextKV = max(L.plan.contextKV, N * L.contextLength * 2 * C)
-        let limit = TokenAttentionShape.scoreLimit(on: L.stream.device)
+        let limit = L.stream.backends.attentionScoreLimit
         L.plan.attentionScratch = max(L.plan.attentionScratch, selfShape.scratchCount(scoreLimit: limit),
                                       crossShape.scratchCount(scoreLimit: limit))
     }
@@ -99,7 +99,7 @@ public final class SpatialTransformer: SpatialMixing {
             try s.multiHeadAttention(query: TokenOperand(ws.tokenWide, ld: 3 * C), key: TokenOperand(ws.tokenWide, offset: C, ld: 3 * C),
                                      value: TokenOperand(ws.tokenWide, offset: 2 * C, ld: 3 * C), output: TokenOperand(O, ld: C),
                                      shape: selfShape, scratch: ws.attentionScratch,
-                                     scoreLimit: TokenAttentionShape.scoreLimit(on: s.device))
+                                     scoreLimit: s.backends.attentionScoreLimit)
             try s.linearAccumulate(O, weight: b.selfOut.0, bias: b.selfOut.1, into: H, rows: rows, inFeatures: C, outFeatures: C)
             // 2. cross-attention over encoder_hidden_states
             try s.layerNorm(H, output: X, gamma: b.norm2.0, beta: b.norm2.1, rows: rows, cols: C, eps: 1e-5)
@@ -109,7 +109,7 @@ public final class SpatialTransformer: SpatialMixing {
             try s.multiHeadAttention(query: TokenOperand(ws.tokenWide, ld: C), key: TokenOperand(ws.contextKV, ld: 2 * C),
                                      value: TokenOperand(ws.contextKV, offset: C, ld: 2 * C), output: TokenOperand(O, ld: C),
                                      shape: crossShape, scratch: ws.attentionScratch,
-                                     scoreLimit: TokenAttentionShape.scoreLimit(on: s.device))
+                                     scoreLimit: s.backends.attentionScoreLimit)
             try s.linearAccumulate(O, weight: b.crossOut.0, bias: b.crossOut.1, into: H, rows: rows, inFeatures: C, outFeatures: C)
             // 3. GEGLU feed-forward
             try s.layerNorm(H, output: X, gamma: b.norm3.0, beta: b.norm3.1, rows: rows, cols: C, eps: 1e-5)

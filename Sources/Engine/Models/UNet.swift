@@ -145,7 +145,7 @@ public final class UNet {
     /// Multiply-accumulates of one forward pass over the batch (convolutions, linears, attention).
     public let macs: Int
     /// The layout of the activations between conv_in and conv_out, the feature cache's included
-    /// (`ComputeStream.activationLayout(channels:)`; UNet2DConditionModels keep NCHW).
+    /// (`Backends.activationLayout(channels:)`; UNet2DConditionModels keep NCHW).
     public let layout: ActivationLayout
 
     /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width (and, for a
@@ -176,7 +176,7 @@ public final class UNet {
         if let floats = weights.file?.floatCount, UInt64(4 * floats) > stream.device.globalMemoryBytes {
             throw ModelError("the UNet's weights take \(formatBytes(UInt64(4 * floats))) as float32; \(stream.device.name) has \(formatBytes(stream.device.globalMemoryBytes)) of memory")
         }
-        layout = c.isConditional ? .nchw : stream.activationLayout(channels: c.blockOutChannels)
+        layout = c.isConditional ? .nchw : stream.backends.activationLayout(channels: c.blockOutChannels)
         let L = WeightLoader(store: weights, stream: stream, config: c, batch: batch, contextLength: self.contextLength, layout: layout)
         /// The attention layer after a resnet: UNet2DModel's spatial attention or a Transformer2DModel.
         func mixer(_ prefix: String, channels: Int, h: Int, w: Int, heads: Int, layers: Int) throws -> any SpatialMixing {

@@ -33,9 +33,7 @@ public struct ConvLayer {
         outputLayout = output ?? loader.layout
         weight = try loader.tensor("\(prefix).weight", [shape.outChannels, shape.inChannels, shape.kernelSize, shape.kernelSize])
         bias = try loader.tensor("\(prefix).bias", [shape.outChannels])
-        if loader.stream.convolutionPath == .im2colGemm {
-            loader.plan.convScratch = max(loader.plan.convScratch, shape.scratchCount)
-        }
+        loader.plan.convScratch = max(loader.plan.convScratch, loader.stream.backends.convolutionScratch(shape))
         try loader.stream.prepareConvolution(shape, hasBias: true, inputLayout: inputLayout, outputLayout: outputLayout)
         loader.plan.activation = max(loader.plan.activation, shape.inputCount, shape.outputCount)
     }

@@ -232,7 +232,7 @@ public final class StepProfiler {
         }
         let f = ISO8601DateFormatter()
         return StepLatencies(model: model, modelFingerprint: u.config.fingerprint, batch: u.batch, height: u.height, width: u.width,
-                             gemm: "\(u.stream.gemm.path)", convolution: "\(u.stream.convolutionPath)",
+                             gemm: "\(u.stream.backends.gemm)", convolution: "\(u.stream.backends.convolution)",
                              fullMs: median(.step(.full)), partialMs: partial, nullMs: median(.step(.null)),
                              schedulerMs: median(.scheduler), fullMACs: u.macs, partialMACs: partialMACs,
                              repeats: rounds.count, measured: f.string(from: Date()))

@@ -133,7 +133,7 @@ public final class CLIPTextModel {
         ids = try DeviceBuffer<Int32>(context: stream.context, count: rows)
         hidden = try stream.buffer(rows * D); normed = try stream.buffer(rows * D); attention = try stream.buffer(rows * D)
         wide = try stream.buffer(rows * max(3 * D, I))
-        scratch = try stream.buffer(shape.scratchCount(scoreLimit: TokenAttentionShape.scoreLimit(on: stream.device)))
+        scratch = try stream.buffer(shape.scratchCount(scoreLimit: stream.backends.attentionScoreLimit))
         output = try stream.buffer(rows * D)
     }
 
@@ -163,7 +163,7 @@ public final class CLIPTextModel {
         // Positions 0..<L added to every sequence: a per-"channel" bias over [N, L·D].
         try s.addChannelBias(hidden, bias: positionEmbedding, batch: N, channels: L * D, spatial: 1, biasBatchStride: 0)
         let shape = TokenAttentionShape(batch: N, queryLength: L, keyLength: L, heads: config.heads, headDim: config.headDim)
-        let limit = TokenAttentionShape.scoreLimit(on: s.device)
+        let limit = s.backends.attentionScoreLimit
         for layer in layers.prefix(config.layers - clipSkip) {
             try s.layerNorm(hidden, output: normed, gamma: layer.norm1.0, beta: layer.norm1.1, rows: rows, cols: D, eps: config.layerNormEps)
             try s.linear(normed, weight: layer.qkv.0, bias: layer.qkv.1, output: wide, batch: rows, inFeatures: D, outFeatures: 3 * D)
