@@ -32,14 +32,17 @@ let package = Package(
         .target(name: "CDefaultModel", path: "Sources/CDefaultModel", cSettings: [.unsafeFlags(["-std=c23"])]),
         .target(name: "Engine", dependencies: ["GPUKernels", "CDefaultModel", "CZlib"]),
         .target(name: "Search", dependencies: ["Engine", "GPUKernels"]),
-        .executableTarget(name: "flexiffusion", dependencies: [
+        // The command line: Commands/ map options onto the library and print, Support/ holds what they share.
+        .target(name: "FlexiffusionCLI", dependencies: [
             "GPUKernels", "Engine", "Search",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "flexiffusion", dependencies: ["FlexiffusionCLI"]),
         .target(name: "TestSupport", dependencies: ["Engine", "GPUKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels", "TestSupport"], exclude: ["Goldens"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Engine", "GPUKernels", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["FlexiffusionCLI", "Engine", "GPUKernels", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

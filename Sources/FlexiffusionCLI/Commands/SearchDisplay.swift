@@ -1,4 +1,5 @@
-// The search's side of the terminal: Ctrl-C handling and its progress events on standard error.
+// The search's side of the terminal: its progress events on standard error and its report on standard
+// output (Ctrl-C is Support/Interrupts.swift).
 import Foundation
 import Search
 import Engine
@@ -40,41 +41,6 @@ extension SearchCommand {
                      r.scored, r.seconds, r.seconds / Double(max(1, r.scored)), samples, r.report.stepsRun, r.report.stepsShared, r.teacherSeconds))
         print("wrote \(out) (run the best plan with `flexiffusion generate --plan \(out)`), \(r.svg.path) and \(r.html.path)")
     }
-}
-
-/// Ctrl-C: the first asks the work to stop at its next check (`search` at the next evaluation, its
-/// results file valid; `generate` at the next step, its outputs removed); a second ends the process.
-final class Interrupt: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    private var first = 0.0
-    private let source: DispatchSourceSignal
-
-    init() {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in
-            // (One SIGINT can arrive twice: `timeout -s INT` signals the command and then its process
-            // group. Within a second of the first it is the same interrupt.)
-            let now = ProcessInfo.processInfo.systemUptime
-            self.lock.lock()
-            if self.count == 0 { self.first = now }
-            if self.count == 0 || now - self.first >= 1 { self.count += 1 }
-            let n = self.count
-            self.lock.unlock()
-            // A second Ctrl-C leaves at once. _exit, not exit: the main thread may be inside OpenCL or
-            // oneDNN, and exit's destructors would run beside it — the heap corruption seen in a few
-            // interrupted runs (issue 22, item 6). The results file is written by rename, so it holds
-            // every plan scored before.
-            if n > 1 {
-                FileHandle.standardError.write(Data("\ninterrupted again: exiting now\n".utf8))
-                _exit(130)
-            }
-        }
-        source.resume()
-    }
-
-    var requested: Bool { lock.lock(); defer { lock.unlock() }; return count > 0 }
 }
 
 /// The search's events on standard error: one redrawn line on a terminal, a line per generation when piped.

@@ -10,40 +10,6 @@ struct BenchCommand: ParsableCommand {
         subcommands: [BenchKernels.self, BenchUNet.self, BenchPlans.self, BenchSpeedups.self, BenchFitness.self, BenchFuzz.self])
 }
 
-/// Median of wall-clock milliseconds over `repeats` runs of `body`, after one warm-up run.
-func medianMilliseconds(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
-    try body()
-    var times: [Double] = []
-    for _ in 0..<max(1, repeats) {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try body()
-        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-    }
-    return median(times)
-}
-
-/// Milliseconds with three significant digits or more (GPU kernels take fractions of a millisecond).
-/// Timings summed by name, most expensive first.
-func timingsByName(_ timings: [KernelTiming]) -> [(name: String, calls: Int, ms: Double)] {
-    var byName: [String: (calls: Int, ns: UInt64)] = [:]
-    for t in timings { byName[t.name, default: (0, 0)].calls += 1; byName[t.name, default: (0, 0)].ns += t.nanoseconds }
-    return byName.map { ($0.key, $0.value.calls, Double($0.value.ns) / 1e6) }.sorted { $0.ms > $1.ms }
-}
-
-/// The first `limit` rows of `timingsByName` as a table with each one's share of the total.
-func timingTable(_ rows: [(name: String, calls: Int, ms: Double)], header: String, limit: Int) -> String {
-    let total = rows.map(\.ms).reduce(0, +)
-    var table = [[header, "calls", "ms", "share"]]
-    for r in rows.prefix(limit) {
-        table.append([r.name, "\(r.calls)", formatMilliseconds(r.ms), String(format: "%.1f%%", 100 * r.ms / max(total, 1e-9))])
-    }
-    return renderTable(table, rightAlign: [1, 2, 3])
-}
-
-func formatMilliseconds(_ ms: Double) -> String {
-    String(format: ms < 1 ? "%.3f" : ms < 10 ? "%.2f" : "%.1f", ms)
-}
-
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",

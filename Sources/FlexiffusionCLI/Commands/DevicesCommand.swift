@@ -51,16 +51,3 @@ struct DevicesCommand: ParsableCommand {
         print(renderTable([["operation", "runs on", "by"]] + backends.rows.map { [$0.operation.description, $0.placement.rawValue, $0.implementation] }))
     }
 }
-
-/// Left-aligned columns separated by two spaces; the first row is the header.
-func renderTable(_ rows: [[String]], rightAlign: Set<Int> = []) -> String {
-    let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
-    return rows.enumerated().map { (ri, row) in
-        let line = row.enumerated().map { (c, cell) in
-            let pad = String(repeating: " ", count: widths[c] - cell.count)
-            return rightAlign.contains(c) ? pad + cell : cell + pad
-        }.joined(separator: "  ")
-        let trimmed = String(line.reversed().drop(while: { $0 == " " }).reversed())
-        return ri == 0 ? trimmed + "\n" + String(repeating: "-", count: trimmed.count) : trimmed
-    }.joined(separator: "\n")
-}

@@ -6,8 +6,6 @@ import Foundation
 import GPUKernels
 import Search
 
-extension Fitness: ExpressibleByArgument {}
-
 struct SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search",

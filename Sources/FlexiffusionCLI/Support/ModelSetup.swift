@@ -1,4 +1,5 @@
-// A model as the sampling commands (generate, profile, rfid, search) open it.
+// A model as the sampling commands (generate, profile, rfid, search, bench) open it, what rfid and
+// bench fitness score plans with, and the real images FID compares with.
 import Engine
 import ArgumentParser
 import Foundation
@@ -79,4 +80,34 @@ struct ModelSetup {
     func unet(stream: ComputeStream, batch: Int, height: Int? = nil, width: Int? = nil) throws -> UNet {
         try UNet(config: config, weights: WeightStore(file: weights), stream: stream, batch: batch, height: height ?? side, width: width ?? side)
     }
+}
+
+/// What `rfid` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
+/// a prompt set), the teacher, the plan files checked against the model, and an rFID evaluator on the device.
+struct PlanScoring {
+    let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
+    let scored: ScoredPipeline
+
+    init(model modelOptions: ModelOptions, prompts: PromptOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions,
+         device: DeviceOptions, batch: Int, seed: UInt64) throws {
+        setup = try ModelSetup(modelOptions, generates: false)
+        let promptSet = try prompts.check(setup)
+        let config = setup.config, setup = setup
+        self.teacher = try teacher.plan(branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig,
+                                        folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
+        plans = try paths.map {
+            try StepPlan.load(from: URL(fileURLWithPath: $0), branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig)
+        }
+        stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
+        scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
+                                    stream: stream, batch: batch)
+        extractor = scored.extractor
+        evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
+    }
+}
+
+/// The real images FID compares with: `real`, else (for the default model) the Fashion-MNIST test set when installed.
+func realImages(_ real: String?, model: String?) -> String? {
+    let testSet = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    return real ?? (model == nil && FileManager.default.fileExists(atPath: testSet) ? testSet : nil)
 }

@@ -37,6 +37,3 @@ final class ProgressLine {
 
     private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 }
-
-/// A line to standard error.
-func say(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }

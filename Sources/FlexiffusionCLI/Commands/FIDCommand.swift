@@ -5,44 +5,6 @@ import Engine
 import Foundation
 import GPUKernels
 
-/// `--features`: which network turns images into FID features.
-struct FeatureOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images; other images are resized to it, RGB as luma), inception (FID's Inception-v3, 2048-d, from the folder scripts/convert_inception.py writes: $FLEXIFFUSION_INCEPTION or ~/.cache/flexiffusion/inception-v3-fid), or a folder holding either (config.json, model.safetensors). Default: fashion, and inception for a Stable Diffusion pipeline's images.",
-                               valueName: "fashion|inception|dir"))
-    var features: String?
-
-    /// The network's name: the option, else fashion (inception for text-to-image, `forText`).
-    func name(forText: Bool = false) -> String { features ?? (forText ? "inception" : "fashion") }
-
-    /// The network for batches of `batch` images of channels × height × width (`forText`: see `name`).
-    func extractor(stream: ComputeStream, batch: Int, channels: Int, height: Int, width: Int, forText: Bool = false) throws -> FeatureExtractor {
-        func inception(_ folder: String) throws -> FeatureExtractor {
-            try InceptionV3FID(folder: folder, stream: stream, batch: batch, channels: channels, height: height, width: width)
-        }
-        func fashion(_ folder: String) throws -> FeatureExtractor {
-            let net = try FashionFeatureNet(folder: folder, stream: stream, batch: batch)
-            if [net.channels, net.height, net.width] == [channels, height, width] { return net }
-            return try ResizedFeatures(net, channels: channels, height: height, width: width)
-        }
-        let chosen = name(forText: forText)
-        switch chosen {
-        case "fashion": return try fashion(DefaultModel.featureNetFolder())
-        case "inception": return try inception(InceptionV3FID.defaultFolder())
-        default:
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: chosen, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("--features \(chosen): not fashion, not inception and not a feature-network folder")
-            }
-            let config = URL(fileURLWithPath: chosen).appendingPathComponent("config.json")
-            if let data = try? Data(contentsOf: config), let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-               raw["_class_name"] as? String == "InceptionV3FID" {
-                return try inception(chosen)
-            }
-            return try fashion(chosen)
-        }
-    }
-}
-
 struct FIDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fid",
@@ -95,52 +57,6 @@ struct FIDCommand: ParsableCommand {
             print(String(format: "FID %.4f", fid) + "  (\(featureOptions.name()) features, \(first.dims)-d; \(first.count.map(String.init) ?? "stats") vs \(second.count.map(String.init) ?? "stats") images)")
         }
     }
-}
-
-/// `--teacher`: the plan scores are against.
-struct TeacherOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The teacher every rFID is against: a step count (every step full: DDIM with eta 0, or a Stable Diffusion pipeline's own scheduler) or a plan file (default: 100 steps; 50 for a pipeline).", valueName: "steps|plan"))
-    var teacher: String?
-
-    /// The teacher plan; `folderSampler` makes a text-to-image pipeline's sampler for a step count (nil: DDIM).
-    func plan(branchCount: Int, schedulerConfiguration: SchedulerConfiguration, folderSampler: ((Int) throws -> PlanSampler)? = nil) throws -> StepPlan {
-        let given = teacher ?? (folderSampler == nil ? "100" : "50")
-        if let steps = Int(given) {
-            guard steps > 0 else { throw ValidationError("--teacher \(given): give a positive step count or a plan file") }
-            return StepPlan.teacher(try folderSampler?(steps) ?? PlanSampler(scheduler: .ddim, steps: steps))
-        }
-        return try StepPlan.load(from: URL(fileURLWithPath: given), branchCount: branchCount, schedulerConfiguration: schedulerConfiguration)
-    }
-}
-
-/// What `rfid` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
-/// a prompt set), the teacher, the plan files checked against the model, and an rFID evaluator on the device.
-struct PlanScoring {
-    let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
-    let scored: ScoredPipeline
-
-    init(model modelOptions: ModelOptions, prompts: PromptOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions,
-         device: DeviceOptions, batch: Int, seed: UInt64) throws {
-        setup = try ModelSetup(modelOptions, generates: false)
-        let promptSet = try prompts.check(setup)
-        let config = setup.config, setup = setup
-        self.teacher = try teacher.plan(branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig,
-                                        folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
-        plans = try paths.map {
-            try StepPlan.load(from: URL(fileURLWithPath: $0), branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig)
-        }
-        stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
-        scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
-                                    stream: stream, batch: batch)
-        extractor = scored.extractor
-        evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
-    }
-}
-
-/// The real images FID compares with: `real`, else (for the default model) the Fashion-MNIST test set when installed.
-func realImages(_ real: String?, model: String?) -> String? {
-    let testSet = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-    return real ?? (model == nil && FileManager.default.fileExists(atPath: testSet) ? testSet : nil)
 }
 
 struct RFIDCommand: ParsableCommand {

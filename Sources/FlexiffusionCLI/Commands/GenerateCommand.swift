@@ -5,19 +5,6 @@ import Engine
 import Foundation
 import GPUKernels
 
-extension SchedulerKind: ExpressibleByArgument {}
-extension TimestepSpacing: ExpressibleByArgument {}
-
-/// `--timesteps 999,850,…`: integers, first to last.
-struct TimestepList: ExpressibleByArgument {
-    let values: [Int]
-    init?(argument: String) {
-        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
-        values = parts.map { $0! }
-    }
-}
-
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
@@ -194,19 +181,6 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-/// Ctrl-C during generation stops at the next step; the outputs written so far are removed (a run
-/// writes all or nothing), and the command exits with 130.
-func interruptedRun() -> ExitCode {
-    FileHandle.standardError.write(Data("interrupted: nothing written\n".utf8))
-    return ExitCode(130)
-}
-
-/// A count of images above 2^40 is more than any run makes: refused before any work, not run until
-/// killed (and counts times image sizes stay far from overflowing).
-func checkImageCount(_ count: Int, option: String) throws {
-    if count > 1 << 40 { throw ValidationError("\(option) \(count) is more than a run takes (2^40 images)") }
-}
-
 /// Outputs are written batch by batch; a grid keeps its 8-bit pixels until the end: refuse one that
 /// cannot fit in memory before any work (the PNG folder and the tensor file have no such limit).
 func checkHeldOutputs(_ outputs: SampleOutputs, shape: [Int]) throws {
@@ -215,9 +189,4 @@ func checkHeldOutputs(_ outputs: SampleOutputs, shape: [Int]) throws {
         throw ValidationError("--count \(shape[0]) makes a " + String(format: "%.3g-byte image grid (this machine has %.3g bytes of memory)", held, memory)
                               + ": write the images with --out-dir or --output-tensor instead, which are written batch by batch")
     }
-}
-
-/// Prints `object` as pretty JSON with sorted keys and unescaped slashes.
-func printJSON(_ object: Any) throws {
-    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
 }

@@ -1,0 +1,165 @@
+// The command line's answer to bad options, in process: each case parses and runs a command line as
+// the executable does (Flexiffusion.execute) and expects exit code 64, a fragment of the message and
+// nothing written. (scripts/ci/test_cli_robustness.sh keeps what needs a process: signals, files
+// that are not regular, environments, the cache, whole runs.)
+import Engine
+import Foundation
+import GPUKernels
+import Testing
+import TestSupport
+@testable import FlexiffusionCLI
+
+/// One bad command line and a fragment its message must hold ({tmp}, {sd}, {pipe}: the fixture's folders).
+struct OptionCase: CustomTestStringConvertible, Sendable {
+    let fragment: String
+    let arguments: [String]
+    init(_ fragment: String, _ arguments: [String]) { self.fragment = fragment; self.arguments = arguments }
+    var testDescription: String { "flexiffusion " + arguments.joined(separator: " ") }
+}
+
+/// The files the cases read: a plan with a bad eta, prompt files, a broken tokenizer folder, a folder
+/// for image sets, and a small Stable Diffusion pipeline assembled from the goldens.
+final class OptionFixture: @unchecked Sendable {
+    static let shared = Result { try OptionFixture() }
+    let tmp: URL, sd: URL, pipe: URL
+
+    init() throws {
+        let fm = FileManager.default
+        tmp = fm.temporaryDirectory.appendingPathComponent("flexiffusion-options-\(UUID().uuidString)")
+        let goldens = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../EngineTests/Goldens").standardizedFileURL
+        sd = goldens.appendingPathComponent("sd15-layout")
+        pipe = tmp.appendingPathComponent("sd-pipeline")
+        func write(_ text: String, _ path: String) throws {
+            let url = tmp.appendingPathComponent(path)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
+        try write(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2, "eta": 1e30}, "actions": ["full", "full"]}"#, "eta.json")
+        try write("a\nb\nc\n", "three-prompts.txt")
+        try write("not json", "tok/vocab.json")
+        try write("#version: 0.2\n", "tok/merges.txt")
+        try fm.createDirectory(at: tmp.appendingPathComponent("pngs"), withIntermediateDirectories: true)
+        // The pipeline: SD 2's UNet layout, a gelu CLIP text encoder, the VAE, PNDM, and a byte-level
+        // vocabulary of 514 tokens.
+        for (from, to, files) in [("sd2-layout", "unet", ["config.json", "diffusion_pytorch_model.safetensors"]),
+                                  ("clip-text-gelu", "text_encoder", ["config.json", "model.fp16.safetensors"]),
+                                  ("vae-layout", "vae", ["config.json", "diffusion_pytorch_model.safetensors"])] {
+            try fm.createDirectory(at: pipe.appendingPathComponent(to), withIntermediateDirectories: true)
+            for f in files { try fm.copyItem(at: goldens.appendingPathComponent("\(from)/\(f)"), to: pipe.appendingPathComponent("\(to)/\(f)")) }
+        }
+        try write(#"{"_class_name": "StableDiffusionPipeline"}"#, "sd-pipeline/model_index.json")
+        try write(#"{"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "skip_prk_steps": true, "steps_offset": 1}"#,
+                  "sd-pipeline/scheduler/scheduler_config.json")
+        var bytes = Array(33...126) + Array(161...172) + Array(174...255), chars = bytes, n = 0
+        for b in 0..<256 where !bytes.contains(b) { bytes.append(b); chars.append(256 + n); n += 1 }
+        let symbols = chars.map { String(Character(Unicode.Scalar($0)!)) }
+        let vocab = symbols + symbols.map { $0 + "</w>" } + ["<|startoftext|>", "<|endoftext|>"]
+        let json = try JSONSerialization.data(withJSONObject: Dictionary(uniqueKeysWithValues: vocab.enumerated().map { ($1, $0) }))
+        try write(String(decoding: json, as: UTF8.self), "sd-pipeline/tokenizer/vocab.json")
+        try write("#version: 0.2\n", "sd-pipeline/tokenizer/merges.txt")
+    }
+
+    func resolve(_ argument: String) -> String {
+        argument.replacingOccurrences(of: "{tmp}", with: tmp.path).replacingOccurrences(of: "{sd}", with: sd.path)
+            .replacingOccurrences(of: "{pipe}", with: pipe.path)
+    }
+
+    /// Every file under the fixture and in the working folder (where a refused `generate` would write samples.png).
+    func files() -> Set<String> {
+        let fm = FileManager.default
+        var all = Set((fm.enumerator(atPath: tmp.path)?.allObjects as? [String]) ?? [])
+        for f in (try? fm.contentsOfDirectory(atPath: fm.currentDirectoryPath)) ?? [] { all.insert("./" + f) }
+        return all
+    }
+}
+
+/// Option values and combinations: refused with exit code 64 and a message naming the problem, before any output.
+let optionCases: [OptionCase] = [
+        OptionCase("eta must be in [0, 1]", ["generate", "--steps", "2", "--count", "2", "--eta", "1.5"]),
+        OptionCase("--steps must be positive", ["plan", "teacher", "--steps=-5"]),
+        OptionCase("--steps must be positive", ["plan", "deepcache", "--interval", "3", "--steps=-5"]),
+        OptionCase("more than any scheduler trains for", ["plan", "deepcache", "--interval", "3", "--steps", "9223372036854775807"]),
+        OptionCase("--batch and --repeats must be positive", ["bench", "kernels", "--batch", "0"]),
+        OptionCase("is more than a run takes", ["generate", "--count", "4611686018427387904"]),
+        OptionCase("--count 100000000000 makes a 9", ["generate", "--count", "100000000000"]),
+        OptionCase("--iterations must be positive", ["bench", "fuzz", "--iterations", "0"]),
+        OptionCase("--images, --batch and --rounds must be positive", ["bench", "speedups", "{tmp}/eta.json", "--rounds", "0"]),
+        OptionCase("is more than a run takes", ["bench", "speedups", "{tmp}/eta.json", "--images", "4611686018427387904"]),
+        OptionCase("is more than a run takes", ["rfid", "{tmp}/eta.json", "--count", "4611686018427387904"]),
+        OptionCase("is more than a run takes", ["bench", "fitness", "{tmp}/eta.json", "{tmp}/eta.json", "{tmp}/eta.json", "--count", "4611686018427387904"]),
+        OptionCase("is more than a run takes", ["bench", "fitness", "{tmp}/eta.json", "{tmp}/eta.json", "{tmp}/eta.json", "--count", "128", "--chunk", "4611686018427387904"]),
+        OptionCase("is more than a run takes", ["search", "--speedup", "5", "--samples", "4611686018427387904", "--out", "{tmp}/s.json"]),
+        OptionCase("is more than a run takes", ["search", "--speedup", "5", "--final-samples", "4611686018427387904", "--out", "{tmp}/s.json"]),
+        OptionCase("at most 10,000 each", ["search", "--speedup", "5", "--children", "4611686018427387904", "--out", "{tmp}/s.json"]),
+        OptionCase("at most 1,000", ["search", "--speedup", "5", "--measure-rounds", "4611686018427387904", "--out", "{tmp}/s.json"]),
+        OptionCase("segment counts above 1,000,000", ["search", "--speedup", "5", "--segments", "1-4611686018427387904", "--out", "{tmp}/s.json", "--latency-table", "{tmp}/l.json"]),
+        OptionCase("--timeout must be a positive number", ["bench", "fuzz", "--timeout", "nan"]),
+        OptionCase("unknown reader bogus", ["bench", "fuzz", "--readers", "png,bogus"]),
+        OptionCase("--replay needs one reader", ["bench", "fuzz", "--replay", "{tmp}/eta.json"]),
+        OptionCase("--prk-steps applies to pndm only", ["plan", "teacher", "--prk-steps"]),
+        OptionCase("explicit timesteps work with", ["generate", "--scheduler", "ddim", "--timesteps", "999,500"]),
+        OptionCase("must be strictly decreasing within 0…999", ["generate", "--scheduler", "unipc", "--timesteps", "1200,500", "--count", "2"]),
+        OptionCase("strictly decreasing", ["generate", "--scheduler", "euler", "--timesteps", "500,999"]),
+        OptionCase("--steps 4 differs from the 3 --timesteps", ["generate", "--scheduler", "euler", "--timesteps", "999,500,0", "--steps", "4"]),
+        OptionCase("is invalid for '--timesteps", ["generate", "--scheduler", "euler", "--timesteps", "999,x"]),
+        OptionCase("each 1…65536", ["tune-gemm", "--size", "4611686018427387904,4,4"]),
+        OptionCase("--repeats must be positive", ["tune-gemm", "--repeats", "0"]),
+        OptionCase("unknown solver", ["search", "--speedup", "2", "--solvers", "lms2"]),
+        OptionCase("does not exist (checked before the search", ["search", "--speedup", "2", "--real", "/nonexistent"]),
+        OptionCase("does not exist (checked before the search", ["search", "--speedup", "2", "--final-judge", "fid", "--final-real", "/nonexistent"]),
+        OptionCase("must be more than the fitness's (--samples 64)", ["search", "--speedup", "2", "--final-samples", "64"]),
+        OptionCase("needs a final race (--final-samples is 0)", ["search", "--speedup", "2", "--final-samples", "0", "--final-judge", "paired"]),
+        OptionCase("it judges the final race (--final-judge fid)", ["search", "--speedup", "2", "--fitness", "fid"]),
+        OptionCase("--final-judge fid needs real images: give --final-real", ["search", "--model", "models/fashion-mnist", "--speedup", "2", "--final-judge", "fid"]),
+        OptionCase("Runge–Kutta steps needs at least 4 steps", ["plan", "teacher", "--scheduler", "pndm", "--prk-steps", "--steps", "2"]),
+        OptionCase("is invalid for '--scheduler", ["generate", "--scheduler", "lms"]),
+        OptionCase("must be positive", ["fid", "{tmp}/pngs", "{tmp}/pngs", "--limit", "0"]),
+        OptionCase("must be positive", ["fid", "{tmp}/pngs", "{tmp}/pngs", "--limit=-5"]),
+        OptionCase("1001 steps: a run takes between 1 and the 1000", ["generate", "--steps", "1001", "--count", "2"]),
+        OptionCase("must be strictly decreasing within 0…999", ["generate", "--scheduler", "dpmsolver++", "--timesteps", "1500,500", "--count", "2"]),
+        OptionCase("1001 steps: a run takes between 1 and the 1000", ["plan", "teacher", "--steps", "1001"]),
+        OptionCase("give --prompt TEXT or --prompts FILE", ["generate", "--model", "{sd}", "--count", "2", "--steps", "2"]),
+        OptionCase("--prompt is for Stable Diffusion pipelines", ["generate", "--prompt", "a cat", "--steps", "2"]),
+        OptionCase("initial latents with --latents", ["generate", "--model", "{sd}", "--prompt", "a cat", "--noise", "{sd}/golden.safetensors"]),
+        OptionCase("its images come from text; give a prompt set with --prompts FILE", ["search", "--model", "{sd}", "--speedup", "2"]),
+        OptionCase("its images come from text; give a prompt set with --prompts FILE", ["rfid", "{tmp}/eta.json", "--model", "{sd}"]),
+        OptionCase("--prompts and --negative-prompt are for Stable Diffusion pipelines", ["search", "--speedup", "2", "--prompts", "{tmp}/three-prompts.txt"]),
+        OptionCase("--prompts and --negative-prompt are for Stable Diffusion pipelines", ["rfid", "{tmp}/eta.json", "--negative-prompt", "blurry"]),
+        OptionCase("is not a variant name", ["generate", "--variant", "a/b", "--count", "2", "--steps", "2"]),
+        OptionCase("--context-length must be positive", ["bench", "unet", "--context-length", "0"]),
+        OptionCase("at most 65536", ["generate", "--model", "{pipe}", "--prompt", "a", "--height", "4611686018427387904", "--steps", "2"]),
+        OptionCase("positive multiples of the VAE's scale factor 4", ["generate", "--model", "{pipe}", "--prompt", "a", "--height", "18", "--steps", "2"]),
+        OptionCase("the guidance scale must be finite", ["generate", "--model", "{pipe}", "--prompt", "a", "--guidance-scale", "nan", "--steps", "2"]),
+        OptionCase("3 prompts for 2 images", ["generate", "--model", "{pipe}", "--prompts", "{tmp}/three-prompts.txt", "--count", "2", "--steps", "2"]),
+        OptionCase("draws variance noise", ["generate", "--model", "{pipe}", "--prompt", "a", "--scheduler", "ddpm", "--steps", "2", "--height", "32", "--width", "32"]),
+        OptionCase("give --prompt TEXT or --prompts FILE", ["generate", "--model", "{pipe}", "--prompt", "a", "--prompts", "{tmp}/three-prompts.txt"]),
+        OptionCase("--eta applies to a DDIM teacher only", ["search", "--model", "{pipe}", "--speedup", "2", "--prompts", "{tmp}/three-prompts.txt", "--eta", "0.5"]),
+        OptionCase("the guidance scale must be finite", ["profile", "--model", "{pipe}", "--guidance-scale", "inf", "--batch", "1"]),
+        OptionCase("--max-length must be at least 2", ["tokenize", "--tokenizer", "{tmp}/tok", "--prompt", "a", "--max-length", "0"]),
+        OptionCase("give --tokenizer DIR or --model DIR", ["tokenize", "--prompt", "a"]),
+        OptionCase("give --prompt TEXT or --prompts FILE", ["tokenize", "--tokenizer", "{tmp}/tok"]),
+        OptionCase("--out and --output-tensor are the same file", ["generate", "--steps", "2", "--count", "2", "--out", "{tmp}/same.out", "--output-tensor", "{tmp}/./same.out"])
+]
+
+@Suite(.serialized) struct OptionTests {
+    @Test(arguments: optionCases)
+    func badOptionsAreRefused(_ c: OptionCase) throws {
+        let fixture = try OptionFixture.shared.get()
+        let before = fixture.files()
+        let ending = Flexiffusion.execute(c.arguments.map(fixture.resolve))
+        #expect(ending.code == 64, "exit code \(ending.code): \(ending.message.prefix(300))")
+        #expect(ending.message.contains(fixture.resolve(c.fragment)), "«\(ending.message.prefix(400))» lacks «\(c.fragment)»")
+        let written = fixture.files().subtracting(before)
+        #expect(written.isEmpty, "a refused command wrote \(written)")
+        for f in written where f.hasPrefix("./") { try? FileManager.default.removeItem(atPath: f) }
+    }
+
+    @Test func helpAndVersionEndWithZero() {
+        let version = Flexiffusion.execute(["--version"])
+        #expect(version.code == 0 && version.message == flexiffusionVersion)
+        let help = Flexiffusion.execute(["search", "--help"])
+        #expect(help.code == 0 && help.message.contains("--final-judge"))
+        let unknown = Flexiffusion.execute(["generate", "--no-such-option"])
+        #expect(unknown.code == 64 && unknown.message.contains("--no-such-option"))
+    }
+}
