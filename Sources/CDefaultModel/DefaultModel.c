@@ -1,5 +1,5 @@
-// Embeds models/fashion-mnist (written by scripts/train_default_model.py) and its domain feature
-// network models/fashion-mnist-features (scripts/train_feature_net.py) into the binary.
+// Embeds models/fashion-mnist (written by scripts/tools/train_default_model.py) and its domain feature
+// network models/fashion-mnist-features (scripts/tools/train_feature_net.py) into the binary.
 #include "DefaultModel.h"
 
 static const unsigned char model_index[] = {

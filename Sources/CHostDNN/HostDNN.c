@@ -1,5 +1,5 @@
 // oneDNN convolutions, opened with dlopen so that the binary runs where libdnnl is absent (GPU
-// machines): oneDNN 3 where it is installed (scripts/build-onednn.sh), else Debian 12's oneDNN 2.
+// machines): oneDNN 3 where it is installed (scripts/ci/build_onednn.sh), else Debian 12's oneDNN 2.
 // The declarations come from <oneapi/dnnl/dnnl.h> (Debian: libdnnl-dev, version 2); the few that
 // differ in version 3 are declared below.
 #include "HostDNN.h"
@@ -92,13 +92,13 @@ static void open_library(void) {
     setenv("OMP_WAIT_POLICY", "passive", 0);
     // The library asked for ($FLEXIFFUSION_ONEDNN, read by the Swift side: a path or a library name,
     // version 2 or 3), else oneDNN 3 first (its AVX2 convolutions are brgemm kernels, faster than
-    // 2's): libdnnl.so.3 on the loader's path or where scripts/build-onednn.sh installs it, then
+    // 2's): libdnnl.so.3 on the loader's path or where scripts/ci/build_onednn.sh installs it, then
     // Debian 12's libdnnl.so.2.
     const char *chosen = requested;
     if (*chosen) {
         if (open_version3(chosen) && open_version2(chosen)) return;
     } else if (open_version3("libdnnl.so.3") && open_version3("/usr/local/lib/libdnnl.so.3") && open_version2("libdnnl.so.2")) {
-        snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/build-onednn.sh)");
+        snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/ci/build_onednn.sh)");
         return;
     }
     if (p_dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) { snprintf(error, sizeof error, "dnnl_engine_create failed"); return; }

@@ -78,7 +78,7 @@ public enum HTMLReport {
             \(rows)</table>
             \(race.map { r in "<p>The result is the winner of a final race by \(esc(r.judge == .fid ? "FID against real data (the search's own reference set)" : r.judge.rawValue)): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \
-            images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/plan_fid_check.py make \
+            images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/experiments/plan_fid_check.py make \
             1,000–10,000-image figures of chosen plans.</p>
             <h2>Images from the same \(images) seeds (from seed \(seed))</h2>
             <table>\(gallery)</table>

@@ -1,6 +1,6 @@
 // The search's results file and shard files: the best plan (usable by `generate --plan` as it is),
 // the Pareto front, the baselines, the final race's contenders, the teacher, and the whole search
-// state (SearchState.swift) for --resume. docs/search-format.md describes the file.
+// state (SearchState.swift) for --resume. docs/specs/search-format.md describes the file.
 import Engine
 import Foundation
 

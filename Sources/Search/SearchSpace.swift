@@ -65,7 +65,7 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
     public static let usual = [try! SolverChoice(.dpmsolverPlusPlus, order: 2), try! SolverChoice(.unipc, order: 2)]
 
     /// The search's default solvers: the usual ones, UniPC of order 3, which ranked first at 9 steps
-    /// on the default model (1,024 images: FID 82.2 against UniPC 2's 84.1; docs/search-experiment.md),
+    /// on the default model (1,024 images: FID 82.2 against UniPC 2's 84.1; docs/experiments/search-experiment.md),
     /// and UniPC 3 and DPM-Solver++ 2 with trailing timesteps, whatever the config's spacing: on the
     /// default model (config: leading) trailing took UniPC 3's rFID from 23.6 to 15.0 at 5 steps and
     /// DPM-Solver++'s from 7.0 to 4.2 at 10 (512 images).

@@ -1,6 +1,6 @@
 // diffusers' AutoencoderKL against the engine's: the decoder's images for random latents and the
 // encoder's latent mean and log-variance for random images, from goldens written by
-// scripts/make_vae_goldens.py (random weights, Stable Diffusion's block structure at small widths),
+// scripts/goldens/make_vae_goldens.py (random weights, Stable Diffusion's block structure at small widths),
 // relative L2 ≤ 1e-4 on both convolution paths; and the errors a user can run into.
 import Engine
 import Foundation

@@ -1,6 +1,6 @@
 // Stable Diffusion's UNet (UNet2DConditionModel) against diffusers: whole-model outputs at several
 // timesteps and DeepCache's shallow path at every skip branch, from PyTorch goldens written by
-// scripts/make_sd_unet_goldens.py (random weights at SD 1.x and 2.x settings, stored in float16 as
+// scripts/goldens/make_sd_unet_goldens.py (random weights at SD 1.x and 2.x settings, stored in float16 as
 // an fp16 variant and in bfloat16), relative L2 ≤ 1e-4; and the errors a user can run into.
 import Engine
 import Foundation

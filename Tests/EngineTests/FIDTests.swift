@@ -1,5 +1,5 @@
 // Fréchet distance against pytorch-fid's scipy computation (Goldens/frechet.*, written by
-// scripts/make_fid_goldens.py), statistics on device against float64 host statistics, and
+// scripts/goldens/make_fid_goldens.py), statistics on device against float64 host statistics, and
 // pytorch-fid's .npz statistics files.
 import Engine
 import Foundation
@@ -85,7 +85,7 @@ import TestSupport
 }
 
 @Suite struct FeatureNetTests {
-    /// The engine's feature network reproduces PyTorch's features and logits (scripts/train_feature_net.py).
+    /// The engine's feature network reproduces PyTorch's features and logits (scripts/tools/train_feature_net.py).
     @Test func matchesPyTorch() throws {
         let golden = try SafeTensorsFile(path: goldens.appendingPathComponent("feature-net.safetensors").path)
         let n = golden.tensors["images"]!.shape[0]

@@ -1,6 +1,6 @@
 // FID's Inception-v3 on the engine. The resize against F.interpolate and the graph's plumbing (random
 // weights) run everywhere; parity with the TorchScript network (Goldens/inception.safetensors, written
-// by scripts/make_inception_goldens.py) needs the converted weights (scripts/convert_inception.py;
+// by scripts/goldens/make_inception_goldens.py) needs the converted weights (scripts/tools/convert_inception.py;
 // ~87 MB, never committed) and is reported as skipped, with the reason, where they are absent.
 import Engine
 import Foundation
@@ -68,7 +68,7 @@ import TestSupport
 
     /// Features of real images (Fashion-MNIST, grey and colour) within 1e-3 relative (L2, per image)
     /// of the TorchScript network's, resize included.
-    @Test(.enabled(if: weightsPresent, "no converted Inception-v3 weights at \(InceptionV3FID.defaultFolder()): run scripts/convert_inception.py (see its header) to enable this parity test"),
+    @Test(.enabled(if: weightsPresent, "no converted Inception-v3 weights at \(InceptionV3FID.defaultFolder()): run scripts/tools/convert_inception.py (see its header) to enable this parity test"),
           arguments: ["grey", "rgb"])
     func featuresMatchTorchScript(_ kind: String) throws {
         let s = try ComputeStream(device: testDevice())

@@ -1,4 +1,4 @@
-// DDIM and DDPM against diffusers (Goldens/schedulers.json, written by scripts/make_scheduler_goldens.py):
+// DDIM and DDPM against diffusers (Goldens/schedulers.json, written by scripts/goldens/make_scheduler_goldens.py):
 // timesteps exactly, ᾱ_t to float precision, and single device steps on random tensors.
 import Engine
 import Foundation

@@ -1,6 +1,6 @@
 // DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler and PNDMScheduler against diffusers
 // (Goldens/solvers.json and Goldens/cifar-layout/{dpmsolver,unipc,euler,pndm}10.safetensors and pndm_prk6.safetensors,
-// written by scripts/make_solver_goldens.py): timesteps
+// written by scripts/goldens/make_solver_goldens.py): timesteps
 // exactly, sigmas to float precision, whole solver runs on random model outputs through the device
 // update, and whole 10-step runs of a golden UNet, with and without null steps.
 import Engine

@@ -1,6 +1,6 @@
 // Step plans: the file format and its checks, the builders (DeepCache's non-uniform schedule against
 // NumPy goldens), partial steps against the full pass and against a Python reference of DeepCache's
-// shallow path on diffusers (Goldens/cifar-layout/deepcache.safetensors, scripts/make_deepcache_goldens.py),
+// shallow path on diffusers (Goldens/cifar-layout/deepcache.safetensors, scripts/goldens/make_deepcache_goldens.py),
 // and null steps against the DDIM jump they stand for.
 @testable import Engine
 import Foundation

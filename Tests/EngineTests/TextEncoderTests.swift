@@ -1,5 +1,5 @@
 // transformers' CLIPTextModel against the engine's: last_hidden_state and diffusers' clip_skip outputs
-// from goldens written by scripts/make_clip_text_goldens.py (random weights; quick_gelu with
+// from goldens written by scripts/goldens/make_clip_text_goldens.py (random weights; quick_gelu with
 // transformers 4's `text_model.` names and position_ids, gelu from an fp16 variant), relative L2 ≤ 1e-4
 // on every GEMM path; and the errors a user can run into.
 import Engine

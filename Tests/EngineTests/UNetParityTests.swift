@@ -1,5 +1,5 @@
 // Whole-model parity with diffusers: UNet2DModel outputs from PyTorch (Goldens/, written by
-// scripts/make_unet_goldens.py) against ours, relative L2 ≤ 1e-4, worst element printed.
+// scripts/goldens/make_unet_goldens.py) against ours, relative L2 ≤ 1e-4, worst element printed.
 import Engine
 import Foundation
 import GPUKernels

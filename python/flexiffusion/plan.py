@@ -1,4 +1,4 @@
-"""Step plans as the engine writes them (docs/plan-format.md): a sampler and one action per model
+"""Step plans as the engine writes them (docs/specs/plan-format.md): a sampler and one action per model
 evaluation, read and checked as the engine checks them (Sources/Engine/Plans/StepPlan.swift)."""
 import json
 import os

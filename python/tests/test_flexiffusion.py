@@ -210,7 +210,7 @@ class PipelineUse(unittest.TestCase):
 
 class StableDiffusionUNet(unittest.TestCase):
     """Partial steps on UNet2DConditionModel through a planned UNet: DeepCache's shallow path at every
-    branch against the goldens written by scripts/make_sd_unet_goldens.py (which the engine matches)."""
+    branch against the goldens written by scripts/goldens/make_sd_unet_goldens.py (which the engine matches)."""
 
     def test_partial_steps_match_the_goldens(self):
         for name, variant in (("sd15-layout", "fp16"), ("sd2-layout", None)):

@@ -1,5 +1,5 @@
 """`flexiffusion generate --prompt` against diffusers' StableDiffusionPipeline on a tiny random-weight
-pipeline with the real CLIP vocabulary (scripts/make_tiny_sd_pipeline.py): the same latents in, 10
+pipeline with the real CLIP vocabulary (scripts/goldens/make_tiny_sd_pipeline.py): the same latents in, 10
 steps, guidance 7.5 with negative prompts, on the folder's PNDM (skip_prk_steps) and on DPM-Solver++
 and Euler from its config, and a plan with partial and null steps under guidance against the same plan
 through `flexiffusion.apply_plan` on diffusers; final latents and decoded images (before clamping)
@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "goldens"))
 from make_tiny_sd_pipeline import make_pipeline  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 // (OpenBLAS): Σ₁Σ₂ is similar to √Σ₁Σ₂√Σ₁, which is symmetric positive semi-definite, so the two
 // traces are equal; the symmetric form stays real and finite for singular covariances (fewer samples
 // than dimensions), where pytorch-fid's sqrtm needs its 1e-6·I offset. Agreement with scipy: ≤ 1e-8
-// relative on the goldens (scripts/make_fid_goldens.py), rank-deficient cases included.
+// relative on the goldens (scripts/goldens/make_fid_goldens.py), rank-deficient cases included.
 import Foundation
 import GPUKernels
 

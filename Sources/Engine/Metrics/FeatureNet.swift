@@ -1,6 +1,6 @@
 // Feature extractors for FID: images on the device in model space ([-1, 1], NCHW) → feature rows on
 // the device. The domain network for the default model is a small Fashion-MNIST classifier
-// (scripts/train_feature_net.py) whose penultimate layer (128-d, after ReLU) is the feature space.
+// (scripts/tools/train_feature_net.py) whose penultimate layer (128-d, after ReLU) is the feature space.
 import Foundation
 import GPUKernels
 

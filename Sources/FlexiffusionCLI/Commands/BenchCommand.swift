@@ -187,7 +187,7 @@ struct BenchUNet: ParsableCommand {
             Loads the model, runs one warm-up forward pass (which compiles the kernels), then times \
             --repeats passes on random inputs at random timesteps. GFLOP/s counts 2 FLOPs per \
             multiply-accumulate of the convolutions, linear layers and attention products. \
-            scripts/bench_unet_torch.py times diffusers' UNet2DModel on the same model and batch and \
+            scripts/tools/bench_unet_torch.py times diffusers' UNet2DModel on the same model and batch and \
             prints the ratio.
             """)
 

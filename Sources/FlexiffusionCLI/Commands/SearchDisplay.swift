@@ -31,7 +31,7 @@ extension SearchCommand {
             let rungs = race.rungs.map { "\($0.ranking.count) on \($0.samples)" }.joined(separator: ", then ")
             print("final race by \(race.judge): \(rungs) images; the best of the last rung is the result")
         }
-        print("fitness: \(fitness == .paired ? "paired feature distance" : "rFID"); figures on \(samples) samples (seed \(seed)) scatter: `flexiffusion bench fitness` and scripts/plan_fid_check.py make larger checks")
+        print("fitness: \(fitness == .paired ? "paired feature distance" : "rFID"); figures on \(samples) samples (seed \(seed)) scatter: `flexiffusion bench fitness` and scripts/experiments/plan_fid_check.py make larger checks")
         let plan = r.report.bestPlan!
         print("best plan \(r.best.candidate.key) (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
         if r.bestIsDDIM {
