@@ -21,12 +21,8 @@ struct BenchFitness: ParsableCommand {
             judge's order in every chunk; (1 + τ) / 2 is the fraction of plan pairs a chunk orders as the judge.
             """)
 
-    @OptionGroup var deviceOptions: DeviceOptions
-    @OptionGroup var featureOptions: FeatureOptions
-    @OptionGroup var teacherOptions: TeacherOptions
+    @OptionGroup var scoringOptions: ScoringOptions
     @Argument(help: "Plan files (at least 3).") var plans: [String]
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Images per plan (the judges' sample).") var count = 1024
     @Option(help: "Images per chunk (the fitness's sample).") var chunk = 64
     @Option(help: "Seed of the noise.") var seed: UInt64 = 1000
@@ -40,14 +36,13 @@ struct BenchFitness: ParsableCommand {
         try checkImageCount(chunk, option: "--chunk")
         guard chunk >= 2, count >= 2 * chunk else { throw ValidationError("--chunk must be at least 2 and --count at least two chunks") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
-                                      batch: batch, seed: seed)
+        let scoring = try PlanScoring(scoringOptions, plans: plans, batch: batch, seed: seed)
         let (teacher, loaded, extractor, evaluator) = (scoring.teacher, scoring.plans, scoring.extractor, scoring.evaluator)
         let dims = extractor.dims
         let progress = ProgressLine("teacher (\(teacher.sampler))")
         let teacherRows = try evaluator.teacherFeatures(samples: count)
         progress.finish()
-        let realPath = realImages(real, model: modelOptions.model)
+        let realPath = realImages(real, model: scoringOptions.model.model)
         let realStatistics = try realPath.map { try FIDStatistics(extractor: extractor).cachedStatistics(of: $0) }
 
         let chunks = count / chunk
@@ -83,7 +78,7 @@ struct BenchFitness: ParsableCommand {
         let taus = judges.map { name, judge in (name, tau(chunkRFID, judge), tau(chunkPaired, judge)) }
         if json {
             try printJSON([
-                "count": count, "chunk": chunk, "chunks": chunks, "seed": seed, "teacher": teacher.sampler.description, "features": featureOptions.name(forText: scoring.scored.isTextToImage),
+                "count": count, "chunk": chunk, "chunks": chunks, "seed": seed, "teacher": teacher.sampler.description, "features": scoringOptions.features.name(forText: scoring.scored.isTextToImage),
                 "plans": loaded.indices.map { i -> [String: Any] in
                     var row: [String: Any] = ["plan": plans[i], "sampler": loaded[i].sampler.description, "rfid": judgeRFID[i], "paired": judgePaired[i],
                                               "chunk_rfid_mean": meanSD(chunkRFID[i]).0, "chunk_rfid_sd": meanSD(chunkRFID[i]).1,

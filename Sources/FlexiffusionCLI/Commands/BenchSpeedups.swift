@@ -19,12 +19,8 @@ struct BenchSpeedups: ParsableCommand {
             run once untimed first, so kernel compilation is left out.
             """)
 
-    @OptionGroup var deviceOptions: DeviceOptions
-    @OptionGroup var featureOptions: FeatureOptions
-    @OptionGroup var teacherOptions: TeacherOptions
+    @OptionGroup var scoringOptions: ScoringOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Images per timed run.") var images = 64
     @Option(help: "Images per forward pass (the search times plans at its --batch).") var batch = 32
     @Option(help: "Rounds (each: the teacher, every plan, the teacher).") var rounds = 5
@@ -35,8 +31,7 @@ struct BenchSpeedups: ParsableCommand {
         guard !plans.isEmpty else { throw ValidationError("give at least one plan file") }
         guard images > 0, batch > 0, rounds > 0 else { throw ValidationError("--images, --batch and --rounds must be positive") }
         try checkImageCount(images, option: "--images")
-        let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions,
-                                      device: deviceOptions, batch: batch, seed: seed)
+        let scoring = try PlanScoring(scoringOptions, plans: plans, batch: batch, seed: seed)
         let pipeline = scoring.evaluator.pipeline, noise = GenerationNoise(seed: seed)
         let progress = ProgressLine("bench speedups", interval: 5)
         let (teacherSeconds, timings) = try SpeedupTiming.measure(scoring.plans, against: scoring.teacher, rounds: rounds, teacherTiming: .aroundEachRound,

@@ -74,12 +74,8 @@ struct RFIDCommand: ParsableCommand {
             scheduler at 50 steps unless --teacher says otherwise.
             """)
 
-    @OptionGroup var deviceOptions: DeviceOptions
-    @OptionGroup var featureOptions: FeatureOptions
-    @OptionGroup var teacherOptions: TeacherOptions
+    @OptionGroup var scoringOptions: ScoringOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var promptOptions: PromptOptions
     @Option(help: "Images per plan.") var count = 256
     @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
     @Option(help: "Images per forward pass.") var batch = 32
@@ -90,8 +86,7 @@ struct RFIDCommand: ParsableCommand {
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
         try checkImageCount(count, option: "--count")
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(model: modelOptions, prompts: promptOptions, plans: plans, teacher: teacherOptions, features: featureOptions, device: deviceOptions,
-                                      batch: batch, seed: seed)
+        let scoring = try PlanScoring(scoringOptions, plans: plans, batch: batch, seed: seed)
         let (teacher, loaded, stream, evaluator) = (scoring.teacher, scoring.plans, scoring.stream, scoring.evaluator)
         let cached = evaluator.teacherCached(samples: count)
         let teacherProgress = ProgressLine("teacher (\(teacher.sampler))")
@@ -112,9 +107,9 @@ struct RFIDCommand: ParsableCommand {
                              p.fullSteps, p.partialSteps, p.nullSteps, progress.elapsed))
             }
         }
-        let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(featureOptions.name(forText: scoring.scored.isTextToImage)) features"
+        let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(scoringOptions.features.name(forText: scoring.scored.isTextToImage)) features"
         if json {
-            try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": featureOptions.name(forText: scoring.scored.isTextToImage),
+            try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": scoringOptions.features.name(forText: scoring.scored.isTextToImage),
                            "teacher": ["sampler": teacher.sampler.description, "cached": cached, "seconds": teacherSeconds], "plans": rows])
         } else {
             print(String(format: "rFID %@; teacher features %@ (%.1f s) on %@", note, cached ? "cached" : "computed", teacherSeconds, stream.device.name))

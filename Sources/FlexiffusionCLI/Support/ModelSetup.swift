@@ -82,14 +82,23 @@ struct ModelSetup {
     }
 }
 
-/// What `rfid` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
+/// The options of the commands that score plans against a teacher (`rfid`, `bench speedups`, `bench fitness`).
+struct ScoringOptions: ParsableArguments {
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var features: FeatureOptions
+    @OptionGroup var teacher: TeacherOptions
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var prompts: PromptOptions
+}
+
+/// What `rfid`, `bench speedups` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
 /// a prompt set), the teacher, the plan files checked against the model, and an rFID evaluator on the device.
 struct PlanScoring {
     let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
     let scored: ScoredPipeline
 
-    init(model modelOptions: ModelOptions, prompts: PromptOptions, plans paths: [String], teacher: TeacherOptions, features: FeatureOptions,
-         device: DeviceOptions, batch: Int, seed: UInt64) throws {
+    init(_ options: ScoringOptions, plans paths: [String], batch: Int, seed: UInt64) throws {
+        let (modelOptions, prompts, teacher, features, device) = (options.model, options.prompts, options.teacher, options.features, options.device)
         setup = try ModelSetup(modelOptions, generates: false)
         let promptSet = try prompts.check(setup)
         let config = setup.config, setup = setup
