@@ -2,6 +2,7 @@
 the pipeline's UNet, for pipeline calls and hand-written loops alike; `PlanHandle.remove()` undoes it."""
 import functools
 import inspect
+import sys
 
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
@@ -27,9 +28,11 @@ class PlanHandle:
         self._original_scheduler = pipe.scheduler
         self._set_timesteps = self.scheduler.set_timesteps
         self.scheduler.set_timesteps = self._planned_set_timesteps
-        if plan.sampler.eta != 0:
-            step = self.scheduler.step
-            self.scheduler.step = functools.wraps(step)(lambda *a, **k: step(*a, **{**k, "eta": plan.sampler.eta}))
+        self._step = self.scheduler.step
+        self._step_parameters = set(inspect.signature(self._step).parameters)
+        # (A function wrapping the step, so that `inspect.signature(scheduler.step)` — which
+        # StableDiffusionPipeline asks before it passes eta or generator — sees the scheduler's own.)
+        self.scheduler.step = functools.wraps(self._step)(lambda *a, **k: self._planned_step(*a, **k))
         pipe.scheduler = self.scheduler
         self._unet_forward = type(pipe.unet).forward.__get__(pipe.unet)
         self._signature = inspect.signature(type(pipe.unet).forward)
@@ -39,6 +42,7 @@ class PlanHandle:
     # -- the scheduler ----------------------------------------------------------------------------
 
     def _planned_set_timesteps(self, num_inference_steps=None, device=None, **kwargs):
+        self._check_caller()
         s = self.plan.sampler
         if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
             raise PlanError("the plan sets the timesteps; call the pipeline without timesteps= or sigmas=")
@@ -53,6 +57,32 @@ class PlanHandle:
         if n != len(self.plan.actions):
             raise PlanError(f"the scheduler makes {n} model evaluations, the plan has {len(self.plan.actions)} actions")
         self.step, self._cache, self._last = 0, {}, None
+
+    def _planned_step(self, *args, **kwargs):
+        """The plan's scheduler's step, called as the pipelines call theirs: DDIMPipeline passes `eta`,
+        `use_clipped_model_output` and `generator`, DDPMPipeline `generator`; a scheduler whose step
+        takes none of them (UniPC, PNDM) gets those it takes. A DDIM plan's eta is the plan's."""
+        s = self.plan.sampler
+        eta = kwargs.pop("eta", None)
+        if s.scheduler == "ddim":
+            if eta not in (None, 0, 0.0) and eta != s.eta:
+                raise PlanError(f"the plan's DDIM eta is {s.eta}; call the pipeline without eta={eta}")
+            kwargs["eta"] = s.eta
+        elif eta not in (None, 0, 0.0):
+            raise PlanError(f"eta={eta} applies to DDIM; the plan's sampler is {s.scheduler}")
+        return self._step(*args, **{k: v for k, v in kwargs.items() if k in self._step_parameters})
+
+    def _check_caller(self):
+        """Refuses a pipeline call that cannot run the plan's sampler: DDIMPipeline and DDPMPipeline
+        neither scale the initial noise (`init_noise_sigma`) nor the model's input (`scale_model_input`),
+        which Euler's σ-space sampler needs; a loop over the timesteps that does both runs it."""
+        caller = sys._getframe(2)
+        if caller.f_code.co_name != "__call__" or caller.f_locals.get("self") is not self.pipe:
+            return
+        if type(self.pipe).__name__ in ("DDIMPipeline", "DDPMPipeline") and self.plan.sampler.scheduler == "euler":
+            raise PlanError(f"{type(self.pipe).__name__} does not scale the noise and the model's input as euler needs "
+                            "(init_noise_sigma, scale_model_input): run the plan in a loop over pipe.scheduler.timesteps "
+                            "that does (README, 'Use a searched plan in diffusers')")
 
     # -- the UNet ---------------------------------------------------------------------------------
 

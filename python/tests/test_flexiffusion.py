@@ -137,6 +137,92 @@ class EngineParity(unittest.TestCase):
         self.assertEqual(flexiffusion.load_plan(self.plans["search"]), flexiffusion.load_plan(doc["best_plan"]))
 
 
+# What a pipeline call runs for each scheduler kind the engine writes (pixel pipelines: no scaling,
+# so every kind but euler; DDPM's variance noise is the pipeline's generator's).
+CALL_PLANS = {
+    "ddim": ["plan", "deepcache", "--steps", "10", "--interval", "3", "--branch", "2"],
+    "dpmsolver++": ["plan", "segments", "--scheduler", "dpmsolver++", "--steps", "12", "--segments", "4", "--interval", "2", "--branch", "2"],
+    "dpmsolver": ["plan", "teacher", "--scheduler", "dpmsolver", "--steps", "8"],
+    "unipc": ["plan", "teacher", "--scheduler", "unipc", "--steps", "10", "--solver-order", "3"],
+    "unipc-timesteps": ["plan", "segments", "--scheduler", "unipc", "--solver-order", "3", "--timesteps", "801,650,420,260,130,40",
+                        "--segments", "2", "--interval", "3", "--branch", "1"],
+    "pndm": ["plan", "deepcache", "--scheduler", "pndm", "--steps", "9", "--interval", "2", "--branch", "1"],
+}
+
+
+class PipelineCalls(unittest.TestCase):
+    """`pipe(...)` itself — DDIMPipeline and DDPMPipeline — with the plan applied, against the engine
+    from the same noise (the pipeline's own randn_tensor draw, given to `generate --noise`)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not (BIN.is_file() and os.access(BIN, os.X_OK)):
+            raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.plans = {}
+        for name, args in CALL_PLANS.items():
+            cls.plans[name] = Path(cls.tmp.name) / f"{name}.json"
+            engine(*args, "--out", cls.plans[name])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def pipelines(self):
+        from diffusers import DDPMPipeline
+        ddpm = DDPMPipeline.from_pretrained(str(MODEL))
+        ddpm.set_progress_bar_config(disable=True)
+        return {"DDIMPipeline": ddim_pipeline(), "DDPMPipeline": ddpm}
+
+    def engine_images(self, plan, noise):
+        tmp = Path(self.tmp.name)
+        save_file({"sample": noise.contiguous()}, str(tmp / "noise.safetensors"))
+        engine("generate", "--model", MODEL, "--plan", plan, "--noise", tmp / "noise.safetensors", "--batch", "2",
+               "--output-tensor", tmp / "out.safetensors")
+        return (load_file(str(tmp / "out.safetensors"))["sample"] / 2 + 0.5).clamp(0, 1)
+
+    def test_every_scheduler_kind_runs_in_the_pipeline_call(self):
+        for pipeline_name, pipe in self.pipelines().items():
+            for name, path in self.plans.items():
+                with self.subTest(pipeline=pipeline_name, plan=name):
+                    plan = flexiffusion.load_plan(path)
+                    with flexiffusion.apply_plan(pipe, path):
+                        images = pipe(batch_size=2, generator=torch.Generator().manual_seed(5), num_inference_steps=plan.sampler.steps,
+                                      output_type="pt").images
+                    noise = randn_tensor((2, 1, 28, 28), generator=torch.Generator().manual_seed(5))
+                    err = relative_l2(images, self.engine_images(path, noise))
+                    print(f"{pipeline_name} {name:>16}: relative L2 to the engine {err:.2e}")
+                    self.assertLessEqual(err, 1e-3)
+
+    def test_a_ddpm_plan_in_its_pipeline_is_the_pipeline(self):
+        from diffusers import DDPMScheduler
+        pipe = self.pipelines()["DDPMPipeline"]
+        path = Path(self.tmp.name) / "ddpm.json"
+        engine("plan", "teacher", "--scheduler", "ddpm", "--steps", "10", "--out", path)
+        with flexiffusion.apply_plan(pipe, path):
+            planned = pipe(batch_size=2, generator=torch.Generator().manual_seed(9), num_inference_steps=10, output_type="pt").images
+        pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        plain = pipe(batch_size=2, generator=torch.Generator().manual_seed(9), num_inference_steps=10, output_type="pt").images
+        self.assertLessEqual(relative_l2(planned, plain), 1e-6)
+
+    def test_euler_in_a_pipeline_that_does_not_scale_is_refused_and_runs_in_a_loop(self):
+        path = Path(self.tmp.name) / "euler.json"
+        engine("plan", "teacher", "--scheduler", "euler", "--steps", "6", "--out", path)
+        pipe = ddim_pipeline()
+        with flexiffusion.apply_plan(pipe, path):
+            with self.assertRaisesRegex(PlanError, "scale_model_input"):
+                pipe(batch_size=1, num_inference_steps=6)
+            noise = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+            ours = (hand_loop(pipe, noise) / 2 + 0.5).clamp(0, 1)
+        self.assertLessEqual(relative_l2(ours, self.engine_images(path, noise)), 1e-3)
+
+    def test_eta_is_the_plans(self):
+        pipe = ddim_pipeline()
+        with flexiffusion.apply_plan(pipe, self.plans["unipc"]):
+            with self.assertRaisesRegex(PlanError, "eta=0.5 applies to DDIM"):
+                pipe(batch_size=1, num_inference_steps=10, eta=0.5)
+
+
 class PipelineUse(unittest.TestCase):
     def setUp(self):
         self.pipe = ddim_pipeline()
@@ -180,6 +266,21 @@ class PipelineUse(unittest.TestCase):
             flexiffusion.load_plan({**self.plan, "version": 2})
         with self.assertRaisesRegex(PlanError, "cannot read step plan"):
             flexiffusion.load_plan("/nonexistent/plan.json")
+        # One file, one reading: a key twice and NaN are refused here as the engine refuses them.
+        with tempfile.TemporaryDirectory() as tmp:
+            twice = Path(tmp) / "twice.json"
+            twice.write_text('{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2}, '
+                             '"actions": ["full", "partial:1"], "actions": ["full", "full"]}')
+            with self.assertRaisesRegex(PlanError, 'the key "actions" stands twice'):
+                flexiffusion.load_plan(twice)
+            with self.assertRaises(AssertionError) as refused:
+                engine("plan", "show", twice)
+            self.assertIn('"actions" stands twice', str(refused.exception))
+            nan = Path(tmp) / "nan.json"
+            nan.write_text('{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 1, "eta": NaN}, '
+                           '"actions": ["full"]}')
+            with self.assertRaisesRegex(PlanError, "NaN is not a JSON number"):
+                flexiffusion.load_plan(nan)
         # UniPC takes a list only where its σ are the timesteps' (set after set_timesteps).
         with self.assertRaisesRegex(PlanError, "use_karras_sigmas"):
             set_explicit_timesteps(UniPCMultistepScheduler(use_karras_sigmas=True), [900, 500, 100])

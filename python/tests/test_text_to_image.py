@@ -119,6 +119,20 @@ class TextToImageParity(unittest.TestCase):
                 "sampler": {"scheduler": "dpmsolver++", "steps": 10, "order": 2}, "actions": actions}
         self.check("plan", ["a harbour with small boats", "a snowy mountain village"], "text, watermark", 7.5, plan=plan, seed=4)
 
+    def test_plans_of_every_solver_through_the_pipeline_call(self):
+        # StableDiffusionPipeline's own __call__ (it scales the noise and the model's input) with a plan
+        # of each kind the search returns, under guidance, partial and null steps included.
+        actions = ["full", "partial:1", "null", "full", "partial:0", "full", "full", "null", "partial:1", "full"]
+        samplers = {"unipc": {"scheduler": "unipc", "steps": 10, "order": 3}, "euler": {"scheduler": "euler", "steps": 10},
+                    "ddim": {"scheduler": "ddim", "steps": 10, "eta": 0}, "dpmsolver": {"scheduler": "dpmsolver", "steps": 10, "order": 2},
+                    "pndm": {"scheduler": "pndm", "steps": 10, "skip_prk_steps": True}}
+        for i, (name, sampler) in enumerate(samplers.items()):
+            with self.subTest(sampler=name):
+                plan = {"format": "flexiffusion-step-plan", "version": 1, "sampler": sampler,
+                        "actions": actions + (["full"] if name == "pndm" else [])}
+                self.check(f"plan-{name}", ["a quiet library with tall shelves", "a red kite over a field"], "blurry", 7.5, plan=plan,
+                           seed=10 + i)
+
     def test_search_from_prompts_writes_a_plan_that_generate_and_rfid_run(self):
         # The CI-sized search: the folder's PNDM teacher at 50 steps, the project's prompt set, guidance
         # 7.5, the Fashion-MNIST network on the decoded images resized to 28×28 grey.
