@@ -77,9 +77,14 @@ public enum OpenCLRuntime {
     /// Selects a device from `spec` (`--device`), else from $FLEXIFFUSION_DEVICE, else the default.
     ///
     /// A spec is an index into `devices()` (`0`, `1`, …), a type (`gpu`, `cpu`, `accelerator`:
-    /// the first device of that type), or a case-insensitive substring of the device or platform name.
+    /// the first device of that type), or a case-insensitive substring of the device's or platform's
+    /// name, vendor or version (PoCL names itself only in its version: `pocl` finds it). An empty
+    /// `--device` is an error (an empty $FLEXIFFUSION_DEVICE is unset).
     public static func select(_ spec: String? = nil,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DeviceInfo {
+        if let spec, spec.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw OpenCLError(call: "device selection", detail: "--device \"\(spec)\": give an index from `flexiffusion devices`, gpu, cpu, or part of a device name")
+        }
         let chosen = spec ?? EngineEnvironment.device.value(in: environment)
         guard let raw = chosen?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return try defaultDevice() }
         let all = try devices()
@@ -100,7 +105,7 @@ public enum OpenCLRuntime {
             return d
         }
         let needle = raw.lowercased()
-        if let d = all.first(where: { $0.name.lowercased().contains(needle) || $0.platformName.lowercased().contains(needle) }) {
+        if let d = all.first(where: { [$0.name, $0.platformName, $0.vendor, $0.version].contains { $0.lowercased().contains(needle) } }) {
             return d
         }
         throw OpenCLError(call: "device selection",

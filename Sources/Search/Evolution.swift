@@ -82,7 +82,9 @@ public final class EvolutionarySearch {
             same.finalSamples = settings.finalSamples; same.judge = settings.judge
             if resume.race.map({ $0.judge != settings.judge || $0.rungs.last?.samples != settings.finalSamples }) ?? false { resume.race = nil }
             guard same == settings else {
-                throw ModelError("the results file was made with other settings (\(resume.settings)); resume with the same options or start a new file")
+                let named = settings.differences(from: same)
+                throw ModelError("the results file was searched with " + (named.isEmpty ? "other settings" : named.joined(separator: ", "))
+                                 + "; resume with the file's options, or start a new file")
             }
             resume.settings = settings
             if resume.generations.count <= settings.generations { resume.complete = false; resume.race = nil }

@@ -65,6 +65,7 @@ public enum HTMLReport {
             small, .note { color: #666; }
             </style></head><body>
             <h1>flexiffusion search: \(esc(report.model))</h1>
+            \(report.prompts.map { p in "<p>Prompts: \(esc(p.file)) (\(p.count) prompts; image i from prompt i mod \(p.count)), negative prompt \(p.negativePrompt.map { "“\(esc($0))”" } ?? "none"), guidance scale \(p.guidanceScale).</p>" } ?? "")
             <p>Teacher: \(esc(report.sampler.description)), every step full. Target: \(String(format: "%.2f", report.requestedSpeedup ?? target))× \
             (searched at \(String(format: "%.2f", target))× with a \(String(format: "%.0f", (report.margin ?? 0) * 100)) % margin), \
             predicted from the latency table of \(esc(report.device)) at batch \(report.batch). Space: grids of \(grids) steps on \(esc(solvers)), \

@@ -66,7 +66,7 @@ public enum ParetoPlot {
             for e in 0...6 { for m in [1.0, 2.0, 5.0] where m * pow(10, Double(e)) <= y1 { ticks.append(m * pow(10, Double(e))) } }
         }
         for yv in ticks {
-            s += "<text x=\"\(f(left - 6))\" y=\"\(f(py(yv) + 4))\" text-anchor=\"end\">\(String(format: yv < 10 ? "%.2f" : "%.0f", yv))</text>\n"
+            s += "<text x=\"\(f(left - 6))\" y=\"\(f(py(yv) + 4))\" text-anchor=\"end\">\(yv == 0 ? "0" : String(format: yv < 10 ? "%.2f" : "%.0f", yv))</text>\n"
             s += "<line x1=\"\(f(left))\" y1=\"\(f(py(yv)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(yv)))\" stroke=\"#eee\"/>\n"
         }
         s += "<line x1=\"\(f(px(target)))\" y1=\"\(f(top))\" x2=\"\(f(px(target)))\" y2=\"\(f(h - bottom))\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n"
@@ -81,12 +81,16 @@ public enum ParetoPlot {
         if !points.isEmpty {
             s += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\"/>\n"
         }
-        let colours = ["#e08a00", "#2a9d3a", "#8e44ad", "#555"]
+        // (Ten colours apart from the candidates' grey, the front's blue and the best plan's red; past
+        // ten baselines they repeat, with a ring, so that no two legend entries look alike.)
+        let colours = ["#e08a00", "#2a9d3a", "#8e44ad", "#555555", "#17becf", "#bcbd22", "#e377c2", "#8c564b", "#000000", "#9edae5"]
         var legend = [("search candidates", "#999"), ("Pareto front", "#1f5fbf")]
+        var ringed: Set<String> = []
         for (i, b) in baselines.enumerated() where b.score.isFinite {
-            let c = colours[i % colours.count], x = px(b.speedup), y = py(b.score)
-            s += "<rect x=\"\(f(x - 5))\" y=\"\(f(y - 5))\" width=\"10\" height=\"10\" fill=\"\(c)\"/>\n"
+            let c = colours[i % colours.count], x = px(b.speedup), y = py(b.score), ring = i >= colours.count
+            s += "<rect x=\"\(f(x - 5))\" y=\"\(f(y - 5))\" width=\"10\" height=\"10\" fill=\"\(c)\"\(ring ? " stroke=\"#d62728\" stroke-width=\"2\"" : "")/>\n"
             legend.append((b.name, c))
+            if ring { ringed.insert(b.name) }
         }
         if let best, best.score.isFinite {
             s += "<circle cx=\"\(f(px(best.speedup)))\" cy=\"\(f(py(best.score)))\" r=\"7\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2.5\"/>\n"
@@ -94,7 +98,7 @@ public enum ParetoPlot {
         }
         for (i, (name, colour)) in legend.enumerated() {
             let y = top + 10 + Double(i) * 20
-            s += "<rect x=\"\(f(w - right + 12))\" y=\"\(f(y - 8))\" width=\"10\" height=\"10\" fill=\"\(colour)\"/>"
+            s += "<rect x=\"\(f(w - right + 12))\" y=\"\(f(y - 8))\" width=\"10\" height=\"10\" fill=\"\(colour)\"\(ringed.contains(name) ? " stroke=\"#d62728\" stroke-width=\"2\"" : "")/>"
             s += "<text x=\"\(f(w - right + 28))\" y=\"\(f(y + 1))\">\(esc(name))</text>\n"
         }
         return s + "</svg>\n"

@@ -34,6 +34,21 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     }
 }
 
+/// The prompt set a text-to-image search scored its images over (what its model key covers).
+public struct PromptRecord: Codable, Equatable, Sendable {
+    /// The prompts file as given, and how many prompts it held.
+    public var file: String
+    public var count: Int
+    public var negativePrompt: String?
+    public var guidanceScale: Float
+
+    public init(file: String, count: Int, negativePrompt: String?, guidanceScale: Float) {
+        self.file = file; self.count = count; self.negativePrompt = negativePrompt; self.guidanceScale = guidanceScale
+    }
+
+    enum CodingKeys: String, CodingKey { case file, count, negativePrompt = "negative_prompt", guidanceScale = "guidance_scale" }
+}
+
 public struct SearchReport: VersionedJSONFile, Sendable {
     public static let format = "flexiffusion-search"
     /// 2: records' and generation logs' scores are "fitness" and "best_fitness" (1 said "rfid" and
@@ -65,6 +80,8 @@ public struct SearchReport: VersionedJSONFile, Sendable {
     public var requestedSpeedup: Double?
     public var margin: Double?
     public var stepsRun = 0, stepsShared = 0
+    /// A text-to-image search's prompt set (nil for a pixel model; files made before it was recorded have none).
+    public var prompts: PromptRecord?
     public var state: SearchState
 
     public init(model: String, modelKey: String, device: String, sampler: PlanSampler, batch: Int, features: String,
@@ -75,7 +92,7 @@ public struct SearchReport: VersionedJSONFile, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case format, version, model, modelKey = "model_key", device, sampler, batch, features, latencies
-        case bestPlan = "best_plan", best, pareto, baselines, race, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", state
+        case bestPlan = "best_plan", best, pareto, baselines, race, teacher, requestedSpeedup = "requested_speedup", margin, stepsRun = "steps_run", stepsShared = "steps_shared", prompts, state
     }
 }
 

@@ -51,6 +51,11 @@ public struct SearchConfiguration: Sendable {
     public var html: URL?
     /// Images per plan on the page.
     public var htmlImages = 8
+    /// A text-to-image search's prompt set, recorded in the results file and on its page.
+    public var prompts: PromptRecord?
+    /// The files the search reads (prompts, real images, the latency table, the model's folder): no
+    /// output may be one of them.
+    public var inputs: [NamedPath] = []
     public var resume = false
     public var mode: Mode = .search
     /// Who made the search (checked when a results file is continued; the model's key may be set
@@ -75,7 +80,8 @@ public struct SearchConfiguration: Sendable {
         guard (0..<1).contains(margin) else { throw refuse("the margin (--margin \(margin)): give a fraction in [0, 1), e.g. 0.08") }
         guard batch > 0 else { throw refuse("the batch (--batch \(batch)) must be positive") }
         switch target {
-        case .speedup(let x): guard x > 0 && x.isFinite else { throw refuse("the speed-up (--speedup \(x)) must be a positive number") }
+        case .speedup(let x):
+            guard x.isFinite && x > 1 else { throw refuse("the speed-up (--speedup \(x)) must be a number above 1: a plan faster than the teacher") }
         case .latencyMs(let ms):
             guard ms > 0 && ms.isFinite else { throw refuse("the latency (--latency-ms \(ms)) must be a positive number of milliseconds") }
             guard !useMACs else { throw refuse("a latency target (--latency-ms) needs measured latencies; price by MACs (--macs) with a speed-up target (--speedup)") }
@@ -92,6 +98,27 @@ public struct SearchConfiguration: Sendable {
                                  mutationProbability: mutationProbability, crossoverFraction: crossoverFraction)
         _ = try counts()
         if case .steps(let list) = grids { _ = try coarserGrids(list) }
+        try checkFiles()
+    }
+
+    /// The files this search writes: the results file, its picture and page, the previous results
+    /// it keeps (a new search over an existing file) — or, for a shard, its shard file.
+    public var outputs: [NamedPath] {
+        switch mode {
+        case .shard(let index, let count): return [NamedPath("--shard \(index)/\(count)'s file", shardFile(index, of: count).path)]
+        case .merge: return [NamedPath("--out", out.path)]
+        case .search:
+            let previous = resume || !FileManager.default.fileExists(atPath: out.path) ? [] : [NamedPath("--out's previous results", stem + ".previous.json")]
+            return [NamedPath("--out", out.path), NamedPath("--svg", svgURL.path), NamedPath("--html", htmlURL.path)] + previous
+        }
+    }
+
+    /// No output is an input or another output, or a search's results other than this search's own;
+    /// every output's folder exists (checked before the search, not after it).
+    func checkFiles() throws {
+        var read = inputs
+        if case .shard = mode { read.append(NamedPath("--out", out.path)) }
+        try OutputCheck.check(outputs: outputs, inputs: read, ownResults: [out.path, stem + ".previous.json"])
     }
 
     /// The results file's path without .json.

@@ -133,7 +133,7 @@ struct SearchReportBuilder {
             front: front.map { ($0.predictedSpeedup, $0.score(samples)!) },
             best: (best.predictedSpeedup, best.score(samples)!),
             baselines: entries.dropFirst().map { ($0.entry.name, $0.entry.predictedSpeedup, fitnessOf($0.entry)) } + [("teacher", 1, 0)],
-            target: target, requested: requested, title: "flexiffusion search: \(c.modelName), \(steps)-step DDIM, \(samples) samples",
+            target: target, requested: requested, title: "flexiffusion search: \(c.modelName), teacher \(c.teacher), \(samples) samples",
             yLabel: byPaired ? "paired feature distance to the teacher" : "rFID against the teacher")
         try writeAtomically(Data(picture.utf8), to: c.svgURL.path)
         var strips: [HTMLReport.Strip] = []

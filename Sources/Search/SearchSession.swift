@@ -120,9 +120,14 @@ public final class SearchSession {
 
     func run(reporting handler: @escaping (SearchEvent) -> SearchControl) throws -> SearchOutcome {
         let c = configuration
-        // 1. What was asked, checked once (the command asked the same before any work).
+        // 1. What was asked, checked once (the command asked the same before any work); the results
+        // file (a shard's own file) locked against a second process writing it.
         try c.validate()
         let counts = try c.counts()
+        var written = c.out.path
+        if case .shard(let index, let count) = c.mode { written = c.shardFile(index, of: count).path }
+        let lock = try FileLock(for: written, what: "search")
+        defer { lock.release() }
         // 2. The results file to continue (a resume, shards, a merge), or the one to replace.
         let previous = try previousResults()
         // 3. Latencies and the target.
@@ -133,13 +138,19 @@ public final class SearchSession {
         case .speedup(let x): requested = x
         case .latencyMs(let ms): requested = cost.teacherCost / ms
         }
-        guard requested > 1 else { throw ModelError("the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher") }
+        guard requested > 1 else {
+            throw ModelError(argument: "the target (\(String(format: "%.2f", requested))× the teacher) must be faster than the teacher (--latency-ms below the teacher's \(String(format: "%.1f", cost.teacherCost)) ms)")
+        }
         if let previous, let had = previous.requestedSpeedup, abs(had - requested) > 1e-9 * had {
             throw ModelError("\(c.out.path) was searched for \(String(format: "%g", had))× (this run asks \(String(format: "%g", requested))×); continue it with that target, or start a new file")
         }
         let target = requested * (1 + c.margin)
         // 4. The space and the evolution's settings (a continued file keeps its solvers, grids and timestep genes).
         let solvers = try c.searchedSolvers(previous: previous?.state.settings)
+        if let previous, let asked = c.solvers, asked != previous.state.settings.solvers {
+            let had = previous.state.settings.solvers.map(\.description).joined(separator: ",")
+            throw ModelError("\(c.out.path) was searched with --solvers \(had.isEmpty ? "none" : had) (this run asks \(asked.isEmpty ? "none" : asked.map(\.description).joined(separator: ","))); continue it with those, or start a new file")
+        }
         let coarse = try c.gridSteps(target: target, withSolvers: !solvers.isEmpty)
         if let previous, Set(previous.state.settings.grids ?? []) != Set(coarse) {
             let had = previous.state.settings.grids.map { $0.map(String.init).joined(separator: ",") } ?? "none"
@@ -156,7 +167,7 @@ public final class SearchSession {
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
                                   features: c.features, latencies: latencies, state: search.state)
-        report.requestedSpeedup = requested; report.margin = c.margin
+        report.requestedSpeedup = requested; report.margin = c.margin; report.prompts = c.prompts
         // (A resumed search adds to the steps its file counted before.)
         let before = (run: previous?.stepsRun ?? 0, shared: previous?.stepsShared ?? 0)
         report.stepsRun = before.run; report.stepsShared = before.shared
@@ -220,9 +231,16 @@ public final class SearchSession {
         if (previous.margin ?? 0) != c.margin {
             throw ModelError("\(c.out.path) was searched with margin \(previous.margin ?? 0) (files made before the margin existed have 0); continue it with that margin")
         }
-        if previous.modelKey != c.modelKey || previous.device != c.device || previous.features != c.features
-            || previous.batch != c.batch || previous.sampler != c.teacher {
-            throw ModelError("\(c.out.path) was made for another model, device, feature network, batch or teacher; start a new file")
+        var differences: [String] = []
+        if previous.modelKey != c.modelKey {
+            differences.append("another model or what its images depend on (\(previous.model): its weights and configs; for a pipeline also --prompts, --negative-prompt, --guidance-scale and the image size)")
+        }
+        if previous.device != c.device { differences.append("the device \(previous.device) (this run: \(c.device))") }
+        if previous.features != c.features { differences.append("--features \(previous.features) (this run: \(c.features))") }
+        if previous.batch != c.batch { differences.append("--batch \(previous.batch) (this run: \(c.batch))") }
+        if previous.sampler != c.teacher { differences.append("the teacher \(previous.sampler) (this run: \(c.teacher); --scheduler, --steps, --eta)") }
+        if !differences.isEmpty {
+            throw ModelError("\(c.out.path) was made with \(differences.joined(separator: ", ")); continue it with those, or start a new file")
         }
         return previous
     }

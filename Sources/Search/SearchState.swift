@@ -105,6 +105,25 @@ public struct SearchSettings: Codable, Equatable, Sendable {
                        mutationProbability: mutationProbability, crossoverFraction: crossoverFraction)
     }
 
+    /// How `other` (a continued results file's settings) differs from these, by the options that set
+    /// them: "--samples 64 (this run asks 32)" (`flexiffusion search`'s names).
+    public func differences(from other: SearchSettings) -> [String] {
+        func text<T>(_ v: T) -> String { "\(v)" }
+        let fields: [(String, String, String)] = [
+            ("--speedup (with --margin)", String(format: "%g", other.speedup), String(format: "%g", speedup)),
+            ("--samples", text(other.samples), text(samples)), ("--screen-samples", text(other.screenSamples), text(screenSamples)),
+            ("--population", text(other.population), text(population)), ("--children", text(other.children), text(children)),
+            ("--mutation-probability", text(other.mutationProbability), text(mutationProbability)),
+            ("--crossover", text(other.crossoverFraction), text(crossoverFraction)), ("--seed", text(other.seed), text(seed)),
+            ("--segments (and --divisors)", other.segmentCounts.compactRanges, segmentCounts.compactRanges),
+            ("--grids", (other.grids ?? []).map(String.init).joined(separator: ","), (grids ?? []).map(String.init).joined(separator: ",")),
+            ("--solvers", other.solvers.map(\.description).joined(separator: ","), solvers.map(\.description).joined(separator: ",")),
+            ("--fitness", other.fitness.rawValue, fitness.rawValue), ("--macs", text(other.useMACs), text(useMACs)),
+            ("--search-timesteps", text(other.timesteps), text(timesteps)),
+        ]
+        return fields.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.1.isEmpty ? "none" : $0.1) (this run asks \($0.2.isEmpty ? "none" : $0.2))" }
+    }
+
     /// The ranges of the settings a search configuration gives too (SearchConfiguration.validate asks the same).
     static func check(samples: Int, screenSamples: Int, population: Int, children: Int, generations: Int,
                       mutationProbability: Double, crossoverFraction: Double) throws {
@@ -302,5 +321,13 @@ public struct SearchState: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case settings, budget, records, generations, population, rngState = "rng_state", elapsedSeconds = "elapsed_seconds", complete, race
+    }
+}
+
+extension Array where Element == Int {
+    /// "4-50" for a run of consecutive counts, else the counts: "4,6,8".
+    var compactRanges: String {
+        guard let first, let last, count > 1, last - first == count - 1, self == Array(first...last) else { return map(String.init).joined(separator: ",") }
+        return "\(first)-\(last)"
     }
 }

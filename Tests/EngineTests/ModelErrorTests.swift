@@ -255,6 +255,27 @@ final class ScratchModel {
         expectError(containing: ["refs/main", "fedcba"]) { _ = try ModelFolder(path: "flexiffusion/fashion-mnist", environment: env) }
         #expect(!HuggingFaceCache.isRepositoryID("./a") && !HuggingFaceCache.isRepositoryID("a/b/c") && !HuggingFaceCache.isRepositoryID("../b"))
         #expect(HuggingFaceCache.isRepositoryID("google/ddpm-cifar10-32"))
+        // A revision is a name: refs/main cannot lead out of the cache (a model elsewhere is not loaded).
+        try FileManager.default.copyItem(atPath: DefaultModel.folder(), toPath: home.appendingPathComponent("elsewhere").path)
+        try Data("../../../elsewhere\n".utf8).write(to: repo.appendingPathComponent("refs/main"))
+        expectError(containing: ["refs/main holds", "not a revision name"]) { _ = try ModelFolder(path: "flexiffusion/fashion-mnist", environment: env) }
+    }
+
+    /// A pipeline folder samples with its own scheduler config, as diffusers' from_pretrained requires;
+    /// a bare UNet folder without one takes diffusers' defaults.
+    @Test func aPipelineWithoutItsSchedulerIsRefusedForSampling() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("no-scheduler-\(freshSeed())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.copyItem(atPath: DefaultModel.folder(), toPath: dir.path)
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("scheduler"))
+        let folder = try ModelFolder(path: dir.path)
+        expectError(containing: ["pipeline folder without scheduler/scheduler_config.json"]) { _ = try folder.samplingSchedulerConfiguration(path: dir.path) }
+        let stream = try ComputeStream(device: testDevice())
+        expectError(containing: ["without scheduler/scheduler_config.json"]) {
+            _ = try PipelineLoader.open(folder, path: dir.path, request: PipelineRequest(batch: 2), stream: stream)
+        }
+        let bare = try ModelFolder(path: dir.appendingPathComponent("unet").path)
+        #expect(try bare.samplingSchedulerConfiguration(path: "unet").className == nil)
     }
 }
 

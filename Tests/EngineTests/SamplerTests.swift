@@ -132,10 +132,43 @@ import TestSupport
         // the folder's PNGs it wrote — and the files that were there before stay.
         let unfinished = SampleOutputs(folder: dir.appendingPathComponent("unfinished").path,
                                        tensor: dir.appendingPathComponent("unfinished.safetensors").path)
-        try unfinished.prepare(channels: 3)
+        try FileManager.default.createDirectory(atPath: unfinished.folder!, withIntermediateDirectories: true)
         try Data("keep".utf8).write(to: URL(fileURLWithPath: unfinished.folder! + "/notes.txt"))
+        try unfinished.prepare(channels: 3)
         do { let w = try SampleWriter(unfinished, shape: shape); try w.append(samples[..<(2 * size)], images: 0..<2) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("unfinished.") }.isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: unfinished.folder!) == ["notes.txt"])
+        // A folder the writer made is gone again; a folder of PNGs from before is refused before any work.
+        let fresh = SampleOutputs(folder: dir.appendingPathComponent("fresh").path)
+        try fresh.prepare(channels: 3)
+        do { let w = try SampleWriter(fresh, shape: shape); try w.append(samples[..<(2 * size)], images: 0..<2) }
+        #expect(!FileManager.default.fileExists(atPath: fresh.folder!))
+        expectError(containing: ["holds 5 PNG files from before"]) { try batched.prepare(channels: 3) }
+    }
+
+    /// No output may be an input or another output, or replace a search's results: refused before any work.
+    @Test func outputsThatWouldClobberAreRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-clobber-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        try Data("a\n".utf8).write(to: URL(fileURLWithPath: path("prompts.txt")))
+        try FileManager.default.createSymbolicLink(atPath: path("link.png"), withDestinationPath: path("prompts.txt"))
+        expectError(containing: ["--out", "is --prompts", "would replace it"]) {
+            try SampleOutputs(grid: path("link.png")).prepare(channels: 1, inputs: [NamedPath("--prompts", path("prompts.txt"))])
+        }
+        expectError(containing: ["same file"]) {
+            try SampleOutputs(tensor: path("x.safetensors")).prepare(channels: 1, also: [NamedPath("--output-latents", dir.path + "/./x.safetensors")])
+        }
+        expectError(containing: ["give it a .png name"]) { try SampleOutputs(grid: path("x.jpg")).prepare(channels: 1) }
+        expectError(containing: ["give a file name"]) { try SampleOutputs(grid: "-").prepare(channels: 1) }
+        expectError(containing: ["does not exist"]) { try SampleOutputs(grid: path("nodir/x.png")).prepare(channels: 1) }
+        try Data(#"{"format": "flexiffusion-search", "version": 2}"#.utf8).write(to: URL(fileURLWithPath: path("s.json")))
+        expectError(containing: ["holds a search's results"]) { try OutputCheck.check(outputs: [NamedPath("--out", path("s.json"))], inputs: []) }
+        try OutputCheck.check(outputs: [NamedPath("--out", path("s.json"))], inputs: [], ownResults: [path("s.json")])
+        let lock = try FileLock(for: path("s.json"), what: "search")
+        expectError(containing: ["being written by another search", "process \(getpid())"]) { _ = try FileLock(for: path("s.json"), what: "search") }
+        lock.release()
+        _ = try FileLock(for: path("s.json"), what: "search")
     }
 }

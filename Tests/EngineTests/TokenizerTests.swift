@@ -50,6 +50,35 @@ import TestSupport
         #expect(t.tokens("a!!") == ids(t, ["a</w>", "!", "!</w>"]))
     }
 
+    /// One reading of a prompt file for every command: any newline ends a line, lines are trimmed, blank
+    /// ones skipped; a file that is not UTF-8, holds no prompt or is not a file is refused naming it.
+    @Test func promptFilesAreReadOneWay() throws {
+        #expect(PromptFile.prompts(in: "a\r\nb\rc\u{2028}d\u{85}e\n\n  \t \n  f  \n") == ["a", "b", "c", "d", "e", "f"])
+        #expect(PromptFile.prompts(in: "tabs\tinside stay\n") == ["tabs\tinside stay"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(freshSeed())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let latin1 = dir.appendingPathComponent("latin1.txt"), blank = dir.appendingPathComponent("blank.txt")
+        try Data([0x63, 0x61, 0x66, 0xE9, 0x0A]).write(to: latin1)
+        try Data(" \n\r\n".utf8).write(to: blank)
+        expectError(containing: ["latin1.txt is not UTF-8 text"]) { _ = try PromptFile.read(latin1.path) }
+        expectError(containing: ["holds no prompt"]) { _ = try PromptFile.read(blank.path) }
+        expectError(containing: ["not a regular file"]) { _ = try PromptFile.read(dir.path) }
+        expectError(containing: ["cannot read --prompts", "missing.txt"]) { _ = try PromptFile.read(dir.appendingPathComponent("missing.txt").path) }
+    }
+
+    /// A key twice in one JSON object is found (readers disagree on which value counts), in nested
+    /// objects and arrays too; strings that only look like keys are not keys.
+    @Test func keysThatStandTwiceAreFound() throws {
+        #expect(duplicateJSONKey(in: Data(#"{"a": 1, "b": {"c": [1, {"d": 2, "d": 3}]}}"#.utf8)) == "b.c.d")
+        #expect(duplicateJSONKey(in: Data(#"{"a": "x:y", "b": ["a", "a"], "c": {"a": 1}, "d": "\"a\": 1"}"#.utf8)) == nil)
+        #expect(duplicateJSONKey(in: Data(#"{"actions": ["full"], "sampler": {}, "actions": ["null"]}"#.utf8)) == "actions")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twice-\(freshSeed()).json")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2}, "actions": ["full", "partial:1"], "actions": ["full", "full"]}"#.utf8).write(to: dir)
+        expectError(containing: ["\"actions\" stands twice"]) { _ = try StepPlan.load(from: dir) }
+    }
+
     @Test func badFilesAreNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tokenizer-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

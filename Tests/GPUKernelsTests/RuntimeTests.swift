@@ -35,6 +35,12 @@ import TestSupport
         #expect(try OpenCLRuntime.select(nil, environment: env).index == last.index)
         #expect(try OpenCLRuntime.select("0", environment: env).index == 0)
         #expect(try OpenCLRuntime.select(nil, environment: [:]).index == OpenCLRuntime.defaultDevice().index)
+        // PoCL names itself in its version only; an empty --device is refused, an empty variable is unset.
+        if let pocl = all.first(where: { [$0.name, $0.platformName, $0.vendor, $0.version].contains { $0.lowercased().contains("pocl") } }) {
+            #expect(try OpenCLRuntime.select("pocl").index == pocl.index)
+        }
+        #expect(throws: OpenCLError.self) { try OpenCLRuntime.select("") }
+        #expect(try OpenCLRuntime.select(nil, environment: [EngineEnvironment.device.name: ""]).index == OpenCLRuntime.defaultDevice().index)
     }
 
     @Test(arguments: ["99", "-1", "no-such-device-xyz", "accelerator-that-is-not"])

@@ -159,6 +159,38 @@ import TestSupport
         #expect(previous.state.complete && previous.bestPlan == again.report.bestPlan, "the finished search is kept")
     }
 
+    /// A continued file names what differs by its options; a second search on a results file being
+    /// written is refused naming the first's process; outputs that clobber each other are refused first.
+    @Test func continuingNamesWhatDiffersAndTheFileIsLocked() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let seed = freshSeed()
+        var c = configuration(dir, seed: seed)
+        c.generations = 1
+        c.prompts = PromptRecord(file: "p.txt", count: 3, negativePrompt: "blurry", guidanceScale: 7.5)
+        var second: Error? = nil
+        let first = try session(c, SyntheticEvaluator(), dir: dir, measured: Counter()).run { event in
+            if second == nil, case .progress = event {
+                do { _ = try session(c, SyntheticEvaluator(), dir: dir, measured: Counter()).run() } catch { second = error }
+            }
+            return .stop
+        }
+        guard case .interrupted = first else { Issue.record("outcome \(first)"); return }
+        #expect("\(second.map { "\($0)" } ?? "no error")".contains("being written by another search (process \(getpid()))"))
+        #expect(try SearchReport.load(from: c.out).prompts == c.prompts, "the prompt set is recorded")
+        func refusal(_ change: (inout SearchConfiguration) -> Void) -> String {
+            var other = configuration(dir, seed: seed, resume: true)
+            other.generations = 1
+            change(&other)
+            do { _ = try session(other, SyntheticEvaluator(), dir: dir, measured: Counter()).run(); return "no error" } catch { return "\(error)" }
+        }
+        #expect(refusal { $0.samples = 32 }.contains("--samples 16 (this run asks 32)"))
+        #expect(refusal { $0.solvers = [] }.contains("--solvers dpmsolver++2"), "\(refusal { $0.solvers = [] })")
+        #expect(refusal { $0.batch = 4 }.contains("--batch 8 (this run: 4)"))
+        #expect(refusal { $0.svg = $0.out }.contains("are the same file"))
+        #expect(refusal { $0.inputs = [NamedPath("--prompts", $0.out.path)] }.contains("which this command reads"))
+    }
+
     /// Shards over two evaluators, merged after each phase, end where one process ends; the shard
     /// refuses to start before a merge created the results file.
     @Test func shardsAndMergeMatchOneProcess() throws {

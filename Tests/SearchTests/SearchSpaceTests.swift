@@ -254,6 +254,13 @@ import TestSupport
         let line = svg.split(separator: "\n").first { $0.contains(">\(long)</text>") }!
         let x = Double(line.components(separatedBy: "<text x=\"")[1].prefix { $0 != "\"" })!
         #expect(x + 7.3 * Double(long.count) <= width, "legend text from \(x) in a picture \(width) wide")
+        // The fitness axis starts at "0", not "0.00"; eight baselines get eight colours.
+        #expect(svg.contains("text-anchor=\"end\">0</text>") && !svg.contains(">0.00</text>"))
+        let many = ParetoPlot.svg(candidates: [], front: [], best: nil, baselines: (0..<8).map { ("b\($0)", 2 + Double($0) / 10, Double($0)) },
+                                  target: 2.7, title: "t")
+        let fills = many.split(separator: "\n").filter { $0.hasPrefix("<rect x") && $0.contains("width=\"10\"") && !$0.contains("<text") }
+            .compactMap { $0.components(separatedBy: "fill=\"").dropFirst().first?.prefix { $0 != "\"" } }
+        #expect(Set(fills).count == 8, "\(fills)")
     }
 
     /// The picture's rFID axis keeps plans near the target apart when one candidate is far off, and

@@ -160,6 +160,10 @@ def _from_dict(doc: Mapping, source: str) -> Plan:
     if doc.get("format") == SEARCH_FORMAT:
         best = doc.get("best_plan")
         if not best:
+            scored = len(((doc.get("state") or {}).get("records") or {}))
+            if scored:
+                raise PlanError(f"{source}: the search stopped before its first generation was chosen ({scored} plans scored, "
+                                "no best_plan yet): continue it with `flexiffusion search --resume` and the same options")
             raise PlanError(f"{source}: the search has not scored a plan yet (no best_plan)")
         return _from_dict(best, source)
     if doc.get("format") != FORMAT:
@@ -200,10 +204,32 @@ def load_plan(plan: Union[str, os.PathLike, Mapping, Plan]) -> Plan:
         return _from_dict(plan, "plan")
     path = os.fspath(plan)
     try:
-        with open(path) as f:
-            doc = json.load(f)
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except OSError as e:
         raise PlanError(f"cannot read step plan {path}: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise PlanError(f"{path}: not JSON ({e})") from None
+    except (_DuplicateKey, UnicodeDecodeError, ValueError) as e:
+        raise PlanError(f"{path}: {e}") from None
     return _from_dict(doc, path)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    """A JSON object whose keys are unique: a key twice is refused, as the engine refuses it (readers
+    disagree on which value counts)."""
+    doc = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKey(f'the key "{key}" stands twice (readers would disagree on its value)')
+        doc[key] = value
+    return doc
+
+
+def _no_constant(name):
+    """NaN and Infinity are not JSON (the engine's reader refuses them too)."""
+    raise ValueError(f"{name} is not a JSON number")

@@ -47,7 +47,8 @@ class TokenizerParity(unittest.TestCase):
         from transformers import CLIPTokenizer
         if not (BIN.is_file() and os.access(BIN, os.X_OK)):
             raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
-        texts = prompts()
+        # (A prompt file skips blank lines, as every command reads it: the empty prompt is `--prompt ""`.)
+        texts = [t for t in prompts() if t.strip()]
         with tempfile.TemporaryDirectory() as tmp:
             write_clip_vocabulary(tmp)
             with open(os.path.join(tmp, "prompts.txt"), "w") as f:
@@ -67,6 +68,9 @@ class TokenizerParity(unittest.TestCase):
                     for t, g, w in bad[:3]:
                         print(f"{t!r}:\n  engine       {g}\n  transformers {w}")
                     self.assertEqual(len(bad), 0, f"{len(bad)} of {len(texts)} prompts differ")
+                    run = subprocess.run([str(BIN), "tokenize", "--tokenizer", tmp, "--prompt", "", "--json"], capture_output=True, text=True)
+                    self.assertEqual(run.returncode, 0, run.stderr)
+                    self.assertEqual(json.loads(run.stdout), [reference("", padding="max_length", max_length=77, truncation=True).input_ids])
 
 
 if __name__ == "__main__":

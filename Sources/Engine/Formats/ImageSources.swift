@@ -3,6 +3,7 @@
 // `generate --output-tensor` writes), and MNIST-style IDX files (optionally gzipped, as Debian's
 // dataset-fashion-mnist ships them).
 import Foundation
+import GPUKernels
 
 /// Images in model space.
 public struct ImageSet: Sendable {
@@ -20,9 +21,17 @@ public struct ImageSet: Sendable {
         if let limit, limit < 1 { throw ModelError(argument: "--limit \(limit): the number of images to use must be positive") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            var info = stat()
+            if stat(path, &info) != 0 && errno != ENOENT {
+                throw ModelError("cannot read \(path.count > 200 ? path.prefix(200) + "…" : path): \(String(cString: strerror(errno)))")
+            }
             throw ModelError("\(path) does not exist")
         }
         if isDirectory.boolValue { return try loadPNGFolder(path, limit: limit) }
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw ModelError("\(path) is not a regular file (a FIFO, socket or device): give a folder of PNGs, a .safetensors, IDX or PNG file, or a .npz")
+        }
         if path.hasSuffix(".safetensors") {
             let file = try SafeTensorsFile(path: path)
             guard let info = file.tensors["sample"], info.shape.count == 4 else {
@@ -57,17 +66,25 @@ public struct ImageSet: Sendable {
 
     static func readFile(_ path: String) throws -> [UInt8] {
         do { return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw ModelError("cannot read \(path): \(error.localizedDescription)")
+            throw ModelError("cannot read \(path): \(describeFileError(error))")
         }
     }
 
     static func loadPNGFolder(_ path: String, limit: Int?) throws -> ImageSet {
-        let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.lowercased().hasSuffix(".png") }.sorted()
+        let all: [String]
+        do { all = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+            throw ModelError("cannot read the folder \(path): \(describeFileError(error))")
+        }
+        // (Hidden files are skipped: macOS leaves "._name.png" resource forks beside copied images.)
+        let names = all.filter { $0.lowercased().hasSuffix(".png") && !$0.hasPrefix(".") }.sorted()
         guard !names.isEmpty else { throw ModelError("\(path): no .png files") }
         var first: (Int, Int, Int)? = nil, values: [Float] = []
         let take = min(names.count, limit ?? .max)
         for name in names.prefix(take) {
             let file = "\(path)/\(name)"
+            var info = stat()
+            guard stat(file, &info) == 0 else { throw ModelError("cannot read \(file): \(String(cString: strerror(errno)))") }
+            guard (info.st_mode & S_IFMT) == S_IFREG else { throw ModelError("\(file) is not a regular file (a folder, a FIFO or a device)") }
             let (c, h, w, px) = try PNGDecoder.decode(try readFile(file), name: file)
             if let f = first, f != (c, h, w) {
                 throw ModelError("\(file) is \(w)×\(h) with \(c) channels; \(names[0]) is \(f.2)×\(f.1) with \(f.0)")

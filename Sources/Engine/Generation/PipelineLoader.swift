@@ -42,12 +42,13 @@ public enum PipelineLoader {
             throw ModelError(argument: "prompts are for Stable Diffusion pipelines (a UNet2DConditionModel); \(path) is a UNet2DModel")
         }
         try GenerationPipeline.checkCanGenerate(config)
+        let schedulerConfiguration = try folder.samplingSchedulerConfiguration(path: path)
         guard let height = request.height ?? config.sampleSize, let width = request.width ?? config.sampleSize else {
             throw ModelError("\(path): the config has no sample_size; give the noise")
         }
         guard request.batch > 0 else { throw ModelError(argument: "the batch must be positive, not \(request.batch)") }
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)), stream: stream,
                             batch: request.batch, height: height, width: width)
-        return try GenerationPipeline(unet: unet, schedulerConfiguration: try folder.schedulerConfiguration(), folder: folder)
+        return try GenerationPipeline(unet: unet, schedulerConfiguration: schedulerConfiguration, folder: folder)
     }
 }

@@ -1,6 +1,7 @@
 // Where generated samples go: a PNG grid, one PNG per image, and/or a tensor file (safetensors
 // `sample` [N, C, H, W] in model space). Every file is written to a temporary name and renamed.
 import Foundation
+import GPUKernels
 
 public struct SampleOutputs: Sendable {
     /// One PNG grid of all images.
@@ -16,22 +17,35 @@ public struct SampleOutputs: Sendable {
 
     public var isEmpty: Bool { grid == nil && folder == nil && tensor == nil }
 
-    /// Checks up front that the outputs can be written for images of `channels` channels (PNGs need
-    /// 1 or 3) and creates the PNG folder.
-    public func prepare(channels: Int) throws {
+    /// Checks up front, before any work, that the outputs can be written: PNGs need 1 or 3 channels
+    /// and a grid a .png name; no output is one of the command's `inputs`, another output (`also`:
+    /// the command's other files) or a file in an input folder; each file's folder exists; the PNG
+    /// folder holds no PNGs from before (a later `fid` of the folder would score them too).
+    public func prepare(channels: Int, inputs: [NamedPath] = [], also: [NamedPath] = []) throws {
+        try check(channels: channels)
+        try checkPaths(inputs: inputs, also: also)
+    }
+
+    /// PNGs need 1 or 3 channels.
+    public func check(channels: Int) throws {
         if (grid != nil || folder != nil) && channels != 1 && channels != 3 {
             throw ModelError("PNG output needs 1 or 3 channels; the model has \(channels) (write a tensor file instead)")
         }
-        if let grid, let tensor, URL(fileURLWithPath: grid).standardizedFileURL == URL(fileURLWithPath: tensor).standardizedFileURL {
-            throw ModelError(argument: "--out and --output-tensor are the same file (\(grid)): one would replace the other")
+    }
+
+    /// The paths' part of `prepare`, for a command to ask before it loads anything.
+    public func checkPaths(inputs: [NamedPath] = [], also: [NamedPath] = []) throws {
+        if let grid, grid != "-", !grid.lowercased().hasSuffix(".png") {
+            throw ModelError(argument: "--out \(grid): the grid is written as PNG; give it a .png name")
         }
-        for path in [grid, tensor].compactMap({ $0 }) {
-            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            guard FileManager.default.isWritableFile(atPath: dir) else {
-                throw ModelError("cannot write \(path): folder \(dir) does not exist or is not writable")
+        let files = [grid.map { NamedPath("--out", $0) }, tensor.map { NamedPath("--output-tensor", $0) }].compactMap { $0 } + also
+        try OutputCheck.check(outputs: files, folders: folder.map { [NamedPath("--out-dir", $0)] } ?? [], inputs: inputs)
+        if let folder, let names = try? FileManager.default.contentsOfDirectory(atPath: folder) {
+            let old = names.filter { $0.lowercased().hasSuffix(".png") }
+            if !old.isEmpty {
+                throw ModelError(argument: "--out-dir \(folder) holds \(old.count) PNG file\(old.count == 1 ? "" : "s") from before: give an empty or new folder (the images of two runs would mix, and `fid` of the folder would score them all)")
             }
         }
-        if let folder { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
     }
 
     /// Writes `samples` of `shape` [N, C, H, W] to every output.
@@ -56,8 +70,8 @@ public struct SampleOutputs: Sendable {
 /// The outputs written batch by batch, so that a run holds one batch of samples (and a grid's 8-bit
 /// pixels) whatever its count: each folder PNG as its image comes, the tensor file's values in order
 /// (renamed into place by `finish()`), the grid filled and written at the end. Images come in order.
-/// Dropped before `finish()` (a failed or interrupted run), it removes the PNGs it wrote and the
-/// tensor's temporary file: a run writes all its outputs or none.
+/// Dropped before `finish()` (a failed or interrupted run), it removes the PNGs it wrote, the PNG
+/// folder if it made it, and the tensor's temporary file: a run writes all its outputs or none.
 public final class SampleWriter {
     public let outputs: SampleOutputs
     public let shape: [Int]
@@ -66,14 +80,26 @@ public final class SampleWriter {
     private var next = 0
     private var written: [String] = []
     private var finished = false
+    /// The PNG folder, when this writer made it (removed again if the run does not finish).
+    private var createdFolder: String?
 
     deinit {
-        if !finished { for path in written { try? FileManager.default.removeItem(atPath: path) } }
+        guard !finished else { return }
+        for path in written { try? FileManager.default.removeItem(atPath: path) }
+        if let createdFolder, (try? FileManager.default.contentsOfDirectory(atPath: createdFolder))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: createdFolder)
+        }
     }
 
     public init(_ outputs: SampleOutputs, shape: [Int]) throws {
         precondition(shape.count == 4, "samples are [N, C, H, W]")
         self.outputs = outputs; self.shape = shape
+        if let folder = outputs.folder, !FileManager.default.fileExists(atPath: folder) {
+            do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+                throw ModelError("cannot create --out-dir \(folder): \(describeFileError(error))")
+            }
+            createdFolder = folder
+        }
         grid = outputs.grid == nil ? nil : PNG.Grid(count: shape[0], channels: shape[1], height: shape[2], width: shape[3])
         tensor = try outputs.tensor.map { try SafeTensorsStreamWriter(path: $0, name: "sample", shape: shape) }
     }

@@ -32,6 +32,7 @@ public struct StableDiffusionFolder: Sendable {
         for (name, url) in [("tokenizer", tokenizer), ("text_encoder", textEncoder), ("vae", vae)] where !fm.fileExists(atPath: url.path) {
             throw ModelError("\(path): no \(name)/ folder, which text-to-image needs")
         }
+        _ = try unet.samplingSchedulerConfiguration(path: path)
     }
 }
 
@@ -66,6 +67,17 @@ public final class TextToImagePipeline: ImagePipeline {
     public let height: Int, width: Int
 
     public var guided: Bool { guidanceScale > 1 }
+
+    /// The prompts and negative prompts longer than the text encoder reads, with their token counts:
+    /// their ends are cut off, as diffusers' pipeline cuts them (it warns, and so should a caller).
+    public var truncatedPrompts: [(text: String, tokens: Int)] {
+        let limit = tokenizer.maxLength - 2
+        return Array(Set(prompts.prompts + prompts.negativePrompts)).sorted().compactMap { text in
+            let n = tokenizer.tokens(text).count
+            return n > limit ? (text, n) : nil
+        }
+    }
+
     /// Values of one image's latents (C · H/f · W/f).
     public var latentSize: Int { sampleValues }
     public var latentShape: [Int] { sampleShape }

@@ -134,5 +134,7 @@ public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics) thro
         meanTerm += diff * diff
         traces += a.sigma[i * d + i] + b.sigma[i * d + i]
     }
-    return meanTerm + traces - 2 * traceRoot
+    // (A distance is never below 0: of a set against itself, rounding left about −3e-4, which printed
+    // as "FID -0.0003".)
+    return max(0, meanTerm + traces - 2 * traceRoot)
 }

@@ -7,6 +7,8 @@ import GPUKernels
 public enum DefaultModel {
     /// A short description for help texts.
     public static let summary = "the embedded Fashion-MNIST UNet (28×28, 1 channel; models/fashion-mnist)"
+    /// The model's name in latency tables and search results files (a folder's is its path).
+    public static let searchName = "default (embedded fashion-mnist)"
 
     /// The folder holding the embedded model, written on first use.
     public static func folder() throws -> String {

@@ -15,6 +15,19 @@ public struct ModelFolder: Sendable {
         try schedulerConfigURL.map { try SchedulerConfiguration.load(from: $0) } ?? SchedulerConfiguration()
     }
 
+    /// Whether the folder is a pipeline (model_index.json beside unet/), not a bare UNet folder.
+    public var isPipeline: Bool { FileManager.default.fileExists(atPath: root.appendingPathComponent("model_index.json").path) }
+
+    /// The scheduler config to sample with: a pipeline folder must have its own, as diffusers'
+    /// `from_pretrained` requires (the defaults' betas are not the ones the model was trained with);
+    /// a bare UNet folder without one takes diffusers' defaults. `path` names the folder in messages.
+    public func samplingSchedulerConfiguration(path: String) throws -> SchedulerConfiguration {
+        if isPipeline && schedulerConfigURL == nil {
+            throw ModelError("\(path) is a pipeline folder without scheduler/scheduler_config.json, which sampling needs (diffusers' from_pretrained refuses it too): add the scheduler the model was trained with")
+        }
+        return try schedulerConfiguration()
+    }
+
     /// `path` is a folder, or a Hugging Face repository id (`org/name`) found in the local hub cache
     /// as diffusers' `from_pretrained` finds it offline (`HuggingFaceCache`). `variant` picks
     /// `diffusion_pytorch_model.<variant>.safetensors` as diffusers' `variant=` does; without one the
@@ -106,6 +119,11 @@ public struct HuggingFaceCache: Sendable {
         }
         if let ref = try? String(contentsOf: repo.appendingPathComponent("refs/main"), encoding: .utf8) {
             let revision = ref.trimmingCharacters(in: .whitespacesAndNewlines)
+            // (A revision is a name — a commit hash — never a path out of the snapshots folder.)
+            let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+            guard !revision.isEmpty, revision != ".", revision != "..", revision.unicodeScalars.allSatisfy(allowed.contains) else {
+                throw ModelError("\(id): refs/main holds \"\(revision.prefix(80))\", which is not a revision name (a commit hash)")
+            }
             let folder = snapshots.appendingPathComponent(revision)
             guard FileManager.default.fileExists(atPath: folder.path) else { throw ModelError("\(id): refs/main names revision \(revision), which is not in \(snapshots.path)") }
             return folder

@@ -247,7 +247,12 @@ public struct StepPlan: VersionedJSONFile, Equatable, Sendable {
         do {
             var plan: StepPlan
             if let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == "flexiffusion-search" {
-                guard let best = raw["best_plan"], !(best is NSNull) else { throw ModelError("the search has not scored a plan yet (no best_plan)") }
+                if let key = duplicateJSONKey(in: data) { throw ModelError("the key \"\(key)\" stands twice (readers would disagree on its value)") }
+                guard let best = raw["best_plan"], !(best is NSNull) else {
+                    let scored = ((raw["state"] as? [String: Any])?["records"] as? [String: Any])?.count ?? 0
+                    throw ModelError(scored == 0 ? "the search has not scored a plan yet (no best_plan)"
+                        : "the search stopped before its first generation was chosen (\(scored) plans scored, no best_plan yet): continue it with `flexiffusion search --resume` and the same options")
+                }
                 // (JSONSerialization traps on a top-level value that is not an object or array.)
                 guard best is [String: Any] else { throw ModelError("best_plan is not a step plan (a JSON object)") }
                 plan = try decode(try JSONSerialization.data(withJSONObject: best))

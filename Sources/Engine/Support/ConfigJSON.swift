@@ -20,6 +20,7 @@ private func readConfigObject(_ url: URL) throws -> (data: Data, object: [String
     guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
         throw ModelError("\(url.path) is not a JSON object")
     }
+    if let key = duplicateJSONKey(in: data) { throw ModelError("\(url.path): the key \"\(key)\" stands twice (readers would disagree on its value)") }
     return (data, raw)
 }
 
@@ -52,4 +53,55 @@ extension KeyedDecodingContainer {
         if let s = try? decode([Int].self, forKey: key), let first = s.first { return first }
         throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "not a whole number or [height, width]")
     }
+}
+
+/// The first key that stands twice in one JSON object of `data` (as "path.key"), nil when none does.
+/// JSON readers disagree on such files (Foundation keeps one value, Python's json the last), so the
+/// engine refuses them, and the Python package too. `data` must be valid JSON.
+public func duplicateJSONKey(in data: Data) -> String? {
+    let b = [UInt8](data)
+    var i = 0
+    /// Per open container: its keys so far (nil for an array) and the path to it.
+    var stack: [(keys: Set<String>?, path: String)] = []
+    var pendingKey: String?
+    func readString() -> String {
+        var bytes: [UInt8] = []
+        i += 1
+        while i < b.count, b[i] != UInt8(ascii: "\"") {
+            if b[i] == UInt8(ascii: "\\"), i + 1 < b.count { bytes.append(b[i]); i += 1 }
+            bytes.append(b[i]); i += 1
+        }
+        i += 1
+        // (Escapes are compared as written: "a" and "\u0061" count as two keys here, as they do for JSONSerialization.)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+    while i < b.count {
+        let c = b[i]
+        switch c {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let path = stack.last.map { p in pendingKey.map { p.path.isEmpty ? $0 : "\(p.path).\($0)" } ?? p.path } ?? ""
+            stack.append((c == UInt8(ascii: "{") ? [] : nil, path))
+            pendingKey = nil
+            i += 1
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+            _ = stack.popLast(); pendingKey = nil; i += 1
+        case UInt8(ascii: "\""):
+            let s = readString()
+            // A string is a key when it is followed by a colon inside an object.
+            var j = i
+            while j < b.count, [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
+            if j < b.count, b[j] == UInt8(ascii: ":"), var top = stack.last, top.keys != nil {
+                if top.keys!.contains(s) { return top.path.isEmpty ? s : "\(top.path).\(s)" }
+                top.keys!.insert(s)
+                stack[stack.count - 1] = top
+                pendingKey = s
+                i = j + 1
+            }
+        case UInt8(ascii: ","):
+            pendingKey = nil; i += 1
+        default:
+            i += 1
+        }
+    }
+    return nil
 }

@@ -22,6 +22,8 @@ public enum FuzzReader: String, NamedChoice {
     case png
     /// Latency tables (`flexiffusion profile`).
     case latency
+    /// Prompt files (`--prompts`), read as a CLIP tokenizer then tokenizes them.
+    case prompts
 
     /// The file name ending the readers expect.
     public var fileExtension: String {
@@ -31,6 +33,7 @@ public enum FuzzReader: String, NamedChoice {
         case .idx: return "idx3-ubyte"
         case .npz: return "npz"
         case .png: return "png"
+        case .prompts: return "txt"
         }
     }
 }
@@ -286,6 +289,9 @@ public struct FileFuzzer {
             let table = try LatencyTable.load(from: url, missingOK: false)
             let plans = [StepPlan.teacher(PlanSampler(steps: 1000)), StepPlan(sampler: PlanSampler(steps: 3), actions: [.full, .partial(branch: 1), .null])]
             for (_, entries) in table.devices { for e in entries { for p in plans { _ = try? e.cost(of: p) } } }
+        case .prompts:
+            let set = try PromptSet(try PromptFile.read(path), negativePrompts: [""])
+            for (i, text) in set.prompts.enumerated() { _ = (fuzzTokenizer(text), set.prompt(i), set.negativePrompt(i)) }
         }
     }
 

@@ -57,6 +57,11 @@ enum FuzzSeeds {
                                        fullMACs: 1_000_000, partialMACs: ["0": 100_000, "1": 300_000], repeats: 5, measured: "2026-11-28T10:00:00Z"),
                          device: "pthread-cpu")
             return [("table", [UInt8](try table.jsonData()))]
+        case .prompts:
+            return [("captions", "a red bicycle leaning on a brick wall\nTwo cats on a sofa, watercolor!!\n🍕 pizza at 3 a.m.\n"),
+                    ("line endings", "first\r\nsecond\rthird\u{2028}fourth\n\n   \nfifth"),
+                    ("specials and long", "<|startoftext|>x<|endoftext|>\n" + String(repeating: "very long ", count: 40) + "\n東京タワー ΣΟΦΊΑ")]
+                .map { ($0.0, Array($0.1.utf8)) }
         }
     }
 
@@ -147,3 +152,13 @@ enum FuzzSeeds {
          "use_karras_sigmas": true, "euler_at_final": false, "steps_offset": 0}
         """
 }
+
+/// A CLIP tokenizer over a byte-level vocabulary (every byte, every byte ending a word, the
+/// specials; no merges): what the prompt reader's output is tokenized with when fuzzed.
+let fuzzTokenizer: CLIPTokenizer = {
+    var bytes = Array(33...126) + Array(161...172) + Array(174...255), chars = bytes, n = 0
+    for b in 0..<256 where !bytes.contains(b) { bytes.append(b); chars.append(256 + n); n += 1 }
+    let symbols = chars.map { String(Character(Unicode.Scalar($0)!)) }
+    let vocab = symbols + symbols.map { $0 + "</w>" } + ["<|startoftext|>", "<|endoftext|>"]
+    return try! CLIPTokenizer(vocabulary: Dictionary(uniqueKeysWithValues: vocab.enumerated().map { ($1, $0) }), merges: [])
+}()

@@ -35,6 +35,7 @@ extension VersionedJSONFile {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch { throw ModelError("not a valid \(kind): not valid JSON") }
         guard let raw = object as? [String: Any] else { throw ModelError("not a valid \(kind): not a JSON object") }
+        if let key = duplicateJSONKey(in: data) { throw ModelError("not a valid \(kind): the key \"\(key)\" stands twice (readers would disagree on its value)") }
         try checkHeader(raw)
         do {
             var value = try decodeJSON(Self.self, from: data, object: raw)
@@ -96,7 +97,8 @@ func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, object: Any) thro
             guard let fixed = try? JSONSerialization.data(withJSONObject: replacing(object, s.path[...])) else { continue }
             do { _ = try JSONDecoder().decode(T.self, from: fixed) } catch DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty { continue } catch {}
             let key = s.path.map { "\($0)" }.joined(separator: ".")
-            throw ModelError("\(key): \(s.value) does not fit this field (it takes \(s.value < 0 ? "a number ≥ 0" : "a whole number"))")
+            let takes = s.value < 0 && s.value == s.value.rounded() ? "a number ≥ 0" : abs(s.value) >= 9.2e18 ? "a smaller number" : "a whole number"
+            throw ModelError("\(key): \(s.value) does not fit this field (it takes \(takes))")
         }
         throw DecodingError.dataCorrupted(ctx)
     }

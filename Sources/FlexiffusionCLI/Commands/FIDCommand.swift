@@ -30,18 +30,24 @@ struct FIDCommand: ParsableCommand {
     func run() throws {
         guard b != nil || saveStats != nil else { throw ValidationError("give two sets (A B), or one with --save-stats FILE") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        var engine: FIDStatistics? = nil
+        if let saveStats {
+            try OutputCheck.check(outputs: [NamedPath("--save-stats", saveStats)], inputs: [NamedPath("A", a)] + (b.map { [NamedPath("B", $0)] } ?? []))
+        }
+        // (One feature network per image size: sets of other sizes or channels are resized to it, as the help says.)
+        var stream: ComputeStream? = nil
+        var engines: [[Int]: FIDStatistics] = [:]
         func stats(_ path: String) throws -> FeatureStatistics {
             if path.hasSuffix(".npz") { return try FeatureStatistics.loadNPZ(path) }
             let images = try ImageSet.load(path, limit: limit)
-            if engine == nil {
-                let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-                engine = try FIDStatistics(extractor: try featureOptions.extractor(stream: stream, batch: batch, channels: images.channels,
-                                                                                    height: images.height, width: images.width))
+            let shape = [images.channels, images.height, images.width]
+            if engines[shape] == nil {
+                if stream == nil { stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device)) }
+                engines[shape] = try FIDStatistics(extractor: try featureOptions.extractor(stream: stream!, batch: batch, channels: images.channels,
+                                                                                            height: images.height, width: images.width))
             }
             let progress = ProgressLine("features of \(path)")
             defer { progress.finish() }
-            return try engine!.statistics(of: images) { progress.update($0, of: $1, unit: "images") }
+            return try engines[shape]!.statistics(of: images) { progress.update($0, of: $1, unit: "images") }
         }
         let first = try stats(a)
         if let saveStats { try first.saveNPZ(saveStats) }

@@ -26,10 +26,8 @@ struct ForwardCommand: ParsableCommand {
 
     func run() throws {
         guard timestep.isFinite else { throw ValidationError("--timestep must be a finite number") }
-        let outDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
-        guard FileManager.default.isWritableFile(atPath: outDir) else {
-            throw ValidationError("cannot write \(output): folder \(outDir) does not exist or is not writable")
-        }
+        try OutputCheck.check(outputs: [NamedPath("--output", output)],
+                              inputs: [NamedPath("--input", input)] + (modelOptions.model.map { [NamedPath("--model", $0)] } ?? []))
         let file = try SafeTensorsFile(path: input)
         guard let info = file.tensors["sample"] else {
             throw ModelError("\(input): no tensor `sample` (has: \(file.names.joined(separator: ", ")))")

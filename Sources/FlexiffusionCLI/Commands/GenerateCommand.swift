@@ -36,7 +36,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of its config's: leading, trailing or linspace (diffusers' timestep_spacing).")
     var spacing: TimestepSpacing?
     @Option(help: "Step plan (from `flexiffusion plan` or the search): which steps are full, partial or null. Sets the sampler, steps and eta.") var plan: String?
-    @Option(help: "Number of images (default: 64, or the noise file's batch).") var count: Int?
+    @Option(help: "Number of images (default: 64 for a UNet2DModel, one per prompt for a Stable Diffusion pipeline, or the noise or latents file's batch); image i takes prompt i mod n, as rfid and search do.") var count: Int?
     @Option(help: "Images per forward pass (images do not depend on it).") var batch = 32
     @Option(help: "Seed of the noise.") var seed: UInt64 = 0
     @Option(help: "safetensors file with the initial noise as tensor `sample` [N, C, H, W].") var noise: String?
@@ -55,6 +55,13 @@ struct GenerateCommand: ParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let count, count <= 0 { throw ValidationError("--count must be positive") }
         if let count { try checkImageCount(count, option: "--count") }
+        // 0. The outputs, checked before any work: none is an input or another output.
+        var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
+        if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
+        let inputs = [("--plan", plan), ("--noise", noise), ("--latents", latents), ("--prompts", promptOptions.prompts), ("--model", modelOptions.model)]
+            .compactMap { o, p in p.map { NamedPath(o, $0) } }
+        let latentsOutput = outputLatents.map { [NamedPath("--output-latents", $0)] } ?? []
+        try outputs.checkPaths(inputs: inputs, also: latentsOutput)
         let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
         let textToImage = setup.config.isConditional
         // 1. The options that apply to this kind of model; the prompts.
@@ -90,11 +97,8 @@ struct GenerateCommand: ParsableCommand {
             generation.initial = try file.floats(key)
         }
         let n = count ?? given?.first ?? (textToImage ? (promptOptions.prompts != nil ? prompts!.prompts.count : 1) : 64)
-        if let prompts, prompts.prompts.count > 1 && prompts.prompts.count != n {
-            throw ValidationError("\(prompts.prompts.count) prompts for \(n) images: --count must match the prompts file (or give one --prompt)")
-        }
 
-        // 3. The pipeline (Engine decides which the folder gets), the outputs checked before any work.
+        // 3. The pipeline (Engine decides which the folder gets), the outputs' channels.
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
         let pipeline = try setup.pipeline(PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
                                                           height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
@@ -103,10 +107,8 @@ struct GenerateCommand: ParsableCommand {
             let size = pipeline.imageShape
             throw ModelError("\(latents!): latents of shape \(shape); \(size[2])×\(size[1]) images need [N, \(pipeline.sampleShape.map(String.init).joined(separator: ", "))]")
         }
-        var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
-        if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
-        try outputs.prepare(channels: pipeline.imageShape[0])
-        if let outputLatents { try SampleOutputs(tensor: outputLatents).prepare(channels: 0) }
+        try outputs.check(channels: pipeline.imageShape[0])
+        warnAboutTruncatedPrompts(pipeline)
         let shape = [n] + pipeline.imageShape
         try checkHeldOutputs(outputs, shape: shape)
 
@@ -155,7 +157,7 @@ struct GenerateCommand: ParsableCommand {
             throw ValidationError("a Stable Diffusion pipeline generates from text: give --prompt TEXT or --prompts FILE (one of them)")
         }
         try TextToImagePipeline.checkGuidance(promptOptions.guidanceScale)
-        return try PromptSet(try prompt.map { [$0] } ?? readPrompts(promptOptions.prompts!), negativePrompts: promptOptions.negativePrompts)
+        return try PromptSet(try prompt.map { [$0] } ?? PromptFile.read(promptOptions.prompts!), negativePrompts: promptOptions.negativePrompts)
     }
 
     /// The plan file's plan (checked against the options given beside it), else every step full on

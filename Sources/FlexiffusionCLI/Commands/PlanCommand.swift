@@ -4,6 +4,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GPUKernels
+import Search
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,6 +54,7 @@ struct PlanOutputOptions: ParsableArguments {
         try plan.validate(branchCount: try UNetConfiguration.load(from: folder.configURL).branchCount,
                           schedulerConfiguration: try folder.schedulerConfiguration())
         if let out {
+            try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: modelOptions.model.map { [NamedPath("--model", $0)] } ?? [])
             try plan.write(to: out)
             FileHandle.standardError.write("wrote \(out): \(plan.description); \(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null steps\n".data(using: .utf8)!)
         } else {
@@ -152,8 +154,10 @@ struct PlanShow: ParsableCommand {
             Speed-ups are against the teacher (--teacher: a step count of DDIM with every step full, default \
             100, or a plan file), whatever the plan's own step count, as the search and `rfid` measure them. \
             The latency table's entry is the one for --device (as everywhere: an index, gpu, cpu or part of a \
-            device name; default: the table's only device, else the one --device would select). Without a \
-            plan file, lists the model's branches.
+            device name; default: the table's only device, else the one --device would select). A search's \
+            results file is shown as the search priced it: on its model (a model folder it names, unless \
+            --model gives one), against its teacher (unless --teacher), with the latencies it holds (unless \
+            --latency-table or another --batch). Without a plan file, lists the model's branches.
             """)
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var teacherOptions: TeacherOptions
@@ -163,8 +167,23 @@ struct PlanShow: ParsableCommand {
     @Option(help: "Batch size in the latency table (default: any).") var batch: Int?
     @Flag(help: "Print the plan's summary as JSON.") var json = false
 
+    /// The results file `plan` is, when it is one (a search's own model, teacher and latencies).
+    func searchResults() throws -> SearchReport? {
+        guard let plan, let data = FileManager.default.contents(atPath: plan), data.first == UInt8(ascii: "{"),
+              let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == SearchReport.format else { return nil }
+        return try SearchReport.load(from: URL(fileURLWithPath: plan))
+    }
+
     func run() throws {
-        let folder = try modelOptions.folder()
+        let report = try searchResults()
+        var modelPath = modelOptions.model
+        if let report, modelPath == nil, report.model != DefaultModel.searchName {
+            guard FileManager.default.fileExists(atPath: report.model) else {
+                throw ModelError("\(plan!) was searched on the model \(report.model), which is not here; give its folder with --model")
+            }
+            modelPath = report.model
+        }
+        let folder = try ModelFolder(path: try modelPath ?? DefaultModel.folder(), variant: modelOptions.variant)
         let config = try UNetConfiguration.load(from: folder.configURL)
         guard let plan else {
             if json { try printJSON(["branches": (0..<config.branchCount).map { config.branchName($0) }]); return }
@@ -174,12 +193,18 @@ struct PlanShow: ParsableCommand {
         }
         let schedulerConfig = try folder.schedulerConfiguration()
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
-        let teacher = try teacherOptions.plan(branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
+        let teacher = try report.flatMap { r in teacherOptions.teacher == nil ? StepPlan.teacher(r.sampler) : nil }
+            ?? teacherOptions.plan(branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
         let url = latencyTable.map { URL(fileURLWithPath: $0) } ?? LatencyTable.defaultURL
-        let table = try LatencyTable.load(from: url, missingOK: latencyTable == nil)
-        let names = table.devices.keys.sorted()
-        let name = try deviceOptions.device.map { try OpenCLRuntime.select($0).name } ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
-        let entry = name.flatMap { table.lookup(device: $0, fingerprint: config.fingerprint, batch: batch) }
+        let name: String?, entry: StepLatencies?
+        if let report, latencyTable == nil, batch == nil || batch == report.batch {
+            (name, entry) = (report.device, report.latencies)
+        } else {
+            let table = try LatencyTable.load(from: url, missingOK: latencyTable == nil)
+            let names = table.devices.keys.sorted()
+            name = try deviceOptions.device.map { try OpenCLRuntime.select($0).name } ?? (names.count == 1 ? names.first : nil) ?? (try? OpenCLRuntime.select())?.name
+            entry = name.flatMap { table.lookup(device: $0, fingerprint: config.fingerprint, batch: batch) }
+        }
         let cost = try entry.map { try $0.cost(of: p) }, teacherCost = try entry.map { try $0.cost(of: teacher) }
         if json {
             var out: [String: Any] = ["plan": plan, "sampler": p.sampler.description, "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps,

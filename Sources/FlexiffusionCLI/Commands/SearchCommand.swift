@@ -72,7 +72,8 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Solvers the grids may run on besides the teacher's DDIM: a list such as dpmsolver++2,unipc2,unipc3,euler (a number is a multistep solver's order; -leading, -trailing or -linspace after it replaces the config's timestep spacing, e.g. unipc3-trailing), or none (default: dpmsolver++2,unipc2,unipc3,unipc3-trailing,dpmsolver++2-trailing with eta 0; when continuing a results file, its own). With solvers, auto grids add 1.5 and 2 times the baseline's steps.", valueName: "list")) var solvers: String?
     @Flag(name: .customLong("search-timesteps"), inversion: .prefixedNo, help: "Mutation also moves single timesteps of solver grids (DPM-Solver, UniPC, Euler), starting from their spacing's, so that plans may carry explicit timestep lists as Align Your Steps schedules do (when continuing a results file: its own choice).")
     var searchTimesteps = true
-    @Option(help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitness = Fitness.rfid
+    @Option(name: .customLong("fitness"), help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitnessOption = FitnessOption(.rfid)
+    var fitness: Fitness { fitnessOption.value }
     @Option(name: .customLong("final-samples"), help: ArgumentHelp("The final race: the population and generation 0's plain solvers, DDIM and best DeepCache plan are judged on 4 × --samples images, the better half of them on 4 times as many, and so on up to this many; the best of the last rung is the result (successive halving: rankings on 64 images are close to a coin toss between close plans). 0: no race, the best by the fitness on --samples images. Default: 16 × --samples.", valueName: "N")) var finalSamples: Int?
     @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, or fid (FID against real data: --final-real, which should not be the set the report's FID uses). Default: fid where the search has real images of its own (the default model: its training set), else rfid.", valueName: "rfid|paired|fid")) var finalJudgeOption: Fitness?
     @Option(name: .customLong("final-real"), help: "Real images or pytorch-fid statistics the fid judge compares with (default for the default model: the Fashion-MNIST training set, apart from the test set the report's FID uses).") var finalReal: String?
@@ -168,6 +169,8 @@ struct SearchCommand: ParsableCommand {
         c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
+        c.inputs = [("--prompts", promptOptions.prompts), ("--real", real), ("--final-real", finalReal), ("--latency-table", latencyTable),
+                    ("--model", modelOptions.model)].compactMap { o, p in p.map { NamedPath(o, $0) } }
         return c
     }
 
@@ -202,6 +205,10 @@ struct SearchCommand: ParsableCommand {
             say("text-to-image: \(promptOptions.prompts!) (\(promptSet.prompts.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
         }
         c.modelKey = scored.key
+        if let promptSet, let file = promptOptions.prompts {
+            c.prompts = PromptRecord(file: file, count: promptSet.prompts.count, negativePrompt: promptOptions.negativePrompt,
+                                     guidanceScale: promptOptions.guidanceScale)
+        }
         func statistics(of path: String) throws -> FeatureStatistics {
             let progress = ProgressLine("features of \(path)")
             defer { progress.finish() }
@@ -220,7 +227,11 @@ struct SearchCommand: ParsableCommand {
         let session = SearchSession(
             configuration: c, evaluator: scorer,
             latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint, batch: pipeline.unet.batch) {
-                try StepProfiler(sampler: pipeline.sampler(for: teacher)).measure(repeats: 5, model: setup.name)
+                let progress = ProgressLine("measuring step latencies", interval: 5)
+                defer { progress.finish() }
+                return try StepProfiler(sampler: pipeline.sampler(for: teacher)).measure(repeats: 5, model: setup.name) {
+                    progress.update($0, of: $1, unit: "rounds")
+                }
             },
             realStatistics: { try realPath.map(statistics(of:)) })
 

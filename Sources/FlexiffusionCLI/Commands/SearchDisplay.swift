@@ -51,7 +51,7 @@ final class SearchDisplay {
     /// What the final race judges by (in full, and in a word).
     var judgeName = "rfid", judgeShort = "rfid"
     /// The race's rung under way: its images, contenders and those judged (memoised ones are not reported).
-    private var rung: (images: Int, contenders: Int, done: Int)?
+    private var rung: (images: Int, contenders: Int, done: Int, started: Double)?
     private var drawn = false
     private var lastPlain = 0.0
 
@@ -61,7 +61,7 @@ final class SearchDisplay {
             say("note: \(url.path) exists: a new search replaces it (use --resume to continue it); " + (kept.map { "the earlier file is kept as \($0.path)" } ?? "the earlier file could not be kept"))
         case .latencies(.resultsFile, _): break
         case .latencies(.table(let measured), let table): say("latencies: \(table.path) (measured \(measured))")
-        case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (flexiffusion profile)…")
+        case .latencies(.measuredNow, let table): say("no latencies for this device, model and batch in \(table.path): measuring them (as flexiffusion profile does: 1 warm-up round and 5 timed rounds of every step type)…")
         case .started(let s):
             say(String(format: "search: %.2f× over the %d-step teacher (%.2f× + %.0f %% margin; budget %.0f %@ per batch of %d), %d segment counts, grids %@, solvers %@%@, %d branches, %d samples (screen %d), seed %llu on %@",
                        s.target, s.teacher.steps, s.requested, s.margin * 100, s.budget, s.useMACs ? "MACs" : "ms", s.batch, s.segmentCounts.count,
@@ -70,12 +70,14 @@ final class SearchDisplay {
             if case let .rung(images, contenders) = p.update {
                 finish()
                 say("final race (\(judgeName)): \(contenders) plans on \(images) images…")
-                rung = (images, contenders, 0)
+                rung = (images, contenders, 0, ProcessInfo.processInfo.systemUptime)
                 return
             }
             if case let .judged(key, images, score) = p.update, let r = rung, r.images == images {
                 rung!.done += 1
-                say(String(format: "  %d/%d  %@ %.3f  %@", r.done + 1, r.contenders, judgeShort, score, key))
+                let seconds = ProcessInfo.processInfo.systemUptime - r.started, left = r.contenders - r.done - 1
+                let eta = left > 0 ? String(format: "  (%.0f s each, ETA of the rung %.0f s)", seconds / Double(r.done + 1), seconds / Double(r.done + 1) * Double(left)) : ""
+                say(String(format: "  %d/%d  %@ %.3f  %@%@", r.done + 1, r.contenders, judgeShort, score, key, eta))
                 return
             }
             let done = max(0, p.generationsDone - 1), total = p.generations - 1

@@ -16,7 +16,7 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "A tokenizer folder (vocab.json, merges.txt).") var tokenizer: String?
     @Option(help: "A pipeline folder whose tokenizer/ to use.") var model: String?
     @Option(help: "One prompt.") var prompt: String?
-    @Option(help: "A file of prompts, one per line.") var prompts: String?
+    @Option(help: "A file of prompts, one per line (blank lines skipped), read as generate, rfid and search read it.") var prompts: String?
     @Option(help: "Pad and truncate to this many ids (default: the tokenizer's model_max_length, else 77).") var maxLength: Int?
     @Flag(help: "Print the ids as a JSON array of arrays.") var json = false
 
@@ -29,15 +29,7 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         let folder = tokenizer.map { URL(fileURLWithPath: $0) } ?? URL(fileURLWithPath: model!).appendingPathComponent("tokenizer")
         let clip = try CLIPTokenizer(folder: folder, maxLength: maxLength)
-        var texts: [String]
-        if let prompt { texts = [prompt] } else {
-            let content: String
-            do { content = try String(contentsOfFile: prompts!, encoding: .utf8) } catch {
-                throw ModelError("cannot read prompts \(prompts!): \(error.localizedDescription)")
-            }
-            texts = content.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if texts.last == "" { texts.removeLast() }
-        }
+        let texts = try prompt.map { [$0] } ?? PromptFile.read(prompts!)
         let ids = texts.map { clip($0) }
         if json {
             let data = try JSONSerialization.data(withJSONObject: ids)

@@ -31,7 +31,7 @@ struct ModelSetup {
     /// conditional UNet cannot do without its text pipeline: refused here, before other checks.
     init(_ options: ModelOptions, needsSampleSize: Bool = true, generates: Bool = true) throws {
         path = try options.model ?? DefaultModel.folder()
-        name = options.model == nil ? "default (embedded fashion-mnist)" : path
+        name = options.model == nil ? DefaultModel.searchName : path
         folder = try ModelFolder(path: path, variant: options.variant)
         config = try UNetConfiguration.load(from: folder.configURL)
         side = config.sampleSize ?? 0

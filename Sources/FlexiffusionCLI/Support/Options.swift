@@ -10,6 +10,19 @@ extension SchedulerKind: ExpressibleByArgument {}
 extension TimestepSpacing: ExpressibleByArgument {}
 extension Fitness: ExpressibleByArgument {}
 
+/// `--fitness`: rfid or paired, as its help lists them; fid is taken only to be refused with the reason
+/// (it judges the final race, `--final-judge fid`) by the search configuration's one check.
+struct FitnessOption: ExpressibleByArgument {
+    let value: Fitness
+    init(_ value: Fitness) { self.value = value }
+    init?(argument: String) {
+        guard let f = Fitness(rawValue: argument) else { return nil }
+        value = f
+    }
+    static var allValueStrings: [String] { [Fitness.rfid.rawValue, Fitness.paired.rawValue] }
+    var defaultValueDescription: String { value.rawValue }
+}
+
 /// `--device`, shared by every command that runs on a device.
 struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(

@@ -10,6 +10,9 @@ final class ProgressLine {
     let interval: Double
     private var lastLine = -Double.infinity
     private var drawn = false
+    /// The first update's time and count: the rate is measured from there, so that start-up (kernels
+    /// compiled, a model loaded) does not make the first ETAs hours long.
+    private var first: (time: Double, done: Int)?
 
     init(_ label: String, interval: Double = 10) { self.label = label; self.interval = interval }
     var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
@@ -17,8 +20,10 @@ final class ProgressLine {
     /// `done` of `total` units (`unit` names them: "steps", "images"), with the rate and an ETA.
     func update(_ done: Int, of total: Int, unit: String = "steps", note: String = "") {
         let t = elapsed
-        let rate = Double(done) / max(t, 1e-9)
-        let eta = done > 0 ? Double(total - done) / rate : .nan
+        if first == nil { first = (t, done) }
+        let since = (time: t - first!.time, done: done - first!.done)
+        let rate = since.done > 0 ? Double(since.done) / max(since.time, 1e-9) : Double(done) / max(t, 1e-9)
+        let eta = since.done > 0 && since.time > 0.5 ? Double(total - done) / rate : .nan
         let figures = String(format: "%ld/%ld %@  %.1f %@/s%@", done, total, unit, rate, unit,
                              eta.isFinite ? String(format: "  ETA %.0f s", eta) : "") + (note.isEmpty ? "" : "  " + note)
         if interactive {

@@ -5,17 +5,6 @@ import Engine
 import Foundation
 import GPUKernels
 
-/// The prompts of a file, one per line (blank lines skipped).
-func readPrompts(_ path: String, option: String = "--prompts") throws -> [String] {
-    let text: String
-    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-        throw ModelError("cannot read \(option) \(path): \(error.localizedDescription)")
-    }
-    let list = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    guard !list.isEmpty else { throw ModelError("\(option) \(path) holds no prompt (one per line)") }
-    return list
-}
-
 struct PromptOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Text-to-image (a Stable Diffusion pipeline folder): the prompt set, one prompt per line (blank lines skipped); image i is generated from prompt i mod n (e.g. prompts/everyday-scenes.txt, 200 captions; `generate` makes one image per prompt).", valueName: "file"))
     var prompts: String?
@@ -40,9 +29,17 @@ struct PromptOptions: ParsableArguments {
         guard let prompts else {
             throw ValidationError("\(setup.path) is a Stable Diffusion pipeline: its images come from text; give a prompt set with --prompts FILE (e.g. prompts/everyday-scenes.txt)")
         }
-        let list = try readPrompts(prompts)
+        let list = try PromptFile.read(prompts)
         try TextToImagePipeline.checkGuidance(guidanceScale)
         return try PromptSet(list, negativePrompts: negativePrompts)
+    }
+}
+
+/// Says on standard error which prompts the text encoder cuts short (diffusers warns the same).
+func warnAboutTruncatedPrompts(_ pipeline: any ImagePipeline) {
+    guard let t2i = pipeline as? TextToImagePipeline else { return }
+    for (text, tokens) in t2i.truncatedPrompts {
+        say("warning: \"\(text.prefix(60))\(text.count > 60 ? "…" : "")\" is \(tokens) tokens; the text encoder reads the first \(t2i.tokenizer.maxLength - 2) (diffusers cuts it the same way, with the same warning)")
     }
 }
 
@@ -60,6 +57,7 @@ struct ScoredPipeline {
          stream: ComputeStream, batch: Int) throws {
         pipeline = try setup.pipeline(PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale),
                                       stream: stream)
+        warnAboutTruncatedPrompts(pipeline)
         key = try pipeline.contentKey()
         let shape = pipeline.imageShape
         extractor = try features.extractor(stream: stream, batch: batch, channels: shape[0], height: shape[1], width: shape[2],
