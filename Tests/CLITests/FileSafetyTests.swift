@@ -47,6 +47,8 @@ func capturingStandardOutput(_ body: () -> Void) throws -> String {
             (["search", "--speedup", "2", "--out", path("s.json"), "--svg", path("nodir/s.svg")], "does not exist"),
             (["search", "--speedup", "2", "--out", path("s.json"), "--latency-table", path("s.json")], "which this command reads"),
             (["fid", path("res.json"), "--save-stats", path("res.json")], "which this command reads"),
+            (["generate", "--steps", "2", "--count", "2", "--out-dir", path("p.txt")], "is a file, not a folder"),
+            (["generate", "--steps", "2", "--count", "2", "--out", path(String(repeating: "n", count: 240) + ".png")], "give one of at most 230"),
         ]
         for (arguments, fragment) in cases {
             let ending = Flexiffusion.execute(arguments)
@@ -85,6 +87,28 @@ func capturingStandardOutput(_ body: () -> Void) throws -> String {
         try FileManager.default.createDirectory(atPath: rgb + "/dir.png", withIntermediateDirectories: true)
         let folderNamedPNG = try fid(grey, rgb)
         #expect(folderNamedPNG.0 == 1 && folderNamedPNG.2.contains("dir.png is not a regular file"), "\(folderNamedPNG)")
+    }
+
+    /// Files read wrong are named with what to do (exit code 1): a search stopped before its first
+    /// generation, a number too large for its field, a symlink loop among PNGs, a FIFO given as images.
+    @Test func filesReadWrongSayWhatToDo() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data(#"{"format": "flexiffusion-search", "version": 2, "state": {"records": {"a": {}, "b": {}}}}"#.utf8).write(to: URL(fileURLWithPath: path("stopped.json")))
+        try Data(#"{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2, "eta": 1e300}, "actions": ["full", "full"]}"#.utf8)
+            .write(to: URL(fileURLWithPath: path("eta.json")))
+        try FileManager.default.createDirectory(atPath: path("pngs"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: path("pngs/loop.png"), withDestinationPath: path("pngs/loop.png"))
+        mkfifo(path("fifo"), 0o644)
+        let cases: [([String], String)] = [
+            (["plan", "show", path("stopped.json")], "stopped before its first generation was chosen (2 plans scored"),
+            (["plan", "show", path("eta.json")], "eta: 1e+300 does not fit this field (it takes a smaller number)"),
+            (["fid", path("pngs"), path("pngs")], "Too many levels of symbolic links"),
+            (["fid", path("fifo"), path("fifo")], "is not a regular file (a FIFO"),
+        ]
+        for (arguments, fragment) in cases {
+            let ending = Flexiffusion.execute(arguments)
+            #expect(ending.code == 1 && ending.message.contains(fragment), "\(arguments): \(ending.code) «\(ending.message.prefix(300))»")
+        }
     }
 
     /// `plan show` of a results file prices its best plan as the search did: its latencies, its teacher.

@@ -35,6 +35,14 @@ public enum OutputCheck {
                 throw ModelError(argument: "\(a.option) \(a.path) is a file of \(input.option) \(input.path), which this command reads: writing it would replace it")
             }
         }
+        for o in all {
+            // (Outputs are written as ".NAME.PID.tmp" first: a name near the file system's 255-byte
+            // limit would fail only after the work.)
+            let name = URL(fileURLWithPath: o.path).lastPathComponent
+            if name.utf8.count > 230 {
+                throw ModelError(argument: "\(o.option): the name \(name.prefix(40))… is \(name.utf8.count) bytes; give one of at most 230")
+            }
+        }
         for o in outputs {
             if isFolder(o.path) { throw ModelError(argument: "\(o.option) \(o.path) is a folder; give a file name") }
             let dir = resolved(o.path).deletingLastPathComponent().path

@@ -171,6 +171,8 @@ struct PlanShow: ParsableCommand {
     func searchResults() throws -> SearchReport? {
         guard let plan, let data = FileManager.default.contents(atPath: plan), data.first == UInt8(ascii: "{"),
               let raw = try? JSONSerialization.jsonObject(with: data) as? [String: Any], raw["format"] as? String == SearchReport.format else { return nil }
+        // (Its best plan first: a search stopped before choosing one is refused saying how to continue it.)
+        _ = try StepPlan.load(from: URL(fileURLWithPath: plan))
         return try SearchReport.load(from: URL(fileURLWithPath: plan))
     }
 
