@@ -166,6 +166,17 @@ import TestSupport
         try Data(#"{"format": "flexiffusion-search", "version": 2}"#.utf8).write(to: URL(fileURLWithPath: path("s.json")))
         expectError(containing: ["holds a search's results"]) { try OutputCheck.check(outputs: [NamedPath("--out", path("s.json"))], inputs: []) }
         try OutputCheck.check(outputs: [NamedPath("--out", path("s.json"))], inputs: [], ownResults: [path("s.json")])
+        // A model folder's own files are not replaced; a picture left there is not the model's.
+        try FileManager.default.createDirectory(atPath: path("model"), withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: path("model/config.json")))
+        try Data("png".utf8).write(to: URL(fileURLWithPath: path("model/old.png")))
+        expectError(containing: ["is a file of --model"]) {
+            try OutputCheck.check(outputs: [NamedPath("--out", path("model/config.json"))], inputs: [NamedPath("--model", path("model"))])
+        }
+        try OutputCheck.check(outputs: [NamedPath("--out", path("model/old.png"))], inputs: [NamedPath("--model", path("model"))])
+        expectError(containing: ["is a file of A"]) {
+            try OutputCheck.check(outputs: [NamedPath("--save-stats", path("model/old.png"))], inputs: [NamedPath("A", path("model"))])
+        }
         let lock = try FileLock(for: path("s.json"), what: "search")
         expectError(containing: ["being written by another search", "process \(getpid())"]) { _ = try FileLock(for: path("s.json"), what: "search") }
         lock.release()

@@ -31,7 +31,8 @@ public enum OutputCheck {
             for input in inputs where sameFile(a.path, input.path) {
                 throw ModelError(argument: "\(a.option) \(a.path) is \(input.option) \(input.path), which this command reads: writing it would replace it")
             }
-            for input in inputs where isFolder(input.path) && exists(a.path) && isInside(a.path, folder: input.path) {
+            for input in inputs where isFolder(input.path) && exists(a.path) && isInside(a.path, folder: input.path)
+                && !ownResults.contains(where: { sameFile(a.path, $0) }) && reads(input, a.path) {
                 throw ModelError(argument: "\(a.option) \(a.path) is a file of \(input.option) \(input.path), which this command reads: writing it would replace it")
             }
         }
@@ -75,6 +76,13 @@ public enum OutputCheck {
     }
 
     static func exists(_ path: String) -> Bool { var s = stat(); return stat(path, &s) == 0 }
+
+    /// Whether the command reads `file` of the folder `input`: a model folder's weights, configs and
+    /// tokenizer files (a picture or page left there is not the model's), any file of another folder.
+    static func reads(_ input: NamedPath, _ file: String) -> Bool {
+        guard input.option == "--model" else { return true }
+        return ["safetensors", "json", "txt", "bin"].contains(URL(fileURLWithPath: file).pathExtension.lowercased())
+    }
 
     static func isFolder(_ path: String) -> Bool {
         var s = stat()

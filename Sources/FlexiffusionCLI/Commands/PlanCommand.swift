@@ -180,7 +180,7 @@ struct PlanShow: ParsableCommand {
         let report = try searchResults()
         var modelPath = modelOptions.model
         if let report, modelPath == nil, report.model != DefaultModel.searchName {
-            guard FileManager.default.fileExists(atPath: report.model) else {
+            guard (try? ModelFolder(path: report.model)) != nil else {
                 throw ModelError("\(plan!) was searched on the model \(report.model), which is not here; give its folder with --model")
             }
             modelPath = report.model
