@@ -22,10 +22,11 @@ final class ProgressLine {
         let t = elapsed
         if first == nil { first = (t, done) }
         let since = (time: t - first!.time, done: done - first!.done)
-        let rate = since.done > 0 ? Double(since.done) / max(since.time, 1e-9) : Double(done) / max(t, 1e-9)
-        let eta = since.done > 0 && since.time > 0.5 ? Double(total - done) / rate : .nan
-        let figures = String(format: "%ld/%ld %@  %.1f %@/s%@", done, total, unit, rate, unit,
-                             eta.isFinite ? String(format: "  ETA %.0f s", eta) : "") + (note.isEmpty ? "" : "  " + note)
+        // (No rate before a second update: the first may come right after the line was made.)
+        let rate = since.done > 0 && since.time > 0 ? Double(since.done) / since.time : nil
+        let eta = rate.flatMap { since.time > 0.5 ? Double(total - done) / $0 : nil }
+        let figures = String(format: "%ld/%ld %@", done, total, unit) + (rate.map { String(format: "  %.1f %@/s", $0, unit) } ?? "")
+            + (eta.map { String(format: "  ETA %.0f s", $0) } ?? "") + (note.isEmpty ? "" : "  " + note)
         if interactive {
             let width = 24, filled = width * done / max(1, total)
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
