@@ -66,6 +66,7 @@ public final class ComputeStream {
     /// path `convolution` (default: `ConvolutionPath.default(for:)`, which $FLEXIFFUSION_CONV overrides).
     public init(device: DeviceInfo? = nil, gemm: GemmPath? = nil, convolution: ConvolutionPath? = nil,
                 profiling: Bool = false) throws {
+        if let stop = Self.refusal { throw OpenCLError(call: "device use", detail: stop) }
         let d = try device ?? OpenCLRuntime.select()
         self.device = d
         shared = try DeviceContext.shared(for: d)
@@ -77,6 +78,10 @@ public final class ComputeStream {
     }
 
     public var context: CLContext { shared.context }
+
+    /// When set, making a stream throws this (`bench fuzz --command-lines`: a command line is run up
+    /// to its first use of a device, so that every check before the work runs and no work does).
+    nonisolated(unsafe) public static var refusal: String?
 
     /// A buffer of `count` floats (uninitialised).
     public func buffer(_ count: Int) throws -> DeviceBuffer<Float> { try DeviceBuffer(context: shared.context, count: count) }

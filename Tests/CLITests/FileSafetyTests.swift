@@ -77,7 +77,7 @@ func capturingStandardOutput(_ body: () -> Void) throws -> String {
         func fid(_ a: String, _ b: String) throws -> (Int32, Double?, String) {
             var ending = Flexiffusion.Ending(code: -1, message: "")
             let out = try capturingStandardOutput { ending = Flexiffusion.execute(["fid", a, b, "--json"]) }
-            let value = (try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Double])?["fid"]
+            let value = jsonObject(in: out)?["fid"] as? Double
             return (ending.code, value, ending.message)
         }
         let mixed = try fid(grey, rgb)
@@ -118,13 +118,24 @@ func capturingStandardOutput(_ body: () -> Void) throws -> String {
         var ending = Flexiffusion.Ending(code: -1, message: "")
         let printed = try capturingStandardOutput { ending = Flexiffusion.execute(["plan", "show", file.path, "--json"]) }
         #expect(ending.code == 0, "\(ending.message)")
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(printed.utf8)) as? [String: Any])
+        let json = try #require(jsonObject(in: printed))
         let predicted = try #require(json["predicted"] as? [String: Any])
         #expect(predicted["device"] as? String == report.device && predicted["batch"] as? Int == report.batch)
         let speedup = try #require(predicted["speedup_vs_teacher"] as? Double)
         #expect(abs(speedup - report.bestSpeedup) < 1e-9 * report.bestSpeedup, "\(speedup) against the search's \(report.bestSpeedup)")
         #expect(json["teacher"] as? String == report.teacher)
     }
+}
+
+/// The JSON object a command printed in `text` (pretty, from a "{" line to a "}" line, or on one
+/// line), skipping what other suites running beside it may have printed.
+func jsonObject(in text: String) -> [String: Any]? {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    for (i, line) in lines.enumerated() where line.hasPrefix("{") {
+        let candidates = line.hasSuffix("}") ? [line] : lines[i...].firstIndex(of: "}").map { [lines[i...$0].joined(separator: "\n")] } ?? []
+        for c in candidates { if let o = try? JSONSerialization.jsonObject(with: Data(c.utf8)) as? [String: Any] { return o } }
+    }
+    return nil
 }
 
 /// A file of the repository.

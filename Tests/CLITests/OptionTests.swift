@@ -119,6 +119,7 @@ let optionCases: [OptionCase] = [
         OptionCase("must be in 0…1", ["search", "--speedup", "2", "--crossover", "2", "--out", "{tmp}/s.json"]),
         OptionCase("give step counts below the teacher's 100", ["search", "--speedup", "2", "--grids", "0", "--out", "{tmp}/s.json"]),
         OptionCase("'rfid' and 'paired'", ["search", "--speedup", "2", "--fitness", "bogus"]),
+        OptionCase("give one or more of clblast", ["bench", "kernels", "--paths", ""]),
         OptionCase("must be positive", ["fid", "{tmp}/pngs", "{tmp}/pngs", "--limit", "0"]),
         OptionCase("must be positive", ["fid", "{tmp}/pngs", "{tmp}/pngs", "--limit=-5"]),
         OptionCase("1001 steps: a run takes between 1 and the 1000", ["generate", "--steps", "1001", "--count", "2"]),
@@ -166,5 +167,74 @@ let optionCases: [OptionCase] = [
         #expect(help.code == 0 && help.message.contains("--final-judge"))
         let unknown = Flexiffusion.execute(["generate", "--no-such-option"])
         #expect(unknown.code == 64 && unknown.message.contains("--no-such-option"))
+    }
+}
+
+/// Runs `body` with standard error going to a file, and returns what it wrote.
+func capturingStandardError(_ body: () -> Void) throws -> String {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("flexiffusion-stderr-\(UUID().uuidString)")
+    let saved = dup(2), target = open(file.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    dup2(target, 2)
+    body()
+    dup2(saved, 2)
+    close(saved); close(target)
+    defer { try? FileManager.default.removeItem(at: file) }
+    return try String(contentsOf: file, encoding: .utf8)
+}
+
+/// What a user waits on and reads beside the work: warnings, progress, a text-to-image results file.
+@Suite(.serialized) struct UserFacingTests {
+    /// A prompt longer than the text encoder reads is cut as diffusers cuts it, with a warning.
+    @Test func longPromptsAreCutWithAWarning() throws {
+        let fixture = try OptionFixture.shared.get()
+        let long = String(repeating: "ab ", count: 60)
+        var ending = Flexiffusion.Ending(code: -1, message: "")
+        let out = fixture.tmp.appendingPathComponent("long.png").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let said = try capturingStandardError {
+            ending = Flexiffusion.execute(["generate", "--model", fixture.pipe.path, "--prompt", long, "--steps", "1", "--height", "32",
+                                           "--width", "32", "--out", out])
+        }
+        #expect(ending.code == 0, "\(ending.message)")
+        #expect(said.contains("warning: \"ab ab") && said.contains("tokens; the text encoder reads the first 75"), "\(said.suffix(600))")
+    }
+
+    /// Progress lines: no rate before a second update, an ETA once half a second has passed.
+    @Test func progressRatesAndETAsStartAfterTheFirstUpdate() throws {
+        let said = try capturingStandardError {
+            let p = ProgressLine("work", interval: 0)
+            p.update(1, of: 10, unit: "items")
+            Thread.sleep(forTimeInterval: 0.6)
+            p.update(4, of: 10, unit: "items")
+            p.finish()
+        }
+        // (Other suites may write to standard error meanwhile: only this line's output counts.)
+        let lines = said.split(separator: "\n").map(String.init).filter { $0.hasPrefix("work: ") }
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first == "work: 1/10 items", "\(lines)")
+        #expect(lines.last?.contains("items/s  ETA ") == true, "\(lines)")
+    }
+
+    /// `plan show` of a text-to-image search's results: its pipeline, its PNDM teacher, its latencies.
+    @Test func planShowOfATextToImageResultsFileUsesItsPipeline() throws {
+        let fixture = try OptionFixture.shared.get()
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/experiments/plans/cpu-race-search5.json")
+        var raw = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source)) as? [String: Any])
+        let teacher = PlanSampler(scheduler: .pndm, steps: 10, skipPRKSteps: true)
+        let best = StepPlan.teacher(PlanSampler(scheduler: .pndm, steps: 5, skipPRKSteps: true))
+        raw["model"] = fixture.pipe.path
+        raw["sampler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(teacher))
+        raw["best_plan"] = try JSONSerialization.jsonObject(with: best.jsonData())
+        let file = fixture.tmp.appendingPathComponent("t2i-search.json")
+        try JSONSerialization.data(withJSONObject: raw).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        var ending = Flexiffusion.Ending(code: -1, message: "")
+        let printed = try capturingStandardOutput { ending = Flexiffusion.execute(["plan", "show", file.path, "--json"]) }
+        #expect(ending.code == 0, "\(ending.message)")
+        let json = try #require(jsonObject(in: printed))
+        #expect(json["model"] as? String == fixture.pipe.path)
+        #expect(json["teacher"] as? String == teacher.description && json["sampler"] as? String == best.sampler.description)
+        let predicted = try #require(json["predicted"] as? [String: Any])
+        #expect(abs((predicted["speedup_vs_teacher"] as? Double ?? 0) - 11.0 / 6.0) < 1e-9, "11 evaluations against 6: \(predicted)")
     }
 }

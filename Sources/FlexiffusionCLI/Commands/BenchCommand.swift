@@ -57,6 +57,9 @@ struct BenchKernels: ParsableCommand {
         let device = try OpenCLRuntime.select(deviceOptions.device)
         var chosen = GemmPath.allCases.filter { $0.runs(on: device) }
         if let paths {
+            guard !paths.split(separator: ",").isEmpty else {
+                throw ValidationError("--paths \"\(paths)\": give one or more of \(GemmPath.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
             chosen = try paths.split(separator: ",").map { raw in
                 guard let p = GemmPath(rawValue: String(raw)) else {
                     throw ValidationError("unknown GEMM path '\(raw)' (choose from \(GemmPath.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -69,10 +72,16 @@ struct BenchKernels: ParsableCommand {
         chosen.sort { GemmPath.allCases.firstIndex(of: $0)! < GemmPath.allCases.firstIndex(of: $1)! }
         let shapes = Self.shapes(batch: batch)
         var rng = SystemRandomNumberGenerator()
-        let inputs = shapes.map { (_, s) in
-            ((0..<s.inputCount).map { _ in Float.random(in: -1...1, using: &rng) },
-             (0..<s.weightCount).map { _ in Float.random(in: -0.1...0.1, using: &rng) },
-             (0..<s.outChannels).map { _ in Float.random(in: -1...1, using: &rng) })
+        // (Drawn once the first stream is made: the device is checked before this work.)
+        var drawn: [([Float], [Float], [Float])]? = nil
+        func inputs() -> [([Float], [Float], [Float])] {
+            if let drawn { return drawn }
+            drawn = shapes.map { (_, s) in
+                ((0..<s.inputCount).map { _ in Float.random(in: -1...1, using: &rng) },
+                 (0..<s.weightCount).map { _ in Float.random(in: -0.1...0.1, using: &rng) },
+                 (0..<s.outChannels).map { _ in Float.random(in: -1...1, using: &rng) })
+            }
+            return drawn!
         }
         if !json {
             print("device: \(device.name) (\(device.platformName)); batch \(batch); median of \(repeats) runs; host BLAS \(HostBLAS.describe())")
@@ -91,7 +100,7 @@ struct BenchKernels: ParsableCommand {
             if !json { FileHandle.standardError.write("timing \(names[v])…\n".data(using: .utf8)!) }
             let stream = try ComputeStream(device: device, gemm: path, convolution: convolution)
             for (i, (_, s)) in shapes.enumerated() {
-                let x = try stream.upload(inputs[i].0), w = try stream.upload(inputs[i].1), b = try stream.upload(inputs[i].2)
+                let x = try stream.upload(inputs()[i].0), w = try stream.upload(inputs()[i].1), b = try stream.upload(inputs()[i].2)
                 let y = try stream.buffer(s.outputCount)
                 let scratch = s.scratchCount(lowering) > 0 ? try stream.buffer(s.scratchCount(lowering)) : nil
                 let ms = try medianMilliseconds(repeats: repeats) {
@@ -118,10 +127,10 @@ struct BenchKernels: ParsableCommand {
             var col = [Float](repeating: 0, count: s.patch * np)
             var y = [Float](repeating: 0, count: s.outputCount)
             results[i].append(try medianMilliseconds(repeats: repeats) {
-                try HostBLAS.conv2d(inputs[i].0, weight: inputs[i].1, shape: s, col: &col, output: &y)
+                try HostBLAS.conv2d(inputs()[i].0, weight: inputs()[i].1, shape: s, col: &col, output: &y)
             })
             blasGemm.append(try medianMilliseconds(repeats: repeats) {
-                try inputs[i].1.withUnsafeBufferPointer { wp in
+                try inputs()[i].1.withUnsafeBufferPointer { wp in
                     try col.withUnsafeBufferPointer { cp in
                         try y.withUnsafeMutableBufferPointer { yp in
                             try HostBLAS.sgemm(transA: false, transB: false, m: s.outChannels, n: np, k: s.patch, alpha: 1,

@@ -209,7 +209,8 @@ struct PlanShow: ParsableCommand {
         }
         let cost = try entry.map { try $0.cost(of: p) }, teacherCost = try entry.map { try $0.cost(of: teacher) }
         if json {
-            var out: [String: Any] = ["plan": plan, "sampler": p.sampler.description, "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps,
+            var out: [String: Any] = ["plan": plan, "model": modelPath ?? DefaultModel.searchName,
+                                      "sampler": p.sampler.description, "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps,
                                       "branches": p.branches.sorted(), "compact": p.compact, "teacher": teacher.sampler.description]
             if let entry, let cost, let teacherCost, let name {
                 out["predicted"] = ["device": name, "batch": entry.batch, "ms": cost.milliseconds, "speedup_vs_teacher": teacherCost.milliseconds / cost.milliseconds,
