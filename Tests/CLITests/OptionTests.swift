@@ -225,7 +225,8 @@ func capturingStandardError(_ body: () -> Void) throws -> String {
         raw["model"] = fixture.pipe.path
         raw["sampler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(teacher))
         raw["best_plan"] = try JSONSerialization.jsonObject(with: best.jsonData())
-        let file = fixture.tmp.appendingPathComponent("t2i-search.json")
+        // (Not in the fixture's folder, which the option cases watch for written files.)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("t2i-search-\(UUID().uuidString).json")
         try JSONSerialization.data(withJSONObject: raw).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         var ending = Flexiffusion.Ending(code: -1, message: "")

@@ -113,19 +113,24 @@ public final class FileLock {
     /// Takes the lock for `file`, or throws naming the process that holds it (`what` says what the file is).
     public init(for file: String, what: String) throws {
         let url = OutputCheck.resolved(file)
-        path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw ModelError("cannot lock \(file): \(String(cString: strerror(errno)))") }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+        let path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
+        // (The descriptor is the lock's only once it is held: a refused lock closes its own descriptor
+        // and never reaches `release()`, which would close a number another file may have by then and
+        // remove the holder's lock file.)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ModelError("cannot lock \(file): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buffer = [UInt8](repeating: 0, count: 32)
-            let n = pread(descriptor, &buffer, buffer.count, 0)
+            let n = pread(fd, &buffer, buffer.count, 0)
             let holder = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            close(descriptor)
+            close(fd)
             throw ModelError("\(file) is being written by another \(what) (process \(holder)); wait for it to end, or give another file")
         }
+        self.path = path
+        descriptor = fd
         let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(descriptor, 0)
-        _ = pwrite(descriptor, pid, pid.count, 0)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
     }
 
     /// Releases the lock and removes its file.
