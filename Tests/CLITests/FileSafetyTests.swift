@@ -104,6 +104,8 @@ func capturingStandardOutput(_ body: () -> Void) throws -> String {
             (["plan", "show", path("eta.json")], "eta: 1e+300 does not fit this field (it takes a smaller number)"),
             (["fid", path("pngs"), path("pngs")], "Too many levels of symbolic links"),
             (["fid", path("fifo"), path("fifo")], "is not a regular file (a FIFO"),
+            (["fid", "/" + String(repeating: "d/", count: 2100) + "x.png", path("pngs")], "File name too long"),
+            (["generate", "--steps", "2", "--count", "2", "--out-dir", "/proc/flexiffusion-no-such-folder"], "cannot create --out-dir /proc/flexiffusion-no-such-folder:"),
         ]
         for (arguments, fragment) in cases {
             let ending = Flexiffusion.execute(arguments)

@@ -199,6 +199,25 @@ func capturingStandardError(_ body: () -> Void) throws -> String {
         #expect(said.contains("warning: \"ab ab") && said.contains("tokens; the text encoder reads the first 75"), "\(said.suffix(600))")
     }
 
+    /// Prompts as diffusers and the other commands take them: a prompt file cycled over --count
+    /// images (image i from prompt i mod n), the empty prompt and negative prompt.
+    @Test func promptSetsCycleAndEmptyPromptsAreTaken() throws {
+        let fixture = try OptionFixture.shared.get()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prompts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for arguments in [["--prompts", fixture.tmp.appendingPathComponent("three-prompts.txt").path, "--count", "2"],
+                          ["--prompts", fixture.tmp.appendingPathComponent("three-prompts.txt").path, "--count", "5"],
+                          ["--prompt", "", "--negative-prompt", ""]] {
+            let out = dir.appendingPathComponent("\(arguments.count)-\(arguments.last!).safetensors").path
+            let ending = Flexiffusion.execute(["generate", "--model", fixture.pipe.path, "--steps", "1", "--height", "32", "--width", "32",
+                                               "--output-tensor", out] + arguments)
+            #expect(ending.code == 0, "\(arguments): \(ending.message)")
+            let images = try SafeTensorsFile(path: out).tensors["sample"]?.shape.first
+            #expect(images == (arguments.contains("--count") ? Int(arguments.last!) : 1), "\(arguments)")
+        }
+    }
+
     /// Progress lines: no rate before a second update, an ETA once half a second has passed.
     @Test func progressRatesAndETAsStartAfterTheFirstUpdate() throws {
         let said = try capturingStandardError {

@@ -146,7 +146,8 @@ import TestSupport
         catch let e as ModelError { #expect(e.message.contains("was searched for 2.5×") && e.message.contains("3×"), "\(e.message)") }
         var foreign = configuration(other, seed: seed, resume: true)
         foreign.modelKey = "another"
-        #expect(throws: ModelError.self) { _ = try session(foreign, evaluator, dir: other, measured: measured).run() }
+        do { _ = try session(foreign, evaluator, dir: other, measured: measured).run(); Issue.record("another model continued the file") }
+        catch let e as ModelError { #expect(e.message.contains("another model or what its images depend on") && e.message.contains("--prompts"), "\(e.message)") }
         // A new search over a finished results file keeps that file beside it, stopped or not.
         var kept: URL? = nil
         let restart = try session(configuration(other, seed: seed), evaluator, dir: other, measured: measured).run { event in
