@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "GPUKernels", "TestSupport"], exclude: ["Goldens"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Engine", "GPUKernels", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["FlexiffusionCLI", "Engine", "GPUKernels", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["FlexiffusionCLI", "Engine", "GPUKernels", "Search", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -71,6 +71,12 @@ public struct SearchProgress: Sendable {
     /// Seconds left, from the time per generation so far and the time limit (nil before generation 0).
     public var eta: Double?
     public var update: EvolutionarySearch.SearchUpdate
+
+    public init(generationsDone: Int, generations: Int, bestFitness: Double?, scored: Int, elapsed: Double, eta: Double?,
+                update: EvolutionarySearch.SearchUpdate) {
+        self.generationsDone = generationsDone; self.generations = generations; self.bestFitness = bestFitness
+        self.scored = scored; self.elapsed = elapsed; self.eta = eta; self.update = update
+    }
 }
 
 /// What a progress handler says.

@@ -5,6 +5,7 @@
 import Engine
 import Foundation
 import GPUKernels
+import Search
 import Testing
 import TestSupport
 @testable import FlexiffusionCLI
@@ -216,6 +217,23 @@ func capturingStandardError(_ body: () -> Void) throws -> String {
             let images = try SafeTensorsFile(path: out).tensors["sample"]?.shape.first
             #expect(images == (arguments.contains("--count") ? Int(arguments.last!) : 1), "\(arguments)")
         }
+    }
+
+    /// The final race says how long each judged plan took and what is left of its rung.
+    @Test func theRaceShowsItsETA() throws {
+        let display = SearchDisplay()
+        func progress(_ update: EvolutionarySearch.SearchUpdate) -> SearchEvent {
+            .progress(SearchProgress(generationsDone: 7, generations: 7, bestFitness: 1, scored: 40, elapsed: 100, eta: 0, update: update))
+        }
+        let said = try capturingStandardError {
+            display.show(progress(.rung(samples: 256, contenders: 3)))
+            for (i, key) in ["a", "b", "c"].enumerated() {
+                Thread.sleep(forTimeInterval: 0.05)
+                display.show(progress(.judged(key: key, samples: 256, score: Double(i))))
+            }
+        }
+        let lines = said.split(separator: "\n").map(String.init).filter { $0.hasPrefix("  ") && $0.contains("/3") }
+        #expect(lines.count == 3 && lines[0].contains("ETA of the rung") && lines[1].contains("ETA of the rung") && !lines[2].contains("ETA"), "\(lines)")
     }
 
     /// Progress lines: no rate before a second update, an ETA once half a second has passed.
