@@ -19,18 +19,13 @@ public struct ImageSet: Sendable {
     /// Reads a folder of PNGs (sorted by name), a .safetensors file, or an IDX file (.gz or not).
     public static func load(_ path: String, limit: Int? = nil) throws -> ImageSet {
         if let limit, limit < 1 { throw ModelError(argument: "--limit \(limit): the number of images to use must be positive") }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            var info = stat()
-            if stat(path, &info) != 0 && errno != ENOENT {
-                throw ModelError("cannot read \(path.count > 200 ? path.prefix(200) + "…" : path): \(String(cString: strerror(errno)))")
-            }
-            throw ModelError("\(path) does not exist")
-        }
-        if isDirectory.boolValue { return try loadPNGFolder(path, limit: limit) }
-        var info = stat()
-        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+        switch FileKind(path) {
+        case .missing(errno: ENOENT): throw ModelError("\(path) does not exist")
+        case .missing(let e): throw ModelError("cannot read \(path.count > 200 ? path.prefix(200) + "…" : path): \(String(cString: strerror(e)))")
+        case .folder: return try loadPNGFolder(path, limit: limit)
+        case .other:
             throw ModelError("\(path) is not a regular file (a FIFO, socket or device): give a folder of PNGs, a .safetensors, IDX or PNG file, or a .npz")
+        case .regular: break
         }
         if path.hasSuffix(".safetensors") {
             let file = try SafeTensorsFile(path: path)
@@ -82,9 +77,11 @@ public struct ImageSet: Sendable {
         let take = min(names.count, limit ?? .max)
         for name in names.prefix(take) {
             let file = "\(path)/\(name)"
-            var info = stat()
-            guard stat(file, &info) == 0 else { throw ModelError("cannot read \(file): \(String(cString: strerror(errno)))") }
-            guard (info.st_mode & S_IFMT) == S_IFREG else { throw ModelError("\(file) is not a regular file (a folder, a FIFO or a device)") }
+            switch FileKind(file) {
+            case .regular: break
+            case .missing(let e): throw ModelError("cannot read \(file): \(String(cString: strerror(e)))")
+            case .folder, .other: throw ModelError("\(file) is not a regular file (a folder, a FIFO or a device)")
+            }
             let (c, h, w, px) = try PNGDecoder.decode(try readFile(file), name: file)
             if let f = first, f != (c, h, w) {
                 throw ModelError("\(file) is \(w)×\(h) with \(c) channels; \(names[0]) is \(f.2)×\(f.1) with \(f.0)")

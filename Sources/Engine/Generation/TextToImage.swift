@@ -32,7 +32,7 @@ public struct StableDiffusionFolder: Sendable {
         for (name, url) in [("tokenizer", tokenizer), ("text_encoder", textEncoder), ("vae", vae)] where !fm.fileExists(atPath: url.path) {
             throw ModelError("\(path): no \(name)/ folder, which text-to-image needs")
         }
-        _ = try unet.samplingSchedulerConfiguration(path: path)
+        try unet.checkCanSample(path: path)
     }
 }
 

@@ -22,10 +22,15 @@ public struct ModelFolder: Sendable {
     /// `from_pretrained` requires (the defaults' betas are not the ones the model was trained with);
     /// a bare UNet folder without one takes diffusers' defaults. `path` names the folder in messages.
     public func samplingSchedulerConfiguration(path: String) throws -> SchedulerConfiguration {
+        try checkCanSample(path: path)
+        return try schedulerConfiguration()
+    }
+
+    /// `samplingSchedulerConfiguration`'s check alone (nothing read), for a caller that reads the config later.
+    public func checkCanSample(path: String) throws {
         if isPipeline && schedulerConfigURL == nil {
             throw ModelError("\(path) is a pipeline folder without scheduler/scheduler_config.json, which sampling needs (diffusers' from_pretrained refuses it too): add the scheduler the model was trained with")
         }
-        return try schedulerConfiguration()
     }
 
     /// `path` is a folder, or a Hugging Face repository id (`org/name`) found in the local hub cache
@@ -106,8 +111,14 @@ public struct HuggingFaceCache: Sendable {
     public static func isRepositoryID(_ text: String) -> Bool {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, !text.hasPrefix("."), !text.hasPrefix("~") else { return false }
+        return parts.allSatisfy { isName(String($0)) }
+    }
+
+    /// A name in the cache (an id's part, a revision): letters, digits, "-", "_" and ".", not "." or
+    /// "..", so never a path out of the folder it names a child of.
+    static func isName(_ text: String) -> Bool {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
-        return parts.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." && $0.unicodeScalars.allSatisfy(allowed.contains) }
+        return !text.isEmpty && text != "." && text != ".." && text.unicodeScalars.allSatisfy(allowed.contains)
     }
 
     /// The snapshot folder of `id`'s main revision (the only snapshot, when there is no refs/main).
@@ -120,8 +131,7 @@ public struct HuggingFaceCache: Sendable {
         if let ref = try? String(contentsOf: repo.appendingPathComponent("refs/main"), encoding: .utf8) {
             let revision = ref.trimmingCharacters(in: .whitespacesAndNewlines)
             // (A revision is a name — a commit hash — never a path out of the snapshots folder.)
-            let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
-            guard !revision.isEmpty, revision != ".", revision != "..", revision.unicodeScalars.allSatisfy(allowed.contains) else {
+            guard Self.isName(revision) else {
                 throw ModelError("\(id): refs/main holds \"\(revision.prefix(80))\", which is not a revision name (a commit hash)")
             }
             let folder = snapshots.appendingPathComponent(revision)

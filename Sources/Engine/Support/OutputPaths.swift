@@ -11,6 +11,29 @@ public struct NamedPath: Sendable, Equatable {
     public var option: String
     public var path: String
     public init(_ option: String, _ path: String) { self.option = option; self.path = path }
+
+    /// The paths of the options that were given, in order ((option, nil): not given).
+    public static func given(_ options: [(String, String?)]) -> [NamedPath] {
+        options.compactMap { option, path in path.map { NamedPath(option, $0) } }
+    }
+}
+
+/// What a path names, symlinks followed: nothing (with the reason), a regular file, a folder, or
+/// something else (a FIFO, a socket, a device).
+public enum FileKind: Equatable, Sendable {
+    case missing(errno: Int32), regular, folder, other
+
+    public init(_ path: String) {
+        var s = stat()
+        guard stat(path, &s) == 0 else { self = .missing(errno: errno); return }
+        switch s.st_mode & S_IFMT {
+        case S_IFREG: self = .regular
+        case S_IFDIR: self = .folder
+        default: self = .other
+        }
+    }
+
+    public var exists: Bool { if case .missing = self { return false }; return true }
 }
 
 public enum OutputCheck {
@@ -75,7 +98,7 @@ public enum OutputCheck {
         return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }
 
-    static func exists(_ path: String) -> Bool { var s = stat(); return stat(path, &s) == 0 }
+    static func exists(_ path: String) -> Bool { FileKind(path).exists }
 
     /// Whether the command reads `file` of the folder `input`: a model folder's weights, configs and
     /// tokenizer files (a picture or page left there is not the model's), any file of another folder.
@@ -84,10 +107,7 @@ public enum OutputCheck {
         return ["safetensors", "json", "txt", "bin"].contains(URL(fileURLWithPath: file).pathExtension.lowercased())
     }
 
-    static func isFolder(_ path: String) -> Bool {
-        var s = stat()
-        return stat(path, &s) == 0 && (s.st_mode & S_IFMT) == S_IFDIR
-    }
+    static func isFolder(_ path: String) -> Bool { FileKind(path) == .folder }
 
     static func isInside(_ path: String, folder: String) -> Bool {
         let p = resolved(path).path, f = resolved(folder).path

@@ -3,6 +3,7 @@
 // Unicode's NEL, LS, PS, VT, FF, as Python's str.splitlines ends them); each line is trimmed of spaces
 // and tabs, and blank lines are skipped (an empty prompt is given as `--prompt ""`).
 import Foundation
+import GPUKernels
 
 public enum PromptFile {
     /// The prompts of `text`.
@@ -13,12 +14,14 @@ public enum PromptFile {
     /// The prompts of the file at `path` (named `option` in messages): an unreadable file, one that is
     /// not UTF-8 text, or one without a prompt is an error naming it.
     public static func read(_ path: String, option: String = "--prompts") throws -> [String] {
-        var info = stat()
-        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
-            throw ModelError("cannot read \(option) \(path): it is not a regular file")
+        switch FileKind(path) {
+        case .regular: break
+        case .missing(let e): throw ModelError("cannot read \(option) \(path): \(String(cString: strerror(e)))")
+        case .folder, .other: throw ModelError("cannot read \(option) \(path): it is not a regular file")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError("cannot read \(option) \(path): \(String(cString: strerror(errno == 0 ? ENOENT : errno)))")
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ModelError("cannot read \(option) \(path): \(describeFileError(error))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ModelError("\(option) \(path) is not UTF-8 text")

@@ -31,7 +31,7 @@ struct FIDCommand: ParsableCommand {
         guard b != nil || saveStats != nil else { throw ValidationError("give two sets (A B), or one with --save-stats FILE") }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         if let saveStats {
-            try OutputCheck.check(outputs: [NamedPath("--save-stats", saveStats)], inputs: [NamedPath("A", a)] + (b.map { [NamedPath("B", $0)] } ?? []))
+            try OutputCheck.check(outputs: [NamedPath("--save-stats", saveStats)], inputs: NamedPath.given([("A", a), ("B", b)]))
         }
         // (One feature network per image size: sets of other sizes or channels are resized to it, as the help says.)
         var stream: ComputeStream? = nil

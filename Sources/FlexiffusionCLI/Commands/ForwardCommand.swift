@@ -27,7 +27,7 @@ struct ForwardCommand: ParsableCommand {
     func run() throws {
         guard timestep.isFinite else { throw ValidationError("--timestep must be a finite number") }
         try OutputCheck.check(outputs: [NamedPath("--output", output)],
-                              inputs: [NamedPath("--input", input)] + (modelOptions.model.map { [NamedPath("--model", $0)] } ?? []))
+                              inputs: NamedPath.given([("--input", input), ("--model", modelOptions.model)]))
         let file = try SafeTensorsFile(path: input)
         guard let info = file.tensors["sample"] else {
             throw ModelError("\(input): no tensor `sample` (has: \(file.names.joined(separator: ", ")))")

@@ -58,8 +58,8 @@ struct GenerateCommand: ParsableCommand {
         // 0. The outputs, checked before any work: none is an input or another output.
         var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
         if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
-        let inputs = [("--plan", plan), ("--noise", noise), ("--latents", latents), ("--prompts", promptOptions.prompts), ("--model", modelOptions.model)]
-            .compactMap { o, p in p.map { NamedPath(o, $0) } }
+        let inputs = NamedPath.given([("--plan", plan), ("--noise", noise), ("--latents", latents), ("--prompts", promptOptions.prompts),
+                                      ("--model", modelOptions.model)])
         let latentsOutput = outputLatents.map { [NamedPath("--output-latents", $0)] } ?? []
         try outputs.checkPaths(inputs: inputs, also: latentsOutput)
         let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)

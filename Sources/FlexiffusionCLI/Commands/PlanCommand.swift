@@ -54,7 +54,7 @@ struct PlanOutputOptions: ParsableArguments {
         try plan.validate(branchCount: try UNetConfiguration.load(from: folder.configURL).branchCount,
                           schedulerConfiguration: try folder.schedulerConfiguration())
         if let out {
-            try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: modelOptions.model.map { [NamedPath("--model", $0)] } ?? [])
+            try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: NamedPath.given([("--model", modelOptions.model)]))
             try plan.write(to: out)
             FileHandle.standardError.write("wrote \(out): \(plan.description); \(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null steps\n".data(using: .utf8)!)
         } else {

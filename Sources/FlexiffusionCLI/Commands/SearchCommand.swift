@@ -169,8 +169,8 @@ struct SearchCommand: ParsableCommand {
         c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
-        c.inputs = [("--prompts", promptOptions.prompts), ("--real", real), ("--final-real", finalReal), ("--latency-table", latencyTable),
-                    ("--model", modelOptions.model)].compactMap { o, p in p.map { NamedPath(o, $0) } }
+        c.inputs = NamedPath.given([("--prompts", promptOptions.prompts), ("--real", real), ("--final-real", finalReal),
+                                    ("--latency-table", latencyTable), ("--model", modelOptions.model)])
         return c
     }
 
