@@ -68,12 +68,13 @@ public enum EngineEnvironment {
     public static let huggingFaceHome = EnvironmentVariable("HF_HOME", "else $HF_HOME/hub, else ~/.cache/huggingface/hub")
     public static let poclCache = EnvironmentVariable("POCL_CACHE_DIR", "PoCL's kernel cache, named when it cannot be written (PoCL then offers no device)")
     public static let openBLASCoreType = EnvironmentVariable("OPENBLAS_CORETYPE", "OpenBLAS's kernels; set from the CPU's flags when unset")
+    public static let openBLASThreadTimeout = EnvironmentVariable("OPENBLAS_THREAD_TIMEOUT", "how long OpenBLAS's idle threads spin (2^N cycles); set to 4, its least, before OpenBLAS opens when unset, so that they do not spin against oneDNN's convolutions")
     public static let openMPWaitPolicy = EnvironmentVariable("OMP_WAIT_POLICY", "oneDNN's idle threads; set to passive before oneDNN opens when unset, so that they do not spin against PoCL's")
 
     /// Every variable, the engine's own first.
     public static let all: [EnvironmentVariable] = [
         device, gemm, convolution, oneDNN, oneDNNLayout, kernelsDirectory, inception,
-        cacheHome, home, huggingFaceHubCache, huggingFaceHome, poclCache, openBLASCoreType, openMPWaitPolicy,
+        cacheHome, home, huggingFaceHubCache, huggingFaceHome, poclCache, openBLASCoreType, openBLASThreadTimeout, openMPWaitPolicy,
     ]
 
     /// The list as `--help` prints it: one line per variable.

@@ -44,6 +44,13 @@ public enum HostBLAS {
         if EngineEnvironment.openBLASCoreType.value() == nil, let core = coreTypeForThisCPU() {
             setenv(EngineEnvironment.openBLASCoreType.name, core, 1)
         }
+        // OpenBLAS's workers spin for 2^28 cycles (~0.1 s) after each product by default, on the cores
+        // oneDNN's next convolution needs: the cifar UNet at batch 16 took 1,020–1,094 ms with them and
+        // 918–926 ms (bf16: 547–557 against 652–738 ms) with the least timeout, 2^4 cycles (2-core EPYC,
+        // alternating runs, 2026-12-07).
+        if EngineEnvironment.openBLASThreadTimeout.value() == nil {
+            setenv(EngineEnvironment.openBLASThreadTimeout.name, "4", 1)
+        }
         let candidates = ["libopenblas.so.0", "libopenblas.so", "libcblas.so.3", "libblas.so.3"]
         for name in candidates {
             guard let h = dlopen(name, RTLD_NOW | RTLD_LOCAL), let f = dlsym(h, "cblas_sgemm") else { continue }

@@ -32,6 +32,15 @@ func sourceFiles() throws -> [(path: String, text: String)] {
         #expect(Set(EngineEnvironment.all.map(\.name)).count == EngineEnvironment.all.count)
     }
 
+    /// OpenBLAS opens with its idle threads' spin cut to its least (4) unless the user chose one: its
+    /// default spin took ~10 % of the cifar UNet's pass from oneDNN's convolutions.
+    @Test func openBLASThreadsDoNotSpin() throws {
+        let chosen = EngineEnvironment.openBLASThreadTimeout.value()
+        guard HostBLAS.isAvailable else { Issue.record("no host BLAS: CI installs libopenblas0"); return }
+        let now = ProcessInfo.processInfo.environment[EngineEnvironment.openBLASThreadTimeout.name]
+        #expect(now == (chosen ?? "4"), "OPENBLAS_THREAD_TIMEOUT is \(now ?? "unset") after OpenBLAS opened")
+    }
+
     @Test func onlyTheListReadsTheEnvironment() throws {
         let files = try sourceFiles()
         #expect(files.count > 50)
