@@ -1,10 +1,14 @@
 // oneDNN convolutions, opened with dlopen so that the binary runs where libdnnl is absent (GPU
-// machines): oneDNN 3 where it is installed (scripts/ci/build_onednn.sh), else Debian 12's oneDNN 2.
+// machines): oneDNN 3 where it is installed (scripts/ci/install_onednn.sh, or build_onednn.sh), else
+// Debian 12's oneDNN 2. In fp32, or with bf16 inputs and fp32 accumulation and output.
 // The declarations come from <oneapi/dnnl/dnnl.h> (Debian: libdnnl-dev, version 2); the few that
 // differ in version 3 are declared below.
 #include "HostDNN.h"
 
 #include <dlfcn.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -38,7 +42,7 @@ static dnnl_status_t (*p3_convolution_forward_primitive_desc_create)(
     const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const void *);
 // The values of the enumerations this file uses, from oneDNN 3's dnnl_types.h / dnnl_common_types.h
 // (the same in 2 except the format tags and these queries).
-enum { V3_F32 = 3, V3_ANY = 1, V3_NCHW = 5, V3_NHWC = 22, V3_OIHW = 5, V3_X = 2, V3_NCHW8C = 102, V3_NCHW16C = 78,
+enum { V3_BF16 = 2, V3_F32 = 3, V3_ANY = 1, V3_NCHW = 5, V3_NHWC = 22, V3_OIHW = 5, V3_X = 2, V3_NCHW8C = 102, V3_NCHW16C = 78,
        V3_FORWARD_INFERENCE = 96, V3_CONVOLUTION_DIRECT = 1, V3_SRC_MD = 129, V3_WEIGHTS_MD = 131, V3_DST_MD = 133,
        V3_FORMAT_KIND = 262, V3_INNER_NBLKS = 263, V3_INNER_BLKS = 264, V3_INNER_IDXS = 265, V3_STRIDES = 14, V3_BLOCKED = 2 };
 
@@ -92,13 +96,13 @@ static void open_library(void) {
     setenv("OMP_WAIT_POLICY", "passive", 0);
     // The library asked for ($FLEXIFFUSION_ONEDNN, read by the Swift side: a path or a library name,
     // version 2 or 3), else oneDNN 3 first (its AVX2 convolutions are brgemm kernels, faster than
-    // 2's): libdnnl.so.3 on the loader's path or where scripts/ci/build_onednn.sh installs it, then
+    // 2's): libdnnl.so.3 on the loader's path or where scripts/ci/install_onednn.sh installs it, then
     // Debian 12's libdnnl.so.2.
     const char *chosen = requested;
     if (*chosen) {
         if (open_version3(chosen) && open_version2(chosen)) return;
     } else if (open_version3("libdnnl.so.3") && open_version3("/usr/local/lib/libdnnl.so.3") && open_version2("libdnnl.so.2")) {
-        snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/ci/build_onednn.sh)");
+        snprintf(error, sizeof error, "cannot open libdnnl.so.2 (Debian: apt-get install libdnnl2) or libdnnl.so.3 (scripts/ci/install_onednn.sh)");
         return;
     }
     if (p_dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) { snprintf(error, sizeof error, "dnnl_engine_create failed"); return; }
@@ -141,17 +145,19 @@ static void md_free(md_t md) {
     if (version == 3) p3_memory_desc_destroy((md3_t)md); else free((void *)md);
 }
 
-/// A descriptor of f32 `dims` in layout `l`, NULL on failure.
-static md_t md_create(int ndims, const dnnl_dims_t dims, enum layout l) {
+/// A descriptor of `dims` in layout `l`, of f32 (or bf16 with `bf16`), NULL on failure.
+static md_t md_typed(int ndims, const dnnl_dims_t dims, enum layout l, int bf16) {
     if (version == 3) {
         md3_t md = NULL;
-        return p3_memory_desc_create_with_tag(&md, ndims, dims, V3_F32, tag_of(l)) == dnnl_success ? md : NULL;
+        return p3_memory_desc_create_with_tag(&md, ndims, dims, bf16 ? V3_BF16 : V3_F32, tag_of(l)) == dnnl_success ? md : NULL;
     }
     dnnl_memory_desc_t *md = malloc(sizeof *md);
-    if (md && p_dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, (dnnl_format_tag_t)tag_of(l)) == dnnl_success) return md;
+    if (md && p_dnnl_memory_desc_init_by_tag(md, ndims, dims, bf16 ? dnnl_bf16 : dnnl_f32, (dnnl_format_tag_t)tag_of(l)) == dnnl_success) return md;
     free(md);
     return NULL;
 }
+
+static md_t md_create(int ndims, const dnnl_dims_t dims, enum layout l) { return md_typed(ndims, dims, l, 0); }
 
 /// A copy of the descriptor `pd` reports for `what` (src, weights or dst), NULL on failure.
 static md_t md_query(dnnl_primitive_desc_t pd, int what) {
@@ -278,7 +284,7 @@ int flex_dnnl_preferred_block(void) {
 
 FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, int stride,
                            int pad_top, int pad_left, int pad_bottom, int pad_right, int has_bias,
-                           int src_block, int dst_block, int blocked, char *impl, int impl_capacity) {
+                           int src_block, int dst_block, int blocked, int bf16, char *impl, int impl_capacity) {
     if (!flex_dnnl_available()) return NULL;
     enum layout src_layout, dst_layout;
     if (activation_layout(src_block, &src_layout) || activation_layout(dst_block, &dst_layout)) return NULL;
@@ -293,18 +299,19 @@ FlexConv *flex_conv_create(int n, int c, int h, int w, int o, int kh, int kw, in
     conv->has_bias = has_bias;
     int failed = !(conv->src = md_create(4, src, src_layout)) || !(conv->weights = md_create(4, wei, L_OIHW)) ||
                  !(conv->bias = md_create(1, bia, L_X)) || !(conv->dst = md_create(4, dst, dst_layout)) ||
-                 !(any_src = md_create(4, src, layout)) || !(any_weights = md_create(4, wei, blocked ? L_ANY : L_OIHW)) ||
+                 !(any_src = md_typed(4, src, layout, bf16)) || !(any_weights = md_typed(4, wei, blocked ? L_ANY : L_OIHW, bf16)) ||
                  !(any_dst = md_create(4, dst, layout)) ||
                  !(pd = conv_pd(any_src, any_weights, has_bias ? conv->bias : NULL, any_dst, strides, pl, pr)) ||
                  p_dnnl_primitive_create(&conv->primitive, pd) != dnnl_success;
     md_free(any_src); md_free(any_weights); md_free(any_dst);
     if (failed) {
-        snprintf(error, sizeof error, "oneDNN has no convolution for %dx%dx%dx%d -> %d, k%dx%d s%d", n, c, h, w, o, kh, kw, stride);
+        snprintf(error, sizeof error, "oneDNN has no %s convolution for %dx%dx%dx%d -> %d, k%dx%d s%d", bf16 ? "bf16" : "f32",
+                 n, c, h, w, o, kh, kw, stride);
         if (pd) p_dnnl_primitive_desc_destroy(pd);
         flex_conv_destroy(conv);
         // (Where no blocked implementation takes the shape, e.g. tensors past 2^31 elements, the plain one may.)
         return blocked ? flex_conv_create(n, c, h, w, o, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right, has_bias,
-                                          src_block, dst_block, 0, impl, impl_capacity) : NULL;
+                                          src_block, dst_block, 0, bf16, impl, impl_capacity) : NULL;
     }
     conv->conv_src = md_query(pd, 0);
     conv->conv_weights = md_query(pd, 1);
@@ -378,4 +385,22 @@ int flex_conv_execute(FlexConv *conv, const float *x, const void *weight, const 
     for (int i = 0; i < 6; i++) if (m[i]) p_dnnl_memory_destroy(m[i]);
     if (status) snprintf(error, sizeof error, "oneDNN convolution failed");
     return status;
+}
+
+int flex_cpu_has_bf16(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    // AVX-512 BF16 (leaf 7.1 EAX bit 5) with AVX-512F (leaf 7.0 EBX bit 16), or AMX-BF16 (leaf 7.0
+    // EDX bit 22); and the OS saving the AVX-512 state (XCR0 bits 1, 2, 5, 6, 7) or AMX's tiles (17, 18).
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    unsigned subleaves = a, avx512f = (b >> 16) & 1, amx = (d >> 22) & 1, avx512bf16 = 0;
+    if (subleaves >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) avx512bf16 = (a >> 5) & 1;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0;  // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    int avx512_state = (lo & 0xE6) == 0xE6, amx_state = (lo & 0x60000) == 0x60000;
+    return (avx512f && avx512bf16 && avx512_state) || (amx && amx_state);
+#else
+    return 0;
+#endif
 }

@@ -1,3 +1,5 @@
+import CHostDNN
+
 // Which backend runs each operation on a stream: the one table that decides between the host
 // (CPU devices, whose buffers are host memory mapped zero-copy: OpenBLAS, oneDNN, vectorised C)
 // and the device (CLBlast, the engine's OpenCL kernels), per device, GEMM path, convolution path
@@ -11,10 +13,36 @@ public enum Placement: String, Sendable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
-/// The storage precision of activations and weights the table is for (float32 only so far).
+/// The precision a stream's models compute in (`--precision`). Activations and weights are stored
+/// in float32 either way; GroupNorm, softmax and the samplers always run in float32.
 public enum Precision: String, CaseIterable, Sendable, CustomStringConvertible {
     case float32 = "fp32"
+    /// The host convolutions' inputs and weights rounded to bfloat16 (8 significant bits) and their
+    /// products accumulated in float32, as PyTorch's bf16 autocast does on the CPU: about twice the
+    /// float32 rate where the CPU computes bf16 natively (`Precision.resolve`).
+    case bfloat16 = "bf16"
     public var description: String { rawValue }
+
+    /// Whether this CPU computes bf16 products natively (AVX-512 BF16 or AMX-BF16).
+    public static var cpuHasBFloat16: Bool { flex_cpu_has_bf16() != 0 }
+
+    /// The precision a stream with `backends` runs when `requested` is asked for (nil: float32, the
+    /// default everywhere, since it matches diffusers to float tolerance), and why it differs where it
+    /// does: bf16 needs oneDNN's convolutions on a CPU with native bf16 products, else float32.
+    public static func resolve(_ requested: Precision?, for backends: Backends,
+                               cpuHasBFloat16: Bool = Precision.cpuHasBFloat16) -> (precision: Precision, note: String?) {
+        switch requested ?? .float32 {
+        case .float32: return (.float32, nil)
+        case .bfloat16:
+            if backends.placement(.convolution) != .host {
+                return (.float32, "bf16 runs oneDNN's convolutions on a CPU device; here convolutions run as \(backends.implementation(.convolution)): running fp32")
+            }
+            if !cpuHasBFloat16 {
+                return (.float32, "this CPU has neither AVX-512 BF16 nor AMX-BF16, where bf16 would be slower than fp32: running fp32")
+            }
+            return (.bfloat16, nil)
+        }
+    }
 }
 
 /// The operations whose backend the table decides.
@@ -47,7 +75,9 @@ public enum Operation: String, CaseIterable, Sendable, CustomStringConvertible {
 /// A stream's backends: where each operation runs, and the layouts it takes.
 public struct Backends: Sendable, CustomStringConvertible {
     public let deviceKind: DeviceKind
-    public let precision: Precision
+    /// What the models on the stream compute in (`Precision.resolve` chooses; `ComputeStream.withPrecision`
+    /// runs a metric's network in float32 on a bf16 stream).
+    public var precision: Precision
     public let gemm: GemmPath
     /// How convolutions run (`ComputeStream.backends` refuses a path the device cannot run).
     public var convolution: ConvolutionPath
@@ -116,6 +146,9 @@ public struct Backends: Sendable, CustomStringConvertible {
         return l
     }
 
+    /// Whether the host convolutions take bf16 inputs (`precision` bf16 with oneDNN's convolutions).
+    public var bfloat16Convolutions: Bool { precision == .bfloat16 && placement(.convolution) == .host }
+
     /// Floats of scratch a convolution of `shape` needs here (none where oneDNN runs it).
     public func convolutionScratch(_ shape: Conv2dShape) -> Int { placement(.convolution) == .host ? 0 : shape.scratchCount }
 
@@ -124,7 +157,7 @@ public struct Backends: Sendable, CustomStringConvertible {
         switch (op, placement(op)) {
         case (.gemm, .host): return "OpenBLAS on mapped buffers"
         case (.gemm, .device): return gemm == .clblastTuned ? "CLBlast, tuned Xgemm parameters" : "CLBlast"
-        case (.convolution, .host): return "oneDNN\(ConvolutionPath.oneDNNLibrary.map { " \($0.dropFirst("oneDNN ".count))" } ?? ""), \(blockedConvolutions ? "blocked layouts" : "NCHW")"
+        case (.convolution, .host): return "oneDNN\(ConvolutionPath.oneDNNLibrary.map { " \($0.dropFirst("oneDNN ".count))" } ?? ""), \(blockedConvolutions ? "blocked layouts" : "NCHW")\(bfloat16Convolutions ? ", bf16 inputs, fp32 accumulation" : "")"
         case (.convolution, .device): return "im2col (\(rowwiseIm2col ? "a row" : "an element") per work-item) + GEMM"
         case (_, .host): return "vectorised C on mapped buffers"
         case (_, .device): return "OpenCL kernels"
@@ -134,7 +167,7 @@ public struct Backends: Sendable, CustomStringConvertible {
     /// The convolution path as benchmarks print it: with the oneDNN library and its layouts.
     public var convolutionSummary: String {
         guard convolution == .oneDNN, let library = ConvolutionPath.oneDNNLibrary else { return convolution.rawValue }
-        return "onednn, \(library), \(blockedConvolutions ? "blocked layouts" : "NCHW")"
+        return "onednn, \(library), \(blockedConvolutions ? "blocked layouts" : "NCHW")\(bfloat16Convolutions ? ", bf16 inputs" : "")"
     }
 
     public var description: String { "GEMM \(gemm), convolutions \(convolutionSummary), \(precision)" }

@@ -26,8 +26,10 @@ public final class ComputeStream {
     /// benchmarks) to any the device can run.
     public var backends: Backends {
         didSet {
-            precondition(backends.gemm == oldValue.gemm && backends.precision == oldValue.precision, "a stream's GEMM path and precision are fixed")
+            precondition(backends.gemm == oldValue.gemm, "a stream's GEMM path is fixed")
             precondition((try? backends.convolution.check(for: device)) != nil, "\(backends.convolution) cannot run on \(device.name)")
+            precondition(backends.precision == .float32 || Precision.resolve(backends.precision, for: backends).precision == backends.precision,
+                         "\(backends.precision) cannot run here (Precision.resolve)")
         }
     }
 
@@ -78,6 +80,24 @@ public final class ComputeStream {
     }
 
     public var context: CLContext { shared.context }
+
+    /// The stream set to compute in `requested` (nil: float32) where it can (`Precision.resolve`);
+    /// returns why it runs in another precision where it does.
+    @discardableResult
+    public func setPrecision(_ requested: Precision?) -> String? {
+        let (p, note) = Precision.resolve(requested, for: backends)
+        backends.precision = p
+        return note
+    }
+
+    /// Runs `body` with the stream computing in `precision` (a metric's network in float32 on a
+    /// bf16 stream), then restores it.
+    public func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) rethrows -> T {
+        let saved = backends.precision
+        if precision != saved { backends.precision = precision }
+        defer { if backends.precision != saved { backends.precision = saved } }
+        return try body()
+    }
 
     /// When set, making a stream throws this (`bench fuzz --command-lines`: a command line is run up
     /// to its first use of a device, so that every check before the work runs and no work does).

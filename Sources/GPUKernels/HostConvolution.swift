@@ -63,7 +63,7 @@ public final class HostConvolution {
                                        Int32(s.outChannels), Int32(s.kernelHeight), Int32(s.kernelWidth), Int32(s.stride),
                                        Int32(s.padTop), Int32(s.padLeft), Int32(s.padBottom), Int32(s.padRight),
                                        key.hasBias ? 1 : 0, key.inputLayout.oneDNNCode, key.outputLayout.oneDNNCode,
-                                       key.blocked ? 1 : 0, &impl, Int32(impl.count)) else {
+                                       key.blocked ? 1 : 0, key.bfloat16 ? 1 : 0, &impl, Int32(impl.count)) else {
             throw OpenCLError(call: "oneDNN convolution", detail: String(cString: flex_dnnl_error()))
         }
         handle = h
@@ -106,7 +106,7 @@ extension ComputeStream {
                                    outputLayout: ActivationLayout = .nchw) throws {
         if backends.placement(.convolution) == .host {
             _ = try hostConvolution(HostConvolutionKey(shape: shape, hasBias: hasBias, blocked: backends.blockedConvolutions,
-                                                       inputLayout: inputLayout, outputLayout: outputLayout))
+                                                       bfloat16: backends.bfloat16Convolutions, inputLayout: inputLayout, outputLayout: outputLayout))
         }
     }
 
@@ -135,9 +135,9 @@ extension ComputeStream {
     func conv2dOnHost(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
                       output: DeviceBuffer<Float>, shape: Conv2dShape, inputLayout: ActivationLayout, outputLayout: ActivationLayout) throws {
         let key = HostConvolutionKey(shape: shape, hasBias: bias != nil, blocked: backends.blockedConvolutions,
-                                     inputLayout: inputLayout, outputLayout: outputLayout)
+                                     bfloat16: backends.bfloat16Convolutions, inputLayout: inputLayout, outputLayout: outputLayout)
         let conv = try hostConvolution(key)
-        try onHost("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn)",
+        try onHost("conv \(shape.kernelHeight)×\(shape.kernelWidth) s\(shape.stride) \(shape.inChannels)→\(shape.outChannels) \(shape.height)×\(shape.width) (onednn\(key.bfloat16 ? " bf16" : ""))",
                    [input, weight, output] + (bias.map { [$0] } ?? []), timeMapping: true) { p in
             let w = conv.weightsBytes > 0 ? try preparedWeights(weight, mapped: p[1], for: conv, key: key) : UnsafeRawPointer(p[1])
             try conv(p[0], w, bias == nil ? nil : p[3], p[2])
@@ -150,6 +150,8 @@ struct HostConvolutionKey: Hashable {
     let hasBias: Bool
     /// The convolution itself in oneDNN's preferred layouts (else NCHW).
     let blocked: Bool
+    /// bf16 inputs and weights, f32 accumulation and output (else f32 throughout).
+    let bfloat16: Bool
     /// The caller's layouts of the input and output.
     let inputLayout: ActivationLayout, outputLayout: ActivationLayout
 }

@@ -239,7 +239,7 @@ public final class SearchSession {
         }
         var differences: [String] = []
         if previous.modelKey != c.modelKey {
-            differences.append("another model or what its images depend on (\(previous.model): its weights and configs; for a pipeline also --prompts, --negative-prompt, --guidance-scale and the image size)")
+            differences.append("another model or what its images depend on (\(previous.model): its weights and configs, --precision; for a pipeline also --prompts, --negative-prompt, --guidance-scale and the image size)")
         }
         if previous.device != c.device { differences.append("the device \(previous.device) (this run: \(c.device))") }
         if previous.features != c.features { differences.append("--features \(previous.features) (this run: \(c.features))") }

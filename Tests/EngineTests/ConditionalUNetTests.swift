@@ -33,6 +33,28 @@ import TestSupport
         }
     }
 
+    /// `--precision bf16` on Stable Diffusion's UNet (its convolutions in bf16; cross-attention, the
+    /// transformer's linear layers and GroupNorm in fp32): within UNetParityTests' bf16 bound of the
+    /// fp32 goldens; fp32 to 1e-4 where the CPU has no native bf16.
+    @Test(arguments: models)
+    func matchesDiffusersInBFloat16(model name: String) throws {
+        guard UNetParityTests.convolutionPaths.contains(.oneDNN) else { return }
+        let stream = try ComputeStream(gemm: .hostBLAS, convolution: .oneDNN)
+        stream.setPrecision(.bfloat16)
+        let bf16 = stream.backends.precision == .bfloat16
+        let (unet, golden) = try load(name, stream: stream)
+        let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
+        for t in [1, 999] {
+            let expected = try golden.floats("output_t\(t)")
+            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states)
+            let (err, worst) = relativeL2(got, expected)
+            print("bf16 parity \(name) t=\(t): relative L2 \(err)")
+            #expect(err <= (bf16 ? UNetParityTests.bfloat16Tolerance : 1e-4),
+                    "\(name) t=\(t) \(stream.backends.precision): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
+            if bf16 { #expect(err > 1e-4, "\(name) t=\(t): a bf16 run as close as fp32 (\(err)) did not round") }
+        }
+    }
+
     /// A partial step equals DeepCache's shallow path on diffusers' UNet2DConditionModel at every
     /// branch (cache from a full step at another input and timestep), and equals a full step when
     /// the cache comes from the same input.

@@ -13,9 +13,14 @@ On a GPU (`--torch-device cuda`) PyTorch is timed in float32 twice per round, wi
 flexiffusion on the OpenCL GPU (`--device gpu`); `--peak-tflops` prints each as a fraction of the
 device's FP32 peak.
 
+`--precisions fp32,bf16` (CPU) also times PyTorch under `torch.autocast("cpu", dtype=torch.bfloat16)`
+and the engine with `--precision bf16`, in the same alternating rounds; every ratio is printed against
+PyTorch fp32 and against PyTorch in the same precision.
+
     .venv-ref/bin/python scripts/tools/bench_unet_torch.py --batch 16 [--model DIR | --config FILE] [--device D]
     .venv-ref/bin/python scripts/tools/bench_unet_torch.py --config scripts/tools/sd15_unet.config.json --batch 2 --repeats 2
     python3 scripts/tools/bench_unet_torch.py --torch-device cuda --device gpu --batch 64 --peak-tflops 67
+    .venv-ref/bin/python scripts/tools/bench_unet_torch.py --batch 16 --rounds 7 --precisions fp32,bf16
 """
 import argparse
 import json
@@ -49,6 +54,7 @@ def main():
     ap.add_argument("--device", help="flexiffusion --device")
     ap.add_argument("--torch-device", default="cpu", help="cpu, or cuda: PyTorch fp32 with TF32 off and on")
     ap.add_argument("--peak-tflops", type=float, help="the device's FP32 peak, to print fractions of it")
+    ap.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16 (CPU: PyTorch bf16 autocast, the engine's --precision bf16)")
     ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", "..", ".build", "release", "flexiffusion"))
     args = ap.parse_args()
 
@@ -87,18 +93,24 @@ def main():
     kwargs = {}
     if isinstance(model, UNet2DConditionModel):
         kwargs["encoder_hidden_states"] = torch.randn(args.batch, args.context_length, model.config.cross_attention_dim, device=dev)
-    modes = ["fp32", "tf32"] if cuda else ["fp32"]
+    precisions = args.precisions.split(",")
+    if any(p not in ("fp32", "bf16") for p in precisions) or "fp32" not in precisions:
+        ap.error("--precisions takes fp32 and optionally bf16, e.g. fp32,bf16")
+    if cuda and "bf16" in precisions:
+        ap.error("bf16 is the CPU's path here (--torch-device cpu)")
+    modes = ["fp32", "tf32"] if cuda else precisions
 
     def set_mode(mode):
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
             torch.backends.cudnn.allow_tf32 = mode == "tf32"
 
-    def timed_pass():
+    def timed_pass(mode="fp32"):
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        model(x, t, **kwargs)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            model(x, t, **kwargs)
         if cuda:
             torch.cuda.synchronize()
         return (time.perf_counter() - start) * 1000
@@ -108,22 +120,28 @@ def main():
         cmd += ["--context-length", str(args.context_length)]
     if args.device:
         cmd += ["--device", args.device]
-    torch_rounds, our_rounds = {mode: [] for mode in modes}, []
+    ours_by = {p: cmd + (["--precision", p] if p != "fp32" else []) for p in precisions}
+    torch_rounds, our_rounds, our_json = {mode: [] for mode in modes}, {p: [] for p in precisions}, {}
     with torch.no_grad():
         for mode in modes:
             set_mode(mode)
             for _ in range(3 if cuda else 1):
-                timed_pass()
+                timed_pass(mode)
         for r in range(args.rounds):
             for mode in modes:
                 set_mode(mode)
-                torch_rounds[mode].append(statistics.median(timed_pass() for _ in range(args.repeats)))
-            ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            our_rounds.append(ours["median_ms"])
+                torch_rounds[mode].append(statistics.median(timed_pass(mode) for _ in range(args.repeats)))
+            for p in precisions:
+                our_json[p] = json.loads(subprocess.run(ours_by[p], check=True, capture_output=True, text=True).stdout)
+                if our_json[p].get("precision", "fp32") != p:
+                    raise SystemExit(f"flexiffusion ran {our_json[p].get('precision')} when asked for {p} (its note is on its stderr)")
+                our_rounds[p].append(our_json[p]["median_ms"])
             print(f"round {r + 1}: " + ", ".join(f"PyTorch {m} {torch_rounds[m][-1]:.1f} ms" for m in modes)
-                  + f", flexiffusion {our_rounds[-1]:.1f} ms, ratio {our_rounds[-1] / torch_rounds['fp32'][-1]:.2f}x", flush=True)
+                  + "".join(f", flexiffusion {p} {our_rounds[p][-1]:.1f} ms" for p in precisions)
+                  + f", ratio {our_rounds['fp32'][-1] / torch_rounds['fp32'][-1]:.2f}x", flush=True)
     torch_ms = {mode: statistics.median(torch_rounds[mode]) for mode in modes}
-    our_ms = statistics.median(our_rounds)
+    ours = our_json["fp32"]
+    our_ms = statistics.median(our_rounds["fp32"])
     gflops = ours["gflops"] * ours["median_ms"] / our_ms
     flop = gflops * our_ms * 1e6  # floating-point operations per forward, as the engine counts them
 
@@ -132,16 +150,24 @@ def main():
     where = f"CUDA ({torch.cuda.get_device_name(dev)})" if cuda else f"CPU ({threads} threads)"
     print(f"model: {type(model).__name__}, {params / 1e6:.1f} M parameters, batch {args.batch} at {size}x{size}; "
           f"medians of {args.repeats} passes per round, median over {args.rounds} alternating rounds")
+    def spread(values):
+        return f"rounds {min(values):.1f}–{max(values):.1f}"
     for mode in modes:
-        label = {"fp32": "float32" + (", TF32 off" if cuda else ""), "tf32": "float32, TF32 on"}[mode]
+        label = {"fp32": "float32" + (", TF32 off" if cuda else ""), "tf32": "float32, TF32 on", "bf16": "bf16 autocast"}[mode]
         print(f"PyTorch {torch.__version__} {where}, {label}: {torch_ms[mode]:.2f} ms per forward "
-              f"({flop / (torch_ms[mode] * 1e6):.0f} GFLOP/s{peak(torch_ms[mode])})")
+              f"({flop / (torch_ms[mode] * 1e6):.0f} GFLOP/s{peak(torch_ms[mode])}; {spread(torch_rounds[mode])})")
     print(f"flexiffusion: {our_ms:.2f} ms per forward ({gflops:.1f} GFLOP/s{peak(our_ms)}); device memory: weights "
           f"{ours['weight_bytes'] / 2**30:.2f} GiB, workspace {ours['workspace_bytes'] / 2**30:.2f} GiB; convolutions "
           f"{ours.get('convolutions', '?')}, activations {ours.get('activations', '?')}")
-    for mode in modes:
-        print(f"ratio flexiffusion / PyTorch {mode}: {our_ms / torch_ms[mode]:.2f}x time "
-              f"(speed {torch_ms[mode] / our_ms:.2f}x of PyTorch's; below 1x time is faster)")
+    for p in precisions:
+        ms = statistics.median(our_rounds[p])
+        if p != "fp32":
+            print(f"flexiffusion --precision {p}: {ms:.2f} ms per forward ({gflops * our_ms / ms:.1f} GFLOP/s; {spread(our_rounds[p])}); "
+                  f"convolutions {our_json[p].get('convolutions', '?')}")
+        against = [m for m in modes if m == "fp32" or m == p or (p == "fp32" and m == "tf32")]
+        for mode in against:
+            print(f"ratio flexiffusion {p} / PyTorch {mode}: {ms / torch_ms[mode]:.2f}x time "
+                  f"(speed {torch_ms[mode] / ms:.2f}x of PyTorch's; below 1x time is faster)")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ public final class FashionFeatureNet: FeatureExtractor {
 
     public func extract(_ images: DeviceBuffer<Float>, into features: DeviceBuffer<Float>, row: Int) throws {
         precondition(features.count >= (row + batch) * dims, "feature buffer too small")
-        try forwardFeatures(images)
+        // (A metric's network runs in float32 whatever the model's precision.)
+        try stream.withPrecision(.float32) { try forwardFeatures(images) }
         try features.copy(from: hidden, count: batch * dims, offset: row * dims, queue: stream.queue)
     }
 

@@ -220,6 +220,11 @@ public final class InceptionV3FID: FeatureExtractor {
     }
 
     public func extract(_ images: DeviceBuffer<Float>, into features: DeviceBuffer<Float>, row: Int) throws {
+        // (A metric's network runs in float32 whatever the model's precision.)
+        try stream.withPrecision(.float32) { try extractInFloat32(images, into: features, row: row) }
+    }
+
+    private func extractInFloat32(_ images: DeviceBuffer<Float>, into features: DeviceBuffer<Float>, row: Int) throws {
         let imageCount = channels * height * width, side = Self.imageSize, s = stream
         precondition(images.count >= batch * imageCount, "image buffer too small")
         precondition(features.count >= (row + batch) * dims, "feature buffer too small")

@@ -201,6 +201,7 @@ struct BenchUNet: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "A UNet config.json to benchmark with random weights instead of --model.") var config: String?
     @Option(help: "Batch size.") var batch = 16
@@ -217,7 +218,7 @@ struct BenchUNet: ParsableCommand {
         let configuration = try UNetConfiguration.load(from: folder?.configURL ?? URL(fileURLWithPath: config!))
         guard let side = size ?? configuration.sampleSize else { throw ValidationError("the config has no sample_size: give --size") }
         guard batch > 0, repeats > 0, contextLength > 0 else { throw ValidationError("--batch, --repeats and --context-length must be positive") }
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device), profiling: profile)
+        let stream = try precisionOptions.stream(deviceOptions, profiling: profile)
         let weights = try folder.map { WeightStore(file: try SafeTensorsFile(path: $0.weightsURL.path)) } ?? WeightStore(randomSeed: 0)
         let unet = try UNet(config: configuration, weights: weights, stream: stream, batch: batch, height: side, width: side,
                             contextLength: contextLength)
@@ -244,10 +245,11 @@ struct BenchUNet: ParsableCommand {
         if json {
             let engine: [String: Any] = ["median_ms": (ms * 1000).rounded() / 1000, "gflops": (gflops * 100).rounded() / 100,
                                          "weight_bytes": unet.weightBytes, "workspace_bytes": unet.workspace.bytes,
-                                         "convolutions": stream.backends.convolutionSummary, "activations": "\(unet.layout)"]
+                                         "convolutions": stream.backends.convolutionSummary, "activations": "\(unet.layout)",
+                                         "precision": stream.backends.precision.rawValue]
             print(String(decoding: try JSONSerialization.data(withJSONObject: engine, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print("\(stream.device.name), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
+            print("\(stream.device.name), \(stream.backends.precision), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")
             print("device memory: weights \(formatBytes(UInt64(unet.weightBytes))), workspace \(formatBytes(UInt64(unet.workspace.bytes))) (of \(formatBytes(stream.device.globalMemoryBytes)))")
             print("batch \(batch) at \(side)×\(side)\(config.isConditional ? " with \(contextLength) context tokens" : ""): median \(formatMilliseconds(ms)) ms per forward (\(repeats) runs), \(String(format: "%.1f", gflops)) GFLOP/s, \(String(format: "%.2f", ms / Double(batch))) ms per image")
         }

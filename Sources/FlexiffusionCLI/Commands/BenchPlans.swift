@@ -17,6 +17,7 @@ struct BenchPlans: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Images per forward pass.") var batch = 8
     @Option(help: "Sampler steps (DDIM).") var steps = 20
@@ -27,7 +28,7 @@ struct BenchPlans: ParsableCommand {
     func run() throws {
         guard batch > 0, steps > 0, rounds > 0 else { throw ValidationError("--batch, --steps and --rounds must be positive") }
         let setup = try ModelSetup(modelOptions)
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let stream = try precisionOptions.stream(deviceOptions)
         let pipeline = try GenerationPipeline(unet: setup.unet(stream: stream, batch: batch), schedulerConfiguration: setup.schedulerConfig)
         let sampling = PlanSampler(steps: steps)
         let sampler = try pipeline.sampler(for: sampling)

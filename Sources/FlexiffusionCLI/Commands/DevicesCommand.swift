@@ -20,6 +20,10 @@ struct DevicesCommand: ParsableCommand {
         let all = try OpenCLRuntime.devices()
         let def = try OpenCLRuntime.select(deviceOptions.device)
         let backends = Backends(device: def, gemm: try GemmPath.default(for: def), convolution: try ConvolutionPath.default(for: def))
+        // What --precision bf16 would run here (fp32 is the default everywhere).
+        var bf16 = backends
+        let (bf16Precision, bf16Note) = Precision.resolve(.bfloat16, for: backends)
+        bf16.precision = bf16Precision
         if json {
             let rows: [[String: Any]] = all.map { d in [
                 "index": d.index, "platform": d.platformName, "name": d.name, "type": d.kind.rawValue,
@@ -29,7 +33,9 @@ struct DevicesCommand: ParsableCommand {
                 "selected": d.index == def.index,
             ].merging(d.index == def.index ? ["backends": Dictionary(uniqueKeysWithValues: backends.rows.map {
                 ($0.operation.rawValue, ["placement": $0.placement.rawValue, "implementation": $0.implementation])
-            }), "precision": backends.precision.rawValue] : [:]) { a, _ in a } }
+            }), "precision": backends.precision.rawValue,
+                "bf16": ["runs": bf16Precision.rawValue, "convolutions": bf16.implementation(.convolution)].merging(bf16Note.map { ["note": $0] } ?? [:]) { a, _ in a },
+            ] : [:]) { a, _ in a } }
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -49,5 +55,8 @@ struct DevicesCommand: ParsableCommand {
             ?? "default: the first GPU, else the first CPU"
         print("\n* selected device [\(def.index)] (\(why)); where each operation runs on it (\(backends.precision)):\n")
         print(renderTable([["operation", "runs on", "by"]] + backends.rows.map { [$0.operation.description, $0.placement.rawValue, $0.implementation] }))
+        print(bf16Precision == .bfloat16
+              ? "\n--precision bf16 here: convolutions by \(bf16.implementation(.convolution)) (this CPU computes bf16 natively); the rest as above, fp32"
+              : "\n--precision bf16 here: fp32 (\(bf16Note ?? ""))")
     }
 }

@@ -19,6 +19,7 @@ struct ForwardCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16), and `encoder_hidden_states` [N, L, D] for a conditional UNet.") var input: String
     @Option(help: "The timestep t (the same for every sample).") var timestep: Double
@@ -55,7 +56,7 @@ struct ForwardCommand: ParsableCommand {
         guard c == config.inChannels else {
             throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
         }
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let stream = try precisionOptions.stream(deviceOptions)
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
                             stream: stream, batch: n, height: h, width: w, contextLength: contextLength)
         let start = DispatchTime.now().uptimeNanoseconds

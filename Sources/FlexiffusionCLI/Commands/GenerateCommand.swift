@@ -27,6 +27,7 @@ struct GenerateCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "ddim, ddpm, dpmsolver++, dpmsolver, unipc, euler or pndm (default: the model folder's scheduler, else ddim; or the plan's). pndm follows the folder's skip_prk_steps (default false: Runge–Kutta warm-up).") var scheduler: SchedulerKind?
     @Option(name: .customLong("solver-order"), help: "A multistep solver's order, 1–3 (default: the config's solver_order, else 2).") var solverOrder: Int?
@@ -99,7 +100,7 @@ struct GenerateCommand: ParsableCommand {
         let n = count ?? given?.first ?? (textToImage ? (promptOptions.prompts != nil ? prompts!.prompts.count : 1) : 64)
 
         // 3. The pipeline (Engine decides which the folder gets), the outputs' channels.
-        let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
+        let stream = try precisionOptions.stream(deviceOptions)
         let pipeline = try setup.pipeline(PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
                                                           height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
                                                           prompts: prompts, guidanceScale: promptOptions.guidanceScale), stream: stream)

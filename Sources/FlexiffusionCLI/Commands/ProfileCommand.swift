@@ -22,6 +22,7 @@ struct ProfileCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Images per step (the search's default batch, so that a default search finds this table entry).") var batch = 32
     @Option(name: .customLong("guidance-scale"), help: "A Stable Diffusion pipeline: the guidance scale its search uses; above 1 the UNet runs both halves, 2 × --batch, as `search` and `generate` run it.")
@@ -41,6 +42,7 @@ struct ProfileCommand: ParsableCommand {
         let batch = config.isConditional && guidanceScale > 1 ? 2 * self.batch : self.batch
         let device = try OpenCLRuntime.select(deviceOptions.device)
         let stream = try ComputeStream(device: device)
+        precisionOptions.apply(to: stream)
         let sampler = try Sampler(unet: setup.unet(stream: stream, batch: batch),
                                   scheduler: DDIMScheduler(configuration: setup.schedulerConfig, steps: 100))
         let profiler = try StepProfiler(sampler: sampler)
@@ -53,6 +55,7 @@ struct ProfileCommand: ParsableCommand {
         var kernels: [(name: String, calls: Int, ms: Double)] = []
         if top > 0 {
             let pstream = try ComputeStream(device: device, profiling: true)
+            pstream.backends.precision = stream.backends.precision
             let psampler = try Sampler(unet: setup.unet(stream: pstream, batch: batch), scheduler: sampler.scheduler)
             let pprofiler = try StepProfiler(sampler: psampler)
             _ = try pprofiler.time(.step(.full))
@@ -62,7 +65,7 @@ struct ProfileCommand: ParsableCommand {
         }
 
         if !noWrite {
-            try LatencyTable.insert(entry, device: device.name, into: URL(fileURLWithPath: latencyTable))
+            try LatencyTable.insert(entry, device: stream.deviceLabel, into: URL(fileURLWithPath: latencyTable))
         }
 
         if json {
@@ -71,14 +74,14 @@ struct ProfileCommand: ParsableCommand {
             let latency = try JSONSerialization.jsonObject(with: try e.encode(entry))
             let total = kernels.map(\.ms).reduce(0, +)
             let out: [String: Any] = [
-                "device": device.name, "latency": latency,
+                "device": stream.deviceLabel, "latency": latency,
                 "branches": (0..<config.branchCount).map { config.branchName($0) },
                 "top_kernels": kernels.prefix(top).map { ["name": $0.name, "calls": $0.calls, "ms": $0.ms, "share": $0.ms / max(total, 1e-9)] },
             ]
             try printJSON(out)
             return
         }
-        print("\(device.name), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
+        print("\(stream.deviceLabel), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary); batch \(batch) at \(side)×\(side); medians of \(repeats) rounds")
         var rows = [["step", "skips to", "ms", "× full", "GMACs/img", "× full MACs"]]
         let perImage = { (macs: Int) in String(format: "%.3f", Double(macs) / Double(batch) / 1e9) }
         rows.append(["full", "", formatMilliseconds(entry.fullMs), "1.00", perImage(entry.fullMACs), "1.00"])
@@ -96,6 +99,6 @@ struct ProfileCommand: ParsableCommand {
             print("\ntop kernels of one full step (profiled; \(formatMilliseconds(total)) ms in kernels, GEMMs and host convolutions):")
             print(timingTable(kernels, header: "kernel / GEMM / host conv", limit: top))
         }
-        if !noWrite { print("\nwrote the latencies for \(device.name) to \(latencyTable)") }
+        if !noWrite { print("\nwrote the latencies for \(stream.deviceLabel) to \(latencyTable)") }
     }
 }

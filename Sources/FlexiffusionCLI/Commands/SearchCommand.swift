@@ -46,6 +46,7 @@ struct SearchCommand: ParsableCommand {
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var promptOptions: PromptOptions
@@ -198,6 +199,8 @@ struct SearchCommand: ParsableCommand {
 
         // 2. The pipeline on the device, its scorer, and the real images' statistics (cached on disk).
         let stream = try ComputeStream(device: device)
+        precisionOptions.apply(to: stream)
+        c.device = stream.deviceLabel
         let scored = try ScoredPipeline(setup, prompts: promptOptions, promptSet: promptSet, features: featureOptions, variant: modelOptions.variant,
                                         stream: stream, batch: batch)
         let pipeline = scored.pipeline

@@ -89,6 +89,7 @@ struct ScoringOptions: ParsableArguments {
     @OptionGroup var teacher: TeacherOptions
     @OptionGroup var model: ModelOptions
     @OptionGroup var prompts: PromptOptions
+    @OptionGroup var precision: PrecisionOptions
 }
 
 /// What `rfid`, `bench speedups` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
@@ -107,7 +108,7 @@ struct PlanScoring {
         plans = try paths.map {
             try StepPlan.load(from: URL(fileURLWithPath: $0), branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         }
-        stream = try ComputeStream(device: try OpenCLRuntime.select(device.device))
+        stream = try options.precision.stream(device)
         scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
                                     stream: stream, batch: batch)
         extractor = scored.extractor

@@ -31,6 +31,35 @@ struct DeviceOptions: ParsableArguments {
     var device: String?
 }
 
+extension Precision: ExpressibleByArgument {}
+
+/// `--precision`, shared by the commands that run a model: what it computes in.
+struct PrecisionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "What the model computes in: fp32 (default; matches diffusers to float tolerance) or bf16 (the host convolutions' inputs and weights rounded to bfloat16, products accumulated in fp32: about twice as fast on CPUs with AVX-512 BF16 or AMX; elsewhere fp32, with a note). GroupNorm, softmax, the sampler and FID's network stay fp32.",
+        valueName: "fp32|bf16"))
+    var precision: Precision?
+
+    /// A stream on the device `device` names, computing in the precision asked for where it can (a
+    /// note on standard error where it cannot).
+    func stream(_ device: DeviceOptions, profiling: Bool = false) throws -> ComputeStream {
+        let stream = try ComputeStream(device: try OpenCLRuntime.select(device.device), profiling: profiling)
+        apply(to: stream)
+        return stream
+    }
+
+    /// Sets `stream`'s precision (a note on standard error where it cannot be the one asked for).
+    func apply(to stream: ComputeStream) {
+        if let note = stream.setPrecision(precision) { say("note: \(note)") }
+    }
+}
+
+extension ComputeStream {
+    /// The device's name, with the precision where it is not fp32: the key of latency tables and a
+    /// search's device, since the step latencies differ with it.
+    var deviceLabel: String { backends.precision == .float32 ? device.name : "\(device.name) (\(backends.precision))" }
+}
+
 /// `--features`: which network turns images into FID features.
 struct FeatureOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Feature network: fashion (the embedded Fashion-MNIST classifier's 128-d penultimate layer, for 28×28 grey images; other images are resized to it, RGB as luma), inception (FID's Inception-v3, 2048-d, from the folder scripts/tools/convert_inception.py writes: $FLEXIFFUSION_INCEPTION or ~/.cache/flexiffusion/inception-v3-fid), or a folder holding either (config.json, model.safetensors). Default: fashion, and inception for a Stable Diffusion pipeline's images.",

@@ -58,7 +58,8 @@ struct ScoredPipeline {
         pipeline = try setup.pipeline(PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale),
                                       stream: stream)
         warnAboutTruncatedPrompts(pipeline)
-        key = try pipeline.contentKey()
+        // (The precision changes the images: a bf16 run's teacher is not an fp32 run's.)
+        key = try pipeline.contentKey() + (stream.backends.precision == .float32 ? "" : "|\(stream.backends.precision)")
         let shape = pipeline.imageShape
         extractor = try features.extractor(stream: stream, batch: batch, channels: shape[0], height: shape[1], width: shape[2],
                                            forText: setup.config.isConditional)
