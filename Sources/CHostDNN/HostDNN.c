@@ -11,6 +11,7 @@
 #endif
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,17 @@ static dnnl_status_t (*p3_convolution_forward_primitive_desc_create)(
     const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const dnnl_dims_t, const void *);
 // The values of the enumerations this file uses, from oneDNN 3's dnnl_types.h / dnnl_common_types.h
 // (the same in 2 except the format tags and these queries).
-enum { V3_BF16 = 2, V3_F32 = 3, V3_ANY = 1, V3_NCHW = 5, V3_NHWC = 22, V3_OIHW = 5, V3_X = 2, V3_NCHW8C = 102, V3_NCHW16C = 78,
+enum { V3_BF16 = 2, V3_F32 = 3, V3_ABC = 4, V3_ANY = 1, V3_NCHW = 5, V3_NHWC = 22, V3_OIHW = 5, V3_X = 2, V3_NCHW8C = 102, V3_NCHW16C = 78,
        V3_FORWARD_INFERENCE = 96, V3_CONVOLUTION_DIRECT = 1, V3_SRC_MD = 129, V3_WEIGHTS_MD = 131, V3_DST_MD = 133,
        V3_FORMAT_KIND = 262, V3_INNER_NBLKS = 263, V3_INNER_BLKS = 264, V3_INNER_IDXS = 265, V3_STRIDES = 14, V3_BLOCKED = 2 };
+
+// Matrix products (optional: a library built with convolutions and reorders only lacks them, and then
+// the GEMMs stay with OpenBLAS in fp32). Version 3: one constructor; version 2: a desc, then a pd.
+static dnnl_status_t (*p3_matmul_primitive_desc_create)(dnnl_primitive_desc_t *, dnnl_engine_t, const void *, const void *,
+                                                        const void *, const void *, const void *);
+static dnnl_status_t (*p3_memory_desc_create_with_strides)(md3_t *, int, const dnnl_dims_t, int, const dnnl_dims_t);
+static __typeof__(dnnl_matmul_desc_init) *p_dnnl_matmul_desc_init;
+static __typeof__(dnnl_memory_desc_init_by_strides) *p_dnnl_memory_desc_init_by_strides;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int available = 0, version = 0;
@@ -66,6 +75,8 @@ static int open_version3(const char *path) {
     LOAD3P(p3_memory_desc_destroy, "dnnl_memory_desc_destroy")
     LOAD3P(p3_memory_desc_query, "dnnl_memory_desc_query")
     LOAD3P(p3_convolution_forward_primitive_desc_create, "dnnl_convolution_forward_primitive_desc_create")
+    *(void **)&p3_matmul_primitive_desc_create = dlsym(h, "dnnl_matmul_primitive_desc_create");
+    *(void **)&p3_memory_desc_create_with_strides = dlsym(h, "dnnl_memory_desc_create_with_strides");
     version = 3;
     snprintf(library, sizeof library, "%s", path);
     return 0;
@@ -82,6 +93,8 @@ static int open_version2(const char *path) {
     if (!(p_##name = (__typeof__(name) *)dlsym(h, #name))) { snprintf(error, sizeof error, "%s is neither oneDNN 2 nor 3: it lacks %s", path, #name); dlclose(h); return 1; }
     DNNL_FUNCTIONS(LOAD)
     DNNL2_FUNCTIONS(LOAD)
+    *(void **)&p_dnnl_matmul_desc_init = dlsym(h, "dnnl_matmul_desc_init");
+    *(void **)&p_dnnl_memory_desc_init_by_strides = dlsym(h, "dnnl_memory_desc_init_by_strides");
     version = 2;
     snprintf(library, sizeof library, "%s", path);
     return 0;
@@ -385,6 +398,140 @@ int flex_conv_execute(FlexConv *conv, const float *x, const void *weight, const 
     for (int i = 0; i < 6; i++) if (m[i]) p_dnnl_memory_destroy(m[i]);
     if (status) snprintf(error, sizeof error, "oneDNN convolution failed");
     return status;
+}
+
+// ---- Matrix products in bf16 ----
+
+struct FlexMatmul {
+    dnnl_primitive_t primitive;
+    md_t a, b, c;
+};
+
+/// A dense row-major descriptor of `dims` (3-D) in bf16 or f32, with `strides` when not NULL.
+static md_t md_3d(const dnnl_dims_t dims, int bf16, const dnnl_dims_t strides) {
+    if (version == 3) {
+        md3_t md = NULL;
+        int dt = bf16 ? V3_BF16 : V3_F32;
+        dnnl_status_t st = strides ? p3_memory_desc_create_with_strides(&md, 3, dims, dt, strides)
+                                   : p3_memory_desc_create_with_tag(&md, 3, dims, dt, V3_ABC);
+        return st == dnnl_success ? md : NULL;
+    }
+    dnnl_memory_desc_t *md = malloc(sizeof *md);
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    if (md && (strides ? p_dnnl_memory_desc_init_by_strides(md, 3, dims, dt, strides)
+                       : p_dnnl_memory_desc_init_by_tag(md, 3, dims, dt, dnnl_abc)) == dnnl_success) return md;
+    free(md);
+    return NULL;
+}
+
+void flex_matmul_destroy(FlexMatmul *mm) {
+    if (!mm) return;
+    if (mm->primitive) p_dnnl_primitive_destroy(mm->primitive);
+    md_free(mm->a); md_free(mm->b); md_free(mm->c);
+    free(mm);
+}
+
+static int has_matmul_symbols(void) {
+    return version == 3 ? p3_matmul_primitive_desc_create && p3_memory_desc_create_with_strides
+                        : p_dnnl_matmul_desc_init && p_dnnl_memory_desc_init_by_strides;
+}
+
+static FlexMatmul *matmul_create(int batch, int m, int n, int k, int shared_a, int shared_b, int trans_a, int trans_b,
+                                 long c_ld, long c_stride, char *impl, int impl_capacity);
+
+static pthread_once_t matmul_once = PTHREAD_ONCE_INIT;
+static int matmul_works = 0;
+
+/// Whether a small bf16 product can be made: the symbols exist in every build, the primitive only
+/// where it was compiled in (scripts/ci/build_onednn.sh builds convolutions and reorders only).
+static void probe_matmul(void) {
+    if (!flex_dnnl_available() || !has_matmul_symbols()) return;
+    char saved[sizeof error];
+    memcpy(saved, error, sizeof error);
+    FlexMatmul *mm = matmul_create(1, 4, 4, 4, 0, 0, 0, 0, 4, 16, NULL, 0);
+    matmul_works = mm != NULL;
+    flex_matmul_destroy(mm);
+    memcpy(error, saved, sizeof error);
+}
+
+int flex_matmul_available(void) {
+    pthread_once(&matmul_once, probe_matmul);
+    return matmul_works;
+}
+
+FlexMatmul *flex_matmul_create(int batch, int m, int n, int k, int shared_a, int shared_b, int trans_a, int trans_b,
+                               long c_ld, long c_stride, char *impl, int impl_capacity) {
+    if (!flex_matmul_available()) {
+        snprintf(error, sizeof error, "%s has no bf16 matrix products (a build with convolutions and reorders only)", library);
+        return NULL;
+    }
+    return matmul_create(batch, m, n, k, shared_a, shared_b, trans_a, trans_b, c_ld, c_stride, impl, impl_capacity);
+}
+
+static FlexMatmul *matmul_create(int batch, int m, int n, int k, int shared_a, int shared_b, int trans_a, int trans_b,
+                                 long c_ld, long c_stride, char *impl, int impl_capacity) {
+    FlexMatmul *mm = calloc(1, sizeof *mm);
+    if (!mm) return NULL;
+    // A and B as stored (dense, transposed or not): a transposed operand is described by its strides.
+    dnnl_dims_t a = {shared_a ? 1 : batch, m, k}, b = {shared_b ? 1 : batch, k, n}, c = {batch, m, n};
+    dnnl_dims_t as = {(long)m * k, trans_a ? 1 : k, trans_a ? m : 1}, bs = {(long)k * n, trans_b ? 1 : n, trans_b ? k : 1};
+    dnnl_dims_t cs = {batch > 1 ? c_stride : (long)m * c_ld, c_ld, 1};
+    dnnl_primitive_desc_t pd = NULL;
+    int failed = !(mm->a = md_3d(a, 1, as)) || !(mm->b = md_3d(b, 1, bs)) || !(mm->c = md_3d(c, 0, cs));
+    if (!failed) {
+        if (version == 3) {
+            failed = p3_matmul_primitive_desc_create(&pd, engine, mm->a, mm->b, NULL, mm->c, NULL) != dnnl_success;
+        } else {
+            dnnl_matmul_desc_t desc;
+            failed = p_dnnl_matmul_desc_init(&desc, mm->a, mm->b, NULL, mm->c) != dnnl_success ||
+                     p_dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) != dnnl_success;
+        }
+    }
+    failed = failed || p_dnnl_primitive_create(&mm->primitive, pd) != dnnl_success;
+    if (!failed && impl && impl_capacity > 0) {
+        const char *name = NULL;
+        p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
+        snprintf(impl, impl_capacity, "%s", name ? name : "?");
+    }
+    if (pd) p_dnnl_primitive_desc_destroy(pd);
+    if (failed) {
+        snprintf(error, sizeof error, "oneDNN has no bf16 matrix product for %d x (%d x %d) . (%d x %d)", batch, m, k, k, n);
+        flex_matmul_destroy(mm);
+        return NULL;
+    }
+    return mm;
+}
+
+int flex_matmul_execute(FlexMatmul *mm, const uint16_t *a, const uint16_t *b, float *c) {
+    dnnl_memory_t m[3] = {NULL, NULL, NULL};
+    int status = 1;
+    if (!memory_create(&m[0], mm->a, (void *)a) && !memory_create(&m[1], mm->b, (void *)b) && !memory_create(&m[2], mm->c, c)) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]}};
+        pthread_mutex_lock(&lock);
+        status = run(mm->primitive, 3, args);
+        pthread_mutex_unlock(&lock);
+    }
+    for (int i = 0; i < 3; i++) if (m[i]) p_dnnl_memory_destroy(m[i]);
+    if (status) snprintf(error, sizeof error, "oneDNN matrix product failed");
+    return status;
+}
+
+/// x rounded to the nearest bfloat16, ties to even (NaN kept a NaN).
+static inline uint16_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+void flex_pack_bf16(const float *x, long rows, long cols, long ld, float scale, uint16_t *out) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = x + r * ld;
+        uint16_t *o = out + r * cols;
+        if (scale == 1) for (long j = 0; j < cols; j++) o[j] = to_bf16(row[j]);
+        else for (long j = 0; j < cols; j++) o[j] = to_bf16(row[j] * scale);
+    }
 }
 
 int flex_cpu_has_bf16(void) {

@@ -146,6 +146,13 @@ public struct Backends: Sendable, CustomStringConvertible {
         return l
     }
 
+    /// Whether the host GEMMs take bf16 inputs (`precision` bf16, the host path, and a oneDNN with
+    /// matrix products; else they stay with OpenBLAS in fp32).
+    public var bfloat16GEMMs: Bool { precision == .bfloat16 && placement(.gemm) == .host && Self.hostMatmulAvailable }
+
+    /// Whether the oneDNN opened has matrix products (a build with convolutions and reorders only has none).
+    public static var hostMatmulAvailable: Bool { HostMatmul.available }
+
     /// Whether the host convolutions take bf16 inputs (`precision` bf16 with oneDNN's convolutions).
     public var bfloat16Convolutions: Bool { precision == .bfloat16 && placement(.convolution) == .host }
 
@@ -155,7 +162,9 @@ public struct Backends: Sendable, CustomStringConvertible {
     /// What runs `op`, in words.
     public func implementation(_ op: Operation) -> String {
         switch (op, placement(op)) {
-        case (.gemm, .host): return "OpenBLAS on mapped buffers"
+        case (.gemm, .host):
+            if bfloat16GEMMs { return "oneDNN matmul on mapped buffers, bf16 inputs, fp32 accumulation" }
+            return "OpenBLAS on mapped buffers\(precision == .bfloat16 ? " (fp32: the oneDNN opened has no matrix products)" : "")"
         case (.gemm, .device): return gemm == .clblastTuned ? "CLBlast, tuned Xgemm parameters" : "CLBlast"
         case (.convolution, .host): return "oneDNN\(ConvolutionPath.oneDNNLibrary.map { " \($0.dropFirst("oneDNN ".count))" } ?? ""), \(blockedConvolutions ? "blocked layouts" : "NCHW")\(bfloat16Convolutions ? ", bf16 inputs, fp32 accumulation" : "")"
         case (.convolution, .device): return "im2col (\(rowwiseIm2col ? "a row" : "an element") per work-item) + GEMM"

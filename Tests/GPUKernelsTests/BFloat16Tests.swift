@@ -87,6 +87,78 @@ func bfloat16Rounded(_ x: Float) -> Float {
         }
     }
 
+    /// The host GEMMs in bf16 (oneDNN's matmul): equal to the reference on bf16-rounded op(A)·alpha
+    /// and op(B) up to f32 accumulation, over transposes, offsets, strides, batches, alpha and beta
+    /// (GemmTests' cases), an operand shared by every batch (stride 0) and a weight operand converted
+    /// once (run twice, then again on new values in a new buffer); padding left untouched; and not
+    /// equal to the unrounded result. A product not marked as a model's stays fp32 (metrics' covariances).
+    @Test(arguments: [(GemmTests.Case, GemmConstantOperand, Bool, Bool)](
+        GemmTests.cases.map { ($0, .none, false, false) } + [
+            (GemmTests.Case(transA: false, transB: true, m: 33, n: 20, k: 48, batch: 3, alpha: 0.125, beta: 0), .b, false, true),
+            (GemmTests.Case(transA: false, transB: false, m: 24, n: 40, k: 24, batch: 4, alpha: 1, beta: 1), .a, true, false),
+            (GemmTests.Case(transA: true, transB: true, m: 19, n: 21, k: 35, batch: 1, alpha: 2, beta: 0), .b, false, false),
+        ]))
+    func gemmRoundsItsInputsToBFloat16(c: GemmTests.Case, constant: GemmConstantOperand, sharedA: Bool, sharedB: Bool) throws {
+        guard try testDevice().kind == .cpu else { return }
+        let s = try ComputeStream(device: testDevice(), gemm: .hostBLAS, convolution: ConvolutionPath.oneDNNAvailable ? .oneDNN : .im2colGemm)
+        s.setPrecision(.bfloat16)
+        guard s.backends.bfloat16GEMMs else {
+            // fp32 (no native bf16 here, or a oneDNN without matrix products): OpenBLAS, and said so.
+            #expect(s.backends.implementation(.gemm).hasPrefix("OpenBLAS"))
+            #expect(!Precision.cpuHasBFloat16 || !ConvolutionPath.oneDNNAvailable || flexMatmulMissing(),
+                    "bf16 here, but the GEMMs stayed fp32")
+            return
+        }
+        #expect(s.backends.implementation(.gemm).contains("bf16"))
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let (ar, ac) = c.transA ? (c.k, c.m) : (c.m, c.k)
+        let (br, bc) = c.transB ? (c.n, c.k) : (c.k, c.n)
+        let lda = ac + 3, ldb = bc + 1, ldc = c.n + 2
+        let offA = 5, offB = 7, offC = 11
+        let sA = sharedA ? 0 : ar * lda + 4, sB = sharedB ? 0 : br * ldb, sC = c.m * ldc + 1
+        let what = "bf16 gemm \(c) constant \(constant) shared A \(sharedA) B \(sharedB)"
+        for round in 0..<3 {
+            // Rounds 0 and 1 on the same buffers (the second reads a weight's kept copy); round 2 on new ones.
+            if round == 1 { rng = SeededGenerator(seed: seed) }
+            let a = randomArray(offA + max(1, c.batch * sA) + ar * lda, &rng)
+            let b = randomArray(offB + max(1, c.batch * sB) + br * ldb, &rng)
+            let c0 = randomArray(offC + c.batch * sC, &rng)
+            let da = try s.upload(a), db = try s.upload(b), dc = try s.upload(c0)
+            for _ in 0..<(round == 1 ? 2 : 1) {
+                try dc.write(c0, queue: s.queue)
+                try s.gemm.sgemm(queue: s.queue, transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
+                                 a: GemmOperand(da, offset: offA, ld: lda, stride: sA),
+                                 b: GemmOperand(db, offset: offB, ld: ldb, stride: sB), beta: c.beta,
+                                 c: GemmOperand(dc, offset: offC, ld: ldc, stride: sC), batch: c.batch,
+                                 bfloat16Allowed: true, constant: constant)
+            }
+            let got = try s.download(dc)
+            var rounded = c0, exact = c0
+            Reference.gemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: 1,
+                           a: a.map { bfloat16Rounded($0 * c.alpha) }, aOffset: offA, lda: lda, strideA: sA,
+                           b: b.map(bfloat16Rounded), bOffset: offB, ldb: ldb, strideB: sB,
+                           beta: c.beta, c: &rounded, cOffset: offC, ldc: ldc, strideC: sC, batch: c.batch)
+            Reference.gemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
+                           a: a, aOffset: offA, lda: lda, strideA: sA, b: b, bOffset: offB, ldb: ldb, strideB: sB,
+                           beta: c.beta, c: &exact, cOffset: offC, ldc: ldc, strideC: sC, batch: c.batch)
+            expectClose(got, rounded, atol: 1e-4, rtol: 1e-4, "\(what) round \(round)", seed: seed)
+            #expect(zip(got, exact).contains { abs($0 - $1) > 1e-5 * max(1, abs($1)) }, "\(what): equals fp32's, its inputs were not rounded")
+            if round == 0 && constant == .none {
+                // The same product not marked as a model's: fp32 on the bf16 stream.
+                try dc.write(c0, queue: s.queue)
+                try s.gemm.sgemm(queue: s.queue, transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
+                                 a: GemmOperand(da, offset: offA, ld: lda, stride: sA),
+                                 b: GemmOperand(db, offset: offB, ld: ldb, stride: sB), beta: c.beta,
+                                 c: GemmOperand(dc, offset: offC, ld: ldc, stride: sC), batch: c.batch)
+                expectClose(try s.download(dc), exact, atol: 1e-4, rtol: 1e-4, "\(what), not a model's product: fp32", seed: seed)
+            }
+        }
+    }
+
+    /// Whether the oneDNN opened lacks matrix products (a build with convolutions only).
+    func flexMatmulMissing() -> Bool { !(ConvolutionPath.oneDNNLibrary ?? "").isEmpty && !Backends.hostMatmulAvailable }
+
     /// A metric's network runs in fp32 on a bf16 stream: `withPrecision` sets and restores it.
     @Test func withPrecisionRestores() throws {
         guard try testDevice().kind == .cpu, ConvolutionPath.oneDNNAvailable, Precision.cpuHasBFloat16 else {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
+# Optional (the set-up installs oneDNN 3.2 from PyPI's CPU wheel instead: scripts/ci/install_onednn.sh).
 # Builds oneDNN 3.7.2 (the engine's CPU convolutions) from Debian's source tarball and installs
 # libdnnl.so.3 into a prefix (default /usr/local), where the engine opens it in preference to
 # Debian 12's libdnnl.so.2: oneDNN 3's AVX2 convolutions are brgemm kernels, which 2.6 lacks (it has
 # only jit:avx2 there), and PyTorch's CPU wheels use them. Only what the engine calls is built
-# (convolutions and reorders, inference, no graph API, examples or tests): about 40 minutes on two cores.
+# (convolutions, reorders and matrix products, inference, no graph API, examples or tests): about 40
+# minutes on two cores. (Builds before 2026-12-07 had no matrix products: `--precision bf16` then keeps
+# the GEMMs in fp32, and `devices` says so.)
 # Skips the build when the prefix already holds this version.
 #
 #   scripts/ci/build_onednn.sh [PREFIX]
@@ -31,9 +34,9 @@ tar -xJf "$work/onednn.tar.xz" -C "$work"
 src="$work/oneDNN-$version"
 cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
     -DONEDNN_BUILD_GRAPH=OFF -DONEDNN_BUILD_EXAMPLES=OFF -DONEDNN_BUILD_TESTS=OFF \
-    -DONEDNN_ENABLE_PRIMITIVE="CONVOLUTION;REORDER" -DONEDNN_ENABLE_WORKLOAD=INFERENCE -DONEDNN_CPU_RUNTIME=OMP > "$work/cmake.log" \
+    -DONEDNN_ENABLE_PRIMITIVE="CONVOLUTION;REORDER;MATMUL" -DONEDNN_ENABLE_WORKLOAD=INFERENCE -DONEDNN_CPU_RUNTIME=OMP > "$work/cmake.log" \
     || { cat "$work/cmake.log"; exit 1; }
-echo "building oneDNN $version (convolutions and reorders only) on $(nproc) cores"
+echo "building oneDNN $version (convolutions, reorders and matrix products) on $(nproc) cores"
 ninja -C "$work/build" -j "$(nproc)" > "$work/build.log" || { tail -50 "$work/build.log"; exit 1; }
 # Only the library: oneDNN 3's headers in /usr/local/include would shadow Debian's version-2 headers,
 # which the engine compiles against (it declares the few version-3 functions it needs itself).

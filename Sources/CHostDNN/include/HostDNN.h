@@ -49,6 +49,23 @@ int flex_conv_execute(FlexConv *conv, const float *x, const void *weight, const 
 
 void flex_conv_destroy(FlexConv *conv);
 
+/// Matrix products C[b] = A[b] · B[b] (b < batch) of bf16 A (m × k) and B (k × n), each stored dense
+/// and row-major as it is or, with `trans_a` / `trans_b`, as its transpose (k × m, n × k),
+/// accumulated and written in f32 into C, whose rows are `c_ld` floats apart and batches `c_stride`;
+/// with `shared_a` / `shared_b` one matrix serves every batch. 0 from flex_matmul_available when the library has none (a build with convolutions and
+/// reorders only); NULL from create on failure (see flex_dnnl_error()).
+#include <stdint.h>
+typedef struct FlexMatmul FlexMatmul;
+int flex_matmul_available(void);
+FlexMatmul *flex_matmul_create(int batch, int m, int n, int k, int shared_a, int shared_b, int trans_a, int trans_b,
+                               long c_ld, long c_stride, char *impl, int impl_capacity);
+int flex_matmul_execute(FlexMatmul *mm, const uint16_t *a, const uint16_t *b, float *c);
+void flex_matmul_destroy(FlexMatmul *mm);
+
+/// out (rows × cols, dense) = bf16(scale · x), x row-major with leading dimension `ld`; rounded to
+/// nearest, ties to even (single-threaded).
+void flex_pack_bf16(const float *x, long rows, long cols, long ld, float scale, uint16_t *out);
+
 /// Whether this CPU computes bfloat16 products natively (AVX-512 BF16 or AMX-BF16, with the OS
 /// saving their state), where oneDNN's bf16 convolutions run at about twice the f32 rate.
 int flex_cpu_has_bf16(void);

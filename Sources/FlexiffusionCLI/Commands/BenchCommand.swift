@@ -246,7 +246,7 @@ struct BenchUNet: ParsableCommand {
             let engine: [String: Any] = ["median_ms": (ms * 1000).rounded() / 1000, "gflops": (gflops * 100).rounded() / 100,
                                          "weight_bytes": unet.weightBytes, "workspace_bytes": unet.workspace.bytes,
                                          "convolutions": stream.backends.convolutionSummary, "activations": "\(unet.layout)",
-                                         "precision": stream.backends.precision.rawValue]
+                                         "precision": stream.backends.precision.rawValue, "gemm": stream.backends.implementation(.gemm)]
             print(String(decoding: try JSONSerialization.data(withJSONObject: engine, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print("\(stream.device.name), \(stream.backends.precision), GEMM \(stream.backends.gemm), convolutions \(stream.backends.convolutionSummary), activations \(unet.layout): \(config.className), \(unet.parameterCount) parameters, \(String(format: "%.2f", Double(unet.macs) / Double(batch) / 1e9)) GMACs per image")

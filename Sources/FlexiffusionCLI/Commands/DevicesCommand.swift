@@ -34,7 +34,7 @@ struct DevicesCommand: ParsableCommand {
             ].merging(d.index == def.index ? ["backends": Dictionary(uniqueKeysWithValues: backends.rows.map {
                 ($0.operation.rawValue, ["placement": $0.placement.rawValue, "implementation": $0.implementation])
             }), "precision": backends.precision.rawValue,
-                "bf16": ["runs": bf16Precision.rawValue, "convolutions": bf16.implementation(.convolution)].merging(bf16Note.map { ["note": $0] } ?? [:]) { a, _ in a },
+                "bf16": ["runs": bf16Precision.rawValue, "convolutions": bf16.implementation(.convolution), "gemm": bf16.implementation(.gemm)].merging(bf16Note.map { ["note": $0] } ?? [:]) { a, _ in a },
             ] : [:]) { a, _ in a } }
             let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -56,7 +56,7 @@ struct DevicesCommand: ParsableCommand {
         print("\n* selected device [\(def.index)] (\(why)); where each operation runs on it (\(backends.precision)):\n")
         print(renderTable([["operation", "runs on", "by"]] + backends.rows.map { [$0.operation.description, $0.placement.rawValue, $0.implementation] }))
         print(bf16Precision == .bfloat16
-              ? "\n--precision bf16 here: convolutions by \(bf16.implementation(.convolution)) (this CPU computes bf16 natively); the rest as above, fp32"
+              ? "\n--precision bf16 here (this CPU computes bf16 natively): convolutions by \(bf16.implementation(.convolution)); GEMMs by \(bf16.implementation(.gemm)); the rest as above, fp32"
               : "\n--precision bf16 here: fp32 (\(bf16Note ?? ""))")
     }
 }
