@@ -443,7 +443,8 @@ static pthread_once_t matmul_once = PTHREAD_ONCE_INIT;
 static int matmul_works = 0;
 
 /// Whether a small bf16 product can be made: the symbols exist in every build, the primitive only
-/// where it was compiled in (scripts/ci/build_onednn.sh builds convolutions and reorders only).
+/// where it was compiled in (scripts/ci/build_onednn.sh built convolutions and reorders only before
+/// 2026-12-07).
 static void probe_matmul(void) {
     if (!flex_dnnl_available() || !has_matmul_symbols()) return;
     char saved[sizeof error];

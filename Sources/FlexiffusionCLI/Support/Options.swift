@@ -36,7 +36,7 @@ extension Precision: ExpressibleByArgument {}
 /// `--precision`, shared by the commands that run a model: what it computes in.
 struct PrecisionOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "What the model computes in: fp32 (default; matches diffusers to float tolerance) or bf16 (the host convolutions' inputs and weights rounded to bfloat16, products accumulated in fp32: about twice as fast on CPUs with AVX-512 BF16 or AMX; elsewhere fp32, with a note). GroupNorm, softmax, the sampler and FID's network stay fp32.",
+        "What the model computes in: fp32 (default; matches diffusers to float tolerance) or bf16 (the inputs of oneDNN's convolutions and of the model's matrix products rounded to bfloat16, accumulated in fp32, as PyTorch's bf16 autocast: about 1.7× as fast on CPUs with AVX-512 BF16 or AMX; elsewhere fp32, with a note). GroupNorm, softmax, the sampler and FID stay fp32.",
         valueName: "fp32|bf16"))
     var precision: Precision?
 
