@@ -90,6 +90,9 @@ public struct Backends: Sendable, CustomStringConvertible {
     /// the device allows up to 16 on CPU devices, where PoCL's larger work-groups spent 3× longer in
     /// the softmax of the attention blocks (measured with `bench unet --profile`), else up to 256.
     public let reductionWorkGroupSize: Int
+    /// How token attention runs: score chunks through the GEMM path, or the fused kernel
+    /// (`$FLEXIFFUSION_ATTENTION`; chunked until the fused one is measured faster on a device).
+    public var attention: AttentionPath = AttentionPath.chosen
     /// Floats of attention-score scratch a token attention takes (queries run in chunks that fit):
     /// 16 Mi on CPUs (chunks that stay near the caches), 512 MiB on GPUs (or a quarter of the largest
     /// buffer), where SD 1.5's 4,096-query self-attention then runs in one chunk per sample: eight
@@ -168,6 +171,8 @@ public struct Backends: Sendable, CustomStringConvertible {
         case (.gemm, .device): return gemm == .clblastTuned ? "CLBlast, tuned Xgemm parameters" : "CLBlast"
         case (.convolution, .host): return "oneDNN\(ConvolutionPath.oneDNNLibrary.map { " \($0.dropFirst("oneDNN ".count))" } ?? ""), \(blockedConvolutions ? "blocked layouts" : "NCHW")\(bfloat16Convolutions ? ", bf16 inputs, fp32 accumulation" : "")"
         case (.convolution, .device): return "im2col (\(rowwiseIm2col ? "a row" : "an element") per work-item) + GEMM"
+        case (.softmax, _) where attention == .fused:
+            return "fused into the token attention's kernel (no score matrix); \(placement(.softmax) == .host ? "vectorised C" : "OpenCL kernels") for UNet2DModel's attention"
         case (_, .host): return "vectorised C on mapped buffers"
         case (_, .device): return "OpenCL kernels"
         }

@@ -57,6 +57,8 @@ public enum EngineEnvironment {
         "FLEXIFFUSION_ONEDNN", "the oneDNN library to open, a path or a name, version 2 or 3 (default: libdnnl.so.3, /usr/local/lib/libdnnl.so.3, then libdnnl.so.2); one that does not open is an error")
     public static let oneDNNLayout = EnvironmentVariable(
         "FLEXIFFUSION_ONEDNN_LAYOUT", "activations around oneDNN's convolutions: carried (blocked between convolutions, the default), blocked (reordered around each) or plain (NCHW)")
+    public static let attention = EnvironmentVariable(
+        "FLEXIFFUSION_ATTENTION", "token attention (Stable Diffusion's transformers, CLIP): chunked (score chunks through the GEMM path, the default) or fused (one OpenCL kernel with an online softmax, no score matrix; head dims up to 160)")
     public static let kernelsDirectory = EnvironmentVariable(
         "FLEXIFFUSION_KERNELS_DIR", "a folder to load kernels/*.cl from instead of the embedded copies (to try an edited kernel without rebuilding)")
     public static let inception = EnvironmentVariable(
@@ -73,7 +75,7 @@ public enum EngineEnvironment {
 
     /// Every variable, the engine's own first.
     public static let all: [EnvironmentVariable] = [
-        device, gemm, convolution, oneDNN, oneDNNLayout, kernelsDirectory, inception,
+        device, gemm, convolution, oneDNN, oneDNNLayout, attention, kernelsDirectory, inception,
         cacheHome, home, huggingFaceHubCache, huggingFaceHome, poclCache, openBLASCoreType, openBLASThreadTimeout, openMPWaitPolicy,
     ]
 

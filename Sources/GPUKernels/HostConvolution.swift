@@ -20,10 +20,11 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
 
     /// onednn on CPU devices when libdnnl is installed, im2col-gemm elsewhere; $FLEXIFFUSION_CONV wins.
     /// On CPU devices a library named by $FLEXIFFUSION_ONEDNN that cannot be opened is an error, and
-    /// on any device an unknown $FLEXIFFUSION_ONEDNN_LAYOUT.
+    /// on any device an unknown $FLEXIFFUSION_ONEDNN_LAYOUT or $FLEXIFFUSION_ATTENTION.
     public static func `default`(for device: DeviceInfo,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ConvolutionPath {
         _ = try EngineEnvironment.oneDNNLayout.choice(OneDNNLayoutMode.self, in: environment)
+        _ = try EngineEnvironment.attention.choice(AttentionPath.self, in: environment)
         if let p = try EngineEnvironment.convolution.choice(ConvolutionPath.self, in: environment) {
             try p.check(for: device)
             return p

@@ -18,7 +18,7 @@ public enum KernelFamily: String, CaseIterable, Sendable {
 /// One `__kernel` of kernels/*.cl, by its name in the source.
 public enum Kernel: String, CaseIterable, Sendable, CustomStringConvertible {
     // attention.cl
-    case softmaxRows = "softmax_rows"
+    case softmaxRows = "softmax_rows", fusedAttention = "fused_attention"
     // conv2d.cl
     case im2col, im2colRows = "im2col_rows", unfoldBatch = "unfold_batch"
     // elementwise.cl
@@ -48,7 +48,7 @@ public enum Kernel: String, CaseIterable, Sendable, CustomStringConvertible {
 
     public var family: KernelFamily {
         switch self {
-        case .softmaxRows: return .attention
+        case .softmaxRows, .fusedAttention: return .attention
         case .im2col, .im2colRows, .unfoldBatch: return .conv2d
         case .silu, .relu, .clampValues, .addScale, .scaleShift, .fillChannelBias, .fillRowBias, .addRowBias, .addChannelBias:
             return .elementwise

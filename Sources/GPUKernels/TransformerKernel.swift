@@ -45,13 +45,52 @@ public struct TokenAttentionShape: Hashable, Sendable {
     public var macs: Int { 2 * batch * heads * queryLength * keyLength * headDim }
 }
 
+/// How token attention runs (`$FLEXIFFUSION_ATTENTION`).
+public enum AttentionPath: String, CaseIterable, Sendable {
+    /// Queries in chunks: scores through the GEMM path, a row softmax, the product with V.
+    case chunked
+    /// kernels/attention.cl's fused_attention: an online softmax over key tiles in local memory, no
+    /// score matrix (head dims up to `fusedMaxHeadDim`; larger ones run chunked).
+    case fused
+
+    /// The process's choice; an unknown value is an error when a stream is made.
+    public static let chosen = (try? EngineEnvironment.attention.choice(AttentionPath.self)) ?? .chunked
+    public static let fusedMaxHeadDim = 160
+    /// Query rows per work-group, and key rows per local-memory tile (kernels/attention.cl's FA_KT).
+    static let fusedQueryTile = 32, fusedKeyTile = 32
+}
+
 extension ComputeStream {
+    /// kernels/attention.cl's fused_attention (see `multiHeadAttention`), for head dims up to
+    /// `AttentionPath.fusedMaxHeadDim`.
+    public func fusedMultiHeadAttention(query q: TokenOperand, key k: TokenOperand, value v: TokenOperand, output o: TokenOperand,
+                                        shape s: TokenAttentionShape, scale: Float? = nil, causal: Bool = false) throws {
+        let d = s.headDim, C = s.channels
+        precondition(d <= AttentionPath.fusedMaxHeadDim, "the fused attention takes head dims up to \(AttentionPath.fusedMaxHeadDim), not \(d)")
+        precondition([q.ld, k.ld, v.ld, o.ld].allSatisfy { $0 >= C }, "attention row stride below heads × headDim")
+        precondition(q.offset + (s.batch * s.queryLength - 1) * q.ld + C <= q.buffer.count
+                     && k.offset + (s.batch * s.keyLength - 1) * k.ld + C <= k.buffer.count
+                     && v.offset + (s.batch * s.keyLength - 1) * v.ld + C <= v.buffer.count
+                     && o.offset + (s.batch * s.queryLength - 1) * o.ld + C <= o.buffer.count, "attention operands too small")
+        let qt = min(AttentionPath.fusedQueryTile, device.maxWorkGroupSize)
+        let rows = (s.queryLength + qt - 1) / qt * qt
+        try launch(.fusedAttention, global: [rows, s.heads, s.batch], local: [qt, 1, 1], [
+            .buffer(q.buffer.mem), .int(q.offset), .int(q.ld), .buffer(k.buffer.mem), .int(k.offset), .int(k.ld),
+            .buffer(v.buffer.mem), .int(v.offset), .int(v.ld), .buffer(o.buffer.mem), .int(o.offset), .int(o.ld),
+            .int(s.queryLength), .int(s.keyLength), .int(d), .float(scale ?? 1 / Float(d).squareRoot()), .int(causal ? 1 : 0),
+            .local(bytes: 2 * AttentionPath.fusedKeyTile * d * MemoryLayout<Float>.size),
+        ])
+    }
+
     /// o = softmax(q kᵀ · scale) v per head (`causal`: query i sees keys 0…i only, as CLIP's text encoder), for q [N, Lq, C], k and v [N, Lk, C], o [N, Lq, C]
     /// (C = heads · headDim; each operand with its own row stride); scale defaults to 1/√headDim.
     /// `scratch` holds `shape.scratchCount(scoreLimit:)` floats; queries run `shape.chunk(scoreLimit:)` at a time.
     public func multiHeadAttention(query q: TokenOperand, key k: TokenOperand, value v: TokenOperand, output o: TokenOperand,
                                    shape s: TokenAttentionShape, scale: Float? = nil, scratch: DeviceBuffer<Float>,
                                    scoreLimit: Int = TokenAttentionShape.defaultScoreLimit, causal: Bool = false) throws {
+        if backends.attention == .fused && s.headDim <= AttentionPath.fusedMaxHeadDim {
+            return try fusedMultiHeadAttention(query: q, key: k, value: v, output: o, shape: s, scale: scale, causal: causal)
+        }
         let d = s.headDim, C = s.channels, Lk = s.keyLength, chunk = s.chunk(scoreLimit: scoreLimit)
         precondition(scratch.count >= s.heads * chunk * Lk, "attention needs \(s.heads * chunk * Lk) floats of scratch")
         precondition([q.ld, k.ld, v.ld, o.ld].allSatisfy { $0 >= C }, "attention row stride below heads × headDim")

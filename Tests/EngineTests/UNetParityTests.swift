@@ -85,7 +85,7 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> (error: Double, worst: Int) {
         }
     }
 
-    /// bf16 keeps 8 significant bits: each product's inputs are rounded by up to 2⁻⁹ relative.
+    /// bf16 keeps 8 significant bits: each product's inputs are rounded by up to 2⁻⁸ relative.
     /// Measured (2026-12-07) against the fp32 goldens, convolutions and GEMMs in bf16: the engine
     /// 6.8e-3–7.2e-3 relative L2 on cifar-layout, 5.5e-3–6.0e-3 on multihead-mid, 1.13e-2–1.43e-2 on
     /// the SD 1.5 and 2 layouts; PyTorch 2.13's own bf16 autocast on the CPU

@@ -41,7 +41,7 @@ func bfloat16Rounded(_ x: Float) -> Float {
 
     /// A bf16 convolution equals the f32 reference on bf16-rounded inputs and weights up to the order
     /// of f32 accumulation (1e-4), in oneDNN's blocked layouts and on NCHW; against the unrounded
-    /// reference it differs by about 2⁻⁹ relative (8 significant bits), so that comparison fails if
+    /// reference it differs by up to 2⁻⁷ of Σ|x·w| (8 significant bits), so that comparison fails if
     /// the convolution ran in f32. On a CPU without native bf16 the stream stays f32, with its note.
     @Test(arguments: Conv2dTests.shapes)
     func convolutionRoundsItsInputsToBFloat16(shape sh: Conv2dShape) throws {
@@ -72,15 +72,16 @@ func bfloat16Rounded(_ x: Float) -> Float {
             try s.conv2d(dx, weight: dw, bias: db, output: dy, shape: sh)
             let got = try s.download(dy)
             expectClose(got, rounded, atol: 1e-4, rtol: 1e-4, "bf16 conv2d \(sh) \(layout) against the reference on rounded inputs", seed: seed)
-            // 8 significant bits: each product's inputs are within 2⁻⁹ relative, so the sum is within
-            // 2⁻⁸ of Σ|x·w| (plus the f32 accumulation's own 1e-4).
+            // 8 significant bits: each product's inputs are within 2⁻⁸ relative (round to nearest), so
+            // the sum is within 2⁻⁷ of Σ|x·w| (plus the f32 accumulation's own tolerance, as above:
+            // 1e-4 + 1e-4·|y|).
             let bound = Reference.conv2d(x.map(abs), n: sh.batch, c: sh.inChannels, h: sh.height, w: sh.width, weight: w.map(abs),
                                          bias: nil, outChannels: sh.outChannels, kh: sh.kernelHeight, kw: sh.kernelWidth,
                                          stride: sh.stride, pad: pad)
             var differs = false
             for i in got.indices {
                 let d = abs(got[i] - exact[i])
-                #expect(d <= bound[i] / 256 + 1e-4, "bf16 conv2d \(sh) [\(i)]: \(got[i]) against fp32's \(exact[i]) (seed \(seed))")
+                #expect(d <= bound[i] / 128 + 1e-4 + 1e-4 * abs(exact[i]), "bf16 conv2d \(sh) [\(i)]: \(got[i]) against fp32's \(exact[i]) (seed \(seed))")
                 if d > 1e-6 * max(1, abs(exact[i])) { differs = true }
             }
             #expect(differs, "bf16 conv2d \(sh) \(layout) equals the fp32 result: its inputs were not rounded")

@@ -94,6 +94,47 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
                     "causal attention N\(N) L\(L) heads \(heads)×\(d), chunk \(shape.chunk(scoreLimit: limit)) via \(path)", seed: seed)
     }
 
+    /// The fused attention (kernels/attention.cl: online softmax over key tiles in local memory, no
+    /// score matrix) against the reference: lengths that are not multiples of its tiles (32 queries,
+    /// 32 keys), a 77-key cross-attention, head dims 40, 64, 80 and 160, offsets and fused-QKV
+    /// strides, causal or not; and `FLEXIFFUSION_ATTENTION`'s dispatch from multiHeadAttention.
+    @Test(arguments: [(2, 37, 37, 2, 40, false), (1, 50, 77, 3, 64, false), (2, 19, 19, 1, 80, true), (1, 33, 77, 2, 160, false),
+                      (2, 77, 77, 3, 16, true), (1, 1, 5, 1, 8, false)])
+    func fusedAttentionMatchesReference(dims: (Int, Int, Int, Int, Int, Bool)) throws {
+        let (N, lq, lk, heads, d, causal) = dims
+        let s = try ComputeStream(device: testDevice())
+        let seed = freshSeed()
+        var rng = SeededGenerator(seed: seed)
+        let C = heads * d
+        let shape = TokenAttentionShape(batch: N, queryLength: lq, keyLength: lk, heads: heads, headDim: d)
+        let selfAttention = lq == lk
+        let qkv = randomArray(N * lq * 3 * C + 3, &rng, in: -2...2)
+        let kv = selfAttention ? [] : randomArray(N * lk * 2 * C + 3, &rng, in: -2...2)
+        let dq = try s.upload(qkv), dkv = selfAttention ? dq : try s.upload(kv)
+        let (ldq, ldkv) = selfAttention ? (3 * C, 3 * C) : (3 * C, 2 * C)
+        let (kOff, vOff) = selfAttention ? (3 + C, 3 + 2 * C) : (3, 3 + C)
+        let kvHost = selfAttention ? qkv : kv
+        let ref = referenceAttention(q: qkv, qOffset: 3, ldq: ldq, k: kvHost, kOffset: kOff, ldk: ldkv,
+                                     v: kvHost, vOffset: vOff, ldv: ldkv, n: N, lq: lq, lk: lk, heads: heads, d: d, causal: causal)
+        // Direct, then through multiHeadAttention with the stream's attention path set to fused
+        // (its scratch is not needed then: one float).
+        for dispatched in [false, true] {
+            let out = try s.upload(randomArray(N * lq * C, &rng, in: 100...200))
+            if dispatched {
+                s.backends.attention = .fused
+                try s.multiHeadAttention(query: TokenOperand(dq, offset: 3, ld: ldq), key: TokenOperand(dkv, offset: kOff, ld: ldkv),
+                                         value: TokenOperand(dkv, offset: vOff, ld: ldkv), output: TokenOperand(out, ld: C),
+                                         shape: shape, scratch: try s.buffer(1), causal: causal)
+            } else {
+                try s.fusedMultiHeadAttention(query: TokenOperand(dq, offset: 3, ld: ldq), key: TokenOperand(dkv, offset: kOff, ld: ldkv),
+                                              value: TokenOperand(dkv, offset: vOff, ld: ldkv), output: TokenOperand(out, ld: C),
+                                              shape: shape, causal: causal)
+            }
+            expectClose(try s.download(out), ref, atol: 1e-5, rtol: 1e-4,
+                        "fused attention N\(N) Lq\(lq) Lk\(lk) heads \(heads)×\(d) causal \(causal)\(dispatched ? " (dispatched)" : "")", seed: seed)
+        }
+    }
+
     /// Token embeddings (gather by id, repeated ids) and CLIP's MLP activations.
     @Test func gatherAndActivations() throws {
         let s = try ComputeStream(device: testDevice())

@@ -10,7 +10,8 @@
 #   cp -L /usr/lib/x86_64-linux-gnu/libclblast.so.1 /usr/lib/x86_64-linux-gnu/libOpenCL.so.1 .device/
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
 # and run there (.device and .whl carried):  bash scripts/experiments/gpu_session.sh [PARTS]
-# PARTS (default "parity bench generate search"): any of parity, bench, sd, profile, generate, search,
+# PARTS (default "parity bench generate search"): any of parity, bench, sd, attention (SD 1.5's UNet with
+# FLEXIFFUSION_ATTENTION=chunked and fused in alternating rounds, then the fused path's parity), profile, generate, search,
 # fid, t2i-search (SD 1.5's full configuration: device memory at the search's default batch and a small
 # search over the prompt set), t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
 # .device/clip-vocab from `make_tiny_sd_pipeline.py --write-vocabulary .device/clip-vocab`). The fid part runs scripts/experiments/plan_fid_check.py at 10,000 samples on the search's plans and the plain
@@ -62,6 +63,17 @@ sd)
     step "SD 1.5 UNet batch 2, 64x64 latents, 77 tokens: PyTorch CUDA vs flexiffusion"
     python3 scripts/tools/bench_unet_torch.py --torch-device cuda --device "$DEVICE" --binary "$BIN" --batch 2 \
         --config scripts/tools/sd15_unet.config.json --repeats 10 --rounds 2 --peak-tflops "$PEAK" ;;
+attention)
+    step "SD 1.5 UNet batch 2: token attention chunked (GEMMs + row softmax) against fused (one kernel), alternating"
+    for r in 1 2 3; do for a in chunked fused; do
+        echo "round $r, $a: $(FLEXIFFUSION_ATTENTION=$a "$BIN" bench unet --device "$DEVICE" --config scripts/tools/sd15_unet.config.json \
+            --batch 2 --repeats 5 --json)"
+    done; done
+    step "fused attention: parity on the diffusers goldens, GPU"
+    FLEXIFFUSION_ATTENTION=fused python3 scripts/goldens/check_forward_goldens.py --binary "$BIN" --device "$DEVICE"
+    step "per-kernel profile, SD 1.5 UNet batch 2, fused attention"
+    FLEXIFFUSION_ATTENTION=fused "$BIN" bench unet --device "$DEVICE" --config scripts/tools/sd15_unet.config.json --batch 2 \
+        --repeats 3 --profile > $WORK/profile-sd15-b2-fused.txt; tail -30 $WORK/profile-sd15-b2-fused.txt ;;
 profile)
     step "per-kernel profile, cifar UNet batch 64"
     "$BIN" bench unet --device "$DEVICE" --config scripts/tools/ddpm_cifar10_32.config.json --batch 64 --repeats 5 --profile \
