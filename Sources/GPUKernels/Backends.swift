@@ -160,7 +160,9 @@ public struct Backends: Sendable, CustomStringConvertible {
     public var bfloat16Convolutions: Bool { precision == .bfloat16 && placement(.convolution) == .host }
 
     /// Floats of scratch a convolution of `shape` needs here (none where oneDNN runs it).
-    public func convolutionScratch(_ shape: Conv2dShape) -> Int { placement(.convolution) == .host ? 0 : shape.scratchCount }
+    public func convolutionScratch(_ shape: Conv2dShape) -> Int {
+        placement(.convolution) == .host || convolution == .implicitGemm ? 0 : shape.scratchCount
+    }
 
     /// What runs `op`, in words.
     public func implementation(_ op: Operation) -> String {
@@ -170,7 +172,9 @@ public struct Backends: Sendable, CustomStringConvertible {
             return "OpenBLAS on mapped buffers\(precision == .bfloat16 ? " (fp32: the oneDNN opened has no matrix products)" : "")"
         case (.gemm, .device): return gemm == .clblastTuned ? "CLBlast, tuned Xgemm parameters" : "CLBlast"
         case (.convolution, .host): return "oneDNN\(ConvolutionPath.oneDNNLibrary.map { " \($0.dropFirst("oneDNN ".count))" } ?? ""), \(blockedConvolutions ? "blocked layouts" : "NCHW")\(bfloat16Convolutions ? ", bf16 inputs, fp32 accumulation" : "")"
-        case (.convolution, .device): return "im2col (\(rowwiseIm2col ? "a row" : "an element") per work-item) + GEMM"
+        case (.convolution, .device):
+            if convolution == .implicitGemm { return "implicit GEMM kernel (patches gathered into local memory, no column buffer)" }
+            return "im2col (\(rowwiseIm2col ? "a row" : "an element") per work-item) + GEMM"
         case (.softmax, _) where attention == .fused:
             return "fused into the token attention's kernel (no score matrix); \(placement(.softmax) == .host ? "vectorised C" : "OpenCL kernels") for UNet2DModel's attention"
         case (_, .host): return "vectorised C on mapped buffers"

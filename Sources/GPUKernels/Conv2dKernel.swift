@@ -71,6 +71,7 @@ public struct Conv2dShape: Hashable, Sendable, CustomStringConvertible {
         switch algorithm ?? preferredAlgorithm {
         case .batched: return (chunk ?? batchedChunk) * patch * outSpatial
         case .wide: return batch * (patch + outChannels) * outSpatial
+        case .implicit: return 0
         }
     }
 
@@ -97,6 +98,9 @@ public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
     case batched
     /// im2col into [C·k·k, N·P], one GEMM into [Co, N·P], then a reorder (with the bias) to [N, Co, P].
     case wide
+    /// No lowering: kernels/conv2d.cl's conv2d_implicit gathers the patches into local memory tile by
+    /// tile (an implicit GEMM, no column buffer; the `implicit-gemm` convolution path).
+    case implicit
 
     /// The largest output size (OH·OW) for which `wide` is preferred.
     public static let wideUpToSpatial = 1024
@@ -140,6 +144,9 @@ extension ComputeStream {
         }
         precondition(inputLayout == .nchw && outputLayout == .nchw, "blocked activations need the oneDNN convolution path")
         let P = s.outSpatial
+        if algorithm == .implicit || (algorithm == nil && backends.convolution == .implicitGemm) {
+            return try conv2dImplicit(input, weight: weight, bias: bias, output: output, shape: s)
+        }
         let algorithm = s.needsIm2col ? (algorithm ?? s.preferredAlgorithm) : .batched
         let chunk = max(1, min(s.batch, chunk ?? s.batchedChunk))
         if s.needsIm2col {
@@ -177,6 +184,20 @@ extension ComputeStream {
                            beta: bias == nil ? 0 : 1, c: GemmOperand(output, offset: first * s.outChannels * P, ld: P, stride: s.outChannels * P),
                            batch: images.count)
         }
+    }
+
+    /// conv2d as kernels/conv2d.cl's implicit GEMM (no column buffer).
+    func conv2dImplicit(_ input: DeviceBuffer<Float>, weight: DeviceBuffer<Float>, bias: DeviceBuffer<Float>?,
+                        output: DeviceBuffer<Float>, shape s: Conv2dShape) throws {
+        precondition(device.maxWorkGroupSize >= 256, "the implicit-GEMM convolution needs work-groups of 256 (\(device.name) allows \(device.maxWorkGroupSize))")
+        if let bias { precondition(bias.count >= s.outChannels, "conv2d bias too small") }
+        let columns = s.batch * s.outSpatial
+        try launch(.conv2dImplicit, global: [16 * ((columns + 31) / 32), 16 * ((s.outChannels + 31) / 32)], local: [16, 16], [
+            .buffer(input.mem), .buffer(weight.mem), .buffer((bias ?? weight).mem), .int(bias == nil ? 0 : 1), .buffer(output.mem),
+            .int(s.batch), .int(s.inChannels), .int(s.height), .int(s.width), .int(s.outChannels),
+            .int(s.kernelHeight), .int(s.kernelWidth), .int(s.stride), .int(s.padTop), .int(s.padLeft),
+            .int(s.outHeight), .int(s.outWidth),
+        ])
     }
 
     /// torch.nn.Linear: y [N, out] = x [N, in] · weightᵀ + bias, weight [out, in].

@@ -52,7 +52,7 @@ public enum EngineEnvironment {
     public static let gemm = EnvironmentVariable(
         "FLEXIFFUSION_GEMM", "the GEMM path: clblast, clblast-tuned or host-blas (default: host-blas on CPU devices, clblast elsewhere)")
     public static let convolution = EnvironmentVariable(
-        "FLEXIFFUSION_CONV", "the convolution path: im2col-gemm or onednn (default: onednn on CPU devices when oneDNN opens, else im2col-gemm)")
+        "FLEXIFFUSION_CONV", "the convolution path: im2col-gemm, onednn or implicit-gemm (default: onednn on CPU devices when oneDNN opens, else im2col-gemm)")
     public static let oneDNN = EnvironmentVariable(
         "FLEXIFFUSION_ONEDNN", "the oneDNN library to open, a path or a name, version 2 or 3 (default: libdnnl.so.3, /usr/local/lib/libdnnl.so.3, then libdnnl.so.2); one that does not open is an error")
     public static let oneDNNLayout = EnvironmentVariable(

@@ -7,6 +7,9 @@ import Foundation
 public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvertible {
     case im2colGemm = "im2col-gemm"
     case oneDNN = "onednn"
+    /// kernels/conv2d.cl's implicit GEMM on the device: no column buffer (chosen by
+    /// $FLEXIFFUSION_CONV=implicit-gemm until a GPU measures it faster than im2col + GEMM).
+    case implicitGemm = "implicit-gemm"
 
     public var description: String { rawValue }
 
@@ -38,6 +41,10 @@ public enum ConvolutionPath: String, CaseIterable, Sendable, CustomStringConvert
 
     /// Throws unless the path can run on `device`.
     public func check(for device: DeviceInfo) throws {
+        if self == .implicitGemm && device.maxWorkGroupSize < 256 {
+            throw OpenCLError(call: "convolution path selection",
+                              detail: "implicit-gemm needs work-groups of 256 work-items; \(device.name) allows \(device.maxWorkGroupSize)")
+        }
         guard self == .oneDNN else { return }
         if device.kind != .cpu {
             throw OpenCLError(call: "convolution path selection",

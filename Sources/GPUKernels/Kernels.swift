@@ -20,7 +20,7 @@ public enum Kernel: String, CaseIterable, Sendable, CustomStringConvertible {
     // attention.cl
     case softmaxRows = "softmax_rows", fusedAttention = "fused_attention"
     // conv2d.cl
-    case im2col, im2colRows = "im2col_rows", unfoldBatch = "unfold_batch"
+    case im2col, im2colRows = "im2col_rows", unfoldBatch = "unfold_batch", conv2dImplicit = "conv2d_implicit"
     // elementwise.cl
     case silu, relu, clampValues = "clamp_values", addScale = "add_scale", scaleShift = "scale_shift"
     case fillChannelBias = "fill_channel_bias", fillRowBias = "fill_row_bias", addRowBias = "add_row_bias"
@@ -49,7 +49,7 @@ public enum Kernel: String, CaseIterable, Sendable, CustomStringConvertible {
     public var family: KernelFamily {
         switch self {
         case .softmaxRows, .fusedAttention: return .attention
-        case .im2col, .im2colRows, .unfoldBatch: return .conv2d
+        case .im2col, .im2colRows, .unfoldBatch, .conv2dImplicit: return .conv2d
         case .silu, .relu, .clampValues, .addScale, .scaleShift, .fillChannelBias, .fillRowBias, .addRowBias, .addChannelBias:
             return .elementwise
         case .groupNormStats, .groupNormApply, .layerNormRows: return .groupNorm

@@ -11,7 +11,9 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
 # and run there (.device and .whl carried):  bash scripts/experiments/gpu_session.sh [PARTS]
 # PARTS (default "parity bench generate search"): any of parity, bench, sd, attention (SD 1.5's UNet with
-# FLEXIFFUSION_ATTENTION=chunked and fused in alternating rounds, then the fused path's parity), profile, generate, search,
+# FLEXIFFUSION_ATTENTION=chunked and fused in alternating rounds, then the fused path's parity), implicit (the cifar
+# UNet at batch 64 and SD 1.5's at batch 2 with FLEXIFFUSION_CONV=im2col-gemm and implicit-gemm alternating, then
+# the implicit path's parity), profile, generate, search,
 # fid, t2i-search (SD 1.5's full configuration: device memory at the search's default batch and a small
 # search over the prompt set), t2i (SD 1.5's whole text-to-image pipeline, random weights, engine beside diffusers; needs
 # .device/clip-vocab from `make_tiny_sd_pipeline.py --write-vocabulary .device/clip-vocab`). The fid part runs scripts/experiments/plan_fid_check.py at 10,000 samples on the search's plans and the plain
@@ -74,6 +76,16 @@ attention)
     step "per-kernel profile, SD 1.5 UNet batch 2, fused attention"
     FLEXIFFUSION_ATTENTION=fused "$BIN" bench unet --device "$DEVICE" --config scripts/tools/sd15_unet.config.json --batch 2 \
         --repeats 3 --profile > $WORK/profile-sd15-b2-fused.txt; tail -30 $WORK/profile-sd15-b2-fused.txt ;;
+implicit)
+    for cfg in "ddpm_cifar10_32 64" "sd15_unet 2"; do set -- $cfg
+        step "$1 UNet batch $2: convolutions as im2col + GEMM against the implicit-GEMM kernel, alternating"
+        for r in 1 2 3; do for c in im2col-gemm implicit-gemm; do
+            echo "round $r, $c: $(FLEXIFFUSION_CONV=$c "$BIN" bench unet --device "$DEVICE" --config scripts/tools/$1.config.json \
+                --batch $2 --repeats 5 --json)"
+        done; done
+    done
+    step "implicit-GEMM convolutions: parity on the diffusers goldens, GPU"
+    FLEXIFFUSION_CONV=implicit-gemm python3 scripts/goldens/check_forward_goldens.py --binary "$BIN" --device "$DEVICE" ;;
 profile)
     step "per-kernel profile, cifar UNet batch 64"
     "$BIN" bench unet --device "$DEVICE" --config scripts/tools/ddpm_cifar10_32.config.json --batch 64 --repeats 5 --profile \
