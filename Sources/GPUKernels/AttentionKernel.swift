@@ -54,12 +54,12 @@ extension ComputeStream {
         try gemm.sgemm(queue: queue, transA: true, m: P, n: P, k: d, alpha: 1 / Float(d).squareRoot(),
                        a: GemmOperand(scratch, offset: q, ld: P, stride: d * P),
                        b: GemmOperand(scratch, offset: k, ld: P, stride: d * P),
-                       c: GemmOperand(scratch, offset: scores, ld: P, stride: P * P), batch: batch, bfloat16Allowed: true)
+                       c: GemmOperand(scratch, offset: scores, ld: P, stride: P * P), batch: batch, bfloat16: backends.bfloat16GEMMs)
         try softmaxRows(scratch, offset: scores, rows: batch * P, cols: P)
         try gemm.sgemm(queue: queue, transB: true, m: d, n: P, k: P,
                        a: GemmOperand(scratch, offset: v, ld: P, stride: d * P),
                        b: GemmOperand(scratch, offset: scores, ld: P, stride: P * P),
-                       c: GemmOperand(scratch, offset: o, ld: P, stride: d * P), batch: batch, bfloat16Allowed: true)
+                       c: GemmOperand(scratch, offset: o, ld: P, stride: d * P), batch: batch, bfloat16: backends.bfloat16GEMMs)
         try project(scratch, inputOffset: o, weight: w.out, bias: w.outBias, into: y, offset: 0, shape: s)
     }
 
@@ -72,7 +72,7 @@ extension ComputeStream {
         try fillChannelBias(buffer, offset: offset, bias: bias, batch: s.batch, channels: C, spatial: P)
         try gemm.sgemm(queue: queue, m: C, n: P, k: C, a: GemmOperand(weight, ld: C),
                        b: GemmOperand(x, offset: inputOffset, ld: P, stride: C * P), beta: 1,
-                       c: GemmOperand(buffer, offset: offset, ld: P, stride: C * P), batch: s.batch, bfloat16Allowed: true, constant: .a)
+                       c: GemmOperand(buffer, offset: offset, ld: P, stride: C * P), batch: s.batch, bfloat16: backends.bfloat16GEMMs, constant: .a)
     }
 
     /// In-place softmax of each row of the [rows, cols] matrix at `offset` of `s` (on the host, every

@@ -30,7 +30,6 @@ public final class ComputeStream {
             precondition((try? backends.convolution.check(for: device)) != nil, "\(backends.convolution) cannot run on \(device.name)")
             precondition(backends.precision == .float32 || Precision.resolve(backends.precision, for: backends).precision == backends.precision,
                          "\(backends.precision) cannot run here (Precision.resolve)")
-            gemm.bfloat16 = backends.bfloat16GEMMs
         }
     }
 

@@ -212,6 +212,6 @@ extension ComputeStream {
         }
         try gemm.sgemm(queue: queue, transB: true, m: batch, n: outFeatures, k: inFeatures,
                        a: GemmOperand(input, ld: inFeatures), b: GemmOperand(weight, ld: inFeatures),
-                       beta: bias == nil ? 0 : 1, c: GemmOperand(output, ld: outFeatures), bfloat16Allowed: true, constant: .b)
+                       beta: bias == nil ? 0 : 1, c: GemmOperand(output, ld: outFeatures), bfloat16: backends.bfloat16GEMMs, constant: .b)
     }
 }

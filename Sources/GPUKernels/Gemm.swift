@@ -43,11 +43,8 @@ public final class GemmEngine: @unchecked Sendable {
     public let device: DeviceInfo
     /// Wall-clock times of GEMMs run on a profiling queue, until `ComputeStream.takeTimings()`.
     var recorded: [KernelTiming] = []
-    /// The host path's products in bf16 through oneDNN's matmul (`Backends.bfloat16GEMMs`; the
-    /// stream sets it with its precision).
-    var bfloat16 = false
     fileprivate var matmuls: [HostMatmulKey: HostMatmul] = [:]
-    fileprivate var packedConstants: [PackedOperandKey: PackedOperand] = [:]
+    fileprivate var packedConstants: [PackedOperandKey: PreparedWeights] = [:]
     fileprivate var scratches = [PackedScratch(count: 0), PackedScratch(count: 0)]
     fileprivate var product: [Float] = []
 
@@ -67,13 +64,14 @@ public final class GemmEngine: @unchecked Sendable {
     }
 
     /// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b in 0..<batch, row-major, where op
-    /// transposes when asked; A is m×k after op, B is k×n, C is m×n. `bfloat16Allowed`: a model's
-    /// product, which a bf16 stream runs in bf16 (`bfloat16`; metrics' products never do); `constant`
-    /// names a weight operand, converted once.
+    /// transposes when asked; A is m×k after op, B is k×n, C is m×n. `bfloat16`: on the host path,
+    /// in bf16 through oneDNN's matmul (a model's product on a bf16 stream passes
+    /// `backends.bfloat16GEMMs`; metrics' products never do); `constant` names a weight operand,
+    /// converted once.
     public func sgemm(queue: CLCommandQueue, transA: Bool = false, transB: Bool = false,
                       m: Int, n: Int, k: Int, alpha: Float = 1, a: GemmOperand, b: GemmOperand,
                       beta: Float = 0, c: GemmOperand, batch: Int = 1,
-                      bfloat16Allowed: Bool = false, constant: GemmConstantOperand = .none) throws {
+                      bfloat16: Bool = false, constant: GemmConstantOperand = .none) throws {
         precondition(m > 0 && n > 0 && k > 0 && batch > 0, "GEMM dimensions must be positive")
         precondition(a.ld >= (transA ? m : k) && b.ld >= (transB ? k : n) && c.ld >= n, "GEMM leading dimension too small")
         func last(_ o: GemmOperand, rows: Int, cols: Int) -> Int { o.offset + (batch - 1) * o.stride + (rows - 1) * o.ld + cols }
@@ -89,7 +87,7 @@ public final class GemmEngine: @unchecked Sendable {
         }
         defer {
             if queue.profiling, (try? queue.finish()) != nil {
-                let name = "\(path == .hostBLAS && bfloat16 && bfloat16Allowed ? "bf16 gemm" : "sgemm") \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
+                let name = "\(path == .hostBLAS && bfloat16 ? "bf16 gemm" : "sgemm") \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
                 recorded.append(KernelTiming(name: name, nanoseconds: DispatchTime.now().uptimeNanoseconds - start))
             }
         }
@@ -97,7 +95,7 @@ public final class GemmEngine: @unchecked Sendable {
         case .clblast, .clblastTuned:
             try clblast(queue: queue, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                         a: a, b: b, beta: beta, c: c, batch: batch)
-        case .hostBLAS where bfloat16 && bfloat16Allowed:
+        case .hostBLAS where bfloat16:
             try hostBFloat16(queue: queue, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                              a: a, b: b, beta: beta, c: c, batch: batch, constant: constant)
         case .hostBLAS:
@@ -198,12 +196,15 @@ extension GemmEngine {
         if constant {
             let key = PackedOperandKey(buffer: ObjectIdentifier(operand.buffer), offset: operand.offset, ld: operand.ld,
                                        stride: operand.stride, batches: batches, rows: rows, cols: cols, scale: scale)
-            if let hit = packedConstants[key], hit.source === operand.buffer { return UnsafePointer(hit.values) }
+            if let hit = packedConstants[key], hit.source === operand.buffer {
+                return UnsafePointer(hit.bytes.assumingMemoryBound(to: UInt16.self))
+            }
             packedConstants = packedConstants.filter { $0.value.source != nil }
-            let copy = PackedOperand(operand.buffer, count: count)
-            pack(into: copy.values)
+            let copy = PreparedWeights(operand.buffer, count: count * MemoryLayout<UInt16>.size)
+            let values = copy.bytes.bindMemory(to: UInt16.self, capacity: count)
+            pack(into: values)
             packedConstants[key] = copy
-            return UnsafePointer(copy.values)
+            return UnsafePointer(values)
         }
         if scratches[scratch].count < count { scratches[scratch] = PackedScratch(count: count) }
         pack(into: scratches[scratch].values)
@@ -219,17 +220,6 @@ struct PackedOperandKey: Hashable {
     let buffer: ObjectIdentifier
     let offset: Int, ld: Int, stride: Int, batches: Int, rows: Int, cols: Int
     let scale: Float
-}
-
-/// A weight operand in bf16, dropped when its buffer is gone.
-final class PackedOperand {
-    weak var source: DeviceBuffer<Float>?
-    let values: UnsafeMutablePointer<UInt16>
-    init(_ source: DeviceBuffer<Float>, count: Int) {
-        self.source = source
-        values = .allocate(capacity: max(count, 1))
-    }
-    deinit { values.deallocate() }
 }
 
 /// A reusable bf16 copy of an operand.
@@ -255,8 +245,9 @@ final class HostMatmul {
     let handle: OpaquePointer
     let implementation: String
 
-    /// Whether the oneDNN opened has matrix products (a build with convolutions only has none).
-    static var available: Bool { ConvolutionPath.oneDNNAvailable && flex_matmul_available() != 0 }
+    /// Whether the oneDNN opened has matrix products (a build with convolutions only has none); asked
+    /// once (the library a process opens is fixed at its first use), since model GEMMs ask per call.
+    static let available = ConvolutionPath.oneDNNAvailable && flex_matmul_available() != 0
 
     init(_ key: HostMatmulKey) throws {
         var impl = [CChar](repeating: 0, count: 128)

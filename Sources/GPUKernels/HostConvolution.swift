@@ -89,8 +89,9 @@ public final class HostConvolution {
     }
 }
 
-/// A weight buffer's values in a convolution primitive's layout, made once at its first use (weights
-/// are not written after they are first convolved with). Dropped when the buffer is gone.
+/// A weight buffer's values in another layout or type — a convolution primitive's layout, a bf16
+/// GEMM's copy — made once at its first use (weights are not written after they are first used).
+/// Dropped when the buffer is gone.
 final class PreparedWeights {
     weak var source: DeviceBuffer<Float>?
     let bytes: UnsafeMutableRawPointer

@@ -105,7 +105,7 @@ extension ComputeStream {
                 try gemm.sgemm(queue: queue, transB: true, m: rows, n: Lk, k: d, alpha: alpha,
                                a: GemmOperand(q.buffer, offset: q.offset + (n * s.queryLength + i0) * q.ld, ld: q.ld, stride: d),
                                b: GemmOperand(k.buffer, offset: k.offset + n * Lk * k.ld, ld: k.ld, stride: d),
-                               c: GemmOperand(scratch, ld: Lk, stride: rows * Lk), batch: s.heads, bfloat16Allowed: true)
+                               c: GemmOperand(scratch, ld: Lk, stride: rows * Lk), batch: s.heads, bfloat16: backends.bfloat16GEMMs)
                 if causal {
                     try launch(.causalMask, global: [Lk, s.heads * rows],
                                [.buffer(scratch.mem), .int(rows), .int(Lk), .int(i0)])
@@ -115,7 +115,7 @@ extension ComputeStream {
                                a: GemmOperand(scratch, ld: Lk, stride: rows * Lk),
                                b: GemmOperand(v.buffer, offset: v.offset + n * Lk * v.ld, ld: v.ld, stride: d),
                                c: GemmOperand(o.buffer, offset: o.offset + (n * s.queryLength + i0) * o.ld, ld: o.ld, stride: d),
-                               batch: s.heads, bfloat16Allowed: true)
+                               batch: s.heads, bfloat16: backends.bfloat16GEMMs)
                 i0 += rows
             }
         }
@@ -159,6 +159,6 @@ extension ComputeStream {
         if let bias { try addChannelBias(y, bias: bias, batch: rows, channels: outFeatures, spatial: 1, biasBatchStride: 0) }
         try gemm.sgemm(queue: queue, transB: true, m: rows, n: outFeatures, k: inFeatures,
                        a: GemmOperand(x, ld: inFeatures), b: GemmOperand(weight, ld: inFeatures),
-                       beta: 1, c: GemmOperand(y, ld: outFeatures), bfloat16Allowed: true, constant: .b)
+                       beta: 1, c: GemmOperand(y, ld: outFeatures), bfloat16: backends.bfloat16GEMMs, constant: .b)
     }
 }

@@ -113,45 +113,27 @@ func bfloat16Rounded(_ x: Float) -> Float {
         #expect(s.backends.implementation(.gemm).contains("bf16"))
         let seed = freshSeed()
         var rng = SeededGenerator(seed: seed)
-        let (ar, ac) = c.transA ? (c.k, c.m) : (c.m, c.k)
-        let (br, bc) = c.transB ? (c.n, c.k) : (c.k, c.n)
-        let lda = ac + 3, ldb = bc + 1, ldc = c.n + 2
-        let offA = 5, offB = 7, offC = 11
-        let sA = sharedA ? 0 : ar * lda + 4, sB = sharedB ? 0 : br * ldb, sC = c.m * ldc + 1
+        let l = GemmTests.Layout(c, sharedA: sharedA, sharedB: sharedB)
         let what = "bf16 gemm \(c) constant \(constant) shared A \(sharedA) B \(sharedB)"
         for round in 0..<3 {
             // Rounds 0 and 1 on the same buffers (the second reads a weight's kept copy); round 2 on new ones.
             if round == 1 { rng = SeededGenerator(seed: seed) }
-            let a = randomArray(offA + max(1, c.batch * sA) + ar * lda, &rng)
-            let b = randomArray(offB + max(1, c.batch * sB) + br * ldb, &rng)
-            let c0 = randomArray(offC + c.batch * sC, &rng)
+            let a = randomArray(l.aCount, &rng), b = randomArray(l.bCount, &rng), c0 = randomArray(l.cCount, &rng)
             let da = try s.upload(a), db = try s.upload(b), dc = try s.upload(c0)
             for _ in 0..<(round == 1 ? 2 : 1) {
                 try dc.write(c0, queue: s.queue)
-                try s.gemm.sgemm(queue: s.queue, transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
-                                 a: GemmOperand(da, offset: offA, ld: lda, stride: sA),
-                                 b: GemmOperand(db, offset: offB, ld: ldb, stride: sB), beta: c.beta,
-                                 c: GemmOperand(dc, offset: offC, ld: ldc, stride: sC), batch: c.batch,
-                                 bfloat16Allowed: true, constant: constant)
+                try l.run(s, a: da, b: db, out: dc, bfloat16: s.backends.bfloat16GEMMs, constant: constant)
             }
             let got = try s.download(dc)
             var rounded = c0, exact = c0
-            Reference.gemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: 1,
-                           a: a.map { bfloat16Rounded($0 * c.alpha) }, aOffset: offA, lda: lda, strideA: sA,
-                           b: b.map(bfloat16Rounded), bOffset: offB, ldb: ldb, strideB: sB,
-                           beta: c.beta, c: &rounded, cOffset: offC, ldc: ldc, strideC: sC, batch: c.batch)
-            Reference.gemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
-                           a: a, aOffset: offA, lda: lda, strideA: sA, b: b, bOffset: offB, ldb: ldb, strideB: sB,
-                           beta: c.beta, c: &exact, cOffset: offC, ldc: ldc, strideC: sC, batch: c.batch)
+            l.reference(a: a.map { bfloat16Rounded($0 * c.alpha) }, b: b.map(bfloat16Rounded), alpha: 1, into: &rounded)
+            l.reference(a: a, b: b, into: &exact)
             expectClose(got, rounded, atol: 1e-4, rtol: 1e-4, "\(what) round \(round)", seed: seed)
             #expect(zip(got, exact).contains { abs($0 - $1) > 1e-5 * max(1, abs($1)) }, "\(what): equals fp32's, its inputs were not rounded")
             if round == 0 && constant == .none {
                 // The same product not marked as a model's: fp32 on the bf16 stream.
                 try dc.write(c0, queue: s.queue)
-                try s.gemm.sgemm(queue: s.queue, transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha,
-                                 a: GemmOperand(da, offset: offA, ld: lda, stride: sA),
-                                 b: GemmOperand(db, offset: offB, ld: ldb, stride: sB), beta: c.beta,
-                                 c: GemmOperand(dc, offset: offC, ld: ldc, stride: sC), batch: c.batch)
+                try l.run(s, a: da, b: db, out: dc)
                 expectClose(try s.download(dc), exact, atol: 1e-4, rtol: 1e-4, "\(what), not a model's product: fp32", seed: seed)
             }
         }

@@ -37,6 +37,29 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
     return out
 }
 
+/// Random Q, K and V on `s` as the attention tests lay them out: self-attention (lq == lk) reads
+/// them from one fused projection [N, L, 3C], cross-attention from a Q buffer and a fused K|V buffer
+/// [N, Lk, 2C]; each offset by 3 floats to check offsets. `reference` is referenceAttention on them.
+private struct AttentionInputs {
+    let query: TokenOperand, key: TokenOperand, value: TokenOperand
+    let reference: [Float]
+
+    init(_ s: ComputeStream, shape: TokenAttentionShape, causal: Bool = false, rng: inout SeededGenerator) throws {
+        let (N, lq, lk, C) = (shape.batch, shape.queryLength, shape.keyLength, shape.channels)
+        let selfAttention = lq == lk
+        let qkv = randomArray(N * lq * 3 * C + 3, &rng, in: -2...2)
+        let kv = selfAttention ? qkv : randomArray(N * lk * 2 * C + 3, &rng, in: -2...2)
+        let dq = try s.upload(qkv), dkv = selfAttention ? dq : try s.upload(kv)
+        let (ldq, ldkv) = selfAttention ? (3 * C, 3 * C) : (3 * C, 2 * C)
+        let (kOff, vOff) = selfAttention ? (3 + C, 3 + 2 * C) : (3, 3 + C)
+        query = TokenOperand(dq, offset: 3, ld: ldq)
+        key = TokenOperand(dkv, offset: kOff, ld: ldkv)
+        value = TokenOperand(dkv, offset: vOff, ld: ldkv)
+        reference = referenceAttention(q: qkv, qOffset: 3, ldq: ldq, k: kv, kOffset: kOff, ldk: ldkv, v: kv, vOffset: vOff, ldv: ldkv,
+                                       n: N, lq: lq, lk: lk, heads: shape.heads, d: shape.headDim, causal: causal)
+    }
+}
+
 @Suite struct TransformerKernelTests {
     /// (batch, query length, key length, heads, head dim, score limit): lengths the chunk does not
     /// divide, one-query chunks, SD's head dims 40/64/80 and a 77-token cross-attention.
@@ -55,22 +78,11 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
         var rng = SeededGenerator(seed: seed)
         let C = heads * d
         let shape = TokenAttentionShape(batch: N, queryLength: lq, keyLength: lk, heads: heads, headDim: d)
-        // Self-attention reads Q, K, V from one fused projection [N, L, 3C]; cross-attention from
-        // a Q buffer and a fused K|V buffer [N, Lk, 2C], offset by 3 floats to check offsets.
-        let fused = lq == lk
-        let qkv = randomArray(N * lq * 3 * C + 3, &rng, in: -2...2)
-        let kv = fused ? [] : randomArray(N * lk * 2 * C + 3, &rng, in: -2...2)
-        let dq = try s.upload(qkv), dkv = fused ? dq : try s.upload(kv)
-        let (ldq, ldkv) = fused ? (3 * C, 3 * C) : (3 * C, 2 * C)
-        let (kOff, vOff) = fused ? (3 + C, 3 + 2 * C) : (3, 3 + C)
+        let inputs = try AttentionInputs(s, shape: shape, rng: &rng)
         let out = try s.buffer(N * lq * C), scratch = try s.buffer(shape.scratchCount(scoreLimit: limit))
-        try s.multiHeadAttention(query: TokenOperand(dq, offset: 3, ld: ldq), key: TokenOperand(dkv, offset: kOff, ld: ldkv),
-                                 value: TokenOperand(dkv, offset: vOff, ld: ldkv), output: TokenOperand(out, ld: C),
+        try s.multiHeadAttention(query: inputs.query, key: inputs.key, value: inputs.value, output: TokenOperand(out, ld: C),
                                  shape: shape, scratch: scratch, scoreLimit: limit)
-        let kvHost = fused ? qkv : kv
-        let ref = referenceAttention(q: qkv, qOffset: 3, ldq: ldq, k: kvHost, kOffset: kOff, ldk: ldkv,
-                                     v: kvHost, vOffset: vOff, ldv: ldkv, n: N, lq: lq, lk: lk, heads: heads, d: d)
-        expectClose(try s.download(out), ref, atol: 1e-5, rtol: 1e-4,
+        expectClose(try s.download(out), inputs.reference, atol: 1e-5, rtol: 1e-4,
                     "attention N\(N) Lq\(lq) Lk\(lk) heads \(heads)×\(d), chunk \(shape.chunk(scoreLimit: limit)) via \(path)", seed: seed)
     }
 
@@ -107,30 +119,20 @@ private func referenceAttention(q: [Float], qOffset: Int, ldq: Int, k: [Float], 
         var rng = SeededGenerator(seed: seed)
         let C = heads * d
         let shape = TokenAttentionShape(batch: N, queryLength: lq, keyLength: lk, heads: heads, headDim: d)
-        let selfAttention = lq == lk
-        let qkv = randomArray(N * lq * 3 * C + 3, &rng, in: -2...2)
-        let kv = selfAttention ? [] : randomArray(N * lk * 2 * C + 3, &rng, in: -2...2)
-        let dq = try s.upload(qkv), dkv = selfAttention ? dq : try s.upload(kv)
-        let (ldq, ldkv) = selfAttention ? (3 * C, 3 * C) : (3 * C, 2 * C)
-        let (kOff, vOff) = selfAttention ? (3 + C, 3 + 2 * C) : (3, 3 + C)
-        let kvHost = selfAttention ? qkv : kv
-        let ref = referenceAttention(q: qkv, qOffset: 3, ldq: ldq, k: kvHost, kOffset: kOff, ldk: ldkv,
-                                     v: kvHost, vOffset: vOff, ldv: ldkv, n: N, lq: lq, lk: lk, heads: heads, d: d, causal: causal)
+        let inputs = try AttentionInputs(s, shape: shape, causal: causal, rng: &rng)
         // Direct, then through multiHeadAttention with the stream's attention path set to fused
         // (its scratch is not needed then: one float).
         for dispatched in [false, true] {
             let out = try s.upload(randomArray(N * lq * C, &rng, in: 100...200))
             if dispatched {
                 s.backends.attention = .fused
-                try s.multiHeadAttention(query: TokenOperand(dq, offset: 3, ld: ldq), key: TokenOperand(dkv, offset: kOff, ld: ldkv),
-                                         value: TokenOperand(dkv, offset: vOff, ld: ldkv), output: TokenOperand(out, ld: C),
+                try s.multiHeadAttention(query: inputs.query, key: inputs.key, value: inputs.value, output: TokenOperand(out, ld: C),
                                          shape: shape, scratch: try s.buffer(1), causal: causal)
             } else {
-                try s.fusedMultiHeadAttention(query: TokenOperand(dq, offset: 3, ld: ldq), key: TokenOperand(dkv, offset: kOff, ld: ldkv),
-                                              value: TokenOperand(dkv, offset: vOff, ld: ldkv), output: TokenOperand(out, ld: C),
+                try s.fusedMultiHeadAttention(query: inputs.query, key: inputs.key, value: inputs.value, output: TokenOperand(out, ld: C),
                                               shape: shape, causal: causal)
             }
-            expectClose(try s.download(out), ref, atol: 1e-5, rtol: 1e-4,
+            expectClose(try s.download(out), inputs.reference, atol: 1e-5, rtol: 1e-4,
                         "fused attention N\(N) Lq\(lq) Lk\(lk) heads \(heads)×\(d) causal \(causal)\(dispatched ? " (dispatched)" : "")", seed: seed)
         }
     }
