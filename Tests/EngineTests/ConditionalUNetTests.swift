@@ -55,6 +55,33 @@ import TestSupport
         }
     }
 
+    /// Branches under DeepCache's names: the skip of a CrossAttnDownBlock2D layer is its transformer's
+    /// output; DeepCacheSDHelper's cache_branch_id B is our branch B on SD's two-layer blocks (its
+    /// down block B / 3, position B % 3), the pipelines' (cache_layer_id i, cache_block_id j) branch 3i + j + 1.
+    @Test func branchesCarryDeepCachesNames() throws {
+        let config = try UNetConfiguration.load(from: goldens.appendingPathComponent("sd15-layout/unet/config.json"))
+        #expect(config.branchCount == 12)
+        #expect(config.branchName(0).hasPrefix("conv_in (DeepCache cache_branch_id 0)"))
+        #expect(config.branchName(1).hasPrefix("down_blocks.0.attentions.0 ("))
+        #expect(config.branchName(1).contains("cache_branch_id 1;") && config.branchName(1).contains("cache_layer_id 0, cache_block_id 0"))
+        #expect(config.branchName(3).hasPrefix("down_blocks.0.downsamplers.0 ("))
+        #expect(config.branchName(10).hasPrefix("down_blocks.3.resnets.0 ("))   // (DownBlock2D: no attention)
+        for m in 0..<config.branchCount {
+            #expect(try config.branch(cacheBranchID: m) == m)
+            #expect(config.helperBranchID(m) == m)
+        }
+        #expect(try config.branch(cacheLayerID: 1, cacheBlockID: 1) == 5)
+        expectError(containing: ["cache_branch_id 12", "down block 4, position 0", "0…11"]) { _ = try config.branch(cacheBranchID: 12) }
+        expectError(containing: ["cache_branch_id -1"]) { _ = try config.branch(cacheBranchID: -1) }
+        // One layer per block: position 2 runs the downsampler too, with the up path of position 1.
+        var one = config
+        one.layersPerBlock = 1
+        #expect(try one.branch(cacheBranchID: 4) == 3)   // down block 1, position 1: down_blocks.1's first layer
+        #expect(one.branchName(3).hasPrefix("down_blocks.1.attentions.0") && one.branchName(3).contains("cache_branch_id 4;"))
+        #expect(try one.branch(cacheBranchID: 2) == 1 && one.branch(cacheBranchID: 11) == 7)
+        expectError(containing: ["cache_branch_id 12", "0…11"]) { _ = try one.branch(cacheBranchID: 12) }
+    }
+
     /// A partial step equals DeepCache's shallow path on diffusers' UNet2DConditionModel at every
     /// branch (cache from a full step at another input and timestep), and equals a full step when
     /// the cache comes from the same input.

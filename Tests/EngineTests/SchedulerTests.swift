@@ -89,4 +89,47 @@ let schedulerGoldens: [SchedulerGolden] = {
         try Data(#"{"algorithm_type": "sde-dpmsolver++"}"#.utf8).write(to: url)
         expectError(containing: ["algorithm_type", "sde-dpmsolver++"]) { _ = try SchedulerConfiguration.load(from: url) }
     }
+
+    /// A pipeline folder with `scheduler` as its scheduler config, a UNet of `unetClass` and a
+    /// model_index.json naming `pipelineClass` (an empty weights file: the config is all that is read).
+    func pipelineFolder(pipelineClass: String, unetClass: String, scheduler: String) throws -> ModelFolder {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID())")
+        let fm = FileManager.default
+        for sub in ["unet", "scheduler"] { try fm.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true) }
+        try Data("{\"_class_name\": \"\(pipelineClass)\"}".utf8).write(to: root.appendingPathComponent("model_index.json"))
+        try Data("{\"_class_name\": \"\(unetClass)\"}".utf8).write(to: root.appendingPathComponent("unet/config.json"))
+        try Data().write(to: root.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
+        try Data(scheduler.utf8).write(to: root.appendingPathComponent("scheduler/scheduler_config.json"))
+        return try ModelFolder(path: root.path)
+    }
+
+    /// StableDiffusionPipeline.__init__ sets an outdated steps_offset to 1 and clip_sample to false (with
+    /// a warning each); the engine reads an SD folder's scheduler config the same way, and nothing else's.
+    @Test func stableDiffusionFoldersGetDiffusersCorrections() throws {
+        let outdated = #"{"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "set_alpha_to_one": false}"#
+        let sd = try pipelineFolder(pipelineClass: "StableDiffusionPipeline", unetClass: "UNet2DConditionModel", scheduler: outdated)
+        defer { try? FileManager.default.removeItem(at: sd.root) }
+        let c = try sd.schedulerConfiguration()
+        #expect(c.stepsOffset == 1 && !c.clipSample)
+        #expect(c.corrections.count == 2)
+        #expect(c.corrections.contains { $0.contains("steps_offset should be 1, not 0") })
+        #expect(c.corrections.contains { $0.contains("clip_sample true") })
+        // The corrected values are what DDIM then runs: leading spacing from 1, no clipping.
+        let ddim = try DDIMScheduler(configuration: c, steps: 10)
+        #expect(ddim.timesteps == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1])
+        #expect(ddim.coefficients(step: 0).clipRange == nil)
+        // A PNDM config without clip_sample has none to correct; one with steps_offset 1 is left alone.
+        let pndm = try pipelineFolder(pipelineClass: "StableDiffusionPipeline", unetClass: "UNet2DConditionModel",
+                                      scheduler: #"{"_class_name": "PNDMScheduler", "steps_offset": 1, "skip_prk_steps": true}"#)
+        defer { try? FileManager.default.removeItem(at: pndm.root) }
+        let p = try pndm.schedulerConfiguration()
+        #expect(p.corrections.isEmpty && p.stepsOffset == 1 && !p.presentKeys.contains("clip_sample"))
+        // SDXL's pipelines and UNet2DModel pipelines correct nothing.
+        for (pipelineClass, unetClass) in [("StableDiffusionXLPipeline", "UNet2DConditionModel"), ("DDPMPipeline", "UNet2DModel")] {
+            let other = try pipelineFolder(pipelineClass: pipelineClass, unetClass: unetClass, scheduler: outdated)
+            defer { try? FileManager.default.removeItem(at: other.root) }
+            let o = try other.schedulerConfiguration()
+            #expect(o.corrections.isEmpty && o.stepsOffset == 0 && o.clipSample, "\(pipelineClass)")
+        }
+    }
 }

@@ -46,18 +46,27 @@ class TextToImageParity(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def check(self, name, prompts, negative, guidance, scheduler=None, engine_scheduler=None, count=None, seed=1, plan=None):
+    def check(self, name, prompts, negative, guidance, scheduler=None, engine_scheduler=None, count=None, seed=1, plan=None,
+              folder=None, pipe=None, helper=None):
+        """`folder`/`pipe`: another pipeline than the class's; `helper(pipe)`: a context (DeepCache's
+        helper) around diffusers' run, beside `plan` (a path or a dict) for the engine's."""
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
         classes = {"dpmsolver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler, "ddim": DDIMScheduler}
-        pipe = self.pipe
-        pipe.scheduler = classes[scheduler].from_config(self.default_scheduler.config) if scheduler else self.default_scheduler
+        folder = folder or self.folder
+        pipe = pipe or self.pipe
+        default_scheduler = self.default_scheduler if pipe is self.pipe else pipe.scheduler
+        pipe.scheduler = classes[scheduler].from_config(default_scheduler.config) if scheduler else default_scheduler
         handle = None
-        if plan is not None:
+        if isinstance(plan, str):
+            plan_path = plan
+        elif plan is not None:
             from flexiffusion import apply_plan
             plan_path = os.path.join(self.tmp.name, f"{name}-plan.json")
             with open(plan_path, "w") as f:
                 json.dump(plan, f)
             handle = apply_plan(pipe, plan_path)
+        if helper is not None:
+            handle = helper(pipe)
         n = count or len(prompts)
         latents = torch.randn((n, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
         tmp = self.tmp.name
@@ -69,7 +78,7 @@ class TextToImageParity(unittest.TestCase):
             want_images = pipe.vae.decode(want / pipe.vae.config.scaling_factor).sample
         if handle is not None:
             handle.remove()
-        cmd = [str(BIN), "generate", "--model", self.folder, "--latents", os.path.join(tmp, f"{name}-in.safetensors"), "--steps", "10",
+        cmd = [str(BIN), "generate", "--model", folder, "--latents", os.path.join(tmp, f"{name}-in.safetensors"), "--steps", "10",
                "--guidance-scale", str(guidance), "--output-latents", os.path.join(tmp, f"{name}-latents.safetensors"),
                "--output-tensor", os.path.join(tmp, f"{name}-images.safetensors"), "--batch", "2"]
         if count is None:
@@ -86,12 +95,13 @@ class TextToImageParity(unittest.TestCase):
             cmd = [c for c in cmd if c not in ("--steps", "10")] + ["--plan", plan_path]
         run = subprocess.run(cmd, capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
+        self.last_stderr = run.stderr
         got = load_file(os.path.join(tmp, f"{name}-latents.safetensors"))["latents"]
         got_images = load_file(os.path.join(tmp, f"{name}-images.safetensors"))["sample"]
         self.assertEqual(tuple(got.shape), tuple(want.shape))
         self.assertEqual(tuple(got_images.shape), tuple(want_images.shape))
         # The latents moved: the UNet and the guidance matter to the result.
-        self.assertGreater(relative_l2(want, latents * (self.default_scheduler if scheduler is None else pipe.scheduler).init_noise_sigma), 0.05)
+        self.assertGreater(relative_l2(want, latents * pipe.scheduler.init_noise_sigma), 0.05)
         e_latents, e_images = relative_l2(got, want), relative_l2(got_images, want_images)
         print(f"{name}: latents {e_latents:.2e}, images {e_images:.2e}")
         self.assertLessEqual(e_latents, 1e-3, name)
@@ -112,6 +122,83 @@ class TextToImageParity(unittest.TestCase):
         # (DDIMScheduler.from_config of SD's PNDM config: steps_offset 1, leading spacing, set_alpha_to_one false.)
         self.check("ddim", ["a kitchen with a kettle on the stove", "a dog running on a beach"], None, 7.5, scheduler="ddim",
                    engine_scheduler="ddim", seed=5)
+
+    def outdated_copy(self, name, scheduler_config, scheduler_class=None):
+        """A copy of the pipeline whose scheduler config is `scheduler_config` (and whose model_index.json
+        names `scheduler_class`, the class diffusers builds), as diffusers loads it."""
+        import shutil
+        from diffusers import StableDiffusionPipeline
+        folder = os.path.join(self.tmp.name, name)
+        shutil.copytree(self.folder, folder)
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+            json.dump(scheduler_config, f)
+        if scheduler_class:
+            with open(os.path.join(folder, "model_index.json")) as f:
+                index = json.load(f)
+            index["scheduler"] = ["diffusers", scheduler_class]
+            with open(os.path.join(folder, "model_index.json"), "w") as f:
+                json.dump(index, f)
+        pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return folder, pipe
+
+    def test_outdated_scheduler_configs_are_corrected_as_diffusers_does(self):
+        # StableDiffusionPipeline.__init__ sets steps_offset to 1 and clip_sample to false (with a
+        # deprecation warning); without the same correction the engine's images differ by 0.1-1.0.
+        with open(os.path.join(self.folder, "scheduler", "scheduler_config.json")) as f:
+            config = json.load(f)
+        # (The scheduler's class is model_index.json's: "clip-pndm" names DDIM in its config alone, and
+        # diffusers builds PNDM with a clip_sample it corrects all the same.)
+        ddim = {"_class_name": "DDIMScheduler", "steps_offset": 0}
+        for name, changes, index_class, scheduler in [("offset0-pndm", {"steps_offset": 0}, None, None),
+                                                      ("clip-ddim", {**ddim, "clip_sample": True}, "DDIMScheduler", None),
+                                                      ("default-clip-ddim", ddim, "DDIMScheduler", None),
+                                                      ("clip-pndm", {**ddim, "clip_sample": True}, None, None),
+                                                      ("offset0-to-ddim", {"steps_offset": 0}, None, "ddim")]:
+            with self.subTest(config=name):
+                folder, pipe = self.outdated_copy(name, {**config, **changes}, index_class)
+                self.assertEqual(pipe.scheduler.config.steps_offset, 1)
+                self.assertEqual(type(pipe.scheduler).__name__, index_class or "PNDMScheduler")
+                self.check(name, ["a lighthouse on a cliff at dusk", "a bowl of fruit"], None, 7.5, folder=folder, pipe=pipe,
+                           scheduler=scheduler, engine_scheduler=scheduler, seed=6)
+                self.assertIn("steps_offset should be 1, not 0", self.last_stderr)
+                self.assertEqual("clip_sample true" in self.last_stderr, "clip_sample" in changes or name == "default-clip-ddim")
+
+    def test_deepcache_helper_and_plan_deepcache_agree_on_every_branch_id(self):
+        # DeepCache's own DeepCacheSDHelper (PyPI deepcache 0.1.1) on diffusers against the engine with
+        # `plan deepcache --cache-branch-id B`: the helper's numbering, DDIM, uniform intervals, guidance.
+        from DeepCache import DeepCacheSDHelper
+
+        def helper(interval, branch_id):
+            def enable(pipe):
+                h = DeepCacheSDHelper(pipe=pipe)
+                h.set_params(cache_interval=interval, cache_branch_id=branch_id)
+                h.enable()
+
+                class Handle:
+                    def remove(self):
+                        h.disable()
+                return Handle()
+            return enable
+
+        # The tiny UNet has two levels of one layer: the helper's (down block B // 3, position B % 3) is
+        # our branch 2 (B // 3) + min(B % 3, 1); positions 2 and 1 give the same up path.
+        ours = {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3}
+        for interval, branch_id in [(2, 0), (3, 1), (2, 2), (3, 3), (5, 4), (2, 5)]:
+            with self.subTest(interval=interval, cache_branch_id=branch_id):
+                plan_path = os.path.join(self.tmp.name, f"deepcache-{interval}-{branch_id}.json")
+                run = subprocess.run([str(BIN), "plan", "deepcache", "--model", self.folder, "--scheduler", "ddim", "--steps", "10",
+                                      "--interval", str(interval), "--cache-branch-id", str(branch_id), "--out", plan_path],
+                                     capture_output=True, text=True)
+                self.assertEqual(run.returncode, 0, run.stderr)
+                with open(plan_path) as f:
+                    self.assertIn(f"partial:{ours[branch_id]}", json.load(f)["actions"])
+                self.check(f"deepcache-{interval}-{branch_id}", ["a red kite over a field", "a quiet library with tall shelves"],
+                           "blurry", 7.5, scheduler="ddim", plan=plan_path, helper=helper(interval, branch_id), seed=20 + branch_id)
+        run = subprocess.run([str(BIN), "plan", "deepcache", "--model", self.folder, "--steps", "10", "--interval", "2",
+                              "--cache-branch-id", "6"], capture_output=True, text=True)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("cache_branch_id 6 is not a skip branch", run.stderr)
 
     def test_plan_with_partial_and_null_steps_under_guidance(self):
         actions = ["full", "partial:1", "null", "full", "partial:0", "partial:1", "full", "null", "partial:1", "full"]

@@ -11,8 +11,26 @@ public struct ModelFolder: Sendable {
     public let schedulerConfigURL: URL?
 
     /// The scheduler config when the folder has one, else diffusers' defaults (as `XScheduler.from_config`).
+    /// In a pipeline folder, the scheduler's class is the one model_index.json names, as diffusers'
+    /// `from_pretrained` builds it (the config's own `_class_name` is then only a hint); in a Stable
+    /// Diffusion pipeline folder, with the corrections its pipeline applies on load
+    /// (`SchedulerConfiguration.correctedAsStableDiffusionPipeline`: their warnings in `corrections`).
     public func schedulerConfiguration() throws -> SchedulerConfiguration {
-        try schedulerConfigURL.map { try SchedulerConfiguration.load(from: $0) } ?? SchedulerConfiguration()
+        guard let url = schedulerConfigURL else { return SchedulerConfiguration() }
+        var c = try SchedulerConfiguration.load(from: url)
+        if isPipeline, let indexed = try pipelineComponentClass(index: root.appendingPathComponent("model_index.json"), component: "scheduler") {
+            c.className = indexed
+        }
+        return try correctsSchedulerAsStableDiffusion() ? c.correctedAsStableDiffusionPipeline(source: url.path) : c
+    }
+
+    /// Whether diffusers loads the folder as a StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline),
+    /// whose `__init__` corrects outdated scheduler configs: a pipeline folder with a UNet2DConditionModel,
+    /// not an SDXL pipeline (whose classes correct nothing).
+    func correctsSchedulerAsStableDiffusion() throws -> Bool {
+        guard isPipeline, try configClassName(configURL) == "UNet2DConditionModel" else { return false }
+        let pipelineClass = try configClassName(root.appendingPathComponent("model_index.json")) ?? ""
+        return !pipelineClass.contains("XL")
     }
 
     /// Whether the folder is a pipeline (model_index.json beside unet/), not a bare UNet folder.

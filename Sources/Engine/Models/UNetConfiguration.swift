@@ -204,23 +204,53 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
     /// Number of skip branches: conv_in, every down-block layer, every downsampler.
     public var branchCount: Int { 1 + levels * layersPerBlock + (levels - 1) }
 
-    /// The module whose output is skip `branch`, with DeepCache's names for the same branch
-    /// (its DDPM code's `branch`, its diffusers pipelines' `cache_layer_id`/`cache_block_id`).
+    /// The module whose output is skip `branch` (in a block with attention, the layer's attention or
+    /// transformer: its output is the skip), with DeepCache's names for the same branch: its DDPM code's
+    /// `branch`, `DeepCacheSDHelper.set_params`'s `cache_branch_id`, and its diffusers pipelines'
+    /// `cache_layer_id` (the down block) and `cache_block_id` (the layer in it).
     public func branchName(_ m: Int) -> String {
         precondition((0..<branchCount).contains(m), "branch \(m) outside 0..<\(branchCount)")
-        guard m > 0 else { return "conv_in" }
+        let helper = helperBranchID(m).map { "cache_branch_id \($0)" } ?? "no cache_branch_id"
+        guard m > 0 else { return "conv_in (DeepCache \(helper))" }
         let (i, j) = ((m - 1) / (layersPerBlock + 1), (m - 1) % (layersPerBlock + 1))
-        let module = j < layersPerBlock ? "down_blocks.\(i).resnets.\(j)" : "down_blocks.\(i).downsamplers.0"
-        return "\(module) (DeepCache DDPM branch \(m - 1); cache_layer_id \(i), cache_block_id \(j))"
+        let module = j == layersPerBlock ? "down_blocks.\(i).downsamplers.0"
+            : Self.hasAttention(downBlockTypes[i]) ? "down_blocks.\(i).attentions.\(j)" : "down_blocks.\(i).resnets.\(j)"
+        return "\(module) (DeepCache DDPM branch \(m - 1); \(helper); pipelines' cache_layer_id \(i), cache_block_id \(j))"
     }
 
-    /// Our branch for DeepCache's pipelines' `cache_layer_id` i and `cache_block_id` j.
+    /// Our branch for DeepCache's pipelines' `cache_layer_id` i (the down block) and `cache_block_id` j
+    /// (the layer in it; the downsampler is layer `layers_per_block`).
     public func branch(cacheLayerID i: Int, cacheBlockID j: Int) throws -> Int {
         guard (0..<levels).contains(i), (0...layersPerBlock).contains(j), !(i == levels - 1 && j == layersPerBlock) else {
             throw ModelError("cache_layer_id \(i), cache_block_id \(j) is not a skip branch of this model (\(levels) down blocks of \(layersPerBlock) layers)")
         }
         return i * (layersPerBlock + 1) + j + 1
     }
+
+    /// Our branch for `DeepCacheSDHelper.set_params(cache_branch_id: B)` (PyPI deepcache 0.1.1). The
+    /// helper splits B into the down block B / 3 and a position B % 3 in it (3: SD's two layers and a
+    /// downsampler), runs the down layers before that position and the up path from the resnet taking
+    /// the skip made just before it: our branch block · (L + 1) + position, with L = layers_per_block.
+    /// (With one layer per block, position 2 runs the block's downsampler too, but the up path from the
+    /// same resnet as position 1: the same branch.)
+    public func branch(cacheBranchID b: Int) throws -> Int {
+        let (block, position) = (b / 3, b % 3)
+        let m = block * (layersPerBlock + 1) + min(position, layersPerBlock)
+        guard b >= 0, block < levels, m < branchCount else {
+            throw ModelError("cache_branch_id \(b) is not a skip branch of this model: DeepCacheSDHelper reads it as down block \(b / 3), position \(b % 3); this model has \(levels) down blocks of \(layersPerBlock) layers (cache_branch_id 0…\(helperBranchIDs.last ?? 0))")
+        }
+        return m
+    }
+
+    /// `DeepCacheSDHelper`'s `cache_branch_id` for our branch `m` (the smallest, where two name it;
+    /// nil where its numbering has none: positions past 2 in a block of more than two layers).
+    public func helperBranchID(_ m: Int) -> Int? {
+        let (block, position) = (m / (layersPerBlock + 1), m % (layersPerBlock + 1))
+        return position <= 2 ? 3 * block + position : nil
+    }
+
+    /// Every `cache_branch_id` that names a branch of this model, in order.
+    var helperBranchIDs: [Int] { (0..<(3 * levels)).filter { (try? branch(cacheBranchID: $0)) != nil } }
 }
 
 /// Reads a diffusers config file: a JSON object whose keys (other than `_…` metadata) must all be in

@@ -41,6 +41,9 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
     public var skipPRKSteps = false
     /// The keys the file gave (empty for a configuration made in code: every key at its default).
     public var presentKeys: Set<String> = []
+    /// What a pipeline corrected on load (`correctedAsStableDiffusionPipeline`), one warning each, for
+    /// the caller to print; not part of the configuration's encoding.
+    public var corrections: [String] = []
 
     public init() {}
 
@@ -127,6 +130,31 @@ public struct SchedulerConfiguration: Codable, Equatable, Sendable, CheckedConfi
         _ = try NoiseSchedule(self)   // (betas that leave no noise level defined)
         if !(clipSampleRange > 0 && clipSampleRange.isFinite) { try refuse("clip_sample_range", clipSampleRange, "must be positive") }
         if !(1...3).contains(solverOrder) { try refuse("solver_order", solverOrder, "1, 2 or 3") }
+    }
+
+    /// The scheduler classes whose `clip_sample` defaults to true (the others have no such setting).
+    static let clipSampleClasses: Set<String> = ["DDIMScheduler", "DDPMScheduler"]
+
+    /// This configuration as `StableDiffusionPipeline.__init__` (and its image-to-image sibling) leaves
+    /// it in diffusers 0.42: an outdated `steps_offset` (every scheduler here has one; 0 when absent)
+    /// becomes 1, and `clip_sample` true (given, or the default of DDIM and DDPM) becomes false, each
+    /// with the warning diffusers gives (in `corrections`). Schedulers made later with `from_config` of
+    /// the pipeline's config inherit the corrected values, so both keys then count as given.
+    public func correctedAsStableDiffusionPipeline(source: String) -> SchedulerConfiguration {
+        var c = self
+        let name = className ?? "the scheduler"
+        if stepsOffset != 1 {
+            c.corrections.append("warning: \(source): \(name)'s config is outdated: steps_offset should be 1, not \(stepsOffset); using 1, as diffusers' StableDiffusionPipeline does on load (it warns the same: update scheduler_config.json)")
+            c.stepsOffset = 1
+            c.presentKeys.insert(CodingKeys.stepsOffset.rawValue)
+        }
+        let hasClipSample = presentKeys.contains(CodingKeys.clipSample.rawValue) || Self.clipSampleClasses.contains(className ?? "")
+        if hasClipSample && clipSample {
+            c.corrections.append("warning: \(source): \(name)'s config has clip_sample true; using false, as diffusers' StableDiffusionPipeline does on load (it warns the same: set clip_sample to false in scheduler_config.json)")
+            c.clipSample = false
+            c.presentKeys.insert(CodingKeys.clipSample.rawValue)
+        }
+        return c
     }
 
     /// Checks that a run of `steps` steps fits the training timesteps.

@@ -12,6 +12,14 @@ func configClassName(_ url: URL) throws -> String? {
     try readConfigObject(url).object["_class_name"] as? String
 }
 
+/// The class a pipeline's model_index.json names for `component` (its `[library, class]` pair), which
+/// is the class diffusers' `from_pretrained` builds, whatever the component's own config says; nil
+/// when the index has no such pair.
+func pipelineComponentClass(index url: URL, component: String) throws -> String? {
+    guard let pair = try readConfigObject(url).object[component] as? [Any], pair.count == 2 else { return nil }
+    return pair[1] as? String
+}
+
 private func readConfigObject(_ url: URL) throws -> (data: Data, object: [String: Any]) {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {

@@ -51,8 +51,10 @@ struct PlanOutputOptions: ParsableArguments {
 
     func emit(_ plan: StepPlan) throws {
         let folder = try modelOptions.folder()
+        let schedulerConfig = try folder.schedulerConfiguration()
+        schedulerConfig.corrections.forEach(say)
         try plan.validate(branchCount: try UNetConfiguration.load(from: folder.configURL).branchCount,
-                          schedulerConfiguration: try folder.schedulerConfiguration())
+                          schedulerConfiguration: schedulerConfig)
         if let out {
             try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: NamedPath.given([("--model", modelOptions.model)]))
             try plan.write(to: out)
@@ -63,18 +65,21 @@ struct PlanOutputOptions: ParsableArguments {
     }
 }
 
-/// `--branch`, or DeepCache's `--cache-layer-id`/`--cache-block-id` for the same thing.
+/// `--branch`, or DeepCache's names for the same thing: `DeepCacheSDHelper`'s `--cache-branch-id`, or
+/// its pipelines' `--cache-layer-id`/`--cache-block-id`.
 struct BranchOptions: ParsableArguments {
     @Option(help: "Skip branch of the partial steps (0 = shallowest; see `plan show --model`).") var branch: Int?
-    @Option(name: .customLong("cache-layer-id"), help: "DeepCache's cache_layer_id (down-block index), with --cache-block-id, instead of --branch.") var cacheLayerID: Int?
-    @Option(name: .customLong("cache-block-id"), help: "DeepCache's cache_block_id (layer within that down block).") var cacheBlockID: Int?
+    @Option(name: .customLong("cache-branch-id"), help: "DeepCacheSDHelper's cache_branch_id (set_params), instead of --branch: down block B / 3, position B % 3 in it.") var cacheBranchID: Int?
+    @Option(name: .customLong("cache-layer-id"), help: "DeepCache's pipelines' cache_layer_id (the down block), with --cache-block-id, instead of --branch.") var cacheLayerID: Int?
+    @Option(name: .customLong("cache-block-id"), help: "DeepCache's pipelines' cache_block_id (the layer within that down block).") var cacheBlockID: Int?
 
     func resolve(_ config: () throws -> UNetConfiguration) throws -> Int {
-        switch (branch, cacheLayerID, cacheBlockID) {
-        case (let m?, nil, nil): return m
-        case (nil, let i?, let j?): return try config().branch(cacheLayerID: i, cacheBlockID: j)
-        case (nil, nil, nil): return 1
-        default: throw ValidationError("give --branch, or both --cache-layer-id and --cache-block-id")
+        switch (branch, cacheBranchID, cacheLayerID, cacheBlockID) {
+        case (let m?, nil, nil, nil): return m
+        case (nil, let b?, nil, nil): return try config().branch(cacheBranchID: b)
+        case (nil, nil, let i?, let j?): return try config().branch(cacheLayerID: i, cacheBlockID: j)
+        case (nil, nil, nil, nil): return 1
+        default: throw ValidationError("give one of --branch, --cache-branch-id, or both --cache-layer-id and --cache-block-id")
         }
     }
 }
@@ -86,7 +91,11 @@ struct PlanDeepCache: ParsableCommand {
         discussion: """
             Uniform (default): full at steps 0, N, 2N, …. With --non-uniform, ⌈steps/N⌉ full steps packed \
             around --center as DeepCache's sample_from_quad_center places them. The default branch is 1, \
-            the output of the first down-block layer (DeepCache's cache_layer_id 0, cache_block_id 0).
+            the output of the first down-block layer. DeepCache names branches two ways, both taken here: \
+            DeepCacheSDHelper's set_params(cache_branch_id=B) is --cache-branch-id B (on SD's UNets, our \
+            branch B), and its diffusers pipelines' cache_layer_id=i (the down block), cache_block_id=j \
+            (the layer in it) are --cache-layer-id i --cache-block-id j (our branch i·(L+1)+j+1, L = \
+            layers_per_block). `plan show --model DIR` lists each branch under all three names.
             """)
     @OptionGroup var output: PlanOutputOptions
     @OptionGroup var branchOptions: BranchOptions
@@ -194,6 +203,7 @@ struct PlanShow: ParsableCommand {
             return
         }
         let schedulerConfig = try folder.schedulerConfiguration()
+        schedulerConfig.corrections.forEach(say)
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)
         let teacher = try report.flatMap { r in teacherOptions.teacher == nil ? StepPlan.teacher(r.sampler) : nil }
             ?? teacherOptions.plan(branchCount: config.branchCount, schedulerConfiguration: schedulerConfig)

@@ -37,6 +37,7 @@ struct ModelSetup {
         side = config.sampleSize ?? 0
         try Self.check(config, path: path, needsSampleSize: needsSampleSize, generates: generates)
         schedulerConfig = try folder.schedulerConfiguration()
+        schedulerConfig.corrections.forEach(say)
         weights = try SafeTensorsFile(path: folder.weightsURL.path)
     }
 
