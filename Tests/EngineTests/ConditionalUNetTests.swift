@@ -9,15 +9,23 @@ import Testing
 import TestSupport
 
 @Suite struct ConditionalUNetTests {
-    static let models = ["sd15-layout", "sd2-layout"]
+    /// SD 1.5's and 2.x's layouts, and SDXL's (its added text and time embedding included).
+    static let models = ["sd15-layout", "sd2-layout", "sdxl-layout"]
 
     func load(_ name: String, stream: ComputeStream = try! ComputeStream()) throws -> (UNet, SafeTensorsFile) {
         let dir = goldens.appendingPathComponent(name)
         let golden = try SafeTensorsFile(path: dir.appendingPathComponent("golden.safetensors").path)
         let shape = golden.tensors["sample"]!.shape, context = golden.tensors["encoder_hidden_states"]!.shape
         let unet = try UNet(folder: ModelFolder(path: dir.path), stream: stream, batch: shape[0], height: shape[2], width: shape[3],
-                            contextLength: context[1])
+                            contextLength: context[1], timeIDs: golden.tensors["time_ids"]?.shape[1] ?? UNet.defaultTimeIDCount)
+        #expect((unet.config.textTime != nil) == (golden.tensors["time_ids"] != nil), "\(name): added embedding")
         return (unet, golden)
+    }
+
+    /// SDXL's added conditions (`added_cond_kwargs`) when the golden has them.
+    func added(_ golden: SafeTensorsFile) throws -> (textEmbeds: [Float]?, timeIDs: [Float]?) {
+        guard golden.tensors["time_ids"] != nil else { return (nil, nil) }
+        return (try golden.floats("text_embeds"), try golden.floats("time_ids"))
     }
 
     @Test(arguments: models, UNetParityTests.convolutionPaths)
@@ -27,8 +35,11 @@ import TestSupport
         let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
         for t in [1, 500, 999] {
             let expected = try golden.floats("output_t\(t)")
-            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states)
+            let (text, ids) = try added(golden)
+            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states,
+                               textEmbeds: text, timeIDs: ids)
             let (err, worst) = relativeL2(got, expected)
+            print("parity \(name) t=\(t) \(convolution): \(err)")
             #expect(err <= 1e-4, "\(name) t=\(t) \(convolution): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
         }
     }
@@ -46,7 +57,9 @@ import TestSupport
         let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
         for t in [1, 999] {
             let expected = try golden.floats("output_t\(t)")
-            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states)
+            let (text, ids) = try added(golden)
+            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states,
+                               textEmbeds: text, timeIDs: ids)
             let (err, worst) = relativeL2(got, expected)
             print("bf16 parity \(name) t=\(t): relative L2 \(err)")
             #expect(err <= (bf16 ? UNetParityTests.bfloat16Tolerance : 1e-4),
@@ -93,6 +106,7 @@ import TestSupport
         let all = Set(0..<unet.branchCount), ws = unet.workspace, q = unet.stream.queue, N = unet.batch
         try unet.prepareFeatureCache(branches: all)
         try unet.setEncoderHiddenStates(try golden.floats("encoder_hidden_states"))
+        if case let (text?, ids?) = try added(golden) { try unet.setAddedConditions(textEmbeds: text, timeIDs: ids) }
         func run(_ input: String, _ t: String, _ pass: () throws -> Void) throws -> [Float] {
             try ws.input.write(try golden.floats(input), queue: q)
             try ws.timesteps.write(Array(repeating: try golden.floats(t)[0], count: N), queue: q)

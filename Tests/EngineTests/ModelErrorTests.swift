@@ -299,6 +299,56 @@ final class ScratchModel {
         }
     }
 
+    /// SDXL's added conditions: missing, misshapen, given to a UNet without them, or a config whose
+    /// text_time embedding lacks its widths or leaves no room for text_embeds.
+    @Test func sdxlAddedConditionsAreChecked() throws {
+        let m = try ScratchModel(copying: "sdxl-layout")
+        let unet = try UNet(folder: ModelFolder(path: m.dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16)
+        #expect(unet.textEmbedsDim == 20 && unet.timeIDCount == 6)
+        var rng = SeededGenerator(seed: freshSeed())
+        let sample = randomArray(4 * 16 * 16, &rng), states = randomArray(77 * 32, &rng)
+        let text = randomArray(20, &rng), ids: [Float] = [1024, 1024, 0, 0, 1024, 1024]
+        expectError(containing: ["needs both text_embeds [1, 20] and time_ids [1, 6]"]) {
+            _ = try unet(sample, timesteps: [10], encoderHiddenStates: states)
+        }
+        expectError(containing: ["needs both"]) { _ = try unet(sample, timesteps: [10], encoderHiddenStates: states, textEmbeds: text) }
+        expectError(containing: ["text_embeds has 19 values", "[1, 20]"]) {
+            _ = try unet(sample, timesteps: [10], encoderHiddenStates: states, textEmbeds: Array(text.prefix(19)), timeIDs: ids)
+        }
+        expectError(containing: ["time_ids has 5 values", "[1, 6]"]) {
+            _ = try unet(sample, timesteps: [10], encoderHiddenStates: states, textEmbeds: text, timeIDs: Array(ids.prefix(5)))
+        }
+        #expect(try unet(sample, timesteps: [10], encoderHiddenStates: states, textEmbeds: text, timeIDs: ids).allSatisfy(\.isFinite))
+        // The refiner's five time ids make text_embeds 28 wide here; 9 leave no room at all.
+        #expect(try UNet(folder: ModelFolder(path: m.dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16, timeIDs: 5).textEmbedsDim == 28)
+        expectError(containing: ["9 time ids", "no room for text_embeds", "68"]) {
+            _ = try UNet(folder: ModelFolder(path: m.dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16, timeIDs: 9)
+        }
+        let sd = try ScratchModel(copying: "sd2-layout").load()
+        expectError(containing: ["without an added embedding"]) {
+            _ = try sd(randomArray(4 * 16 * 16, &rng), timesteps: [10], encoderHiddenStates: randomArray(77 * 40, &rng), textEmbeds: text, timeIDs: ids)
+        }
+        let config = m.dir.appendingPathComponent("unet/config.json")
+        for (key, value) in [("addition_time_embed_dim", NSNull() as Any), ("projection_class_embeddings_input_dim", NSNull() as Any),
+                             ("addition_time_embed_dim", 7 as Any), ("addition_embed_type", "text_image" as Any)] {
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+            let saved = json
+            json[key] = value
+            try JSONSerialization.data(withJSONObject: json).write(to: config)
+            expectError(containing: ["addition_embed_type", key == "addition_embed_type" ? "text_image" : "text_time"]) {
+                _ = try UNetConfiguration.load(from: config)
+            }
+            try JSONSerialization.data(withJSONObject: saved).write(to: config)
+        }
+        // The projection's width must match the weights: a wrong one names add_embedding's tensor.
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+        json["projection_class_embeddings_input_dim"] = 72
+        try JSONSerialization.data(withJSONObject: json).write(to: config)
+        expectError(containing: ["add_embedding.linear_1.weight", "72"]) {
+            _ = try UNet(folder: ModelFolder(path: m.dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16)
+        }
+    }
+
     @Test func wrongCrossAttentionDimNamesTheTensor() throws {
         let m = try ScratchModel(copying: "sd2-layout")
         try m.editConfig { $0["cross_attention_dim"] = 768 }

@@ -55,6 +55,10 @@ public final class UNetWorkspace {
     /// encoder_hidden_states [N, L, D] of a conditional UNet (one float otherwise).
     public let context: DeviceBuffer<Float>
     let tokenWide: DeviceBuffer<Float>, tokenGated: DeviceBuffer<Float>, contextKV: DeviceBuffer<Float>
+    /// SDXL's added conditions: `text_embeds` [N, D] and `time_ids` [N, K] (one float each otherwise),
+    /// the time ids' sinusoids [N, K · addition_time_embed_dim] and add_embedding's hidden layer [N, T].
+    public let textEmbeds: DeviceBuffer<Float>, timeIDs: DeviceBuffer<Float>
+    let addSinusoid: DeviceBuffer<Float>, addHidden: DeviceBuffer<Float>
     /// The skip stack: conv_in's output, then every down-block layer's and downsampler's output.
     public let skips: [DeviceBuffer<Float>]
     /// Bytes of device memory held.
@@ -63,12 +67,14 @@ public final class UNetWorkspace {
     /// Allocates the buffers; `weightBytes` already on the device count towards the check that
     /// everything fits the device's memory (an error naming both figures when it does not).
     init(stream s: ComputeStream, config c: UNetConfiguration, batch: Int, height: Int, width: Int,
-         contextLength: Int, plan: SizePlan, skipCounts: [Int], weightBytes: Int) throws {
+         contextLength: Int, timeIDs: Int, plan: SizePlan, skipCounts: [Int], weightBytes: Int) throws {
+        let added = c.textTime.map { [batch * $0.textDim(timeIDs: timeIDs), batch * timeIDs, batch * timeIDs * $0.timeDim, batch * c.timeEmbedDim] }
+            ?? [0, 0, 0, 0]
         let sizes = [batch * c.inChannels * height * width, batch * c.outChannels * height * width, batch,
                      batch * c.timeProjectionDim] + Array(repeating: batch * c.timeEmbedDim, count: 3)
             + [plan.timeProjection] + Array(repeating: plan.activation, count: 6)
             + [plan.convScratch, plan.attentionScratch, batch * contextLength * (c.crossAttention?.dim ?? 0),
-               plan.tokenWide, plan.tokenGated, plan.contextKV, plan.groupNormAffine] + skipCounts
+               plan.tokenWide, plan.tokenGated, plan.contextKV, plan.groupNormAffine] + added + skipCounts
         bytes = 4 * sizes.map { max(1, $0) }.reduce(0, +)
         let device = s.device
         if UInt64(bytes + weightBytes) > device.globalMemoryBytes {
@@ -85,6 +91,7 @@ public final class UNetWorkspace {
         convScratch = try buf(); attentionScratch = try buf(); context = try buf()
         tokenWide = try buf(); tokenGated = try buf(); contextKV = try buf()
         try s.reserve(.groupNormAffine, count: next.next()!)
+        textEmbeds = try buf(); self.timeIDs = try buf(); addSinusoid = try buf(); addHidden = try buf()
         skips = try skipCounts.map { _ in try buf() }
     }
 }
@@ -138,6 +145,14 @@ public final class UNet {
     public let mid: MidBlock
     public let upBlocks: [UpBlock]
     let timeLinear1: (DeviceBuffer<Float>, DeviceBuffer<Float>), timeLinear2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+    /// SDXL's add_embedding: linear_1's weight split by columns into its text and time-id parts
+    /// (one product each, no concatenation), its bias, and linear_2.
+    let addEmbedding: (text: DeviceBuffer<Float>, time: DeviceBuffer<Float>, bias: DeviceBuffer<Float>,
+                       weight2: DeviceBuffer<Float>, bias2: DeviceBuffer<Float>)?
+    /// SDXL's micro-conditioning ids per sample (`time_ids`' width; 0 without an added embedding).
+    public let timeIDCount: Int
+    /// The width of `text_embeds` (0 without an added embedding).
+    public var textEmbedsDim: Int { config.textTime?.textDim(timeIDs: timeIDCount) ?? 0 }
     let convIn: ConvLayer, normOut: GroupNormLayer, convOut: ConvLayer
     public let parameterCount: Int
     /// Bytes of device memory the weights take.
@@ -151,19 +166,28 @@ public final class UNet {
     /// Loads `folder`'s UNet for inputs of `batch` × in_channels × height × width (and, for a
     /// UNet2DConditionModel, encoder_hidden_states of `contextLength` tokens).
     public convenience init(folder: ModelFolder, stream: ComputeStream, batch: Int, height: Int, width: Int,
-                            contextLength: Int = UNet.defaultContextLength) throws {
+                            contextLength: Int = UNet.defaultContextLength, timeIDs: Int = UNet.defaultTimeIDCount) throws {
         let config = try UNetConfiguration.load(from: folder.configURL)
         let file = try SafeTensorsFile(path: folder.weightsURL.path)
         try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch, height: height, width: width,
-                      contextLength: contextLength)
+                      contextLength: contextLength, timeIDs: timeIDs)
     }
 
     /// CLIP's 77 tokens, as Stable Diffusion's pipelines pad prompts.
     public static let defaultContextLength = 77
+    /// SDXL base's micro-conditioning: original size, crop top-left, target size (two values each).
+    public static let defaultTimeIDCount = 6
 
+    /// `timeIDs`: the width of `time_ids` a UNet with SDXL's added embedding takes (ignored otherwise);
+    /// `text_embeds` then has projection_class_embeddings_input_dim − timeIDs · addition_time_embed_dim values.
     public init(config c: UNetConfiguration, weights: WeightStore, stream: ComputeStream,
-                batch: Int, height: Int, width: Int, contextLength: Int = UNet.defaultContextLength) throws {
+                batch: Int, height: Int, width: Int, contextLength: Int = UNet.defaultContextLength,
+                timeIDs: Int = UNet.defaultTimeIDCount) throws {
         try c.validate()
+        if let a = c.textTime, !(timeIDs >= 1 && a.textDim(timeIDs: timeIDs) >= 1) {
+            throw ModelError("\(timeIDs) time ids of \(a.timeDim) values leave no room for text_embeds in projection_class_embeddings_input_dim \(a.inputDim)")
+        }
+        timeIDCount = c.textTime == nil ? 0 : timeIDs
         guard batch > 0 else { throw ModelError("batch size must be positive, not \(batch)") }
         guard !c.isConditional || contextLength > 0 else {
             throw ModelError("encoder_hidden_states must have at least one token, not \(contextLength)")
@@ -192,6 +216,16 @@ public final class UNet {
         timeLinear1 = (try L.tensor("time_embedding.linear_1.weight", [T, c.timeProjectionDim]),
                        try L.tensor("time_embedding.linear_1.bias", [T]))
         timeLinear2 = (try L.tensor("time_embedding.linear_2.weight", [T, T]), try L.tensor("time_embedding.linear_2.bias", [T]))
+        if let a = c.textTime {
+            let D = a.textDim(timeIDs: timeIDs)
+            let w1 = try weights.take("add_embedding.linear_1.weight", shape: [T, a.inputDim])
+            let rows = (0..<T).map { w1[($0 * a.inputDim)..<(($0 + 1) * a.inputDim)] }
+            addEmbedding = (text: try L.upload(rows.flatMap { $0.prefix(D) }), time: try L.upload(rows.flatMap { $0.dropFirst(D) }),
+                            bias: try L.tensor("add_embedding.linear_1.bias", [T]),
+                            weight2: try L.tensor("add_embedding.linear_2.weight", [T, T]), bias2: try L.tensor("add_embedding.linear_2.bias", [T]))
+        } else {
+            addEmbedding = nil
+        }
         // 2. pre-process
         convIn = try ConvLayer(L, "conv_in", shape: Conv2dShape(batch: batch, inChannels: c.inChannels, height: height,
                                                                  width: width, outChannels: C0, kernelSize: 3, padding: 1),
@@ -280,7 +314,8 @@ public final class UNet {
         parameterCount = weights.parameterCount
         weightBytes = L.uploadedBytes
         workspace = try UNetWorkspace(stream: stream, config: c, batch: batch, height: height, width: width,
-                                      contextLength: self.contextLength, plan: L.plan, skipCounts: skips.map { batch * $0.c * $0.h * $0.w },
+                                      contextLength: self.contextLength, timeIDs: timeIDCount, plan: L.plan,
+                                      skipCounts: skips.map { batch * $0.c * $0.h * $0.w },
                                       weightBytes: L.uploadedBytes)
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
     }
@@ -305,6 +340,7 @@ public final class UNet {
         let last = branch ?? .max
         var total = convs.map(\.shape.macs).reduce(0, +)
         total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim)
+        if let a = c.textTime { total += batch * (a.inputDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim) }
         for d in downBlocks {
             for (j, r) in d.resnets.enumerated() where d.skipIndices[j] <= last {
                 total += resnet(r) + (d.attentions.isEmpty ? 0 : d.attentions[j].macs)
@@ -328,8 +364,11 @@ public final class UNet {
 
     /// Runs the UNet on `sample` [batch, in_channels, H, W] at `timesteps` (one per sample) and
     /// returns the output [batch, out_channels, H, W].
-    /// A UNet2DConditionModel also takes `encoderHiddenStates` [batch, contextLength, cross_attention_dim].
-    public func callAsFunction(_ sample: [Float], timesteps: [Float], encoderHiddenStates: [Float]? = nil) throws -> [Float] {
+    /// A UNet2DConditionModel also takes `encoderHiddenStates` [batch, contextLength, cross_attention_dim],
+    /// and one with SDXL's added embedding `textEmbeds` [batch, D] and `timeIDs` [batch, K]
+    /// (diffusers' `added_cond_kwargs`).
+    public func callAsFunction(_ sample: [Float], timesteps: [Float], encoderHiddenStates: [Float]? = nil,
+                               textEmbeds: [Float]? = nil, timeIDs: [Float]? = nil) throws -> [Float] {
         let inCount = batch * config.inChannels * height * width
         guard sample.count == inCount else { throw ModelError("sample has \(sample.count) values, the UNet takes \(inCount)") }
         guard timesteps.count == batch else { throw ModelError("\(timesteps.count) timesteps for a batch of \(batch)") }
@@ -337,6 +376,12 @@ public final class UNet {
             try setEncoderHiddenStates(states)
         } else if config.isConditional {
             throw ModelError("this UNet2DConditionModel needs encoder_hidden_states [\(batch), \(contextLength), \(config.crossAttention!.dim)]")
+        }
+        if let textEmbeds, let timeIDs {
+            try setAddedConditions(textEmbeds: textEmbeds, timeIDs: timeIDs)
+        } else if textEmbeds != nil || timeIDs != nil || config.textTime != nil {
+            guard config.textTime != nil else { throw ModelError("text_embeds and time_ids given to a UNet without an added embedding (addition_embed_type), which takes none") }
+            throw ModelError("this UNet (addition_embed_type text_time, as SDXL's) needs both text_embeds [\(batch), \(textEmbedsDim)] and time_ids [\(batch), \(timeIDCount)]")
         }
         try workspace.input.write(sample, queue: stream.queue)
         try workspace.timesteps.write(timesteps, queue: stream.queue)
@@ -354,6 +399,39 @@ public final class UNet {
             throw ModelError("encoder_hidden_states has \(states.count) values; this UNet takes [\(batch), \(contextLength), \(x.dim)] = \(count)")
         }
         try workspace.context.write(states, queue: stream.queue)
+    }
+
+    /// SDXL's `time_ids` of one image: original size, crop top-left and target size, as
+    /// StableDiffusionXLPipeline's `_get_add_time_ids` lists them (sizes as (height, width)).
+    public static func timeIDs(originalSize: (Int, Int), cropTopLeft: (Int, Int) = (0, 0), targetSize: (Int, Int)) -> [Float] {
+        [originalSize.0, originalSize.1, cropTopLeft.0, cropTopLeft.1, targetSize.0, targetSize.1].map(Float.init)
+    }
+
+    /// Added conditions for a benchmark or a profile, where their values do not change the time:
+    /// `textEmbeds` as given (random), every image's time ids those of an SDXL run at `pixels`
+    /// (height, width); nothing for a UNet without an added embedding.
+    public func setBenchmarkAddedConditions(textEmbeds: (Int) -> [Float], pixels: (Int, Int)) throws {
+        guard config.textTime != nil else { return }
+        let ids = UNet.timeIDs(originalSize: pixels, targetSize: pixels)
+        let perImage = ids + Array(repeating: 0, count: max(0, timeIDCount - ids.count))
+        try setAddedConditions(textEmbeds: textEmbeds(batch * textEmbedsDim),
+                               timeIDs: (0..<batch).flatMap { _ in perImage.prefix(timeIDCount) })
+    }
+
+    /// Uploads SDXL's added conditions for the following forward passes: the pooled text embedding
+    /// `textEmbeds` [batch, D] and the micro-conditioning `timeIDs` [batch, K].
+    public func setAddedConditions(textEmbeds: [Float], timeIDs: [Float]) throws {
+        guard config.textTime != nil else {
+            throw ModelError("text_embeds and time_ids given to a UNet without an added embedding (addition_embed_type), which takes none")
+        }
+        guard textEmbeds.count == batch * textEmbedsDim else {
+            throw ModelError("text_embeds has \(textEmbeds.count) values; this UNet takes [\(batch), \(textEmbedsDim)] = \(batch * textEmbedsDim)")
+        }
+        guard timeIDs.count == batch * timeIDCount else {
+            throw ModelError("time_ids has \(timeIDs.count) values; this UNet takes [\(batch), \(timeIDCount)] = \(batch * timeIDCount)")
+        }
+        try workspace.textEmbeds.write(textEmbeds, queue: stream.queue)
+        try workspace.timeIDs.write(timeIDs, queue: stream.queue)
     }
 
     /// The forward pass on the workspace: `workspace.input` and `workspace.timesteps` → `workspace.output`.
@@ -418,7 +496,8 @@ public final class UNet {
         try postProcess(current)
     }
 
-    /// 1. time: sinusoidal projection, linear_1, SiLU, linear_2, and the SiLU every resnet applies.
+    /// 1. time: sinusoidal projection, linear_1, SiLU, linear_2 (plus SDXL's added embedding of
+    /// text_embeds and the time ids' sinusoids, through add_embedding), and the SiLU every resnet applies.
     public func embedTime() throws {
         let s = stream, ws = workspace, c = config, T = c.timeEmbedDim
         try s.timestepEmbedding(ws.timesteps, output: ws.timeSinusoid, batch: batch, dim: c.timeProjectionDim,
@@ -428,6 +507,16 @@ public final class UNet {
         try s.silu(ws.timeHidden, output: ws.timeHidden, count: batch * T)
         try s.linear(ws.timeHidden, weight: timeLinear2.0, bias: timeLinear2.1, output: ws.timeEmbedding,
                      batch: batch, inFeatures: T, outFeatures: T)
+        if let a = c.textTime, let w = addEmbedding {
+            // add_embedding(concat(text_embeds, add_time_proj(time_ids).reshape(N, -1))), added to emb.
+            try s.timestepEmbedding(ws.timeIDs, output: ws.addSinusoid, batch: batch * timeIDCount, dim: a.timeDim,
+                                    flipSinToCos: c.flipSinToCos, downscaleFreqShift: Float(c.freqShift))
+            try s.linear(ws.textEmbeds, weight: w.text, bias: w.bias, output: ws.addHidden, batch: batch, inFeatures: textEmbedsDim, outFeatures: T)
+            try s.linearAccumulate(ws.addSinusoid, weight: w.time, bias: nil, into: ws.addHidden, rows: batch,
+                                   inFeatures: timeIDCount * a.timeDim, outFeatures: T)
+            try s.silu(ws.addHidden, output: ws.addHidden, count: batch * T)
+            try s.linearAccumulate(ws.addHidden, weight: w.weight2, bias: w.bias2, into: ws.timeEmbedding, rows: batch, inFeatures: T, outFeatures: T)
+        }
         try s.silu(ws.timeEmbedding, output: ws.timeSiLU, count: batch * T)
     }
 

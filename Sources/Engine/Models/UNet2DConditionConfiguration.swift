@@ -25,6 +25,22 @@ public struct CrossAttentionConfiguration: Codable, Equatable, Sendable {
     }
 }
 
+/// SDXL's added embedding (`addition_embed_type: "text_time"`): the pooled text embedding
+/// `text_embeds` [N, D] and the micro-conditioning `time_ids` [N, K] (each sinusoid-embedded to
+/// `timeDim` values), concatenated to `inputDim` = D + K · timeDim and fed through a
+/// TimestepEmbedding (`add_embedding`: linear_1, SiLU, linear_2) that is added to the time embedding.
+public struct TextTimeEmbeddingConfiguration: Codable, Equatable, Sendable {
+    /// `addition_time_embed_dim`: the sinusoid width of each time id.
+    public var timeDim: Int
+    /// `projection_class_embeddings_input_dim`: the width of [text_embeds, embedded time_ids].
+    public var inputDim: Int
+
+    enum CodingKeys: String, CodingKey { case timeDim = "addition_time_embed_dim", inputDim = "projection_class_embeddings_input_dim" }
+
+    /// The width of `text_embeds` with `timeIDs` time ids (SDXL base: 6, its refiner: 5).
+    public func textDim(timeIDs: Int) -> Int { inputDim - timeIDs * timeDim }
+}
+
 /// A config.json of class UNet2DConditionModel, as diffusers writes it.
 struct UNet2DConditionConfigFile: Decodable {
     /// An int or a per-block list.
@@ -89,6 +105,8 @@ struct UNet2DConditionConfigFile: Decodable {
     var convInKernel = 3, convOutKernel = 3
     var resnetOutScaleFactor: Double = 1
     var attentionType = "default"
+    var additionEmbedType: String?
+    var additionTimeEmbedDim: Int?, projectionClassEmbeddingsInputDim: Int?
 
     private struct Key: CodingKey {
         var stringValue: String; var intValue: Int? { nil }
@@ -123,12 +141,21 @@ struct UNet2DConditionConfigFile: Decodable {
         try optional("time_embedding_dim", &timeEmbeddingDim)
         try value("conv_in_kernel", &convInKernel); try value("conv_out_kernel", &convOutKernel)
         try value("resnet_out_scale_factor", &resnetOutScaleFactor); try value("attention_type", &attentionType)
+        try optional("addition_embed_type", &additionEmbedType)
+        if additionEmbedType == "text_time" {
+            // (SDXL's: both widths are read, and must be given, as diffusers' __init__ requires.)
+            try optional("addition_time_embed_dim", &additionTimeEmbedDim)
+            try optional("projection_class_embeddings_input_dim", &projectionClassEmbeddingsInputDim)
+        }
         // Keys whose only supported value is diffusers' default (null or false), with the reason.
+        let textTime = additionEmbedType == "text_time"
         for key in ["reverse_transformer_layers_per_block", "encoder_hid_dim", "encoder_hid_dim_type", "num_attention_heads",
-                    "class_embed_type", "addition_embed_type", "addition_time_embed_dim", "num_class_embeds",
-                    "time_embedding_act_fn", "timestep_post_act", "time_cond_proj_dim", "projection_class_embeddings_input_dim",
+                    "class_embed_type", "num_class_embeds",
+                    "time_embedding_act_fn", "timestep_post_act", "time_cond_proj_dim",
                     "cross_attention_norm", "dual_cross_attention", "class_embeddings_concat", "resnet_skip_time_act",
-                    "mid_block_only_cross_attention"] where c.contains(Key(key)) {
+                    "mid_block_only_cross_attention"] + (textTime ? [] : ["addition_embed_type", "addition_time_embed_dim",
+                                                                          "projection_class_embeddings_input_dim"])
+            where c.contains(Key(key)) {
             if try c.decodeNil(forKey: Key(key)) { continue }
             if let b = try? c.decode(Bool.self, forKey: Key(key)), !b { continue }
             let text: String
@@ -145,9 +172,9 @@ struct UNet2DConditionConfigFile: Decodable {
         "encoder_hid_dim": "no projection of encoder_hidden_states", "encoder_hid_dim_type": "no projection of encoder_hidden_states",
         "num_attention_heads": "diffusers refuses it too; attention_head_dim gives the head count",
         "class_embed_type": "class conditioning is not supported", "num_class_embeds": "class conditioning is not supported",
-        "addition_embed_type": "added embeddings (SDXL's text_time) are not supported yet",
-        "addition_time_embed_dim": "added embeddings (SDXL's text_time) are not supported yet",
-        "projection_class_embeddings_input_dim": "class conditioning is not supported",
+        "addition_embed_type": "of the added embeddings only SDXL's text_time is implemented",
+        "addition_time_embed_dim": "read only with addition_embed_type text_time",
+        "projection_class_embeddings_input_dim": "read only with addition_embed_type text_time (class conditioning is not supported)",
         "time_embedding_act_fn": "no activation after the time embedding", "timestep_post_act": "no activation after the time embedding",
         "time_cond_proj_dim": "no timestep condition (LCM)", "cross_attention_norm": "no norm on encoder_hidden_states",
         "dual_cross_attention": "no dual cross-attention", "class_embeddings_concat": "class conditioning is not supported",
@@ -184,6 +211,13 @@ struct UNet2DConditionConfigFile: Decodable {
             try refuse("transformer_layers_per_block", transformerLayersPerBlock, "one positive count per block (\(levels))")
         }
         var c = UNetConfiguration()
+        if additionEmbedType == "text_time" {
+            guard let t = additionTimeEmbedDim, let d = projectionClassEmbeddingsInputDim, (2...65536).contains(t), t % 2 == 0,
+                  (1...(1 << 20)).contains(d) else {
+                try refuse("addition_embed_type", "text_time", "needs an even addition_time_embed_dim of 2…65536 and a projection_class_embeddings_input_dim of 1…1048576, not \(additionTimeEmbedDim.map(String.init) ?? "null") and \(projectionClassEmbeddingsInputDim.map(String.init) ?? "null")")
+            }
+            c.textTime = TextTimeEmbeddingConfiguration(timeDim: t, inputDim: d)
+        }
         c.sampleSize = sampleSize; c.inChannels = inChannels; c.outChannels = outChannels
         c.centerInputSample = centerInputSample; c.timeEmbeddingType = timeEmbeddingType; c.timeEmbeddingDim = timeEmbeddingDim
         c.freqShift = freqShift; c.flipSinToCos = flipSinToCos

@@ -36,6 +36,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
     public var numTrainTimesteps: Int?
     /// Set for a UNet2DConditionModel (its blocks are CrossAttn…/Transformer2DModel), nil for a UNet2DModel.
     public var crossAttention: CrossAttentionConfiguration?
+    /// SDXL's added text and time embedding (`addition_embed_type: "text_time"`), nil otherwise.
+    public var textTime: TextTimeEmbeddingConfiguration?
 
     public init() {}
 
@@ -59,6 +61,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         case numTrainTimesteps = "num_train_timesteps"
         /// Not a config.json key of UNet2DModel: the conditional settings, in the fingerprint only.
         case crossAttention = "cross_attention"
+        /// Likewise, SDXL's added embedding.
+        case textTime = "text_time"
     }
 
     /// Missing keys take diffusers' defaults; an explicit `null` is kept as nil (e.g. attention_head_dim).
@@ -107,7 +111,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
     public static func load(from url: URL) throws -> UNetConfiguration {
         switch try configClassName(url) ?? "UNet2DModel" {
         case "UNet2DModel":
-            return try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.filter { $0 != .crossAttention }.map(\.rawValue)))
+            return try loadConfigJSON(url, knownKeys: Set(CodingKeys.allCases.filter { $0 != .crossAttention && $0 != .textTime }.map(\.rawValue)))
         case "UNet2DConditionModel":
             let file: UNet2DConditionConfigFile = try decodeConfigJSON(url, knownKeys: UNet2DConditionConfigFile.knownKeys)
             return try file.configuration(source: url.path)
@@ -177,6 +181,9 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
             if blockOutChannels.last! % x.heads.last! != 0 {
                 throw ModelError("\(source): unsupported \(key) = \(x.heads) (the mid block's \(x.heads.last!) heads must divide its \(blockOutChannels.last!) channels)")
             }
+        }
+        if textTime != nil && !isConditional {
+            throw ModelError("\(source): unsupported addition_embed_type = text_time without cross-attention (SDXL's added embedding belongs to a UNet2DConditionModel)")
         }
         if let t = timeEmbeddingDim, !(1...(1 << 20)).contains(t) { try refuse(.timeEmbeddingDim, t, "1…1048576") }
         if !(normEps > 0 && normEps.isFinite) { try refuse(.normEps, normEps, "must be positive") }

@@ -185,6 +185,8 @@ public final class StepProfiler {
         if let x = sampler.unet.config.crossAttention {
             let u = sampler.unet
             try u.setEncoderHiddenStates(streams.initialNoise(images: 0..<u.batch, imageSize: u.contextLength * x.dim))
+            try u.setBenchmarkAddedConditions(textEmbeds: { _ in streams.initialNoise(images: 0..<u.batch, imageSize: u.textEmbedsDim) },
+                                              pixels: (8 * u.height, 8 * u.width))
         }
     }
 

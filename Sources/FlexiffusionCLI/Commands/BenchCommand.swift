@@ -226,6 +226,8 @@ struct BenchUNet: ParsableCommand {
         var rng = SystemRandomNumberGenerator()
         if let x = config.crossAttention {
             try unet.setEncoderHiddenStates((0..<(batch * contextLength * x.dim)).map { _ in Float.random(in: -1...1, using: &rng) })
+            try unet.setBenchmarkAddedConditions(textEmbeds: { n in (0..<n).map { _ in Float.random(in: -1...1, using: &rng) } },
+                                                 pixels: (8 * side, 8 * side))
         }
         let sample = (0..<(batch * config.inChannels * side * side)).map { _ in Float.random(in: -1...1, using: &rng) }
         try unet.workspace.input.write(sample, queue: stream.queue)

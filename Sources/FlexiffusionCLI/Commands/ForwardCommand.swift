@@ -12,7 +12,9 @@ struct ForwardCommand: ParsableCommand {
         discussion: """
             Equivalent to diffusers' `UNet2DModel.from_pretrained(DIR)(sample, T).sample`, or for a \
             UNet2DConditionModel (Stable Diffusion) `unet(sample, T, encoder_hidden_states=E).sample` with \
-            E the input file's tensor `encoder_hidden_states` [N, L, cross_attention_dim]. --model takes a \
+            E the input file's tensor `encoder_hidden_states` [N, L, cross_attention_dim]; for SDXL's UNet \
+            (addition_embed_type text_time) also `added_cond_kwargs={"text_embeds": …, "time_ids": …}` from the \
+            file's tensors `text_embeds` [N, D] and `time_ids` [N, K] (K = 6 for SDXL base, 5 for its refiner). --model takes a \
             diffusers pipeline folder (model_index.json, unet/) or a UNet folder (config.json and \
             diffusion_pytorch_model.safetensors; --variant fp16 reads diffusion_pytorch_model.fp16.safetensors). \
             The output is written to a temporary file first, so an error never leaves a partial file.
@@ -21,7 +23,7 @@ struct ForwardCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var precisionOptions: PrecisionOptions
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16), and `encoder_hidden_states` [N, L, D] for a conditional UNet.") var input: String
+    @Option(help: "safetensors file with tensor `sample` [N, in_channels, H, W] (F32, F16 or BF16), `encoder_hidden_states` [N, L, D] for a conditional UNet, and `text_embeds` [N, D'] and `time_ids` [N, K] for SDXL's.") var input: String
     @Option(help: "The timestep t (the same for every sample).") var timestep: Double
     @Option(help: "safetensors file to write (tensor `sample`, F32).") var output: String
 
@@ -53,14 +55,29 @@ struct ForwardCommand: ParsableCommand {
         } else if statesInfo != nil {
             throw ModelError("\(input) has `encoder_hidden_states`, but \(folder.configURL.path) is a UNet2DModel, which takes none")
         }
+        var added: (text: [Float], ids: [Float])? = nil, timeIDs = UNet.defaultTimeIDCount
+        let (textInfo, idsInfo) = (file.tensors["text_embeds"], file.tensors["time_ids"])
+        if let a = config.textTime {
+            guard let t = textInfo, let i = idsInfo else {
+                throw ModelError("\(input): this UNet (addition_embed_type text_time, as SDXL's) needs tensors `text_embeds` [\(n), D] and `time_ids` [\(n), K] with D + K·\(a.timeDim) = \(a.inputDim) (has: \(file.names.joined(separator: ", ")))")
+            }
+            guard i.shape.count == 2, i.shape[0] == n, i.shape[1] > 0, t.shape == [n, a.textDim(timeIDs: i.shape[1])] else {
+                throw ModelError("\(input): `text_embeds` \(t.shape) and `time_ids` \(i.shape) do not fit: the model needs [\(n), D] and [\(n), K] with D + K·\(a.timeDim) = \(a.inputDim) (SDXL base: K = 6)")
+            }
+            timeIDs = i.shape[1]
+            added = (try file.floats("text_embeds"), try file.floats("time_ids"))
+        } else if textInfo != nil || idsInfo != nil {
+            throw ModelError("\(input) has `text_embeds`/`time_ids`, but \(folder.configURL.path) has no added embedding (addition_embed_type), so it takes none")
+        }
         guard c == config.inChannels else {
             throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
         }
         let stream = try precisionOptions.stream(deviceOptions)
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)),
-                            stream: stream, batch: n, height: h, width: w, contextLength: contextLength)
+                            stream: stream, batch: n, height: h, width: w, contextLength: contextLength, timeIDs: timeIDs)
         let start = DispatchTime.now().uptimeNanoseconds
-        let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n), encoderHiddenStates: states)
+        let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n), encoderHiddenStates: states,
+                           textEmbeds: added?.text, timeIDs: added?.ids)
         let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         try SafeTensorsWriter.write([("sample", [n, config.outChannels, h, w], out)], to: output)
         FileHandle.standardError.write("wrote \(output): sample [\(n), \(config.outChannels), \(h), \(w)] in \(formatMilliseconds(ms)) ms on \(stream.device.name)\n".data(using: .utf8)!)
