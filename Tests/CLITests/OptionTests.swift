@@ -145,6 +145,10 @@ let optionCases: [OptionCase] = [
         OptionCase("give --prompt TEXT or --prompts FILE", ["generate", "--model", "{pipe}", "--prompt", "a", "--prompts", "{tmp}/three-prompts.txt"]),
         OptionCase("--eta applies to a DDIM teacher only", ["search", "--model", "{pipe}", "--speedup", "2", "--prompts", "{tmp}/three-prompts.txt", "--eta", "0.5"]),
         OptionCase("the guidance scale must be finite", ["profile", "--model", "{pipe}", "--guidance-scale", "inf", "--batch", "1"]),
+        OptionCase("--original-size", ["generate", "--model", "{pipe}", "--prompt", "a", "--original-size", "1024", "--steps", "2"]),
+        OptionCase("--crop-top-left", ["generate", "--model", "{pipe}", "--prompt", "a", "--crop-top-left", "-1,0", "--steps", "2"]),
+        OptionCase("are SDXL's micro-conditioning", ["search", "--model", "{pipe}", "--speedup", "2", "--prompts", "{tmp}/three-prompts.txt", "--target-size", "64,64"]),
+        OptionCase("plan deepcache", ["plan", "deepcache", "--interval", "2", "--branch", "1", "--cache-branch-id", "1"]),
         OptionCase("--max-length must be at least 2", ["tokenize", "--tokenizer", "{tmp}/tok", "--prompt", "a", "--max-length", "0"]),
         OptionCase("give --tokenizer DIR or --model DIR", ["tokenize", "--prompt", "a"]),
         OptionCase("give --prompt TEXT or --prompts FILE", ["tokenize", "--tokenizer", "{tmp}/tok"]),
@@ -193,7 +197,8 @@ func capturingStandardError(_ body: () -> Void) throws -> String {
         let fixture = try OptionFixture.shared.get()
         let long = String(repeating: "ab ", count: 60)
         var ending = Flexiffusion.Ending(code: -1, message: "")
-        let out = fixture.tmp.appendingPathComponent("long.png").path
+        // (Outside the fixture's folder: OptionTests, running beside this suite, counts what appears there.)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("long-\(UUID().uuidString).png").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         let said = try capturingStandardError {
             ending = Flexiffusion.execute(["generate", "--model", fixture.pipe.path, "--prompt", long, "--steps", "1", "--height", "32",

@@ -306,7 +306,7 @@ final class ScratchModel {
         let unet = try UNet(folder: ModelFolder(path: m.dir.path), stream: ComputeStream(), batch: 1, height: 16, width: 16)
         #expect(unet.textEmbedsDim == 20 && unet.timeIDCount == 6)
         var rng = SeededGenerator(seed: freshSeed())
-        let sample = randomArray(4 * 16 * 16, &rng), states = randomArray(77 * 32, &rng)
+        let sample = randomArray(4 * 16 * 16, &rng), states = randomArray(77 * 56, &rng)
         let text = randomArray(20, &rng), ids: [Float] = [1024, 1024, 0, 0, 1024, 1024]
         expectError(containing: ["needs both text_embeds [1, 20] and time_ids [1, 6]"]) {
             _ = try unet(sample, timesteps: [10], encoderHiddenStates: states)

@@ -105,13 +105,16 @@ class PlanHandle:
         if action.kind == "partial":
             for key in ("class_labels", "timestep_cond", "added_cond_kwargs", "down_block_additional_residuals",
                         "mid_block_additional_residual", "down_intrablock_additional_residuals"):
+                if key == "added_cond_kwargs" and self.pipe.unet.config.get("addition_embed_type") == "text_time":
+                    continue  # (SDXL's text_embeds and time_ids: the partial step takes them)
                 if a.get(key) is not None:
                     raise PlanError(f"step {self.step}: a partial step does not take {key}")
             self._last = self.split.partial(action.branch, self._cache[action.branch], a["sample"], a["timestep"],
                                             encoder_hidden_states=a.get("encoder_hidden_states"),
                                             attention_mask=a.get("attention_mask"),
                                             cross_attention_kwargs=a.get("cross_attention_kwargs"),
-                                            encoder_attention_mask=a.get("encoder_attention_mask"))
+                                            encoder_attention_mask=a.get("encoder_attention_mask"),
+                                            added_cond_kwargs=a.get("added_cond_kwargs"))
         if a["sample"].shape != self._last.shape:
             raise PlanError(f"step {self.step}: the input's shape {tuple(a['sample'].shape)} differs from the last step's "
                             f"{tuple(self._last.shape)} (a null step returns the last output)")
@@ -139,7 +142,7 @@ class PlanHandle:
 
 def apply_plan(pipe, plan) -> PlanHandle:
     """Runs `plan` (a path to a plan or search results file, a dict, or a `Plan`) on `pipe`, a
-    diffusers pipeline with a UNet2DModel or UNet2DConditionModel: its scheduler becomes the plan's
+    diffusers pipeline with a UNet2DModel or UNet2DConditionModel (SDXL's included): its scheduler becomes the plan's
     sampler (`from_config` of the pipeline's scheduler config), and each model evaluation follows the
     plan's action — in a pipeline call (`num_inference_steps` must be the plan's steps) and in a loop
     over `pipe.scheduler.timesteps` after `pipe.scheduler.set_timesteps(...)`. Under classifier-free

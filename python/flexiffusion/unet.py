@@ -3,7 +3,9 @@ numbers them (Sources/Engine/Plans/StepPlan.swift): branch 0 is conv_in's output
 layer's and downsampler's output in order. A full pass runs the model's own forward and records,
 for each wanted branch, the main-path feature entering the up resnet that concatenates that skip;
 a partial pass runs conv_in, the down layers through the branch, and the up path from that resnet
-fed with the recorded feature — DeepCache's shallow path (arXiv 2312.00858, §3.2)."""
+fed with the recorded feature — DeepCache's shallow path (arXiv 2312.00858, §3.2). SDXL's added
+embedding (`addition_embed_type` "text_time", from `added_cond_kwargs`) joins the time embedding of
+both passes."""
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
@@ -26,7 +28,7 @@ class SplitUNet:
                     raise PlanError(f"{kind} block {t} is not split by plans (supported: {', '.join(sorted(allowed))})")
         if self.conditional:
             for key in ("class_embed_type", "addition_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"):
-                if c.get(key) is not None:
+                if c.get(key) is not None and not (key == "addition_embed_type" and c.get(key) == "text_time"):
                     raise PlanError(f"unsupported {key} = {c.get(key)} for partial steps")
         else:
             if c.get("time_embedding_type", "positional") != "positional" or c.get("class_embed_type") is not None:
@@ -72,10 +74,10 @@ class SplitUNet:
         return out, cache
 
     def partial(self, branch, feature, sample, timestep, encoder_hidden_states=None, attention_mask=None,
-                cross_attention_kwargs=None, encoder_attention_mask=None):
+                cross_attention_kwargs=None, encoder_attention_mask=None, added_cond_kwargs=None):
         """The shallow path at `branch` fed with `feature`; returns the output tensor."""
         unet = self.unet
-        emb = self._time_embedding(sample, timestep)
+        emb = self._time_embedding(sample, timestep, encoder_hidden_states, added_cond_kwargs)
         if unet.config.center_input_sample:
             sample = 2 * sample - 1.0
         attn = dict(encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
@@ -121,11 +123,15 @@ class SplitUNet:
                      return_dict=False)[0]
         return a(h)
 
-    def _time_embedding(self, sample, timestep):
+    def _time_embedding(self, sample, timestep, encoder_hidden_states=None, added_cond_kwargs=None):
         unet = self.unet
         if self.conditional:
             t_emb = unet.get_time_embed(sample=sample, timestep=timestep)
             emb = unet.time_embedding(t_emb, None)
+            if unet.config.get("addition_embed_type") == "text_time":
+                if added_cond_kwargs is None:
+                    raise PlanError("SDXL's UNet needs added_cond_kwargs (text_embeds, time_ids) in a partial step too")
+                emb = emb + unet.get_aug_embed(emb=emb, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs)
             if unet.time_embed_act is not None:
                 emb = unet.time_embed_act(emb)
             return emb

@@ -113,6 +113,53 @@ case_ 1 "no tokenizer/ folder" search --model "$sd" --speedup 2 --prompts "$tmp/
 case_ 1 "cannot read --prompts" search --model "$pipe" --speedup 2 --prompts "$tmp/missing.txt" --features fashion
 case_ 1 "holds no prompt" rfid "$tmp/eta.json" --model "$pipe" --prompts "$tmp/no-prompts.txt" --features fashion
 
+# SDXL on a pipeline assembled from the goldens (SDXL-layout UNet with its text_time embedding, the
+# quick_gelu CLIP text encoder and the CLIPTextModelWithProjection, the VAE, Euler; the same byte-level
+# vocabulary, "!" as tokenizer_2's pad): one run that works, then what a user can get wrong.
+xl="$tmp/sdxl-pipeline"
+mkdir -p "$xl/unet" "$xl/text_encoder" "$xl/text_encoder_2" "$xl/vae" "$xl/scheduler"
+cp "$goldens/sdxl-layout/unet/"* "$xl/unet/"
+cp "$goldens/clip-text-quick/config.json" "$goldens/clip-text-quick/model.safetensors" "$xl/text_encoder/"
+cp "$goldens/clip-text-projection/config.json" "$goldens/clip-text-projection/model.safetensors" "$xl/text_encoder_2/"
+cp "$goldens/vae-layout/config.json" "$goldens/vae-layout/diffusion_pytorch_model.safetensors" "$xl/vae/"
+cp -r "$pipe/tokenizer" "$xl/tokenizer" && cp -r "$pipe/tokenizer" "$xl/tokenizer_2"
+printf '{"pad_token": "!"}' > "$xl/tokenizer_2/special_tokens_map.json"
+printf '{"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": true}' > "$xl/model_index.json"
+printf '{"_class_name": "EulerDiscreteScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1}' > "$xl/scheduler/scheduler_config.json"
+case_ 0 "" generate --model "$xl" --prompt "a cat" --steps 2 --height 32 --width 32 --original-size 64,48 --out xl.png
+if [[ ! -s $tmp/xl.png ]]; then failures=$((failures + 1)); echo "FAIL: the SDXL run wrote no xl.png"; fi
+rm -f "$tmp/xl.png"
+case_ 64 "micro-conditioning (original size, crop, target size) is SDXL's" generate --model "$pipe" --prompt a --steps 2 --original-size 64,64
+mv "$xl/text_encoder_2" "$xl/te2"
+case_ 1 "no text_encoder_2/ folder" generate --model "$xl" --prompt a --steps 2
+mv "$xl/text_encoder" "$xl/te1" && mv "$xl/te2" "$xl/text_encoder_2"
+case_ 1 "is an SDXL refiner" generate --model "$xl" --prompt a --steps 2
+mv "$xl/text_encoder_2" "$xl/te2" && mkdir -p "$xl/text_encoder_2" && mv "$xl/te1" "$xl/text_encoder"
+cp "$goldens/clip-text-gelu/config.json" "$goldens/clip-text-gelu/model.fp16.safetensors" "$xl/text_encoder_2/"
+case_ 1 "must be a CLIPTextModelWithProjection" generate --model "$xl" --prompt a --steps 2
+rm -rf "$xl/text_encoder_2" && cp -r "$xl/te2" "$xl/text_encoder_2"
+cp -r "$goldens/clip-text-gelu" "$xl/text_encoder" && rm -rf "$xl/text_encoder" && mkdir -p "$xl/text_encoder"
+cp "$goldens/clip-text-gelu/config.json" "$goldens/clip-text-gelu/model.fp16.safetensors" "$xl/text_encoder/"
+case_ 1 "hidden sizes add up to 64, not the UNet's cross_attention_dim 56" generate --model "$xl" --prompt a --steps 2
+printf '{"_class_name": "StableDiffusionXLInpaintPipeline"}' > "$xl/model_index.json"
+case_ 1 "inpainting" generate --model "$xl" --prompt a --steps 2
+printf '{"_class_name": "StableDiffusionXLImg2ImgPipeline"}' > "$xl/model_index.json"
+case_ 1 "image-to-image is not supported yet" generate --model "$xl" --prompt a --steps 2
+printf '{"_class_name": "StableDiffusionControlNetPipeline"}' > "$xl/model_index.json"
+case_ 1 "ControlNet" generate --model "$xl" --prompt a --steps 2
+python3 - "$tmp/xl-in.safetensors" <<'PY'
+import json, struct, sys
+tensors = {"sample": [1, 4, 16, 16], "encoder_hidden_states": [1, 77, 56]}
+header, offset = {}, 0
+for name, shape in tensors.items():
+    n = 4 * shape[0] * shape[1] * shape[2] * (shape[3] if len(shape) > 3 else 1)
+    header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
+    offset += n
+text = json.dumps(header).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(text)) + text + struct.pack("<f", 0.5) * (offset // 4))
+PY
+case_ 1 "needs tensors \`text_embeds\`" forward --model "$goldens/sdxl-layout" --input "$tmp/xl-in.safetensors" --timestep 1 --output out.safetensors
+
 # The CLIP tokenizer: missing and malformed vocabulary files, bad lengths, missing options.
 mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#version: 0.2\n' > "$tmp/tok/merges.txt"
 case_ 1 "is not a JSON object of token" tokenize --tokenizer "$tmp/tok" --prompt a

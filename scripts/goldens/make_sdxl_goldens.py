@@ -9,7 +9,7 @@ cut down; `addition_embed_type` "text_time" with 6 time ids) at reduced width, e
 `save_pretrained(..., variant="fp16")` in float16 (unet/diffusion_pytorch_model.fp16.safetensors) under
 a pipeline's model_index.json; the outputs use the float16-rounded weights, run in float32.
 
-golden.safetensors: sample [2, 4, 16, 16], encoder_hidden_states [2, 77, 32], text_embeds [2, 20] and
+golden.safetensors: sample [2, 4, 16, 16], encoder_hidden_states [2, 77, 56], text_embeds [2, 20] and
 time_ids [2, 6] (SDXL's original size, crop top-left and target size, different per sample), and
 output_t{t} = unet(sample, t, encoder_hidden_states, added_cond_kwargs={text_embeds, time_ids}) for t
 in 1, 500, 999; then DeepCache's shallow path (a partial step) for every skip branch m, as
@@ -35,13 +35,14 @@ TEXT_EMBEDS_DIM, TIME_ID_DIM = 20, 8
 
 # SDXL base's UNet config (stabilityai/stable-diffusion-xl-base-1.0) at reduced width: the widths
 # 320/640/1280 → 16/32/32, heads 5/10/20 → 1/2/2 (head width 64 → 16), cross_attention_dim 2048 (768 +
-# 1280, the two text encoders) → 32 (12 + 20), addition_time_embed_dim 256 → 8, projection input 2816
-# (1280 + 6·256) → 68.
+# 1280, the two text encoders) → 56 (32 + 24: the clip-text-quick and clip-text-projection goldens, so
+# that scripts/ci/test_cli_robustness.sh assembles an SDXL pipeline from them), addition_time_embed_dim
+# 256 → 8, projection input 2816 (1280 + 6·256) → 68 (clip-text-projection's projection_dim 20 + 48).
 CONFIG = dict(
     sample_size=16, in_channels=4, out_channels=4, block_out_channels=(16, 32, 32), layers_per_block=2,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=[1, 2, 2], cross_attention_dim=32, norm_num_groups=8, use_linear_projection=True,
+    attention_head_dim=[1, 2, 2], cross_attention_dim=56, norm_num_groups=8, use_linear_projection=True,
     transformer_layers_per_block=[1, 2, 2], addition_embed_type="text_time", addition_time_embed_dim=TIME_ID_DIM,
     projection_class_embeddings_input_dim=TEXT_EMBEDS_DIM + 6 * TIME_ID_DIM,
 )

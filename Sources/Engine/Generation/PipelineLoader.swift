@@ -1,7 +1,8 @@
 // Which pipeline a model folder gets, decided once for every command: a Stable Diffusion pipeline
-// folder (a UNet2DConditionModel beside its tokenizer, text encoder and VAE) becomes a
-// TextToImagePipeline over the request's prompts; a UNet2DModel a GenerationPipeline. SDXL and
-// image-to-image will be further cases here, each a pipeline of its own.
+// folder (a UNet2DConditionModel beside its tokenizer, text encoder and VAE; SDXL's with two of each)
+// becomes a TextToImagePipeline over the request's prompts; a UNet2DModel a GenerationPipeline.
+// Pipelines the engine does not run (inpainting, ControlNet, image-to-image yet, …) are refused by
+// the class model_index.json names, with what is missing.
 import Foundation
 import GPUKernels
 
@@ -18,25 +19,31 @@ public struct PipelineRequest: Sendable {
     /// and the classifier-free guidance scale.
     public var prompts: PromptSet?
     public var guidanceScale: Float = 7.5
+    /// SDXL's micro-conditioning (default: the image size, uncropped); refused for other models.
+    public var microConditioning: MicroConditioning?
 
     public init(batch: Int, variant: String? = nil, height: Int? = nil, width: Int? = nil, prompts: PromptSet? = nil,
-                guidanceScale: Float = 7.5) {
+                guidanceScale: Float = 7.5, microConditioning: MicroConditioning? = nil) {
         self.batch = batch; self.variant = variant; self.height = height; self.width = width
-        self.prompts = prompts; self.guidanceScale = guidanceScale
+        self.prompts = prompts; self.guidanceScale = guidanceScale; self.microConditioning = microConditioning
     }
 }
 
 public enum PipelineLoader {
     /// The pipeline of the model in `folder` (opened as `path`, for messages) on `stream`.
     public static func open(_ folder: ModelFolder, path: String, request: PipelineRequest, stream: ComputeStream) throws -> any ImagePipeline {
+        try checkPipelineClass(folder, path: path)
         let config = try UNetConfiguration.load(from: folder.configURL)
+        if request.microConditioning != nil && config.textTime == nil {
+            throw ModelError(argument: "micro-conditioning (original size, crop, target size) is SDXL's; \(path) is not an SDXL pipeline")
+        }
         if config.isConditional {
             guard let prompts = request.prompts else {
                 throw ModelError(argument: "\(path) is a Stable Diffusion pipeline: its images come from text, so it needs prompts")
             }
             return try TextToImagePipeline(folder: StableDiffusionFolder(folder, path: path), variant: request.variant, stream: stream,
                                            batch: request.batch, prompts: prompts, height: request.height, width: request.width,
-                                           guidanceScale: request.guidanceScale)
+                                           guidanceScale: request.guidanceScale, microConditioning: request.microConditioning)
         }
         guard request.prompts == nil else {
             throw ModelError(argument: "prompts are for Stable Diffusion pipelines (a UNet2DConditionModel); \(path) is a UNet2DModel")
@@ -50,5 +57,25 @@ public enum PipelineLoader {
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)), stream: stream,
                             batch: request.batch, height: height, width: width)
         return try GenerationPipeline(unet: unet, schedulerConfiguration: schedulerConfiguration, folder: folder)
+    }
+
+    /// What each family of diffusers pipelines the engine does not run needs, by a part of its class name.
+    static let unsupported: [(part: String, why: String)] = [
+        ("Inpaint", "inpainting (a masked image as extra UNet input) is not supported"),
+        ("ControlNet", "ControlNet (a second network's residuals) is not supported"),
+        ("Img2Img", "image-to-image is not supported yet (text-to-image from the same folder is: see the pipeline's text-to-image class)"),
+        ("Upscale", "upscaling (a low-resolution image as UNet input) is not supported"),
+        ("Depth2Img", "depth conditioning is not supported"),
+        ("InstructPix2Pix", "image-edit conditioning is not supported"),
+        ("Adapter", "adapters (T2I-Adapter, IP-Adapter) are not supported"),
+        ("Video", "video models are not supported"),
+    ]
+
+    /// Refuses a folder whose model_index.json names a pipeline class the engine does not run, naming what is missing.
+    static func checkPipelineClass(_ folder: ModelFolder, path: String) throws {
+        guard folder.isPipeline, let name = try configClassName(folder.root.appendingPathComponent("model_index.json")) else { return }
+        if let (_, why) = unsupported.first(where: { name.contains($0.part) }) {
+            throw ModelError("\(path): \(name): \(why); the engine runs StableDiffusionPipeline, StableDiffusionXLPipeline, DDPMPipeline and DDIMPipeline folders")
+        }
     }
 }

@@ -20,6 +20,11 @@ func pipelineComponentClass(index url: URL, component: String) throws -> String?
     return pair[1] as? String
 }
 
+/// A boolean setting of a pipeline's model_index.json (`force_zeros_for_empty_prompt`, …); nil when absent.
+func pipelineConfigBool(index url: URL, key: String) throws -> Bool? {
+    try readConfigObject(url).object[key] as? Bool
+}
+
 private func readConfigObject(_ url: URL) throws -> (data: Data, object: [String: Any]) {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {

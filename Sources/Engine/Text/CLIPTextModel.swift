@@ -1,19 +1,31 @@
 // transformers' CLIPTextModel on the engine: token and position embeddings, pre-LN transformer layers
 // with causal self-attention and a quick_gelu or gelu MLP, the final LayerNorm — the text encoder of
-// Stable Diffusion 1.x (CLIP ViT-L/14's, quick_gelu) and 2.x (OpenCLIP ViT-H's, gelu, 23 layers).
-// `last_hidden_state` is what StableDiffusionPipeline conditions on; `clipSkip` as diffusers' encode_prompt.
-// Port of transformers.models.clip.modeling_clip (CLIPTextTransformer), transformers 5.
+// Stable Diffusion 1.x (CLIP ViT-L/14's, quick_gelu) and 2.x (OpenCLIP ViT-H's, gelu, 23 layers) —
+// and CLIPTextModelWithProjection (SDXL's second encoder: the pooled end-token state projected).
+// `last_hidden_state` is what StableDiffusionPipeline conditions on; `clipSkip` as diffusers' encode_prompt;
+// `encodePenultimate` gives what StableDiffusionXLPipeline conditions on (hidden_states[-2]) and the pooled
+// projection. Port of transformers.models.clip.modeling_clip (CLIPTextTransformer,
+// CLIPTextModelWithProjection), transformers 5.
 import Foundation
 import GPUKernels
 
 /// A text encoder's config.json (transformers' `CLIPTextConfig`): the keys that shape the model are
-/// read with transformers' defaults; keys that do not change inference (dropout, initialisation,
-/// token ids, `projection_dim`, transformers' generation defaults) are ignored.
+/// read with transformers' defaults; keys that do not change inference (dropout, initialisation, the
+/// other token ids, transformers' generation defaults) are ignored.
 public struct CLIPTextConfiguration: Sendable, Equatable {
     public var vocabSize = 49408, hiddenSize = 512, intermediateSize = 2048, layers = 12, heads = 8
     public var maxPositions = 77
     public var layerNormEps: Float = 1e-5
     public var activation: TokenActivation = .quickGELU
+    /// `projection_dim` of a CLIPTextModelWithProjection (its `text_projection`); nil for a CLIPTextModel.
+    public var projectionDim: Int?
+    /// `eos_token_id`: where the pooled state is taken (2, as older configs say, means the largest id).
+    public var eosTokenID = 49407
+    /// Whether the config names its class (`architectures`); without it, weights with a
+    /// `text_projection` are read as a CLIPTextModelWithProjection (of `projection_dim`), as the
+    /// pipeline's model_index.json would load them.
+    public var namesArchitecture = false
+    var configProjectionDim: Int?
 
     public init() {}
     public var headDim: Int { hiddenSize / heads }
@@ -29,11 +41,13 @@ public struct CLIPTextConfiguration: Sendable, Equatable {
         if let type = raw["model_type"] as? String, type != "clip_text_model" {
             throw ModelError("\(url.path): model_type \(type) is not a CLIP text model (clip_text_model)")
         }
-        if let arch = raw["architectures"] as? [String], let other = arch.first(where: { $0 != "CLIPTextModel" }) {
-            throw ModelError("\(url.path): architecture \(other) is not supported (CLIPTextModel only; SDXL's CLIPTextModelWithProjection is not read yet)")
+        let architectures = raw["architectures"] as? [String] ?? []
+        if let other = architectures.first(where: { !["CLIPTextModel", "CLIPTextModelWithProjection"].contains($0) }) {
+            throw ModelError("\(url.path): architecture \(other) is not supported (CLIPTextModel, or SDXL's CLIPTextModelWithProjection)")
         }
         struct Keys: Decodable {
             var vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, max_position_embeddings: Int?
+            var projection_dim, eos_token_id: Int?
             var layer_norm_eps: Double?
             var hidden_act: String?
         }
@@ -60,6 +74,14 @@ public struct CLIPTextConfiguration: Sendable, Equatable {
             }
             c.activation = act
         }
+        if architectures.contains("CLIPTextModelWithProjection") {
+            let p = keys.projection_dim ?? 512
+            guard p > 0 && p < 1 << 24 else { throw ModelError("\(url.path): projection_dim = \(p) is not a positive integer below 2^24") }
+            c.projectionDim = p
+        }
+        c.namesArchitecture = !architectures.isEmpty
+        if let eos = keys.eos_token_id { c.eosTokenID = eos }
+        c.configProjectionDim = keys.projection_dim
         guard c.hiddenSize % c.heads == 0 else {
             throw ModelError("\(url.path): hidden_size \(c.hiddenSize) is not a multiple of num_attention_heads \(c.heads)")
         }
@@ -85,7 +107,12 @@ public final class CLIPTextModel {
     let tokenEmbedding: DeviceBuffer<Float>, positionEmbedding: DeviceBuffer<Float>
     let layers: [Layer]
     let finalNorm: (DeviceBuffer<Float>, DeviceBuffer<Float>)
+    /// `text_projection` [projection_dim, D] of a CLIPTextModelWithProjection.
+    let projection: DeviceBuffer<Float>?
     let ids: DeviceBuffer<Int32>
+    /// The rows of the pooled (end) tokens, their states, and the projected pooled output [N, projection_dim].
+    let poolRows: DeviceBuffer<Int32>, pooledStates: DeviceBuffer<Float>
+    public let pooledOutput: DeviceBuffer<Float>
     let hidden: DeviceBuffer<Float>, normed: DeviceBuffer<Float>, attention: DeviceBuffer<Float>
     let wide: DeviceBuffer<Float>, scratch: DeviceBuffer<Float>
     /// The last call's output [N, L, D].
@@ -101,8 +128,12 @@ public final class CLIPTextModel {
     }
 
     /// Weights named as transformers 5 saves them, or with transformers 4's `text_model.` prefix.
-    public init(config: CLIPTextConfiguration, weights store: WeightStore, stream: ComputeStream, batch: Int) throws {
+    public init(config given: CLIPTextConfiguration, weights store: WeightStore, stream: ComputeStream, batch: Int) throws {
         precondition(batch > 0, "a text encoder needs a batch of at least one sequence")
+        var config = given
+        if !config.namesArchitecture && config.projectionDim == nil && store.has("text_projection.weight") {
+            config.projectionDim = config.configProjectionDim ?? 512
+        }
         self.config = config; self.batch = batch; self.stream = stream
         let (V, D, I, P) = (config.vocabSize, config.hiddenSize, config.intermediateSize, config.maxPositions)
         let prefix = store.has("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
@@ -125,6 +156,8 @@ public final class CLIPTextModel {
                          fc2: (try up("\(l).mlp.fc2.weight", [D, I]), try up("\(l).mlp.fc2.bias", [D])))
         }
         finalNorm = try norm("final_layer_norm")
+        // (transformers saves a CLIPTextModelWithProjection with the `text_model.` prefix beside text_projection.)
+        projection = try config.projectionDim.map { try stream.upload(try store.take("text_projection.weight", shape: [$0, D])) }
         try store.checkAllUsed()
         parameterCount = store.parameterCount
 
@@ -135,6 +168,9 @@ public final class CLIPTextModel {
         wide = try stream.buffer(rows * max(3 * D, I))
         scratch = try stream.buffer(shape.scratchCount(scoreLimit: stream.backends.attentionScoreLimit))
         output = try stream.buffer(rows * D)
+        poolRows = try DeviceBuffer<Int32>(context: stream.context, count: batch)
+        pooledStates = try stream.buffer(batch * D)
+        pooledOutput = try stream.buffer(batch * (config.projectionDim ?? 1))
     }
 
     /// Runs the encoder on `ids` (one array per sequence, all of one length ≤ max_position_embeddings;
@@ -142,7 +178,52 @@ public final class CLIPTextModel {
     /// LayerNorm, as diffusers' `encode_prompt(clip_skip=k)`. Returns `output` ([N, L, D], on the device).
     @discardableResult
     public func encode(_ ids: [[Int]], clipSkip: Int = 0) throws -> DeviceBuffer<Float> {
-        let (V, D, I) = (config.vocabSize, config.hiddenSize, config.intermediateSize)
+        guard clipSkip >= 0 && clipSkip <= config.layers else {
+            throw ModelError("clip_skip \(clipSkip) must be from 0 to \(config.layers) (the encoder has \(config.layers) layers)")
+        }
+        let L = try embed(ids)
+        try runLayers(0..<(config.layers - clipSkip), sequences: ids.count, length: L)
+        let rows = ids.count * L
+        try stream.layerNorm(hidden, output: output, gamma: finalNorm.0, beta: finalNorm.1, rows: rows, cols: config.hiddenSize,
+                             eps: config.layerNormEps)
+        return output
+    }
+
+    /// What StableDiffusionXLPipeline's `encode_prompt` takes from each encoder: `hidden_states[-(k + 2)]`
+    /// (the output of layer L − 1 − k, no final LayerNorm) into `output` [N, L, D]; with `pooled`, the
+    /// encoder runs on to the end and a CLIPTextModelWithProjection's `text_embeds` (the final state of
+    /// each sequence's end token, projected) go into `pooledOutput` [N, projection_dim].
+    @discardableResult
+    public func encodePenultimate(_ ids: [[Int]], clipSkip k: Int = 0, pooled: Bool) throws -> DeviceBuffer<Float> {
+        guard k >= 0 && k < config.layers else {
+            throw ModelError("clip_skip \(k) must be from 0 to \(config.layers - 1) (hidden_states[-(clip_skip + 2)] of \(config.layers) layers)")
+        }
+        guard !pooled || projection != nil else {
+            throw ModelError("the pooled text embedding needs a CLIPTextModelWithProjection (this text encoder has no text_projection)")
+        }
+        let L = try embed(ids), N = ids.count, D = config.hiddenSize, s = stream
+        let stop = config.layers - 1 - k
+        try runLayers(0..<stop, sequences: N, length: L)
+        try output.copy(from: hidden, count: N * L * D, queue: s.queue)
+        guard pooled, let projection, let P = config.projectionDim else { return output }
+        try runLayers(stop..<config.layers, sequences: N, length: L)
+        try s.layerNorm(hidden, output: normed, gamma: finalNorm.0, beta: finalNorm.1, rows: N * L, cols: D, eps: config.layerNormEps)
+        try poolRows.write(ids.enumerated().map { Int32($0.offset * L + poolPosition($0.element)) }, queue: s.queue)
+        try s.gatherRows(normed, ids: poolRows, output: pooledStates, rows: N, width: D)
+        try s.linear(pooledStates, weight: projection, bias: nil, output: pooledOutput, batch: N, inFeatures: D, outFeatures: P)
+        return output
+    }
+
+    /// The position whose final state is the pooled output (transformers' CLIPTextTransformer): the
+    /// first end token, or with the legacy `eos_token_id` 2 the first largest id.
+    public func poolPosition(_ ids: [Int]) -> Int {
+        if config.eosTokenID == 2 { return ids.indices.max { ids[$0] < ids[$1] || (ids[$0] == ids[$1] && $0 > $1) } ?? 0 }
+        return ids.firstIndex(of: config.eosTokenID) ?? 0
+    }
+
+    /// Token and position embeddings of `ids` into `hidden`; returns the sequence length.
+    private func embed(_ ids: [[Int]]) throws -> Int {
+        let (V, D) = (config.vocabSize, config.hiddenSize)
         guard let L = ids.first?.count, L > 0 else { throw ModelError("the text encoder needs at least one non-empty sequence") }
         guard ids.count <= batch else { throw ModelError("\(ids.count) sequences for a text encoder built for \(batch)") }
         guard ids.allSatisfy({ $0.count == L }) else {
@@ -154,17 +235,20 @@ public final class CLIPTextModel {
         if let bad = ids.joined().first(where: { $0 < 0 || $0 >= V }) {
             throw ModelError("token id \(bad) is outside the text encoder's vocabulary (\(V) tokens)")
         }
-        guard clipSkip >= 0 && clipSkip <= config.layers else {
-            throw ModelError("clip_skip \(clipSkip) must be from 0 to \(config.layers) (the encoder has \(config.layers) layers)")
-        }
         let N = ids.count, rows = N * L, s = stream
         try self.ids.write(ids.joined().map { Int32($0) }, queue: s.queue)
         try s.gatherRows(tokenEmbedding, ids: self.ids, output: hidden, rows: rows, width: D)
         // Positions 0..<L added to every sequence: a per-"channel" bias over [N, L·D].
         try s.addChannelBias(hidden, bias: positionEmbedding, batch: N, channels: L * D, spatial: 1, biasBatchStride: 0)
+        return L
+    }
+
+    /// Encoder layers `range` on `hidden`, in place.
+    private func runLayers(_ range: Range<Int>, sequences N: Int, length L: Int) throws {
+        let (D, I) = (config.hiddenSize, config.intermediateSize), rows = N * L, s = stream
         let shape = TokenAttentionShape(batch: N, queryLength: L, keyLength: L, heads: config.heads, headDim: config.headDim)
         let limit = s.backends.attentionScoreLimit
-        for layer in layers.prefix(config.layers - clipSkip) {
+        for layer in layers[range] {
             try s.layerNorm(hidden, output: normed, gamma: layer.norm1.0, beta: layer.norm1.1, rows: rows, cols: D, eps: config.layerNormEps)
             try s.linear(normed, weight: layer.qkv.0, bias: layer.qkv.1, output: wide, batch: rows, inFeatures: D, outFeatures: 3 * D)
             try s.multiHeadAttention(query: TokenOperand(wide, ld: 3 * D), key: TokenOperand(wide, offset: D, ld: 3 * D),
@@ -176,8 +260,6 @@ public final class CLIPTextModel {
             try s.activation(wide, count: rows * I, config.activation)
             try s.linearAccumulate(wide, weight: layer.fc2.0, bias: layer.fc2.1, into: hidden, rows: rows, inFeatures: I, outFeatures: D)
         }
-        try s.layerNorm(hidden, output: output, gamma: finalNorm.0, beta: finalNorm.1, rows: rows, cols: D, eps: config.layerNormEps)
-        return output
     }
 
     /// `encode` read back to the host: [N, L, D].

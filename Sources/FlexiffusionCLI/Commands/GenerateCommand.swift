@@ -23,7 +23,12 @@ struct GenerateCommand: ParsableCommand {
             --guidance-scale (the --negative-prompt, else "", as the unconditional half of each UNet batch), \
             latents of image i from --seed's stream (C·H/8·W/8 values each; --latents FILE gives them as \
             tensor `latents`, as diffusers' `latents=`), the folder's scheduler (PNDM for SD 1.5) and 50 \
-            steps; PNGs and --output-tensor hold the decoded images, --output-latents the final latents.
+            steps; PNGs and --output-tensor hold the decoded images, --output-latents the final latents. An \
+            SDXL pipeline folder (two text encoders, tokenizer_2, text_encoder_2) generates as diffusers' \
+            StableDiffusionXLPipeline: both encoders' penultimate states, the pooled text embedding and the \
+            micro-conditioning (--original-size, --crop-top-left, --target-size) as the UNet's added \
+            conditions, zeros as the unconditional half when no --negative-prompt is given \
+            (force_zeros_for_empty_prompt), 1024×1024 by default for SDXL base.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -103,7 +108,8 @@ struct GenerateCommand: ParsableCommand {
         let stream = try precisionOptions.stream(deviceOptions)
         let pipeline = try setup.pipeline(PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
                                                           height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
-                                                          prompts: prompts, guidanceScale: promptOptions.guidanceScale), stream: stream)
+                                                          prompts: prompts, guidanceScale: promptOptions.guidanceScale,
+                                                          microConditioning: promptOptions.microConditioning), stream: stream)
         if textToImage, let shape = given, shape.count != 4 || Array(shape.dropFirst()) != pipeline.sampleShape {
             let size = pipeline.imageShape
             throw ModelError("\(latents!): latents of shape \(shape); \(size[2])×\(size[1]) images need [N, \(pipeline.sampleShape.map(String.init).joined(separator: ", "))]")

@@ -12,6 +12,18 @@ struct PromptOptions: ParsableArguments {
     var negativePrompt: String?
     @Option(name: .customLong("guidance-scale"), help: "Text-to-image: classifier-free guidance scale (≤ 1: no guidance, one UNet half).")
     var guidanceScale: Float = 7.5
+    @Option(name: .customLong("original-size"), help: ArgumentHelp("SDXL: the micro-conditioning's original_size (default: the image size).", valueName: "H,W"))
+    var originalSize: IntPair?
+    @Option(name: .customLong("crop-top-left"), help: ArgumentHelp("SDXL: crops_coords_top_left (default: 0,0).", valueName: "TOP,LEFT"))
+    var cropTopLeft: IntPair?
+    @Option(name: .customLong("target-size"), help: ArgumentHelp("SDXL: target_size (default: the image size).", valueName: "H,W"))
+    var targetSize: IntPair?
+
+    /// SDXL's micro-conditioning as given (nil when no option was).
+    var microConditioning: MicroConditioning? {
+        guard originalSize != nil || cropTopLeft != nil || targetSize != nil else { return nil }
+        return MicroConditioning(originalSize: originalSize?.pair, cropTopLeft: cropTopLeft?.pair ?? (0, 0), targetSize: targetSize?.pair)
+    }
 
     /// The negative prompts of the prompt set (none: the empty prompt).
     var negativePrompts: [String] { negativePrompt.map { [$0] } ?? [] }
@@ -20,6 +32,9 @@ struct PromptOptions: ParsableArguments {
     /// which must hold a prompt. Returns that prompt set (read here, once, before any work); nil for a
     /// UNet2DModel.
     func check(_ setup: ModelSetup) throws -> PromptSet? {
+        if microConditioning != nil && setup.config.textTime == nil {
+            throw ValidationError("--original-size, --crop-top-left and --target-size are SDXL's micro-conditioning; \(setup.path) is not an SDXL pipeline")
+        }
         guard setup.config.isConditional else {
             if prompts != nil || negativePrompt != nil {
                 throw ValidationError("--prompts and --negative-prompt are for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
@@ -39,7 +54,7 @@ struct PromptOptions: ParsableArguments {
 func warnAboutTruncatedPrompts(_ pipeline: any ImagePipeline) {
     guard let t2i = pipeline as? TextToImagePipeline else { return }
     for (text, tokens) in t2i.truncatedPrompts {
-        say("warning: \"\(text.prefix(60))\(text.count > 60 ? "…" : "")\" is \(tokens) tokens; the text encoder reads the first \(t2i.tokenizer.maxLength - 2) (diffusers cuts it the same way, with the same warning)")
+        say("warning: \"\(text.prefix(60))\(text.count > 60 ? "…" : "")\" is \(tokens) tokens; the text encoder reads the first \(t2i.promptEncoder.maxLength - 2) (diffusers cuts it the same way, with the same warning)")
     }
 }
 
@@ -55,7 +70,8 @@ struct ScoredPipeline {
     /// `promptSet`: what `prompts.check(setup)` returned (a pipeline's prompt set, nil for a UNet2DModel).
     init(_ setup: ModelSetup, prompts: PromptOptions, promptSet: PromptSet?, features: FeatureOptions, variant: String?,
          stream: ComputeStream, batch: Int) throws {
-        pipeline = try setup.pipeline(PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale),
+        pipeline = try setup.pipeline(PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale,
+                                                      microConditioning: prompts.microConditioning),
                                       stream: stream)
         warnAboutTruncatedPrompts(pipeline)
         // (The precision changes the images: a bf16 run's teacher is not an fp32 run's.)
@@ -63,5 +79,15 @@ struct ScoredPipeline {
         let shape = pipeline.imageShape
         extractor = try features.extractor(stream: stream, batch: batch, channels: shape[0], height: shape[1], width: shape[2],
                                            forText: setup.config.isConditional)
+    }
+}
+
+/// Two integers as `A,B` (a size H,W or a corner TOP,LEFT), each 0…65536.
+struct IntPair: ExpressibleByArgument {
+    let pair: (Int, Int)
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, let a = parts[0], let b = parts[1], (0...65536).contains(a), (0...65536).contains(b) else { return nil }
+        pair = (a, b)
     }
 }
