@@ -53,7 +53,7 @@ class PlanHandle:
             set_explicit_timesteps(self.scheduler, s.timesteps, device, set_timesteps=self._set_timesteps)
         else:
             self._set_timesteps(s.steps, device=device)
-        n = len(self.scheduler.timesteps)
+        n = len(self.scheduler.timesteps) - s.begin
         if n != len(self.plan.actions):
             raise PlanError(f"the scheduler makes {n} model evaluations, the plan has {len(self.plan.actions)} actions")
         self.step, self._cache, self._last = 0, {}, None
@@ -96,6 +96,15 @@ class PlanHandle:
         bound = self._signature.bind(self.pipe.unet, *args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
+        s = self.plan.sampler
+        if self.step == 0 and s.strength is not None:
+            # An image-to-image run starts at the plan's strength's first kept timestep (get_timesteps).
+            want = float(self.scheduler.timesteps[s.begin])
+            t = a["timestep"]
+            got = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
+            if got != want:
+                raise PlanError(f"the plan runs at strength {s.strength} (its first timestep {want:g}); the pipeline started at "
+                                f"{got:g}: call it with strength={s.strength}")
         return_dict = a.get("return_dict", True)
         if action.kind == "full":
             out, self._cache = self.split.full(self.plan.branches, self._unet_forward, args, kwargs)

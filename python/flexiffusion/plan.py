@@ -50,15 +50,25 @@ class Sampler:
     skip_prk_steps: Optional[bool] = None
     timesteps: Optional[Tuple[int, ...]] = None
     timestep_spacing: Optional[str] = None
+    #: Image-to-image's strength: the plan runs the last int(steps * strength) steps (diffusers' get_timesteps).
+    strength: Optional[float] = None
+
+    @property
+    def begin(self) -> int:
+        """The first step an image-to-image run keeps (diffusers' t_start; 0 from noise)."""
+        if self.strength is None:
+            return 0
+        return self.steps - min(int(self.steps * self.strength), self.steps)
 
     @property
     def evaluations(self) -> int:
-        """Model evaluations: the steps, except PNDM (PLMS: steps + 1; with Runge–Kutta: steps + 9)."""
+        """Model evaluations: the steps, except PNDM (PLMS: steps + 1; with Runge–Kutta: steps + 9);
+        with a strength, those from its first kept step."""
         if self.scheduler != "pndm":
-            return self.steps
+            return self.steps - self.begin
         if self.skip_prk_steps is False:
-            return self.steps + 9
-        return 1 if self.steps == 1 else self.steps + 1
+            return self.steps + 9 - self.begin
+        return (1 if self.steps == 1 else self.steps + 1) - self.begin
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -81,6 +91,11 @@ class Sampler:
                 raise PlanError(f"timesteps {list(ts)} must be {self.steps} strictly decreasing values ≥ 0")
             if self.timestep_spacing is not None:
                 raise PlanError(f"explicit timesteps and a {self.timestep_spacing} spacing exclude each other")
+        if self.strength is not None:
+            if not isinstance(self.strength, (int, float)) or not 0 <= self.strength <= 1:
+                raise PlanError(f"the strength must be in [0, 1], not {self.strength!r}")
+            if self.begin >= self.steps:
+                raise PlanError(f"strength {self.strength} with {self.steps} steps keeps no step")
         if self.timestep_spacing is not None and self.timestep_spacing not in SPACINGS:
             raise PlanError(f"timestep_spacing {self.timestep_spacing!r} is not one of {', '.join(SPACINGS)}")
 
@@ -94,6 +109,8 @@ class Sampler:
             d["timesteps"] = list(self.timesteps)
         if self.timestep_spacing is not None:
             d["timestep_spacing"] = self.timestep_spacing
+        if self.strength is not None:
+            d["strength"] = self.strength
         return d
 
 
@@ -176,7 +193,7 @@ def _from_dict(doc: Mapping, source: str) -> Plan:
     ts = s.get("timesteps")
     sampler = Sampler(scheduler=s["scheduler"], steps=s["steps"], eta=float(s.get("eta", 0) or 0), order=s.get("order"),
                       skip_prk_steps=s.get("skip_prk_steps"), timesteps=tuple(ts) if ts is not None else None,
-                      timestep_spacing=s.get("timestep_spacing"))
+                      timestep_spacing=s.get("timestep_spacing"), strength=s.get("strength"))
     raw = doc.get("actions")
     if not isinstance(raw, Sequence) or isinstance(raw, str):
         raise PlanError(f"{source}: actions must be a list")

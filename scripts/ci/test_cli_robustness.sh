@@ -113,6 +113,36 @@ case_ 1 "no tokenizer/ folder" search --model "$sd" --speedup 2 --prompts "$tmp/
 case_ 1 "cannot read --prompts" search --model "$pipe" --speedup 2 --prompts "$tmp/missing.txt" --features fashion
 case_ 1 "holds no prompt" rfid "$tmp/eta.json" --model "$pipe" --prompts "$tmp/no-prompts.txt" --features fashion
 
+# Image-to-image on the same pipeline: PNGs written by python3 (RGB 32×32, grey 32×32, RGB 36×32), in a
+# folder of their own (the check at the end counts PNGs in $tmp as outputs).
+mkdir -p "$tmp/init"
+python3 - "$tmp/init" <<'PY'
+import struct, sys, zlib
+def png(path, w, h, channels):
+    rows = b"".join(b"\x00" + bytes((x * 7 + y * 13 + c * 50) % 256 for x in range(w) for c in range(channels)) for y in range(h))
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2 if channels == 3 else 0, 0, 0, 0)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+png(sys.argv[1] + "/rgb.png", 32, 32, 3)
+png(sys.argv[1] + "/grey.png", 32, 32, 1)
+png(sys.argv[1] + "/odd.png", 36, 32, 3)
+PY
+mkdir -p "$tmp/no-pngs"
+case_ 0 "grey images are read as RGB" generate --model "$pipe" --prompt "a cat" --image "$tmp/init/grey.png" --steps 4 --strength 0.5 --out i2i.png
+if [[ ! -s $tmp/i2i.png ]]; then failures=$((failures + 1)); echo "FAIL: the image-to-image run wrote no i2i.png"; fi
+rm -f "$tmp/i2i.png"
+case_ 64 "strength 0.0 with 4 steps keeps no step" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --steps 4 --strength 0
+case_ 64 "the strength must be in [0, 1]" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --steps 4 --strength nan
+case_ 64 "the init images are 36×32" generate --model "$pipe" --prompt a --image "$tmp/init/odd.png" --steps 4
+case_ 64 "the init images are 32×32; this run makes 64×64 images" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --steps 4 --height 64 --width 64
+case_ 1 "no .png files" generate --model "$pipe" --prompt a --images "$tmp/no-pngs" --steps 4
+case_ 64 "--image is for Stable Diffusion pipelines" generate --image "$tmp/init/rgb.png" --steps 4
+"$bin" plan teacher --model "$pipe" --scheduler pndm --steps 4 --strength 0.5 --out "$tmp/i2i-plan.json" 2> /dev/null
+case_ 64 "which is for image-to-image: give init images" generate --model "$pipe" --prompt a --plan "$tmp/i2i-plan.json"
+"$bin" plan teacher --model "$pipe" --scheduler pndm --steps 4 --out "$tmp/plain-plan.json" 2> /dev/null
+case_ 64 "needs a strength" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --plan "$tmp/plain-plan.json"
+
 # SDXL on a pipeline assembled from the goldens (SDXL-layout UNet with its text_time embedding, the
 # quick_gelu CLIP text encoder and the CLIPTextModelWithProjection, the VAE, Euler; the same byte-level
 # vocabulary, "!" as tokenizer_2's pad): one run that works, then what a user can get wrong.
@@ -143,8 +173,6 @@ cp "$goldens/clip-text-gelu/config.json" "$goldens/clip-text-gelu/model.fp16.saf
 case_ 1 "hidden sizes add up to 64, not the UNet's cross_attention_dim 56" generate --model "$xl" --prompt a --steps 2
 printf '{"_class_name": "StableDiffusionXLInpaintPipeline"}' > "$xl/model_index.json"
 case_ 1 "inpainting" generate --model "$xl" --prompt a --steps 2
-printf '{"_class_name": "StableDiffusionXLImg2ImgPipeline"}' > "$xl/model_index.json"
-case_ 1 "image-to-image is not supported yet" generate --model "$xl" --prompt a --steps 2
 printf '{"_class_name": "StableDiffusionControlNetPipeline"}' > "$xl/model_index.json"
 case_ 1 "ControlNet" generate --model "$xl" --prompt a --steps 2
 python3 - "$tmp/xl-in.safetensors" <<'PY'

@@ -123,8 +123,8 @@ extension ImagePipeline {
         if let resume {
             try sampler.setSample(resume.sample)
         } else {
-            let initial = noise.initial(slots, imageSize: sampleValues, count: count)
-            try sampler.setInitialNoise(copies == 1 ? initial : Array([[Float]](repeating: initial, count: copies).joined()))
+            try setInitialSample(sampler, noise: noise.initial(slots, imageSize: sampleValues, count: count), generation: noise,
+                                 slots: slots, count: count)
         }
         var variance = noise.streams.variance(images: slots, imageSize: sampleValues)
         let done = try sampler.runSteps(plan: plan, from: resume?.step ?? 0, noiseSource: &variance,

@@ -26,11 +26,20 @@ public protocol ImagePipeline: AnyObject {
     /// A key of everything that determines the images besides the plan and the seed: weights,
     /// configs, prompts, guidance, size (rFID's teacher-feature cache and results files use it).
     func contentKey() throws -> String
+    /// Sets `sampler`'s first sample for the run's images `slots` (of `count`) from their initial
+    /// noise `noise` (one copy, [slots.count, …]): the noise scaled by `init_noise_sigma` (in both
+    /// halves with guidance), or for image-to-image the init images' noised latents.
+    func setInitialSample(_ sampler: Sampler, noise: [Float], generation: GenerationNoise, slots: Range<Int>, count: Int) throws
 }
 
 extension ImagePipeline {
     /// No conditioning (a UNet2DModel).
     public func condition(images: [Int]) throws {}
+
+    /// The initial noise scaled by init_noise_sigma, in both halves with guidance.
+    public func setInitialSample(_ sampler: Sampler, noise: [Float], generation: GenerationNoise, slots: Range<Int>, count: Int) throws {
+        try sampler.setInitialNoise(copies == 1 ? noise : Array([[Float]](repeating: noise, count: copies).joined()))
+    }
 
     /// The sampler of `s` on this pipeline's UNet (made once, then reused).
     public func sampler(for s: PlanSampler) throws -> Sampler { try samplers.sampler(for: s) }
@@ -48,15 +57,24 @@ public final class SamplerCache {
     public let schedulerConfiguration: SchedulerConfiguration
     /// The guidance scale every sampler applies (nil: none).
     public let guidanceScale: Float?
+    /// Whether the samplers run image-to-image (a strength: the kept part of the schedule) or from noise.
+    public let imageToImage: Bool
     private var made: [PlanSampler: Sampler] = [:]
 
-    public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration, guidanceScale: Float? = nil) {
+    public init(unet: UNet, schedulerConfiguration: SchedulerConfiguration, guidanceScale: Float? = nil, imageToImage: Bool = false) {
         precondition(guidanceScale == nil || unet.batch % 2 == 0, "guidance needs an even UNet batch (two halves)")
         self.unet = unet; self.schedulerConfiguration = schedulerConfiguration; self.guidanceScale = guidanceScale
+        self.imageToImage = imageToImage
     }
 
     public func sampler(for s: PlanSampler) throws -> Sampler {
         if let existing = made[s] { return existing }
+        if imageToImage && s.strength == nil {
+            throw ModelError(argument: "this is an image-to-image run: the sampler (\(s)) needs a strength — a plan made with --strength, or --strength")
+        }
+        if !imageToImage, let strength = s.strength {
+            throw ModelError(argument: "the sampler (\(s)) has strength \(strength), which is for image-to-image: give init images (--image or --images)")
+        }
         let sampler = try Sampler(unet: unet, scheduler: s.scheduler(configuration: schedulerConfiguration), planSampler: s)
         if let guidanceScale {
             guard sampler.scheduler.isDeterministic else {

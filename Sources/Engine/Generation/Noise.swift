@@ -11,7 +11,9 @@
 //     NCHW order over the images (unless the caller gives the initial noise);
 //   - variance noise (DDIM with eta > 0, DDPM): image i has its own stream
 //     GaussianNoise(seed: varianceSeed(seed, image: i)); each step that draws noise takes its next S values.
-// Neither depends on the batch size or on which other images share a batch, so a batch of images
+//   - encoder sample noise (image-to-image: the ε of the VAE latent distribution's sample): image i's
+//     is the first S values of GaussianNoise(seed: varianceSeed(seed ^ 0xE5C0DE, image: i)).
+// None depends on the batch size or on which other images share a batch, so a batch of images
 // i…j is the same whether it is generated alone, after others, or padded.
 import Foundation
 
@@ -55,6 +57,14 @@ public struct NoiseStreams: Sendable {
     public func initialNoise(images: Range<Int>, imageSize: Int) -> [Float] {
         var g = GaussianNoise(seed: seed, position: images.lowerBound * imageSize)
         return g.fill(images.count * imageSize)
+    }
+
+    /// The ε of image-to-image's VAE latent samples for images `images` [n, C, h, w].
+    public func encoderSampleNoise(images: Range<Int>, imageSize: Int) -> [Float] {
+        images.flatMap { i -> [Float] in
+            var g = GaussianNoise(seed: Self.varianceSeed(seed ^ 0xE5C0DE, image: i))
+            return g.fill(imageSize)
+        }
     }
 
     /// The variance-noise streams of images `images`.

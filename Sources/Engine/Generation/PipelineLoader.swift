@@ -21,6 +21,10 @@ public struct PipelineRequest: Sendable {
     public var guidanceScale: Float = 7.5
     /// SDXL's micro-conditioning (default: the image size, uncropped); refused for other models.
     public var microConditioning: MicroConditioning?
+    /// Image-to-image: the init images (the run's size defaults to theirs), and optionally the ε of
+    /// their latent samples [count, C, h, w] (default: the seed's encoder stream).
+    public var initImages: InitImages?
+    public var latentSampleNoise: [Float]?
 
     public init(batch: Int, variant: String? = nil, height: Int? = nil, width: Int? = nil, prompts: PromptSet? = nil,
                 guidanceScale: Float = 7.5, microConditioning: MicroConditioning? = nil) {
@@ -41,9 +45,23 @@ public enum PipelineLoader {
             guard let prompts = request.prompts else {
                 throw ModelError(argument: "\(path) is a Stable Diffusion pipeline: its images come from text, so it needs prompts")
             }
-            return try TextToImagePipeline(folder: StableDiffusionFolder(folder, path: path), variant: request.variant, stream: stream,
-                                           batch: request.batch, prompts: prompts, height: request.height, width: request.width,
-                                           guidanceScale: request.guidanceScale, microConditioning: request.microConditioning)
+            let images = request.initImages?.images
+            let sd = try StableDiffusionFolder(folder, path: path)
+            let text: TextToImagePipeline
+            do {
+                text = try TextToImagePipeline(folder: sd, variant: request.variant, stream: stream,
+                                               batch: request.batch, prompts: prompts, height: request.height ?? images?.height,
+                                               width: request.width ?? images?.width,
+                                               guidanceScale: request.guidanceScale, microConditioning: request.microConditioning)
+            } catch let e as ModelError where images != nil && request.height == nil && request.width == nil && e.message.hasPrefix("height and width") {
+                // (The size came from the images: say so, and what diffusers would have done.)
+                throw ModelError(argument: "the init images are \(images!.width)×\(images!.height): \(e.message); diffusers would resize them (PIL's Lanczos filter, which the engine does not replicate): resize them first")
+            }
+            guard let initImages = request.initImages else { return text }
+            return try ImageToImagePipeline(text: text, images: initImages, latentSampleNoise: request.latentSampleNoise)
+        }
+        guard request.initImages == nil else {
+            throw ModelError(argument: "image-to-image is for Stable Diffusion and SDXL pipelines; \(path) is a UNet2DModel")
         }
         guard request.prompts == nil else {
             throw ModelError(argument: "prompts are for Stable Diffusion pipelines (a UNet2DConditionModel); \(path) is a UNet2DModel")
@@ -63,7 +81,6 @@ public enum PipelineLoader {
     static let unsupported: [(part: String, why: String)] = [
         ("Inpaint", "inpainting (a masked image as extra UNet input) is not supported"),
         ("ControlNet", "ControlNet (a second network's residuals) is not supported"),
-        ("Img2Img", "image-to-image is not supported yet (text-to-image from the same folder is: see the pipeline's text-to-image class)"),
         ("Upscale", "upscaling (a low-resolution image as UNet input) is not supported"),
         ("Depth2Img", "depth conditioning is not supported"),
         ("InstructPix2Pix", "image-edit conditioning is not supported"),
@@ -75,7 +92,7 @@ public enum PipelineLoader {
     static func checkPipelineClass(_ folder: ModelFolder, path: String) throws {
         guard folder.isPipeline, let name = try configClassName(folder.root.appendingPathComponent("model_index.json")) else { return }
         if let (_, why) = unsupported.first(where: { name.contains($0.part) }) {
-            throw ModelError("\(path): \(name): \(why); the engine runs StableDiffusionPipeline, StableDiffusionXLPipeline, DDPMPipeline and DDIMPipeline folders")
+            throw ModelError("\(path): \(name): \(why); the engine runs Stable Diffusion (1.x, 2.x, XL) text-to-image and image-to-image, DDPMPipeline and DDIMPipeline folders")
         }
     }
 }

@@ -125,6 +125,10 @@ public final class TextToImagePipeline: ImagePipeline {
         guard h > 0, w > 0, h % f == 0, w % f == 0, h <= 1 << 16, w <= 1 << 16 else {
             throw ModelError(argument: "height and width must be positive multiples of the VAE's scale factor \(f), at most 65536 (got \(h)×\(w))")
         }
+        let multiple = f * config.spatialMultiple
+        guard h % multiple == 0, w % multiple == 0 else {
+            throw ModelError(argument: "height and width must be multiples of \(multiple) (the VAE's scale factor \(f) times the UNet's \(config.spatialMultiple) for its \(config.levels) levels), not \(w)×\(h) (width × height)")
+        }
         if microConditioning != nil && config.textTime == nil {
             throw ModelError(argument: "micro-conditioning (original size, crop, target size) is SDXL's; this pipeline's UNet has no text_time embedding")
         }

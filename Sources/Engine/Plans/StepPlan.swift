@@ -105,23 +105,35 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
     /// The timestep spacing instead of the scheduler config's (`timestep_spacing`, as
     /// `from_config(config, timestep_spacing=…)` sets it); nil: the config's.
     public var spacing: TimestepSpacing?
+    /// Image-to-image's strength (0…1): the run keeps the last int(steps·strength) steps of the
+    /// schedule (ImageToImageScheduler.swift); nil: a run from noise.
+    public var strength: Double?
 
     public init(scheduler: SchedulerKind = .ddim, steps: Int, eta: Float = 0, order: Int? = nil, skipPRKSteps: Bool? = nil,
-                timesteps: [Int]? = nil, spacing: TimestepSpacing? = nil) {
+                timesteps: [Int]? = nil, spacing: TimestepSpacing? = nil, strength: Double? = nil) {
         self.scheduler = scheduler; self.steps = steps; self.eta = eta
         self.order = scheduler.isMultistep ? (order ?? 2) : nil
         self.skipPRKSteps = scheduler == .pndm ? (skipPRKSteps ?? true) : nil
         self.timesteps = timesteps
         self.spacing = spacing
+        self.strength = strength
     }
 
     /// The number of model evaluations, one plan action each: the steps, except for PNDM (N + 1
-    /// with skip_prk_steps, N + 9 with the Runge–Kutta warm-up).
+    /// with skip_prk_steps, N + 9 with the Runge–Kutta warm-up); with a strength, those left from
+    /// its first step.
     public var evaluations: Int {
-        scheduler == .pndm ? PNDMScheduler.evaluations(steps: steps, skipPRKSteps: skipPRKSteps ?? true) : steps
+        let all = scheduler == .pndm ? PNDMScheduler.evaluations(steps: steps, skipPRKSteps: skipPRKSteps ?? true) : steps
+        guard let strength, let begin = try? ImageToImageStrength.beginStep(steps: steps, strength: strength) else { return all }
+        return all - begin
     }
 
-    enum CodingKeys: String, CodingKey { case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps", timesteps, spacing = "timestep_spacing" }
+    /// The same sampler for a run from noise (no strength).
+    public var fromNoise: PlanSampler { var s = self; s.strength = nil; return s }
+
+    enum CodingKeys: String, CodingKey {
+        case scheduler, steps, eta, order, skipPRKSteps = "skip_prk_steps", timesteps, spacing = "timestep_spacing", strength
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -132,13 +144,14 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         self.init(scheduler: kind, steps: try c.decode(Int.self, forKey: .steps),
                   eta: try c.decodeIfPresent(Float.self, forKey: .eta) ?? 0, order: order, skipPRKSteps: skip,
                   timesteps: try c.decodeIfPresent([Int].self, forKey: .timesteps),
-                  spacing: try c.decodeIfPresent(TimestepSpacing.self, forKey: .spacing))
+                  spacing: try c.decodeIfPresent(TimestepSpacing.self, forKey: .spacing),
+                  strength: try c.decodeIfPresent(Double.self, forKey: .strength))
     }
 
     /// The same scheduler, eta, order, PNDM mode and spacing with `steps` steps (a coarser grid; an
     /// explicit timestep list does not carry over).
     public func with(steps: Int) -> PlanSampler {
-        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps, spacing: spacing)
+        PlanSampler(scheduler: scheduler, steps: steps, eta: eta, order: order, skipPRKSteps: skipPRKSteps, spacing: spacing, strength: strength)
     }
 
     /// "ddim 50 steps", "ddim 50 steps, eta 0.5", "dpmsolver++ 20 steps, order 2", "pndm 50 steps (PLMS, 51 evaluations)".
@@ -147,6 +160,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
             + (skipPRKSteps.map { " (\($0 ? "PLMS" : "PRK + PLMS"), \(evaluations) evaluations)" } ?? "")
             + (timesteps.map { ", timesteps \($0.map(String.init).joined(separator: ","))" } ?? "")
             + (spacing.map { ", \($0) spacing" } ?? "")
+            + (strength.map { ", strength \($0) (\(evaluations) evaluations)" } ?? "")
     }
 
     /// Checks what the sampler settings must satisfy.
@@ -168,6 +182,7 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
             }
             if let spacing { throw ModelError("explicit timesteps and a \(spacing) spacing exclude each other") }
         }
+        if let strength { _ = try ImageToImageStrength.beginStep(steps: steps, strength: strength) }
     }
 
     /// `c` with this sampler's spacing, where it names one (as a key the file gave).
@@ -179,9 +194,26 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         return c
     }
 
-    /// This sampler's scheduler.
+    /// This sampler's scheduler (with a strength, its image-to-image part: `ImageToImageScheduler`).
     public func scheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
         try validate()
+        guard let strength else { return try fullScheduler(configuration: configuration) }
+        let begin = try ImageToImageStrength.beginStep(steps: steps, strength: strength)
+        var base = try fromNoise.fullScheduler(configuration: configuration)
+        var offset = begin
+        switch base {
+        case var s as DPMSolverMultistepScheduler: s.beginIndex = begin; base = s
+        case var s as UniPCMultistepScheduler: s.beginIndex = begin; base = s
+        case is PNDMScheduler:
+            base = try PNDMScheduler(configuration: self.configuration(configuration), steps: steps, skipPRKSteps: skipPRKSteps, begin: begin)
+            offset = 0
+        default: break
+        }
+        return ImageToImageScheduler(base: base, begin: begin, offset: offset, planSampler: self)
+    }
+
+    /// The scheduler of a run from noise.
+    func fullScheduler(configuration: SchedulerConfiguration) throws -> any Scheduler {
         let configuration = self.configuration(configuration)
         switch scheduler {
         case .ddpm: return try DDPMScheduler(configuration: configuration, steps: steps)

@@ -56,6 +56,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
     let finalSigmasZero: Bool
     let explicitTimesteps: Bool
+    /// diffusers' `set_begin_index` (image-to-image): the run starts at this step with no history.
+    public var beginIndex = 0
 
     public var historyLength: Int { order }
 
@@ -69,7 +71,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let n = timesteps.count, c = configuration
         let lowerFinal = index == n - 1 && (c.eulerAtFinal || (c.lowerOrderFinal && n < 15) || finalSigmasZero)
         let lowerSecond = index == n - 2 && c.lowerOrderFinal && n < 15
-        let previous = min(index, order)   // diffusers' lower_order_nums before this step
+        let previous = min(index - beginIndex, order)   // diffusers' lower_order_nums before this step
         if order == 1 || previous < 1 || lowerFinal { return 1 }
         if order == 2 || previous < 2 || lowerSecond { return 2 }
         return 3

@@ -37,7 +37,9 @@ public struct PNDMScheduler: Scheduler {
     }
 
     /// `skipPRKSteps` defaults to the configuration's `skip_prk_steps` (false, PNDMScheduler's default).
-    public init(configuration c: SchedulerConfiguration, steps: Int, skipPRKSteps: Bool? = nil) throws {
+    /// `begin`: image-to-image's first evaluation (diffusers slices `timesteps[begin:]` and PNDM's state
+    /// machine starts afresh there, its counter at 0); `timesteps` are then the remaining evaluations'.
+    public init(configuration c: SchedulerConfiguration, steps: Int, skipPRKSteps: Bool? = nil, begin: Int = 0) throws {
         try c.validate()
         let source = "PNDMScheduler"
         try c.checkSteps(steps)
@@ -65,7 +67,13 @@ public struct PNDMScheduler: Scheduler {
             prk = Array(pairs.flatMap { [$0, $0] }.dropFirst().dropLast().reversed())
             plms = Array(ascending.dropLast(3).reversed())
         }
-        timesteps = prk + plms
+        if begin > 0 && !skip {
+            throw ModelError(argument: "\(source): image-to-image with Runge–Kutta steps is not supported (diffusers' PNDM then takes its Runge–Kutta timesteps by its counter, not from the image's); use skip_prk_steps")
+        }
+        guard (0..<(prk.count + plms.count)).contains(begin) else {
+            throw ModelError(argument: "\(source): begin index \(begin) outside the \(prk.count + plms.count) evaluations")
+        }
+        timesteps = Array((prk + plms).dropFirst(begin))
         let setAlphaToOne = c.value(.setAlphaToOne, c.setAlphaToOne, defaultFor: false)
         let finalAlpha: Float = setAlphaToOne ? 1 : schedule.alphasCumprod[0]
         let alphas = schedule.alphasCumprod, vPrediction = c.predictionType == .vPrediction
@@ -86,7 +94,7 @@ public struct PNDMScheduler: Scheduler {
                 }
             } else {
                 prev = t - ratio
-                if i != 1 { ets = ets.suffix(3) + [i] } else { prev = t; base = t + ratio }
+                if i != 1 { ets = ets.suffix(3) + [i] } else { prev = t; base = t + ratio }   // (i: diffusers' counter)
                 let e = Array(ets.reversed())   // newest first
                 switch ets.count {
                 case 1 where i == 0: terms = [(i, 1)]; keep = true

@@ -271,6 +271,8 @@ public protocol Scheduler: Sendable {
     var initNoiseSigma: Float { get }
     /// This scheduler as plans name it.
     var planSampler: PlanSampler { get }
+    /// `add_noise(x, ε, t)` at step `index` as x·signal + ε·noise (image-to-image's start; ImageToImageScheduler.swift).
+    func addNoiseLevels(step index: Int) -> (signal: Float, noise: Float)
 }
 
 extension Scheduler {

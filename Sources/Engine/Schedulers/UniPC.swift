@@ -51,6 +51,8 @@ public struct UniPCMultistepScheduler: Scheduler {
         explicitTimesteps = explicit != nil
     }
     let explicitTimesteps: Bool
+    /// diffusers' `set_begin_index` (image-to-image): the run starts at this step with no history.
+    public var beginIndex = 0
 
     public var historyLength: Int { order + 1 }
     public var keepsSamples: Bool { true }
@@ -64,11 +66,11 @@ public struct UniPCMultistepScheduler: Scheduler {
     public func stepOrder(_ index: Int) -> Int {
         let n = timesteps.count
         let wanted = configuration.lowerOrderFinal ? min(order, n - index) : order
-        return min(wanted, min(index, order) + 1)
+        return min(wanted, min(index - beginIndex, order) + 1)
     }
 
     /// Whether step `index` corrects its sample (UniC) before predicting.
-    public func corrects(_ index: Int) -> Bool { index > 0 && !configuration.disableCorrector.contains(index - 1) }
+    public func corrects(_ index: Int) -> Bool { index > beginIndex && !configuration.disableCorrector.contains(index - 1) }
 
     /// B(h), expm1(hh) and the right-hand side b of the ρ system for `terms` terms, as diffusers builds them.
     func system(h: Float, terms: Int) -> (hh: Float, hPhi1: Float, bh: Float, b: [Float]) {

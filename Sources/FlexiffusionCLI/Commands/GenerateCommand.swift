@@ -29,6 +29,12 @@ struct GenerateCommand: ParsableCommand {
             micro-conditioning (--original-size, --crop-top-left, --target-size) as the UNet's added \
             conditions, zeros as the unconditional half when no --negative-prompt is given \
             (force_zeros_for_empty_prompt), 1024×1024 by default for SDXL base.
+
+            Image-to-image (--image FILE or --images DIR with --strength) runs either folder as diffusers' \
+            StableDiffusionImg2ImgPipeline / StableDiffusionXLImg2ImgPipeline: the init images' VAE latents \
+            (a seeded sample of the latent distribution), noised at the first of the last int(steps × strength) \
+            steps, which then run; the images' size is the run's. --noise FILE gives the added noise (tensor \
+            `noise`) and optionally the latent sample's (`latent_sample_noise`), to compare with diffusers.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -55,6 +61,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Text-to-image: image width in pixels (default: as --height).") var width: Int?
     @Option(help: "Text-to-image: safetensors file with the initial latents as tensor `latents` [N, C, H/8, W/8], unit variance.") var latents: String?
     @Option(name: .customLong("output-latents"), help: "Text-to-image: write the final latents as tensor `latents`.") var outputLatents: String?
+    @Option(help: "Image-to-image: the init image (a PNG; RGB, or grey read as RGB) every image starts from; the run's size defaults to its size.") var image: String?
+    @Option(help: "Image-to-image: a folder of PNGs (sorted by name): image i starts from PNG i mod n; --count defaults to their number.") var images: String?
+    @Option(help: "Image-to-image: how much of the schedule runs, 0–1 (the last int(steps × strength) steps; default 0.8 for SD, 0.3 for SDXL, as diffusers'; or the plan's).") var strength: Double?
     @Flag(help: "Print a JSON summary on standard output.") var json = false
 
     func run() throws {
@@ -65,32 +74,40 @@ struct GenerateCommand: ParsableCommand {
         var outputs = SampleOutputs(grid: out, folder: outDir, tensor: outputTensor)
         if outputs.isEmpty && outputLatents == nil { outputs.grid = "samples.png" }
         let inputs = NamedPath.given([("--plan", plan), ("--noise", noise), ("--latents", latents), ("--prompts", promptOptions.prompts),
-                                      ("--model", modelOptions.model)])
+                                      ("--model", modelOptions.model), ("--image", image), ("--images", images)])
         let latentsOutput = outputLatents.map { [NamedPath("--output-latents", $0)] } ?? []
         try outputs.checkPaths(inputs: inputs, also: latentsOutput)
         let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
         let textToImage = setup.config.isConditional
         // 1. The options that apply to this kind of model; the prompts.
         let prompts = try textToImage ? promptSet() : nil
+        if image != nil && images != nil { throw ValidationError("give --image FILE or --images DIR, not both") }
+        let imageToImage = image != nil || images != nil
+        if strength != nil && !imageToImage { throw ValidationError("--strength is for image-to-image: give the init images with --image or --images") }
         if textToImage {
-            if noise != nil { throw ValidationError("--noise is for UNet2DModels; give a Stable Diffusion pipeline's initial latents with --latents") }
+            if imageToImage && latents != nil { throw ValidationError("--latents gives text-to-image's initial latents; image-to-image starts from the images (its noise: --noise FILE with tensor `noise`)") }
+            if noise != nil && !imageToImage { throw ValidationError("--noise is for UNet2DModels and image-to-image; give a Stable Diffusion pipeline's initial latents with --latents") }
         } else {
             let textOptions: [(String, Bool)] = [("--prompt", prompt != nil), ("--prompts", promptOptions.prompts != nil),
                                                  ("--negative-prompt", promptOptions.negativePrompt != nil), ("--height", height != nil),
-                                                 ("--width", width != nil), ("--latents", latents != nil), ("--output-latents", outputLatents != nil)]
+                                                 ("--width", width != nil), ("--latents", latents != nil), ("--output-latents", outputLatents != nil),
+                                                 ("--image", image != nil), ("--images", images != nil)]
             if let given = textOptions.first(where: \.1) {
                 throw ValidationError("\(given.0) is for Stable Diffusion pipelines (a UNet2DConditionModel); this model is a UNet2DModel")
             }
             try setup.check(needsSampleSize: noise == nil, generates: true)
         }
-        let plan = try stepPlan(setup)
+        let initImages = try (image ?? images).map { path in try InitImages(ImageSet.load(path), source: path) }
+        initImages?.notes.forEach(say)
+        let plan = try stepPlan(setup, strength: imageToImage ? strength ?? ImageToImagePipeline.defaultStrength(xl: setup.config.textTime != nil) : nil,
+                                strengthGiven: strength != nil)
 
         // 2. The initial noise (latents): from a file, or from the seed's streams.
         var generation = GenerationNoise(seed: seed)
-        var given: [Int]?
+        var given: [Int]?, latentSampleNoise: [Float]?
         if let path = noise ?? latents {
             let file = try SafeTensorsFile(path: path)
-            let names = textToImage ? ["latents", "sample"] : ["sample"]
+            let names = imageToImage ? ["noise"] : textToImage ? ["latents", "sample"] : ["sample"]
             guard let key = names.first(where: { file.tensors[$0] != nil }) else { throw ModelError("\(path): no tensor `\(names[0])`") }
             let shape = file.tensors[key]!.shape
             if !textToImage {
@@ -101,18 +118,25 @@ struct GenerateCommand: ParsableCommand {
             if let count, let first = shape.first, count != first { throw ValidationError("--count \(count) differs from the \(textToImage ? "latents" : "noise") file's \(first) images") }
             given = shape
             generation.initial = try file.floats(key)
+            if imageToImage, let info = file.tensors["latent_sample_noise"] {
+                guard info.shape == shape else { throw ModelError("\(path): `latent_sample_noise` has shape \(info.shape), `noise` \(shape): they must agree") }
+                latentSampleNoise = try file.floats("latent_sample_noise")
+            }
         }
-        let n = count ?? given?.first ?? (textToImage ? (promptOptions.prompts != nil ? prompts!.prompts.count : 1) : 64)
+        let promptCount = promptOptions.prompts != nil ? prompts!.prompts.count : 1
+        let n = count ?? given?.first ?? (images != nil ? max(initImages!.images.count, promptCount) : textToImage ? promptCount : 64)
 
         // 3. The pipeline (Engine decides which the folder gets), the outputs' channels.
         let stream = try precisionOptions.stream(deviceOptions)
-        let pipeline = try setup.pipeline(PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
-                                                          height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
-                                                          prompts: prompts, guidanceScale: promptOptions.guidanceScale,
-                                                          microConditioning: promptOptions.microConditioning), stream: stream)
+        var request = PipelineRequest(batch: min(batch, n), variant: modelOptions.variant,
+                                      height: textToImage ? height : given?[2], width: textToImage ? width : given?[3],
+                                      prompts: prompts, guidanceScale: promptOptions.guidanceScale,
+                                      microConditioning: promptOptions.microConditioning)
+        request.initImages = initImages; request.latentSampleNoise = latentSampleNoise
+        let pipeline = try setup.pipeline(request, stream: stream)
         if textToImage, let shape = given, shape.count != 4 || Array(shape.dropFirst()) != pipeline.sampleShape {
             let size = pipeline.imageShape
-            throw ModelError("\(latents!): latents of shape \(shape); \(size[2])×\(size[1]) images need [N, \(pipeline.sampleShape.map(String.init).joined(separator: ", "))]")
+            throw ModelError("\(noise ?? latents!): \(imageToImage ? "noise" : "latents") of shape \(shape); \(size[2])×\(size[1]) images need [N, \(pipeline.sampleShape.map(String.init).joined(separator: ", "))]")
         }
         try outputs.check(channels: pipeline.imageShape[0])
         warnAboutTruncatedPrompts(pipeline)
@@ -120,7 +144,7 @@ struct GenerateCommand: ParsableCommand {
         try checkHeldOutputs(outputs, shape: shape)
 
         // 4. The batches, written as they come.
-        let guided = (pipeline as? TextToImagePipeline)?.guided ?? false
+        let guided = ((pipeline as? TextToImagePipeline) ?? (pipeline as? ImageToImagePipeline)?.text)?.guided ?? false
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
             + (guided ? ", guidance \(promptOptions.guidanceScale)" : "")
         let progress = ProgressLine(label)
@@ -169,7 +193,8 @@ struct GenerateCommand: ParsableCommand {
 
     /// The plan file's plan (checked against the options given beside it), else every step full on
     /// the sampler the options name.
-    func stepPlan(_ setup: ModelSetup) throws -> StepPlan {
+    /// `strength`: image-to-image's (nil for a run from noise); a plan file's must agree when `strengthGiven`.
+    func stepPlan(_ setup: ModelSetup, strength: Double?, strengthGiven: Bool) throws -> StepPlan {
         guard let plan else {
             let kind = try scheduler ?? setup.folderScheduler() ?? .ddim
             if kind != .ddim && eta != nil && eta != 0 { throw ValidationError("--eta applies to DDIM only") }
@@ -177,7 +202,10 @@ struct GenerateCommand: ParsableCommand {
             if let timesteps, let steps, steps != timesteps.values.count { throw ValidationError("--steps \(steps) differs from the \(timesteps.values.count) --timesteps") }
             let steps = self.steps ?? timesteps?.values.count ?? (kind == .ddim || kind == .pndm ? 50 : kind == .ddpm ? setup.schedulerConfig.numTrainTimesteps : 20)
             guard steps > 0 else { throw ValidationError("--steps must be positive") }
-            return StepPlan.teacher(try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values, spacing: spacing))
+            var sampler = try setup.sampler(kind, steps: steps, eta: eta ?? 0, order: solverOrder, timesteps: timesteps?.values, spacing: spacing)
+            sampler.strength = strength
+            do { try sampler.validate() } catch let e as ModelError { throw ValidationError(e.message) }
+            return StepPlan.teacher(sampler)
         }
         let p = try StepPlan.load(from: URL(fileURLWithPath: plan), branchCount: setup.config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         if let scheduler, scheduler != p.sampler.scheduler { throw ValidationError("--scheduler \(scheduler) differs from the plan's \(p.sampler.scheduler)") }
@@ -186,6 +214,7 @@ struct GenerateCommand: ParsableCommand {
         if let solverOrder, solverOrder != p.sampler.order { throw ValidationError("--solver-order \(solverOrder) differs from the plan's \(p.sampler)") }
         if let timesteps, timesteps.values != p.sampler.timesteps { throw ValidationError("--timesteps differs from the plan's \(p.sampler)") }
         if let spacing, spacing != p.sampler.spacing { throw ValidationError("--timestep-spacing \(spacing) differs from the plan's \(p.sampler)") }
+        if strengthGiven, let strength, strength != p.sampler.strength { throw ValidationError("--strength \(strength) differs from the plan's \(p.sampler)") }
         return p
     }
 }

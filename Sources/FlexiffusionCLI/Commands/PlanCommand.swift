@@ -30,12 +30,13 @@ struct PlanOutputOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Explicit timesteps, first to last, instead of the config's spacing (dpmsolver++, dpmsolver, unipc, euler). Sets the steps.", valueName: "T1,T2,…")) var timesteps: TimestepList?
     @Option(name: .customLong("timestep-spacing"), help: "The scheduler's timestep spacing instead of the model's config: leading, trailing or linspace.")
     var spacing: TimestepSpacing?
+    @Option(help: "Image-to-image: the strength (0–1) the plan runs at; it has one action per kept evaluation (the last int(steps × strength) steps).") var strength: Double?
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Write the plan here (default: print it).") var out: String?
 
     var sampler: PlanSampler {
         PlanSampler(scheduler: scheduler, steps: timesteps?.values.count ?? steps, eta: eta, order: solverOrder,
-                    skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values, spacing: spacing)
+                    skipPRKSteps: scheduler == .pndm ? !prkSteps : nil, timesteps: timesteps?.values, spacing: spacing, strength: strength)
     }
 
     /// (ArgumentParser checks option groups before any builder runs: a builder never sees bad steps.)

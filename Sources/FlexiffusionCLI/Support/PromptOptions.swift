@@ -52,7 +52,7 @@ struct PromptOptions: ParsableArguments {
 
 /// Says on standard error which prompts the text encoder cuts short (diffusers warns the same).
 func warnAboutTruncatedPrompts(_ pipeline: any ImagePipeline) {
-    guard let t2i = pipeline as? TextToImagePipeline else { return }
+    guard let t2i = (pipeline as? TextToImagePipeline) ?? (pipeline as? ImageToImagePipeline)?.text else { return }
     for (text, tokens) in t2i.truncatedPrompts {
         say("warning: \"\(text.prefix(60))\(text.count > 60 ? "…" : "")\" is \(tokens) tokens; the text encoder reads the first \(t2i.promptEncoder.maxLength - 2) (diffusers cuts it the same way, with the same warning)")
     }
