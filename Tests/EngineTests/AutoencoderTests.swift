@@ -72,6 +72,6 @@ import TestSupport
         try expectConfigError(("\"norm_num_groups\": 8", "\"norm_num_groups\": 6"), ["not a multiple of norm_num_groups 6"])
         try expectConfigError(("\"use_quant_conv\": true", "\"use_quant_conv\": true, \"spatial_norm\": 1"), ["unsupported key spatial_norm"])
         try expectConfigError(("\"layers_per_block\": 2", "\"layers_per_block\": 3"), ["missing tensor", "resnets.3"])
-        try expectConfigError(("\"AutoencoderKL\"", "\"AutoencoderTiny\""), ["AutoencoderTiny", "AutoencoderKL only"])
+        try expectConfigError(("\"AutoencoderKL\"", "\"AutoencoderTiny\""), ["AutoencoderTiny", "AutoencoderKL or VQModel"])
     }
 }

@@ -73,7 +73,7 @@ final class ScratchModel {
         expectError(containing: ["unsupported key cross_attention_dim", "768"]) { _ = try k.load() }
 
         for (key, value) in [("act_fn", "gelu" as Any), ("resnet_time_scale_shift", "scale_shift"), ("time_embedding_type", "fourier"),
-                             ("class_embed_type", "timestep"), ("upsample_type", "resnet"), ("downsample_padding", 2),
+                             ("class_embed_type", "identity"), ("upsample_type", "resnet"), ("downsample_padding", 2),
                              ("norm_num_groups", 0), ("attention_head_dim", 0), ("attention_head_dim", -8), ("sample_size", 1 << 31)] {
             let v = try ScratchModel(copying: "cifar-layout")
             try v.editConfig { $0[key] = value }

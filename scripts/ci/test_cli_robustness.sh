@@ -143,6 +143,16 @@ case_ 64 "which is for image-to-image: give init images" generate --model "$pipe
 "$bin" plan teacher --model "$pipe" --scheduler pndm --steps 4 --out "$tmp/plain-plan.json" 2> /dev/null
 case_ 64 "needs a strength" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --plan "$tmp/plain-plan.json"
 
+# Class-conditional latent models (the LDM golden: UNet2DModel with 11 classes, VQModel decoder).
+ldm="$goldens/ldm-class-layout"
+case_ 0 "" generate --model "$ldm" --class-labels 3,7 --null-class 10 --guidance-scale 3 --steps 3 --count 2 --out ldm.png
+if [[ ! -s $tmp/ldm.png ]]; then failures=$((failures + 1)); echo "FAIL: the class-conditional run wrote no ldm.png"; fi
+rm -f "$tmp/ldm.png"
+case_ 1 "class label 11 is outside the model's 11 classes" generate --model "$ldm" --class-labels 11 --steps 3 --count 2
+case_ 64 "the null class 12 is outside" generate --model "$ldm" --null-class 12 --guidance-scale 3 --steps 3 --count 2
+case_ 64 "are for class-conditional UNet2DModels" generate --class-labels 1 --steps 3 --count 2
+case_ 1 "needs tensor \`class_labels\` [2]" forward --model "$ldm" --input "$goldens/cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
+
 # SDXL on a pipeline assembled from the goldens (SDXL-layout UNet with its text_time embedding, the
 # quick_gelu CLIP text encoder and the CLIPTextModelWithProjection, the VAE, Euler; the same byte-level
 # vocabulary, "!" as tokenizer_2's pad): one run that works, then what a user can get wrong.

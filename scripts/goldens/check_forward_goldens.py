@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs `flexiffusion forward` on the checked-in diffusers goldens (cifar-layout UNet2DModel, SD 1.5- and
-SD 2- and SDXL-layout UNet2DConditionModels at t = 1, 500, 999) and prints each output's relative L2 error.
+SD 2- and SDXL-layout UNet2DConditionModels, class-conditional UNet2DModels at t = 1, 500, 999) and prints each output's relative L2 error.
 
 For a machine where the Swift tests cannot run (a lent GPU with only the static binary): it checks
 that the device's kernels compute the same UNet as diffusers before anything is timed there. Needs
@@ -28,11 +28,11 @@ def main():
     args = ap.parse_args()
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for layout in ["cifar-layout", "sd15-layout", "sd2-layout", "sdxl-layout"]:
+        for layout in ["cifar-layout", "sd15-layout", "sd2-layout", "sdxl-layout", "ldm-class-layout", "class-timestep-layout"]:
             folder = os.path.join(GOLDENS, layout)
             golden = load_file(os.path.join(folder, "golden.safetensors"))
             inputs = {"sample": golden["sample"]}
-            for name in ["encoder_hidden_states", "text_embeds", "time_ids"]:
+            for name in ["encoder_hidden_states", "text_embeds", "time_ids", "class_labels"]:
                 if name in golden:
                     inputs[name] = golden[name]
             path_in = os.path.join(tmp, "in.safetensors")

@@ -25,6 +25,8 @@ public struct PipelineRequest: Sendable {
     /// their latent samples [count, C, h, w] (default: the seed's encoder stream).
     public var initImages: InitImages?
     public var latentSampleNoise: [Float]?
+    /// A class-conditional UNet2DModel's labels (and null class for guidance by `guidanceScale`).
+    public var classes: ClassConditioning?
 
     public init(batch: Int, variant: String? = nil, height: Int? = nil, width: Int? = nil, prompts: PromptSet? = nil,
                 guidanceScale: Float = 7.5, microConditioning: MicroConditioning? = nil) {
@@ -72,9 +74,18 @@ public enum PipelineLoader {
             throw ModelError("\(path): the config has no sample_size; give the noise")
         }
         guard request.batch > 0 else { throw ModelError(argument: "the batch must be positive, not \(request.batch)") }
+        let guided = config.hasClassEmbedding && request.classes?.nullClass != nil && request.guidanceScale > 1
+        let classes = config.hasClassEmbedding ? request.classes ?? ClassConditioning() : request.classes
         let unet = try UNet(config: config, weights: WeightStore(file: SafeTensorsFile(path: folder.weightsURL.path)), stream: stream,
-                            batch: request.batch, height: height, width: width)
-        return try GenerationPipeline(unet: unet, schedulerConfiguration: schedulerConfiguration, folder: folder)
+                            batch: guided ? 2 * request.batch : request.batch, height: height, width: width)
+        // LDMPipeline: the UNet's samples are latents for the folder's vqvae (or vae).
+        let decoder = try GenerationPipeline.latentDecoderFolder(folder).map { dir in
+            let c = try AutoencoderKLConfiguration.load(from: dir.appendingPathComponent("config.json"))
+            return try AutoencoderKL(config: c, weights: WeightStore(file: SafeTensorsFile(path: ModelFolder.weights(in: dir, variant: request.variant).path)),
+                                     part: .decoder, stream: stream, batch: request.batch, height: height * c.downscale, width: width * c.downscale)
+        }
+        return try GenerationPipeline(unet: unet, schedulerConfiguration: schedulerConfiguration, folder: folder, decoder: decoder,
+                                      classes: classes, guidanceScale: guided ? request.guidanceScale : nil)
     }
 
     /// What each family of diffusers pipelines the engine does not run needs, by a part of its class name.

@@ -19,6 +19,13 @@ public struct AutoencoderKLConfiguration: Decodable, Equatable, Sendable {
     public var scalingFactor = 0.18215
     public var shiftFactor: Double? = nil
     public var useQuantConv = true, usePostQuantConv = true, midBlockAddAttention = true
+    /// A VQModel's codebook (`num_vq_embeddings` vectors of `vq_embed_dim`): its decoder quantizes its
+    /// input to the nearest codebook vector first (diffusers' VQModel.decode); nil for an AutoencoderKL.
+    public var vq: VQSettings?
+    public struct VQSettings: Equatable, Sendable { public var embeddings: Int, dim: Int }
+
+    /// Channels the decoder takes: the codebook's width for a VQModel, else latent_channels.
+    public var decoderInputChannels: Int { vq?.dim ?? latentChannels }
 
     public init() {}
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -51,10 +58,16 @@ public struct AutoencoderKLConfiguration: Decodable, Equatable, Sendable {
         }
     }
 
-    /// Reads and checks a `vae/config.json`.
+    /// Reads and checks a `vae/config.json` (or an LDM folder's `vqvae/config.json`: a VQModel).
     public static func load(from url: URL) throws -> AutoencoderKLConfiguration {
+        if try configClassName(url) == "VQModel" {
+            let file: VQModelConfigFile = try decodeConfigJSON(url, knownKeys: VQModelConfigFile.knownKeys)
+            let c = try file.configuration(source: url.path)
+            try c.validate(source: url.path)
+            return c
+        }
         if let name = try configClassName(url), name != "AutoencoderKL" {
-            throw ModelError("\(url.path): _class_name \(name) is not supported (AutoencoderKL only)")
+            throw ModelError("\(url.path): _class_name \(name) is not supported (AutoencoderKL or VQModel)")
         }
         let known = Set(CodingKeys.allCases.map(\.rawValue))
         let c: AutoencoderKLConfiguration = try decodeConfigJSON(url, knownKeys: known)
@@ -140,6 +153,10 @@ public final class AutoencoderKL {
     var latentHeight: Int { height / config.downscale }
     var latentWidth: Int { width / config.downscale }
     var latentCount: Int { batch * config.latentChannels * latentHeight * latentWidth }
+    /// Values the decoder takes: [N, decoderInputChannels, H/f, W/f].
+    var decoderInputCount: Int { batch * config.decoderInputChannels * latentHeight * latentWidth }
+    /// A VQModel's codebook [num_vq_embeddings, vq_embed_dim] on the host (the decoder's quantizer).
+    let codebook: [Float]?
     var imageCount: Int { batch * config.outChannels * height * width }
 
     /// A `vae` folder (config.json and diffusion_pytorch_model[.variant].safetensors).
@@ -181,7 +198,12 @@ public final class AutoencoderKL {
         let (lh, lw, lc) = (height / f, width / f, config.latentChannels)
         switch part {
         case .decoder:
-            if config.usePostQuantConv { stages.append(.conv(try conv("post_quant_conv", lc, lc, lh, lw, kernel: 1))) }
+            if let vq = config.vq {
+                codebook = try store.take("quantize.embedding.weight", shape: [vq.embeddings, vq.dim])
+            } else {
+                codebook = nil
+            }
+            if config.usePostQuantConv { stages.append(.conv(try conv("post_quant_conv", config.decoderInputChannels, lc, lh, lw, kernel: 1))) }
             var (h, w, c) = (lh, lw, channels.last!)
             stages.append(.conv(try conv("decoder.conv_in", lc, c, h, w, kernel: 3)))
             stages += try mid("decoder.mid_block", c, h, w)
@@ -199,6 +221,8 @@ public final class AutoencoderKL {
             stages.append(.normConv(try GroupNormLayer(L, "decoder.conv_norm_out", channels: c, groups: groups, eps: 1e-6),
                                     try conv("decoder.conv_out", c, config.outChannels, h, w, kernel: 3)))
         case .encoder:
+            codebook = nil
+            if config.vq != nil { throw ModelError("encoding with a VQModel is not supported (only its decoder, as LDMPipeline uses it)") }
             var (h, w, c) = (height, width, channels[0])
             stages.append(.conv(try conv("encoder.conv_in", config.inChannels, c, h, w, kernel: 3)))
             for (i, out) in channels.enumerated() {
@@ -224,7 +248,7 @@ public final class AutoencoderKL {
         self.stages = stages
         parameterCount = store.parameterCount
         weightBytes = L.uploadedBytes
-        let latents = N * lc * lh * lw, images = N * max(config.inChannels, config.outChannels) * height * width
+        let latents = N * max(lc, config.decoderInputChannels) * lh * lw, images = N * max(config.inChannels, config.outChannels) * height * width
         ws = try AutoencoderWorkspace(stream: stream, plan: L.plan, inputCount: part == .decoder ? latents : images,
                                       outputCount: part == .decoder ? images : 2 * latents, weightBytes: weightBytes,
                                       what: "autoencoder's \(part.rawValue)")
@@ -262,10 +286,10 @@ public final class AutoencoderKL {
     /// `decode`, leaving the images in `output` on the device.
     public func decodeOnDevice(_ latents: [Float]) throws {
         guard part == .decoder else { throw ModelError("this AutoencoderKL was built as the encoder; decoding needs the decoder") }
-        guard latents.count == latentCount else {
-            throw ModelError("latents have \(latents.count) values; the decoder takes [\(batch), \(config.latentChannels), \(latentHeight), \(latentWidth)] = \(latentCount)")
+        guard latents.count == decoderInputCount else {
+            throw ModelError("latents have \(latents.count) values; the decoder takes [\(batch), \(config.decoderInputChannels), \(latentHeight), \(latentWidth)] = \(decoderInputCount)")
         }
-        try ws.input.write(latents, queue: stream.queue)
+        try ws.input.write(codebook.map { quantize(latents, codebook: $0) } ?? latents, queue: stream.queue)
         try run()
     }
 
@@ -303,5 +327,75 @@ public final class AutoencoderKL {
             logvar += moments[(2 * n + 1) * per ..< (2 * n + 2) * per].map { min(max($0, -30), 20) }
         }
         return (mean, logvar)
+    }
+}
+
+extension AutoencoderKL {
+    /// VectorQuantizer's inference: each position's vector [vq_embed_dim] (NCHW) replaced by its nearest
+    /// codebook vector in Euclidean distance (the first on ties, as argmin).
+    func quantize(_ z: [Float], codebook: [Float]) -> [Float] {
+        let d = config.decoderInputChannels, plane = latentHeight * latentWidth, n = codebook.count / d
+        var out = z
+        for b in 0..<batch {
+            let base = b * d * plane
+            for p in 0..<plane {
+                var best = 0, bestDistance = Float.infinity
+                for k in 0..<n {
+                    var distance: Float = 0
+                    for c in 0..<d { let diff = z[base + c * plane + p] - codebook[k * d + c]; distance += diff * diff }
+                    if distance < bestDistance { bestDistance = distance; best = k }
+                }
+                for c in 0..<d { out[base + c * plane + p] = codebook[best * d + c] }
+            }
+        }
+        return out
+    }
+}
+
+/// A VQModel's config.json (diffusers' keys and defaults), read as the autoencoder's configuration.
+struct VQModelConfigFile: Decodable {
+    static let knownKeys: Set<String> = ["in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels",
+                                         "layers_per_block", "act_fn", "latent_channels", "sample_size", "num_vq_embeddings",
+                                         "norm_num_groups", "vq_embed_dim", "scaling_factor", "norm_type", "mid_block_add_attention",
+                                         "lookup_from_codebook", "force_upcast"]
+    var inChannels = 3, outChannels = 3, latentChannels = 3, numVQEmbeddings = 256, normNumGroups = 32, layersPerBlock = 1
+    var downBlockTypes = ["DownEncoderBlock2D"], upBlockTypes = ["UpDecoderBlock2D"], blockOutChannels = [64]
+    var actFn = "silu", normType = "group"
+    var sampleSize: Int? = 32, vqEmbedDim: Int?
+    var scalingFactor = 0.18215
+    var midBlockAddAttention = true, lookupFromCodebook = false
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels", outChannels = "out_channels", latentChannels = "latent_channels"
+        case numVQEmbeddings = "num_vq_embeddings", normNumGroups = "norm_num_groups", layersPerBlock = "layers_per_block"
+        case downBlockTypes = "down_block_types", upBlockTypes = "up_block_types", blockOutChannels = "block_out_channels"
+        case actFn = "act_fn", normType = "norm_type", sampleSize = "sample_size", vqEmbedDim = "vq_embed_dim"
+        case scalingFactor = "scaling_factor", midBlockAddAttention = "mid_block_add_attention", lookupFromCodebook = "lookup_from_codebook"
+    }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ current: inout T) throws { if let v = try c.decodeIfPresent(T.self, forKey: key) { current = v } }
+        try value(.inChannels, &inChannels); try value(.outChannels, &outChannels); try value(.latentChannels, &latentChannels)
+        try value(.numVQEmbeddings, &numVQEmbeddings); try value(.normNumGroups, &normNumGroups); try value(.layersPerBlock, &layersPerBlock)
+        try value(.downBlockTypes, &downBlockTypes); try value(.upBlockTypes, &upBlockTypes); try value(.blockOutChannels, &blockOutChannels)
+        try value(.actFn, &actFn); try value(.normType, &normType); try value(.scalingFactor, &scalingFactor)
+        try value(.midBlockAddAttention, &midBlockAddAttention); try value(.lookupFromCodebook, &lookupFromCodebook)
+        sampleSize = try c.decodeSampleSize(forKey: .sampleSize) ?? sampleSize
+        vqEmbedDim = try c.decodeIfPresent(Int.self, forKey: .vqEmbedDim)
+    }
+
+    func configuration(source: String) throws -> AutoencoderKLConfiguration {
+        guard normType == "group" else { throw ModelError("\(source): unsupported norm_type = \(normType) (only group; spatial norms need the quantized latents in every decoder norm)") }
+        guard !lookupFromCodebook else { throw ModelError("\(source): unsupported lookup_from_codebook = true (the decoder quantizes its input)") }
+        guard (1...(1 << 20)).contains(numVQEmbeddings) else { throw ModelError("\(source): num_vq_embeddings \(numVQEmbeddings) must be 1…1048576") }
+        let dim = vqEmbedDim ?? latentChannels
+        guard (1...(1 << 16)).contains(dim) else { throw ModelError("\(source): vq_embed_dim \(dim) must be 1…65536") }
+        var a = AutoencoderKLConfiguration()
+        a.inChannels = inChannels; a.outChannels = outChannels; a.latentChannels = latentChannels
+        a.downBlockTypes = downBlockTypes; a.upBlockTypes = upBlockTypes; a.blockOutChannels = blockOutChannels
+        a.layersPerBlock = layersPerBlock; a.normNumGroups = normNumGroups; a.actFn = actFn; a.sampleSize = sampleSize
+        a.scalingFactor = scalingFactor; a.midBlockAddAttention = midBlockAddAttention
+        a.vq = .init(embeddings: numVQEmbeddings, dim: dim)
+        return a
     }
 }

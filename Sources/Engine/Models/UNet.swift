@@ -59,6 +59,10 @@ public final class UNetWorkspace {
     /// the time ids' sinusoids [N, K · addition_time_embed_dim] and add_embedding's hidden layer [N, T].
     public let textEmbeds: DeviceBuffer<Float>, timeIDs: DeviceBuffer<Float>
     let addSinusoid: DeviceBuffer<Float>, addHidden: DeviceBuffer<Float>
+    /// A UNet2DModel's class labels [N] (as floats: the table's row, or the timestep-embedded value)
+    /// and their embedding [N, T] (one float each without a class embedding).
+    public let classLabels: DeviceBuffer<Float>
+    let classEmbedding: DeviceBuffer<Float>, classIDs: DeviceBuffer<Int32>
     /// The skip stack: conv_in's output, then every down-block layer's and downsampler's output.
     public let skips: [DeviceBuffer<Float>]
     /// Bytes of device memory held.
@@ -68,8 +72,8 @@ public final class UNetWorkspace {
     /// everything fits the device's memory (an error naming both figures when it does not).
     init(stream s: ComputeStream, config c: UNetConfiguration, batch: Int, height: Int, width: Int,
          contextLength: Int, timeIDs: Int, plan: SizePlan, skipCounts: [Int], weightBytes: Int) throws {
-        let added = c.textTime.map { [batch * $0.textDim(timeIDs: timeIDs), batch * timeIDs, batch * timeIDs * $0.timeDim, batch * c.timeEmbedDim] }
-            ?? [0, 0, 0, 0]
+        let added = (c.textTime.map { [batch * $0.textDim(timeIDs: timeIDs), batch * timeIDs, batch * timeIDs * $0.timeDim, batch * c.timeEmbedDim] }
+            ?? [0, 0, 0, 0]) + (c.hasClassEmbedding ? [batch, batch * c.timeEmbedDim] : [0, 0])
         let sizes = [batch * c.inChannels * height * width, batch * c.outChannels * height * width, batch,
                      batch * c.timeProjectionDim] + Array(repeating: batch * c.timeEmbedDim, count: 3)
             + [plan.timeProjection] + Array(repeating: plan.activation, count: 6)
@@ -92,6 +96,8 @@ public final class UNetWorkspace {
         tokenWide = try buf(); tokenGated = try buf(); contextKV = try buf()
         try s.reserve(.groupNormAffine, count: next.next()!)
         textEmbeds = try buf(); self.timeIDs = try buf(); addSinusoid = try buf(); addHidden = try buf()
+        classLabels = try buf(); classEmbedding = try buf()
+        classIDs = try DeviceBuffer<Int32>(context: s.context, count: max(1, batch))
         skips = try skipCounts.map { _ in try buf() }
     }
 }
@@ -151,6 +157,13 @@ public final class UNet {
                        weight2: DeviceBuffer<Float>, bias2: DeviceBuffer<Float>)?
     /// SDXL's micro-conditioning ids per sample (`time_ids`' width; 0 without an added embedding).
     public let timeIDCount: Int
+    /// A UNet2DModel's class embedding: the table [num_class_embeds, T], or class_embed_type timestep's
+    /// linear_1 and linear_2 (weight, bias each).
+    enum ClassEmbedding {
+        case table(DeviceBuffer<Float>)
+        case timestep((DeviceBuffer<Float>, DeviceBuffer<Float>), (DeviceBuffer<Float>, DeviceBuffer<Float>))
+    }
+    let classEmbedding: ClassEmbedding?
     /// The width of `text_embeds` (0 without an added embedding).
     public var textEmbedsDim: Int { config.textTime?.textDim(timeIDs: timeIDCount) ?? 0 }
     let convIn: ConvLayer, normOut: GroupNormLayer, convOut: ConvLayer
@@ -225,6 +238,14 @@ public final class UNet {
                             weight2: try L.tensor("add_embedding.linear_2.weight", [T, T]), bias2: try L.tensor("add_embedding.linear_2.bias", [T]))
         } else {
             addEmbedding = nil
+        }
+        if c.classEmbedType == "timestep" {
+            classEmbedding = .timestep((try L.tensor("class_embedding.linear_1.weight", [T, c.timeProjectionDim]), try L.tensor("class_embedding.linear_1.bias", [T])),
+                                       (try L.tensor("class_embedding.linear_2.weight", [T, T]), try L.tensor("class_embedding.linear_2.bias", [T])))
+        } else if let n = c.numClassEmbeds, c.hasClassEmbedding {
+            classEmbedding = .table(try L.tensor("class_embedding.weight", [n, T]))
+        } else {
+            classEmbedding = nil
         }
         // 2. pre-process
         convIn = try ConvLayer(L, "conv_in", shape: Conv2dShape(batch: batch, inChannels: c.inChannels, height: height,
@@ -318,6 +339,18 @@ public final class UNet {
                                       skipCounts: skips.map { batch * $0.c * $0.h * $0.w },
                                       weightBytes: L.uploadedBytes)
         macs = UNet.countMACs(downBlocks: downs, mid: mid, upBlocks: ups, convs: [convIn, convOut], batch: batch, config: c)
+        if c.hasClassEmbedding {
+            // (Class 0 until labels are set: the table is never read at rows a buffer's garbage names.)
+            try setClassLabels(Array(repeating: 0, count: batch))
+        }
+    }
+
+    /// Class labels for a benchmark or a profile, where their values do not change the time: drawn
+    /// from `next` within the model's classes; nothing for a UNet without a class embedding.
+    public func setBenchmarkClassLabels(_ next: () -> UInt64) throws {
+        guard config.hasClassEmbedding else { return }
+        let classes = config.classEmbedType == nil ? config.numClassEmbeds ?? 1 : 1000
+        try setClassLabels((0..<batch).map { _ in Int(next() % UInt64(classes)) })
     }
 
     /// Multiply-accumulates of one step of `action` over the batch (a null step: 0).
@@ -341,6 +374,7 @@ public final class UNet {
         var total = convs.map(\.shape.macs).reduce(0, +)
         total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim)
         if let a = c.textTime { total += batch * (a.inputDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim) }
+        if c.classEmbedType == "timestep" { total += batch * (c.timeProjectionDim * c.timeEmbedDim + c.timeEmbedDim * c.timeEmbedDim) }
         for d in downBlocks {
             for (j, r) in d.resnets.enumerated() where d.skipIndices[j] <= last {
                 total += resnet(r) + (d.attentions.isEmpty ? 0 : d.attentions[j].macs)
@@ -367,8 +401,12 @@ public final class UNet {
     /// A UNet2DConditionModel also takes `encoderHiddenStates` [batch, contextLength, cross_attention_dim],
     /// and one with SDXL's added embedding `textEmbeds` [batch, D] and `timeIDs` [batch, K]
     /// (diffusers' `added_cond_kwargs`).
+    /// A UNet2DModel with a class embedding takes `classLabels` (one per sample).
     public func callAsFunction(_ sample: [Float], timesteps: [Float], encoderHiddenStates: [Float]? = nil,
-                               textEmbeds: [Float]? = nil, timeIDs: [Float]? = nil) throws -> [Float] {
+                               textEmbeds: [Float]? = nil, timeIDs: [Float]? = nil, classLabels: [Int]? = nil) throws -> [Float] {
+        if let classLabels { try setClassLabels(classLabels) } else if config.hasClassEmbedding {
+            throw ModelError("this UNet2DModel is class-conditional (\(config.classEmbedType.map { "class_embed_type \($0)" } ?? "num_class_embeds \(config.numClassEmbeds!)")): it needs class labels")
+        }
         let inCount = batch * config.inChannels * height * width
         guard sample.count == inCount else { throw ModelError("sample has \(sample.count) values, the UNet takes \(inCount)") }
         guard timesteps.count == batch else { throw ModelError("\(timesteps.count) timesteps for a batch of \(batch)") }
@@ -416,6 +454,19 @@ public final class UNet {
         let perImage = ids + Array(repeating: 0, count: max(0, timeIDCount - ids.count))
         try setAddedConditions(textEmbeds: textEmbeds(batch * textEmbedsDim),
                                timeIDs: (0..<batch).flatMap { _ in perImage.prefix(timeIDCount) })
+    }
+
+    /// Uploads the class labels of the following forward passes (one per sample; a table's rows
+    /// 0..<num_class_embeds, any value ≥ 0 for class_embed_type timestep).
+    public func setClassLabels(_ labels: [Int]) throws {
+        guard config.hasClassEmbedding else { throw ModelError("class labels given to a UNet without a class embedding (num_class_embeds, class_embed_type), which takes none") }
+        guard labels.count == batch else { throw ModelError("\(labels.count) class labels for a batch of \(batch)") }
+        if let n = config.numClassEmbeds, config.classEmbedType == nil, let bad = labels.first(where: { !(0..<n).contains($0) }) {
+            throw ModelError("class label \(bad) is outside the model's \(n) classes (0…\(n - 1))")
+        }
+        if let bad = labels.first(where: { $0 < 0 || $0 > 1 << 24 }) { throw ModelError("class label \(bad) is not a class (0…16777216)") }
+        try workspace.classIDs.write(labels.map(Int32.init), queue: stream.queue)
+        try workspace.classLabels.write(labels.map(Float.init), queue: stream.queue)
     }
 
     /// Uploads SDXL's added conditions for the following forward passes: the pooled text embedding
@@ -516,6 +567,20 @@ public final class UNet {
                                    inFeatures: timeIDCount * a.timeDim, outFeatures: T)
             try s.silu(ws.addHidden, output: ws.addHidden, count: batch * T)
             try s.linearAccumulate(ws.addHidden, weight: w.weight2, bias: w.bias2, into: ws.timeEmbedding, rows: batch, inFeatures: T, outFeatures: T)
+        }
+        switch classEmbedding {
+        case .table(let table)?:
+            // emb + class_embedding(class_labels)
+            try s.gatherRows(table, ids: ws.classIDs, output: ws.classEmbedding, rows: batch, width: T)
+            try s.addScale(ws.timeEmbedding, ws.classEmbedding, output: ws.timeEmbedding, count: batch * T)
+        case .timestep(let l1, let l2)?:
+            // emb + class_embedding(time_proj(class_labels))
+            try s.timestepEmbedding(ws.classLabels, output: ws.timeSinusoid, batch: batch, dim: c.timeProjectionDim,
+                                    flipSinToCos: c.flipSinToCos, downscaleFreqShift: Float(c.freqShift))
+            try s.linear(ws.timeSinusoid, weight: l1.0, bias: l1.1, output: ws.timeHidden, batch: batch, inFeatures: c.timeProjectionDim, outFeatures: T)
+            try s.silu(ws.timeHidden, output: ws.timeHidden, count: batch * T)
+            try s.linearAccumulate(ws.timeHidden, weight: l2.0, bias: l2.1, into: ws.timeEmbedding, rows: batch, inFeatures: T, outFeatures: T)
+        case nil: break
         }
         try s.silu(ws.timeEmbedding, output: ws.timeSiLU, count: batch * T)
     }

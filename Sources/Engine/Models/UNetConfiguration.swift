@@ -43,6 +43,9 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
 
     /// Whether the model takes `encoder_hidden_states` (a UNet2DConditionModel).
     public var isConditional: Bool { crossAttention != nil }
+    /// Whether the model takes class labels (UNet2DModel's `class_embedding`: a table of
+    /// `num_class_embeds` rows, or a TimestepEmbedding of the labels' sinusoids with `class_embed_type` timestep).
+    public var hasClassEmbedding: Bool { classEmbedType == "timestep" || (classEmbedType == nil && numClassEmbeds != nil) }
     /// diffusers' class name of the model.
     public var className: String { isConditional ? "UNet2DConditionModel" : "UNet2DModel" }
 
@@ -130,8 +133,12 @@ public struct UNetConfiguration: Codable, Equatable, Sendable, CheckedConfigurat
         if resnetTimeScaleShift != "default" { try refuse(.resnetTimeScaleShift, resnetTimeScaleShift, "only default") }
         if downsampleType != "conv" { try refuse(.downsampleType, downsampleType, "only conv") }
         if upsampleType != "conv" { try refuse(.upsampleType, upsampleType, "only conv") }
-        if let c = classEmbedType { try refuse(.classEmbedType, c, "class conditioning is not supported") }
-        if let n = numClassEmbeds { try refuse(.numClassEmbeds, n, "class conditioning is not supported") }
+        switch (classEmbedType, numClassEmbeds) {
+        case (nil, nil), ("timestep", _): break
+        case (nil, let n?): if !(1...(1 << 20)).contains(n) { try refuse(.numClassEmbeds, n, "1…1048576 classes") }
+        case (let c?, _): try refuse(.classEmbedType, c, "class embeddings from labels: null with num_class_embeds (a table), or timestep; identity takes class vectors, which no command gives")
+        }
+        if isConditional && hasClassEmbedding { try refuse(.classEmbedType, classEmbedType ?? "null", "class conditioning of a UNet2DConditionModel is not supported") }
         let (attnDown, attnUp, midType) = isConditional
             ? ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn") : ("AttnDownBlock2D", "AttnUpBlock2D", "UNetMidBlock2D")
         if midBlockType != midType { try refuse(.midBlockType, midBlockType ?? "null", "only \(midType)") }

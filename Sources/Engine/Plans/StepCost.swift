@@ -180,6 +180,9 @@ public final class StepProfiler {
         start = streams.initialNoise(images: 0..<sampler.unet.batch, imageSize: size)
         branches = Array(0..<sampler.unet.branchCount)
         try sampler.unet.prepareFeatureCache(branches: Set(branches))
+        // A class-conditional UNet2DModel takes labels (drawn; they do not change the time).
+        var labels = SplitMix64(seed: seed ^ 0xC1A55)
+        try sampler.unet.setBenchmarkClassLabels { labels.next() }
         // A conditional UNet attends to encoder_hidden_states: drawn like the noise (its values do
         // not change the time, its length does).
         if let x = sampler.unet.config.crossAttention {

@@ -229,6 +229,7 @@ struct BenchUNet: ParsableCommand {
             try unet.setBenchmarkAddedConditions(textEmbeds: { n in (0..<n).map { _ in Float.random(in: -1...1, using: &rng) } },
                                                  pixels: (8 * side, 8 * side))
         }
+        try unet.setBenchmarkClassLabels { UInt64.random(in: 0...UInt64.max, using: &rng) }
         let sample = (0..<(batch * config.inChannels * side * side)).map { _ in Float.random(in: -1...1, using: &rng) }
         try unet.workspace.input.write(sample, queue: stream.queue)
         try unet.workspace.timesteps.write((0..<batch).map { _ in Float(Int.random(in: 0..<1000, using: &rng)) }, queue: stream.queue)

@@ -14,7 +14,8 @@ struct ForwardCommand: ParsableCommand {
             UNet2DConditionModel (Stable Diffusion) `unet(sample, T, encoder_hidden_states=E).sample` with \
             E the input file's tensor `encoder_hidden_states` [N, L, cross_attention_dim]; for SDXL's UNet \
             (addition_embed_type text_time) also `added_cond_kwargs={"text_embeds": …, "time_ids": …}` from the \
-            file's tensors `text_embeds` [N, D] and `time_ids` [N, K] (K = 6 for SDXL base, 5 for its refiner). --model takes a \
+            file's tensors `text_embeds` [N, D] and `time_ids` [N, K] (K = 6 for SDXL base, 5 for its refiner); for a \
+            class-conditional UNet2DModel `unet(sample, T, class_labels=C)` with the file's tensor `class_labels` [N]. --model takes a \
             diffusers pipeline folder (model_index.json, unet/) or a UNet folder (config.json and \
             diffusion_pytorch_model.safetensors; --variant fp16 reads diffusion_pytorch_model.fp16.safetensors). \
             The output is written to a temporary file first, so an error never leaves a partial file.
@@ -69,6 +70,17 @@ struct ForwardCommand: ParsableCommand {
         } else if textInfo != nil || idsInfo != nil {
             throw ModelError("\(input) has `text_embeds`/`time_ids`, but \(folder.configURL.path) has no added embedding (addition_embed_type), so it takes none")
         }
+        var labels: [Int]? = nil
+        if config.hasClassEmbedding {
+            guard let info = file.tensors["class_labels"], info.shape == [n] else {
+                throw ModelError("\(input): this UNet2DModel is class-conditional: it needs tensor `class_labels` [\(n)] (has: \(file.names.joined(separator: ", ")))")
+            }
+            let values = try file.floats("class_labels")
+            guard values.allSatisfy({ $0.isFinite && $0 == $0.rounded() }) else { throw ModelError("\(input): `class_labels` holds values that are not whole numbers") }
+            labels = values.map { Int($0) }
+        } else if file.tensors["class_labels"] != nil {
+            throw ModelError("\(input) has `class_labels`, but \(folder.configURL.path) has no class embedding, so it takes none")
+        }
         guard c == config.inChannels else {
             throw ModelError("\(input): `sample` has \(c) channels; the model takes in_channels = \(config.inChannels)")
         }
@@ -77,7 +89,7 @@ struct ForwardCommand: ParsableCommand {
                             stream: stream, batch: n, height: h, width: w, contextLength: contextLength, timeIDs: timeIDs)
         let start = DispatchTime.now().uptimeNanoseconds
         let out = try unet(try file.floats("sample"), timesteps: Array(repeating: Float(timestep), count: n), encoderHiddenStates: states,
-                           textEmbeds: added?.text, timeIDs: added?.ids)
+                           textEmbeds: added?.text, timeIDs: added?.ids, classLabels: labels)
         let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
         try SafeTensorsWriter.write([("sample", [n, config.outChannels, h, w], out)], to: output)
         FileHandle.standardError.write("wrote \(output): sample [\(n), \(config.outChannels), \(h), \(w)] in \(formatMilliseconds(ms)) ms on \(stream.device.name)\n".data(using: .utf8)!)

@@ -63,6 +63,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("output-latents"), help: "Text-to-image: write the final latents as tensor `latents`.") var outputLatents: String?
     @Option(help: "Image-to-image: the init image (a PNG; RGB, or grey read as RGB) every image starts from; the run's size defaults to its size.") var image: String?
     @Option(help: "Image-to-image: a folder of PNGs (sorted by name): image i starts from PNG i mod n; --count defaults to their number.") var images: String?
+    @Option(name: .customLong("class-labels"), help: ArgumentHelp("A class-conditional UNet2DModel: the class of each image, cycled (default: drawn from --seed, image by image).", valueName: "L1,L2,…")) var classLabels: TimestepList?
+    @Option(name: .customLong("null-class"), help: "A class-conditional UNet2DModel trained with label dropout: its \"no class\" label; given, the run uses classifier-free guidance over it at --guidance-scale (default 7.5; ≤ 1: none).") var nullClass: Int?
     @Option(help: "Image-to-image: how much of the schedule runs, 0–1 (the last int(steps × strength) steps; default 0.8 for SD, 0.3 for SDXL, as diffusers'; or the plan's).") var strength: Double?
     @Flag(help: "Print a JSON summary on standard output.") var json = false
 
@@ -84,6 +86,9 @@ struct GenerateCommand: ParsableCommand {
         if image != nil && images != nil { throw ValidationError("give --image FILE or --images DIR, not both") }
         let imageToImage = image != nil || images != nil
         if strength != nil && !imageToImage { throw ValidationError("--strength is for image-to-image: give the init images with --image or --images") }
+        if (classLabels != nil || nullClass != nil) && (textToImage || !setup.config.hasClassEmbedding) {
+            throw ValidationError("--class-labels and --null-class are for class-conditional UNet2DModels (num_class_embeds or class_embed_type); \(setup.path) has no class embedding")
+        }
         if textToImage {
             if imageToImage && latents != nil { throw ValidationError("--latents gives text-to-image's initial latents; image-to-image starts from the images (its noise: --noise FILE with tensor `noise`)") }
             if noise != nil && !imageToImage { throw ValidationError("--noise is for UNet2DModels and image-to-image; give a Stable Diffusion pipeline's initial latents with --latents") }
@@ -133,6 +138,9 @@ struct GenerateCommand: ParsableCommand {
                                       prompts: prompts, guidanceScale: promptOptions.guidanceScale,
                                       microConditioning: promptOptions.microConditioning)
         request.initImages = initImages; request.latentSampleNoise = latentSampleNoise
+        if !textToImage && setup.config.hasClassEmbedding {
+            request.classes = ClassConditioning(labels: classLabels?.values, seed: seed, nullClass: nullClass)
+        }
         let pipeline = try setup.pipeline(request, stream: stream)
         if textToImage, let shape = given, shape.count != 4 || Array(shape.dropFirst()) != pipeline.sampleShape {
             let size = pipeline.imageShape
@@ -144,7 +152,8 @@ struct GenerateCommand: ParsableCommand {
         try checkHeldOutputs(outputs, shape: shape)
 
         // 4. The batches, written as they come.
-        let guided = ((pipeline as? TextToImagePipeline) ?? (pipeline as? ImageToImagePipeline)?.text)?.guided ?? false
+        let guided = ((pipeline as? TextToImagePipeline) ?? (pipeline as? ImageToImagePipeline)?.text)?.guided
+            ?? ((pipeline as? GenerationPipeline)?.guidanceScale != nil)
         let label = plan.sampler.description + (plan.fullSteps == plan.actions.count ? "" : " (\(plan.fullSteps) full, \(plan.partialSteps) partial, \(plan.nullSteps) null)")
             + (guided ? ", guidance \(promptOptions.guidanceScale)" : "")
         let progress = ProgressLine(label)
