@@ -140,6 +140,8 @@ case_ 1 "no .png files" generate --model "$pipe" --prompt a --images "$tmp/no-pn
 case_ 64 "--image is for Stable Diffusion pipelines" generate --image "$tmp/init/rgb.png" --steps 4
 "$bin" plan teacher --model "$pipe" --scheduler pndm --steps 4 --strength 0.5 --out "$tmp/i2i-plan.json" 2> /dev/null
 case_ 64 "which is for image-to-image: give init images" generate --model "$pipe" --prompt a --plan "$tmp/i2i-plan.json"
+case_ 0 "" rfid "$tmp/i2i-plan.json" --model "$pipe" --prompts "$tmp/three-prompts.txt" --init-image "$tmp/init/rgb.png" --features fashion --count 2 --batch 2 --teacher 4
+case_ 64 "not at the image-to-image strength 0.3" rfid "$tmp/i2i-plan.json" --model "$pipe" --prompts "$tmp/three-prompts.txt" --init-image "$tmp/init/rgb.png" --strength 0.3 --features fashion --count 2 --teacher 4
 "$bin" plan teacher --model "$pipe" --scheduler pndm --steps 4 --out "$tmp/plain-plan.json" 2> /dev/null
 case_ 64 "needs a strength" generate --model "$pipe" --prompt a --image "$tmp/init/rgb.png" --plan "$tmp/plain-plan.json"
 
@@ -181,6 +183,10 @@ rm -rf "$xl/text_encoder_2" && cp -r "$xl/te2" "$xl/text_encoder_2"
 cp -r "$goldens/clip-text-gelu" "$xl/text_encoder" && rm -rf "$xl/text_encoder" && mkdir -p "$xl/text_encoder"
 cp "$goldens/clip-text-gelu/config.json" "$goldens/clip-text-gelu/model.fp16.safetensors" "$xl/text_encoder/"
 case_ 1 "hidden sizes add up to 64, not the UNet's cross_attention_dim 56" generate --model "$xl" --prompt a --steps 2
+rm -rf "$xl/text_encoder" && mkdir -p "$xl/text_encoder"
+cp "$goldens/clip-text-quick/config.json" "$goldens/clip-text-quick/model.safetensors" "$xl/text_encoder/"
+sed -i 's/"projection_class_embeddings_input_dim": 68/"projection_class_embeddings_input_dim": 72/' "$xl/unet/config.json"
+case_ 1 "expects an added embedding of 72 values" generate --model "$xl" --prompt a --steps 2
 printf '{"_class_name": "StableDiffusionXLInpaintPipeline"}' > "$xl/model_index.json"
 case_ 1 "inpainting" generate --model "$xl" --prompt a --steps 2
 printf '{"_class_name": "StableDiffusionControlNetPipeline"}' > "$xl/model_index.json"

@@ -61,8 +61,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Text-to-image: image width in pixels (default: as --height).") var width: Int?
     @Option(help: "Text-to-image: safetensors file with the initial latents as tensor `latents` [N, C, H/8, W/8], unit variance.") var latents: String?
     @Option(name: .customLong("output-latents"), help: "Text-to-image: write the final latents as tensor `latents`.") var outputLatents: String?
-    @Option(help: "Image-to-image: the init image (a PNG; RGB, or grey read as RGB) every image starts from; the run's size defaults to its size.") var image: String?
-    @Option(help: "Image-to-image: a folder of PNGs (sorted by name): image i starts from PNG i mod n; --count defaults to their number.") var images: String?
+    @Option(name: [.customLong("image"), .customLong("init-image")], help: "Image-to-image: the init image (a PNG; RGB, or grey read as RGB) every image starts from; the run's size defaults to its size.") var image: String?
+    @Option(name: [.customLong("images"), .customLong("init-images")], help: "Image-to-image: a folder of PNGs (sorted by name): image i starts from PNG i mod n; --count defaults to their number.") var images: String?
     @Option(name: .customLong("class-labels"), help: ArgumentHelp("A class-conditional UNet2DModel: the class of each image, cycled (default: drawn from --seed, image by image).", valueName: "L1,L2,…")) var classLabels: TimestepList?
     @Option(name: .customLong("null-class"), help: "A class-conditional UNet2DModel trained with label dropout: its \"no class\" label; given, the run uses classifier-free guidance over it at --guidance-scale (default 7.5; ≤ 1: none).") var nullClass: Int?
     @Option(help: "Image-to-image: how much of the schedule runs, 0–1 (the last int(steps × strength) steps; default 0.8 for SD, 0.3 for SDXL, as diffusers'; or the plan's).") var strength: Double?

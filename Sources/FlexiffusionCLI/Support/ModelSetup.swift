@@ -90,7 +90,38 @@ struct ScoringOptions: ParsableArguments {
     @OptionGroup var teacher: TeacherOptions
     @OptionGroup var model: ModelOptions
     @OptionGroup var prompts: PromptOptions
+    @OptionGroup var imageToImage: ImageToImageOptions
     @OptionGroup var precision: PrecisionOptions
+}
+
+/// Image-to-image for the commands that score plans: the init images and the strength.
+struct ImageToImageOptions: ParsableArguments {
+    @Option(name: .customLong("init-image"), help: "Image-to-image (a Stable Diffusion or SDXL pipeline): the init image (a PNG) every image starts from.") var image: String?
+    @Option(name: .customLong("init-images"), help: "Image-to-image: a folder of PNGs; image i starts from PNG i mod n.") var images: String?
+    @Option(help: "Image-to-image: the teacher's strength (default: the plans' own, else diffusers' 0.8 for SD, 0.3 for SDXL); every plan must have it.") var strength: Double?
+
+    var given: Bool { image != nil || images != nil }
+
+    /// The init images (nil when none are given); an error for a model that takes none.
+    func load(_ setup: ModelSetup) throws -> InitImages? {
+        if image != nil && images != nil { throw ValidationError("give --init-image FILE or --init-images DIR, not both") }
+        if strength != nil && !given { throw ValidationError("--strength is for image-to-image: give --init-image or --init-images") }
+        guard let path = image ?? images else { return nil }
+        guard setup.config.isConditional else { throw ValidationError("image-to-image is for Stable Diffusion and SDXL pipelines; \(setup.path) is a UNet2DModel") }
+        let images = try InitImages(ImageSet.load(path), source: path)
+        images.notes.forEach(say)
+        return images
+    }
+
+    /// The teacher's strength: --strength, else the plans' when they agree, else the pipeline's default.
+    func strength(_ setup: ModelSetup, plans: [StepPlan]) throws -> Double {
+        let theirs = Set(plans.compactMap(\.sampler.strength))
+        let chosen = strength ?? (theirs.count == 1 ? theirs.first! : ImageToImagePipeline.defaultStrength(xl: setup.config.textTime != nil))
+        for p in plans where p.sampler.strength != chosen {
+            throw ValidationError("a plan runs \(p.sampler), not at the image-to-image strength \(chosen): make it with `plan … --strength \(chosen)`")
+        }
+        return chosen
+    }
 }
 
 /// What `rfid`, `bench speedups` and `bench fitness` share: the model (a UNet2DModel, or a Stable Diffusion pipeline over
@@ -104,14 +135,30 @@ struct PlanScoring {
         setup = try ModelSetup(modelOptions, generates: false)
         let promptSet = try prompts.check(setup)
         let config = setup.config, setup = setup
-        self.teacher = try teacher.plan(branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig,
-                                        folderSampler: config.isConditional ? { try setup.sampler(steps: $0) } : nil)
-        plans = try paths.map {
+        let initImages = try options.imageToImage.load(setup)
+        let loaded = try paths.map {
             try StepPlan.load(from: URL(fileURLWithPath: $0), branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig)
         }
+        plans = loaded
+        let strength = try initImages.map { _ in try options.imageToImage.strength(setup, plans: loaded) }
+        var teacherPlan = try teacher.plan(branchCount: config.branchCount, schedulerConfiguration: setup.schedulerConfig,
+                                           folderSampler: config.isConditional ? { steps in
+                                               var s = try setup.sampler(steps: steps)
+                                               s.strength = strength
+                                               return s
+                                           } : nil)
+        if let strength, teacherPlan.sampler.strength != strength {
+            guard teacherPlan.sampler.strength == nil, teacherPlan.fullSteps == teacherPlan.actions.count else {
+                throw ValidationError("the teacher plan runs \(teacherPlan.sampler), not at the image-to-image strength \(strength)")
+            }
+            var s = teacherPlan.sampler
+            s.strength = strength
+            teacherPlan = StepPlan.teacher(s)
+        }
+        self.teacher = teacherPlan
         stream = try options.precision.stream(device)
         scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
-                                    stream: stream, batch: batch)
+                                    stream: stream, batch: batch, initImages: initImages)
         extractor = scored.extractor
         evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
     }

@@ -65,14 +65,15 @@ struct ScoredPipeline {
     /// What determines the images besides the plan and the seed (rFID's cache key).
     let key: String
     let extractor: FeatureExtractor
-    var isTextToImage: Bool { pipeline is TextToImagePipeline }
+    var isTextToImage: Bool { pipeline is TextToImagePipeline || pipeline is ImageToImagePipeline }
 
     /// `promptSet`: what `prompts.check(setup)` returned (a pipeline's prompt set, nil for a UNet2DModel).
     init(_ setup: ModelSetup, prompts: PromptOptions, promptSet: PromptSet?, features: FeatureOptions, variant: String?,
-         stream: ComputeStream, batch: Int) throws {
-        pipeline = try setup.pipeline(PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale,
-                                                      microConditioning: prompts.microConditioning),
-                                      stream: stream)
+         stream: ComputeStream, batch: Int, initImages: InitImages? = nil) throws {
+        var request = PipelineRequest(batch: batch, variant: variant, prompts: promptSet, guidanceScale: prompts.guidanceScale,
+                                      microConditioning: prompts.microConditioning)
+        request.initImages = initImages
+        pipeline = try setup.pipeline(request, stream: stream)
         warnAboutTruncatedPrompts(pipeline)
         // (The precision changes the images: a bf16 run's teacher is not an fp32 run's.)
         key = try pipeline.contentKey() + (stream.backends.precision == .float32 ? "" : "|\(stream.backends.precision)")
