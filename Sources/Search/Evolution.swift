@@ -183,8 +183,10 @@ public final class EvolutionarySearch {
             if try cost.cost(plain) <= state.budget { add(plain, .ddim) }
             // Every other solver with as many steps (the solver baselines when the step count is a grid;
             // they may fit where the teacher's scheduler does not: PNDM evaluates once more).
-            for s in space.solvers where try cost.cost(space.ddim(segments: g, grid: g, solver: s)) <= state.budget {
-                add(space.ddim(segments: g, grid: g, solver: s), .solver)
+            // (Segments: the solver's actions on the grid — its steps, or fewer at an image-to-image strength.)
+            for s in space.solvers {
+                let n = min(g, space.actions(grid: g, solver: s))
+                if try cost.cost(space.ddim(segments: n, grid: g, solver: s)) <= state.budget { add(space.ddim(segments: n, grid: g, solver: s), .solver) }
             }
         }
         var tries = 0

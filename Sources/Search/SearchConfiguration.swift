@@ -132,9 +132,11 @@ public struct SearchConfiguration: Sendable {
 
     /// The segment counts searched.
     public func counts() throws -> [Int] {
-        var c = segmentCounts.filter { $0 >= 1 && $0 <= teacher.steps }
-        if divisorsOnly { c = c.filter { teacher.steps % $0 == 0 } }
-        guard !c.isEmpty else { throw ModelError("the segment counts \(segmentCounts) leave none for \(teacher.steps) steps") }
+        // (Image-to-image: segments divide the evaluations the strength keeps.)
+        let span = teacher.strength == nil ? teacher.steps : teacher.evaluations
+        var c = segmentCounts.filter { $0 >= 1 && $0 <= span }
+        if divisorsOnly { c = c.filter { span % $0 == 0 } }
+        guard !c.isEmpty else { throw ModelError("the segment counts \(segmentCounts) leave none for \(span) \(teacher.strength == nil ? "steps" : "kept evaluations")") }
         return c
     }
 
@@ -153,9 +155,11 @@ public struct SearchConfiguration: Sendable {
         switch grids {
         case .none: return []
         case .auto:
+            // (d counts evaluations; at an image-to-image strength the grid is the step count keeping them.)
             let d = Self.ddimSteps(steps: teacher.evaluations, target: target)
-            let wanted = [steps / 2, d] + (withSolvers ? [Int((1.5 * Double(d)).rounded()), 2 * d] : [])
-            return Array(Set(wanted)).filter { $0 >= 1 && $0 < steps }.sorted(by: >)
+            let evaluations = [d] + (withSolvers ? [Int((1.5 * Double(d)).rounded()), 2 * d] : [])
+            let wanted = [steps / 2] + evaluations.map { teacher.steps(keeping: $0) }
+            return Array(Set(wanted)).filter { $0 >= 1 && $0 < steps && teacher.keepsAStep(steps: $0) }.sorted(by: >)
         case .steps(let list): return try coarserGrids(list)
         }
     }
@@ -165,6 +169,9 @@ public struct SearchConfiguration: Sendable {
         let steps = teacher.steps
         guard !list.isEmpty, list.allSatisfy({ (1..<steps).contains($0) }) else {
             throw ModelError(argument: "grids \(list) (--grids): give step counts below the teacher's \(steps)")
+        }
+        if let g = list.first(where: { !teacher.keepsAStep(steps: $0) }) {
+            throw ModelError(argument: "a grid of \(g) steps keeps no step at strength \(teacher.strength!) (--grids)")
         }
         return Array(Set(list)).sorted(by: >)
     }

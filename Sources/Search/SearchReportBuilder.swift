@@ -64,20 +64,24 @@ struct SearchReportBuilder {
         // of the space when that step count is one of its grids: then its scores are reused).
         let ddimSteps = SearchConfiguration.ddimSteps(steps: evaluations, target: target)
         let evenSpeedup = Double(evaluations) / Double(ddimSteps)
-        let ddimMember = search.space.ddim(segments: ddimSteps, grid: ddimSteps)
-        let ddimKey = search.space.contains(ddimMember) ? ddimMember.key : "ddim-\(ddimSteps)"
+        // (At an image-to-image strength, the step count that keeps ddimSteps evaluations.)
+        let grid = c.teacher.steps(keeping: ddimSteps), strength = c.teacher.strength
+        let ddimMember = search.space.ddim(segments: ddimSteps, grid: grid)
+        let ddimKey = search.space.contains(ddimMember) ? ddimMember.key : "ddim-\(grid)"
         _ = handler(.scoringBaselines(ddimSteps: ddimSteps))
-        entries.append(try baseline(try StepPlan.ddim(steps: ddimSteps, eta: c.teacher.eta), name: "ddim \(ddimSteps) steps", key: ddimKey, speedup: evenSpeedup))
+        let ddimPlan = strength == nil ? try StepPlan.ddim(steps: ddimSteps, eta: c.teacher.eta)
+            : StepPlan.teacher(PlanSampler(scheduler: .ddim, steps: grid, eta: c.teacher.eta, strength: strength))
+        entries.append(try baseline(ddimPlan, name: "ddim \(grid) steps", key: ddimKey, speedup: evenSpeedup))
         // 4. DPM-Solver++ (2M) and UniPC (2) with the same number of model evaluations: what users switch
         // to instead of a plan (members of the space when the search runs other solvers and the step
         // count is one of its grids; else the search can lose to them, and the report shows it).
         if SolverChoice.canRunBeside(c.teacher) {
             for s in SolverChoice.usual where !s.isSampler(c.teacher) {
-                let member = search.space.ddim(segments: ddimSteps, grid: ddimSteps, solver: s)
+                let member = search.space.ddim(segments: ddimSteps, grid: grid, solver: s)
                 // ("dpmsolver++ 2M 9 steps", "unipc2 9 steps")
                 let name = s.scheduler == .dpmsolverPlusPlus ? "dpmsolver++ \(s.order!)M" : s.description
-                entries.append(try baseline(StepPlan.teacher(s.sampler(steps: ddimSteps)), name: "\(name) \(ddimSteps) steps",
-                                            key: search.space.contains(member) ? member.key : "\(s)-\(ddimSteps)", speedup: evenSpeedup))
+                entries.append(try baseline(StepPlan.teacher(s.sampler(steps: grid, strength: strength)), name: "\(name) \(grid) steps",
+                                            key: search.space.contains(member) ? member.key : "\(s)-\(grid)", speedup: evenSpeedup))
             }
         }
         // 5. DeepCache uniform: the best-scored member that meets the target (scored in generation 0),

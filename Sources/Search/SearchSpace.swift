@@ -77,8 +77,10 @@ public struct SolverChoice: Codable, Hashable, Sendable, CustomStringConvertible
     /// The same solver on the config's spacing.
     public var withoutSpacing: SolverChoice { var c = self; c.spacing = nil; return c }
 
-    /// The sampler with `steps` steps (eta 0).
-    public func sampler(steps: Int) -> PlanSampler { PlanSampler(scheduler: scheduler, steps: steps, order: order, spacing: spacing) }
+    /// The sampler with `steps` steps (eta 0), at image-to-image's `strength` where one is given.
+    public func sampler(steps: Int, strength: Double? = nil) -> PlanSampler {
+        PlanSampler(scheduler: scheduler, steps: steps, order: order, spacing: spacing, strength: strength)
+    }
 
     /// Whether grids may run on other solvers beside `teacher`: not when it has an eta or an explicit
     /// timestep list, which another solver would not carry (not the same family of plans).
@@ -141,9 +143,9 @@ public struct Candidate: Codable, Hashable, Sendable, CustomStringConvertible {
     /// candidate's solver with `grid` (or the teacher's) steps.
     public func sampler(_ teacher: PlanSampler) -> PlanSampler {
         if let solver, let timesteps {
-            return PlanSampler(scheduler: solver.scheduler, steps: timesteps.count, order: solver.order, timesteps: timesteps)
+            return PlanSampler(scheduler: solver.scheduler, steps: timesteps.count, order: solver.order, timesteps: timesteps, strength: teacher.strength)
         }
-        if let solver { return solver.sampler(steps: grid ?? teacher.steps) }
+        if let solver { return solver.sampler(steps: grid ?? teacher.steps, strength: teacher.strength) }
         return grid.map { teacher.with(steps: $0) } ?? teacher
     }
 
@@ -174,8 +176,9 @@ public struct SearchSpace: Sendable {
     public init(sampler: PlanSampler, segmentCounts: [Int], branchCount: Int, grids: [Int] = [], solvers: [SolverChoice] = [],
                 timesteps: SchedulerConfiguration? = nil) throws {
         guard !segmentCounts.isEmpty else { throw ModelError("no segment counts to search") }
-        for n in segmentCounts where n < 1 || n > sampler.steps {
-            throw ModelError("\(n) segments: must be 1…\(sampler.steps) for a \(sampler.steps)-step sampler")
+        let most = sampler.strength == nil ? sampler.steps : sampler.evaluations   // (image-to-image: the kept evaluations)
+        for n in segmentCounts where n < 1 || n > most {
+            throw ModelError("\(n) segments: must be 1…\(most) for a \(sampler)")
         }
         for g in grids where g < 1 || g > sampler.steps {
             throw ModelError("a grid of \(g) steps: must be 1…\(sampler.steps) for a \(sampler.steps)-step teacher")
@@ -202,7 +205,8 @@ public struct SearchSpace: Sendable {
     public func timesteps(of c: Candidate) -> [Int]? {
         if let t = c.timesteps { return t }
         guard let config = timestepConfiguration else { return nil }
-        return try? c.sampler(sampler).scheduler(configuration: config).timesteps
+        // (The whole schedule's, also at an image-to-image strength, which keeps only its end.)
+        return try? c.sampler(sampler).fromNoise.scheduler(configuration: config).timesteps
     }
 
     /// `c` with the timestep list `new` (strictly decreasing within the training timesteps, as the
@@ -241,7 +245,7 @@ public struct SearchSpace: Sendable {
     /// Model evaluations (plan actions) of a grid of `g` steps on `solver` (nil: the teacher's
     /// scheduler): its steps, except for PNDM (one more with PLMS alone).
     public func actions(grid g: Int, solver: SolverChoice? = nil) -> Int {
-        (solver.map { $0.sampler(steps: g) } ?? sampler.with(steps: g)).evaluations
+        (solver.map { $0.sampler(steps: g, strength: sampler.strength) } ?? sampler.with(steps: g)).evaluations
     }
 
     /// The step count of `c`'s grid (the teacher's when it has none).
@@ -253,7 +257,9 @@ public struct SearchSpace: Sendable {
     /// Segment counts on a grid of `g` steps: the teacher's are `segmentCounts`; a coarser grid's are
     /// those that fit, and its actions on each sampler (the plain sampler with G steps: G, or G + 1 for PNDM).
     public func counts(grid g: Int) -> [Int] {
-        g == sampler.steps ? segmentCounts : Array(Set(segmentCounts.filter { $0 <= g } + [g, actions(grid: g)])).sorted()
+        // (At image-to-image's strength a grid keeps fewer actions than steps: counts stop there.)
+        let a = actions(grid: g), most = min(g, a)
+        return g == sampler.steps ? segmentCounts : Array(Set(segmentCounts.filter { $0 <= most } + [most, a])).filter { $0 >= 1 }.sorted()
     }
 
     /// Every (grid, segment count) pair of the space.

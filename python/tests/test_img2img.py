@@ -148,6 +148,35 @@ class ImageToImageParity:
 class SDImageToImage(ImageToImageParity, unittest.TestCase):
     xl = False
 
+    def test_search_on_image_to_image_writes_a_plan_that_generate_and_rfid_run(self):
+        # The CI-sized search at strength 0.6 (the folder's PNDM at 20 steps keeps 13 evaluations):
+        # every plan it scores, baselines included, runs at that strength.
+        tmp = self.tmp.name
+        prompts = str(REPO / "prompts" / "everyday-scenes.txt")
+        out = os.path.join(tmp, "i2i-search.json")
+        common = ["--model", self.folder, "--prompts", prompts, "--features", "fashion", "--batch", "4", "--init-images", self.images]
+        run = subprocess.run([str(BIN), "search", *common, "--strength", "0.6", "--steps", "20", "--speedup", "2", "--samples", "4",
+                              "--generations", "1", "--population", "4", "--children", "4", "--no-measure", "--final-samples", "0",
+                              "--out", out, "--latency-table", os.path.join(tmp, "latency.json"), "--json"], capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        summary = json.loads(run.stdout)
+        with open(out) as f:
+            results = json.load(f)
+        self.assertEqual((results["sampler"]["scheduler"], results["sampler"]["steps"], results["sampler"]["strength"]), ("pndm", 20, 0.6))
+        for b in summary["baselines"]:
+            if b["name"].startswith(("ddim", "dpmsolver", "unipc")):
+                self.assertLessEqual(summary["best"]["rfid"], b["rfid"] + 1e-9, b["name"])
+        gen = subprocess.run([str(BIN), "generate", "--model", self.folder, "--plan", out, "--prompt", "a cat", "--images", self.images,
+                              "--output-tensor", os.path.join(tmp, "i2i-search.safetensors")], capture_output=True, text=True)
+        self.assertEqual(gen.returncode, 0, gen.stderr)
+        images = load_file(os.path.join(tmp, "i2i-search.safetensors"))["sample"]
+        self.assertEqual(tuple(images.shape), (3, 3, 16, 16))
+        score = subprocess.run([str(BIN), "rfid", out, *common, "--count", "4", "--teacher", "20", "--json"], capture_output=True, text=True)
+        self.assertEqual(score.returncode, 0, score.stderr)
+        result = json.loads(score.stdout)
+        self.assertTrue(result["teacher"]["cached"])
+        self.assertAlmostEqual(result["plans"][0]["rfid"], summary["best"]["rfid"], places=6)
+
 
 class SDXLImageToImage(ImageToImageParity, unittest.TestCase):
     xl = True

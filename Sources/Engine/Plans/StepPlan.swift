@@ -128,6 +128,18 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         return all - begin
     }
 
+    /// The step count whose run at this sampler's strength keeps `evaluations` steps (the smallest; the
+    /// count itself without a strength): how an image-to-image search turns an evaluation budget into a grid.
+    public func steps(keeping evaluations: Int) -> Int {
+        guard let strength, strength > 0 else { return evaluations }
+        var g = max(1, Int((Double(evaluations) / strength).rounded(.up)) - 1)
+        while min(Int(Double(g) * strength), g) < evaluations { g += 1 }
+        return g
+    }
+
+    /// Whether a run of `steps` steps at this sampler's strength keeps any step (always without one).
+    public func keepsAStep(steps: Int) -> Bool { strength.map { min(Int(Double(steps) * $0), steps) >= 1 } ?? true }
+
     /// The same sampler for a run from noise (no strength).
     public var fromNoise: PlanSampler { var s = self; s.strength = nil; return s }
 

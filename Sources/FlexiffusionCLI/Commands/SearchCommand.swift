@@ -50,6 +50,7 @@ struct SearchCommand: ParsableCommand {
     @OptionGroup var featureOptions: FeatureOptions
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var promptOptions: PromptOptions
+    @OptionGroup var imageToImage: ImageToImageOptions
     @Option(help: "Required speed-up over the teacher (predicted from the latency table).") var speedup: Double?
     @Option(name: .customLong("latency-ms"), help: "Required latency per batch in milliseconds (instead of --speedup).") var latencyMs: Double?
     @Option(help: ArgumentHelp("Safety margin on the prediction: plans must be predicted at least (1 + F) times the required speed-up, because a measured speed-up scatters around the prediction (whole runs on our 2-core machine: 4–10 % below it in one evaluation, up to 7 % above in another). 0 searches at the prediction alone.", valueName: "F"))
@@ -192,7 +193,13 @@ struct SearchCommand: ParsableCommand {
         let teacherKind = try scheduler ?? (textToImage ? setup.folderScheduler() : nil) ?? .ddim
         if eta != 0 && teacherKind != .ddim { throw ValidationError("--eta applies to a DDIM teacher only") }
         guard (steps ?? 1) > 0 else { throw ValidationError("--steps must be positive") }
-        let teacher = try setup.sampler(teacherKind, steps: steps ?? (textToImage ? 50 : 100), eta: eta)
+        var teacher = try setup.sampler(teacherKind, steps: steps ?? (textToImage ? 50 : 100), eta: eta)
+        // Image-to-image: the teacher, and with it every plan, at the strength.
+        let initImages = try imageToImage.load(setup)
+        if initImages != nil {
+            teacher.strength = try imageToImage.strength(setup, plans: [])
+            do { try teacher.validate() } catch let e as ModelError { throw ValidationError(e.message) }
+        }
         let device = try OpenCLRuntime.select(deviceOptions.device)
         var c = try configuration(setup, teacher: teacher, device: device.name)
         try c.validate()
@@ -202,7 +209,7 @@ struct SearchCommand: ParsableCommand {
         precisionOptions.apply(to: stream)
         c.device = stream.deviceLabel
         let scored = try ScoredPipeline(setup, prompts: promptOptions, promptSet: promptSet, features: featureOptions, variant: modelOptions.variant,
-                                        stream: stream, batch: batch)
+                                        stream: stream, batch: batch, initImages: initImages)
         let pipeline = scored.pipeline
         if let promptSet, !json {
             say("text-to-image: \(promptOptions.prompts!) (\(promptSet.prompts.count) prompts, image i from prompt i mod n), guidance \(promptOptions.guidanceScale); models on the device: \(formatBytes(UInt64(stream.context.allocatedBytes.now)))")
