@@ -171,6 +171,9 @@ printf '{"_class_name": "EulerDiscreteScheduler", "beta_schedule": "scaled_linea
 case_ 0 "" generate --model "$xl" --prompt "a cat" --steps 2 --height 32 --width 32 --original-size 64,48 --out xl.png
 if [[ ! -s $tmp/xl.png ]]; then failures=$((failures + 1)); echo "FAIL: the SDXL run wrote no xl.png"; fi
 rm -f "$tmp/xl.png"
+"$bin" plan deepcache --model "$xl" --scheduler euler --steps 4 --interval 2 --cache-branch-id 3 --out "$tmp/xl-plan.json" 2> /dev/null
+case_ 0 "" rfid "$tmp/xl-plan.json" --model "$xl" --prompts "$tmp/three-prompts.txt" --features fashion --count 2 --batch 2 --teacher 4
+case_ 0 "" profile --model "$xl" --batch 1 --repeats 1 --top 3 --no-write
 case_ 64 "micro-conditioning (original size, crop, target size) is SDXL's" generate --model "$pipe" --prompt a --steps 2 --original-size 64,64
 mv "$xl/text_encoder_2" "$xl/te2"
 case_ 1 "no text_encoder_2/ folder" generate --model "$xl" --prompt a --steps 2

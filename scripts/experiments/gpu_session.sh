@@ -10,7 +10,8 @@
 #   cp -L /usr/lib/x86_64-linux-gnu/libclblast.so.1 /usr/lib/x86_64-linux-gnu/libOpenCL.so.1 .device/
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1 importlib_metadata
 # and run there (.device and .whl carried):  bash scripts/experiments/gpu_session.sh [PARTS]
-# PARTS (default "parity bench generate search"): any of parity, bench, sd, attention (SD 1.5's UNet with
+# PARTS (default "parity bench generate search"): any of parity, bench, sd, sdxl (SDXL base's full UNet at 1024 px,
+# batch 1 and 2, PyTorch CUDA beside the engine), attention (SD 1.5's UNet with
 # FLEXIFFUSION_ATTENTION=chunked and fused in alternating rounds, then the fused path's parity), implicit (the cifar
 # UNet at batch 64 and SD 1.5's at batch 2 with FLEXIFFUSION_CONV=im2col-gemm and implicit-gemm alternating, then
 # the implicit path's parity), profile, generate, search,
@@ -60,6 +61,12 @@ bench)
         step "cifar UNet batch $b: PyTorch CUDA vs flexiffusion (OpenCL)"
         python3 scripts/tools/bench_unet_torch.py --torch-device cuda --device "$DEVICE" --binary "$BIN" --batch $b \
             --repeats 20 --rounds 3 --peak-tflops "$PEAK"
+    done ;;
+sdxl)
+    for b in 1 2; do
+        step "SDXL base UNet batch $b, 128x128 latents (1024 px), 77 tokens: PyTorch CUDA vs flexiffusion"
+        python3 scripts/tools/bench_unet_torch.py --torch-device cuda --device "$DEVICE" --binary "$BIN" --batch $b \
+            --config scripts/tools/sdxl_unet.config.json --repeats 5 --rounds 2 --peak-tflops "$PEAK"
     done ;;
 sd)
     step "SD 1.5 UNet batch 2, 64x64 latents, 77 tokens: PyTorch CUDA vs flexiffusion"

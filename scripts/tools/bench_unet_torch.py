@@ -93,6 +93,12 @@ def main():
     kwargs = {}
     if isinstance(model, UNet2DConditionModel):
         kwargs["encoder_hidden_states"] = torch.randn(args.batch, args.context_length, model.config.cross_attention_dim, device=dev)
+        if model.config.get("addition_embed_type") == "text_time":
+            # SDXL's added conditions, as the engine's bench draws them: text_embeds, and time_ids of a run at the latents' size × 8.
+            width = model.config.projection_class_embeddings_input_dim - 6 * model.config.addition_time_embed_dim
+            side = 8.0 * model.config.sample_size
+            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(args.batch, width, device=dev),
+                                           "time_ids": torch.tensor([[side, side, 0.0, 0.0, side, side]] * args.batch, device=dev)}
     precisions = args.precisions.split(",")
     if any(p not in ("fp32", "bf16") for p in precisions) or "fp32" not in precisions:
         ap.error("--precisions takes fp32 and optionally bf16, e.g. fp32,bf16")
