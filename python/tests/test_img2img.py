@@ -21,14 +21,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_parity import BIN, REPO, check_outputs, require_binary  # noqa: E402
 sys.path.insert(0, str(REPO / "scripts" / "goldens"))
 from make_tiny_sd_pipeline import make_pipeline, make_sdxl_pipeline  # noqa: E402
-
-
-def relative_l2(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 class ImageToImageParity:
@@ -37,8 +33,7 @@ class ImageToImageParity:
 
     @classmethod
     def setUpClass(cls):
-        if not (BIN.is_file() and os.access(BIN, os.X_OK)):
-            raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
+        require_binary()
         cls.tmp = tempfile.TemporaryDirectory()
         cls.folder = os.path.join(cls.tmp.name, "pipeline")
         (make_sdxl_pipeline if cls.xl else make_pipeline)(cls.folder, seed=0)
@@ -103,13 +98,8 @@ class ImageToImageParity:
             cmd += ["--negative-prompt", negative]
         run = subprocess.run(cmd, capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
-        got = load_file(os.path.join(tmp, f"{name}-latents.safetensors"))["latents"]
-        got_images = load_file(os.path.join(tmp, f"{name}-images.safetensors"))["sample"]
-        self.assertEqual(tuple(got.shape), tuple(want.shape))
-        e_latents, e_images = relative_l2(got, want), relative_l2(got_images, want_images)
-        print(f"{'sdxl' if self.xl else 'sd'} {name}: latents {e_latents:.2e}, images {e_images:.2e}")
-        self.assertLessEqual(e_latents, 1e-3, name)
-        self.assertLessEqual(e_images, 1e-3, name)
+        check_outputs(self, name, os.path.join(tmp, f"{name}-latents.safetensors"), os.path.join(tmp, f"{name}-images.safetensors"),
+                      want, want_images, label=f"{'sdxl' if self.xl else 'sd'} {name}")
 
     def test_every_scheduler_at_several_strengths(self):
         prompts = ["a red bicycle leaning on a brick wall", "Two cats on a sofa, watercolor!!"]

@@ -18,24 +18,19 @@ import unittest
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_parity import BIN, REPO, check_outputs, deepcache_helper, relative_l2, require_binary  # noqa: E402
 sys.path.insert(0, str(REPO / "scripts" / "goldens"))
 from make_tiny_sd_pipeline import make_sdxl_pipeline  # noqa: E402
-
-
-def relative_l2(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 class SDXLParity(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from diffusers import StableDiffusionXLPipeline
-        if not (BIN.is_file() and os.access(BIN, os.X_OK)):
-            raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
+        require_binary()
         cls.tmp = tempfile.TemporaryDirectory()
         cls.folder = os.path.join(cls.tmp.name, "sdxl")
         make_sdxl_pipeline(cls.folder, seed=0)
@@ -91,15 +86,9 @@ class SDXLParity(unittest.TestCase):
             cmd += ["--original-size", "%d,%d" % micro[0], "--crop-top-left", "%d,%d" % micro[1], "--target-size", "%d,%d" % micro[2]]
         run = subprocess.run(cmd, capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
-        got = load_file(os.path.join(tmp, f"{name}-latents.safetensors"))["latents"]
-        got_images = load_file(os.path.join(tmp, f"{name}-images.safetensors"))["sample"]
-        self.assertEqual(tuple(got.shape), tuple(want.shape))
-        self.assertEqual(tuple(got_images.shape), tuple(want_images.shape))
         self.assertGreater(relative_l2(want, latents * pipe.scheduler.init_noise_sigma), 0.05)
-        e_latents, e_images = relative_l2(got, want), relative_l2(got_images, want_images)
-        print(f"{name}: latents {e_latents:.2e}, images {e_images:.2e}")
-        self.assertLessEqual(e_latents, 1e-3, name)
-        self.assertLessEqual(e_images, 1e-3, name)
+        check_outputs(self, name, os.path.join(tmp, f"{name}-latents.safetensors"), os.path.join(tmp, f"{name}-images.safetensors"),
+                      want, want_images)
         return want
 
     def test_euler_from_the_folder_with_and_without_negative_prompts(self):
@@ -129,20 +118,6 @@ class SDXLParity(unittest.TestCase):
         self.check("plan", ["a quiet library with tall shelves", "a red kite over a field"], "text, watermark", 7.5, plan=plan, seed=5)
 
     def test_deepcache_helper_and_plan_deepcache_agree(self):
-        from DeepCache import DeepCacheSDHelper
-
-        def helper(interval, branch_id):
-            def enable(pipe):
-                h = DeepCacheSDHelper(pipe=pipe)
-                h.set_params(cache_interval=interval, cache_branch_id=branch_id)
-                h.enable()
-
-                class Handle:
-                    def remove(self):
-                        h.disable()
-                return Handle()
-            return enable
-
         # Two levels of two layers: cache_branch_id 0…5 are our branches 0…5 (SD's numbering).
         for interval, branch_id in [(2, 0), (3, 1), (2, 2), (3, 3), (5, 4), (2, 5)]:
             with self.subTest(interval=interval, cache_branch_id=branch_id):
@@ -154,7 +129,7 @@ class SDXLParity(unittest.TestCase):
                 with open(plan_path) as f:
                     self.assertIn(f"partial:{branch_id}", json.load(f)["actions"])
                 self.check(f"deepcache-{interval}-{branch_id}", ["a red kite over a field", "a quiet library with tall shelves"],
-                           "blurry", 7.5, plan=plan_path, helper=helper(interval, branch_id), seed=20 + branch_id)
+                           "blurry", 7.5, plan=plan_path, helper=deepcache_helper(interval, branch_id), seed=20 + branch_id)
 
 
 if __name__ == "__main__":

@@ -19,22 +19,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLEXIFFUSION_BIN", REPO / ".build" / "debug" / "flexiffusion"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_parity import BIN, REPO, check_outputs, deepcache_helper, relative_l2, require_binary  # noqa: E402
 sys.path.insert(0, str(REPO / "scripts" / "goldens"))
 from make_tiny_sd_pipeline import make_pipeline  # noqa: E402
-
-
-def relative_l2(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 class TextToImageParity(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from diffusers import StableDiffusionPipeline
-        if not (BIN.is_file() and os.access(BIN, os.X_OK)):
-            raise AssertionError(f"no flexiffusion binary at {BIN}: build it (swift build) or set FLEXIFFUSION_BIN")
+        require_binary()
         cls.tmp = tempfile.TemporaryDirectory()
         cls.folder = os.path.join(cls.tmp.name, "pipeline")
         make_pipeline(cls.folder, seed=0)
@@ -96,16 +91,10 @@ class TextToImageParity(unittest.TestCase):
         run = subprocess.run(cmd, capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
         self.last_stderr = run.stderr
-        got = load_file(os.path.join(tmp, f"{name}-latents.safetensors"))["latents"]
-        got_images = load_file(os.path.join(tmp, f"{name}-images.safetensors"))["sample"]
-        self.assertEqual(tuple(got.shape), tuple(want.shape))
-        self.assertEqual(tuple(got_images.shape), tuple(want_images.shape))
         # The latents moved: the UNet and the guidance matter to the result.
         self.assertGreater(relative_l2(want, latents * pipe.scheduler.init_noise_sigma), 0.05)
-        e_latents, e_images = relative_l2(got, want), relative_l2(got_images, want_images)
-        print(f"{name}: latents {e_latents:.2e}, images {e_images:.2e}")
-        self.assertLessEqual(e_latents, 1e-3, name)
-        self.assertLessEqual(e_images, 1e-3, name)
+        check_outputs(self, name, os.path.join(tmp, f"{name}-latents.safetensors"), os.path.join(tmp, f"{name}-images.safetensors"),
+                      want, want_images)
 
     def test_pndm_from_the_folder_with_negative_prompts(self):
         self.check("pndm", ["a red bicycle leaning on a brick wall", "Two cats on a sofa, watercolor!!", "🍕 pizza at 3 a.m."],
@@ -167,20 +156,6 @@ class TextToImageParity(unittest.TestCase):
     def test_deepcache_helper_and_plan_deepcache_agree_on_every_branch_id(self):
         # DeepCache's own DeepCacheSDHelper (PyPI deepcache 0.1.1) on diffusers against the engine with
         # `plan deepcache --cache-branch-id B`: the helper's numbering, DDIM, uniform intervals, guidance.
-        from DeepCache import DeepCacheSDHelper
-
-        def helper(interval, branch_id):
-            def enable(pipe):
-                h = DeepCacheSDHelper(pipe=pipe)
-                h.set_params(cache_interval=interval, cache_branch_id=branch_id)
-                h.enable()
-
-                class Handle:
-                    def remove(self):
-                        h.disable()
-                return Handle()
-            return enable
-
         # The tiny UNet has two levels of one layer: the helper's (down block B // 3, position B % 3) is
         # our branch 2 (B // 3) + min(B % 3, 1); positions 2 and 1 give the same up path.
         ours = {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3}
@@ -194,7 +169,7 @@ class TextToImageParity(unittest.TestCase):
                 with open(plan_path) as f:
                     self.assertIn(f"partial:{ours[branch_id]}", json.load(f)["actions"])
                 self.check(f"deepcache-{interval}-{branch_id}", ["a red kite over a field", "a quiet library with tall shelves"],
-                           "blurry", 7.5, scheduler="ddim", plan=plan_path, helper=helper(interval, branch_id), seed=20 + branch_id)
+                           "blurry", 7.5, scheduler="ddim", plan=plan_path, helper=deepcache_helper(interval, branch_id), seed=20 + branch_id)
         run = subprocess.run([str(BIN), "plan", "deepcache", "--model", self.folder, "--steps", "10", "--interval", "2",
                               "--cache-branch-id", "6"], capture_output=True, text=True)
         self.assertNotEqual(run.returncode, 0)

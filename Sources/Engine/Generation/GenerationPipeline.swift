@@ -100,12 +100,7 @@ public final class GenerationPipeline: ImagePipeline {
     /// The samples, or a latent model's decoded latents.
     public func output(of sampler: Sampler, images: Range<Int>) throws -> DeviceBuffer<Float> {
         guard let decoder else { return sampler.sampleBuffer }
-        let latents = try unet.stream.download(sampler.sampleBuffer, count: batch * sampleValues)
-        if let bad = firstNonFinite(latents, perImage: sampleValues, firstImage: images.lowerBound) {
-            throw ModelError("the latents of image \(bad.image) hold non-finite values (\(bad.value)): the sampler diverged, or the noise or the weights hold NaN or Inf")
-        }
-        try decoder.decodeScaledOnDevice(latents)
-        return decoder.output
+        return try decoded(sampler, by: decoder, images: images)
     }
 
     /// The model folder's weights and configs (`RFIDEvaluator.modelKey`), the decoder's, and the class labels.

@@ -44,6 +44,18 @@ extension ImagePipeline {
     /// The sampler of `s` on this pipeline's UNet (made once, then reused).
     public func sampler(for s: PlanSampler) throws -> Sampler { try samplers.sampler(for: s) }
 
+    /// A latent pipeline's images: the batch's final latents (the first `batch` of the sampler's: with
+    /// guidance both halves hold the same) divided by the decoder's scaling_factor and decoded; latents
+    /// that are not finite are an error naming the image (`images`: the run's images of the batch).
+    func decoded(_ sampler: Sampler, by decoder: AutoencoderKL, images: Range<Int>) throws -> DeviceBuffer<Float> {
+        let latents = try unet.stream.download(sampler.sampleBuffer, count: batch * sampleValues)
+        if let bad = firstNonFinite(latents, perImage: sampleValues, firstImage: images.lowerBound) {
+            throw ModelError("the latents of image \(bad.image) hold non-finite values (\(bad.value)): the sampler diverged, or the latents or the weights hold NaN or Inf")
+        }
+        try decoder.decodeScaledOnDevice(latents)
+        return decoder.output
+    }
+
     /// The pipeline's scheduler settings (the model folder's scheduler config).
     public var schedulerConfiguration: SchedulerConfiguration { samplers.schedulerConfiguration }
 }

@@ -190,12 +190,7 @@ public final class TextToImagePipeline: ImagePipeline {
     /// The batch's latents decoded by the VAE (with guidance both halves hold the same latents: the
     /// first is the batch's); latents that are not finite are an error naming the image.
     public func output(of sampler: Sampler, images: Range<Int>) throws -> DeviceBuffer<Float> {
-        let final = try unet.stream.download(sampler.sampleBuffer, count: batch * latentSize)
-        if let bad = firstNonFinite(final, perImage: latentSize, firstImage: images.lowerBound) {
-            throw ModelError("the latents of image \(bad.image) hold non-finite values (\(bad.value)): the sampler diverged, or the latents or the weights hold NaN or Inf")
-        }
-        try decoder.decodeScaledOnDevice(final)
-        return decoder.output
+        try decoded(sampler, by: decoder, images: images)
     }
 
     /// The UNet's, text encoder's and VAE's weights and configs, the tokenizer's files, the prompts,
