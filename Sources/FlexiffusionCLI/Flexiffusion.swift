@@ -19,7 +19,7 @@ struct Flexiffusion: ParsableCommand {
             \(EngineEnvironment.help)
             """,
         version: flexiffusionVersion,
-        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self,
+        subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, TrajectoriesCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self,
                       RFIDCommand.self, ForwardCommand.self, TokenizeCommand.self, BenchCommand.self, TuneGemmCommand.self])
 
     /// How a command line ended: its exit code, and what it says (help on standard output when the

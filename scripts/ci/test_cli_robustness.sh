@@ -155,6 +155,14 @@ case_ 64 "the null class 12 is outside" generate --model "$ldm" --null-class 12 
 case_ 64 "are for class-conditional UNet2DModels" generate --class-labels 1 --steps 3 --count 2
 case_ 1 "needs tensor \`class_labels\` [2]" forward --model "$ldm" --input "$goldens/cifar-layout/golden.safetensors" --timestep 1 --output out.safetensors
 
+# Teacher trajectories and the schedule fitted to them (default model, a tiny grid).
+case_ 0 "" trajectories --count 2 --steps 6 --batch 2 --out traj.safetensors
+case_ 0 "" plan dp --trajectories "$tmp/traj.safetensors" --evaluations 3 --out dp.json
+rm -f "$tmp/traj.safetensors" "$tmp/dp.json"
+case_ 1 "cannot open" plan dp --trajectories "$tmp/missing.safetensors" --evaluations 3
+case_ 1 "not a trajectories file" plan dp --trajectories "$goldens/sdxl-layout/golden.safetensors" --evaluations 3
+case_ 64 "first-order steps (dpmsolver++1) only" plan dp --trajectories "$goldens/sdxl-layout/golden.safetensors" --evaluations 3 --solver unipc3
+
 # SDXL on a pipeline assembled from the goldens (SDXL-layout UNet with its text_time embedding, the
 # quick_gelu CLIP text encoder and the CLIPTextModelWithProjection, the VAE, Euler; the same byte-level
 # vocabulary, "!" as tokenizer_2's pad): one run that works, then what a user can get wrong.

@@ -17,7 +17,7 @@ struct PlanCommand: ParsableCommand {
             stack from the shallowest (0 = conv_in's output; `plan show --model` lists them with DeepCache's \
             names). Plans are checked against the model (default: the embedded one) before they are written.
             """,
-        subcommands: [PlanDeepCache.self, PlanSegments.self, PlanDDIM.self, PlanTeacher.self, PlanShow.self])
+        subcommands: [PlanDeepCache.self, PlanSegments.self, PlanDDIM.self, PlanTeacher.self, PlanDP.self, PlanShow.self])
 }
 
 /// Options every plan builder shares.
@@ -154,6 +154,57 @@ struct PlanTeacher: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "teacher", abstract: "Every step full: the plan others are compared with.")
     @OptionGroup var output: PlanOutputOptions
     func run() throws { try output.emit(StepPlan.teacher(output.sampler)) }
+}
+
+struct PlanDP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dp",
+        abstract: "A schedule fitted to the teacher's trajectories by dynamic programming: the K first-order steps with the least summed error.",
+        discussion: """
+            From `flexiffusion trajectories`' file: every first-order jump (DDIM, which is DPM-Solver++ of \
+            order 1) between two points of the teacher's grid is scored by its mean squared error against the \
+            teacher's state where it lands, from the teacher's state and model output where it starts (no model \
+            evaluation); the K-jump path from the first point to the end with the least sum is the schedule, \
+            written as DPM-Solver++ of order 1 on its explicit timesteps (GITS' search, first order). Prints \
+            the path's summed error beside the evenly spaced one's.
+            """)
+    @Option(help: "Trajectories file (from `flexiffusion trajectories`).") var trajectories: String
+    @Option(help: "Model evaluations (steps) of the schedule.") var evaluations: Int
+    @Option(help: "The solver: dpmsolver++1 (first order; DDIM's steps). Multistep solvers' DP is not written yet.") var solver = "dpmsolver++1"
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Write the plan here (default: print it).") var out: String?
+    @Flag(help: "Print the fit (the fitted and evenly spaced paths' errors, the timesteps) as JSON instead of the plan (write the plan with --out).") var json = false
+
+    func run() throws {
+        guard solver == "dpmsolver++1" else {
+            throw ValidationError("--solver \(solver): the dynamic programme is written for first-order steps (dpmsolver++1) only; multistep solvers need their history in each jump's cost")
+        }
+        guard evaluations > 0 else { throw ValidationError("--evaluations must be positive") }
+        let t = try TeacherTrajectories.load(from: trajectories)
+        guard evaluations <= t.steps else { throw ValidationError("--evaluations \(evaluations): the trajectories' grid has \(t.steps) steps") }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let cost = t.jumpErrors()
+        let (points, total) = try DynamicSchedule.path(cost: cost, jumps: evaluations)
+        let even = DynamicSchedule.uniform(steps: t.steps, jumps: evaluations)
+        let evenTotal = DynamicSchedule.total(even, cost: cost)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let plan = try DynamicSchedule.plan(points, trajectories: t, description: String(format: "dp: %d first-order steps fitted to %d trajectories of ddim %d steps (summed error %.4g, evenly spaced %.4g)", evaluations, t.count, t.steps, total, evenTotal))
+        let folder = try modelOptions.folder()
+        try plan.validate(branchCount: try UNetConfiguration.load(from: folder.configURL).branchCount, schedulerConfiguration: try folder.schedulerConfiguration())
+        say(String(format: "fitted %d steps on %d trajectories of ddim %d steps in %.2f s: summed error %.4g (evenly spaced: %.4g); timesteps %@", evaluations, t.count, t.steps, seconds, total, evenTotal,
+                   points.dropLast().map { String(t.timesteps[$0]) }.joined(separator: ",")))
+        if let out {
+            try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: NamedPath.given([("--trajectories", trajectories), ("--model", modelOptions.model)]))
+            try plan.write(to: out)
+            say("wrote \(out): \(plan.sampler)")
+        }
+        if json {
+            try printJSON(["evaluations": evaluations, "error": total, "evenly_spaced_error": evenTotal, "seconds": seconds,
+                           "timesteps": points.dropLast().map { t.timesteps[$0] }, "trajectories": t.count, "grid_steps": t.steps])
+        } else if out == nil {
+            print(String(decoding: try plan.jsonData(), as: UTF8.self))
+        }
+    }
 }
 
 struct PlanShow: ParsableCommand {
