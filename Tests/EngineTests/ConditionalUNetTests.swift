@@ -28,16 +28,20 @@ import TestSupport
         return (try golden.floats("text_embeds"), try golden.floats("time_ids"))
     }
 
+    /// The UNet on the golden's sample, states and added conditions at timestep `t`, and the golden's output there.
+    func output(_ unet: UNet, _ golden: SafeTensorsFile, t: Int) throws -> (got: [Float], expected: [Float]) {
+        let (text, ids) = try added(golden)
+        let got = try unet(try golden.floats("sample"), timesteps: Array(repeating: Float(t), count: unet.batch),
+                           encoderHiddenStates: try golden.floats("encoder_hidden_states"), textEmbeds: text, timeIDs: ids)
+        return (got, try golden.floats("output_t\(t)"))
+    }
+
     @Test(arguments: models, UNetParityTests.convolutionPaths)
     func matchesDiffusers(model name: String, convolution: ConvolutionPath) throws {
         let (unet, golden) = try load(name, stream: ComputeStream(convolution: convolution))
         #expect(unet.config.isConditional)
-        let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
         for t in [1, 500, 999] {
-            let expected = try golden.floats("output_t\(t)")
-            let (text, ids) = try added(golden)
-            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states,
-                               textEmbeds: text, timeIDs: ids)
+            let (got, expected) = try output(unet, golden, t: t)
             let (err, worst) = relativeL2(got, expected)
             print("parity \(name) t=\(t) \(convolution): \(err)")
             #expect(err <= 1e-4, "\(name) t=\(t) \(convolution): relative L2 \(err); worst [\(worst)] got \(got[worst]) want \(expected[worst])")
@@ -54,12 +58,8 @@ import TestSupport
         stream.setPrecision(.bfloat16)
         let bf16 = stream.backends.precision == .bfloat16
         let (unet, golden) = try load(name, stream: stream)
-        let sample = try golden.floats("sample"), states = try golden.floats("encoder_hidden_states")
         for t in [1, 999] {
-            let expected = try golden.floats("output_t\(t)")
-            let (text, ids) = try added(golden)
-            let got = try unet(sample, timesteps: Array(repeating: Float(t), count: unet.batch), encoderHiddenStates: states,
-                               textEmbeds: text, timeIDs: ids)
+            let (got, expected) = try output(unet, golden, t: t)
             let (err, worst) = relativeL2(got, expected)
             print("bf16 parity \(name) t=\(t): relative L2 \(err)")
             #expect(err <= (bf16 ? UNetParityTests.bfloat16Tolerance : 1e-4),

@@ -38,14 +38,20 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tes
 TIMESTEPS = [1, 500, 999]
 
 
-def make(name, config, seed, dtype, variant, pipeline):
+def random_unet(config, seed, dtype):
+    """A UNet2DConditionModel of `config` with every parameter redrawn from `seed` and rounded to
+    `dtype` (kept in float32), in eval mode; and the generator, for the inputs drawn after it."""
     gen = torch.Generator().manual_seed(seed)
     model = UNet2DConditionModel(**config)
     redraw(model, gen)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.to(dtype).float())
-    model.eval()
+    return model.eval(), gen
+
+
+def make(name, config, seed, dtype, variant, pipeline):
+    model, gen = random_unet(config, seed, dtype)
     out_dir = os.path.join(ROOT, name)
     shutil.rmtree(out_dir, ignore_errors=True)
     unet_dir = os.path.join(out_dir, "unet") if pipeline else out_dir

@@ -22,12 +22,11 @@ import shutil
 import sys
 
 import torch
-from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_deepcache_goldens  # noqa: E402  (DeepCache's shallow path, with a context)
-from make_unet_goldens import redraw  # noqa: E402  (every parameter redrawn)
+from make_sd_unet_goldens import random_unet  # noqa: E402  (every parameter redrawn, rounded to float16)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "EngineTests", "Goldens")
 TIMESTEPS = [1, 500, 999]
@@ -57,19 +56,9 @@ def added_time_embedding(model, added):
     return embed
 
 
-def make_unet(config, seed, dtype=torch.float16):
-    gen = torch.Generator().manual_seed(seed)
-    model = UNet2DConditionModel(**config)
-    redraw(model, gen)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.to(dtype).float())
-    return model.eval(), gen
-
-
 def main():
     name = "sdxl-layout"
-    model, gen = make_unet(CONFIG, seed=21)
+    model, gen = random_unet(CONFIG, seed=21, dtype=torch.float16)
     out_dir = os.path.join(ROOT, name)
     shutil.rmtree(out_dir, ignore_errors=True)
     model.to(torch.float16).save_pretrained(os.path.join(out_dir, "unet"), variant="fp16")

@@ -211,17 +211,18 @@ public struct PlanSampler: Codable, Hashable, Sendable, CustomStringConvertible 
         try validate()
         guard let strength else { return try fullScheduler(configuration: configuration) }
         let begin = try ImageToImageStrength.beginStep(steps: steps, strength: strength)
+        if scheduler == .pndm {
+            // (PNDM's state machine runs on the kept evaluations alone: the suffix is its whole schedule.)
+            let suffix = try PNDMScheduler(configuration: self.configuration(configuration), steps: steps, skipPRKSteps: skipPRKSteps, begin: begin)
+            return ImageToImageScheduler(base: suffix, begin: begin, offset: 0, planSampler: self)
+        }
         var base = try fromNoise.fullScheduler(configuration: configuration)
-        var offset = begin
         switch base {
         case var s as DPMSolverMultistepScheduler: s.beginIndex = begin; base = s
         case var s as UniPCMultistepScheduler: s.beginIndex = begin; base = s
-        case is PNDMScheduler:
-            base = try PNDMScheduler(configuration: self.configuration(configuration), steps: steps, skipPRKSteps: skipPRKSteps, begin: begin)
-            offset = 0
         default: break
         }
-        return ImageToImageScheduler(base: base, begin: begin, offset: offset, planSampler: self)
+        return ImageToImageScheduler(base: base, begin: begin, offset: begin, planSampler: self)
     }
 
     /// The scheduler of a run from noise.

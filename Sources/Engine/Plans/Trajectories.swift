@@ -48,11 +48,11 @@ public struct TeacherTrajectories: Sendable {
         let size = pipeline.sampleValues, B = pipeline.batch, T = steps
         var states = [Float](repeating: 0, count: count * (T + 1) * size), outputs = [Float](repeating: 0, count: count * T * size)
         var variance = noise.streams.variance(images: 0..<0, imageSize: size)
+        try s.prepare(StepPlan.teacher(sampler))
         for b in 0..<((count + B - 1) / B) {
             let slots = (b * B)..<((b + 1) * B), real = slots.clamped(to: 0..<count)
             try pipeline.condition(images: slots.map { min($0, count - 1) })
             try pipeline.setInitialSample(s, noise: noise.initial(slots, imageSize: size, count: count), generation: noise, slots: slots, count: count)
-            try s.prepare(StepPlan.teacher(sampler))
             func keep(_ values: [Float], into array: inout [Float], stride: Int, at point: Int) {
                 for (k, n) in real.enumerated() {
                     let from = k * size, to = (n * stride + point) * size

@@ -102,8 +102,7 @@ struct GenerateCommand: ParsableCommand {
             }
             try setup.check(needsSampleSize: noise == nil, generates: true)
         }
-        let initImages = try (image ?? images).map { path in try InitImages(ImageSet.load(path), source: path) }
-        initImages?.notes.forEach(say)
+        let initImages = try (image ?? images).map(ImageToImageOptions.read)
         let plan = try stepPlan(setup, strength: imageToImage ? strength ?? ImageToImagePipeline.defaultStrength(xl: setup.config.textTime != nil) : nil,
                                 strengthGiven: strength != nil)
 

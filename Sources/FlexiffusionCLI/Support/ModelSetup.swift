@@ -108,6 +108,11 @@ struct ImageToImageOptions: ParsableArguments {
         if strength != nil && !given { throw ValidationError("--strength is for image-to-image: give --init-image or --init-images") }
         guard let path = image ?? images else { return nil }
         guard setup.config.isConditional else { throw ValidationError("image-to-image is for Stable Diffusion and SDXL pipelines; \(setup.path) is a UNet2DModel") }
+        return try Self.read(path)
+    }
+
+    /// The init images at `path` (a PNG or a folder of them), with their notes said.
+    static func read(_ path: String) throws -> InitImages {
         let images = try InitImages(ImageSet.load(path), source: path)
         images.notes.forEach(say)
         return images
