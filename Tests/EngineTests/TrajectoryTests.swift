@@ -31,6 +31,9 @@ import TestSupport
             expectError(containing: ["\(T + 1) jumps over a grid of \(T) steps"]) { _ = try DynamicSchedule.path(cost: cost, jumps: T + 1) }
         }
         #expect(DynamicSchedule.uniform(steps: 10, jumps: 4) == [0, 3, 5, 8, 10])
+        // Costs that are not numbers leave no path: an error, not a trap.
+        let nan = (0...3).map { i in (0...3).map { j in j > i ? Double.nan : 0 } }
+        expectError(containing: ["no 2-jump path has a finite cost"]) { _ = try DynamicSchedule.path(cost: nan, jumps: 2) }
     }
 
     /// On the default model: a one-point jump is the teacher's own DDIM step (its error is float
@@ -71,6 +74,11 @@ import TestSupport
         try t.write(to: file)
         let back = try TeacherTrajectories.load(from: file)
         #expect(back.timesteps == t.timesteps && back.states == t.states && back.outputs == t.outputs && back.alphasCumprod == t.alphasCumprod)
+        var states = t.states
+        states[7] = .nan
+        try TeacherTrajectories(timesteps: t.timesteps, alphasCumprod: t.alphasCumprod, count: t.count, imageSize: t.imageSize,
+                                states: states, outputs: t.outputs, sampler: t.sampler).write(to: file)
+        expectError(containing: ["`states` holds a non-finite value"]) { _ = try TeacherTrajectories.load(from: file) }
         expectError(containing: ["no tensor `states`", "not a trajectories file"]) {
             _ = try TeacherTrajectories.load(from: goldens.appendingPathComponent("sdxl-layout/golden.safetensors").path)
         }

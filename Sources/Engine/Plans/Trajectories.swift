@@ -118,6 +118,9 @@ public enum DynamicSchedule {
                 }
             }
         }
+        guard best[K][T].isFinite else {
+            throw ModelError("no \(K)-jump path has a finite cost: the jump costs hold NaN or infinity")
+        }
         var points = [T], j = T
         for k in stride(from: K, to: 0, by: -1) { j = from[k][j]; points.append(j) }
         return (Array(points.reversed()), best[K][T])
@@ -170,8 +173,11 @@ extension TeacherTrajectories {
         }
         let alphas = try file.floats("alphas_cumprod")
         guard alphas.allSatisfy({ $0 > 0 && $0 < 1 }) else { throw ModelError("\(path): alphas_cumprod must lie in (0, 1)") }
+        let states = try file.floats("states"), outputs = try file.floats("outputs")
+        for (name, values) in [("states", states), ("outputs", outputs)] {
+            if let bad = values.first(where: { !$0.isFinite }) { throw ModelError("\(path): `\(name)` holds a non-finite value (\(bad))") }
+        }
         return try TeacherTrajectories(timesteps: timesteps.map { Int($0) }, alphasCumprod: alphas, count: s[0], imageSize: s[2],
-                                       states: try file.floats("states"), outputs: try file.floats("outputs"),
-                                       sampler: PlanSampler(scheduler: .ddim, steps: t[0]))
+                                       states: states, outputs: outputs, sampler: PlanSampler(scheduler: .ddim, steps: t[0]))
     }
 }
