@@ -32,9 +32,19 @@ import TestSupport
         for r in a.state.records.values {
             #expect(r.predictedMs <= a.state.budget + 1e-9, "\(r.candidate.key) costs \(r.predictedMs) > \(a.state.budget)")
         }
-        let first = a.state.generations[0].bestFitness, last = a.state.generations.last!.bestFitness
-        #expect(last < first, "the search improved nothing: \(first) → \(last) (seed \(seed))")
         #expect(a.state.generations.map(\.bestFitness) == a.state.generations.map(\.bestFitness).sorted(by: >), "elitist selection never loses the best")
+        // Improving is a property of most seeds, not all: a first generation whose baseline is
+        // already good can hold for 8 generations (1 seed in 400 measured, e.g. 3244247412570229054:
+        // DDIM 25 stays best while children reach 0.288 against its 0.286). Two of three fresh
+        // searches must improve; a search that never improves fails this every time.
+        var stuck: [UInt64] = []
+        for s in [seed, freshSeed(), freshSeed()] {
+            let search = s == seed ? a : try makeSearch(seed: s, scorer: SyntheticScorer())
+            if s != seed { try search.run() }
+            let first = search.state.generations[0].bestFitness, last = search.state.generations.last!.bestFitness
+            if !(last < first) { stuck.append(s) }
+        }
+        #expect(stuck.count <= 1, "the search improved nothing for seeds \(stuck)")
         // Children are screened on 8 samples; only some reach 16.
         let screenedOnly = a.state.records.values.filter { $0.score(8) != nil && $0.score(16) == nil }
         #expect(!screenedOnly.isEmpty, "successive halving promoted every child")
