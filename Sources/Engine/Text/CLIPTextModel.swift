@@ -41,6 +41,20 @@ public struct CLIPTextConfiguration: Sendable, Equatable {
         if let type = raw["model_type"] as? String, type != "clip_text_model" {
             throw ModelError("\(url.path): model_type \(type) is not a CLIP text model (clip_text_model)")
         }
+        return try parse(raw, data: data, source: url.path)
+    }
+
+    /// The `text_config` of a CLIPModel's config.json (`source` names it in errors): the text tower,
+    /// with the model's `projection_dim` as its `text_projection`'s width.
+    public static func parse(textConfig raw: [String: Any], projectionDim: Int, source: String) throws -> CLIPTextConfiguration {
+        let data = try JSONSerialization.data(withJSONObject: raw)
+        var c = try parse(raw.filter { $0.key != "architectures" }, data: data, source: source)
+        c.projectionDim = projectionDim; c.namesArchitecture = true
+        return c
+    }
+
+    static func parse(_ raw: [String: Any], data: Data, source: String) throws -> CLIPTextConfiguration {
+        let url = URL(fileURLWithPath: source)
         let architectures = raw["architectures"] as? [String] ?? []
         if let other = architectures.first(where: { !["CLIPTextModel", "CLIPTextModelWithProjection"].contains($0) }) {
             throw ModelError("\(url.path): architecture \(other) is not supported (CLIPTextModel, or SDXL's CLIPTextModelWithProjection)")
@@ -97,15 +111,8 @@ public final class CLIPTextModel {
     /// Parameters read from the weights file.
     public let parameterCount: Int
 
-    struct Layer {
-        let norm1: (DeviceBuffer<Float>, DeviceBuffer<Float>), norm2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
-        /// q, k and v projections stacked into one [3D, D] weight and [3D] bias.
-        let qkv: (DeviceBuffer<Float>, DeviceBuffer<Float>)
-        let out: (DeviceBuffer<Float>, DeviceBuffer<Float>)
-        let fc1: (DeviceBuffer<Float>, DeviceBuffer<Float>), fc2: (DeviceBuffer<Float>, DeviceBuffer<Float>)
-    }
     let tokenEmbedding: DeviceBuffer<Float>, positionEmbedding: DeviceBuffer<Float>
-    let layers: [Layer]
+    let encoder: CLIPEncoderLayers
     let finalNorm: (DeviceBuffer<Float>, DeviceBuffer<Float>)
     /// `text_projection` [projection_dim, D] of a CLIPTextModelWithProjection.
     let projection: DeviceBuffer<Float>?
@@ -113,8 +120,8 @@ public final class CLIPTextModel {
     /// The rows of the pooled (end) tokens, their states, and the projected pooled output [N, projection_dim].
     let poolRows: DeviceBuffer<Int32>, pooledStates: DeviceBuffer<Float>
     public let pooledOutput: DeviceBuffer<Float>
-    let hidden: DeviceBuffer<Float>, normed: DeviceBuffer<Float>, attention: DeviceBuffer<Float>
-    let wide: DeviceBuffer<Float>, scratch: DeviceBuffer<Float>
+    let hidden: DeviceBuffer<Float>
+    let workspace: CLIPEncoderLayers.Workspace
     /// The last call's output [N, L, D].
     public let output: DeviceBuffer<Float>
 
@@ -127,14 +134,17 @@ public final class CLIPTextModel {
         try self.init(config: config, weights: WeightStore(file: file), stream: stream, batch: batch)
     }
 
-    /// Weights named as transformers 5 saves them, or with transformers 4's `text_model.` prefix.
-    public init(config given: CLIPTextConfiguration, weights store: WeightStore, stream: ComputeStream, batch: Int) throws {
+    /// Weights named as transformers 5 saves them, or with transformers 4's `text_model.` prefix;
+    /// tensors under `otherParts` (a CLIPModel's vision tower) are left to their own model.
+    public init(config given: CLIPTextConfiguration, weights store: WeightStore, stream: ComputeStream, batch: Int,
+                otherParts: [String] = []) throws {
         precondition(batch > 0, "a text encoder needs a batch of at least one sequence")
         var config = given
         if !config.namesArchitecture && config.projectionDim == nil && store.has("text_projection.weight") {
             config.projectionDim = config.configProjectionDim ?? 512
         }
         self.config = config; self.batch = batch; self.stream = stream
+        let before = store.parameterCount
         let (V, D, I, P) = (config.vocabSize, config.hiddenSize, config.intermediateSize, config.maxPositions)
         let prefix = store.has("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
         func take(_ name: String, _ shape: [Int]) throws -> [Float] { try store.take(prefix + name, shape: shape) }
@@ -145,28 +155,18 @@ public final class CLIPTextModel {
         tokenEmbedding = try up("embeddings.token_embedding.weight", [V, D])
         positionEmbedding = try up("embeddings.position_embedding.weight", [P, D])
         store.ignore(prefix + "embeddings.position_ids")
-        layers = try (0..<config.layers).map { i in
-            let l = "encoder.layers.\(i)"
-            let qkvWeight = try ["q", "k", "v"].flatMap { try take("\(l).self_attn.\($0)_proj.weight", [D, D]) }
-            let qkvBias = try ["q", "k", "v"].flatMap { try take("\(l).self_attn.\($0)_proj.bias", [D]) }
-            return Layer(norm1: try norm("\(l).layer_norm1"), norm2: try norm("\(l).layer_norm2"),
-                         qkv: (try stream.upload(qkvWeight), try stream.upload(qkvBias)),
-                         out: (try up("\(l).self_attn.out_proj.weight", [D, D]), try up("\(l).self_attn.out_proj.bias", [D])),
-                         fc1: (try up("\(l).mlp.fc1.weight", [I, D]), try up("\(l).mlp.fc1.bias", [I])),
-                         fc2: (try up("\(l).mlp.fc2.weight", [D, I]), try up("\(l).mlp.fc2.bias", [D])))
-        }
+        encoder = try CLIPEncoderLayers(count: config.layers, hiddenSize: D, intermediateSize: I, heads: config.heads, eps: config.layerNormEps,
+                                        activation: config.activation, stream: stream, take: take)
         finalNorm = try norm("final_layer_norm")
         // (transformers saves a CLIPTextModelWithProjection with the `text_model.` prefix beside text_projection.)
         projection = try config.projectionDim.map { try stream.upload(try store.take("text_projection.weight", shape: [$0, D])) }
-        try store.checkAllUsed()
-        parameterCount = store.parameterCount
+        try store.checkAllUsed(except: otherParts)
+        parameterCount = store.parameterCount - before
 
         let rows = batch * P
-        let shape = TokenAttentionShape(batch: batch, queryLength: P, keyLength: P, heads: config.heads, headDim: config.headDim)
         ids = try DeviceBuffer<Int32>(context: stream.context, count: rows)
-        hidden = try stream.buffer(rows * D); normed = try stream.buffer(rows * D); attention = try stream.buffer(rows * D)
-        wide = try stream.buffer(rows * max(3 * D, I))
-        scratch = try stream.buffer(shape.scratchCount(scoreLimit: stream.backends.attentionScoreLimit))
+        hidden = try stream.buffer(rows * D)
+        workspace = try encoder.workspace(sequences: batch, length: P)
         output = try stream.buffer(rows * D)
         poolRows = try DeviceBuffer<Int32>(context: stream.context, count: batch)
         pooledStates = try stream.buffer(batch * D)
@@ -207,11 +207,19 @@ public final class CLIPTextModel {
         try output.copy(from: hidden, count: N * L * D, queue: s.queue)
         guard pooled, let projection, let P = config.projectionDim else { return output }
         try runLayers(stop..<config.layers, sequences: N, length: L)
-        try s.layerNorm(hidden, output: normed, gamma: finalNorm.0, beta: finalNorm.1, rows: N * L, cols: D, eps: config.layerNormEps)
+        try s.layerNorm(hidden, output: workspace.normed, gamma: finalNorm.0, beta: finalNorm.1, rows: N * L, cols: D, eps: config.layerNormEps)
         try poolRows.write(ids.enumerated().map { Int32($0.offset * L + poolPosition($0.element)) }, queue: s.queue)
-        try s.gatherRows(normed, ids: poolRows, output: pooledStates, rows: N, width: D)
+        try s.gatherRows(workspace.normed, ids: poolRows, output: pooledStates, rows: N, width: D)
         try s.linear(pooledStates, weight: projection, bias: nil, output: pooledOutput, batch: N, inFeatures: D, outFeatures: P)
         return output
+    }
+
+    /// A CLIPModel's `get_text_features` (a CLIPTextModelWithProjection's `text_embeds`): the final
+    /// state of each sequence's end token, projected, in `pooledOutput` [N, projection_dim].
+    @discardableResult
+    public func encodePooled(_ ids: [[Int]]) throws -> DeviceBuffer<Float> {
+        try encodePenultimate(ids, pooled: true)
+        return pooledOutput
     }
 
     /// The position whose final state is the pooled output (transformers' CLIPTextTransformer): the
@@ -245,21 +253,7 @@ public final class CLIPTextModel {
 
     /// Encoder layers `range` on `hidden`, in place.
     private func runLayers(_ range: Range<Int>, sequences N: Int, length L: Int) throws {
-        let (D, I) = (config.hiddenSize, config.intermediateSize), rows = N * L, s = stream
-        let shape = TokenAttentionShape(batch: N, queryLength: L, keyLength: L, heads: config.heads, headDim: config.headDim)
-        let limit = s.backends.attentionScoreLimit
-        for layer in layers[range] {
-            try s.layerNorm(hidden, output: normed, gamma: layer.norm1.0, beta: layer.norm1.1, rows: rows, cols: D, eps: config.layerNormEps)
-            try s.linear(normed, weight: layer.qkv.0, bias: layer.qkv.1, output: wide, batch: rows, inFeatures: D, outFeatures: 3 * D)
-            try s.multiHeadAttention(query: TokenOperand(wide, ld: 3 * D), key: TokenOperand(wide, offset: D, ld: 3 * D),
-                                     value: TokenOperand(wide, offset: 2 * D, ld: 3 * D), output: TokenOperand(attention, ld: D),
-                                     shape: shape, scratch: scratch, scoreLimit: limit, causal: true)
-            try s.linearAccumulate(attention, weight: layer.out.0, bias: layer.out.1, into: hidden, rows: rows, inFeatures: D, outFeatures: D)
-            try s.layerNorm(hidden, output: normed, gamma: layer.norm2.0, beta: layer.norm2.1, rows: rows, cols: D, eps: config.layerNormEps)
-            try s.linear(normed, weight: layer.fc1.0, bias: layer.fc1.1, output: wide, batch: rows, inFeatures: D, outFeatures: I)
-            try s.activation(wide, count: rows * I, config.activation)
-            try s.linearAccumulate(wide, weight: layer.fc2.0, bias: layer.fc2.1, into: hidden, rows: rows, inFeatures: I, outFeatures: D)
-        }
+        try encoder.run(range, hidden: hidden, sequences: N, length: L, causal: true, workspace: workspace)
     }
 
     /// `encode` read back to the host: [N, L, D].
