@@ -20,7 +20,7 @@ struct Flexiffusion: ParsableCommand {
             """,
         version: flexiffusionVersion,
         subcommands: [DevicesCommand.self, GenerateCommand.self, PlanCommand.self, TrajectoriesCommand.self, ProfileCommand.self, SearchCommand.self, FIDCommand.self,
-                      RFIDCommand.self, ForwardCommand.self, TokenizeCommand.self, BenchCommand.self, TuneGemmCommand.self])
+                      RFIDCommand.self, CLIPScoreCommand.self, ForwardCommand.self, TokenizeCommand.self, BenchCommand.self, TuneGemmCommand.self])
 
     /// How a command line ended: its exit code, and what it says (help on standard output when the
     /// code is 0, an error on standard error otherwise; empty when the command printed its own).

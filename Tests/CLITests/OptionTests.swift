@@ -152,6 +152,11 @@ let optionCases: [OptionCase] = [
         OptionCase("--max-length must be at least 2", ["tokenize", "--tokenizer", "{tmp}/tok", "--prompt", "a", "--max-length", "0"]),
         OptionCase("give --tokenizer DIR or --model DIR", ["tokenize", "--prompt", "a"]),
         OptionCase("give --prompt TEXT or --prompts FILE", ["tokenize", "--tokenizer", "{tmp}/tok"]),
+        OptionCase("--prompts FILE or --prompt TEXT (one of them)", ["clipscore", "{tmp}", "--clip", "{tmp}"]),
+        OptionCase("--prompts FILE or --prompt TEXT (one of them)", ["clipscore", "{tmp}", "--clip", "{tmp}", "--prompt", "a", "--prompts", "{tmp}/three-prompts.txt"]),
+        OptionCase("--batch must be positive", ["clipscore", "{tmp}", "--clip", "{tmp}", "--prompt", "a", "--batch", "0"]),
+        OptionCase("Missing expected argument '--clip <clip>'", ["clipscore", "{tmp}", "--prompt", "a"]),
+        OptionCase("--prompt is empty", ["clipscore", "{tmp}", "--clip", "{tmp}", "--prompt", ""]),
         OptionCase("are the same file: one would replace the other", ["generate", "--steps", "2", "--count", "2", "--out", "{tmp}/same.png", "--output-tensor", "{tmp}/./same.png"])
 ]
 

@@ -220,6 +220,19 @@ mkdir -p "$tmp/tok" && printf 'not json' > "$tmp/tok/vocab.json" && printf '#ver
 case_ 1 "is not a JSON object of token" tokenize --tokenizer "$tmp/tok" --prompt a
 case_ 1 "cannot read" tokenize --tokenizer "$tmp/missing" --prompt a
 
+# CLIP score: the golden CLIP (no tokenizer files) with the pipeline's byte-level tokenizer beside it (its
+# ids fit the golden's 1,000-token vocabulary): one run that works, then what a
+# user can get wrong: a missing or non-CLIP folder, no tokenizer, images that are not images.
+clip="$tmp/clip" && mkdir -p "$clip" && cp "$goldens/clip-vit-l14-layout/"{config.json,model.safetensors,preprocessor_config.json} "$clip/"
+cp "$pipe/tokenizer/"{vocab.json,merges.txt} "$clip/"
+case_ 0 "" clipscore "$goldens/clip-vit-l14-layout/images" --prompt "a cat" --clip "$clip"
+case_ 1 "CLIP folder $tmp/none does not exist" clipscore "$goldens/clip-vit-l14-layout/images" --prompt a --clip "$tmp/none"
+case_ 1 "not a CLIP model" clipscore "$goldens/clip-vit-l14-layout/images" --prompt a --clip "$pipe/text_encoder"
+case_ 1 "no tokenizer files" clipscore "$goldens/clip-vit-l14-layout/images" --prompt a --clip "$goldens/clip-vit-l14-layout"
+case_ 1 "no .png files" clipscore "$tmp/tok" --prompt a --clip "$clip"
+case_ 1 "not an image folder" clipscore "$tmp/garbage.json" --prompt a --clip "$clip"
+case_ 1 "holds no prompt" clipscore "$goldens/clip-vit-l14-layout/images" --prompts "$tmp/no-prompts.txt" --clip "$clip"
+
 # The unpacked default model is compared with the embedded bytes: a same-size corruption is rewritten.
 cases=$((cases + 1))
 xdg="$tmp/xdg"

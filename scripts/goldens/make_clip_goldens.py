@@ -30,15 +30,11 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "EngineTests", "Goldens", "clip-vit-l14-layout")
 
 
-def main():
-    torch.manual_seed(40)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=1000, hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-                         max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=998, eos_token_id=2, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, image_size=224,
-                           patch_size=14, hidden_act="quick_gelu"),
-        projection_dim=20)
-    model = CLIPModel(config).eval()
+def random_clip(seed, text_config, vision_config, projection_dim):
+    """A transformers CLIPModel with random weights of a trained model's scale: LayerNorms near
+    identity, matrices of unit gain, embeddings of visible size (the class embedding's too)."""
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -50,8 +46,19 @@ def main():
                 p.copy_(torch.randn(p.shape) * (0.5 if "embedding" in name and "patch" not in name else 1.2 / fan_in ** 0.5))
             else:
                 p.copy_((0.5 if "class_embedding" in name else 0.1) * torch.randn(p.shape))
-    os.makedirs(os.path.join(OUT, "images"), exist_ok=True)
     model.config.architectures = ["CLIPModel"]
+    return model
+
+
+def main():
+    model = random_clip(
+        40,
+        text_config=dict(vocab_size=1000, hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=998, eos_token_id=2, pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, image_size=224,
+                           patch_size=14, hidden_act="quick_gelu"),
+        projection_dim=20)
+    os.makedirs(os.path.join(OUT, "images"), exist_ok=True)
     model.config.save_pretrained(OUT)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)

@@ -261,6 +261,55 @@ public final class CLIPModel {
     }
 }
 
+extension CLIPModel {
+    /// The pairs' scores (100 × cos) of images against prompts: image i with prompt i mod n, as
+    /// `generate` pairs them. Each distinct prompt is encoded once. `progress` gets (images done,
+    /// images). Returns the scores and the prompts cut to max_position_embeddings.
+    public func pairScores(images: [Image8], prompts: [String], progress: ((Int, Int) -> Void)? = nil) throws -> (scores: [Double], truncated: [String]) {
+        guard !prompts.isEmpty else { throw ModelError("CLIP score needs at least one prompt") }
+        let distinct = Array(Set(prompts)).sorted()
+        let (ids, _) = try tokenIDs(distinct)
+        let truncated = zip(distinct, ids).filter { !$0.1.contains(tokenizer!.eosID) }.map(\.0)
+        let embedded = Dictionary(uniqueKeysWithValues: zip(distinct, try textEmbeddings(ids: ids)))
+        var scores: [Double] = []
+        for start in stride(from: 0, to: images.count, by: vision.batch) {
+            let end = min(images.count, start + vision.batch)
+            for (offset, e) in try imageEmbeddings(Array(images[start..<end])).enumerated() {
+                scores.append(CLIPScore.pairScore(e, embedded[prompts[(start + offset) % prompts.count]]!))
+            }
+            progress?(end, images.count)
+        }
+        return (scores, truncated)
+    }
+}
+
+extension Image8 {
+    /// The images of a set in model space.
+    public static func images(of set: ImageSet) -> [Image8] {
+        let size = set.imageSize
+        return (0..<set.count).map { i in
+            Image8(modelSpace: set.values[(i * size)..<((i + 1) * size)], channels: set.channels, height: set.height, width: set.width)
+        }
+    }
+
+    /// Images to score: a folder of PNGs (sorted by name; each its own size), or what `ImageSet.load`
+    /// reads (a PNG, a tensor file, an IDX file).
+    public static func load(_ path: String, limit: Int? = nil) throws -> [Image8] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            return images(of: try ImageSet.load(path, limit: limit))
+        }
+        if let limit, limit < 1 { throw ModelError(argument: "--limit \(limit): the number of images to use must be positive") }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+            throw ModelError("cannot read the folder \(path): \(error.localizedDescription)")
+        }
+        let pngs = names.filter { $0.lowercased().hasSuffix(".png") && !$0.hasPrefix(".") }.sorted()
+        guard !pngs.isEmpty else { throw ModelError("\(path): no .png files") }
+        return try pngs.prefix(limit ?? .max).flatMap { try images(of: ImageSet.load("\(path)/\($0)")) }
+    }
+}
+
 /// The score's arithmetic, as torchmetrics computes it.
 public enum CLIPScore {
     /// 100 × cos(a, b) (torchmetrics normalises each embedding by its L2 norm, then sums the product).
