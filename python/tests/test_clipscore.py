@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_parity import BIN, REPO, require_binary  # noqa: E402
 sys.path.insert(0, str(REPO / "scripts" / "goldens"))
 from make_clip_goldens import random_clip  # noqa: E402
-from make_tiny_sd_pipeline import write_clip_vocabulary  # noqa: E402
+from make_tiny_sd_pipeline import make_pipeline, write_clip_vocabulary  # noqa: E402
 
 class FeaturesAsTensors(torch.nn.Module):
     """transformers 5's get_image_features / get_text_features return an output whose pooler_output is
@@ -105,6 +105,42 @@ class CLIPScoreParity(unittest.TestCase):
             with torch.no_grad():
                 one, _ = _clip_score_update(images, [PROMPTS[0]] * len(images), adapted, processor)
             self.assertLessEqual(max(abs(g - float(w)) for g, w in zip(json.loads(shifted.stdout)["pair_scores"], one)), 1e-3)
+
+
+    def test_rfid_scores_the_images_it_generates(self):
+        """`rfid --clip` scores a plan's generated images as `clipscore` scores the same images written
+        as PNGs by `generate --out-dir` (same noise, same plan), and the teacher's as well."""
+        require_binary()
+        with tempfile.TemporaryDirectory() as tmp:
+            pipe, clip = os.path.join(tmp, "pipe"), os.path.join(tmp, "clip")
+            make_pipeline(pipe, seed=0)
+            os.makedirs(clip)
+            write_clip_vocabulary(clip)
+            model = random_clip(8, text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                    max_position_embeddings=77, eos_token_id=2),
+                                vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                                   image_size=224, patch_size=14), projection_dim=16)
+            model.save_pretrained(clip)
+            with open(os.path.join(tmp, "prompts.txt"), "w") as f:
+                f.write("a red shoe\nan ankle boot on the left\na bag\n")
+            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+            def run(*args):
+                r = subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                return r.stdout
+            run("plan", "teacher", "--steps", "3", "--scheduler", "ddim", "--out", os.path.join(tmp, "plan.json"))
+            common = ["--model", pipe, "--prompts", os.path.join(tmp, "prompts.txt"), "--seed", "5", "--batch", "3"]
+            got = json.loads(run("rfid", *common, "--teacher", "6", "--count", "6", "--features", "fashion", "--clip", clip, "--json",
+                                 os.path.join(tmp, "plan.json")))
+            for plan, key in ((os.path.join(tmp, "plan.json"), "plans"), (None, "teacher")):
+                folder = os.path.join(tmp, f"images-{key}")
+                # (The teacher: the folder's scheduler, PNDM, at 6 steps; rfid --teacher 6 is the same plan.)
+                extra = ["--plan", plan] if plan else ["--steps", "6"]
+                run("generate", *common, "--count", "6", "--out-dir", folder, *extra)
+                want = json.loads(run("clipscore", folder, "--prompts", os.path.join(tmp, "prompts.txt"), "--clip", clip, "--json"))
+                have = got["plans"][0]["clip_score"] if plan else got["teacher"]["clip_score"]
+                print(f"{key}: rfid --clip {have:.5f}, clipscore of the PNGs {want['clip_score']:.5f}")
+                self.assertAlmostEqual(have, want["clip_score"], delta=1e-4)
 
 
 if __name__ == "__main__":

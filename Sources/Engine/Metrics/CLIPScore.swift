@@ -114,14 +114,14 @@ public struct CLIPImageProcessing: Sendable, Equatable {
 
 extension Image8 {
     /// An image in model space ([-1, 1], CHW, 1 or 3 channels, as the PNG reader gives it) back to its
-    /// 8-bit pixels (exact for values read from an 8-bit file; others are rounded and clipped).
+    /// 8-bit pixels as a PNG of them holds them (`PNG.pixels`: exact for values read from an 8-bit file).
     public init(modelSpace values: ArraySlice<Float>, channels: Int, height: Int, width: Int) {
         let plane = height * width, base = values.startIndex
         var px = [UInt8](repeating: 0, count: plane * channels)
         for c in 0..<channels {
             for i in 0..<plane {
-                let v = ((values[base + c * plane + i] + 1) * 127.5).rounded()
-                px[i * channels + c] = v.isNaN ? 0 : UInt8(max(0, min(255, v)))
+                let v = values[base + c * plane + i]
+                px[i * channels + c] = v.isNaN ? 0 : PNG.pixels(v)
             }
         }
         self.init(width: width, height: height, channels: channels, pixels: px)
@@ -161,6 +161,9 @@ public final class CLIPModel {
     public let text: CLIPTextModel
     public let vision: CLIPVisionModel
     public let root: URL
+    /// A key of the model's files (configs, tokenizer, the weights' size and first and last MiB):
+    /// cached CLIP scores are keyed by it.
+    public let fingerprint: String
     public var parameterCount: Int { text.parameterCount + vision.parameterCount }
 
     /// A CLIP folder or Hugging Face cache id; `batch` images or prompts per forward pass.
@@ -179,13 +182,24 @@ public final class CLIPModel {
         do { file = try SafeTensorsFile(path: url.path) } catch { throw ModelError("\(url.path): \(error)") }
         let fm = FileManager.default
         let hasTokenizer = ["vocab.json", "tokenizer.json"].contains { fm.fileExists(atPath: root.appendingPathComponent($0).path) }
+        var h = FNV1a()
+        for name in ["config.json", "preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"] {
+            h.add(name); h.add((try? Data(contentsOf: root.appendingPathComponent(name))) ?? Data())
+        }
+        if let handle = FileHandle(forReadingAtPath: url.path) {
+            defer { try? handle.close() }
+            let size = (try? handle.seekToEnd()) ?? 0
+            h.add("\(size)")
+            try? handle.seek(toOffset: 0); h.add(handle.readData(ofLength: 1 << 20))
+            try? handle.seek(toOffset: size > 1 << 20 ? size - (1 << 20) : 0); h.add(handle.readData(ofLength: 1 << 20))
+        }
         try self.init(config: config, weights: WeightStore(file: file), processing: CLIPImageProcessing.load(from: root.appendingPathComponent("preprocessor_config.json")),
-                      tokenizer: hasTokenizer ? CLIPTokenizer(folder: root) : nil, stream: stream, batch: batch, root: root)
+                      tokenizer: hasTokenizer ? CLIPTokenizer(folder: root) : nil, stream: stream, batch: batch, root: root, fingerprint: h.hex)
     }
 
     public init(config: CLIPModelConfiguration, weights store: WeightStore, processing: CLIPImageProcessing, tokenizer: CLIPTokenizer?,
-                stream: ComputeStream, batch: Int, root: URL) throws {
-        self.config = config; self.processing = processing; self.tokenizer = tokenizer; self.root = root
+                stream: ComputeStream, batch: Int, root: URL, fingerprint: String = "") throws {
+        self.config = config; self.processing = processing; self.tokenizer = tokenizer; self.root = root; self.fingerprint = fingerprint
         guard processing.crop.map({ $0.height == config.vision.imageSize && $0.width == config.vision.imageSize }) ?? false
                 || (processing.crop == nil && processing.shortestEdge == config.vision.imageSize) else {
             throw ModelError("\(root.path): the image processor's output (crop \(processing.crop.map { "\($0.width)×\($0.height)" } ?? "none")) is not the vision tower's \(config.vision.imageSize)×\(config.vision.imageSize) images")
@@ -307,6 +321,39 @@ extension Image8 {
         let pngs = names.filter { $0.lowercased().hasSuffix(".png") && !$0.hasPrefix(".") }.sorted()
         guard !pngs.isEmpty else { throw ModelError("\(path): no .png files") }
         return try pngs.prefix(limit ?? .max).flatMap { try images(of: ImageSet.load("\(path)/\($0)")) }
+    }
+}
+
+/// A CLIP model and the prompts of a text-to-image run's images (image i: `prompts.prompt(i)`): the
+/// pairs' scores of a batch of generated images, as `clipscore` computes them from their PNGs (the
+/// images rounded to 8 bits, as written).
+public final class CLIPJudge {
+    public let model: CLIPModel
+    public let prompts: PromptSet
+    private var textEmbeddings: [String: [Float]] = [:]
+    /// Prompts cut to the text tower's length.
+    public private(set) var truncated: Set<String> = []
+
+    public init(model: CLIPModel, prompts: PromptSet) {
+        self.model = model; self.prompts = prompts
+    }
+
+    /// A key of the model and the prompts.
+    public var key: String { FNV1a.hex((["clip v1", model.fingerprint] + prompts.prompts).joined(separator: "|")) }
+
+    /// The pairs' scores of `count` images in model space ([count, C, H, W], host) whose run indices
+    /// start at `first`.
+    public func pairScores(_ values: [Float], count: Int, channels: Int, height: Int, width: Int, first: Int) throws -> [Double] {
+        let size = channels * height * width
+        let indices = first..<(first + count)
+        let missing = Array(Set(indices.map(prompts.prompt)).filter { textEmbeddings[$0] == nil }).sorted()
+        if !missing.isEmpty {
+            let (ids, _) = try model.tokenIDs(missing)
+            for (p, ids) in zip(missing, ids) where !ids.contains(model.tokenizer!.eosID) { truncated.insert(p) }
+            for (p, e) in zip(missing, try model.textEmbeddings(ids: ids)) { textEmbeddings[p] = e }
+        }
+        let images = (0..<count).map { Image8(modelSpace: values[($0 * size)..<(($0 + 1) * size)], channels: channels, height: height, width: width) }
+        return zip(indices, try model.imageEmbeddings(images)).map { CLIPScore.pairScore($1, textEmbeddings[prompts.prompt($0)]!) }
     }
 }
 

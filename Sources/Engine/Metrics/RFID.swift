@@ -32,13 +32,19 @@ public final class RFIDEvaluator {
     private var teacherFeatures: [Int: [Float]] = [:]
     private var teacherStats: [Int: FeatureStatistics] = [:]
     private var memo: [String: [Int: [Float]]] = [:]
+    /// A text-to-image run's CLIP judge: each batch generated for features is also CLIP-scored (the
+    /// pairs' scores memoised beside the features; the teacher's cached on disk beside its features).
+    public let clip: CLIPJudge?
+    let teacherCLIPFile: URL?
+    private var teacherCLIP: [Int: [Double]] = [:]
+    private var clipMemo: [String: [Int: [Double]]] = [:]
     private var states: [String: (sample: [Float], used: Int)] = [:]
     private var clock = 0
 
     /// `modelKey` identifies the weights and configs (`modelKey(folder:)`); teacher features are
     /// cached under `cacheDirectory`.
     public init(pipeline: any ImagePipeline, extractor: FeatureExtractor, teacher: StepPlan, seed: UInt64, modelKey: String,
-                maxStates: Int = 2048,
+                maxStates: Int = 2048, clip: CLIPJudge? = nil,
                 cacheDirectory: URL = flexiffusionCacheDirectory().appendingPathComponent("teacher-features")) throws {
         let u = pipeline.unet, shape = pipeline.imageShape
         guard extractor.batch == pipeline.batch, [extractor.channels, extractor.height, extractor.width] == shape else {
@@ -54,9 +60,17 @@ public final class RFIDEvaluator {
                                 + [t.skipPRKSteps.map { "skip_prk_steps \($0)" }, t.timesteps.map { "timesteps \($0)" },
                                    t.spacing.map { "spacing \($0)" }].compactMap { $0 }).joined(separator: "|"))
         teacherFile = cacheDirectory.appendingPathComponent("\(teacherKey).safetensors")
+        self.clip = clip
+        let key = teacherKey
+        teacherCLIPFile = clip.map { cacheDirectory.appendingPathComponent("\(key)-clip-\($0.key).safetensors") }
         if let file = try? SafeTensorsFile(path: teacherFile.path) {
             for name in file.names where name.hasPrefix("batch_") {
                 if let b = Int(name.dropFirst(6)), let v = try? file.floats(name), v.count == pipeline.batch * extractor.dims { teacherFeatures[b] = v }
+            }
+        }
+        if let url = teacherCLIPFile, let file = try? SafeTensorsFile(path: url.path) {
+            for name in file.names where name.hasPrefix("batch_") {
+                if let b = Int(name.dropFirst(6)), let v = try? file.floats(name), v.count == pipeline.batch { teacherCLIP[b] = v.map(Double.init) }
             }
         }
     }
@@ -75,6 +89,11 @@ public final class RFIDEvaluator {
     /// Features of batch `b` of `plan`'s samples [B × dims]. `boundaries` are steps (> 0) before
     /// which a full step starts, where states may be stored and resumed (samplers that resume from a sample alone).
     func features(plan: StepPlan, boundaries: [Int], batch b: Int, counted: Bool) throws -> [Float] {
+        try generate(plan: plan, boundaries: boundaries, batch: b, counted: counted).features
+    }
+
+    /// Batch `b` of `plan`'s images: their features and, with a CLIP judge, their pairs' CLIP scores.
+    func generate(plan: StepPlan, boundaries: [Int], batch b: Int, counted: Bool) throws -> (features: [Float], clip: [Double]?) {
         let shared = try pipeline.resumesFromSample(plan.sampler) ? boundaries.filter { $0 > 0 && $0 < plan.actions.count }.sorted() : []
         let keys = Dictionary(shared.map { ($0, "\(b)|" + Self.contentKey(plan, end: $0)) }, uniquingKeysWith: { a, _ in a })
         var resume: ResumeState? = nil
@@ -100,19 +119,28 @@ public final class RFIDEvaluator {
         if firstNonFinite(f, perImage: extractor.dims) != nil {
             throw ModelError("\(plan.sampler), batch \(b): the image features hold non-finite values (the sampler diverged, or the noise or the weights hold NaN or Inf); nothing is scored")
         }
-        return f
+        guard let clip else { return (f, nil) }
+        let shape = pipeline.imageShape
+        let values = try pipeline.unet.stream.download(images!, count: batch * shape.reduce(1, *))
+        return (f, try clip.pairScores(values, count: batch, channels: shape[0], height: shape[1], width: shape[2], first: b * batch))
     }
 
-    /// The teacher's features of batch `b` (generated once, then cached on disk).
+    /// The teacher's features of batch `b` (generated once, then cached on disk; with a CLIP judge,
+    /// generated again when its CLIP scores are not cached).
     func teacherBatch(_ b: Int) throws -> [Float] {
-        if let f = teacherFeatures[b] { return f }
+        if let f = teacherFeatures[b], clip == nil || teacherCLIP[b] != nil { return f }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let f = try features(plan: teacher, boundaries: [], batch: b, counted: false)
+        let (f, scores) = try generate(plan: teacher, boundaries: [], batch: b, counted: false)
         teacherSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         teacherFeatures[b] = f
         try FileManager.default.createDirectory(at: teacherFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         try SafeTensorsWriter.write(teacherFeatures.keys.sorted().map { (name: "batch_\($0)", shape: [batch, extractor.dims], values: teacherFeatures[$0]!) },
                                     to: teacherFile.path)
+        if let scores, let url = teacherCLIPFile {
+            teacherCLIP[b] = scores
+            try SafeTensorsWriter.write(teacherCLIP.keys.sorted().map { (name: "batch_\($0)", shape: [batch], values: teacherCLIP[$0]!.map(Float.init)) },
+                                        to: url.path)
+        }
         return f
     }
 
@@ -150,11 +178,29 @@ public final class RFIDEvaluator {
         try plan.validate(branchCount: pipeline.unet.branchCount)
         let key = Self.contentKey(plan)
         return { b in
-            if let f = self.memo[key]?[b] { return f }
-            let f = try self.features(plan: plan, boundaries: boundaries, batch: b, counted: counted)
+            if let f = self.memo[key]?[b], self.clip == nil || self.clipMemo[key]?[b] != nil { return f }
+            let (f, scores) = try self.generate(plan: plan, boundaries: boundaries, batch: b, counted: counted)
             self.memo[key, default: [:]][b] = f
+            if let scores { self.clipMemo[key, default: [:]][b] = scores }
             return f
         }
+    }
+
+    /// The CLIP judge's pair scores of `plan`'s first `samples` images (from the batches its features
+    /// come from: a plan scored before is not generated again).
+    public func clipScores(plan: StepPlan, samples: Int, boundaries: [Int] = [], counted: Bool = false,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> [Double] {
+        guard clip != nil else { throw ModelError("CLIP scores need a CLIP model (--clip DIR)") }
+        let batches = try planBatches(plan, boundaries: boundaries, counted: counted), key = Self.contentKey(plan)
+        _ = try rows(samples: samples, progress: progress, batch: batches)
+        return Array((0..<pipeline.batches(samples)).flatMap { clipMemo[key]![$0]! }.prefix(samples))
+    }
+
+    /// The teacher's CLIP pair scores on its first `samples` images.
+    public func teacherCLIPScores(samples: Int, progress: ((Int, Int) -> Void)? = nil) throws -> [Double] {
+        guard clip != nil else { throw ModelError("CLIP scores need a CLIP model (--clip DIR)") }
+        _ = try rows(samples: samples, progress: progress, batch: teacherBatch)
+        return Array((0..<pipeline.batches(samples)).flatMap { teacherCLIP[$0]! }.prefix(samples))
     }
 
     /// Statistics of the features of `plan`'s first `samples` images (batches memoised by the plan's

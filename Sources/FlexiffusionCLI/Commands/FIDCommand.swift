@@ -77,10 +77,14 @@ struct RFIDCommand: ParsableCommand {
             gets the score the search gave it, for the same --teacher, --seed, --batch, --count and features. \
             A Stable Diffusion pipeline folder is scored over a prompt set (--prompts FILE: image i from prompt \
             i mod n, --negative-prompt, --guidance-scale) on its decoded images; its teacher is the folder's \
-            scheduler at 50 steps unless --teacher says otherwise.
+            scheduler at 50 steps unless --teacher says otherwise. With --clip DIR, each plan's images and the \
+            teacher's are also scored by CLIP score against their prompts (as `flexiffusion clipscore` scores \
+            them, from the same images the features come from; the teacher's scores are cached beside its \
+            features).
             """)
 
     @OptionGroup var scoringOptions: ScoringOptions
+    @OptionGroup var clipOptions: CLIPOptions
     @Argument(help: "Plan files (or search results files: their best plan).") var plans: [String]
     @Option(help: "Images per plan.") var count = 256
     @Option(help: "Seed of the noise (as `generate --seed`).") var seed: UInt64 = 0
@@ -92,33 +96,44 @@ struct RFIDCommand: ParsableCommand {
         guard count >= 2 else { throw ValidationError("--count must be at least 2") }
         try checkImageCount(count, option: "--count")
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        let scoring = try PlanScoring(scoringOptions, plans: plans, batch: batch, seed: seed)
+        let scoring = try PlanScoring(scoringOptions, plans: plans, batch: batch, seed: seed, clip: clipOptions)
         let (teacher, loaded, stream, evaluator) = (scoring.teacher, scoring.plans, scoring.stream, scoring.evaluator)
         let cached = evaluator.teacherCached(samples: count)
         let teacherProgress = ProgressLine("teacher (\(teacher.sampler))")
         let t0 = DispatchTime.now().uptimeNanoseconds
         _ = try evaluator.teacherStatistics(samples: count) { teacherProgress.update($0, of: $1, unit: "images") }
+        let teacherCLIP = try evaluator.clip.map { _ in CLIPScore.metric(try evaluator.teacherCLIPScores(samples: count)) }
         teacherProgress.finish()
         let teacherSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         var rows: [[String: Any]] = []
         for (p, path) in zip(loaded, plans) {
             let progress = ProgressLine(path)
             let score = try evaluator.rfid(plan: p, samples: count) { progress.update($0, of: $1, unit: "images") }.rfid
+            let clip = try teacherCLIP.map { _ in CLIPScore.metric(try evaluator.clipScores(plan: p, samples: count)) }
             progress.finish()
             let cost = Double(p.fullSteps) / Double(teacher.fullSteps)
-            rows.append(["plan": path, "rfid": score, "seconds": progress.elapsed, "sampler": p.sampler.description,
-                         "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps, "full_steps_vs_teacher": cost])
+            var row: [String: Any] = ["plan": path, "rfid": score, "seconds": progress.elapsed, "sampler": p.sampler.description,
+                                      "full": p.fullSteps, "partial": p.partialSteps, "null": p.nullSteps, "full_steps_vs_teacher": cost]
+            if let clip, let teacherCLIP { row["clip_score"] = clip; row["clip_score_vs_teacher"] = clip - teacherCLIP }
+            rows.append(row)
             if !json {
-                print(String(format: "%@  rFID %.4f  (%@: %d full, %d partial, %d null; %.1f s)", path, score, p.sampler.description,
+                let clipText = clip.map { c in String(format: "  CLIP %.3f (%+.3f)", c, c - teacherCLIP!) } ?? ""
+                print(String(format: "%@  rFID %.4f%@  (%@: %d full, %d partial, %d null; %.1f s)", path, score, clipText, p.sampler.description,
                              p.fullSteps, p.partialSteps, p.nullSteps, progress.elapsed))
             }
         }
         let note = "against the teacher \(teacher.sampler) (\(teacher.fullSteps) full steps) on \(count) images from seed \(seed), batch \(batch), \(scoringOptions.features.name(forText: scoring.scored.isTextToImage)) features"
         if json {
+            var teacherRow: [String: Any] = ["sampler": teacher.sampler.description, "cached": cached, "seconds": teacherSeconds]
+            if let teacherCLIP { teacherRow["clip_score"] = teacherCLIP }
             try printJSON(["device": stream.device.name, "count": count, "seed": seed, "batch": batch, "features": scoringOptions.features.name(forText: scoring.scored.isTextToImage),
-                           "teacher": ["sampler": teacher.sampler.description, "cached": cached, "seconds": teacherSeconds], "plans": rows])
+                           "teacher": teacherRow, "plans": rows])
         } else {
             print(String(format: "rFID %@; teacher features %@ (%.1f s) on %@", note, cached ? "cached" : "computed", teacherSeconds, stream.device.name))
+            if let teacherCLIP, let clip = evaluator.clip {
+                print(String(format: "CLIP score of the teacher's images %.3f (%d images; %@); plans' beside their rFID, with the difference",
+                             teacherCLIP, count, clip.model.root.lastPathComponent))
+            }
         }
     }
 }

@@ -94,6 +94,28 @@ struct ScoringOptions: ParsableArguments {
     @OptionGroup var precision: PrecisionOptions
 }
 
+/// CLIP score beside rFID (`rfid`, `search`): a CLIP model judging a text-to-image run's images against their prompts.
+struct CLIPOptions: ParsableArguments {
+    @Option(help: "Text-to-image: also score each plan's images (and the teacher's) by CLIP score against their prompts with this CLIP model: a folder or Hugging Face cache id (e.g. openai/clip-vit-large-patch14), as `flexiffusion clipscore` reads it.")
+    var clip: String?
+    @Option(name: .customLong("clip-variant"), help: "The CLIP weights' variant (model.<variant>.safetensors).") var clipVariant: String?
+
+    /// The judge of `pipeline`'s images (nil without --clip); an error for a model without prompts.
+    func judge(_ scored: ScoredPipeline, prompts: PromptSet?, stream: ComputeStream) throws -> CLIPJudge? {
+        guard let clip else {
+            if clipVariant != nil { throw ValidationError("--clip-variant needs --clip DIR") }
+            return nil
+        }
+        guard let prompts, scored.isTextToImage else {
+            throw ValidationError("--clip scores images against their prompts: it needs a Stable Diffusion pipeline and --prompts")
+        }
+        let model = try CLIPModel(path: clip, variant: clipVariant, stream: stream, batch: scored.pipeline.batch)
+        _ = try model.tokenIDs([""])   // (a folder without tokenizer files is refused now, not after the first batch)
+        say("CLIP \(model.root.lastPathComponent): \(String(format: "%.1f", Double(model.parameterCount) / 1e6))M parameters")
+        return CLIPJudge(model: model, prompts: prompts)
+    }
+}
+
 /// Image-to-image for the commands that score plans: the init images and the strength.
 struct ImageToImageOptions: ParsableArguments {
     @Option(name: .customLong("init-image"), help: "Image-to-image (a Stable Diffusion or SDXL pipeline): the init image (a PNG) every image starts from.") var image: String?
@@ -135,7 +157,7 @@ struct PlanScoring {
     let setup: ModelSetup, teacher: StepPlan, plans: [StepPlan], stream: ComputeStream, extractor: FeatureExtractor, evaluator: RFIDEvaluator
     let scored: ScoredPipeline
 
-    init(_ options: ScoringOptions, plans paths: [String], batch: Int, seed: UInt64) throws {
+    init(_ options: ScoringOptions, plans paths: [String], batch: Int, seed: UInt64, clip: CLIPOptions? = nil) throws {
         let (modelOptions, prompts, teacher, features, device) = (options.model, options.prompts, options.teacher, options.features, options.device)
         setup = try ModelSetup(modelOptions, generates: false)
         let promptSet = try prompts.check(setup)
@@ -165,7 +187,8 @@ struct PlanScoring {
         scored = try ScoredPipeline(setup, prompts: prompts, promptSet: promptSet, features: features, variant: modelOptions.variant,
                                     stream: stream, batch: batch, initImages: initImages)
         extractor = scored.extractor
-        evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key)
+        evaluator = try RFIDEvaluator(pipeline: scored.pipeline, extractor: extractor, teacher: self.teacher, seed: seed, modelKey: scored.key,
+                                      clip: try clip?.judge(scored, prompts: promptSet, stream: stream))
     }
 }
 
