@@ -11,12 +11,15 @@ import Foundation
 /// Scores candidates: the fitness (rFID against the teacher by default) on the first `samples` images of a fixed seed set.
 public protocol CandidateScorer: AnyObject {
     func fitness(_ c: Candidate, samples: Int) throws -> Double
-    /// The final race's score of `c` on `samples` images (`by`: the race's judge).
+    /// The final race's score of `c` on `samples` images (`by`: the race's judge; for clip, rFID).
     func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double
+    /// `c`'s CLIP score minus the teacher's on the same `samples` images (nil: no CLIP model).
+    func clipGap(_ c: Candidate, samples: Int) throws -> Double?
 }
 
 extension CandidateScorer {
     public func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double { try fitness(c, samples: samples) }
+    public func clipGap(_ c: Candidate, samples: Int) throws -> Double? { nil }
 }
 
 /// One scoring a phase asks for: `candidate` on `samples` images (`origin` and `generation` for a
@@ -79,8 +82,9 @@ public final class EvolutionarySearch {
             // The final race runs after the generations on memoised scores, so it may change too.
             var same = resume.settings
             same.maxSeconds = settings.maxSeconds; same.generations = settings.generations
-            same.finalSamples = settings.finalSamples; same.judge = settings.judge
-            if resume.race.map({ $0.judge != settings.judge || $0.rungs.last?.samples != settings.finalSamples }) ?? false { resume.race = nil }
+            same.finalSamples = settings.finalSamples; same.judge = settings.judge; same.clipTolerance = settings.clipTolerance
+            if resume.race.map({ $0.judge != settings.judge || $0.rungs.last?.samples != settings.finalSamples
+                                 || (settings.judge == .clip && resume.settings.clipTolerance != settings.clipTolerance) }) ?? false { resume.race = nil }
             guard same == settings else {
                 let named = settings.differences(from: same)
                 throw ModelError("the results file was searched with " + (named.isEmpty ? "other settings" : named.joined(separator: ", "))
@@ -109,9 +113,16 @@ public final class EvolutionarySearch {
     @discardableResult
     func evaluate(_ c: Candidate, origin: CandidateOrigin, generation: Int, samples: Int, race: Bool = false) throws -> Double {
         if race {
-            if let s = state.records[c.key]?.raceScore(samples) { return s }
+            let clip = state.settings.judge == .clip
+            if let s = state.records[c.key]?.raceScore(samples), !clip || state.records[c.key]?.clipGap(samples) != nil { return s }
             if shouldStop() { throw Unwind.stopped }
             let score = try scorer.judge(c, samples: samples, by: state.settings.judge)
+            if clip {
+                guard let gap = try scorer.clipGap(c, samples: samples) else {
+                    throw ModelError("the clip judge needs CLIP scores: a CLIP model (--clip DIR) for a text-to-image search")
+                }
+                state.records[c.key]!.clipGap = (state.records[c.key]!.clipGap ?? [:]).adding([samples: gap])
+            }
             state.records[c.key]!.race = (state.records[c.key]!.race ?? [:]).adding([samples: score])
             state.elapsedSeconds = elapsed
             try onUpdate(state, .judged(key: c.key, samples: samples, score: score))
@@ -264,7 +275,9 @@ public final class EvolutionarySearch {
             var seen = Set<String>()
             let missing = items.filter { e in
                 let record = state.records[e.candidate.key]
-                return (race ? record?.raceScore(e.samples) : record?.score(e.samples)) == nil && seen.insert("\(e.candidate.key)@\(e.samples)").inserted
+                let done = race ? record?.raceScore(e.samples) != nil && (state.settings.judge != .clip || record?.clipGap(e.samples) != nil)
+                    : record?.score(e.samples) != nil
+                return !done && seen.insert("\(e.candidate.key)@\(e.samples)").inserted
             }
             if !missing.isEmpty {
                 var scored = 0
@@ -284,6 +297,7 @@ public final class EvolutionarySearch {
             if var mine = state.records[key] {
                 mine.fitness = mine.fitness.adding(r.fitness)
                 if let race = r.race { mine.race = (mine.race ?? [:]).adding(race) }
+                if let gap = r.clipGap { mine.clipGap = (mine.clipGap ?? [:]).adding(gap) }
                 mine.generation = min(mine.generation, r.generation)
                 state.records[key] = mine
             } else {

@@ -1,6 +1,7 @@
 // The search's final race: successive halving of the contenders (the population, and generation
 // 0's plain DDIM, solver and best DeepCache members) to more images, judged by the settings' judge
-// (rFID, the paired distance, or FID against real data); the best of the last rung is the result,
+// (rFID, the paired distance, FID against real data, or rFID among the plans whose CLIP score stays
+// near the teacher's); the best of the last rung is the result,
 // so close plans are not decided on the fitness's few images. Scores are memoised in the records.
 import Engine
 import Foundation
@@ -43,9 +44,12 @@ extension EvolutionarySearch {
                 let r = state.records[$0]!
                 return Evaluation(candidate: r.candidate, origin: r.origin, generation: r.generation, samples: samples)
             }, race: true)
-            let ranked = zip(contenders, scores).sorted { ($0.1, $0.0) < ($1.1, $1.0) }
-            contenders = ranked.map(\.0)
-            rungs.append(RaceLog.Rung(samples: samples, ranking: ranked.map(\.0), scores: ranked.map(\.1)))
+            // (The clip judge: plans whose CLIP score strays more than the tolerance from the teacher's rank after the others.)
+            let gaps = settings.judge == .clip ? contenders.map { state.records[$0]!.clipGap(samples)! } : nil
+            func strays(_ i: Int) -> Int { gaps.map { abs($0[i]) > settings.clipTolerance ? 1 : 0 } ?? 0 }
+            let order = contenders.indices.sorted { (strays($0), scores[$0], contenders[$0]) < (strays($1), scores[$1], contenders[$1]) }
+            contenders = order.map { contenders[$0] }
+            rungs.append(RaceLog.Rung(samples: samples, ranking: contenders, scores: order.map { scores[$0] }, clipGaps: gaps.map { g in order.map { g[$0] } }))
         }
         state.race = RaceLog(judge: settings.judge, rungs: rungs, winner: contenders[0])
     }

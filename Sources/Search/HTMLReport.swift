@@ -26,6 +26,7 @@ public enum HTMLReport {
         let target = report.state.settings.speedup
         let timed = report.teacher?.measuredSpeedup != nil
         let race = report.state.race
+        let clip = report.teacher?.clip != nil
         var rows = ""
         func row(_ e: ReportEntry, emphasis: Bool = false) {
             let plan = e.plan.map { "\($0.sampler) — \($0.fullSteps) full, \($0.partialSteps) partial, \($0.nullSteps) null<br><code>\(esc($0.compact))</code>" } ?? ""
@@ -34,7 +35,9 @@ public enum HTMLReport {
             } ?? "–"
             rows += "<tr\(emphasis ? " class=\"best\"" : "")><td>\(esc(e.name))</td><td>\(number(e.predictedSpeedup, "%.2f×"))</td><td>\(measured)</td>"
                 + "<td>\(number(e.rfid, "%.3f"))</td><td>\(number(e.paired, "%.3f"))</td><td>\(number(e.fid, "%.2f"))</td>"
-                + (race == nil ? "" : "<td>\(number(e.raceScore, "%.3f"))\(e.raceSamples.map { " <small>(\($0))</small>" } ?? "")</td>")
+                + (clip ? "<td>\(number(e.clip, "%.3f"))</td>" : "")
+                + (race == nil ? "" : "<td>\(number(e.raceScore, "%.3f"))\(e.raceSamples.map { " <small>(\($0))</small>" } ?? "")"
+                   + (e.raceCLIPGap.map { String(format: " <small>ΔCLIP %+.3f</small>", $0) } ?? "") + "</td>")
                 + "<td class=\"plan\">\(plan)</td></tr>\n"
         }
         if let teacher = report.teacher { row(teacher) }
@@ -51,6 +54,13 @@ public enum HTMLReport {
             gallery += "<tr><th>\(esc(s.name))</th><td><img alt=\"\(esc(s.name))\" src=\"data:image/png;base64,\(s.png.base64EncodedString())\"></td></tr>\n"
         }
         let settings = report.state.settings
+        func judgeText(_ judge: Fitness, _ settings: SearchSettings) -> String {
+            switch judge {
+            case .fid: return "FID against real data (the search's own reference set)"
+            case .clip: return String(format: "rFID among the plans whose CLIP score stays within %g of the teacher's (the others rank after them)", settings.clipTolerance)
+            default: return judge.rawValue
+            }
+        }
         let solvers = ([report.sampler.scheduler.rawValue] + settings.solvers.map(\.description)).joined(separator: ", ")
         let grids = ([report.sampler.steps] + (settings.grids ?? [])).map(String.init).joined(separator: ", ")
         return """
@@ -75,9 +85,10 @@ public enum HTMLReport {
             <h2>The best plan and the baselines</h2>
             <table><tr><th>plan</th><th>predicted</th><th>measured\(timed ? " <small>(median, range of the timing rounds)</small>" : "")</th>\
             <th>rFID <small>(\(samples) images)</small></th><th>paired distance <small>(\(samples) images)</small></th><th>FID real <small>(\(samples) images)</small></th>\
+            \(clip ? "<th>CLIP score <small>(\(samples) images)</small></th>" : "")\
             \(race.map { "<th>final race: \($0.judge) <small>(images)</small></th>" } ?? "")<th>sampler and steps</th></tr>
             \(rows)</table>
-            \(race.map { r in "<p>The result is the winner of a final race by \(esc(r.judge == .fid ? "FID against real data (the search's own reference set)" : r.judge.rawValue)): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
+            \(race.map { r in "<p>The result is the winner of a final race by \(esc(judgeText(r.judge, settings))): " + r.rungs.map { "\($0.ranking.count) plans on \($0.samples) images" }.joined(separator: ", then the better half, ") + ".</p>" } ?? "")
             <p class="note">rFID and FID here are on \(samples) images: they scatter from draw to draw (on the default model around 10×, rFID on 64 \
             images has a standard deviation of about 20 % between draws); `flexiffusion bench fitness` and scripts/experiments/plan_fid_check.py make \
             1,000–10,000-image figures of chosen plans.</p>

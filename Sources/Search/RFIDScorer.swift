@@ -44,11 +44,32 @@ public final class RFIDScorer: SearchEvaluator {
         let plan = try c.plan(teacherSampler)
         let starts = boundaries(c, steps: plan.actions.count)
         switch measure {
-        case .rfid: return try evaluator.rfid(plan: plan, samples: samples, boundaries: starts, counted: true).rfid
+        case .rfid, .clip: return try evaluator.rfid(plan: plan, samples: samples, boundaries: starts, counted: true).rfid
         case .paired: return try evaluator.pairedDistance(plan: plan, samples: samples, boundaries: starts, counted: true)
         case .fid:
             return try frechetDistance(try evaluator.statistics(plan: plan, samples: samples, boundaries: starts, counted: true), try realStatistics())
         }
+    }
+
+    /// `c`'s CLIP score minus the teacher's on the same images (nil without a CLIP judge); from the
+    /// images its features come from.
+    public func clipGap(_ c: Candidate, samples: Int) throws -> Double? {
+        guard evaluator.clip != nil else { return nil }
+        let plan = try c.plan(teacherSampler)
+        let mine = try evaluator.clipScores(plan: plan, samples: samples, boundaries: boundaries(c, steps: plan.actions.count), counted: true)
+        return CLIPScore.metric(mine) - CLIPScore.metric(try evaluator.teacherCLIPScores(samples: samples))
+    }
+
+    /// CLIP score of any plan's images (nil without a CLIP judge).
+    public func clipScore(plan: StepPlan, samples: Int) throws -> Double? {
+        guard evaluator.clip != nil else { return nil }
+        return CLIPScore.metric(try evaluator.clipScores(plan: plan, samples: samples))
+    }
+
+    /// CLIP score of the teacher's images (nil without a CLIP judge).
+    public func teacherCLIPScore(samples: Int) throws -> Double? {
+        guard evaluator.clip != nil else { return nil }
+        return CLIPScore.metric(try evaluator.teacherCLIPScores(samples: samples))
     }
 
     /// The reference statistics of the fid fitness.

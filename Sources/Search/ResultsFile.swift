@@ -20,6 +20,10 @@ public struct ReportEntry: Codable, Equatable, Sendable {
     /// The final race's score on the most images this plan was judged on (nil: not a contender).
     public var raceScore: Double?
     public var raceSamples: Int?
+    /// With the clip judge: the plan's CLIP score minus the teacher's on the race's images.
+    public var raceCLIPGap: Double?
+    /// CLIP score on the same samples as rFID (nil: no CLIP model).
+    public var clip: Double?
     public var plan: StepPlan?
 
     public init(name: String, key: String, predictedSpeedup: Double, measuredSpeedup: Double? = nil, rfid: Double? = nil,
@@ -30,7 +34,7 @@ public struct ReportEntry: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, key, predictedSpeedup = "predicted_speedup", measuredSpeedup = "measured_speedup", measuredRange = "measured_speedup_range"
-        case rfid, paired, fid, raceScore = "race_score", raceSamples = "race_samples", plan
+        case rfid, paired, fid, raceScore = "race_score", raceSamples = "race_samples", raceCLIPGap = "race_clip_gap", clip = "clip_score", plan
     }
 }
 
@@ -102,6 +106,7 @@ extension ReportEntry {
         guard state.race != nil, let race = state.records[key]?.race,
               let most = race.counts.last else { return }
         raceScore = race[most]; raceSamples = most
+        raceCLIPGap = state.records[key]?.clipGap(most)
     }
 }
 

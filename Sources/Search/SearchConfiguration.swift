@@ -35,6 +35,8 @@ public struct SearchConfiguration: Sendable {
     /// judged by `finalJudge` (the evaluator must know the real data for fid).
     public var finalSamples: Int?
     public var finalJudge = Fitness.rfid
+    /// The clip judge's distance from the teacher's CLIP score.
+    public var clipTolerance = 0.1
     /// Whether mutation moves solver grids' timesteps (explicit lists, as Align Your Steps gives
     /// them), starting from `schedulerConfiguration`'s spacing; when continuing a results file, its own choice.
     public var searchTimesteps = true

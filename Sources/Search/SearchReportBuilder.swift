@@ -45,6 +45,7 @@ struct SearchReportBuilder {
             var e = ReportEntry(name: name, key: r.candidate.key, predictedSpeedup: r.predictedSpeedup, rfid: try rfidOf(r, plan),
                                 fid: try fid(evaluator.statistics(r.candidate, samples: samples)), plan: plan)
             e.paired = try pairedOf(r, plan)
+            e.clip = try evaluator.clipScore(plan: plan, samples: samples)
             return (e, plan)
         }
         /// A plan's entry, scored now (a plan equal to a scored candidate's reuses its features).
@@ -52,6 +53,7 @@ struct SearchReportBuilder {
             let scored = try evaluator.rfid(plan: plan, samples: samples)
             var e = ReportEntry(name: name, key: key, predictedSpeedup: speedup, rfid: scored.rfid, fid: try fid(scored.statistics), plan: plan)
             e.paired = try pairedOf(nil, plan)
+            e.clip = try evaluator.clipScore(plan: plan, samples: samples)
             return (e, plan)
         }
 
@@ -97,6 +99,7 @@ struct SearchReportBuilder {
         var teacherEntry = ReportEntry(name: "teacher", key: "teacher", predictedSpeedup: 1, rfid: 0,
                                        fid: try fid(evaluator.teacherStatistics(samples: samples)), plan: nil)
         teacherEntry.paired = entries[0].entry.paired == nil ? nil : 0
+        teacherEntry.clip = try evaluator.teacherCLIPScore(samples: samples)
 
         // 6. Measured speed-ups: rounds alternate the teacher with every plan, each generating all the
         // fitness images (every batch, samples read back: a whole run but for start-up); a plan's

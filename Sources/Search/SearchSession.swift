@@ -27,11 +27,16 @@ public protocol SearchEvaluator: CandidateScorer {
     func imageStrip(_ plan: StepPlan, images: Int) throws -> Data?
     /// The paired feature distance of any plan (nil: not available).
     func pairedDistance(plan: StepPlan, samples: Int) throws -> Double?
+    /// CLIP score of any plan's images, and of the teacher's (nil: no CLIP model).
+    func clipScore(plan: StepPlan, samples: Int) throws -> Double?
+    func teacherCLIPScore(samples: Int) throws -> Double?
 }
 
 extension SearchEvaluator {
     public func imageStrip(_ plan: StepPlan, images: Int) throws -> Data? { nil }
     public func pairedDistance(plan: StepPlan, samples: Int) throws -> Double? { nil }
+    public func clipScore(plan: StepPlan, samples: Int) throws -> Double? { nil }
+    public func teacherCLIPScore(samples: Int) throws -> Double? { nil }
 }
 
 /// What a session reports while it runs.
@@ -165,11 +170,12 @@ public final class SearchSession {
         let searchTimesteps = previous?.state.settings.timesteps ?? c.searchTimesteps
         let space = try SearchSpace(sampler: c.teacher, segmentCounts: counts, branchCount: c.branchCount, grids: coarse, solvers: solvers,
                                     timesteps: searchTimesteps ? c.schedulerConfiguration : nil)
-        let settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: c.screen, population: c.population, children: c.children,
+        var settings = SearchSettings(speedup: target, samples: c.samples, screenSamples: c.screen, population: c.population, children: c.children,
                                       generations: c.generations, mutationProbability: c.mutationProbability, crossoverFraction: c.crossoverFraction,
                                       seed: c.seed, segmentCounts: counts, grids: coarse, solvers: space.solvers, fitness: c.fitness, useMACs: c.useMACs,
                                       maxSeconds: c.maxMinutes.map { $0 * 60 }, finalSamples: c.finalSamples, finalJudge: c.finalJudge,
                                       timesteps: space.searchesTimesteps)
+        settings.clipTolerance = c.clipTolerance
         let search = try EvolutionarySearch(settings: settings, space: space, cost: cost, scorer: evaluator, resume: previous?.state)
         var report = SearchReport(model: c.modelName, modelKey: c.modelKey, device: c.device, sampler: c.teacher, batch: c.batch,
                                   features: c.features, latencies: latencies, state: search.state)

@@ -15,6 +15,9 @@ public enum Fitness: String, NamedChoice {
     /// FID against real data (a reference set of the search's own, e.g. the training set — not the
     /// set the report's FID is measured on).
     case fid
+    /// The final race only (text-to-image with a CLIP model): rFID among the plans whose CLIP score
+    /// stays within `clip_tolerance` of the teacher's on the same images; the others rank after them.
+    case clip
 }
 
 /// Scores by the number of images they were computed on (written as a JSON object keyed by the count: {"64": 3.2}).
@@ -82,6 +85,8 @@ public struct SearchSettings: Codable, Equatable, Sendable {
     public var judge: Fitness
     /// Whether mutation moves solver grids' timesteps (files made before it existed: no).
     public var timesteps: Bool
+    /// The clip judge's distance: |plan's CLIP score − teacher's| at most this (only with `judge` clip).
+    public var clipTolerance: Double = 0.1
 
     public init(speedup: Double, samples: Int = 64, screenSamples: Int = 32, population: Int = 8, children: Int = 8,
                 generations: Int = 6, mutationProbability: Double = 0.25, crossoverFraction: Double = 0.25, seed: UInt64 = 0,
@@ -121,6 +126,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
             ("--fitness", other.fitness.rawValue, fitness.rawValue), ("--macs", text(other.useMACs), text(useMACs)),
             ("--search-timesteps", text(other.timesteps), text(timesteps)),
         ]
+        // (The race's settings are not compared here: a race run under others is dropped and run again.)
         return fields.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.1.isEmpty ? "none" : $0.1) (this run asks \($0.2.isEmpty ? "none" : $0.2))" }
     }
 
@@ -146,7 +152,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         case speedup, samples, screenSamples = "screen_samples", population, children, generations
         case mutationProbability = "mutation_probability", crossoverFraction = "crossover_fraction", seed
         case segmentCounts = "segment_counts", grids, solvers, fitness, useMACs = "use_macs", maxSeconds = "max_seconds"
-        case finalSamples = "final_samples", finalJudge = "final_judge", timesteps = "search_timesteps"
+        case finalSamples = "final_samples", finalJudge = "final_judge", timesteps = "search_timesteps", clipTolerance = "clip_tolerance"
     }
 
     // (Written as before typed fields: solvers as their names, the default fitness, judge and
@@ -172,6 +178,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         finalSamples = try c.decodeIfPresent(Int.self, forKey: .finalSamples)
         judge = try c.decodeIfPresent(Fitness.self, forKey: .finalJudge) ?? .rfid
         timesteps = try c.decodeIfPresent(Bool.self, forKey: .timesteps) ?? false
+        clipTolerance = try c.decodeIfPresent(Double.self, forKey: .clipTolerance) ?? 0.1
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -191,6 +198,7 @@ public struct SearchSettings: Codable, Equatable, Sendable {
         try c.encodeIfPresent(finalSamples, forKey: .finalSamples)
         if judge != .rfid { try c.encode(judge, forKey: .finalJudge) }
         if timesteps { try c.encode(true, forKey: .timesteps) }
+        if judge == .clip { try c.encode(clipTolerance, forKey: .clipTolerance) }
     }
 }
 
@@ -214,6 +222,8 @@ public struct SearchRecord: Codable, Equatable, Sendable {
     public var fitness: SampleScores
     /// The final race's scores by image count (nil: not a contender).
     public var race: SampleScores?
+    /// With the clip judge: the plan's CLIP score minus the teacher's, by image count.
+    public var clipGap: SampleScores?
 
     public init(candidate: Candidate, origin: CandidateOrigin, generation: Int, predictedMs: Double, predictedSpeedup: Double,
                 fitness: SampleScores = [:]) {
@@ -224,9 +234,11 @@ public struct SearchRecord: Codable, Equatable, Sendable {
     /// The fitness on `samples` images (nil: not scored on as many).
     public func score(_ samples: Int) -> Double? { fitness[samples] }
     public func raceScore(_ samples: Int) -> Double? { race?[samples] }
+    public func clipGap(_ samples: Int) -> Double? { clipGap?[samples] }
 
     enum CodingKeys: String, CodingKey {
         case candidate, origin, generation, predictedMs = "predicted_ms", predictedSpeedup = "predicted_speedup", fitness, race
+        case clipGap = "clip_gap"
         /// Version 1's name of `fitness`.
         case rfid
     }
@@ -240,6 +252,7 @@ public struct SearchRecord: Codable, Equatable, Sendable {
         predictedSpeedup = try c.decode(Double.self, forKey: .predictedSpeedup)
         fitness = try c.decodeIfPresent(SampleScores.self, forKey: .fitness) ?? c.decode(SampleScores.self, forKey: .rfid)
         race = try c.decodeIfPresent(SampleScores.self, forKey: .race)
+        clipGap = try c.decodeIfPresent(SampleScores.self, forKey: .clipGap)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -248,6 +261,7 @@ public struct SearchRecord: Codable, Equatable, Sendable {
         try c.encode(predictedMs, forKey: .predictedMs); try c.encode(predictedSpeedup, forKey: .predictedSpeedup)
         try c.encode(fitness, forKey: .fitness)
         try c.encodeIfPresent(race, forKey: .race)
+        try c.encodeIfPresent(clipGap, forKey: .clipGap)
     }
 }
 
@@ -296,6 +310,10 @@ public struct RaceLog: Codable, Equatable, Sendable {
         /// The contenders scored on this rung, best first, with their scores.
         public var ranking: [String]
         public var scores: [Double]
+        /// With the clip judge: each one's CLIP score minus the teacher's (in the ranking's order).
+        public var clipGaps: [Double]?
+
+        enum CodingKeys: String, CodingKey { case samples, ranking, scores, clipGaps = "clip_gaps" }
     }
     public var judge: Fitness
     public var rungs: [Rung]

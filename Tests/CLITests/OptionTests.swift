@@ -157,6 +157,8 @@ let optionCases: [OptionCase] = [
         OptionCase("--batch must be positive", ["clipscore", "{tmp}", "--clip", "{tmp}", "--prompt", "a", "--batch", "0"]),
         OptionCase("Missing expected argument '--clip <clip>'", ["clipscore", "{tmp}", "--prompt", "a"]),
         OptionCase("--prompt is empty", ["clipscore", "{tmp}", "--clip", "{tmp}", "--prompt", ""]),
+        OptionCase("--final-judge clip needs a CLIP model: --clip DIR", ["search", "--speedup", "2", "--final-judge", "clip"]),
+        OptionCase("--clip-tolerance must be a finite number ≥ 0", ["search", "--speedup", "2", "--clip-tolerance", "inf"]),
         OptionCase("are the same file: one would replace the other", ["generate", "--steps", "2", "--count", "2", "--out", "{tmp}/same.png", "--output-tensor", "{tmp}/./same.png"])
 ]
 

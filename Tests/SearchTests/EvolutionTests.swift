@@ -226,6 +226,57 @@ extension EvolutionTests {
         #expect(plain.state.race == nil && plain.best?.candidate.key == plain.state.population.first)
     }
 
+    /// The clip judge: rFID decides among the contenders whose CLIP score stays within the tolerance of
+    /// the teacher's; a plan with the best rFID but a CLIP score 0.5 away ranks after all of them (on
+    /// every rung it is judged on), so another plan wins. The gaps are kept in the records and the race
+    /// log; resumed with a wider tolerance, the race runs again on the memoised scores (no pair judged
+    /// twice; only plans that now reach a later rung are judged there) and that plan wins.
+    @Test func clipJudgeKeepsPlansNearTheTeachersCLIPScore() throws {
+        final class StraysFromCLIP: CandidateScorer {
+            let base = SyntheticScorer()
+            var judged: [String] = []
+            let member = "unipc2:G10:N10:" + Array(repeating: "1", count: 10).joined(separator: ",")
+            func fitness(_ c: Candidate, samples: Int) throws -> Double { try base.fitness(c, samples: samples) + (c.key == member ? 1 : 0) }
+            func judge(_ c: Candidate, samples: Int, by: Fitness) throws -> Double {
+                #expect(by == .clip)
+                judged.append("\(c.key)@\(samples)")
+                return c.key == member ? 0.001 : try base.fitness(c, samples: samples) + 1 / Double(c.count)
+            }
+            func clipGap(_ c: Candidate, samples: Int) throws -> Double? {
+                c.key == member ? -0.5 : Double(FNV1a.of(c.key) % 100) / 1000   // (0 to 0.099: within 0.1)
+            }
+        }
+        func search(_ scorer: StraysFromCLIP, seed: UInt64, tolerance: Double, resume: SearchState? = nil) throws -> EvolutionarySearch {
+            let space = try SearchSpace(sampler: sampler, segmentCounts: [5, 10, 20, 25], branchCount: 6, grids: [20, 10], solvers: SolverChoice.usual)
+            var settings = SearchSettings(speedup: 10, samples: 16, screenSamples: 8, population: 6, children: 8, generations: 8, seed: seed,
+                                          segmentCounts: [5, 10, 20, 25], grids: [20, 10], solvers: SolverChoice.usual, finalSamples: 256, finalJudge: .clip)
+            settings.clipTolerance = tolerance
+            return try EvolutionarySearch(settings: settings, space: space, cost: CostModel(latencies: try syntheticLatencies(), sampler: sampler),
+                                          scorer: scorer, resume: resume)
+        }
+        let seed = freshSeed(), scorer = StraysFromCLIP()
+        let a = try search(scorer, seed: seed, tolerance: 0.1)
+        try a.run()
+        let race = try #require(a.state.race)
+        #expect(race.judge == .clip && race.rungs[0].ranking.contains(scorer.member))
+        for rung in race.rungs {
+            let gaps = try #require(rung.clipGaps)
+            #expect(gaps.count == rung.ranking.count)
+            for (key, gap) in zip(rung.ranking, gaps) { #expect(a.state.records[key]?.clipGap(rung.samples) == gap) }
+            if let i = rung.ranking.firstIndex(of: scorer.member) {
+                #expect(i == rung.ranking.count - 1, "the plan 0.5 from the teacher's CLIP score ranks last on \(rung.samples) images (seed \(seed))")
+                #expect(rung.scores[i] == rung.scores.min())
+            }
+        }
+        #expect(race.winner != scorer.member && a.best?.candidate.key == race.winner, "seed \(seed)")
+        let state = try JSONDecoder().decode(SearchState.self, from: try JSONEncoder().encode(a.state))
+        #expect(state.settings.clipTolerance == 0.1 && state.records[scorer.member]?.clipGap(64) == -0.5)
+        let wider = try search(scorer, seed: seed, tolerance: 1, resume: state)
+        try wider.run()
+        #expect(Set(scorer.judged).count == scorer.judged.count, "a new tolerance judges no (plan, images) pair again")
+        #expect(wider.state.race?.winner == scorer.member, "seed \(seed)")
+    }
+
     /// Two shards score disjoint halves of each phase; a coordinator merges their records and
     /// advances: the result equals one process's, and no plan is scored twice.
     @Test func shardsMergeToTheSameResult() throws {

@@ -232,6 +232,9 @@ case_ 1 "no tokenizer files" clipscore "$goldens/clip-vit-l14-layout/images" --p
 case_ 1 "no .png files" clipscore "$tmp/tok" --prompt a --clip "$clip"
 case_ 1 "not an image folder" clipscore "$tmp/garbage.json" --prompt a --clip "$clip"
 case_ 1 "holds no prompt" clipscore "$goldens/clip-vit-l14-layout/images" --prompts "$tmp/no-prompts.txt" --clip "$clip"
+printf '{"format": "flexiffusion-step-plan", "version": 1, "sampler": {"scheduler": "ddim", "steps": 2}, "actions": ["full", "full"]}' > "$tmp/two.json"
+case_ 64 "needs a Stable Diffusion pipeline and --prompts" rfid --clip "$clip" --count 2 --batch 2 "$tmp/two.json"
+case_ 1 "no tokenizer files" rfid --model "$pipe" --prompts "$tmp/three-prompts.txt" --clip "$goldens/clip-vit-l14-layout" --count 2 --batch 2 "$tmp/two.json"
 
 # The unpacked default model is compared with the embedded bytes: a same-size corruption is rewritten.
 cases=$((cases + 1))

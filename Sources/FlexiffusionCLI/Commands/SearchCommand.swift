@@ -27,7 +27,7 @@ struct SearchCommand: ParsableCommand {
             and --resume continues (same options → the same result as an uninterrupted run). Then a final race \
             (successive halving; --final-samples, default 16 × --samples): the population and generation 0's plain \
             DDIM, solver and best DeepCache plans are judged on 4 × --samples images, the better half on 4 times \
-            as many, up to --final-samples, by --final-judge (rfid, paired, or fid: FID against --final-real; \
+            as many, up to --final-samples, by --final-judge (rfid, paired, clip: rFID among plans near the teacher's CLIP score, or fid: FID against --final-real; \
             the default for the default model is fid against the Fashion-MNIST training set, elsewhere rfid); \
             the best of the last rung is the result, so close plans are not decided on 64 images. At the end: plain \
             DDIM, DPM-Solver++ (2M) and UniPC with as many full steps as the speed-up allows and the best \
@@ -77,7 +77,9 @@ struct SearchCommand: ParsableCommand {
     @Option(name: .customLong("fitness"), help: ArgumentHelp("What the search minimises: rfid (Fréchet distance of the plan's image features to the teacher's) or paired (the mean squared feature distance of each image to the teacher's image from the same noise, which ranks close plans more consistently on few images; see `flexiffusion bench fitness`).", valueName: "rfid|paired")) var fitnessOption = FitnessOption(.rfid)
     var fitness: Fitness { fitnessOption.value }
     @Option(name: .customLong("final-samples"), help: ArgumentHelp("The final race: the population and generation 0's plain solvers, DDIM and best DeepCache plan are judged on 4 × --samples images, the better half of them on 4 times as many, and so on up to this many; the best of the last rung is the result (successive halving: rankings on 64 images are close to a coin toss between close plans). 0: no race, the best by the fitness on --samples images. Default: 16 × --samples.", valueName: "N")) var finalSamples: Int?
-    @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, or fid (FID against real data: --final-real, which should not be the set the report's FID uses). Default: fid where the search has real images of its own (the default model: its training set), else rfid.", valueName: "rfid|paired|fid")) var finalJudgeOption: Fitness?
+    @Option(name: .customLong("final-judge"), help: ArgumentHelp("What the final race judges by: rfid, paired, fid (FID against real data: --final-real, which should not be the set the report's FID uses), or clip (text-to-image with --clip: rFID among the plans whose CLIP score stays within --clip-tolerance of the teacher's on the same images; the others rank after them). Default: fid where the search has real images of its own (the default model: its training set), else rfid.", valueName: "rfid|paired|fid|clip")) var finalJudgeOption: Fitness?
+    @OptionGroup var clipOptions: CLIPOptions
+    @Option(name: .customLong("clip-tolerance"), help: "The clip judge's distance: a plan's CLIP score may differ from the teacher's by at most this (the paper's claim: 0.1).") var clipTolerance = 0.1
     @Option(name: .customLong("final-real"), help: "Real images or pytorch-fid statistics the fid judge compares with (default for the default model: the Fashion-MNIST training set, apart from the test set the report's FID uses).") var finalReal: String?
     @Flag(help: "Price plans by MACs instead of measured latency.") var macs = false
     @Option(name: .customLong("max-minutes"), help: "Start no generation that would end after this many minutes (the baselines and timing come after; default: no limit).") var maxMinutes: Double?
@@ -104,6 +106,8 @@ struct SearchCommand: ParsableCommand {
         if let finalSamples { try checkImageCount(finalSamples, option: "--final-samples") }
         guard !(shard != nil && merge) else { throw ValidationError("--shard and --merge are separate steps") }
         if let j = finalJudgeOption, j != .rfid, finalSamples == 0 { throw ValidationError("--final-judge \(j.rawValue) needs a final race (--final-samples is 0)") }
+        if finalJudgeOption == .clip && clipOptions.clip == nil { throw ValidationError("--final-judge clip needs a CLIP model: --clip DIR") }
+        guard clipTolerance.isFinite && clipTolerance >= 0 else { throw ValidationError("--clip-tolerance must be a finite number ≥ 0") }
     }
 
     /// The training set beside the test set the default model's FID uses.
@@ -168,7 +172,7 @@ struct SearchCommand: ParsableCommand {
         c.segmentCounts = try segmentCounts(); c.divisorsOnly = divisors; c.grids = try gridChoice(); c.useMACs = macs
         c.solvers = try solverChoice(); c.fitness = fitness
         c.searchTimesteps = searchTimesteps; c.schedulerConfiguration = setup.schedulerConfig
-        c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge
+        c.finalSamples = finalSamples.map { $0 == 0 ? nil : $0 } ?? 16 * samples; c.finalJudge = finalJudge; c.clipTolerance = clipTolerance
         c.maxMinutes = maxMinutes; c.measureRounds = noMeasure ? 0 : measureRounds; c.measureFront = measureFront
         c.svg = svg.map { URL(fileURLWithPath: $0) }; c.html = html.map { URL(fileURLWithPath: $0) }; c.resume = resume; c.mode = try mode()
         c.inputs = NamedPath.given([("--prompts", promptOptions.prompts), ("--real", real), ("--final-real", finalReal),
@@ -225,7 +229,8 @@ struct SearchCommand: ParsableCommand {
             return try FIDStatistics(extractor: scored.extractor).cachedStatistics(of: path) { progress.update($0, of: $1, unit: "images") }
         }
         let scorer = RFIDScorer(evaluator: try RFIDEvaluator(pipeline: pipeline, extractor: scored.extractor, teacher: StepPlan.teacher(teacher),
-                                                             seed: seed, modelKey: scored.key),
+                                                             seed: seed, modelKey: scored.key,
+                                                             clip: try clipOptions.judge(scored, prompts: promptSet, stream: stream)),
                                 fitness: fitness,
                                 reference: judgeReal.map { path in { try statistics(of: path) } })
         // The race's real images are read now (cached on disk after the first time), so that a file
@@ -248,8 +253,9 @@ struct SearchCommand: ParsableCommand {
         let interrupt = Interrupt()
         let display = SearchDisplay()
         display.fitnessName = fitness == .paired ? "paired" : "rFID"
-        display.judgeName = finalJudge == .fid ? "FID against \(judgeReal ?? "real data")" : finalJudge.rawValue
-        display.judgeShort = finalJudge.rawValue
+        display.judgeName = finalJudge == .fid ? "FID against \(judgeReal ?? "real data")"
+            : finalJudge == .clip ? "rFID within \(clipTolerance) of the teacher's CLIP score" : finalJudge.rawValue
+        display.judgeShort = finalJudge == .clip ? "rFID" : finalJudge.rawValue
         let outcome = try session.run { event in
             display.show(event)
             return interrupt.requested ? .stop : .proceed

@@ -16,20 +16,28 @@ extension SearchCommand {
         }
         let measured = noMeasure ? "measured ×" : "measured × (median, range of \(measureRounds))"
         let race = r.report.state.race
+        let clip = r.teacher.clip != nil
         var rows: [[String]] = [["plan", "predicted ×", measured, "rFID (\(samples))", "paired (\(samples))", "FID real (\(samples))"]
-                                + (race.map { ["race: \($0.judge) (images)"] } ?? [])]
+                                + (clip ? ["CLIP (\(samples))"] : [])
+                                + (race.map { [$0.judge == .clip ? "race: rFID (images), ΔCLIP" : "race: \($0.judge) (images)"] } ?? [])]
         func figure(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "–" }
         for e in [r.teacher] + r.entries {
             var timing = figure(e.measuredSpeedup, "%.2f")
             if e.measuredSpeedup != nil, let range = e.measuredRange, range[0] != range[1] { timing += String(format: " (%.2f–%.2f)", range[0], range[1]) }
             var row = [e.name, String(format: "%.2f", e.predictedSpeedup), timing, figure(e.rfid, "%.3f"), figure(e.paired, "%.3f"), figure(e.fid, "%.2f")]
-            if race != nil { row.append(e.raceScore.map { String(format: "%.3f (%d)", $0, e.raceSamples ?? 0) } ?? "–") }
+            if clip { row.append(figure(e.clip, "%.3f")) }
+            if race != nil {
+                row.append((e.raceScore.map { String(format: "%.3f (%d)", $0, e.raceSamples ?? 0) } ?? "–")
+                           + (e.raceCLIPGap.map { String(format: ", %+.3f", $0) } ?? ""))
+            }
             rows.append(row)
         }
         print(renderTable(rows))
         if let race {
             let rungs = race.rungs.map { "\($0.ranking.count) on \($0.samples)" }.joined(separator: ", then ")
-            print("final race by \(race.judge): \(rungs) images; the best of the last rung is the result")
+            let by = race.judge == .clip
+                ? String(format: "rFID among the plans whose CLIP score stays within %g of the teacher's", r.report.state.settings.clipTolerance) : race.judge.rawValue
+            print("final race by \(by): \(rungs) images; the best of the last rung is the result")
         }
         print("fitness: \(fitness == .paired ? "paired feature distance" : "rFID"); figures on \(samples) samples (seed \(seed)) scatter: `flexiffusion bench fitness` and scripts/experiments/plan_fid_check.py make larger checks")
         let plan = r.report.bestPlan!
