@@ -11,5 +11,7 @@ typedef struct {
 
 const FlexModelFile *flex_default_model_files(int *count);
 const FlexModelFile *flex_feature_net_files(int *count);
+const FlexModelFile *flex_text_to_image_files(int *count);
+const FlexModelFile *flex_fashion_clip_files(int *count);
 
 #endif

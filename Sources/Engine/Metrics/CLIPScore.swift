@@ -25,13 +25,36 @@ public struct CLIPImageProcessing: Sendable, Equatable {
             && a.rescaleFactor == b.rescaleFactor && a.mean == b.mean && a.std == b.std
     }
 
-    /// Reads `url` when it exists, else CLIP's defaults.
-    public static func load(from url: URL) throws -> CLIPImageProcessing {
-        var p = CLIPImageProcessing()
-        guard FileManager.default.fileExists(atPath: url.path) else { return p }
+    /// A CLIP folder's image processor: preprocessor_config.json (as the Hub's CLIP checkpoints hold
+    /// it), else the `image_processor` of processor_config.json (as transformers 5 saves a processor),
+    /// else CLIP's defaults.
+    public static func load(folder: URL) throws -> CLIPImageProcessing {
+        let legacy = folder.appendingPathComponent("preprocessor_config.json"), current = folder.appendingPathComponent("processor_config.json")
+        if FileManager.default.fileExists(atPath: legacy.path) { return try load(from: legacy) }
+        guard FileManager.default.fileExists(atPath: current.path) else { return CLIPImageProcessing() }
+        let raw = try readObject(current)
+        guard let inner = raw["image_processor"] else { return CLIPImageProcessing() }
+        guard let object = inner as? [String: Any] else { throw ModelError("\(current.path): image_processor is not a JSON object") }
+        return try parse(object, source: current.path)
+    }
+
+    static func readObject(_ url: URL) throws -> [String: Any] {
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw ModelError("cannot read \(url.path): \(error.localizedDescription)") }
         guard let raw = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw ModelError("\(url.path) is not a JSON object") }
+        return raw
+    }
+
+    /// Reads `url` when it exists, else CLIP's defaults.
+    public static func load(from url: URL) throws -> CLIPImageProcessing {
+        guard FileManager.default.fileExists(atPath: url.path) else { return CLIPImageProcessing() }
+        return try parse(try readObject(url), source: url.path)
+    }
+
+    /// An image processor's settings (`source` names them in errors).
+    static func parse(_ raw: [String: Any], source: String) throws -> CLIPImageProcessing {
+        var p = CLIPImageProcessing()
+        let url = URL(fileURLWithPath: source)
         func flag(_ key: String) throws -> Bool {
             guard let v = raw[key] else { return true }
             guard let b = v as? Bool else { throw ModelError("\(url.path): \(key) = \(v) is not true or false") }
@@ -183,7 +206,7 @@ public final class CLIPModel {
         let fm = FileManager.default
         let hasTokenizer = ["vocab.json", "tokenizer.json"].contains { fm.fileExists(atPath: root.appendingPathComponent($0).path) }
         var h = FNV1a()
-        for name in ["config.json", "preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"] {
+        for name in ["config.json", "preprocessor_config.json", "processor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"] {
             h.add(name); h.add((try? Data(contentsOf: root.appendingPathComponent(name))) ?? Data())
         }
         if let handle = FileHandle(forReadingAtPath: url.path) {
@@ -193,7 +216,7 @@ public final class CLIPModel {
             try? handle.seek(toOffset: 0); h.add(handle.readData(ofLength: 1 << 20))
             try? handle.seek(toOffset: size > 1 << 20 ? size - (1 << 20) : 0); h.add(handle.readData(ofLength: 1 << 20))
         }
-        try self.init(config: config, weights: WeightStore(file: file), processing: CLIPImageProcessing.load(from: root.appendingPathComponent("preprocessor_config.json")),
+        try self.init(config: config, weights: WeightStore(file: file), processing: CLIPImageProcessing.load(folder: root),
                       tokenizer: hasTokenizer ? CLIPTokenizer(folder: root) : nil, stream: stream, batch: batch, root: root, fingerprint: h.hex)
     }
 

@@ -15,6 +15,22 @@ public enum DefaultModel {
         try extract(flex_default_model_files, prefix: "default-model", what: "the default model")
     }
 
+    /// The shipped text-to-image model (a StableDiffusionPipeline folder we trained on captioned
+    /// Fashion-MNIST: models/fashion-text-to-image): what commands given prompts and no --model run.
+    public static let textToImageSummary = "the embedded Fashion-MNIST text-to-image pipeline (32×32 grey; models/fashion-text-to-image) when prompts are given"
+    public static let textToImageSearchName = "default (embedded fashion-text-to-image)"
+
+    /// The folder holding the embedded text-to-image pipeline, written on first use.
+    public static func textToImageFolder() throws -> String {
+        try extract(flex_text_to_image_files, prefix: "text-to-image", what: "the text-to-image model")
+    }
+
+    /// The folder holding the embedded CLIP of the text-to-image model (its text tower is the
+    /// pipeline's text encoder): the CLIP score's judge for that model.
+    public static func clipFolder() throws -> String {
+        try extract(flex_fashion_clip_files, prefix: "fashion-clip", what: "the CLIP model")
+    }
+
     /// The folder holding the embedded Fashion-MNIST feature network (FID features for the default model).
     public static func featureNetFolder() throws -> String {
         try extract(flex_feature_net_files, prefix: "feature-net-fashion", what: "the feature network")

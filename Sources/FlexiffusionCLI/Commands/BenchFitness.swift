@@ -42,7 +42,7 @@ struct BenchFitness: ParsableCommand {
         let progress = ProgressLine("teacher (\(teacher.sampler))")
         let teacherRows = try evaluator.teacherFeatures(samples: count)
         progress.finish()
-        let realPath = realImages(real, model: scoringOptions.model.model)
+        let realPath = scoringOptions.prompts.prompts == nil ? realImages(real, model: scoringOptions.model.model) : real
         let realStatistics = try realPath.map { try FIDStatistics(extractor: extractor).cachedStatistics(of: $0) }
 
         let chunks = count / chunk

@@ -18,14 +18,15 @@ struct CLIPScoreCommand: ParsableCommand {
             byte; centre crop; CLIP's mean and std); prompts through CLIP's tokenizer, cut to 77 tokens as \
             torchmetrics cuts them (with a warning). --clip is a CLIP folder as transformers saves a CLIPModel \
             with its processor (openai/clip-vit-large-patch14's layout: config.json, model.safetensors, \
-            preprocessor_config.json, vocab.json and merges.txt or tokenizer.json), or its Hugging Face cache id.
+            preprocessor_config.json or processor_config.json, vocab.json and merges.txt or tokenizer.json), or \
+            its Hugging Face cache id; without --clip, the CLIP embedded with the shipped text-to-image model.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
     @Argument(help: "The images: a folder of PNGs, a PNG, or a .safetensors tensor file.") var images: String
     @Option(help: ArgumentHelp("The prompts, one per line: image i is scored against prompt i mod n.", valueName: "file")) var prompts: String?
     @Option(help: "The prompt of every image.") var prompt: String?
-    @Option(help: "The CLIP model: a folder or Hugging Face cache id (e.g. openai/clip-vit-large-patch14).") var clip: String
+    @Option(help: "The CLIP model: a folder or Hugging Face cache id (e.g. openai/clip-vit-large-patch14); default, or `fashion`: the embedded CLIP of the embedded text-to-image model.") var clip = "fashion"
     @Option(help: "The CLIP weights' variant (model.<variant>.safetensors).") var variant: String?
     @Option(help: "Images per forward pass.") var batch = 32
     @Option(help: "Score at most this many images.") var limit: Int?
@@ -38,7 +39,7 @@ struct CLIPScoreCommand: ParsableCommand {
         let texts = try prompt.map { [$0] } ?? PromptFile.read(prompts!)
         let set = try Image8.load(images, limit: limit)
         let stream = try ComputeStream(device: try OpenCLRuntime.select(deviceOptions.device))
-        let model = try CLIPModel(path: clip, variant: variant, stream: stream, batch: min(batch, set.count))
+        let model = try CLIPModel(path: try CLIPOptions.folder(clip), variant: variant, stream: stream, batch: min(batch, set.count))
         say("CLIP \(model.root.lastPathComponent): \(String(format: "%.1f", Double(model.parameterCount) / 1e6))M parameters, \(model.config.vision.imageSize)-pixel images in \(model.config.vision.patchSize)-pixel patches, on \(stream.device.name)")
         let progress = ProgressLine("CLIP score of \(images)")
         let (scores, truncated) = try model.pairScores(images: set, prompts: texts) { progress.update($0, of: $1, unit: "images") }

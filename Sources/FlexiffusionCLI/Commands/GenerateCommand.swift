@@ -79,7 +79,7 @@ struct GenerateCommand: ParsableCommand {
                                       ("--model", modelOptions.model), ("--image", image), ("--images", images)])
         let latentsOutput = outputLatents.map { [NamedPath("--output-latents", $0)] } ?? []
         try outputs.checkPaths(inputs: inputs, also: latentsOutput)
-        let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false)
+        let setup = try ModelSetup(modelOptions, needsSampleSize: false, generates: false, prompted: prompt != nil || promptOptions.prompts != nil)
         let textToImage = setup.config.isConditional
         // 1. The options that apply to this kind of model; the prompts.
         let prompts = try textToImage ? promptSet() : nil

@@ -118,7 +118,7 @@ struct SearchCommand: ParsableCommand {
 
     /// The real images of the fid judge (nil: none given and no default).
     func finalRealImages() -> String? {
-        finalReal ?? (modelOptions.model == nil && FileManager.default.fileExists(atPath: Self.trainingSet) ? Self.trainingSet : nil)
+        finalReal ?? (modelOptions.model == nil && promptOptions.prompts == nil && FileManager.default.fileExists(atPath: Self.trainingSet) ? Self.trainingSet : nil)
     }
 
     func mode() throws -> SearchConfiguration.Mode {
@@ -191,7 +191,7 @@ struct SearchCommand: ParsableCommand {
         if finalJudge == .fid && judgeReal == nil {
             throw ValidationError("--final-judge fid needs real images: give --final-real (e.g. the training set; the default model's is \(Self.trainingSet))")
         }
-        let setup = try ModelSetup(modelOptions, generates: false)
+        let setup = try ModelSetup(modelOptions, generates: false, prompted: promptOptions.prompts != nil)
         let textToImage = setup.config.isConditional
         let promptSet = try promptOptions.check(setup)
         let teacherKind = try scheduler ?? (textToImage ? setup.folderScheduler() : nil) ?? .ddim
@@ -238,7 +238,7 @@ struct SearchCommand: ParsableCommand {
         if c.finalSamples != nil && finalJudge == .fid { _ = try scorer.realStatistics() }
 
         // 3. The session, with its progress drawn and Ctrl-C stopping it between evaluations.
-        let realPath = realImages(real, model: modelOptions.model)
+        let realPath = promptOptions.prompts == nil ? realImages(real, model: modelOptions.model) : real
         let session = SearchSession(
             configuration: c, evaluator: scorer,
             latencies: LatencySource(table: URL(fileURLWithPath: latencyTable), fingerprint: setup.config.fingerprint, batch: pipeline.unet.batch) {

@@ -29,7 +29,7 @@ struct TrajectoriesCommand: ParsableCommand {
         guard count > 0, batch > 0 else { throw ValidationError("--count and --batch must be positive") }
         try checkImageCount(count, option: "--count")
         try OutputCheck.check(outputs: [NamedPath("--out", out)], inputs: NamedPath.given([("--model", modelOptions.model), ("--prompts", promptOptions.prompts)]))
-        let setup = try ModelSetup(modelOptions, generates: false)
+        let setup = try ModelSetup(modelOptions, generates: false, prompted: promptOptions.prompts != nil)
         let promptSet = try promptOptions.check(setup)
         guard steps > 0, steps <= setup.schedulerConfig.numTrainTimesteps else {
             throw ValidationError("--steps \(steps): a teacher takes 1…\(setup.schedulerConfig.numTrainTimesteps) steps")

@@ -7,7 +7,7 @@ import GPUKernels
 
 /// `--model` and `--variant`, shared by every command that loads a model.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Diffusers pipeline or UNet folder, or a Hugging Face id in the local cache (default: \(DefaultModel.summary)).")
+    @Option(help: "Diffusers pipeline or UNet folder, or a Hugging Face id in the local cache (default: \(DefaultModel.summary); \(DefaultModel.textToImageSummary)).")
     var model: String?
     @Option(help: "Weights variant, as diffusers' `variant=`: reads diffusion_pytorch_model.<variant>.safetensors (e.g. fp16).")
     var variant: String?
@@ -26,12 +26,13 @@ struct ModelSetup {
     let schedulerConfig: SchedulerConfiguration
     let weights: SafeTensorsFile
 
-    /// The model --model and --variant name; no --model is the embedded default model.
+    /// The model --model and --variant name; no --model is the embedded default model, or with
+    /// prompts (`prompted`) the embedded text-to-image pipeline.
     /// `generates`: the command makes images from noise (generate, rfid, search), which a
     /// conditional UNet cannot do without its text pipeline: refused here, before other checks.
-    init(_ options: ModelOptions, needsSampleSize: Bool = true, generates: Bool = true) throws {
-        path = try options.model ?? DefaultModel.folder()
-        name = options.model == nil ? DefaultModel.searchName : path
+    init(_ options: ModelOptions, needsSampleSize: Bool = true, generates: Bool = true, prompted: Bool = false) throws {
+        path = try options.model ?? (prompted ? DefaultModel.textToImageFolder() : DefaultModel.folder())
+        name = options.model == nil ? (prompted ? DefaultModel.textToImageSearchName : DefaultModel.searchName) : path
         folder = try ModelFolder(path: path, variant: options.variant)
         config = try UNetConfiguration.load(from: folder.configURL)
         side = config.sampleSize ?? 0
@@ -96,7 +97,7 @@ struct ScoringOptions: ParsableArguments {
 
 /// CLIP score beside rFID (`rfid`, `search`): a CLIP model judging a text-to-image run's images against their prompts.
 struct CLIPOptions: ParsableArguments {
-    @Option(help: "Text-to-image: also score each plan's images (and the teacher's) by CLIP score against their prompts with this CLIP model: a folder or Hugging Face cache id (e.g. openai/clip-vit-large-patch14), as `flexiffusion clipscore` reads it.")
+    @Option(help: "Text-to-image: also score each plan's images (and the teacher's) by CLIP score against their prompts with this CLIP model: a folder or Hugging Face cache id (e.g. openai/clip-vit-large-patch14), as `flexiffusion clipscore` reads it, or `fashion`: the embedded CLIP of the embedded text-to-image model.")
     var clip: String?
     @Option(name: .customLong("clip-variant"), help: "The CLIP weights' variant (model.<variant>.safetensors).") var clipVariant: String?
 
@@ -109,11 +110,14 @@ struct CLIPOptions: ParsableArguments {
         guard let prompts, scored.isTextToImage else {
             throw ValidationError("--clip scores images against their prompts: it needs a Stable Diffusion pipeline and --prompts")
         }
-        let model = try CLIPModel(path: clip, variant: clipVariant, stream: stream, batch: scored.pipeline.batch)
+        let model = try CLIPModel(path: try CLIPOptions.folder(clip), variant: clipVariant, stream: stream, batch: scored.pipeline.batch)
         _ = try model.tokenIDs([""])   // (a folder without tokenizer files is refused now, not after the first batch)
         say("CLIP \(model.root.lastPathComponent): \(String(format: "%.1f", Double(model.parameterCount) / 1e6))M parameters")
         return CLIPJudge(model: model, prompts: prompts)
     }
+
+    /// A --clip value as a folder: `fashion` is the embedded CLIP.
+    static func folder(_ value: String) throws -> String { value == "fashion" ? try DefaultModel.clipFolder() : value }
 }
 
 /// Image-to-image for the commands that score plans: the init images and the strength.
@@ -159,7 +163,7 @@ struct PlanScoring {
 
     init(_ options: ScoringOptions, plans paths: [String], batch: Int, seed: UInt64, clip: CLIPOptions? = nil) throws {
         let (modelOptions, prompts, teacher, features, device) = (options.model, options.prompts, options.teacher, options.features, options.device)
-        setup = try ModelSetup(modelOptions, generates: false)
+        setup = try ModelSetup(modelOptions, generates: false, prompted: prompts.prompts != nil)
         let promptSet = try prompts.check(setup)
         let config = setup.config, setup = setup
         let initImages = try options.imageToImage.load(setup)
