@@ -254,19 +254,6 @@ public final class CLIPModel {
         return out
     }
 
-    /// `get_image_features` of processed `pixel_values` ([N, 3, S, S]).
-    public func imageEmbeddings(pixelValues: [Float], count n: Int) throws -> [[Float]] {
-        let size = 3 * config.vision.imageSize * config.vision.imageSize, P = config.projectionDim
-        var out: [[Float]] = []
-        for start in stride(from: 0, to: n, by: vision.batch) {
-            let m = min(vision.batch, n - start)
-            try vision.encode(Array(pixelValues[(start * size)..<((start + m) * size)]), count: m)
-            let e = try vision.stream.download(vision.imageEmbeds, count: m * P)
-            out += (0..<m).map { Array(e[($0 * P)..<(($0 + 1) * P)]) }
-        }
-        return out
-    }
-
     /// The token ids torchmetrics' CLIPScore gives the text tower: start, tokens, end (padding to the
     /// batch's longest changes nothing under the causal mask), cut to max_position_embeddings when longer
     /// (torchmetrics cuts the ids, end token included, and warns). Returns the ids and whether any was cut.
@@ -300,23 +287,18 @@ public final class CLIPModel {
 
 extension CLIPModel {
     /// The pairs' scores (100 × cos) of images against prompts: image i with prompt i mod n, as
-    /// `generate` pairs them. Each distinct prompt is encoded once. `progress` gets (images done,
+    /// `generate` pairs them (a `CLIPJudge` over them, batch by batch). `progress` gets (images done,
     /// images). Returns the scores and the prompts cut to max_position_embeddings.
     public func pairScores(images: [Image8], prompts: [String], progress: ((Int, Int) -> Void)? = nil) throws -> (scores: [Double], truncated: [String]) {
         guard !prompts.isEmpty else { throw ModelError("CLIP score needs at least one prompt") }
-        let distinct = Array(Set(prompts)).sorted()
-        let (ids, _) = try tokenIDs(distinct)
-        let truncated = zip(distinct, ids).filter { !$0.1.contains(tokenizer!.eosID) }.map(\.0)
-        let embedded = Dictionary(uniqueKeysWithValues: zip(distinct, try textEmbeddings(ids: ids)))
+        let judge = CLIPJudge(model: self, prompts: try PromptSet(prompts))
         var scores: [Double] = []
         for start in stride(from: 0, to: images.count, by: vision.batch) {
             let end = min(images.count, start + vision.batch)
-            for (offset, e) in try imageEmbeddings(Array(images[start..<end])).enumerated() {
-                scores.append(CLIPScore.pairScore(e, embedded[prompts[(start + offset) % prompts.count]]!))
-            }
+            scores += try judge.pairScores(Array(images[start..<end]), first: start)
             progress?(end, images.count)
         }
-        return (scores, truncated)
+        return (scores, judge.truncated.sorted())
     }
 }
 
@@ -365,17 +347,23 @@ public final class CLIPJudge {
     public var key: String { FNV1a.hex((["clip v1", model.fingerprint] + prompts.prompts).joined(separator: "|")) }
 
     /// The pairs' scores of `count` images in model space ([count, C, H, W], host) whose run indices
-    /// start at `first`.
+    /// start at `first`, as their PNGs hold them.
     public func pairScores(_ values: [Float], count: Int, channels: Int, height: Int, width: Int, first: Int) throws -> [Double] {
         let size = channels * height * width
-        let indices = first..<(first + count)
+        return try pairScores((0..<count).map { Image8(modelSpace: values[($0 * size)..<(($0 + 1) * size)], channels: channels, height: height, width: width) },
+                              first: first)
+    }
+
+    /// The pairs' scores of 8-bit images (at most the model's batch) whose run indices start at
+    /// `first`; each prompt is encoded once, the first time an image needs it.
+    public func pairScores(_ images: [Image8], first: Int) throws -> [Double] {
+        let indices = first..<(first + images.count)
         let missing = Array(Set(indices.map(prompts.prompt)).filter { textEmbeddings[$0] == nil }).sorted()
         if !missing.isEmpty {
             let (ids, _) = try model.tokenIDs(missing)
             for (p, ids) in zip(missing, ids) where !ids.contains(model.tokenizer!.eosID) { truncated.insert(p) }
             for (p, e) in zip(missing, try model.textEmbeddings(ids: ids)) { textEmbeddings[p] = e }
         }
-        let images = (0..<count).map { Image8(modelSpace: values[($0 * size)..<(($0 + 1) * size)], channels: channels, height: height, width: width) }
         return zip(indices, try model.imageEmbeddings(images)).map { CLIPScore.pairScore($1, textEmbeddings[prompts.prompt($0)]!) }
     }
 }
